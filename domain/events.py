@@ -1,0 +1,75 @@
+"""Key lifecycle events: frozen msgspec Structs with explicit, stable tags.
+
+Only ever add fields, with defaults; never rename a tag. Stored as JSON with named fields.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Union
+
+import msgspec
+
+from domain.access import AccessEntry
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every key event: the key it belongs to and when it happened."""
+
+    key_id: str
+    at: datetime
+
+
+class KeyCreated(Event, tag="key.created", frozen=True, kw_only=True):
+    """A key came into being. ``secret_hash`` is the argon2id hash; never the secret."""
+
+    name: str
+    organization_id: str | None = None
+    access: tuple[AccessEntry, ...] = ()
+    expires_at: datetime | None = None
+    secret_hash: str
+    prefix: str
+    start: str
+
+
+class KeyAccessChanged(Event, tag="key.access_changed", frozen=True, kw_only=True):
+    """The key's access entries were replaced (and optionally its name changed)."""
+
+    access: tuple[AccessEntry, ...] | None = None
+    name: str | None = None
+
+
+class KeyRotated(Event, tag="key.rotated", frozen=True, kw_only=True):
+    """A new secret replaced the old one; the old one still works until ``previous_valid_until``."""
+
+    secret_hash: str
+    start: str
+    previous_valid_until: datetime | None = None
+
+
+class KeyRevoked(Event, tag="key.revoked", frozen=True, kw_only=True):
+    """The key was revoked, irreversibly."""
+
+    reason: str = ""
+
+
+AnyEvent = Union[KeyCreated, KeyAccessChanged, KeyRotated, KeyRevoked]
+EVENT_CLASSES: tuple[type[Event], ...] = (KeyCreated, KeyAccessChanged, KeyRotated, KeyRevoked)
+
+_encoder = msgspec.json.Encoder()
+_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)
+
+
+def event_type(event: Event) -> str:
+    """The stable tag of ``event``, e.g. ``"key.created"``."""
+    return str(event.__struct_config__.tag)
+
+
+def encode_event(event: Event) -> bytes:
+    """Encode ``event`` as JSON bytes (includes its ``type`` tag)."""
+    return _encoder.encode(event)
+
+
+def decode_event(data: bytes | str) -> AnyEvent:
+    """Decode JSON produced by :func:`encode_event` back into the event Struct."""
+    return _decoder.decode(data)

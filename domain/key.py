@@ -1,0 +1,147 @@
+"""The key aggregate: ``decide(state, command, now)`` and ``evolve(state, event)``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Iterable, Literal
+
+import msgspec
+
+from domain.access import AccessEntry
+from domain.commands import (
+    ChangeAccess,
+    Command,
+    CreateKey,
+    RevokeKey,
+    RotateKey,
+    check_change,
+    check_create,
+    check_revoke,
+    check_rotate,
+)
+from domain.errors import KeyAlreadyExists, KeyNotFound, KeyRevokedError
+from domain.events import AnyEvent, Event, KeyAccessChanged, KeyCreated, KeyRevoked, KeyRotated
+
+Status = Literal["active", "revoked", "expired"]
+
+
+class KeyState(msgspec.Struct, frozen=True, kw_only=True):
+    """A key as folded from its events. ``version`` counts the events applied."""
+
+    key_id: str
+    version: int
+    name: str
+    organization_id: str | None
+    access: tuple[AccessEntry, ...]
+    expires_at: datetime | None
+    secret_hash: str
+    prefix: str
+    start: str
+    created_at: datetime
+    updated_at: datetime
+    previous_hash: str | None = None
+    previous_valid_until: datetime | None = None
+    revoked_at: datetime | None = None
+    revoke_reason: str | None = None
+
+    def status(self, now: datetime) -> Status:
+        """``revoked`` (forever), ``expired`` (by the clock) or ``active``."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and now >= self.expires_at:
+            return "expired"
+        return "active"
+
+    def previous_secret_valid(self, now: datetime) -> bool:
+        """Whether the secret that the last rotation replaced still works at ``now``."""
+        return self.previous_valid_until is not None and now < self.previous_valid_until
+
+
+def evolve(state: KeyState | None, event: AnyEvent) -> KeyState:
+    """Apply one event to the state (``None`` before the first event)."""
+    if isinstance(event, KeyCreated):
+        return KeyState(
+            key_id=event.key_id,
+            version=1,
+            name=event.name,
+            organization_id=event.organization_id,
+            access=event.access,
+            expires_at=event.expires_at,
+            secret_hash=event.secret_hash,
+            prefix=event.prefix,
+            start=event.start,
+            created_at=event.at,
+            updated_at=event.at,
+        )
+    if state is None:
+        raise ValueError(f"{type(event).__name__} before key.created in stream {event.key_id}")
+    bumped = msgspec.structs.replace(state, version=state.version + 1, updated_at=event.at)
+    match event:
+        case KeyAccessChanged(access=access, name=name):
+            return msgspec.structs.replace(
+                bumped,
+                access=state.access if access is None else access,
+                name=state.name if name is None else name,
+            )
+        case KeyRotated():
+            return msgspec.structs.replace(
+                bumped,
+                previous_hash=state.secret_hash if event.previous_valid_until else None,
+                previous_valid_until=event.previous_valid_until,
+                secret_hash=event.secret_hash,
+                start=event.start,
+            )
+        case KeyRevoked(reason=reason):
+            return msgspec.structs.replace(bumped, revoked_at=event.at, revoke_reason=reason)
+    raise TypeError(f"unknown event {event!r}")
+
+
+def fold(events: Iterable[AnyEvent], state: KeyState | None = None) -> KeyState | None:
+    """Fold a stream's events into its state, starting from ``state``."""
+    for event in events:
+        state = evolve(state, event)
+    return state
+
+
+def decide(state: KeyState | None, command: Command, now: datetime) -> list[Event]:
+    """The events that ``command`` produces on ``state`` at ``now``, or a DomainError."""
+    if isinstance(command, CreateKey):
+        if state is not None:
+            raise KeyAlreadyExists(f"key {command.key_id} already exists")
+        return [_created(check_create(command, now), now)]
+    state = ensure_open(state, command.key_id)
+    match command:
+        case ChangeAccess():
+            checked = check_change(command)
+            return [KeyAccessChanged(key_id=state.key_id, at=now, access=checked.access, name=checked.name)]
+        case RotateKey():
+            grace = check_rotate(command).grace_seconds
+            until = now + timedelta(seconds=grace) if grace else None
+            return [KeyRotated(key_id=state.key_id, at=now, secret_hash=command.secret_hash,
+                               start=command.start, previous_valid_until=until)]
+        case RevokeKey():
+            return [KeyRevoked(key_id=state.key_id, at=now, reason=check_revoke(command).reason)]
+    raise TypeError(f"unknown command {command!r}")
+
+
+def ensure_open(state: KeyState | None, key_id: str) -> KeyState:
+    """``state`` if the key exists and is not revoked; otherwise KeyNotFound/KeyRevokedError."""
+    if state is None:
+        raise KeyNotFound(f"key {key_id} not found")
+    if state.revoked_at is not None:
+        raise KeyRevokedError(f"key {key_id} is revoked; revocation cannot be undone")
+    return state
+
+
+def _created(command: CreateKey, now: datetime) -> KeyCreated:
+    return KeyCreated(
+        key_id=command.key_id,
+        at=now,
+        name=command.name,
+        organization_id=command.organization_id,
+        access=command.access,
+        expires_at=command.expires_at,
+        secret_hash=command.secret_hash,
+        prefix=command.prefix,
+        start=command.start,
+    )

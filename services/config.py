@@ -1,0 +1,58 @@
+"""Settings read from the environment, with sensible defaults."""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import msgspec
+
+from domain.token import DEFAULT_PREFIX, is_valid_prefix
+
+
+class SettingsError(ValueError):
+    """A setting from the environment is invalid; the message names it."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything configurable. ``database_url``/``nats_url`` None means the embedded stack."""
+
+    database_url: str | None = None
+    nats_url: str | None = None
+    token_prefix: str = DEFAULT_PREFIX
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 1
+    argon2_max_concurrency: int = 2
+
+
+_INTS = {
+    "argon2_time_cost": ("KEYLEDGER_ARGON2_TIME_COST", 1, 100),
+    "argon2_memory_kib": ("KEYLEDGER_ARGON2_MEMORY_KIB", 8, 4 * 1024 * 1024),
+    "argon2_parallelism": ("KEYLEDGER_ARGON2_PARALLELISM", 1, 64),
+    "argon2_max_concurrency": ("KEYLEDGER_ARGON2_MAX_CONCURRENCY", 1, 256),
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from ``environ`` (default: the process environment)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {
+        "database_url": env.get("DATABASE_URL") or None,
+        "nats_url": env.get("NATS_URL") or None,
+        "token_prefix": env.get("KEYLEDGER_TOKEN_PREFIX", DEFAULT_PREFIX),
+    }
+    if not is_valid_prefix(str(values["token_prefix"])):
+        raise SettingsError("KEYLEDGER_TOKEN_PREFIX must be 1-16 lowercase letters/digits, starting with a letter")
+    for field, (name, low, high) in _INTS.items():
+        raw = env.get(name)
+        if raw is None or raw == "":
+            continue
+        try:
+            number = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+        if not low <= number <= high:
+            raise SettingsError(f"{name} must be between {low} and {high}")
+        values[field] = number
+    return Settings(**values)  # type: ignore[arg-type]

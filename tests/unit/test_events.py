@@ -1,0 +1,43 @@
+"""Events keep stable tags and survive a JSON round trip."""
+
+from datetime import datetime, timezone
+
+import msgspec
+import pytest
+
+from domain.access import AccessEntry
+from domain.events import (
+    EVENT_CLASSES, KeyAccessChanged, KeyCreated, KeyRevoked, KeyRotated, decode_event, encode_event, event_type,
+)
+
+AT = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
+SAMPLES = [
+    KeyCreated(key_id="k", at=AT, name="n", access=(AccessEntry(resource="website", id="w", scopes=("read:data",)),),
+               secret_hash="$argon2id$x", prefix="kl", start="kl_k"),
+    KeyAccessChanged(key_id="k", at=AT, access=(), name="m"),
+    KeyRotated(key_id="k", at=AT, secret_hash="$argon2id$y", start="kl_k2", previous_valid_until=AT),
+    KeyRevoked(key_id="k", at=AT, reason="leaked"),
+]
+
+
+def test_tags_are_stable() -> None:
+    assert [cls.__struct_config__.tag for cls in EVENT_CLASSES] == [event_type(e) for e in SAMPLES] == [
+        "key.created", "key.access_changed", "key.rotated", "key.revoked"]
+
+
+@pytest.mark.parametrize("event", SAMPLES)
+def test_round_trip(event: object) -> None:
+    data = encode_event(event)  # type: ignore[arg-type]
+    assert decode_event(data) == event
+    assert msgspec.json.decode(data)["type"] == event_type(event)  # type: ignore[arg-type]
+
+
+def test_stored_json_has_named_fields() -> None:
+    body = msgspec.json.decode(encode_event(SAMPLES[0]))
+    assert body["access"] == [{"resource": "website", "scopes": ["read:data"], "id": "w"}]
+    assert body["secret_hash"] == "$argon2id$x" and body["at"] == "2026-05-01T12:00:00Z"
+
+
+def test_older_json_without_new_optional_fields_still_decodes() -> None:
+    old = b'{"type":"key.revoked","key_id":"k","at":"2026-05-01T12:00:00Z"}'
+    assert decode_event(old) == KeyRevoked(key_id="k", at=AT)
