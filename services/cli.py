@@ -1,0 +1,103 @@
+"""The ``keyledger`` command: manage keys and the embedded dev stack."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import NoReturn, Sequence
+
+import msgspec
+import psycopg
+
+from domain.errors import DomainError
+from services import cli_keys
+from services.cli_args import access_entry, duration_seconds, moment
+from services.config import SettingsError, load_settings
+from services.stack import StackError, default_data_dir, stack_down, stack_status, stack_up
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line and exit 2, without the usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``keyledger`` argument parser."""
+    parser = _Parser(prog="keyledger", description="Event-sourced API keys.")
+    json_flag = _Parser(add_help=False)
+    json_flag.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    groups = parser.add_subparsers(dest="group", required=True, parser_class=_Parser)
+
+    keys = groups.add_parser("keys", help="create, list, show, rotate and revoke keys").add_subparsers(
+        dest="action", required=True, parser_class=_Parser)
+    create = keys.add_parser("create", parents=[json_flag], help="create a key; prints its secret once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--org", help="organization id")
+    create.add_argument("--scope", action="append", metavar="SCOPE", help="global scope (repeatable)")
+    create.add_argument("--access", action="append", type=access_entry, metavar="RES[:ID]=SCOPE[,SCOPE]",
+                        help="resource access entry, e.g. website:abc=read:data (repeatable)")
+    create.add_argument("--expires", type=moment, metavar="TIME|DURATION", help="ISO time or e.g. 30d")
+    listing = keys.add_parser("list", parents=[json_flag], help="list keys (prefix/start only)")
+    listing.add_argument("--all", action="store_true", help="include revoked and expired keys")
+    keys.add_parser("show", parents=[json_flag], help="a key's state and event history").add_argument("key_id")
+    rotate = keys.add_parser("rotate", parents=[json_flag], help="new secret; optional grace for the old one")
+    rotate.add_argument("key_id")
+    rotate.add_argument("--grace", type=duration_seconds, default=0, metavar="DURATION", help="e.g. 1h (max 7d)")
+    revoke = keys.add_parser("revoke", parents=[json_flag], help="revoke a key (irreversible)")
+    revoke.add_argument("key_id")
+    revoke.add_argument("--reason", default="")
+
+    stack = groups.add_parser("stack", help="the embedded Postgres + NATS dev stack")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    stack.add_argument("--json", action="store_true")
+    return parser
+
+
+def _stack(args: argparse.Namespace) -> int:
+    data_dir = default_data_dir()
+    if args.action == "down":
+        stopped = stack_down(data_dir)
+        print("stack stopped" if stopped else "stack was not running")
+        return 0
+    info = stack_up(data_dir) if args.action == "up" else stack_status(data_dir)
+    if info is None:
+        print("stack is not running")
+        return 1
+    payload = {"database_url": info.database_url, "nats_url": info.nats_url, "data_dir": str(info.data_dir)}
+    if args.json:
+        print(msgspec.json.encode(payload).decode())
+    else:
+        print(f"postgres: {info.database_url}\nnats:     {info.nats_url}\ndata:     {info.data_dir}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``keyledger`` console script; returns the exit code."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        if args.group == "stack":
+            return _stack(args)
+        asyncio.run(cli_keys.run(args, load_settings()))
+        return 0
+    except DomainError as exc:
+        return _fail(str(exc))
+    except (SettingsError, StackError) as exc:
+        return _fail(str(exc))
+    except psycopg.OperationalError as exc:
+        return _fail(f"database unavailable: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}")
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+
+
+def _fail(message: str, code: int = 1) -> int:
+    sys.stderr.write(f"keyledger: error: {message}\n")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Wiring: resolve servers, migrate, open the pool, and build the services on top."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+import msgspec
+from psycopg_pool import AsyncConnectionPool
+
+from services.config import Settings
+from services.event_store import EventStore
+from services.hashing import SecretHasher
+from services.key_service import KeyService
+from services.migrations import migrate
+from services.stack import resolve_urls
+
+
+class Runtime(msgspec.Struct, frozen=True, kw_only=True):
+    """The live services of one process."""
+
+    settings: Settings
+    database_url: str
+    nats_url: str
+    store: EventStore
+    keys: KeyService
+
+
+def server_urls(settings: Settings) -> tuple[str, str]:
+    """The Postgres and NATS URLs: the configured ones, else those of the embedded stack."""
+    if settings.database_url and settings.nats_url:
+        return settings.database_url, settings.nats_url
+    env = {name: value for name, value in
+           (("DATABASE_URL", settings.database_url), ("NATS_URL", settings.nats_url)) if value}
+    return resolve_urls(env)
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings, *, pool_size: int = 4) -> AsyncIterator[Runtime]:
+    """Start (or find) the servers, apply migrations and yield the wired services."""
+    database_url, nats_url = server_urls(settings)
+    await migrate(database_url)
+    hasher = SecretHasher(settings)
+    pool = AsyncConnectionPool(database_url, min_size=1, max_size=pool_size, open=False,
+                               kwargs={"autocommit": True})
+    await pool.open(wait=True)
+    try:
+        store = EventStore(pool)
+        keys = KeyService(store, hasher, prefix=settings.token_prefix)
+        yield Runtime(settings=settings, database_url=database_url, nats_url=nats_url, store=store, keys=keys)
+    finally:
+        await pool.close()
+        hasher.close()

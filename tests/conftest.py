@@ -1,0 +1,68 @@
+"""Shared fixtures: one real Postgres + NATS per test session, a fresh database per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import AsyncIterator, Iterator
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+from psycopg_pool import AsyncConnectionPool
+
+from services.event_store import EventStore
+from services.migrations import migrate
+from services.stack import StackInfo, stack_down, stack_up
+
+# Fast, throw-away durability for the test cluster only.
+TEST_PG_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(database_url, nats_url): from DATABASE_URL/NATS_URL if both are set, else a private stack."""
+    if os.environ.get("DATABASE_URL") and os.environ.get("NATS_URL"):
+        yield os.environ["DATABASE_URL"], os.environ["NATS_URL"]
+        return
+    data_dir: Path = tmp_path_factory.mktemp("stack")
+    info: StackInfo = stack_up(data_dir, pg_settings=TEST_PG_SETTINGS)
+    try:
+        yield info.database_url, info.nats_url
+    finally:
+        stack_down(data_dir)
+
+
+@pytest.fixture
+def nats_url(servers: tuple[str, str]) -> str:
+    """The NATS server of this test session."""
+    return servers[1]
+
+
+@pytest.fixture
+def database_url(servers: tuple[str, str]) -> Iterator[str]:
+    """A fresh, empty database (migrations not yet applied), dropped after the test."""
+    admin_url = servers[0]
+    name = f"kl_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_conninfo(admin_url, dbname=name)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
+    """A migrated database's connection pool (autocommit, like the service's)."""
+    await migrate(database_url)
+    async with AsyncConnectionPool(database_url, min_size=1, max_size=8, kwargs={"autocommit": True}) as p:
+        yield p
+
+
+@pytest.fixture
+def store(pool: AsyncConnectionPool) -> EventStore:
+    """An EventStore on a fresh, migrated database."""
+    return EventStore(pool)

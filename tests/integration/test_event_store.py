@@ -1,0 +1,126 @@
+"""The Postgres event store against a real server: concurrency, ordering, round trips."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import psycopg
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from domain.errors import ConcurrencyError
+from domain.events import Event
+from domain.key import fold
+from services.event_store import EventStore, Metadata
+from services.migrations import available_migrations, migrate
+from tests.factories import changes, created
+
+
+async def test_migrations_apply_once_even_when_started_together(database_url: str) -> None:
+    results = await asyncio.gather(*(migrate(database_url) for _ in range(4)))
+    applied = [names for names in results if names]
+    assert applied == [[name for _, name, _ in available_migrations()]]
+    assert await migrate(database_url) == []
+
+
+async def test_append_and_read_back_with_envelope(store: EventStore) -> None:
+    meta = Metadata(actor="admin:k1", ip="203.0.113.9", user_agent="curl/8", request_id="req-1")
+    written = await store.append("key-a", 0, [created("key-a"), *changes("key-a", 2)], meta)
+    assert [e.version for e in written] == [1, 2, 3]
+    read = await store.read_stream("key-a")
+    assert [(e.global_position, e.version, e.type) for e in read] == [
+        (1, 1, "key.created"), (2, 2, "key.access_changed"), (3, 3, "key.access_changed")]
+    assert read == written
+    assert all(e.metadata == meta for e in read)
+    assert await store.read_stream("key-a", after_version=2) == written[2:]
+    assert await store.stream_version("key-a") == 3 and await store.stream_version("nope") == 0
+    assert await store.head_position() == 3
+
+
+async def test_stale_or_skipping_expected_version_is_a_conflict(store: EventStore) -> None:
+    await store.append("key-b", 0, [created("key-b")])
+    with pytest.raises(ConcurrencyError, match="at version 1, expected 0"):
+        await store.append("key-b", 0, [created("key-b")])
+    with pytest.raises(ConcurrencyError, match="at version 1, expected 5"):
+        await store.append("key-b", 5, changes("key-b", 1))
+    assert [e.version for e in await store.read_stream("key-b")] == [1]
+    assert await store.head_position() == 1  # failed appends consume no position
+
+
+async def test_concurrent_writers_on_one_stream_exactly_one_wins(store: EventStore) -> None:
+    await store.append("key-c", 0, [created("key-c")])
+    results = await asyncio.gather(
+        *(store.append("key-c", 1, changes("key-c", 1)) for _ in range(8)), return_exceptions=True)
+    assert sum(not isinstance(r, BaseException) for r in results) == 1
+    assert all(isinstance(r, ConcurrencyError) for r in results if isinstance(r, BaseException))
+    assert await store.stream_version("key-c") == 2
+
+
+async def test_events_cannot_be_changed_or_removed(store: EventStore, pool: AsyncConnectionPool) -> None:
+    await store.append("key-d", 0, [created("key-d")])
+    async with pool.connection() as conn:
+        for sql in ("UPDATE events SET type = 'x'", "DELETE FROM events", "TRUNCATE events"):
+            with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+                await conn.execute(sql)
+    assert len(await store.read_stream("key-d")) == 1
+
+
+async def test_tailing_reader_never_skips_an_event_committed_later(database_url: str) -> None:
+    """Many connections append at once while a reader tails by position: it sees every event once."""
+    await migrate(database_url)
+    async with AsyncConnectionPool(database_url, min_size=16, max_size=16, kwargs={"autocommit": True}) as pool:
+        store = EventStore(pool)
+        writers_done = asyncio.Event()
+        seen: list[int] = []
+
+        async def writer(worker: int) -> None:
+            rng = random.Random(worker)
+            for i in range(60):
+                stream = f"w{worker}-{i}"
+                await store.append(stream, 0, [created(stream), *changes(stream, rng.randint(0, 3))])
+                contended = "shared"
+                try:
+                    version = await store.stream_version(contended)
+                    events: list[Event] = [created(contended)] if version == 0 else changes(contended, 1)
+                    await store.append(contended, version, events)
+                except ConcurrencyError:
+                    pass
+
+        async def reader() -> None:
+            last = 0
+            while True:
+                finished = writers_done.is_set()
+                page = await store.read_page(last, 200)
+                seen.extend(e.global_position for e in page)
+                if page:
+                    last = page[-1].global_position
+                elif finished:
+                    return
+
+        tail = asyncio.create_task(reader())
+        await asyncio.gather(*(writer(w) for w in range(12)))
+        writers_done.set()
+        await tail
+        head = await store.head_position()
+    assert seen == list(range(1, head + 1))
+
+
+async def test_hundred_thousand_events_round_trip(store: EventStore) -> None:
+    streams = [f"bulk-{i:04d}" for i in range(1000)]
+    written: dict[str, list[Event]] = {s: [created(s), *changes(s, 99)] for s in streams}
+
+    async def write(chunk: list[str]) -> None:
+        for stream in chunk:
+            await store.append(stream, 0, written[stream])
+
+    await asyncio.gather(*(write(streams[i::4]) for i in range(4)))
+    read: dict[str, list[Event]] = {}
+    positions = []
+    async for page in store.read_all(page_size=10_000):
+        for recorded in page:
+            positions.append(recorded.global_position)
+            read.setdefault(recorded.stream_id, []).append(recorded.event)
+    assert positions == list(range(1, 100_001))
+    assert read == written
+    assert fold(read["bulk-0042"]) == fold(written["bulk-0042"])
