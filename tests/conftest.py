@@ -21,17 +21,24 @@ TEST_PG_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writ
 
 
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """(database_url, nats_url): from DATABASE_URL/NATS_URL if both are set, else a private stack."""
+def stack_info(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo | None]:
+    """A private embedded stack for this session; None when DATABASE_URL and NATS_URL are set."""
     if os.environ.get("DATABASE_URL") and os.environ.get("NATS_URL"):
-        yield os.environ["DATABASE_URL"], os.environ["NATS_URL"]
+        yield None
         return
     data_dir: Path = tmp_path_factory.mktemp("stack")
-    info: StackInfo = stack_up(data_dir, pg_settings=TEST_PG_SETTINGS)
     try:
-        yield info.database_url, info.nats_url
+        yield stack_up(data_dir, pg_settings=TEST_PG_SETTINGS)
     finally:
         stack_down(data_dir)
+
+
+@pytest.fixture(scope="session")
+def servers(stack_info: StackInfo | None) -> tuple[str, str]:
+    """(database_url, nats_url) of the servers the tests use."""
+    if stack_info is None:
+        return os.environ["DATABASE_URL"], os.environ["NATS_URL"]
+    return stack_info.database_url, stack_info.nats_url
 
 
 @pytest.fixture

