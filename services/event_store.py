@@ -78,11 +78,12 @@ class EventStore:
         if not events:
             return []
         meta = metadata or Metadata()
+        types = [event_type(event) for event in events]
         params = {
             "n": len(events), "stream": stream_id, "expected": expected_version,
             "meta": _meta_encoder.encode(meta).decode(),
             "ids": [uuid.uuid4() for _ in events],
-            "types": [event_type(event) for event in events],
+            "types": types,
             "datas": [encode_event(event).decode() for event in events],
         }
         try:
@@ -96,7 +97,7 @@ class EventStore:
         return [
             RecordedEvent(global_position=pos, event_id=eid, stream_id=stream_id, version=ver,
                           type=type_, event=event, metadata=meta, recorded_at=at)  # type: ignore[arg-type]
-            for (pos, eid, ver, at), type_, event in zip(rows, params["types"], events)
+            for (pos, eid, ver, at), type_, event in zip(rows, types, events)
         ]
 
     async def stream_version(self, stream_id: str) -> int:
