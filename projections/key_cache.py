@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Iterable
 
 from domain.events import AnyEvent
@@ -22,3 +23,23 @@ def build(events: Iterable[AnyEvent], model: KeyCache | None = None) -> KeyCache
     for event in events:
         apply(cache, event)
     return cache
+
+
+class Outcome(enum.Enum):
+    """What :func:`apply_at` did with an event."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"  # version already applied: redelivery or re-publish, ignored
+    GAP = "gap"  # an earlier version is missing: read the stream from the store first
+
+
+def apply_at(model: KeyCache, event: AnyEvent, version: int) -> Outcome:
+    """Apply ``event`` as version ``version`` of its key, only if it is the next one."""
+    current = model.get(event.key_id)
+    have = current.version if current is not None else 0
+    if version <= have:
+        return Outcome.DUPLICATE
+    if version > have + 1:
+        return Outcome.GAP
+    model[event.key_id] = evolve(current, event)
+    return Outcome.APPLIED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Mapping
 
 import msgspec
@@ -24,6 +25,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 1
     argon2_max_concurrency: int = 2
+    nats_stream: str = "KEYLEDGER_EVENTS"
+    nats_subject_prefix: str = "keyledger.events"
 
 
 _INTS = {
@@ -41,7 +44,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "database_url": env.get("DATABASE_URL") or None,
         "nats_url": env.get("NATS_URL") or None,
         "token_prefix": env.get("KEYLEDGER_TOKEN_PREFIX", DEFAULT_PREFIX),
+        "nats_stream": env.get("KEYLEDGER_NATS_STREAM") or "KEYLEDGER_EVENTS",
+        "nats_subject_prefix": env.get("KEYLEDGER_NATS_SUBJECT_PREFIX") or "keyledger.events",
     }
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", str(values["nats_stream"])):
+        raise SettingsError("KEYLEDGER_NATS_STREAM must be 1-64 letters, digits, '_' or '-'")
+    if not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", str(values["nats_subject_prefix"])):
+        raise SettingsError("KEYLEDGER_NATS_SUBJECT_PREFIX must be dot-separated tokens of letters, digits, '_' or '-'")
     if not is_valid_prefix(str(values["token_prefix"])):
         raise SettingsError("KEYLEDGER_TOKEN_PREFIX must be 1-16 lowercase letters/digits, starting with a letter")
     for field, (name, low, high) in _INTS.items():

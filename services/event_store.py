@@ -139,5 +139,10 @@ class EventStore:
     async def head_position(self) -> int:
         """The highest global position committed so far (0 for an empty store)."""
         async with self._pool.connection() as conn:
-            row = await (await conn.execute("SELECT value FROM event_position")).fetchone()
+            return await self.head_on(conn)
+
+    @staticmethod
+    async def head_on(conn: psycopg.AsyncConnection) -> int:
+        """:meth:`head_position` on a given connection."""
+        row = await (await conn.execute("SELECT value FROM event_position")).fetchone()
         return int(row[0]) if row else 0

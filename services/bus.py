@@ -1,0 +1,68 @@
+"""NATS JetStream plumbing shared by the relay, the projector and the live cache."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from services.config import Settings
+from services.event_store import RecordedEvent
+
+log = logging.getLogger("keyledger.bus")
+
+DUPLICATE_WINDOW_SECONDS = 120.0
+_encoder = msgspec.json.Encoder()
+_decoder: msgspec.json.Decoder[RecordedEvent] = msgspec.json.Decoder(RecordedEvent)
+
+
+def subject_for(settings: Settings, key_id: str) -> str:
+    """The subject an event of ``key_id`` is published on: ``<prefix>.<key_id>``."""
+    return f"{settings.nats_subject_prefix}.{key_id}"
+
+
+def all_subjects(settings: Settings) -> str:
+    """The wildcard covering every key's subject."""
+    return f"{settings.nats_subject_prefix}.>"
+
+
+def encode_message(recorded: RecordedEvent) -> bytes:
+    """The message body: the event with its envelope, as JSON."""
+    return _encoder.encode(recorded)
+
+
+def decode_message(data: bytes) -> RecordedEvent:
+    """The RecordedEvent carried by a message body."""
+    return _decoder.decode(data)
+
+
+async def connect(url: str, name: str, **options: Any) -> Client:
+    """Connect to NATS, reconnecting forever when the server goes away later."""
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats %s: %s", name, exc)
+
+    settings: dict[str, Any] = {
+        "name": name, "max_reconnect_attempts": -1, "reconnect_time_wait": 0.25,
+        "connect_timeout": 2, "error_cb": on_error,
+    }
+    settings.update(options)
+    return await nats.connect(url, **settings)
+
+
+async def ensure_stream(js: JetStreamContext, settings: Settings) -> None:
+    """Create the events stream if it is missing (file storage, de-duplication window)."""
+    config = StreamConfig(
+        name=settings.nats_stream, subjects=[all_subjects(settings)], storage=StorageType.FILE,
+        duplicate_window=DUPLICATE_WINDOW_SECONDS,
+    )
+    try:
+        await js.stream_info(settings.nats_stream)
+    except NotFoundError:
+        await js.add_stream(config)
+        log.info("created JetStream stream %s", settings.nats_stream)

@@ -1,0 +1,119 @@
+"""The key cache projector: a durable JetStream consumer writing the Postgres read model."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import msgspec
+import nats.errors
+import psycopg
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import Error as JetStreamError
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from projections.key_cache import KeyCache, Outcome, apply_at
+from services import bus
+from services.config import Settings
+from services.event_store import EventStore, RecordedEvent
+from services.key_cache_store import (
+    PROJECTOR, load_keys, lock_key_cache, save_checkpoint, upsert_keys,
+)
+
+log = logging.getLogger("keyledger.projector")
+
+
+class ProjectorStats(msgspec.Struct, kw_only=True):
+    """Counts since start: events applied, duplicates skipped, gaps repaired from the store."""
+
+    applied: int = 0
+    duplicates: int = 0
+    repaired: int = 0
+
+
+async def apply_batch(
+    conn: AsyncConnection, store: EventStore, batch: list[tuple[RecordedEvent, int]], stats: ProjectorStats,
+    checkpoint: str = PROJECTOR,
+) -> None:
+    """Apply ``(event, stream_seq)`` pairs to the key cache and move the checkpoint, in one transaction.
+
+    Versions already applied are skipped; a missing earlier version is read from the store.
+    """
+    async with conn.transaction():
+        await lock_key_cache(conn)
+        model = await load_keys(conn, {recorded.stream_id for recorded, _ in batch})
+        positions: dict[str, int] = {}
+        for recorded, _ in batch:
+            outcome = apply_at(model, recorded.event, recorded.version)
+            if outcome is Outcome.GAP:
+                await _repair(model, positions, store, recorded.stream_id, stats)
+                outcome = apply_at(model, recorded.event, recorded.version)
+            if outcome is Outcome.APPLIED:
+                stats.applied += 1
+                positions[recorded.stream_id] = recorded.global_position
+            else:
+                stats.duplicates += 1
+        await upsert_keys(conn, [(model[key_id], position) for key_id, position in positions.items()])
+        await save_checkpoint(conn, checkpoint, max(r.global_position for r, _ in batch), max(s for _, s in batch))
+
+
+async def _repair(model: KeyCache, positions: dict[str, int], store: EventStore, stream_id: str,
+                  stats: ProjectorStats) -> None:
+    current = model.get(stream_id)
+    missing = await store.read_stream(stream_id, after_version=current.version if current else 0)
+    log.warning("version gap in %s: repairing %d event(s) from the store", stream_id, len(missing))
+    for recorded in missing:
+        if apply_at(model, recorded.event, recorded.version) is Outcome.APPLIED:
+            stats.repaired += 1
+            positions[stream_id] = recorded.global_position
+
+
+class Projector:
+    """Consumes the events stream with a durable consumer and explicit acks."""
+
+    def __init__(self, pool: AsyncConnectionPool, js: JetStreamContext, settings: Settings,
+                 durable: str = "key-cache-projector", batch_size: int = 500) -> None:
+        self._pool, self._js, self._settings = pool, js, settings
+        self._store = EventStore(pool)
+        self._durable, self._batch_size = durable, batch_size
+        self.stats = ProjectorStats()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set; a batch is acked only after its transaction commits."""
+        subscription = None
+        while not stop.is_set():
+            try:
+                if subscription is None:
+                    await bus.ensure_stream(self._js, self._settings)
+                    subscription = await self._js.pull_subscribe(
+                        bus.all_subjects(self._settings), durable=self._durable, stream=self._settings.nats_stream,
+                        config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
+                                              ack_wait=30, max_ack_pending=20_000))
+                msgs = await subscription.fetch(self._batch_size, timeout=0.5)
+            except (asyncio.TimeoutError, nats.errors.TimeoutError):
+                continue
+            except (nats.errors.Error, JetStreamError) as exc:
+                log.warning("consumer unavailable (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(0.5)
+                continue
+            while not stop.is_set():
+                try:
+                    await self.handle(msgs)
+                    break
+                except psycopg.OperationalError as exc:
+                    log.warning("database unavailable (%s); retrying the batch", type(exc).__name__)
+                    await asyncio.sleep(0.5)
+
+    async def handle(self, msgs: list[Msg]) -> None:
+        """Apply one fetched batch, then ack every message in it."""
+        batch = [(bus.decode_message(msg.data), msg.metadata.sequence.stream) for msg in msgs]
+        async with self._pool.connection() as conn:
+            await apply_batch(conn, self._store, batch, self.stats)
+        try:
+            for msg in msgs:
+                await msg.ack()
+        except nats.errors.Error as exc:  # committed already: a redelivery is skipped as a duplicate
+            log.warning("ack failed (%s); the batch will be redelivered and skipped", type(exc).__name__)

@@ -1,0 +1,107 @@
+"""Replay: rebuild the key cache from the event store into a fresh table and swap it in."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import msgspec
+from psycopg import AsyncConnection
+
+from domain.events import AnyEvent, decode_event
+from domain.key import KeyState
+from projections.key_cache import KeyCache, Outcome, apply, apply_at
+from services.event_store import EventStore
+from services.key_cache_store import PROJECTOR, encode_state, lock_key_cache, save_checkpoint, upsert_keys
+
+Progress = Callable[[int, int], None]  # (events replayed so far, events to replay)
+
+# One round trip per page, and the page's events as one JSON array for a single decode.
+_PAGE = """
+SELECT '[' || string_agg(data::text, ',' ORDER BY global_position) || ']', max(global_position), count(*)
+FROM (SELECT data, global_position FROM events WHERE global_position > %s
+      ORDER BY global_position LIMIT %s) page
+"""
+_page_decoder: msgspec.json.Decoder[list[AnyEvent]] = msgspec.json.Decoder(list[AnyEvent])
+
+
+class ReplayResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What a replay did: events folded, keys written, up to which position, how fast."""
+
+    events: int
+    keys: int
+    position: int
+    seconds: float
+
+    @property
+    def events_per_second(self) -> float:
+        """Replay throughput."""
+        return self.events / self.seconds if self.seconds > 0 else float("inf")
+
+
+async def fold_store(conn: AsyncConnection, head: int, progress: Progress | None = None,
+                     page_size: int = 20_000) -> tuple[KeyCache, int]:
+    """Fold every event up to position ``head`` into a new key cache; returns it and the event count."""
+    model: KeyCache = {}
+    position = count = 0
+    while position < head:
+        cur = await conn.execute(_PAGE, (position, min(page_size, head - position)))
+        row = await cur.fetchone()
+        if row is None or row[0] is None:
+            break
+        for event in _page_decoder.decode(row[0]):
+            apply(model, event)
+        position, count = row[1], count + row[2]
+        if progress:
+            progress(count, head)
+    return model, count
+
+
+async def replay(conn: AsyncConnection, progress: Progress | None = None, page_size: int = 20_000) -> ReplayResult:
+    """Rebuild ``key_cache`` from the store (the source of truth, not NATS) and swap it in atomically.
+
+    Events committed while the rebuild runs are applied inside the swap transaction, under
+    the projector's lock, so nothing falls between the rebuilt table and the live projector.
+    """
+    started = time.perf_counter()
+    head = await EventStore.head_on(conn)
+    model, count = await fold_store(conn, head, progress, page_size)
+    await conn.execute("DROP TABLE IF EXISTS key_cache_rebuild")
+    await conn.execute("CREATE TABLE key_cache_rebuild (key_id text NOT NULL, version integer NOT NULL, "
+                       "position bigint NOT NULL, state jsonb NOT NULL)")
+    last_positions = await _last_positions(conn, head)
+    async with conn.cursor().copy("COPY key_cache_rebuild (key_id, version, position, state) FROM STDIN") as copy:
+        for key_id, state in model.items():
+            await copy.write_row((key_id, state.version, last_positions[key_id], encode_state(state)))
+    await conn.execute("ALTER TABLE key_cache_rebuild ADD CONSTRAINT key_cache_rebuild_pkey PRIMARY KEY (key_id)")
+    async with conn.transaction():
+        await lock_key_cache(conn)
+        position, tail = await _catch_up(conn, model, head)
+        await upsert_keys(conn, tail, table="key_cache_rebuild")
+        await conn.execute("DROP TABLE key_cache")
+        await conn.execute("ALTER TABLE key_cache_rebuild RENAME TO key_cache")
+        await conn.execute("ALTER TABLE key_cache RENAME CONSTRAINT key_cache_rebuild_pkey TO key_cache_pkey")
+        await save_checkpoint(conn, PROJECTOR, position, 0)
+    return ReplayResult(events=count + len(tail), keys=len(model), position=position,
+                        seconds=time.perf_counter() - started)
+
+
+async def _last_positions(conn: AsyncConnection, head: int) -> dict[str, int]:
+    cur = await conn.execute(
+        "SELECT stream_id, max(global_position) FROM events WHERE global_position <= %s GROUP BY stream_id", (head,))
+    return {stream_id: position for stream_id, position in await cur.fetchall()}
+
+
+async def _catch_up(conn: AsyncConnection, model: KeyCache, head: int) -> tuple[int, list[tuple[KeyState, int]]]:
+    """Apply events committed after ``head``; returns the new position and the changed rows."""
+    cur = await conn.execute(
+        "SELECT stream_id, version, global_position, data::text FROM events WHERE global_position > %s "
+        "ORDER BY global_position", (head,))
+    changed: dict[str, tuple[KeyState, int]] = {}
+    position = head
+    for stream_id, version, global_position, data in await cur.fetchall():
+        event = decode_event(data)
+        if apply_at(model, event, version) is Outcome.APPLIED:
+            changed[stream_id] = (model[stream_id], global_position)
+        position = global_position
+    return position, list(changed.values())
