@@ -18,13 +18,14 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/keyledger stack up
 	@echo
-	@echo "The stack is up (data in .keyledger/). Try the CLI:"
+	@echo "Relay and projector start now (Ctrl-C stops them; the stack keeps running)."
+	@echo "In another shell, try the CLI:"
 	@echo "  $(BIN)/keyledger keys create --name demo --scope read:data --access website:abc=read:data"
-	@echo "  $(BIN)/keyledger keys list"
-	@echo "  $(BIN)/keyledger keys show KEY_ID"
-	@echo "  $(BIN)/keyledger keys rotate KEY_ID --grace 1h"
-	@echo "  $(BIN)/keyledger keys revoke KEY_ID"
-	@echo "  $(BIN)/keyledger stack down        # stop Postgres and NATS"
+	@echo "  $(BIN)/keyledger keys list | show KEY_ID | rotate KEY_ID --grace 1h | revoke KEY_ID"
+	@echo "  $(BIN)/keyledger replay           # rebuild the key cache from the event store"
+	@echo "  $(BIN)/keyledger stack down       # stop Postgres and NATS"
+	@echo
+	$(BIN)/keyledger run
 
 typecheck: $(STAMP)
 	$(BIN)/python -m mypy

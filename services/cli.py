@@ -12,8 +12,8 @@ import msgspec
 import psycopg
 
 from domain.errors import DomainError
-from services import cli_keys
-from services.cli_args import access_entry, duration_seconds, moment
+from services import cli_keys, cli_workers
+from services.cli_args import access_entry, duration_seconds, moment, past_moment
 from services.config import SettingsError, load_settings
 from services.stack import StackError, default_data_dir, stack_down, stack_status, stack_up
 
@@ -43,13 +43,21 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--expires", type=moment, metavar="TIME|DURATION", help="ISO time or e.g. 30d")
     listing = keys.add_parser("list", parents=[json_flag], help="list keys (prefix/start only)")
     listing.add_argument("--all", action="store_true", help="include revoked and expired keys")
-    keys.add_parser("show", parents=[json_flag], help="a key's state and event history").add_argument("key_id")
+    show = keys.add_parser("show", parents=[json_flag], help="a key's state and event history")
+    show.add_argument("key_id")
+    show.add_argument("--as-of", type=past_moment, metavar="TIME", help="the key as it was at TIME (ISO time, or 2h = 2h ago)")
     rotate = keys.add_parser("rotate", parents=[json_flag], help="new secret; optional grace for the old one")
     rotate.add_argument("key_id")
     rotate.add_argument("--grace", type=duration_seconds, default=0, metavar="DURATION", help="e.g. 1h (max 7d)")
     revoke = keys.add_parser("revoke", parents=[json_flag], help="revoke a key (irreversible)")
     revoke.add_argument("key_id")
     revoke.add_argument("--reason", default="")
+
+    for name, text in (("run", "relay + projector in one process (the embedded stack if no URLs are set)"),
+                       ("relay", "publish stored events to NATS JetStream"),
+                       ("projector", "build the key cache table from JetStream")):
+        groups.add_parser(name, help=text)
+    groups.add_parser("replay", parents=[json_flag], help="rebuild the key cache from the event store")
 
     stack = groups.add_parser("stack", help="the embedded Postgres + NATS dev stack")
     stack.add_argument("action", choices=["up", "down", "status"])
@@ -82,7 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.group == "stack":
             return _stack(args)
-        asyncio.run(cli_keys.run(args, load_settings()))
+        settings = load_settings()
+        if args.group == "keys":
+            asyncio.run(cli_keys.run(args, settings))
+        elif args.group == "replay":
+            asyncio.run(cli_workers.run_replay(args, settings))
+        else:
+            asyncio.run(cli_workers.run_workers(args, settings))
         return 0
     except DomainError as exc:
         return _fail(str(exc))

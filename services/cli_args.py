@@ -33,10 +33,10 @@ def duration_seconds(text: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
-def moment(text: str, now: datetime | None = None) -> datetime:
+def moment(text: str, now: datetime | None = None, direction: int = 1) -> datetime:
     """An ISO-8601 time (UTC when no zone is given) or a duration from now such as ``30d``."""
     try:
-        return (now or datetime.now(timezone.utc)) + timedelta(seconds=duration_seconds(text))
+        return (now or datetime.now(timezone.utc)) + direction * timedelta(seconds=duration_seconds(text))
     except argparse.ArgumentTypeError:
         pass
     try:
@@ -44,3 +44,8 @@ def moment(text: str, now: datetime | None = None) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"time {text!r} must be ISO-8601 (2027-01-31T00:00:00Z) or like 30d") from None
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def past_moment(text: str, now: datetime | None = None) -> datetime:
+    """Like :func:`moment`, but a duration counts back: ``2h`` means two hours ago."""
+    return moment(text, now, direction=-1)

@@ -11,6 +11,8 @@ from typing import Any
 
 import msgspec
 
+from domain.errors import KeyNotFound
+from domain.key import fold
 from projections.key_cache import apply
 from services.config import Settings
 from services.event_store import Metadata
@@ -82,7 +84,13 @@ async def _list(rt: Runtime, args: argparse.Namespace) -> None:
 
 async def _show(rt: Runtime, args: argparse.Namespace) -> None:
     state, events = await rt.keys.history(args.key_id)
-    view = key_view(state, utc_now())
+    if args.as_of is not None:
+        events = [recorded for recorded in events if recorded.event.at <= args.as_of]
+        past = fold(recorded.event for recorded in events)
+        if past is None:
+            raise KeyNotFound(f"key {args.key_id} did not exist at {args.as_of.isoformat()}")
+        state = past
+    view = key_view(state, args.as_of or utc_now())
     history = [event_view(recorded) for recorded in events]
     lines = [f"  #{h['version']} {h['recorded_at'].isoformat()} {h['type']} by {h['metadata'].get('actor', '-')}"
              for h in history]

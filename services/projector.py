@@ -110,6 +110,8 @@ class Projector:
     async def handle(self, msgs: list[Msg]) -> None:
         """Apply one fetched batch, then ack every message in it."""
         batch = [(bus.decode_message(msg.data), msg.metadata.sequence.stream) for msg in msgs]
+        if not batch:
+            return
         async with self._pool.connection() as conn:
             await apply_batch(conn, self._store, batch, self.stats)
         try:

@@ -22,6 +22,7 @@ class Runtime(msgspec.Struct, frozen=True, kw_only=True):
     settings: Settings
     database_url: str
     nats_url: str
+    pool: AsyncConnectionPool
     store: EventStore
     keys: KeyService
 
@@ -47,7 +48,8 @@ async def open_runtime(settings: Settings, *, pool_size: int = 4) -> AsyncIterat
     try:
         store = EventStore(pool)
         keys = KeyService(store, hasher, prefix=settings.token_prefix)
-        yield Runtime(settings=settings, database_url=database_url, nats_url=nats_url, store=store, keys=keys)
+        yield Runtime(settings=settings, database_url=database_url, nats_url=nats_url, pool=pool, store=store,
+                      keys=keys)
     finally:
         await pool.close()
         hasher.close()
