@@ -139,3 +139,18 @@ def test_rotate_grace_beyond_seven_days_is_refused(cli: Cli) -> None:
     key_id = cli.json("keys", "create", "--name", "g", "--scope", "read:data")["id"]
     assert "grace period" in cli.run("keys", "rotate", key_id, "--grace", "8d", expect=1).stderr
     assert cli.json("keys", "show", key_id)["version"] == 1
+
+
+def test_show_as_of_a_past_moment_and_replay(cli: Cli) -> None:
+    key_id = cli.json("keys", "create", "--name", "history", "--scope", "read:data")["id"]
+    created_at = cli.json("keys", "show", key_id)["created_at"]
+    cli.run("keys", "revoke", key_id)
+    before = cli.json("keys", "show", key_id, "--as-of", created_at)
+    assert (before["status"], before["version"], len(before["events"])) == ("active", 1, 1)
+    now = cli.json("keys", "show", key_id)
+    assert (now["status"], now["version"]) == ("revoked", 2)
+    error = cli.run("keys", "show", key_id, "--as-of", "2001-01-01T00:00:00Z", expect=1).stderr
+    assert "did not exist at 2001-01-01T00:00:00+00:00" in error
+    summary = cli.json("replay")
+    assert (summary["events"], summary["keys"], summary["position"]) == (2, 1, 2)
+    assert "events/s" in cli.run("replay").stdout
