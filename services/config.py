@@ -27,6 +27,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     argon2_max_concurrency: int = 2
     nats_stream: str = "KEYLEDGER_EVENTS"
     nats_subject_prefix: str = "keyledger.events"
+    verify_token: str | None = None
+    run_workers: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8080
 
 
 _INTS = {
@@ -34,6 +38,7 @@ _INTS = {
     "argon2_memory_kib": ("KEYLEDGER_ARGON2_MEMORY_KIB", 8, 4 * 1024 * 1024),
     "argon2_parallelism": ("KEYLEDGER_ARGON2_PARALLELISM", 1, 64),
     "argon2_max_concurrency": ("KEYLEDGER_ARGON2_MAX_CONCURRENCY", 1, 256),
+    "port": ("PORT", 1, 65535),
 }
 
 
@@ -46,6 +51,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "token_prefix": env.get("KEYLEDGER_TOKEN_PREFIX", DEFAULT_PREFIX),
         "nats_stream": env.get("KEYLEDGER_NATS_STREAM") or "KEYLEDGER_EVENTS",
         "nats_subject_prefix": env.get("KEYLEDGER_NATS_SUBJECT_PREFIX") or "keyledger.events",
+        "verify_token": env.get("KEYLEDGER_VERIFY_TOKEN") or None,
+        "run_workers": env.get("KEYLEDGER_RUN_WORKERS", "").lower() in ("1", "true", "yes"),
+        "host": env.get("HOST") or "127.0.0.1",
     }
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", str(values["nats_stream"])):
         raise SettingsError("KEYLEDGER_NATS_STREAM must be 1-64 letters, digits, '_' or '-'")

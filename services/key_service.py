@@ -17,6 +17,7 @@ from services.event_store import EventStore, Metadata, RecordedEvent
 from services.hashing import SecretHasher
 
 Clock = Callable[[], datetime]
+EventsHook = Callable[[list[RecordedEvent]], None]
 
 
 def utc_now() -> datetime:
@@ -49,6 +50,7 @@ class KeyService:
     ) -> None:
         self._store, self._hasher, self._prefix = store, hasher, prefix
         self._random, self._clock = random_bytes, clock
+        self.on_events: EventsHook | None = None  # e.g. the live cache applying its own writes at once
 
     async def create(
         self,
@@ -129,7 +131,10 @@ class KeyService:
         if expected_version is not None and expected_version != version:
             raise ConcurrencyError(f"key {command.key_id} is at version {version}, expected {expected_version}")
         events = decide(state, command, self._clock())
-        for recorded in await self._store.append(command.key_id, version, events, metadata):
+        recorded_events = await self._store.append(command.key_id, version, events, metadata)
+        for recorded in recorded_events:
             state = evolve(state, recorded.event)
+        if self.on_events is not None:
+            self.on_events(recorded_events)
         assert state is not None
         return state

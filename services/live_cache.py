@@ -40,6 +40,19 @@ class LiveKeyCache:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def states(self) -> list[KeyState]:
+        """A snapshot of every key's state."""
+        return list(self._keys.values())
+
+    def apply_local(self, recorded: list[RecordedEvent]) -> None:
+        """Apply events this process just appended, before JetStream brings them back.
+
+        The process that revoked or rotated a key must never again accept the old secret,
+        not even for the milliseconds the round trip through the relay takes.
+        """
+        for event in recorded:
+            apply_at(self._keys, event.event, event.version)
+
     async def start(self) -> None:
         """Load the Postgres read model, then follow the stream from the message after its checkpoint."""
         async with self._pool.connection() as conn:

@@ -24,6 +24,7 @@ class Runtime(msgspec.Struct, frozen=True, kw_only=True):
     nats_url: str
     pool: AsyncConnectionPool
     store: EventStore
+    hasher: SecretHasher
     keys: KeyService
 
 
@@ -49,7 +50,7 @@ async def open_runtime(settings: Settings, *, pool_size: int = 4) -> AsyncIterat
         store = EventStore(pool)
         keys = KeyService(store, hasher, prefix=settings.token_prefix)
         yield Runtime(settings=settings, database_url=database_url, nats_url=nats_url, pool=pool, store=store,
-                      keys=keys)
+                      hasher=hasher, keys=keys)
     finally:
         await pool.close()
         hasher.close()

@@ -1,0 +1,84 @@
+"""``POST /v1/verify`` for services, and the health endpoints."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, get, post
+
+from domain.access import DATA_KINDS, SCOPES
+from services.app import services_of
+from services.auth import presented_key
+from services.http_errors import ApiError, auth_required, error_response
+from services.key_service import utc_now
+from services.views import split_access
+
+Short = Annotated[str, msgspec.Meta(max_length=500)]
+
+
+class VerifyBody(msgspec.Struct, forbid_unknown_fields=True):
+    """A service asks: may ``key`` do ``scope`` on this website / data kind?"""
+
+    key: Annotated[str, msgspec.Meta(max_length=4096)]
+    scope: Annotated[str, msgspec.Meta(max_length=64)]
+    website_id: Short | None = None
+    data: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    ip: Short | None = None
+    user_agent: Short | None = None
+
+
+def _check_caller(request: Request) -> None:  # type: ignore[type-arg]
+    expected = services_of(request).settings.verify_token
+    if expected is None:
+        return
+    presented = presented_key(request) or ""
+    if not hmac.compare_digest(presented.encode(), expected.encode()):
+        raise auth_required("verify requires the service token (KEYLEDGER_VERIFY_TOKEN)")
+
+
+@post("/v1/verify", status_code=200)
+async def verify(request: Request, data: VerifyBody) -> dict[str, Any]:  # type: ignore[type-arg]
+    """Always 200 for a well-formed request: ``valid``, ``code`` and why."""
+    _check_caller(request)
+    if data.scope not in SCOPES:
+        raise ApiError(400, "VALIDATION_ERROR", f"unknown scope {data.scope!r}")
+    if data.data is not None and data.data not in DATA_KINDS:
+        raise ApiError(400, "VALIDATION_ERROR", f"unknown data kind {data.data!r}")
+    services = services_of(request)
+    verdict = await services.verifier.verify(data.key, data.scope, data.website_id, data.data)
+    key = verdict.key
+    if verdict.valid and key is not None:
+        services.last_used.touch(key.key_id, utc_now())
+    granted = None
+    if verdict.granted_by is not None:
+        granted = split_access((verdict.granted_by,))[1] or [{"resource": "global",
+                                                               "scopes": list(verdict.granted_by.scopes)}]
+    return {
+        "valid": verdict.valid, "code": verdict.code, "reason": verdict.reason,
+        "key_id": key.key_id if key else None, "organization_id": key.organization_id if key else None,
+        "scopes": list(verdict.scopes), "granted_by": granted[0] if granted else None,
+        "expires_at": key.expires_at if key else None, "ratelimit": None,
+    }
+
+
+@get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@get("/readyz")
+async def readyz(request: Request) -> Response[Any]:  # type: ignore[type-arg]
+    """Ready once the key cache has caught up with the store as it was at start, and NATS is connected."""
+    services = services_of(request)
+    cache = services.cache
+    if not services.nats.is_connected:
+        return error_response(503, "NOT_READY", "not connected to NATS")
+    if cache.position < services.startup_head:
+        return error_response(503, "NOT_READY", f"key cache at {cache.position} of {services.startup_head}")
+    return Response({"ready": True, "position": cache.position, "lag": await cache.lag(), "keys": len(cache)})
+
+
+VERIFY_ROUTES = [verify, healthz, readyz]

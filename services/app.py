@@ -1,0 +1,93 @@
+"""``create_app(settings)``: the Litestar API, with every connection opened in its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import AsyncIterator
+
+import msgspec
+from litestar import Litestar, Request
+from litestar.openapi import OpenAPIConfig
+from nats.aio.client import Client
+
+from services import bus
+from services.config import Settings, load_settings
+from services.http_errors import EXCEPTION_HANDLERS
+from services.key_service import utc_now
+from services.last_used import LastUsedTracker
+from services.live_cache import LiveKeyCache
+from services.projector import Projector
+from services.relay import Relay
+from services.runtime import Runtime, open_runtime
+from services.verifier import Verifier
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+class Services(msgspec.Struct, kw_only=True):
+    """What request handlers use; built in the lifespan, kept on ``app.state.services``."""
+
+    settings: Settings
+    runtime: Runtime
+    nats: Client
+    cache: LiveKeyCache
+    verifier: Verifier
+    last_used: LastUsedTracker
+    startup_head: int
+
+
+def services_of(request: Request) -> Services:  # type: ignore[type-arg]
+    """The Services of the app serving ``request``."""
+    services: Services = request.app.state.services
+    return services
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """The keyledger HTTP API. Nothing connects until the app starts."""
+    from services.api_keys import KEY_ROUTES
+    from services.api_verify import VERIFY_ROUTES
+
+    cfg = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            runtime = await stack.enter_async_context(open_runtime(cfg, pool_size=8))
+            nc = await bus.connect(runtime.nats_url, "keyledger-api")
+            stack.push_async_callback(nc.close)
+            js = nc.jetstream()
+            startup_head = await runtime.store.head_position()
+            cache = LiveKeyCache(runtime.pool, js, cfg)
+            await cache.start()
+            stack.push_async_callback(cache.stop)
+            runtime.keys.on_events = cache.apply_local
+            last_used = LastUsedTracker(runtime.pool)
+            stop = asyncio.Event()
+            workers = [last_used.run]
+            if cfg.run_workers:
+                workers += [Relay(runtime.pool, js, cfg).run, Projector(runtime.pool, js, cfg).run]
+            tasks = [asyncio.create_task(worker(stop)) for worker in workers]
+
+            async def stop_workers() -> None:
+                stop.set()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+            stack.push_async_callback(stop_workers)
+            app.state.services = Services(
+                settings=cfg, runtime=runtime, nats=nc, cache=cache, last_used=last_used,
+                verifier=Verifier(cache, runtime.hasher, cfg.token_prefix, utc_now), startup_head=startup_head)
+            yield
+
+    return Litestar(
+        route_handlers=[*KEY_ROUTES, *VERIFY_ROUTES],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        request_max_body_size=MAX_BODY_BYTES,
+        openapi_config=OpenAPIConfig(title="keyledger", version="0.1.0", path="/schema"),
+    )
+
+
+def app_from_env() -> Litestar:
+    """App factory for ASGI servers (``granian --factory services.app:app_from_env``)."""
+    return create_app(load_settings())

@@ -1,0 +1,67 @@
+"""Last-used time per key, kept in memory and written to Postgres in debounced batches."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Iterable
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger("keyledger.last_used")
+
+
+class LastUsedTracker:
+    """``touch`` is a dict write; ``run`` flushes what changed every ``interval`` seconds."""
+
+    def __init__(self, pool: AsyncConnectionPool, interval: float = 5.0) -> None:
+        self._pool, self._interval = pool, interval
+        self._seen: dict[str, datetime] = {}
+        self._dirty: dict[str, datetime] = {}
+
+    def touch(self, key_id: str, at: datetime) -> None:
+        """Record a successful use of ``key_id`` at ``at`` (no I/O)."""
+        self._seen[key_id] = at
+        self._dirty[key_id] = at
+
+    async def flush(self) -> int:
+        """Write pending uses to Postgres (never moving a time backwards); returns how many."""
+        if not self._dirty:
+            return 0
+        batch, self._dirty = self._dirty, {}
+        try:
+            async with self._pool.connection() as conn, conn.cursor() as cur:
+                await cur.executemany(
+                    "INSERT INTO key_last_used (key_id, last_used_at) VALUES (%s, %s) ON CONFLICT (key_id) "
+                    "DO UPDATE SET last_used_at = greatest(key_last_used.last_used_at, excluded.last_used_at)",
+                    list(batch.items()))
+        except psycopg.Error:
+            for key_id, at in batch.items():  # keep them for the next flush
+                self._dirty.setdefault(key_id, at)
+            raise
+        return len(batch)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Flush every ``interval`` seconds until ``stop``, then once more."""
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self._interval)
+            except asyncio.TimeoutError:
+                pass
+            try:
+                await self.flush()
+            except psycopg.Error as exc:
+                log.warning("last-used flush failed (%s); will retry", type(exc).__name__)
+
+    async def lookup(self, key_ids: Iterable[str]) -> dict[str, datetime]:
+        """Last-used times of ``key_ids``: the newer of memory and Postgres."""
+        ids = list(key_ids)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT key_id, last_used_at FROM key_last_used WHERE key_id = ANY(%s)", (ids,))
+            stored: dict[str, datetime] = dict(await cur.fetchall())
+        for key_id in ids:
+            if key_id in self._seen and (key_id not in stored or self._seen[key_id] > stored[key_id]):
+                stored[key_id] = self._seen[key_id]
+        return stored

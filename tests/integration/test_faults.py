@@ -1,0 +1,256 @@
+"""Faults in the pipeline: a SIGKILLed projector, a NATS restart, re-published events, version gaps.
+
+Real Postgres and NATS throughout; the projector also runs as a real subprocess that gets SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import IO, Iterator
+
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from domain.events import Event, KeyRevoked, KeyRotated
+from domain.key import KeyState
+from services import bus
+from services.config import Settings
+from services.event_store import EventStore
+from services.key_cache_store import PROJECTOR, read_checkpoint
+from services.live_cache import LiveKeyCache
+from services.relay import Relay
+from services.replay import replay
+from tests.factories import T0, changes, created
+from tests.pipeline import (
+    folded_streams, isolated_settings, jetstream, projector_caught_up, running, table_model, wait_until,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def key_id(i: int) -> str:
+    """A key id that is a valid NATS subject token."""
+    return f"fk{i:010d}"
+
+
+def lifecycle(kid: str, length: int) -> list[Event]:
+    """``length`` events of one key: created, renames, and a rotation or revocation at the end."""
+    events: list[Event] = [created(kid), *changes(kid, length - 2)]
+    end = T0 + timedelta(hours=1)
+    if sum(map(ord, kid)) % 3:
+        events.append(KeyRotated(key_id=kid, at=end, secret_hash="$argon2id$rotated", start=f"kl_{kid}x"))
+    else:
+        events.append(KeyRevoked(key_id=kid, at=end, reason="fault test"))
+    return events
+
+
+async def write_keys(store: EventStore, count: int, length: int, first: int = 0) -> dict[str, int]:
+    """Append ``count`` keys of ``length`` events each; returns each key's version."""
+    versions = {}
+    for i in range(first, first + count):
+        kid = key_id(i)
+        await store.append(kid, 0, lifecycle(kid, length))
+        versions[kid] = length
+    return versions
+
+
+async def table_rows(pool: AsyncConnectionPool) -> list[tuple[str, int, int, str]]:
+    """The key cache table verbatim: (key_id, version, position, state)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT key_id, version, position, state::text FROM key_cache ORDER BY key_id")
+        return list(await cur.fetchall())
+
+
+async def checkpoint(pool: AsyncConnectionPool, name: str = PROJECTOR) -> int:
+    """The position saved under checkpoint ``name``."""
+    async with pool.connection() as conn:
+        position, _ = await read_checkpoint(conn, name)
+    return position
+
+
+async def stream_lengths(pool: AsyncConnectionPool) -> dict[str, int]:
+    """Each stream's number of events, counted in the store."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT stream_id, count(*) FROM events GROUP BY stream_id")
+        return {stream_id: int(n) for stream_id, n in await cur.fetchall()}
+
+
+async def table_versions(pool: AsyncConnectionPool) -> dict[str, int]:
+    """Each key's version column in the key cache table."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT key_id, version FROM key_cache")
+        return {key: int(version) for key, version in await cur.fetchall()}
+
+
+def worker_env(settings: Settings, database_url: str, nats_url: str) -> dict[str, str]:
+    """The environment of a ``python -m services.cli`` worker subprocess."""
+    return {**os.environ, "DATABASE_URL": database_url, "NATS_URL": nats_url,
+            "KEYLEDGER_NATS_STREAM": settings.nats_stream,
+            "KEYLEDGER_NATS_SUBJECT_PREFIX": settings.nats_subject_prefix,
+            "KEYLEDGER_ARGON2_TIME_COST": "1", "KEYLEDGER_ARGON2_MEMORY_KIB": "1024"}
+
+
+class Workers:
+    """Subprocesses running ``python -m services.cli <role>``; all killed at the end of the block."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self._env, self._log_dir = env, log_dir
+        self._procs: list[tuple[subprocess.Popen[bytes], IO[bytes]]] = []
+
+    def start(self, role: str) -> subprocess.Popen[bytes]:
+        """Start one worker; its output goes to a log file in ``log_dir``."""
+        out = (self._log_dir / f"{role}-{len(self._procs)}.log").open("wb")
+        proc = subprocess.Popen([sys.executable, "-m", "services.cli", role], cwd=ROOT, env=self._env,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        self._procs.append((proc, out))
+        return proc
+
+    def logs(self) -> str:
+        """Everything the workers printed."""
+        return "\n".join(f"--- {path.name}\n{path.read_text(errors='replace')}"
+                         for path in sorted(self._log_dir.glob("*.log")))
+
+    def close(self) -> None:
+        """SIGKILL every worker still running and reap it."""
+        for proc, out in self._procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)
+            out.close()
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[list[Workers]]:
+    """Worker subprocess groups created by the test; killed afterwards whatever happens."""
+    groups: list[Workers] = []
+    try:
+        yield groups
+    finally:
+        for group in groups:
+            group.close()
+
+
+async def kill(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a worker and wait until it is gone."""
+    proc.send_signal(signal.SIGKILL)
+    await asyncio.to_thread(proc.wait, 10)
+
+
+# ---------------------------------------------------------------- 1. projector SIGKILLed mid-stream
+
+DURABLE = "key-cache-projector"  # the projector's default durable consumer
+
+
+async def kill_mid_batch(group: Workers, pool: AsyncConnectionPool, js: JetStreamContext,
+                         settings: Settings) -> tuple[int, int]:
+    """Start a projector subprocess and SIGKILL it while it holds messages it has not committed.
+
+    Returns ``(committed stream_seq, delivered stream_seq)`` of the durable consumer at the kill.
+    """
+    floor = 0
+    for _ in range(5):
+        proc = group.start("projector")
+
+        async def holding_a_batch() -> bool:
+            async with pool.connection() as conn:
+                position, committed = await read_checkpoint(conn, PROJECTOR)
+            try:
+                info = await js.consumer_info(settings.nats_stream, DURABLE)
+            except NotFoundError:
+                return False
+            return position > floor and info.delivered.stream_seq > committed
+
+        await wait_until(holding_a_batch, timeout=30, what=f"projector progress\n{group.logs()}")
+        await kill(proc)
+        async with pool.connection() as conn:
+            floor, committed = await read_checkpoint(conn, PROJECTOR)
+        delivered = (await js.consumer_info(settings.nats_stream, DURABLE)).delivered.stream_seq
+        if delivered > committed:  # else it committed the batch just before dying: try again
+            return committed, delivered
+    raise AssertionError("could not kill the projector while it held an uncommitted batch")
+
+
+async def live_cache_matches(cache: LiveKeyCache, expected: dict[str, KeyState]) -> bool:
+    """Whether the live cache holds exactly ``expected``."""
+    return len(cache) == len(expected) and all(cache.get(kid) == state for kid, state in expected.items())
+
+
+def lagging(model: dict[str, KeyState], expected: dict[str, KeyState]) -> str:
+    """A readable list of the keys where ``model`` differs from ``expected``."""
+    bad = sorted(kid for kid in expected.keys() | model.keys() if model.get(kid) != expected.get(kid))
+    have = {kid: model[kid].version if kid in model else None for kid in bad}
+    want = {kid: expected[kid].version if kid in expected else None for kid in bad}
+    return f"{len(bad)} key(s) differ; version in the model vs in the store: " + ", ".join(
+        f"{kid}: {have[kid]} vs {want[kid]}" for kid in bad[:10])
+
+
+async def test_projector_killed_mid_stream_and_restarted_ends_identical_to_replay(
+        pool: AsyncConnectionPool, store: EventStore, database_url: str, nats_url: str, tmp_path: Path,
+        workers: list[Workers]) -> None:
+    settings = isolated_settings()
+    group = Workers(worker_env(settings, database_url, nats_url), tmp_path)
+    workers.append(group)
+    versions = await write_keys(store, 300, 10)
+    rng = random.Random(7)
+    keep_writing = asyncio.Event()
+    keep_writing.set()
+
+    async def writer() -> None:
+        """Keep work in flight: more events on random keys and a few new keys, until told to stop."""
+        n = len(versions)
+        while keep_writing.is_set():
+            for _ in range(20):
+                kid = rng.choice(list(versions))
+                await store.append(kid, versions[kid], changes(kid, 3, start=T0 + timedelta(days=1)))
+                versions[kid] += 3
+            versions.update(await write_keys(store, 2, 5, first=n))
+            n += 2
+            await asyncio.sleep(0)
+
+    async with jetstream(nats_url, settings) as (_, js):
+        relay = Relay(pool, js, settings, page_size=200)
+        async with running(relay.run):
+            writing = asyncio.create_task(writer())
+            try:
+                committed, delivered = await kill_mid_batch(group, pool, js, settings)
+                killed_at, head_at_kill = await checkpoint(pool), await store.head_position()
+                assert 0 < killed_at < head_at_kill and committed < delivered
+                await wait_until(lambda: _head_beyond(store, head_at_kill + 100), what="events while it is down")
+            finally:
+                keep_writing.clear()
+                await writing
+            group.start("projector")
+            await wait_until(lambda: projector_caught_up(pool), timeout=30, what=f"projector\n{group.logs()}")
+            folded = await folded_streams(store)
+            projected = await table_model(pool)
+            assert projected == folded, "checkpoint at the head, yet " + lagging(projected, folded)
+            cache = LiveKeyCache(pool, js, settings)
+            await cache.start()
+            try:
+                await wait_until(lambda: live_cache_matches(cache, folded), timeout=10, what="live cache")
+            finally:
+                await cache.stop()
+            projected_rows = await table_rows(pool)
+        assert sum(versions.values()) == await store.head_position() > head_at_kill
+        assert {kid: state.version for kid, state in folded.items()} == versions
+        async with pool.connection() as conn:
+            await replay(conn)
+        assert await table_rows(pool) == projected_rows
+
+
+async def _head_beyond(store: EventStore, position: int) -> bool:
+    return await store.head_position() > position
