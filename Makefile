@@ -16,16 +16,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/keyledger stack up
-	@echo
-	@echo "Relay and projector start now (Ctrl-C stops them; the stack keeps running)."
-	@echo "In another shell, try the CLI:"
-	@echo "  $(BIN)/keyledger keys create --name demo --scope read:data --access website:abc=read:data"
-	@echo "  $(BIN)/keyledger keys list | show KEY_ID | rotate KEY_ID --grace 1h | revoke KEY_ID"
-	@echo "  $(BIN)/keyledger replay           # rebuild the key cache from the event store"
-	@echo "  $(BIN)/keyledger stack down       # stop Postgres and NATS"
-	@echo
-	$(BIN)/keyledger run
+	@echo "Starting keyledger: embedded Postgres + NATS (data in .keyledger/), relay, projector and"
+	@echo "the HTTP API on http://127.0.0.1:$${PORT:-8080} (PORT overrides). On the first start it prints"
+	@echo "a bootstrap admin key once. Ctrl-C stops the API; 'make stack-down' stops Postgres and NATS."
+	$(BIN)/keyledger serve
 
 typecheck: $(STAMP)
 	$(BIN)/python -m mypy

@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                        ("projector", "build the key cache table from JetStream")):
         groups.add_parser(name, help=text)
     groups.add_parser("replay", parents=[json_flag], help="rebuild the key cache from the event store")
+    serve = groups.add_parser("serve", help="the HTTP API (with relay + projector) on 127.0.0.1:$PORT (8080)")
+    serve.add_argument("--no-workers", action="store_true", help="do not run relay and projector in this process")
 
     stack = groups.add_parser("stack", help="the embedded Postgres + NATS dev stack")
     stack.add_argument("action", choices=["up", "down", "status"])
@@ -93,6 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         if args.group == "keys":
             asyncio.run(cli_keys.run(args, settings))
+        elif args.group == "serve":
+            from services.serve import serve
+
+            serve(settings, workers=not args.no_workers)
         elif args.group == "replay":
             asyncio.run(cli_workers.run_replay(args, settings))
         else:

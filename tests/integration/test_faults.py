@@ -16,27 +16,35 @@ from datetime import timedelta
 from pathlib import Path
 from typing import IO, Iterator
 
+import msgspec
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from nats.js import JetStreamContext
+from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from domain.access import AccessEntry
 from domain.events import Event, KeyRevoked, KeyRotated
 from domain.key import KeyState
 from services import bus
 from services.config import Settings
-from services.event_store import EventStore
+from services.event_store import EventStore, RecordedEvent
+from services.hashing import SecretHasher
 from services.key_cache_store import PROJECTOR, read_checkpoint
+from services.key_service import KeyService
 from services.live_cache import LiveKeyCache
-from services.relay import Relay
+from services.projector import Projector, ProjectorStats
+from services.relay import RELAY, Relay
 from services.replay import replay
 from tests.factories import T0, changes, created
 from tests.pipeline import (
     folded_streams, isolated_settings, jetstream, projector_caught_up, running, table_model, wait_until,
 )
+from tests.natsproc import NatsServer
 
 ROOT = Path(__file__).resolve().parents[2]
+READ = (AccessEntry(resource="global", scopes=("read:data",)),)
 
 
 # ---------------------------------------------------------------- helpers
@@ -254,3 +262,172 @@ async def test_projector_killed_mid_stream_and_restarted_ends_identical_to_repla
 
 async def _head_beyond(store: EventStore, position: int) -> bool:
     return await store.head_position() > position
+
+
+# ---------------------------------------------------------------- 2. NATS restarted under load
+
+
+async def test_nats_restart_while_commands_run_every_event_reaches_the_cache_exactly_once(
+        pool: AsyncConnectionPool, store: EventStore, tmp_path: Path) -> None:
+    settings = isolated_settings()
+    keys = KeyService(store, SecretHasher(settings), random_bytes=random.Random(3).randbytes)
+    rng = random.Random(4)
+    issued: list[str] = []
+
+    async def commands(n: int) -> None:
+        """``n`` commands of every kind; they only touch Postgres, so they must all succeed."""
+        for i in range(n):
+            if not issued or i % 4 == 0:
+                issued.append((await keys.create(f"k{len(issued)}", access=READ)).state.key_id)
+            elif i % 4 == 1:
+                await keys.change_access(rng.choice(issued), name=f"renamed {i}")
+            elif i % 4 == 2:
+                await keys.rotate(rng.choice(issued), grace_seconds=60)
+            else:
+                await keys.revoke(issued.pop(rng.randrange(len(issued))), reason="fault test")
+
+    server = NatsServer(tmp_path / "jetstream")
+    server.start()
+    clients = []
+    try:
+        async with jetstream(server.url, settings) as (_, js):
+            for name in ("relay", "projector", "live-cache"):
+                clients.append(await bus.connect(server.url, f"test-{name}"))
+            relay = Relay(pool, clients[0].jetstream(), settings)
+            projector = Projector(pool, clients[1].jetstream(), settings)
+            cache = LiveKeyCache(pool, clients[2].jetstream(), settings)
+            async with running(relay.run, projector.run):
+                await commands(20)
+                await wait_until(lambda: projector_caught_up(pool), what="projector before the restart")
+                await cache.start()
+                try:
+                    server.stop()
+                    down_from = await store.head_position()
+                    await commands(40)  # NATS is down: commands still succeed
+                    assert await store.head_position() > down_from
+                    assert relay.published <= down_from
+                    server.start()
+                    await commands(20)
+                    head = await store.head_position()
+                    await wait_until(lambda: projector_caught_up(pool), timeout=30,
+                                     what=f"projector after the restart ({projector.stats})")
+                    folded = await folded_streams(store)
+                    await wait_until(lambda: live_cache_matches(cache, folded), timeout=30,
+                                     what=f"live cache after the restart (position {cache.position}/{head})")
+                finally:
+                    await cache.stop()
+            table = await table_model(pool)
+            assert table == folded, lagging(table, folded)
+            assert await table_versions(pool) == await stream_lengths(pool)
+            assert (projector.stats.applied, projector.stats.repaired) == (head, 0), projector.stats
+            assert (await js.stream_info(settings.nats_stream)).state.messages == head
+    finally:
+        for nc in clients:
+            await nc.close()
+        server.stop()
+
+
+# ---------------------------------------------------------------- 3. the same event published twice
+
+
+async def test_publishing_an_event_again_changes_nothing(pool: AsyncConnectionPool, store: EventStore,
+                                                         nats_url: str) -> None:
+    settings = isolated_settings()
+    await write_keys(store, 20, 6)
+    head = await store.head_position()
+    async with jetstream(nats_url, settings) as (_, js):
+        relay, projector = Relay(pool, js, settings), Projector(pool, js, settings)
+        async with running(relay.run, projector.run):
+            await wait_until(lambda: projector_caught_up(pool), what="projector")
+            before, stats = await table_rows(pool), msgspec.structs.replace(projector.stats)
+            assert len(before) == 20 and stats == ProjectorStats(applied=head)
+            again = (await store.read_stream(key_id(3)))[2]
+            subject, body = bus.subject_for(settings, again.stream_id), bus.encode_message(again)
+
+            # (a) same Nats-Msg-Id: JetStream drops it
+            ack = await js.publish(subject, body, headers={"Nats-Msg-Id": str(again.event_id)})
+            assert ack.duplicate and (await js.stream_info(settings.nats_stream)).state.messages == head
+
+            # (b) a new Nats-Msg-Id: the projector gets it and skips it by version
+            ack = await js.publish(subject, body, headers={"Nats-Msg-Id": str(uuid.uuid4())})
+            assert not ack.duplicate and ack.seq == head + 1
+            await wait_until(lambda: _stats_reach(projector, duplicates=1), what="the duplicate to be consumed")
+            assert projector.stats == ProjectorStats(applied=head, duplicates=1)
+            assert await table_rows(pool) == before
+            assert await checkpoint(pool) == head
+
+            # (c) the relay re-publishes everything: JetStream's de-duplication drops it all...
+            published = relay.published
+            await reset_relay_checkpoint(pool)
+            await wait_until(lambda: _true(relay.published == published + head), what="the relay to re-publish")
+            assert (await js.stream_info(settings.nats_stream)).state.messages == head + 1
+            # ...and beyond the de-duplication window the projector skips every event by version
+            await js.update_stream(StreamConfig(
+                name=settings.nats_stream, subjects=[bus.all_subjects(settings)], storage=StorageType.FILE,
+                duplicate_window=0.05))
+            await reset_relay_checkpoint(pool)
+            await wait_until(lambda: _stats_reach(projector, duplicates=1 + head), what="re-published events")
+            assert (await js.stream_info(settings.nats_stream)).state.messages > head + 1
+            assert projector.stats == ProjectorStats(applied=head, duplicates=1 + head)
+            assert await table_rows(pool) == before
+            assert await checkpoint(pool) == head
+        assert await table_model(pool) == await folded_streams(store)
+
+
+async def reset_relay_checkpoint(pool: AsyncConnectionPool) -> None:
+    """Make the relay start over from position 0."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("UPDATE checkpoints SET position = 0 WHERE name = %s", (RELAY,))
+        assert cur.rowcount == 1
+
+
+async def _stats_reach(projector: Projector, duplicates: int) -> bool:
+    return projector.stats.duplicates >= duplicates
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+# ---------------------------------------------------------------- 4. a version gap
+
+
+async def test_a_version_gap_is_repaired_from_the_store(pool: AsyncConnectionPool, store: EventStore,
+                                                        nats_url: str) -> None:
+    settings = isolated_settings()
+    unseen, behind = key_id(1), key_id(2)
+    async with jetstream(nats_url, settings) as (_, js):
+        projector = Projector(pool, js, settings)
+
+        async def publish_by_hand(recorded: RecordedEvent) -> None:
+            await js.publish(bus.subject_for(settings, recorded.stream_id), bus.encode_message(recorded),
+                             headers={"Nats-Msg-Id": str(uuid.uuid4())})
+
+        async with running(projector.run):
+            cache = LiveKeyCache(pool, js, settings)
+            await cache.start()
+            try:
+                # `unseen`: v1..v3 stored, only v3 published; `behind`: v1 published, v2..v4 stored, v4 published
+                unseen_events = await store.append(unseen, 0, lifecycle(unseen, 3))
+                behind_events = await store.append(behind, 0, [created(behind)])
+                await publish_by_hand(unseen_events[-1])
+                await publish_by_hand(behind_events[0])
+                await wait_until(lambda: _true(projector.stats.applied == 1), what="the first messages")
+                behind_events += await store.append(behind, 1, lifecycle(behind, 4)[1:])
+                await publish_by_hand(behind_events[-1])
+                await wait_until(lambda: _true(projector.stats.repaired == 6), what=f"repairs ({projector.stats})")
+                assert projector.stats == ProjectorStats(applied=1, repaired=6, duplicates=2)
+                folded = await folded_streams(store)
+                assert [folded[unseen].version, folded[behind].version] == [3, 4]
+                table = await table_model(pool)
+                assert table == folded, lagging(table, folded)
+                await wait_until(lambda: live_cache_matches(cache, folded), what="live cache repair")
+            finally:
+                await cache.stop()
+            assert await table_versions(pool) == await stream_lengths(pool)
+            # the relay now publishes every event (new message ids): all already applied
+            relay = Relay(pool, js, settings)
+            async with running(relay.run):
+                await wait_until(lambda: _true(projector.stats.duplicates == 2 + 7), what="relayed events")
+        assert projector.stats == ProjectorStats(applied=1, repaired=6, duplicates=9)
+        assert await table_model(pool) == folded
