@@ -87,7 +87,3 @@ class Verifier:
                 self._known[state.key_id] = [*known, (digest, secret_hash)][-4:]
                 return True
         return False
-
-    def forget(self, key_id: str) -> None:
-        """Drop remembered digests of a key (e.g. when it is rotated or revoked)."""
-        self._known.pop(key_id, None)

@@ -364,7 +364,8 @@ async def test_publishing_an_event_again_changes_nothing(pool: AsyncConnectionPo
             # ...and beyond the de-duplication window the projector skips every event by version
             await js.update_stream(StreamConfig(
                 name=settings.nats_stream, subjects=[bus.all_subjects(settings)], storage=StorageType.FILE,
-                duplicate_window=0.05))
+                duplicate_window=0.1))
+            await asyncio.sleep(0.3)  # let every message id age out of the window
             await reset_relay_checkpoint(pool)
             await wait_until(lambda: _stats_reach(projector, duplicates=1 + head), what="re-published events")
             assert (await js.stream_info(settings.nats_stream)).state.messages > head + 1

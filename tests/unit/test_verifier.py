@@ -1,0 +1,119 @@
+"""The verify core: warm verifies skip argon2; rotation, grace and expiry are decided by the clock."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from argon2 import PasswordHasher
+
+from domain import token
+from domain.access import AccessEntry
+from domain.commands import CreateKey, RevokeKey, RotateKey
+from domain.key import KeyState, decide, evolve
+from services.config import Settings
+from services.hashing import SecretHasher
+from services.verifier import Verifier
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+CHEAP = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+class CountingHasher(SecretHasher):
+    def __init__(self) -> None:
+        super().__init__(Settings(argon2_time_cost=1, argon2_memory_kib=1024))
+        self.verifies = 0
+
+    async def verify(self, secret_hash: str, secret: str) -> bool:
+        self.verifies += 1
+        return await super().verify(secret_hash, secret)
+
+
+class Keys(dict[str, KeyState]):
+    """The lookup the verifier reads (a dict, like the live cache)."""
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def world() -> tuple[Keys, CountingHasher, Clock, Verifier, str]:
+    rng = random.Random(3)
+    secret = token.generate(rng.randbytes)
+    parsed = token.parse(secret)
+    (created,) = decide(None, CreateKey(
+        key_id=parsed.key_id, name="svc", access=(AccessEntry(resource="global", scopes=("read:data",)),),
+        expires_at=T0 + timedelta(days=1), secret_hash=CHEAP.hash(secret), prefix="kl", start=parsed.start()), T0)
+    keys, hasher, clock = Keys(), CountingHasher(), Clock()
+    keys[parsed.key_id] = evolve(None, created)
+    return keys, hasher, clock, Verifier(keys, hasher, "kl", clock), secret
+
+
+async def test_cold_then_warm(world: tuple[Keys, CountingHasher, Clock, Verifier, str]) -> None:
+    keys, hasher, clock, verifier, secret = world
+    assert (await verifier.verify(secret, "read:data")).code == "VALID"
+    assert hasher.verifies == 1
+    for _ in range(50):
+        assert (await verifier.verify(secret, "read:data")).valid
+    assert hasher.verifies == 1  # warm: no argon2
+
+
+async def test_wrong_secret_for_a_real_key_is_not_found_and_never_remembered(
+        world: tuple[Keys, CountingHasher, Clock, Verifier, str]) -> None:
+    keys, hasher, clock, verifier, secret = world
+    parsed = token.parse(secret)
+    wrong = token.format_token("kl", parsed.key_id, "Z" * 32)
+    for _ in range(3):
+        verdict = await verifier.verify(wrong, "read:data")
+        assert (verdict.code, verdict.key) == ("NOT_FOUND", None)
+    assert hasher.verifies == 3
+    assert (await verifier.verify(secret, "read:data")).valid
+
+
+async def test_malformed_and_unknown_cost_nothing(world: tuple[Keys, CountingHasher, Clock, Verifier, str]) -> None:
+    keys, hasher, clock, verifier, secret = world
+    assert (await verifier.verify(secret[:-1], "read:data")).code == "MALFORMED"
+    other = token.generate(random.Random(9).randbytes)
+    assert (await verifier.verify(other, "read:data")).code == "NOT_FOUND"
+    assert hasher.verifies == 0
+
+
+async def test_rotation_drops_the_remembered_secret_unless_in_grace(
+        world: tuple[Keys, CountingHasher, Clock, Verifier, str]) -> None:
+    keys, hasher, clock, verifier, secret = world
+    key_id = token.parse(secret).key_id
+    assert (await verifier.verify(secret, "read:data")).valid
+    new = token.generate(random.Random(4).randbytes, key_id=key_id)
+    (rotated,) = decide(keys[key_id], RotateKey(key_id=key_id, secret_hash=CHEAP.hash(new), start="s",
+                                                grace_seconds=60), clock.now)
+    keys[key_id] = evolve(keys[key_id], rotated)
+    assert (await verifier.verify(secret, "read:data")).valid  # within grace, still warm
+    assert (await verifier.verify(new, "read:data")).valid
+    clock.now += timedelta(seconds=60)
+    assert (await verifier.verify(secret, "read:data")).code == "NOT_FOUND"  # grace over: by the clock
+    assert (await verifier.verify(new, "read:data")).valid
+
+
+async def test_revoked_and_expired_are_refused_without_argon2(
+        world: tuple[Keys, CountingHasher, Clock, Verifier, str]) -> None:
+    keys, hasher, clock, verifier, secret = world
+    key_id = token.parse(secret).key_id
+    clock.now = T0 + timedelta(days=1)
+    assert (await verifier.verify(secret, "read:data")).code == "EXPIRED"
+    clock.now = T0
+    keys[key_id] = evolve(keys[key_id], decide(keys[key_id], RevokeKey(key_id=key_id), T0)[0])
+    assert (await verifier.verify(secret, "read:data")).code == "REVOKED"
+    assert hasher.verifies == 0
+
+
+async def test_forbidden_names_the_reason(world: tuple[Keys, CountingHasher, Clock, Verifier, str]) -> None:
+    keys, hasher, clock, verifier, secret = world
+    verdict = await verifier.verify(secret, "write:data")
+    assert (verdict.valid, verdict.code) == (False, "FORBIDDEN")
+    assert "write:data" in verdict.reason and verdict.scopes == ("read:data",)
