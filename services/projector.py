@@ -20,17 +20,19 @@ from services import bus
 from services.config import Settings
 from services.event_store import EventStore, RecordedEvent
 from services.key_cache_store import (
-    PROJECTOR, load_keys, lock_key_cache, save_checkpoint, upsert_keys,
+    PROJECTOR, load_keys, lock_key_cache, read_checkpoint, save_checkpoint, upsert_keys,
 )
 
 log = logging.getLogger("keyledger.projector")
 
 
 class ProjectorStats(msgspec.Struct, kw_only=True):
-    """Counts since start: events applied, duplicates skipped, gaps repaired from the store."""
+    """Counts since start: events applied, duplicates skipped, and events read from the store
+    because the stream skipped positions (``filled``) or a key's versions (``repaired``)."""
 
     applied: int = 0
     duplicates: int = 0
+    filled: int = 0
     repaired: int = 0
 
 
@@ -40,13 +42,24 @@ async def apply_batch(
 ) -> None:
     """Apply ``(event, stream_seq)`` pairs to the key cache and move the checkpoint, in one transaction.
 
-    Versions already applied are skipped; a missing earlier version is read from the store.
+    The checkpoint means "every event up to here is applied": positions are gapless, so
+    when a batch skips some (messages still unacked by a projector that died, or held by
+    another replica), the missing ones are read from the store first. Versions a key
+    already has are skipped, so their later redelivery changes nothing.
     """
     async with conn.transaction():
         await lock_key_cache(conn)
-        model = await load_keys(conn, {recorded.stream_id for recorded, _ in batch})
+        done, _ = await read_checkpoint(conn, checkpoint)
+        fresh = sorted({r.global_position: r for r, _ in batch if r.global_position > done}.values(),
+                       key=lambda r: r.global_position)
+        stats.duplicates += len(batch) - len(fresh)
+        top = fresh[-1].global_position if fresh else done
+        if len(fresh) != top - done:
+            stats.filled += top - done - len(fresh)
+            fresh = await store.read_page(done, top - done)
+        model = await load_keys(conn, {recorded.stream_id for recorded in fresh})
         positions: dict[str, int] = {}
-        for recorded, _ in batch:
+        for recorded in fresh:
             outcome = apply_at(model, recorded.event, recorded.version)
             if outcome is Outcome.GAP:
                 await _repair(model, positions, store, recorded.stream_id, stats)
@@ -57,7 +70,7 @@ async def apply_batch(
             else:
                 stats.duplicates += 1
         await upsert_keys(conn, [(model[key_id], position) for key_id, position in positions.items()])
-        await save_checkpoint(conn, checkpoint, max(r.global_position for r, _ in batch), max(s for _, s in batch))
+        await save_checkpoint(conn, checkpoint, top, max(s for _, s in batch))
 
 
 async def _repair(model: KeyCache, positions: dict[str, int], store: EventStore, stream_id: str,
