@@ -17,6 +17,8 @@ from services.http_errors import EXCEPTION_HANDLERS
 from services.key_service import utc_now
 from services.last_used import LastUsedTracker
 from services.live_cache import LiveKeyCache
+from services.rate_limit import FailureThrottle, RateLimiter
+from services.throttle import ratelimit_headers
 from services.projector import Projector
 from services.relay import Relay
 from services.runtime import Runtime, open_runtime
@@ -34,6 +36,8 @@ class Services(msgspec.Struct, kw_only=True):
     cache: LiveKeyCache
     verifier: Verifier
     last_used: LastUsedTracker
+    limiter: RateLimiter
+    auth_failures: FailureThrottle
     startup_head: int
 
 
@@ -54,17 +58,25 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             runtime = await stack.enter_async_context(open_runtime(cfg, pool_size=8))
-            nc = await bus.connect(runtime.nats_url, "keyledger-api")
+            cache_ref: list[LiveKeyCache] = []
+
+            async def follow_again() -> None:
+                for live in cache_ref:
+                    await live.resubscribe()
+
+            nc = await bus.connect(runtime.nats_url, "keyledger-api", reconnected_cb=follow_again)
             stack.push_async_callback(nc.close)
             js = nc.jetstream()
             startup_head = await runtime.store.head_position()
             cache = LiveKeyCache(runtime.pool, js, cfg)
             await cache.start()
+            cache_ref.append(cache)
             stack.push_async_callback(cache.stop)
             runtime.keys.on_events = cache.apply_local
             last_used = LastUsedTracker(runtime.pool)
+            limiter = RateLimiter(runtime.pool)
             stop = asyncio.Event()
-            workers = [last_used.run]
+            workers = [last_used.run, limiter.run]
             if cfg.run_workers:
                 workers += [Relay(runtime.pool, js, cfg).run, Projector(runtime.pool, js, cfg).run]
             tasks = [asyncio.create_task(worker(stop)) for worker in workers]
@@ -74,9 +86,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 await asyncio.gather(*tasks, return_exceptions=True)
 
             stack.push_async_callback(stop_workers)
+            verifier = Verifier(cache, runtime.hasher, cfg.token_prefix, utc_now, max_pending=cfg.argon2_max_pending,
+                                key_failure_limit=cfg.key_failure_limit)
             app.state.services = Services(
-                settings=cfg, runtime=runtime, nats=nc, cache=cache, last_used=last_used,
-                verifier=Verifier(cache, runtime.hasher, cfg.token_prefix, utc_now), startup_head=startup_head)
+                settings=cfg, runtime=runtime, nats=nc, cache=cache, last_used=last_used, verifier=verifier,
+                limiter=limiter, auth_failures=FailureThrottle(cfg.auth_failure_limit), startup_head=startup_head)
             yield
 
     return Litestar(
@@ -84,6 +98,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=MAX_BODY_BYTES,
+        middleware=[ratelimit_headers],
         openapi_config=OpenAPIConfig(title="keyledger", version="0.1.0", path="/schema"),
     )
 

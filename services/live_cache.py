@@ -59,11 +59,27 @@ class LiveKeyCache:
             self.position, self.stream_seq = await read_checkpoint(conn, PROJECTOR)
             self._keys = await load_all(conn)
         await bus.ensure_stream(self._js, self._settings)
+        await self.resubscribe()
+
+    async def resubscribe(self) -> None:
+        """(Re)start following the stream after the last message seen.
+
+        Called at start and whenever the NATS connection comes back: the ordered consumer
+        lives in server memory and is gone after a server restart. A checkpoint beyond the
+        stream's end means the stream was recreated, so it is followed from its beginning
+        (versions already applied are skipped; missing ones are repaired from the store).
+        """
+        if self._subscription is not None:
+            try:
+                await self._subscription.unsubscribe()  # type: ignore[attr-defined]
+            except Exception as exc:  # the old consumer may be gone with the server
+                log.info("old subscription could not be closed (%s)", type(exc).__name__)
+        last = (await self._js.stream_info(self._settings.nats_stream)).state.last_seq
         start = (ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.stream_seq + 1)
-                 if self.stream_seq else ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+                 if 0 < self.stream_seq <= last else ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
         self._subscription = await self._js.subscribe(
             bus.all_subjects(self._settings), stream=self._settings.nats_stream, cb=self._on_message,
-            ordered_consumer=True, config=start)
+            ordered_consumer=True, config=start, idle_heartbeat=0.5)
 
     async def stop(self) -> None:
         """Stop following the stream."""

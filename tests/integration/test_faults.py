@@ -302,11 +302,19 @@ async def test_nats_restart_while_commands_run_every_event_reaches_the_cache_exa
     clients: list[Client] = []
     try:
         async with jetstream(server.url, settings) as (_, js):
-            for name in ("relay", "projector", "live-cache"):
+            caches: list[LiveKeyCache] = []
+
+            async def follow_again() -> None:  # as services/app.py wires it
+                for live in caches:
+                    await live.resubscribe()
+
+            for name in ("relay", "projector"):
                 clients.append(await bus.connect(server.url, f"test-{name}"))
+            clients.append(await bus.connect(server.url, "test-live-cache", reconnected_cb=follow_again))
             relay = Relay(pool, clients[0].jetstream(), settings)
             projector = Projector(pool, clients[1].jetstream(), settings)
             cache = LiveKeyCache(pool, clients[2].jetstream(), settings)
+            caches.append(cache)
             async with running(relay.run, projector.run):
                 await commands(20)
                 await wait_until(lambda: projector_caught_up(pool), what="projector before the restart")

@@ -65,3 +65,29 @@ async def test_replay_rebuilds_the_same_table(pool: AsyncConnectionPool, store: 
     async with pool.connection() as conn:  # again: the swap is repeatable
         await replay(conn)
     assert await table_model(pool) == await folded_streams(store)
+
+
+async def test_live_cache_follows_a_recreated_stream_from_its_start(pool: AsyncConnectionPool, store: EventStore,
+                                                                   nats_url: str) -> None:
+    settings = isolated_settings()
+    keys = KeyService(store, SecretHasher(settings), random_bytes=random.Random(5).randbytes)
+    async with jetstream(nats_url, settings) as (_, js):
+        relay, projector = Relay(pool, js, settings), Projector(pool, js, settings)
+        async with running(relay.run, projector.run):
+            for i in range(6):
+                await keys.create(f"k{i}", access=READ)
+            await wait_until(lambda: projector_caught_up(pool), what="projector")
+        await js.delete_stream(settings.nats_stream)  # the NATS store is lost; the checkpoint says seq 6
+        async with running(relay.run, projector.run):
+            await keys.create("after the loss", access=READ)
+            await wait_until(lambda: projector_caught_up(pool), what="projector on the new stream")
+            cache = LiveKeyCache(pool, js, settings)
+            await cache.start()
+            fresh = await keys.create("while following", access=READ)
+            await wait_until(lambda: _has(cache, fresh.state.key_id), what="the new key in the live cache")
+            await cache.stop()
+        assert await table_model(pool) == await folded_streams(store)
+
+
+async def _has(cache: LiveKeyCache, key_id: str) -> bool:
+    return cache.get(key_id) is not None
