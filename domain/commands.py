@@ -13,6 +13,7 @@ from domain.errors import ValidationError
 MAX_NAME_LENGTH = 200
 MAX_TEXT_LENGTH = 500
 MAX_GRACE_SECONDS = 7 * 24 * 3600
+MAX_RATE_LIMIT = 10_000_000
 
 
 class CreateKey(msgspec.Struct, frozen=True, kw_only=True):
@@ -26,6 +27,7 @@ class CreateKey(msgspec.Struct, frozen=True, kw_only=True):
     secret_hash: str
     prefix: str
     start: str
+    rate_limit: int | None = None
 
 
 class ChangeAccess(msgspec.Struct, frozen=True, kw_only=True):
@@ -34,6 +36,7 @@ class ChangeAccess(msgspec.Struct, frozen=True, kw_only=True):
     key_id: str
     access: tuple[AccessEntry, ...] | None = None
     name: str | None = None
+    rate_limit: int | None = None  # 0 removes the override
 
 
 class RotateKey(msgspec.Struct, frozen=True, kw_only=True):
@@ -89,6 +92,8 @@ def check_create(command: CreateKey, now: datetime) -> CreateKey:
         _require_aware("expires_at", command.expires_at)
         if command.expires_at <= now:
             raise ValidationError("expires_at must be in the future")
+    if command.rate_limit is not None:
+        _check_rate_limit(command.rate_limit, allow_zero=False)
     return msgspec.structs.replace(
         command,
         name=clean_name(command.name),
@@ -99,8 +104,10 @@ def check_create(command: CreateKey, now: datetime) -> CreateKey:
 
 def check_change(command: ChangeAccess) -> ChangeAccess:
     """Validate a change-access command: something must change, and all of it be valid."""
-    if command.access is None and command.name is None:
-        raise ValidationError("nothing to change: give access entries and/or a name")
+    if command.access is None and command.name is None and command.rate_limit is None:
+        raise ValidationError("nothing to change: give access entries, a name and/or a rate limit")
+    if command.rate_limit is not None:
+        _check_rate_limit(command.rate_limit, allow_zero=True)
     access = validate_access(command.access) if command.access is not None else None
     name = clean_name(command.name) if command.name is not None else None
     return msgspec.structs.replace(command, access=access, name=name)
@@ -116,6 +123,12 @@ def check_rotate(command: RotateKey) -> RotateKey:
 def check_revoke(command: RevokeKey) -> RevokeKey:
     """Validate a revoke command (the reason is optional free text)."""
     return msgspec.structs.replace(command, reason=clean_text("reason", command.reason) or "")
+
+
+def _check_rate_limit(value: int, allow_zero: bool) -> None:
+    low = 0 if allow_zero else 1
+    if not low <= value <= MAX_RATE_LIMIT:
+        raise ValidationError(f"rate_limit must be between {low} and {MAX_RATE_LIMIT} requests per minute")
 
 
 def _require_aware(field: str, value: datetime) -> None:

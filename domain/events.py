@@ -30,6 +30,7 @@ class KeyCreated(Event, tag="key.created", frozen=True, kw_only=True):
     secret_hash: str
     prefix: str
     start: str
+    rate_limit: int | None = None  # requests per minute; None: the tier of its rate:* scope
 
 
 class KeyAccessChanged(Event, tag="key.access_changed", frozen=True, kw_only=True):
@@ -37,6 +38,7 @@ class KeyAccessChanged(Event, tag="key.access_changed", frozen=True, kw_only=Tru
 
     access: tuple[AccessEntry, ...] | None = None
     name: str | None = None
+    rate_limit: int | None = None  # None: unchanged; 0: back to the tier's limit
 
 
 class KeyRotated(Event, tag="key.rotated", frozen=True, kw_only=True):

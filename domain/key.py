@@ -43,6 +43,7 @@ class KeyState(msgspec.Struct, frozen=True, kw_only=True):
     previous_valid_until: datetime | None = None
     revoked_at: datetime | None = None
     revoke_reason: str | None = None
+    rate_limit: int | None = None
 
     def status(self, now: datetime) -> Status:
         """``revoked`` (forever), ``expired`` (by the clock) or ``active``."""
@@ -70,6 +71,7 @@ def evolve(state: KeyState | None, event: AnyEvent) -> KeyState:
             secret_hash=event.secret_hash,
             prefix=event.prefix,
             start=event.start,
+            rate_limit=event.rate_limit,
             created_at=event.at,
             updated_at=event.at,
         )
@@ -77,11 +79,12 @@ def evolve(state: KeyState | None, event: AnyEvent) -> KeyState:
         raise ValueError(f"{type(event).__name__} before key.created in stream {event.key_id}")
     bumped = msgspec.structs.replace(state, version=state.version + 1, updated_at=event.at)
     match event:
-        case KeyAccessChanged(access=access, name=name):
+        case KeyAccessChanged(access=access, name=name, rate_limit=rate_limit):
             return msgspec.structs.replace(
                 bumped,
                 access=state.access if access is None else access,
                 name=state.name if name is None else name,
+                rate_limit=state.rate_limit if rate_limit is None else (rate_limit or None),
             )
         case KeyRotated():
             return msgspec.structs.replace(
@@ -113,7 +116,8 @@ def decide(state: KeyState | None, command: Command, now: datetime) -> list[Even
     match command:
         case ChangeAccess():
             checked = check_change(command)
-            return [KeyAccessChanged(key_id=state.key_id, at=now, access=checked.access, name=checked.name)]
+            return [KeyAccessChanged(key_id=state.key_id, at=now, access=checked.access, name=checked.name,
+                                     rate_limit=checked.rate_limit)]
         case RotateKey():
             grace = check_rotate(command).grace_seconds
             until = now + timedelta(seconds=grace) if grace else None
@@ -144,4 +148,5 @@ def _created(command: CreateKey, now: datetime) -> KeyCreated:
         secret_hash=command.secret_hash,
         prefix=command.prefix,
         start=command.start,
+        rate_limit=command.rate_limit,
     )

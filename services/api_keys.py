@@ -38,6 +38,7 @@ class CreateKeyBody(msgspec.Struct, forbid_unknown_fields=True):
     scopes: ScopeList = []
     access: Annotated[list[AccessBody], msgspec.Meta(max_length=100)] = []
     expires_at: AwareTime | None = None
+    rate_limit: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
 class ChangeKeyBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -46,6 +47,7 @@ class ChangeKeyBody(msgspec.Struct, forbid_unknown_fields=True):
     name: Text | None = None
     scopes: ScopeList | None = None
     access: Annotated[list[AccessBody], msgspec.Meta(max_length=100)] | None = None
+    rate_limit: Annotated[int, msgspec.Meta(ge=0)] | None = None  # 0: back to the tier's limit
 
 
 class RotateBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -100,7 +102,7 @@ async def create_key(request: Request, data: CreateKeyBody) -> Response[Any]:  #
         organization = admin.organization_id
     issued: IssuedKey = await services_of(request).runtime.keys.create(
         data.name, organization_id=organization, access=_entries(data.scopes, data.access),
-        expires_at=data.expires_at, metadata=request_metadata(request, admin))
+        expires_at=data.expires_at, rate_limit=data.rate_limit, metadata=request_metadata(request, admin))
     return _respond(request, issued.state, 201, secret=issued.token)
 
 
@@ -139,7 +141,7 @@ async def change_key(request: Request, key_id: str, data: ChangeKeyBody) -> Resp
     _visible_key(request, admin, key_id)
     access = None if data.scopes is None and data.access is None else _entries(data.scopes, data.access)
     state = await services_of(request).runtime.keys.change_access(
-        key_id, access=access, name=data.name, expected_version=_expected_version(request),
+        key_id, access=access, name=data.name, rate_limit=data.rate_limit, expected_version=_expected_version(request),
         metadata=request_metadata(request, admin))
     return _respond(request, state)
 

@@ -13,6 +13,10 @@ from services.app import services_of
 from services.auth import presented_key
 from services.http_errors import ApiError, auth_required, error_response
 from services.key_service import utc_now
+from domain.rate import limit_of
+from services.rate_limit import RateDecision
+from services.throttle import attach_decision
+from services.verifier import Verdict
 from services.views import split_access
 
 Short = Annotated[str, msgspec.Meta(max_length=500)]
@@ -47,10 +51,27 @@ async def verify(request: Request, data: VerifyBody) -> dict[str, Any]:  # type:
     if data.data is not None and data.data not in DATA_KINDS:
         raise ApiError(400, "VALIDATION_ERROR", f"unknown data kind {data.data!r}")
     services = services_of(request)
+    blocked = services.auth_failures.refusal(data.ip) if data.ip else None
+    if blocked is not None:
+        attach_decision(request, blocked)
+        return _answer(Verdict(valid=False, code="RATE_LIMITED",
+                               reason="too many failed attempts from this client ip"), None)
     verdict = await services.verifier.verify(data.key, data.scope, data.website_id, data.data)
-    key = verdict.key
+    if data.ip and verdict.code in ("MALFORMED", "NOT_FOUND"):
+        services.auth_failures.record(data.ip)
+    key, decision = verdict.key, None
+    if key is not None and verdict.code in ("VALID", "FORBIDDEN"):
+        decision = await services.limiter.hit(key.key_id, limit_of(key, services.settings.rate_tiers()))
+        attach_decision(request, decision)
+        if not decision.allowed:
+            verdict = Verdict(valid=False, code="RATE_LIMITED", reason="rate limit exceeded", key=key)
     if verdict.valid and key is not None:
         services.last_used.touch(key.key_id, utc_now())
+    return _answer(verdict, decision)
+
+
+def _answer(verdict: Verdict, decision: RateDecision | None) -> dict[str, Any]:
+    key = verdict.key
     granted = None
     if verdict.granted_by is not None:
         granted = split_access((verdict.granted_by,))[1] or [{"resource": "global",
@@ -59,7 +80,7 @@ async def verify(request: Request, data: VerifyBody) -> dict[str, Any]:  # type:
         "valid": verdict.valid, "code": verdict.code, "reason": verdict.reason,
         "key_id": key.key_id if key else None, "organization_id": key.organization_id if key else None,
         "scopes": list(verdict.scopes), "granted_by": granted[0] if granted else None,
-        "expires_at": key.expires_at if key else None, "ratelimit": None,
+        "expires_at": key.expires_at if key else None, "ratelimit": decision.body() if decision else None,
     }
 
 

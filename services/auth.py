@@ -9,7 +9,9 @@ from litestar import Request
 from domain.key import KeyState
 from services.app import services_of
 from services.event_store import Metadata
-from services.http_errors import auth_required, forbidden
+from domain.rate import limit_of
+from services.http_errors import ApiError, auth_required, forbidden
+from services.throttle import attach_decision
 from services.key_service import utc_now
 
 
@@ -26,18 +28,33 @@ def presented_key(request: Request) -> str | None:  # type: ignore[type-arg]
 
 
 async def require_scope(request: Request, scope: str) -> KeyState:  # type: ignore[type-arg]
-    """The caller's key if it is valid and holds ``scope`` globally; else 401 or 403."""
-    presented = presented_key(request)
-    if presented is None:
-        raise auth_required()
+    """The caller's key if it is valid, within its rate limit and holds ``scope`` globally.
+
+    Otherwise 401 (and a failure counted against the client's IP), 429 or 403. The
+    key's rate-limit numbers go out as ``X-RateLimit-*`` headers on whatever follows.
+    """
     services = services_of(request)
-    verdict = await services.verifier.verify(presented, scope)
+    client = request.client.host if request.client else "unknown"
+    blocked = services.auth_failures.refusal(client)
+    if blocked is not None:
+        attach_decision(request, blocked)
+        raise ApiError(429, "RATE_LIMITED", "Too many failed authentication attempts")
+    presented = presented_key(request)
+    verdict = await services.verifier.verify(presented, scope) if presented is not None else None
+    if verdict is None or verdict.key is None or verdict.code not in ("VALID", "FORBIDDEN"):
+        services.auth_failures.record(client)
+        if verdict is not None and verdict.code == "RATE_LIMITED":
+            raise ApiError(429, "RATE_LIMITED", "Too many attempts for this key")
+        raise auth_required()
+    key = verdict.key
+    decision = await services.limiter.hit(key.key_id, limit_of(key, services.settings.rate_tiers()))
+    attach_decision(request, decision)
+    if not decision.allowed:
+        raise ApiError(429, "RATE_LIMITED", "Rate limit exceeded")
     if verdict.code == "FORBIDDEN":
         raise forbidden()
-    if not verdict.valid or verdict.key is None:
-        raise auth_required()
-    services.last_used.touch(verdict.key.key_id, utc_now())
-    return verdict.key
+    services.last_used.touch(key.key_id, utc_now())
+    return key
 
 
 def request_metadata(request: Request, actor: KeyState | None) -> Metadata:  # type: ignore[type-arg]

@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--access", action="append", type=access_entry, metavar="RES[:ID]=SCOPE[,SCOPE]",
                         help="resource access entry, e.g. website:abc=read:data (repeatable)")
     create.add_argument("--expires", type=moment, metavar="TIME|DURATION", help="ISO time or e.g. 30d")
+    create.add_argument("--rate-limit", type=int, metavar="N", help="requests per minute (default: by rate:* tier)")
     listing = keys.add_parser("list", parents=[json_flag], help="list keys (prefix/start only)")
     listing.add_argument("--all", action="store_true", help="include revoked and expired keys")
     show = keys.add_parser("show", parents=[json_flag], help="a key's state and event history")

@@ -63,7 +63,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
 async def _create(rt: Runtime, args: argparse.Namespace) -> None:
     access = join_access(args.scope or [], args.access or [])
     issued = await rt.keys.create(args.name, organization_id=args.org, access=access,
-                                  expires_at=args.expires, metadata=cli_metadata())
+                                  expires_at=args.expires, rate_limit=args.rate_limit, metadata=cli_metadata())
     view = key_view(issued.state, utc_now())
     emit(args, {**view, "secret": issued.token},
          f"{describe(view)}\n  secret: {issued.token}\n  (shown only once: store it now)")

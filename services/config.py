@@ -31,6 +31,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     run_workers: bool = False
     host: str = "127.0.0.1"
     port: int = 8080
+    rate_standard: int = 100
+    rate_premium: int = 1_000
+    rate_enterprise: int = 10_000
+    auth_failure_limit: int = 20
+    key_failure_limit: int = 10
+    argon2_max_pending: int = 16
+
+    def rate_tiers(self) -> dict[str, int]:
+        """Requests per minute for each tier."""
+        return {"standard": self.rate_standard, "premium": self.rate_premium, "enterprise": self.rate_enterprise}
 
 
 _INTS = {
@@ -39,6 +49,12 @@ _INTS = {
     "argon2_parallelism": ("KEYLEDGER_ARGON2_PARALLELISM", 1, 64),
     "argon2_max_concurrency": ("KEYLEDGER_ARGON2_MAX_CONCURRENCY", 1, 256),
     "port": ("PORT", 1, 65535),
+    "rate_standard": ("KEYLEDGER_RATE_STANDARD", 1, 10_000_000),
+    "rate_premium": ("KEYLEDGER_RATE_PREMIUM", 1, 10_000_000),
+    "rate_enterprise": ("KEYLEDGER_RATE_ENTERPRISE", 1, 10_000_000),
+    "auth_failure_limit": ("KEYLEDGER_AUTH_FAILURE_LIMIT", 1, 1_000_000),
+    "key_failure_limit": ("KEYLEDGER_KEY_FAILURE_LIMIT", 1, 1_000_000),
+    "argon2_max_pending": ("KEYLEDGER_ARGON2_MAX_PENDING", 1, 10_000),
 }
 
 

@@ -59,6 +59,7 @@ class KeyService:
         organization_id: str | None = None,
         access: Sequence[AccessEntry] = (),
         expires_at: datetime | None = None,
+        rate_limit: int | None = None,
         metadata: Metadata | None = None,
     ) -> IssuedKey:
         """Create a key; validates first, then hashes the new secret off the event loop."""
@@ -66,7 +67,7 @@ class KeyService:
         parsed = token.parse(secret, self._prefix)
         command = CreateKey(
             key_id=parsed.key_id, name=name, organization_id=organization_id, access=tuple(access),
-            expires_at=expires_at, secret_hash="", prefix=self._prefix, start=parsed.start(),
+            expires_at=expires_at, secret_hash="", prefix=self._prefix, start=parsed.start(), rate_limit=rate_limit,
         )
         check_create(command, self._clock())
         command = msgspec.structs.replace(command, secret_hash=await self._hasher.hash(secret))
@@ -79,11 +80,13 @@ class KeyService:
         *,
         access: Sequence[AccessEntry] | None = None,
         name: str | None = None,
+        rate_limit: int | None = None,
         expected_version: int | None = None,
         metadata: Metadata | None = None,
     ) -> KeyState:
-        """Replace the key's access entries and/or rename it."""
-        command = ChangeAccess(key_id=key_id, access=None if access is None else tuple(access), name=name)
+        """Replace the key's access entries, rename it and/or set its rate limit (0 clears it)."""
+        command = ChangeAccess(key_id=key_id, access=None if access is None else tuple(access), name=name,
+                               rate_limit=rate_limit)
         return await self._execute(await self._load_state(key_id), command, expected_version, metadata)
 
     async def rotate(

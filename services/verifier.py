@@ -14,6 +14,7 @@ from domain import token
 from domain.access import AccessEntry, check_access, granted_scopes
 from domain.key import KeyState
 from services.hashing import SecretHasher
+from services.rate_limit import FailureThrottle
 
 
 class KeyLookup(Protocol):
@@ -42,12 +43,21 @@ class Verifier:
 
     A secret that argon2 accepted is remembered as an HMAC digest (with a per-process
     random key), tied to the hash it matched: rotation or revocation invalidates it.
+    argon2 work is bounded three ways, so wrong secrets cannot starve valid traffic: a
+    wrong token already seen is refused from memory; after ``key_failure_limit`` wrong
+    secrets for one key id in a minute its cold checks stop until the minute ends (its
+    remembered good secrets keep working); and at most ``max_pending`` checks wait for
+    the argon2 threads at once.
     """
 
-    def __init__(self, keys: KeyLookup, hasher: SecretHasher, prefix: str, clock: Callable[[], datetime]) -> None:
+    def __init__(self, keys: KeyLookup, hasher: SecretHasher, prefix: str, clock: Callable[[], datetime],
+                 max_pending: int = 16, key_failure_limit: int = 10) -> None:
         self._keys, self._hasher, self._prefix, self._clock = keys, hasher, prefix, clock
         self._digest_key = os.urandom(32)
-        self._known: dict[str, list[tuple[bytes, str]]] = {}  # key id → [(digest, secret hash)]
+        self._known: dict[str, list[tuple[bytes, str]]] = {}  # key id → [(digest, secret hash)] accepted
+        self._wrong: dict[str, list[tuple[bytes, str]]] = {}  # key id → recent wrong digests
+        self._failures = FailureThrottle(key_failure_limit, clock=lambda: self._clock().timestamp())
+        self._max_pending, self._pending = max_pending, 0
 
     async def verify(self, presented: str, scope: str, website_id: str | None = None,
                      data: str | None = None) -> Verdict:
@@ -63,8 +73,9 @@ class Verifier:
         status = state.status(now)
         if status != "active":
             return Verdict(valid=False, code=status.upper(), reason=f"key is {status}", key=state)
-        if not await self._secret_matches(state, presented, now):
-            return Verdict(valid=False, code="NOT_FOUND", reason="unknown key")
+        refusal = await self._check_secret(state, presented, now)
+        if refusal is not None:
+            return refusal
         decision = check_access(state.access, scope, website_id, data)
         if not decision.allowed:
             return Verdict(valid=False, code="FORBIDDEN", reason=decision.reason, key=state)
@@ -76,14 +87,36 @@ class Verifier:
             hashes.append(state.previous_hash)
         return hashes
 
-    async def _secret_matches(self, state: KeyState, presented: str, now: datetime) -> bool:
+    async def _check_secret(self, state: KeyState, presented: str, now: datetime) -> Verdict | None:
+        """None when the secret is right; else the refusal (never saying which part was wrong)."""
         accepted = self._accepted_hashes(state, now)
         digest = hmac.new(self._digest_key, presented.encode(), hashlib.sha256).digest()
         known = [entry for entry in self._known.get(state.key_id, ()) if entry[1] in accepted]
-        if any(hmac.compare_digest(digest, remembered) for remembered, _ in known):
-            return True
-        for secret_hash in accepted:
-            if await self._hasher.verify(secret_hash, presented):
-                self._known[state.key_id] = [*known, (digest, secret_hash)][-4:]
-                return True
-        return False
+        if _remembered(digest, known):
+            return None
+        unknown = Verdict(valid=False, code="NOT_FOUND", reason="unknown key")
+        wrong = [entry for entry in self._wrong.get(state.key_id, ()) if entry[1] == state.secret_hash]
+        if _remembered(digest, wrong):
+            return unknown
+        if self._failures.refusal(state.key_id) is not None:
+            return Verdict(valid=False, code="RATE_LIMITED", reason="too many wrong secrets for this key; retry later")
+        if self._pending >= self._max_pending:
+            return Verdict(valid=False, code="RATE_LIMITED", reason="too many secret checks in progress; retry")
+        self._pending += 1
+        try:
+            for secret_hash in accepted:
+                if await self._hasher.verify(secret_hash, presented):
+                    self._known[state.key_id] = [*known, (digest, secret_hash)][-4:]
+                    return None
+        finally:
+            self._pending -= 1
+        self._failures.record(state.key_id)
+        self._wrong[state.key_id] = [*wrong, (digest, state.secret_hash)][-16:]
+        return unknown
+
+
+def _remembered(digest: bytes, entries: list[tuple[bytes, str]]) -> bool:
+    found = False
+    for remembered, _ in entries:
+        found |= hmac.compare_digest(digest, remembered)
+    return found

@@ -7,6 +7,7 @@ from typing import Any
 
 from domain.access import AccessEntry, validate_access
 from domain.key import KeyState
+from domain.rate import tier_of
 from services.event_store import RecordedEvent
 
 
@@ -35,6 +36,7 @@ def key_view(state: KeyState, now: datetime) -> dict[str, Any]:
         "expires_at": state.expires_at, "status": state.status(now), "version": state.version,
         "created_at": state.created_at, "updated_at": state.updated_at, "revoked_at": state.revoked_at,
         "revoke_reason": state.revoke_reason, "previous_secret_valid_until": state.previous_valid_until,
+        "rate_limit": state.rate_limit, "rate_tier": tier_of(state),
     }
 
 

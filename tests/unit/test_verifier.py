@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import datetime, timedelta, timezone
 
@@ -64,16 +65,35 @@ async def test_cold_then_warm(world: tuple[Keys, CountingHasher, Clock, Verifier
     assert hasher.verifies == 1  # warm: no argon2
 
 
-async def test_wrong_secret_for_a_real_key_is_not_found_and_never_remembered(
-        world: tuple[Keys, CountingHasher, Clock, Verifier, str]) -> None:
+async def test_wrong_secrets_are_not_found_and_bounded(world: tuple[Keys, CountingHasher, Clock, Verifier, str]) -> None:
     keys, hasher, clock, verifier, secret = world
-    parsed = token.parse(secret)
-    wrong = token.format_token("kl", parsed.key_id, "Z" * 32)
+    key_id = token.parse(secret).key_id
+    assert (await verifier.verify(secret, "read:data")).valid  # remembered before the attack
+    wrong = [token.format_token("kl", key_id, ch * 32) for ch in "ABCDEFGHIJKLMNOP"]
     for _ in range(3):
-        verdict = await verifier.verify(wrong, "read:data")
+        verdict = await verifier.verify(wrong[0], "read:data")
         assert (verdict.code, verdict.key) == ("NOT_FOUND", None)
-    assert hasher.verifies == 3
-    assert (await verifier.verify(secret, "read:data")).valid
+    assert hasher.verifies == 2  # one good, one wrong: the same wrong token again costs nothing
+    for candidate in wrong[1:10]:
+        assert (await verifier.verify(candidate, "read:data")).code == "NOT_FOUND"
+    assert hasher.verifies == 11  # ten wrong secrets: the per-key limit
+    throttled = await verifier.verify(wrong[10], "read:data")
+    assert (throttled.code, throttled.valid) == ("RATE_LIMITED", False)
+    assert hasher.verifies == 11
+    assert (await verifier.verify(secret, "read:data")).valid  # the owner's warm secret still works
+    clock.now += timedelta(minutes=1)
+    assert (await verifier.verify(wrong[10], "read:data")).code == "NOT_FOUND"  # next minute: checked again
+
+
+async def test_at_most_max_pending_cold_checks_wait(world: tuple[Keys, CountingHasher, Clock, Verifier, str]) -> None:
+    keys, hasher, clock, _, secret = world
+    verifier = Verifier(keys, hasher, "kl", clock, max_pending=2, key_failure_limit=100)
+    key_id = token.parse(secret).key_id
+    attempts = [token.format_token("kl", key_id, ch * 32) for ch in "ABCDEF"]
+    verdicts = await asyncio.gather(*(verifier.verify(t, "read:data") for t in attempts))
+    codes = [v.code for v in verdicts]
+    assert codes.count("NOT_FOUND") == 2 and codes.count("RATE_LIMITED") == 4
+    assert hasher.verifies == 2
 
 
 async def test_malformed_and_unknown_cost_nothing(world: tuple[Keys, CountingHasher, Clock, Verifier, str]) -> None:
