@@ -12,7 +12,7 @@ from domain.access import AccessEntry
 from domain.key import KeyState
 from domain.token import is_key_id
 from services.app import services_of
-from services.auth import request_metadata, require_scope
+from services.auth import acting_admin, admin_guard, request_metadata
 from services.http_errors import ApiError, forbidden
 from services.key_service import IssuedKey, utc_now
 from services.views import join_access, key_view
@@ -91,10 +91,10 @@ def _visible_key(request: Request, admin: KeyState, key_id: str) -> KeyState:  #
     return state
 
 
-@post("/v1/keys", status_code=201)
+@post("/v1/keys", status_code=201, guards=[admin_guard])
 async def create_key(request: Request, data: CreateKeyBody) -> Response[Any]:  # type: ignore[type-arg]
     """Create a key; the response is the only place its secret ever appears."""
-    admin = await require_scope(request, "admin:apikeys")
+    admin = acting_admin(request)
     organization = data.organization_id
     if admin.organization_id is not None:
         if organization not in (None, admin.organization_id):
@@ -106,10 +106,10 @@ async def create_key(request: Request, data: CreateKeyBody) -> Response[Any]:  #
     return _respond(request, issued.state, 201, secret=issued.token)
 
 
-@get("/v1/keys")
+@get("/v1/keys", guards=[admin_guard])
 async def list_keys(request: Request, cursor: str | None = None, limit: int = 50) -> dict[str, Any]:  # type: ignore[type-arg]
     """Keys ordered by id, ``limit`` (1-100) at a time; ``next_cursor`` continues. Never secrets."""
-    admin = await require_scope(request, "admin:apikeys")
+    admin = acting_admin(request)
     if not 1 <= limit <= 100:
         raise ApiError(400, "VALIDATION_ERROR", "limit must be between 1 and 100")
     services = services_of(request)
@@ -123,10 +123,10 @@ async def list_keys(request: Request, cursor: str | None = None, limit: int = 50
     return {"items": items, "next_cursor": page[-1].key_id if len(states) > limit else None}
 
 
-@get("/v1/keys/{key_id:str}")
+@get("/v1/keys/{key_id:str}", guards=[admin_guard])
 async def get_key(request: Request, key_id: str) -> Response[Any]:  # type: ignore[type-arg]
     """One key, with its status and last use."""
-    admin = await require_scope(request, "admin:apikeys")
+    admin = acting_admin(request)
     state = _visible_key(request, admin, key_id)
     response = _respond(request, state)
     used = await services_of(request).last_used.lookup([key_id])
@@ -134,10 +134,10 @@ async def get_key(request: Request, key_id: str) -> Response[Any]:  # type: igno
     return response
 
 
-@patch("/v1/keys/{key_id:str}")
+@patch("/v1/keys/{key_id:str}", guards=[admin_guard])
 async def change_key(request: Request, key_id: str, data: ChangeKeyBody) -> Response[Any]:  # type: ignore[type-arg]
     """Rename and/or replace scopes and access; ``If-Match`` guards against lost updates."""
-    admin = await require_scope(request, "admin:apikeys")
+    admin = acting_admin(request)
     _visible_key(request, admin, key_id)
     access = None if data.scopes is None and data.access is None else _entries(data.scopes, data.access)
     state = await services_of(request).runtime.keys.change_access(
@@ -146,10 +146,10 @@ async def change_key(request: Request, key_id: str, data: ChangeKeyBody) -> Resp
     return _respond(request, state)
 
 
-@post("/v1/keys/{key_id:str}/rotate", status_code=200)
+@post("/v1/keys/{key_id:str}/rotate", status_code=200, guards=[admin_guard])
 async def rotate_key(request: Request, key_id: str, data: RotateBody | None = None) -> Response[Any]:  # type: ignore[type-arg]
     """A new secret, shown once; the old one works for ``grace_seconds`` (0..7 days) more."""
-    admin = await require_scope(request, "admin:apikeys")
+    admin = acting_admin(request)
     _visible_key(request, admin, key_id)
     issued = await services_of(request).runtime.keys.rotate(
         key_id, grace_seconds=(data or RotateBody()).grace_seconds, expected_version=_expected_version(request),
@@ -157,10 +157,10 @@ async def rotate_key(request: Request, key_id: str, data: RotateBody | None = No
     return _respond(request, issued.state, secret=issued.token)
 
 
-@post("/v1/keys/{key_id:str}/revoke", status_code=200)
+@post("/v1/keys/{key_id:str}/revoke", status_code=200, guards=[admin_guard])
 async def revoke_key(request: Request, key_id: str, data: RevokeBody | None = None) -> Response[Any]:  # type: ignore[type-arg]
     """Revoke at once and for good."""
-    admin = await require_scope(request, "admin:apikeys")
+    admin = acting_admin(request)
     _visible_key(request, admin, key_id)
     state = await services_of(request).runtime.keys.revoke(
         key_id, reason=(data or RevokeBody()).reason, expected_version=_expected_version(request),

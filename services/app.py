@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import msgspec
-from litestar import Litestar, Request
+from litestar import Litestar
+from litestar.connection import ASGIConnection
 from litestar.openapi import OpenAPIConfig
 from nats.aio.client import Client
 
@@ -41,7 +42,7 @@ class Services(msgspec.Struct, kw_only=True):
     startup_head: int
 
 
-def services_of(request: Request) -> Services:  # type: ignore[type-arg]
+def services_of(request: ASGIConnection[Any, Any, Any, Any]) -> Services:
     """The Services of the app serving ``request``."""
     services: Services = request.app.state.services
     return services

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import uuid
 
+from typing import Any
+
 from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
 
 from domain.key import KeyState
 from services.app import services_of
@@ -16,7 +20,7 @@ from services.key_service import utc_now
 
 
 
-def presented_key(request: Request) -> str | None:  # type: ignore[type-arg]
+def presented_key(request: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     """The key from ``Authorization: Bearer <key>`` or ``x-api-key: <key>``; None if absent."""
     header = request.headers.get("authorization")
     if header:
@@ -27,7 +31,7 @@ def presented_key(request: Request) -> str | None:  # type: ignore[type-arg]
     return api_key.strip() if api_key and api_key.strip() else None
 
 
-async def require_scope(request: Request, scope: str) -> KeyState:  # type: ignore[type-arg]
+async def require_scope(request: ASGIConnection[Any, Any, Any, Any], scope: str) -> KeyState:
     """The caller's key if it is valid, within its rate limit and holds ``scope`` globally.
 
     Otherwise 401 (and a failure counted against the client's IP), 429 or 403. The
@@ -55,6 +59,18 @@ async def require_scope(request: Request, scope: str) -> KeyState:  # type: igno
         raise forbidden()
     services.last_used.touch(key.key_id, utc_now())
     return key
+
+
+async def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Route guard: the caller must hold ``admin:apikeys``; runs before the body is parsed,
+    so even a malformed request body gets a 401/403/429 first and the rate-limit headers."""
+    connection.state["admin"] = await require_scope(connection, "admin:apikeys")
+
+
+def acting_admin(request: Request) -> KeyState:  # type: ignore[type-arg]
+    """The admin key :func:`admin_guard` authenticated for this request."""
+    admin: KeyState = request.state["admin"]
+    return admin
 
 
 def request_metadata(request: Request, actor: KeyState | None) -> Metadata:  # type: ignore[type-arg]

@@ -58,7 +58,8 @@ class _Window(msgspec.Struct, kw_only=True):
     leased: int = 0  # budget this process holds for the window
     used: int = 0  # of which spent
     window_used: int = 0  # the window's total across replicas at our last lease
-    exhausted: bool = False
+    exhausted: bool = False  # no budget left at ``limit``
+    limit: int = 0
 
 
 class RateLimiter:
@@ -77,6 +78,8 @@ class RateLimiter:
     async def hit(self, key_id: str, limit: int) -> RateDecision:
         """Count one request of ``key_id`` against ``limit`` per window."""
         window = self._window(key_id)
+        if window.limit != limit:  # the key's limit changed: the budget may have grown
+            window.limit, window.exhausted = limit, False
         if window.used >= window.leased and not window.exhausted:
             lock = self._locks.setdefault(key_id, asyncio.Lock())
             async with lock:

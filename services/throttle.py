@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request
+from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -13,7 +13,7 @@ from services.rate_limit import RateDecision
 _STATE_KEY = "keyledger_ratelimit"
 
 
-def attach_decision(request: Request[Any, Any, Any], decision: RateDecision) -> None:
+def attach_decision(request: ASGIConnection[Any, Any, Any, Any], decision: RateDecision) -> None:
     """Make ``decision``'s ``X-RateLimit-*`` headers go out with whatever response follows."""
     request.scope.setdefault("state", {})[_STATE_KEY] = decision
 

@@ -1,0 +1,60 @@
+"""The shared rate limiter against real Postgres, with an injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from psycopg_pool import AsyncConnectionPool
+
+from services.rate_limit import RateLimiter
+
+T = 1_800_000_000.0  # a window start (divisible by 60)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_window_edges_and_headers(pool: AsyncConnectionPool) -> None:
+    clock = Clock()
+    limiter = RateLimiter(pool, clock=clock)
+    decisions = [await limiter.hit("k1", 5) for _ in range(6)]
+    assert [d.allowed for d in decisions] == [True] * 5 + [False]
+    assert [d.remaining for d in decisions[:5]] == [4, 3, 2, 1, 0]
+    assert {d.reset for d in decisions} == {int(T) + 60}
+    clock.now = T + 59.999
+    late = await limiter.hit("k1", 5)
+    assert not late.allowed and late.retry_after == 1 and late.headers()["Retry-After"] == "1"
+    clock.now = T + 60
+    fresh = await limiter.hit("k1", 5)
+    assert fresh.allowed and fresh.remaining == 4 and fresh.reset == int(T) + 120
+    assert (await limiter.hit("k2", 5)).remaining == 4  # keys are counted apart
+
+
+async def test_two_replicas_share_one_budget_within_ten_percent(pool: AsyncConnectionPool) -> None:
+    clock = Clock()
+    replicas = [RateLimiter(pool, clock=clock), RateLimiter(pool, clock=clock)]
+    for limit in (100, 1000):
+        rng = random.Random(limit)
+        key = f"shared-{limit}"
+        results = await asyncio.gather(*(replicas[rng.randrange(2)].hit(key, limit) for _ in range(limit * 3)))
+        accepted = sum(d.allowed for d in results)
+        assert 0.9 * limit <= accepted <= limit, accepted
+        async with pool.connection() as conn:
+            row = await (await conn.execute("SELECT used FROM rate_windows WHERE key_id = %s", (key,))).fetchone()
+        assert row is not None and row[0] <= limit
+
+
+async def test_old_windows_are_pruned(pool: AsyncConnectionPool) -> None:
+    clock = Clock()
+    limiter = RateLimiter(pool, clock=clock)
+    await limiter.hit("k", 10)
+    clock.now = T + 180
+    await limiter.prune()
+    async with pool.connection() as conn:
+        assert await (await conn.execute("SELECT count(*) FROM rate_windows")).fetchone() == (0,)
