@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import sys
 import tempfile
@@ -66,7 +67,7 @@ async def _server_version(admin_url: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Start a private stack, run the benchmarks, print the table, write RESULTS.md."""
     args = parse_args(argv)
-    started = time.perf_counter()
+    started, load = time.perf_counter(), os.getloadavg()[0]
     data_dir = Path(tempfile.mkdtemp(prefix="keyledger-bench-"))
     try:
         info = stack_up(data_dir, pg_settings=PG_SETTINGS)
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     target = args.results or (None if args.quick else RESULTS)
     if target is not None:
         report.write(target, report.markdown(results, events=args.events, seconds=seconds, pg_version=pg_version,
-                                             pg_settings=PG_SETTINGS, command="python -m bench"))
+                                             pg_settings=PG_SETTINGS, command="python -m bench", load=load))
         print(f"wrote {target}", file=sys.stderr)
     return 1 if args.strict and any(row.met is False for row in rows) else 0
 

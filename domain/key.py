@@ -77,26 +77,25 @@ def evolve(state: KeyState | None, event: AnyEvent) -> KeyState:
         )
     if state is None:
         raise ValueError(f"{type(event).__name__} before key.created in stream {event.key_id}")
-    bumped = msgspec.structs.replace(state, version=state.version + 1, updated_at=event.at)
     match event:
         case KeyAccessChanged(access=access, name=name, rate_limit=rate_limit):
-            return msgspec.structs.replace(
-                bumped,
-                access=state.access if access is None else access,
-                name=state.name if name is None else name,
-                rate_limit=state.rate_limit if rate_limit is None else (rate_limit or None),
-            )
+            changes: dict[str, object] = {
+                "access": state.access if access is None else access,
+                "name": state.name if name is None else name,
+                "rate_limit": state.rate_limit if rate_limit is None else (rate_limit or None),
+            }
         case KeyRotated():
-            return msgspec.structs.replace(
-                bumped,
-                previous_hash=state.secret_hash if event.previous_valid_until else None,
-                previous_valid_until=event.previous_valid_until,
-                secret_hash=event.secret_hash,
-                start=event.start,
-            )
+            changes = {
+                "previous_hash": state.secret_hash if event.previous_valid_until else None,
+                "previous_valid_until": event.previous_valid_until,
+                "secret_hash": event.secret_hash,
+                "start": event.start,
+            }
         case KeyRevoked(reason=reason):
-            return msgspec.structs.replace(bumped, revoked_at=event.at, revoke_reason=reason)
-    raise TypeError(f"unknown event {event!r}")
+            changes = {"revoked_at": event.at, "revoke_reason": reason}
+        case _:
+            raise TypeError(f"unknown event {event!r}")
+    return msgspec.structs.replace(state, version=state.version + 1, updated_at=event.at, **changes)
 
 
 def fold(events: Iterable[AnyEvent], state: KeyState | None = None) -> KeyState | None:

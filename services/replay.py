@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
 import time
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import msgspec
 from psycopg import AsyncConnection
@@ -39,21 +42,71 @@ class ReplayResult(msgspec.Struct, frozen=True, kw_only=True):
         return self.events / self.seconds if self.seconds > 0 else float("inf")
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC. Folding allocates millions of acyclic objects (freed by refcounting);
+    with the GC on, they trigger collections that rescan the whole, growing key model each time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+async def _fetch_page(conn: AsyncConnection, position: int, limit: int) -> tuple[Any, ...] | None:
+    return await (await conn.execute(_PAGE, (position, limit))).fetchone()
+
+
+def _request_page(conn: AsyncConnection, position: int, head: int, page_size: int) -> asyncio.Task[Any] | None:
+    """Start fetching the page after ``position`` (None past ``head``)."""
+    if position >= head:
+        return None
+    return asyncio.ensure_future(_fetch_page(conn, position, min(page_size, head - position)))
+
+
+async def _fold(conn: AsyncConnection, head: int, progress: Progress | None,
+                page_size: int) -> tuple[KeyCache, int, dict[str, int] | None]:
+    """:func:`fold_store`, plus each key's last position (None if some page was not gapless).
+
+    The next page is requested before the current one is folded, so Postgres builds it meanwhile.
+    """
+    model: KeyCache = {}
+    last: dict[str, int] | None = {}
+    position = count = 0
+    pending = _request_page(conn, position, head, page_size)
+    try:
+        while pending is not None:
+            row, pending = await pending, None
+            if row is None or row[0] is None:
+                break
+            start, position, count = position, row[1], count + row[2]
+            pending = _request_page(conn, position, head, page_size)
+            await asyncio.sleep(0)  # let that request go out before we fold this page
+            events = _page_decoder.decode(row[0])
+            if last is not None and position - start == len(events):  # gapless: event i is at start + 1 + i
+                for event_position, event in enumerate(events, start + 1):
+                    apply(model, event)
+                    last[event.key_id] = event_position
+            else:
+                last = None
+                for event in events:
+                    apply(model, event)
+            if progress:
+                progress(count, head)
+    finally:
+        if pending is not None:  # folding failed: let the request finish so the connection stays usable
+            with contextlib.suppress(Exception):
+                await pending
+    return model, count, last
+
+
 async def fold_store(conn: AsyncConnection, head: int, progress: Progress | None = None,
                      page_size: int = 20_000) -> tuple[KeyCache, int]:
     """Fold every event up to position ``head`` into a new key cache; returns it and the event count."""
-    model: KeyCache = {}
-    position = count = 0
-    while position < head:
-        cur = await conn.execute(_PAGE, (position, min(page_size, head - position)))
-        row = await cur.fetchone()
-        if row is None or row[0] is None:
-            break
-        for event in _page_decoder.decode(row[0]):
-            apply(model, event)
-        position, count = row[1], count + row[2]
-        if progress:
-            progress(count, head)
+    with _gc_paused():
+        model, count, _ = await _fold(conn, head, progress, page_size)
     return model, count
 
 
@@ -63,13 +116,19 @@ async def replay(conn: AsyncConnection, progress: Progress | None = None, page_s
     Events committed while the rebuild runs are applied inside the swap transaction, under
     the projector's lock, so nothing falls between the rebuilt table and the live projector.
     """
+    with _gc_paused():  # the model is freed (by refcounting) when _rebuild returns, before the GC resumes
+        return await _rebuild(conn, progress, page_size)
+
+
+async def _rebuild(conn: AsyncConnection, progress: Progress | None, page_size: int) -> ReplayResult:
     started = time.perf_counter()
     head = await EventStore.head_on(conn)
-    model, count = await fold_store(conn, head, progress, page_size)
+    model, count, last_positions = await _fold(conn, head, progress, page_size)
     await conn.execute("DROP TABLE IF EXISTS key_cache_rebuild")
     await conn.execute("CREATE TABLE key_cache_rebuild (key_id text NOT NULL, version integer NOT NULL, "
                        "position bigint NOT NULL, state jsonb NOT NULL)")
-    last_positions = await _last_positions(conn, head)
+    if last_positions is None:
+        last_positions = await _last_positions(conn, head)
     async with conn.cursor().copy("COPY key_cache_rebuild (key_id, version, position, state) FROM STDIN") as copy:
         for key_id, state in model.items():
             await copy.write_row((key_id, state.version, last_positions[key_id], encode_state(state)))
