@@ -66,3 +66,14 @@ async def ensure_stream(js: JetStreamContext, settings: Settings) -> None:
     except NotFoundError:
         await js.add_stream(config)
         log.info("created JetStream stream %s", settings.nats_stream)
+
+
+async def ensure_usage_stream(js: JetStreamContext, settings: Settings) -> None:
+    """Create the usage-events stream if it is missing (file storage, de-duplication window)."""
+    try:
+        await js.stream_info(settings.usage_stream)
+    except NotFoundError:
+        await js.add_stream(StreamConfig(
+            name=settings.usage_stream, subjects=[settings.usage_subject], storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS))
+        log.info("created JetStream stream %s", settings.usage_stream)

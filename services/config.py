@@ -27,6 +27,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     argon2_max_concurrency: int = 2
     nats_stream: str = "KEYLEDGER_EVENTS"
     nats_subject_prefix: str = "keyledger.events"
+    usage_stream: str = "KEYLEDGER_USAGE"
+    usage_subject: str = "keyledger.usage"
+    audit_retention_days: int = 400
     verify_token: str | None = None
     run_workers: bool = False
     host: str = "127.0.0.1"
@@ -55,6 +58,7 @@ _INTS = {
     "auth_failure_limit": ("KEYLEDGER_AUTH_FAILURE_LIMIT", 1, 1_000_000),
     "key_failure_limit": ("KEYLEDGER_KEY_FAILURE_LIMIT", 1, 1_000_000),
     "argon2_max_pending": ("KEYLEDGER_ARGON2_MAX_PENDING", 1, 10_000),
+    "audit_retention_days": ("KEYLEDGER_AUDIT_RETENTION_DAYS", 1, 100_000),
 }
 
 
@@ -67,14 +71,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "token_prefix": env.get("KEYLEDGER_TOKEN_PREFIX", DEFAULT_PREFIX),
         "nats_stream": env.get("KEYLEDGER_NATS_STREAM") or "KEYLEDGER_EVENTS",
         "nats_subject_prefix": env.get("KEYLEDGER_NATS_SUBJECT_PREFIX") or "keyledger.events",
+        "usage_stream": env.get("KEYLEDGER_USAGE_STREAM") or "KEYLEDGER_USAGE",
+        "usage_subject": env.get("KEYLEDGER_USAGE_SUBJECT") or "keyledger.usage",
         "verify_token": env.get("KEYLEDGER_VERIFY_TOKEN") or None,
         "run_workers": env.get("KEYLEDGER_RUN_WORKERS", "").lower() in ("1", "true", "yes"),
         "host": env.get("HOST") or "127.0.0.1",
     }
-    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", str(values["nats_stream"])):
-        raise SettingsError("KEYLEDGER_NATS_STREAM must be 1-64 letters, digits, '_' or '-'")
-    if not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", str(values["nats_subject_prefix"])):
-        raise SettingsError("KEYLEDGER_NATS_SUBJECT_PREFIX must be dot-separated tokens of letters, digits, '_' or '-'")
+    for field, name in (("nats_stream", "KEYLEDGER_NATS_STREAM"), ("usage_stream", "KEYLEDGER_USAGE_STREAM")):
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", str(values[field])):
+            raise SettingsError(f"{name} must be 1-64 letters, digits, '_' or '-'")
+    for field, name in (("nats_subject_prefix", "KEYLEDGER_NATS_SUBJECT_PREFIX"),
+                        ("usage_subject", "KEYLEDGER_USAGE_SUBJECT")):
+        if not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", str(values[field])):
+            raise SettingsError(f"{name} must be dot-separated tokens of letters, digits, '_' or '-'")
     if not is_valid_prefix(str(values["token_prefix"])):
         raise SettingsError("KEYLEDGER_TOKEN_PREFIX must be 1-16 lowercase letters/digits, starting with a letter")
     for field, (name, low, high) in _INTS.items():

@@ -24,6 +24,7 @@ def isolated_settings() -> Settings:
     """Settings with a JetStream stream and subjects of their own, and cheap argon2."""
     tag = uuid.uuid4().hex[:10]
     return Settings(nats_stream=f"KL_{tag}", nats_subject_prefix=f"kl{tag}.events",
+                    usage_stream=f"KLU_{tag}", usage_subject=f"kl{tag}.usage",
                     argon2_time_cost=1, argon2_memory_kib=1024)
 
 

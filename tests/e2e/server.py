@@ -33,6 +33,7 @@ class ApiServer:
         env = {**os.environ, "DATABASE_URL": database_url, "NATS_URL": nats_url, "PORT": str(self.port),
                "KEYLEDGER_NATS_STREAM": settings.nats_stream,
                "KEYLEDGER_NATS_SUBJECT_PREFIX": settings.nats_subject_prefix,
+               "KEYLEDGER_USAGE_STREAM": settings.usage_stream, "KEYLEDGER_USAGE_SUBJECT": settings.usage_subject,
                "KEYLEDGER_ARGON2_TIME_COST": "1", "KEYLEDGER_ARGON2_MEMORY_KIB": "1024", **(extra_env or {})}
         args = [sys.executable, "-m", "services.cli", "serve", *([] if workers else ["--no-workers"])]
         self._log = self.log_path.open("w")

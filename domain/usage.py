@@ -1,0 +1,57 @@
+"""Usage events: one per verification and per authenticated API call (never a secret)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+START_LENGTH_OF_MALFORMED = 8  # how much of an unparseable token is kept: never enough to matter
+
+
+class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """Who used which key for what, from where, and what keyledger answered.
+
+    ``start`` is the key's ``start`` (prefix, key id and 4 secret characters) or, for a
+    token that did not parse, at most its first 8 characters.
+    """
+
+    id: str  # uuid, hex
+    at: datetime
+    action: str  # "verify", or the API call, e.g. "POST /v1/keys"
+    outcome: str  # VALID / OK, MALFORMED, NOT_FOUND, REVOKED, EXPIRED, FORBIDDEN, RATE_LIMITED, AUTH_REQUIRED...
+    key_id: str | None = None
+    start: str | None = None
+    organization_id: str | None = None
+    scope: str | None = None
+    granted_by: str | None = None  # the access entry that granted it, e.g. "website:abc"
+    reason: str = ""  # why it was granted or refused
+    website_id: str | None = None
+    data: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
+
+
+USAGE_COLUMNS: tuple[str, ...] = tuple(UsageEvent.__struct_fields__)
+
+_batch_encoder = msgspec.json.Encoder()
+_batch_decoder: msgspec.json.Decoder[list[UsageEvent]] = msgspec.json.Decoder(list[UsageEvent])
+
+
+def encode_batch(events: list[UsageEvent]) -> bytes:
+    """A batch of usage events as one JSON array (one NATS message)."""
+    return _batch_encoder.encode(events)
+
+
+def decode_batch(data: bytes) -> list[UsageEvent]:
+    """The usage events of one message."""
+    return _batch_decoder.decode(data)
+
+
+def attempted_start(presented: str, start_length: int) -> str:
+    """What may be recorded of a token that did not verify: its ``start``-long head if it
+    looks like a token, else at most :data:`START_LENGTH_OF_MALFORMED` characters."""
+    if "_" in presented[:17] and len(presented) >= start_length:
+        return presented[:start_length]
+    return presented[:START_LENGTH_OF_MALFORMED]
