@@ -10,7 +10,7 @@ from litestar import Request, Response, get, post
 
 from domain.access import DATA_KINDS, SCOPES
 from services.app import services_of
-from services.auth import presented_key
+from services.auth import presented_key, record_usage
 from services.http_errors import ApiError, auth_required, error_response
 from services.key_service import utc_now
 from domain.rate import limit_of
@@ -51,11 +51,20 @@ async def verify(request: Request, data: VerifyBody) -> dict[str, Any]:  # type:
     if data.data is not None and data.data not in DATA_KINDS:
         raise ApiError(400, "VALIDATION_ERROR", f"unknown data kind {data.data!r}")
     services = services_of(request)
+    verdict, decision = await _decide(request, data)
+    record_usage(request, action="verify", verdict=verdict, presented=data.key, scope=data.scope,
+                 website_id=data.website_id, data=data.data, ip=data.ip, user_agent=data.user_agent)
+    if verdict.valid and verdict.key is not None:
+        services.last_used.touch(verdict.key.key_id, utc_now())
+    return _answer(verdict, decision)
+
+
+async def _decide(request: Request, data: VerifyBody) -> tuple[Verdict, RateDecision | None]:  # type: ignore[type-arg]
+    services = services_of(request)
     blocked = services.auth_failures.refusal(data.ip) if data.ip else None
     if blocked is not None:
         attach_decision(request, blocked)
-        return _answer(Verdict(valid=False, code="RATE_LIMITED",
-                               reason="too many failed attempts from this client ip"), None)
+        return Verdict(valid=False, code="RATE_LIMITED", reason="too many failed attempts from this client ip"), None
     verdict = await services.verifier.verify(data.key, data.scope, data.website_id, data.data)
     if data.ip and verdict.code in ("MALFORMED", "NOT_FOUND"):
         services.auth_failures.record(data.ip)
@@ -65,9 +74,7 @@ async def verify(request: Request, data: VerifyBody) -> dict[str, Any]:  # type:
         attach_decision(request, decision)
         if not decision.allowed:
             verdict = Verdict(valid=False, code="RATE_LIMITED", reason="rate limit exceeded", key=key)
-    if verdict.valid and key is not None:
-        services.last_used.touch(key.key_id, utc_now())
-    return _answer(verdict, decision)
+    return verdict, decision
 
 
 def _answer(verdict: Verdict, decision: RateDecision | None) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 import msgspec
@@ -19,7 +20,9 @@ from services.key_service import utc_now
 from services.last_used import LastUsedTracker
 from services.live_cache import LiveKeyCache
 from services.rate_limit import FailureThrottle, RateLimiter
+from services.stack import default_data_dir
 from services.throttle import ratelimit_headers
+from services.usage_emitter import UsageEmitter
 from services.projector import Projector
 from services.relay import Relay
 from services.runtime import Runtime, open_runtime
@@ -39,6 +42,7 @@ class Services(msgspec.Struct, kw_only=True):
     last_used: LastUsedTracker
     limiter: RateLimiter
     auth_failures: FailureThrottle
+    usage: UsageEmitter
     startup_head: int
 
 
@@ -50,6 +54,7 @@ def services_of(request: ASGIConnection[Any, Any, Any, Any]) -> Services:
 
 def create_app(settings: Settings | None = None) -> Litestar:
     """The keyledger HTTP API. Nothing connects until the app starts."""
+    from services.api_audit import AUDIT_ROUTES
     from services.api_keys import KEY_ROUTES
     from services.api_verify import VERIFY_ROUTES
 
@@ -76,8 +81,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             runtime.keys.on_events = cache.apply_local
             last_used = LastUsedTracker(runtime.pool)
             limiter = RateLimiter(runtime.pool)
+            usage = UsageEmitter(nc, cfg, Path(cfg.spool_dir) if cfg.spool_dir else default_data_dir() / "spool")
             stop = asyncio.Event()
-            workers = [last_used.run, limiter.run]
+            workers = [last_used.run, limiter.run, usage.run]
             if cfg.run_workers:
                 workers += [Relay(runtime.pool, js, cfg).run, Projector(runtime.pool, js, cfg).run]
             tasks = [asyncio.create_task(worker(stop)) for worker in workers]
@@ -91,11 +97,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
                                 key_failure_limit=cfg.key_failure_limit)
             app.state.services = Services(
                 settings=cfg, runtime=runtime, nats=nc, cache=cache, last_used=last_used, verifier=verifier,
-                limiter=limiter, auth_failures=FailureThrottle(cfg.auth_failure_limit), startup_head=startup_head)
+                limiter=limiter, auth_failures=FailureThrottle(cfg.auth_failure_limit), usage=usage,
+                startup_head=startup_head)
             yield
 
     return Litestar(
-        route_handlers=[*KEY_ROUTES, *VERIFY_ROUTES],
+        route_handlers=[*KEY_ROUTES, *VERIFY_ROUTES, *AUDIT_ROUTES],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=MAX_BODY_BYTES,

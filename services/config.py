@@ -30,6 +30,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     usage_stream: str = "KEYLEDGER_USAGE"
     usage_subject: str = "keyledger.usage"
     audit_retention_days: int = 400
+    spool_dir: str | None = None  # where undelivered usage events wait; default <data dir>/spool
     verify_token: str | None = None
     run_workers: bool = False
     host: str = "127.0.0.1"
@@ -76,6 +77,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "verify_token": env.get("KEYLEDGER_VERIFY_TOKEN") or None,
         "run_workers": env.get("KEYLEDGER_RUN_WORKERS", "").lower() in ("1", "true", "yes"),
         "host": env.get("HOST") or "127.0.0.1",
+        "spool_dir": env.get("KEYLEDGER_SPOOL_DIR") or None,
     }
     for field, name in (("nats_stream", "KEYLEDGER_NATS_STREAM"), ("usage_stream", "KEYLEDGER_USAGE_STREAM")):
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", str(values[field])):

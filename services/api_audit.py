@@ -1,0 +1,40 @@
+"""``/v1/audit``: the audit trail for ``read:export`` or ``admin:apikeys`` keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from litestar import Request, get
+from litestar.params import Parameter
+
+from services.app import services_of
+from services.audit_query import AuditFilter, query_audit
+from services.auth import acting_admin, audit_guard
+from services.http_errors import ApiError
+
+
+def _organization(request: Request, asked: str | None) -> str | None:  # type: ignore[type-arg]
+    """An organization's key sees only its organization's records."""
+    own = acting_admin(request).organization_id
+    if own is not None and asked not in (None, own):
+        raise ApiError(403, "FORBIDDEN", "Insufficient permissions")
+    return own or asked
+
+
+@get("/v1/audit", guards=[audit_guard])
+async def audit(request: Request, key_id: str | None = None, organization_id: str | None = None,  # type: ignore[type-arg]
+                outcome: str | None = None, kind: str | None = None,
+                from_: Annotated[datetime | None, Parameter(query="from")] = None,
+                to: datetime | None = None, cursor: str | None = None, limit: int = 100) -> dict[str, Any]:
+    """Usage and lifecycle records, newest first; ``next_cursor`` continues. ``from``/``to`` bound ``at``."""
+    if not 1 <= limit <= 1000:
+        raise ApiError(400, "VALIDATION_ERROR", "limit must be between 1 and 1000")
+    where = AuditFilter(key_id=key_id, organization_id=_organization(request, organization_id), outcome=outcome,
+                        kind=kind, start=from_, end=to)
+    async with services_of(request).runtime.pool.connection() as conn:
+        items, next_cursor = await query_audit(conn, where, limit, cursor)
+    return {"items": items, "next_cursor": next_cursor}
+
+
+AUDIT_ROUTES = [audit]
