@@ -1,0 +1,98 @@
+"""Usage events reach JetStream exactly once: batched, spooled while NATS is down, flushed at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from nats.js import JetStreamContext
+
+from domain.usage import UsageEvent, decode_batch
+from services import bus
+from services.config import Settings
+from services.usage_emitter import UsageEmitter
+from tests.natsproc import NatsServer
+from tests.pipeline import isolated_settings, running, wait_until
+
+
+def usage(n: int) -> list[UsageEvent]:
+    at = datetime(2026, 6, 1, tzinfo=timezone.utc)
+    return [UsageEvent(id=uuid.uuid4().hex, at=at, action="verify", outcome="VALID", key_id="k", start="kl_k")
+            for _ in range(n)]
+
+
+async def delivered(js: JetStreamContext, settings: Settings) -> list[str]:
+    """Every usage event id in the stream, in order (duplicates included)."""
+    info = await js.stream_info(settings.usage_stream)
+    ids: list[str] = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        message = await js.get_msg(settings.usage_stream, seq)
+        ids += [event.id for event in decode_batch(message.data or b"")]
+    return ids
+
+
+async def test_batches_spool_while_nats_is_down_and_arrive_once(tmp_path: Path) -> None:
+    settings = isolated_settings()
+    server = NatsServer(tmp_path / "nats")
+    server.start()
+    try:
+        nc = await bus.connect(server.url, "emitter")
+        emitter = UsageEmitter(nc, settings, tmp_path / "spool", max_batch=50)
+        sent: list[UsageEvent] = []
+
+        def emit(events: list[UsageEvent]) -> None:
+            sent.extend(events)
+            for event in events:
+                emitter.emit(event)
+
+        async with running(emitter.run):
+            emit(usage(120))
+            await wait_until(lambda: _at_least(emitter.published, 120), what="first batches")
+            server.stop()
+            emit(usage(300))
+            await wait_until(lambda: _at_least(emitter.spooled, 300), what="spooling while NATS is down")
+            assert list((tmp_path / "spool").glob("*.batch"))
+            server.start()
+            await wait_until(lambda: _at_least(emitter.published, 420), timeout=30, what="catch-up after restart")
+            emit(usage(30))  # stop right away: shutdown flushes them
+        assert not list((tmp_path / "spool").glob("*.batch"))
+        checker = await bus.connect(server.url, "checker")
+        ids = await delivered(checker.jetstream(), settings)
+        assert sorted(ids) == sorted(e.id for e in sent) and len(ids) == len(set(ids)) == 450
+        assert emitter.dropped == 0
+        await checker.close()
+        await nc.close()
+    finally:
+        server.stop()
+
+
+async def test_a_spool_left_by_a_stopped_process_is_sent_by_the_next(tmp_path: Path) -> None:
+    settings = isolated_settings()
+    server = NatsServer(tmp_path / "nats")
+    server.start()
+    try:
+        nc = await bus.connect(server.url, "first")
+        first = UsageEmitter(nc, settings, tmp_path / "spool")
+        events = usage(75)
+        server.stop()
+        async with running(first.run):
+            for event in events:
+                first.emit(event)
+        assert first.spooled == 75 and len(list((tmp_path / "spool").glob("*.batch"))) >= 1  # flushed to disk
+        await nc.close()
+        server.start()
+        nc = await bus.connect(server.url, "second")
+        second = UsageEmitter(nc, settings, tmp_path / "spool")
+        async with running(second.run):
+            await wait_until(lambda: _at_least(second.published, 75), what="the old spool")
+        assert sorted(await delivered(nc.jetstream(), settings)) == sorted(e.id for e in events)
+        await nc.close()
+    finally:
+        server.stop()
+
+
+async def _at_least(value: int, wanted: int) -> bool:
+    await asyncio.sleep(0)
+    return value >= wanted
