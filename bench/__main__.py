@@ -16,11 +16,11 @@ from pathlib import Path
 
 import psycopg
 
-from bench import replay, report
+from bench import replay, report, sink
 from bench.common import BenchContext, Benchmark, BenchResult
 from services.stack import stack_down, stack_up
 
-BENCHMARKS: dict[str, Benchmark] = {"replay": replay.run}
+BENCHMARKS: dict[str, Benchmark] = {"replay": replay.run, "sink": sink.run}
 # A throw-away cluster: no durability work, no checkpoints or autovacuum in the middle of a measurement.
 PG_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
                "max_wal_size": "4GB", "autovacuum": "off"}

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, AsyncIterator
 
 from litestar import Request, get
 from litestar.params import Parameter
+from litestar.response import Stream
 
 from services.app import services_of
 from services.audit_query import AuditFilter, query_audit
@@ -37,4 +38,29 @@ async def audit(request: Request, key_id: str | None = None, organization_id: st
     return {"items": items, "next_cursor": next_cursor}
 
 
-AUDIT_ROUTES = [audit]
+_MEDIA = {"ndjson": "application/x-ndjson", "csv": "text/csv"}
+
+
+@get("/v1/audit/export", guards=[audit_guard])
+async def export(request: Request, format: str = "ndjson",  # type: ignore[type-arg]
+                 from_: Annotated[datetime | None, Parameter(query="from")] = None,
+                 to: datetime | None = None) -> Stream:
+    """The whole trail in [from, to), streamed, with a hash chain and a closing manifest."""
+    from services.audit_export import export_lines
+
+    if format not in _MEDIA:
+        raise ApiError(400, "VALIDATION_ERROR", "format must be ndjson or csv")
+    if acting_admin(request).organization_id is not None:
+        raise ApiError(403, "FORBIDDEN", "the export spans every organization; use a key without one")
+    pool = services_of(request).runtime.pool
+
+    async def body() -> AsyncIterator[bytes]:
+        async with pool.connection() as conn:
+            async for chunk in export_lines(conn, format, from_, to):
+                yield chunk
+
+    return Stream(body(), media_type=_MEDIA[format],
+                  headers={"Content-Disposition": f'attachment; filename="keyledger-audit.{format}"'})
+
+
+AUDIT_ROUTES = [audit, export]

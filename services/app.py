@@ -18,6 +18,7 @@ from services.config import Settings, load_settings
 from services.http_errors import EXCEPTION_HANDLERS
 from services.key_service import utc_now
 from services.last_used import LastUsedTracker
+from services.audit_sink import AuditSink
 from services.live_cache import LiveKeyCache
 from services.rate_limit import FailureThrottle, RateLimiter
 from services.stack import default_data_dir
@@ -85,7 +86,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             stop = asyncio.Event()
             workers = [last_used.run, limiter.run, usage.run]
             if cfg.run_workers:
-                workers += [Relay(runtime.pool, js, cfg).run, Projector(runtime.pool, js, cfg).run]
+                workers += [Relay(runtime.pool, js, cfg).run, Projector(runtime.pool, js, cfg).run,
+                            AuditSink(runtime.pool, js, cfg).run]
             tasks = [asyncio.create_task(worker(stop)) for worker in workers]
 
             async def stop_workers() -> None:

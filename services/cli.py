@@ -12,7 +12,7 @@ import msgspec
 import psycopg
 
 from domain.errors import DomainError
-from services import cli_keys, cli_workers
+from services import cli_audit, cli_keys, cli_workers
 from services.cli_args import access_entry, duration_seconds, moment, past_moment
 from services.config import SettingsError, load_settings
 from services.stack import StackError, default_data_dir, stack_down, stack_status, stack_up
@@ -54,10 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id")
     revoke.add_argument("--reason", default="")
 
-    for name, text in (("run", "relay + projector in one process (the embedded stack if no URLs are set)"),
+    for name, text in (("run", "relay + projector + audit sink in one process (embedded stack if no URLs)"),
                        ("relay", "publish stored events to NATS JetStream"),
-                       ("projector", "build the key cache table from JetStream")):
+                       ("projector", "build the key cache table from JetStream"),
+                       ("audit-sink", "store usage events from JetStream in Postgres")):
         groups.add_parser(name, help=text)
+    audit = groups.add_parser("audit", help="export, verify and retain the audit trail").add_subparsers(
+        dest="action", required=True, parser_class=_Parser)
+    export = audit.add_parser("export", help="stream the audit trail with a hash chain and a manifest")
+    export.add_argument("--format", choices=["ndjson", "csv"], default="ndjson")
+    export.add_argument("--from", dest="from_", type=past_moment, metavar="TIME", help="ISO time or e.g. 7d (ago)")
+    export.add_argument("--to", type=past_moment, metavar="TIME", help="ISO time or e.g. 1h (ago); exclusive")
+    export.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    check = audit.add_parser("verify", parents=[json_flag], help="check an export's hash chain and manifest")
+    check.add_argument("file")
+    retention = audit.add_parser("retention", help="drop usage partitions older than the retention period")
+    retention.add_argument("--days", type=int, metavar="N", help="keep N days (default KEYLEDGER_AUDIT_RETENTION_DAYS, 400)")
     groups.add_parser("replay", parents=[json_flag], help="rebuild the key cache from the event store")
     serve = groups.add_parser("serve", help="the HTTP API (with relay + projector) on 127.0.0.1:$PORT (8080)")
     serve.add_argument("--no-workers", action="store_true", help="do not run relay and projector in this process")
@@ -100,6 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from services.serve import serve
 
             serve(settings, workers=not args.no_workers)
+        elif args.group == "audit":
+            if args.action == "retention" and args.days is not None and args.days < 1:
+                return _fail("--days must be at least 1")
+            return asyncio.run(cli_audit.run(args, settings))
         elif args.group == "replay":
             asyncio.run(cli_workers.run_replay(args, settings))
         else:

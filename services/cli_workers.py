@@ -14,6 +14,7 @@ from nats.aio.client import Client
 
 from services import bus
 from services.config import Settings
+from services.audit_sink import AuditSink
 from services.projector import Projector
 from services.relay import Relay
 from services.replay import replay
@@ -48,14 +49,16 @@ async def run_workers(args: argparse.Namespace, settings: Settings) -> None:
     """Run the relay and/or the projector until SIGINT/SIGTERM."""
     stop = asyncio.Event()
     stop_on_signals(stop)
-    roles = {"run": ("relay", "projector"), "relay": ("relay",), "projector": ("projector",)}[args.group]
+    roles = {"run": ("relay", "projector", "audit-sink"), "relay": ("relay",), "projector": ("projector",),
+             "audit-sink": ("audit-sink",)}[args.group]
     async with open_runtime(settings) as rt:
         nc = await connect_until(rt.nats_url, f"keyledger-{args.group}", stop)
         if nc is None:
             return
         js = nc.jetstream()
         workers = {"relay": lambda: Relay(rt.pool, js, settings).run(stop),
-                   "projector": lambda: Projector(rt.pool, js, settings).run(stop)}
+                   "projector": lambda: Projector(rt.pool, js, settings).run(stop),
+                   "audit-sink": lambda: AuditSink(rt.pool, js, settings).run(stop)}
         print(f"keyledger {' + '.join(roles)} running (postgres {rt.database_url}, nats {rt.nats_url}); "
               "Ctrl-C stops", flush=True)
         try:

@@ -43,3 +43,7 @@ CREATE TABLE audit_retention_log (
 );
 CREATE TRIGGER audit_retention_log_append_only BEFORE UPDATE OR DELETE ON audit_retention_log
     FOR EACH ROW EXECUTE FUNCTION keyledger_refuse_change();
+CREATE TRIGGER usage_events_no_truncate BEFORE TRUNCATE ON usage_events
+    FOR EACH STATEMENT EXECUTE FUNCTION keyledger_refuse_change();
+CREATE TRIGGER audit_retention_log_no_truncate BEFORE TRUNCATE ON audit_retention_log
+    FOR EACH STATEMENT EXECUTE FUNCTION keyledger_refuse_change();

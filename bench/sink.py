@@ -1,0 +1,155 @@
+"""Audit sink benchmark: drain N usage events from JetStream into usage_events (DESIGN: ≥ 20k events/s, none lost).
+
+The events (N = --events / 5, in batches of 500) are published to a JetStream usage stream first;
+the clock runs from starting the sink until it has committed them all. Baseline, measured in the
+same run on the same rows: one COPY of them into a plain table with the same columns and indexes
+(no NATS, no decoding, no de-duplication, no partitions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import msgspec
+import psycopg
+from nats.js import JetStreamContext
+from psycopg_pool import AsyncConnectionPool
+
+from bench.common import BenchContext, BenchResult, Row, fresh_database, timed
+from domain.usage import USAGE_COLUMNS, UsageEvent, encode_batch
+from services import bus
+from services.audit_sink import AuditSink
+from services.config import Settings
+
+TARGET_EVENTS_PER_SECOND = 20_000
+PER_MESSAGE = 500
+SETTINGS = Settings(usage_stream="KL_BENCH_USAGE", usage_subject="bench.usage")
+AGENTS = ("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", "curl/8.5.0",
+          "python-httpx/0.27.0", "analytics-ingest/2.3 (+https://example.com)")
+OUTCOMES = ("VALID",) * 8 + ("FORBIDDEN", "NOT_FOUND", "RATE_LIMITED", "MALFORMED")
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def usage_events(n: int, seed: int = 11) -> list[UsageEvent]:
+    """``n`` realistic verify events from 2,000 keys over two days (two partitions)."""
+    rng, start = random.Random(seed), datetime(2026, 11, 25, 12, tzinfo=timezone.utc)
+    events = []
+    for i in range(n):
+        key = rng.randrange(2_000)
+        outcome = rng.choice(OUTCOMES)
+        events.append(UsageEvent(
+            id=uuid.UUID(int=rng.getrandbits(128), version=4).hex, at=start + timedelta(seconds=i * 172_800 / n),
+            action="verify", outcome=outcome, key_id=f"k{key:011d}", start=f"kl_k{key:011d}{key % 9973:04d}",
+            organization_id=f"org-{key % 50}", scope="read:data", website_id=f"site-{key % 300}",
+            granted_by=f"website:site-{key % 300}" if outcome == "VALID" else None,
+            reason="granted by website" if outcome == "VALID" else f"refused: {outcome.lower()}",
+            ip=f"203.0.{rng.randrange(256)}.{rng.randrange(256)}", user_agent=rng.choice(AGENTS),
+            request_id=uuid.UUID(int=rng.getrandbits(128), version=4).hex))
+    return events
+
+
+@contextlib.asynccontextmanager
+async def nats_server(ctx: BenchContext) -> AsyncIterator[str]:
+    """The run's NATS server when the context names one, else a private one for this benchmark."""
+    url = getattr(ctx, "nats_url", None)  # BenchContext may carry the stack's NATS URL
+    if isinstance(url, str) and url:
+        yield url
+        return
+    from tests.natsproc import NatsServer
+
+    with tempfile.TemporaryDirectory(prefix="keyledger-bench-nats-") as tmp, NatsServer(Path(tmp) / "js") as server:
+        yield server.url
+
+
+async def publish_all(js: JetStreamContext, events: list[UsageEvent]) -> int:
+    """Publish the events in batches the way the usage emitter does; returns the number of messages."""
+    acks = []
+    for i in range(0, len(events), PER_MESSAGE):
+        batch_id = str(uuid.uuid4())
+        acks.append(js.publish(SETTINGS.usage_subject, encode_batch(events[i:i + PER_MESSAGE]),
+                               headers={"Nats-Msg-Id": batch_id, "Kl-Batch-Id": batch_id}))
+        if len(acks) == 50:
+            await asyncio.gather(*acks)
+            acks.clear()
+    await asyncio.gather(*acks)
+    return (len(events) + PER_MESSAGE - 1) // PER_MESSAGE
+
+
+async def drain_seconds(pool: AsyncConnectionPool, js: JetStreamContext, n: int) -> tuple[float, AuditSink]:
+    """Seconds from starting a sink until it has committed ``n`` events."""
+    sink, stop = AuditSink(pool, js, SETTINGS), asyncio.Event()
+    started = time.perf_counter()
+    task = asyncio.create_task(sink.run(stop))
+    while sink.stats.stored < n and not task.done():
+        await asyncio.sleep(0.005)
+    seconds = time.perf_counter() - started
+    stop.set()
+    await task
+    return seconds, sink
+
+
+async def verify(pool: AsyncConnectionPool, n: int, messages: int) -> None:
+    """Every event stored exactly once, every batch recorded once; raises AssertionError otherwise."""
+    async with pool.connection() as conn:
+        rows, ids = (await (await conn.execute("SELECT count(*), count(DISTINCT id) FROM usage_events")).fetchone()
+                     or (0, 0))
+        batches = (await (await conn.execute("SELECT count(*) FROM usage_batches")).fetchone() or (0,))[0]
+    assert rows == ids == n, f"usage_events holds {rows} rows ({ids} distinct ids), published {n}"
+    assert batches == messages, f"{batches} batches recorded, published {messages}"
+
+
+async def raw_copy_seconds(conn: psycopg.AsyncConnection, events: list[UsageEvent]) -> float:
+    """Seconds to COPY the same rows into a plain table with the same columns and indexes (the baseline)."""
+    await conn.execute("CREATE TABLE bench_usage_copy (LIKE usage_events INCLUDING DEFAULTS INCLUDING INDEXES)")
+    rows = [msgspec.structs.astuple(event) for event in events]
+    started = time.perf_counter()
+    async with conn.transaction():
+        async with conn.cursor().copy(f"COPY bench_usage_copy ({', '.join(USAGE_COLUMNS)}) FROM STDIN") as copy:
+            for row in rows:
+                await copy.write_row(row)
+    return time.perf_counter() - started
+
+
+async def run(ctx: BenchContext) -> BenchResult:
+    """Publish ``ctx.events / 5`` usage events, time the sink draining them, then the raw COPY baseline."""
+    n = max(ctx.events // 5, 20 * PER_MESSAGE)
+    with timed(f"generate {n:,} usage events", _log):
+        events = usage_events(n)
+    async with nats_server(ctx) as nats_url, fresh_database(ctx.admin_url) as url:
+        nc = await bus.connect(nats_url, "bench-sink")
+        try:
+            js = nc.jetstream()
+            await bus.ensure_usage_stream(js, SETTINGS)
+            with timed(f"publish {n:,} events in batches of {PER_MESSAGE}", _log):
+                messages = await publish_all(js, events)
+            async with AsyncConnectionPool(url, min_size=1, max_size=2, kwargs={"autocommit": True}) as pool:
+                seconds, sink = await drain_seconds(pool, js, n)
+                _log(f"  sink drained {n:,} events: {seconds:.2f} s ({sink.stats})")
+                await verify(pool, n, messages)
+                async with pool.connection() as conn:
+                    raw_seconds = await raw_copy_seconds(conn, events)
+                _log(f"  baseline: raw COPY of the same rows: {raw_seconds:.2f} s")
+            await js.delete_stream(SETTINGS.usage_stream)
+        finally:
+            await nc.close()
+    rate, raw_rate = n / seconds, n / raw_seconds
+    return BenchResult([
+        Row("audit sink throughput (JetStream → usage_events, committed)", rate, "events/s", raw_rate,
+            "raw COPY into a plain table", f"≥ {TARGET_EVENTS_PER_SECOND:,} events/s",
+            rate >= TARGET_EVENTS_PER_SECOND, ctx.command),
+        Row(f"audit sink wall time, {n:,} events (verified: none lost, none duplicated)", seconds, "s",
+            target=f"≤ {n / TARGET_EVENTS_PER_SECOND:.1f} s", met=seconds <= n / TARGET_EVENTS_PER_SECOND,
+            command=ctx.command),
+    ])

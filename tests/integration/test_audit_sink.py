@@ -1,0 +1,369 @@
+"""The audit sink and retention against the real Postgres and NATS: exact storage, de-duplication,
+daily partitions, append-only rows, malformed messages, a SIGKILLed sink, and retention."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import uuid
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import AsyncIterator, Awaitable, Callable
+
+import psycopg
+import pytest
+from nats.js import JetStreamContext
+from psycopg_pool import AsyncConnectionPool
+
+from domain.usage import USAGE_COLUMNS, UsageEvent, encode_batch
+from services import bus
+from services.audit_retention import apply_retention
+from services.audit_sink import AuditSink, SinkStats, consumer_config
+from services.config import Settings
+from tests.pipeline import isolated_settings, running, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+DAY0 = datetime(2026, 11, 20, tzinfo=timezone.utc)
+AGENTS = ("curl/8.5", "Mozilla/5.0 (X11; Linux x86_64)", "tab\there, new\nline, back\\slash", "ünïcødé ✓", None)
+
+
+def usage_events(n: int, start: datetime = DAY0, spread: timedelta = timedelta(hours=1),
+                 seed: int = 1) -> list[UsageEvent]:
+    """``n`` varied usage events with times in ``[start, start + spread)``."""
+    rng = random.Random(seed)
+    return [UsageEvent(
+        id=uuid.UUID(int=rng.getrandbits(128), version=4).hex,
+        at=start + timedelta(microseconds=rng.randrange(int(spread.total_seconds() * 1e6))),
+        action=rng.choice(("verify", "POST /v1/keys", "GET /v1/audit")),
+        outcome=rng.choice(("VALID", "FORBIDDEN", "NOT_FOUND", "MALFORMED")),
+        key_id=rng.choice((f"k{rng.randrange(99):011d}", None)), start=rng.choice(("kl_k0000000001abcd", None)),
+        organization_id=rng.choice(("org-1", None)), scope=rng.choice(("read:data", None)),
+        granted_by=rng.choice(("website:site-a", "global", None)), reason=rng.choice(("", "granted by global")),
+        website_id=rng.choice(("site-a", None)), data=rng.choice(("error_data", None)),
+        ip=rng.choice(("203.0.113.5", "2001:db8::1", None)), user_agent=rng.choice(AGENTS),
+        request_id=rng.choice((uuid.uuid4().hex, None))) for _ in range(n)]
+
+
+@asynccontextmanager
+async def usage_stream(nats_url: str, settings: Settings) -> AsyncIterator[JetStreamContext]:
+    """A JetStream context whose usage stream is created now and deleted afterwards."""
+    nc = await bus.connect(nats_url, "test-audit")
+    js = nc.jetstream()
+    await bus.ensure_usage_stream(js, settings)
+    try:
+        yield js
+    finally:
+        try:
+            await js.delete_stream(settings.usage_stream)
+        finally:
+            await nc.close()
+
+
+async def publish(js: JetStreamContext, settings: Settings, events: list[UsageEvent], batch_id: str | None = None,
+                  msg_id: str | None = None) -> str:
+    """Publish one batch the way the usage emitter does; returns its batch id."""
+    batch_id = batch_id or str(uuid.uuid4())
+    await js.publish(settings.usage_subject, encode_batch(events),
+                     headers={"Nats-Msg-Id": msg_id or batch_id, "Kl-Batch-Id": batch_id})
+    return batch_id
+
+
+async def stored(pool: AsyncConnectionPool) -> dict[str, UsageEvent]:
+    """Every row of usage_events as a UsageEvent, by id."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(f"SELECT {', '.join(USAGE_COLUMNS)} FROM usage_events")
+        rows = await cur.fetchall()
+    events = [UsageEvent(**dict(zip(USAGE_COLUMNS, (row[0].hex, *row[1:])))) for row in rows]
+    assert len(events) == len({e.id for e in events}), "an event is stored more than once"
+    return {e.id: e for e in events}
+
+
+async def scalar(pool: AsyncConnectionPool, query: str) -> object:
+    """The single value ``query`` returns."""
+    async with pool.connection() as conn:
+        row = await (await conn.execute(query)).fetchone()
+    assert row is not None
+    return row[0]
+
+
+async def partitions(pool: AsyncConnectionPool) -> dict[str, int]:
+    """Each partition of usage_events (empty ones too) with its number of rows."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                                 " WHERE i.inhparent = 'usage_events'::regclass")
+        names = {name: 0 for name, in await cur.fetchall()}
+        cur = await conn.execute("SELECT tableoid::regclass::text, count(*) FROM usage_events GROUP BY 1")
+        return {**names, **dict(await cur.fetchall())}
+
+
+async def reaches(sink: AuditSink, **counts: int) -> bool:
+    """Whether the sink's stats have reached ``counts``."""
+    return all(getattr(sink.stats, name) >= value for name, value in counts.items())
+
+
+async def test_batches_are_stored_exactly(pool: AsyncConnectionPool, nats_url: str) -> None:
+    settings = isolated_settings()
+    events = usage_events(1500)
+    async with usage_stream(nats_url, settings) as js:
+        sink = AuditSink(pool, js, settings, fetch_batch=4)
+        batch_ids = [await publish(js, settings, events[i:i + 100]) for i in range(0, 1000, 100)]
+        async with running(sink.run):
+            await wait_until(lambda: reaches(sink, stored=1000), what="the first batches")
+            batch_ids += [await publish(js, settings, events[i:i + 250]) for i in range(1000, 1500, 250)]
+            await wait_until(lambda: reaches(sink, stored=1500), what="the later batches")
+        assert sink.stats == SinkStats(stored=1500, batches=12)
+        assert await stored(pool) == {e.id: e for e in events}
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT batch_id::text, events FROM usage_batches")
+            assert dict(await cur.fetchall()) == {b: 100 if i < 10 else 250 for i, b in enumerate(batch_ids)}
+
+
+async def test_a_batch_published_again_is_stored_once(pool: AsyncConnectionPool, nats_url: str) -> None:
+    settings = isolated_settings()
+    first, second = usage_events(50, seed=2), usage_events(30, seed=3)
+    async with usage_stream(nats_url, settings) as js:
+        batch = await publish(js, settings, first)
+        ack = await js.publish(settings.usage_subject, encode_batch(first), headers={"Nats-Msg-Id": batch})
+        assert ack.duplicate  # the same Nats-Msg-Id: JetStream itself drops it
+        await publish(js, settings, first, batch_id=batch, msg_id=str(uuid.uuid4()))  # same fetch as the first
+        await js.publish(settings.usage_subject, encode_batch(second))  # no headers: id derived from the body
+        sink = AuditSink(pool, js, settings)
+        async with running(sink.run):
+            await wait_until(lambda: reaches(sink, stored=80), what="the batches")
+            await publish(js, settings, first, batch_id=batch, msg_id=str(uuid.uuid4()))  # a later fetch
+            await js.publish(settings.usage_subject, encode_batch(second))
+            await wait_until(lambda: reaches(sink, duplicates=3), what="the duplicates")
+        assert sink.stats == SinkStats(stored=80, batches=2, duplicates=3)
+        assert await stored(pool) == {e.id: e for e in first + second}
+
+
+async def test_a_batch_committed_but_not_acked_is_skipped_when_redelivered(
+        pool: AsyncConnectionPool, nats_url: str) -> None:
+    settings = isolated_settings()
+    events = usage_events(400, seed=4)
+    async with usage_stream(nats_url, settings) as js:
+        for i in range(0, 400, 100):
+            await publish(js, settings, events[i:i + 100])
+        subscription = await js.pull_subscribe(settings.usage_subject, durable="audit-sink",
+                                               stream=settings.usage_stream, config=consumer_config())
+        msgs = await subscription.fetch(4, timeout=2)
+        assert len(msgs) == 4
+
+        async def lost() -> None:
+            """The sink dies after its commit, before its acks reach NATS."""
+
+        for msg in msgs:
+            msg.ack = lost  # type: ignore[method-assign]
+        crashed = AuditSink(pool, js, settings)
+        await crashed.handle(msgs)
+        assert crashed.stats == SinkStats(stored=400, batches=4)
+        for msg in msgs:  # redelivered at once rather than after the ack wait
+            await msg.nak()
+        sink = AuditSink(pool, js, settings)
+        async with running(sink.run):
+            await wait_until(lambda: reaches(sink, duplicates=4), what="the redelivered batches")
+        assert sink.stats == SinkStats(duplicates=4)
+        assert await stored(pool) == {e.id: e for e in events}
+
+
+async def test_partitions_are_created_per_utc_day(pool: AsyncConnectionPool, nats_url: str) -> None:
+    settings = isolated_settings()
+    spread = usage_events(600, spread=timedelta(days=3), seed=5)
+    plus5 = timezone(timedelta(hours=5))  # 2026-11-24 01:30 +05:00 is 2026-11-23 20:30 UTC
+    near_midnight = UsageEvent(id=uuid.uuid4().hex, at=datetime(2026, 11, 24, 1, 30, tzinfo=plus5),
+                               action="verify", outcome="VALID")
+    async with usage_stream(nats_url, settings) as js:
+        for i in range(0, 600, 60):
+            await publish(js, settings, spread[i:i + 60])
+        await publish(js, settings, [near_midnight])
+        sinks = [AuditSink(pool, js, settings, fetch_batch=1) for _ in range(3)]  # racing to create them
+        async with running(*(sink.run for sink in sinks)):
+            await wait_until(lambda: _total_stored(sinks, 601), what="every event")
+    per_day: dict[str, int] = {}
+    for event in [*spread, near_midnight]:
+        name = f"usage_events_{event.at.astimezone(timezone.utc):%Y%m%d}"
+        per_day[name] = per_day.get(name, 0) + 1
+    assert await partitions(pool) == per_day and len(per_day) == 4
+    assert len(await stored(pool)) == 601
+
+
+async def _total_stored(sinks: list[AuditSink], n: int) -> bool:
+    return sum(sink.stats.stored for sink in sinks) >= n
+
+
+async def test_usage_rows_cannot_be_updated_or_deleted(pool: AsyncConnectionPool, nats_url: str) -> None:
+    settings = isolated_settings()
+    async with usage_stream(nats_url, settings) as js:
+        sink = AuditSink(pool, js, settings)
+        await publish(js, settings, usage_events(10, seed=6))
+        async with running(sink.run):
+            await wait_until(lambda: reaches(sink, stored=10), what="the batch")
+    async with pool.connection() as conn:
+        for statement in ("UPDATE usage_events SET outcome = 'VALID'", "DELETE FROM usage_events",
+                          f"UPDATE usage_events_{DAY0:%Y%m%d} SET ip = NULL",
+                          f"DELETE FROM usage_events_{DAY0:%Y%m%d}"):
+            with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+                await conn.execute(statement)
+    assert await scalar(pool, "SELECT count(*) FROM usage_events") == 10
+
+
+async def test_malformed_messages_are_dropped_without_wedging_the_sink(
+        pool: AsyncConnectionPool, nats_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    settings = isolated_settings()
+    good = usage_events(300, seed=7)
+    naive = b'[{"id": "%s", "at": "2026-11-20T10:00:00", "action": "verify", "outcome": "VALID"}]' % (
+        uuid.uuid4().hex.encode())
+    bad_id = [UsageEvent(id="not-a-uuid", at=DAY0, action="verify", outcome="VALID")]
+    nul = [UsageEvent(id=uuid.uuid4().hex, at=DAY0, action="verify", outcome="VALID", user_agent="a\x00b")]
+    async with usage_stream(nats_url, settings) as js:
+        await publish(js, settings, good[:100])
+        for body in (b"not json at all", b'[{"id": 1}]', naive, b'{"secret": "kl_do-not-log-me"}'):
+            await js.publish(settings.usage_subject, body, headers={"Kl-Batch-Id": str(uuid.uuid4())})
+        await publish(js, settings, bad_id)  # Postgres refuses these two: isolated from the rest
+        await publish(js, settings, good[100:200])
+        await publish(js, settings, nul)
+        await publish(js, settings, good[200:])
+        sink = AuditSink(pool, js, settings)
+        async with running(sink.run):
+            await wait_until(lambda: reaches(sink, stored=300, malformed=6), what="the good batches")
+            info = await js.consumer_info(settings.usage_stream, "audit-sink")
+            assert (info.num_pending, info.num_ack_pending) == (0, 0)
+    assert sink.stats == SinkStats(stored=300, batches=3, malformed=6)
+    assert await stored(pool) == {e.id: e for e in good}
+    assert await scalar(pool, "SELECT count(*) FROM usage_batches") == 3
+    assert "kl_do-not-log-me" not in caplog.text and "a\x00b" not in caplog.text
+
+
+async def test_retention_drops_only_whole_days_before_the_cutoff_and_logs_every_run(
+        pool: AsyncConnectionPool, database_url: str, nats_url: str) -> None:
+    settings = isolated_settings()
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+    days = [now - timedelta(days=d) for d in (40, 31, 30, 29, 0)]  # 30 days back is the cutoff's day
+    async with usage_stream(nats_url, settings) as js:
+        sink = AuditSink(pool, js, settings)
+        async with running(sink.run):
+            for i, day in enumerate(days):
+                await publish(js, settings, usage_events(20, start=day.replace(hour=0), seed=10 + i))
+            await wait_until(lambda: reaches(sink, stored=100), what="the old batches")
+            async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+                await conn.execute("SET TIME ZONE 'America/St_Johns'")  # bounds are read back in local time
+                dropped = await apply_retention(conn, 30, now, actor="test")
+                assert await apply_retention(conn, 30, now + timedelta(hours=1), actor=None) == []
+                with pytest.raises(ValueError):
+                    await apply_retention(conn, 0, now, actor="test")
+            assert dropped == ["usage_events_20261017", "usage_events_20261026"]
+            assert set(await partitions(pool)) == {"usage_events_20261027", "usage_events_20261028",
+                                                   "usage_events_20261126"}
+            assert {e.at.date() for e in (await stored(pool)).values()} == {d.date() for d in days[2:]}
+            late = usage_events(5, start=days[0].replace(hour=0), seed=20)  # its partition is gone: made again
+            await publish(js, settings, late)
+            await wait_until(lambda: reaches(sink, stored=105), what="the late batch")
+        assert (await partitions(pool))["usage_events_20261017"] == 5
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT actor, keep_days, cutoff, dropped FROM audit_retention_log ORDER BY id")
+        assert await cur.fetchall() == [("test", 30, now - timedelta(days=30), dropped),
+                                        (None, 30, now - timedelta(days=30) + timedelta(hours=1), [])]
+        with pytest.raises(psycopg.errors.RaiseException):
+            await conn.execute("DELETE FROM audit_retention_log")
+
+
+# ---------------------------------------------------------------- a SIGKILLed sink subprocess
+
+BATCHES, PER_BATCH = 200, 100
+
+
+def sink_env(settings: Settings, database_url: str, nats_url: str) -> dict[str, str]:
+    """The environment of a ``python -m services.cli audit-sink`` subprocess."""
+    return {**os.environ, "DATABASE_URL": database_url, "NATS_URL": nats_url,
+            "KEYLEDGER_USAGE_STREAM": settings.usage_stream, "KEYLEDGER_USAGE_SUBJECT": settings.usage_subject}
+
+
+def start_sink(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start ``python -m services.cli audit-sink`` with its output in ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "services.cli", "audit-sink"], cwd=ROOT, env=env,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+
+
+async def waited(check: Callable[[], Awaitable[bool]], what: str, log: Path, timeout: float) -> None:
+    """:func:`wait_until`, adding the sink's output to the failure."""
+    try:
+        await wait_until(check, timeout, what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; sink output:\n{log.read_text(errors='replace')}") from None
+
+
+async def kill_holding_messages(js: JetStreamContext, settings: Settings, pool: AsyncConnectionPool,
+                                proc: subprocess.Popen[bytes], log: Path) -> bool:
+    """Once the sink has committed something new, SIGKILL it while it holds unacked messages;
+    returns whether it still held some when it died."""
+    floor = await scalar(pool, "SELECT count(*) FROM usage_batches")
+
+    async def holding() -> bool:
+        info = await js.consumer_info(settings.usage_stream, "audit-sink")
+        return bool(info.num_ack_pending) and await scalar(pool, "SELECT count(*) FROM usage_batches") != floor
+
+    await waited(holding, "sink progress", log, timeout=30)
+    proc.send_signal(signal.SIGKILL)
+    await asyncio.to_thread(proc.wait, 10)
+    return bool((await js.consumer_info(settings.usage_stream, "audit-sink")).num_ack_pending)
+
+
+async def test_a_sink_killed_mid_batch_loses_and_duplicates_nothing(
+        pool: AsyncConnectionPool, database_url: str, nats_url: str, tmp_path: Path) -> None:
+    settings = isolated_settings()
+    events = usage_events(BATCHES * PER_BATCH, spread=timedelta(days=2), seed=30)
+    env, log = sink_env(settings, database_url, nats_url), tmp_path / "audit-sink.log"
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        async with usage_stream(nats_url, settings) as js:
+            # the durable exists before any sink starts, with a short ack wait so the test need not wait 30 s
+            config = consumer_config(ack_wait=2.0)
+            config.durable_name, config.filter_subject = "audit-sink", settings.usage_subject
+            await js.add_consumer(settings.usage_stream, config)
+
+            async def publisher() -> None:
+                for i in range(0, len(events), PER_BATCH):
+                    await publish(js, settings, events[i:i + PER_BATCH])
+                    await asyncio.sleep(0.01)
+
+            publishing = asyncio.create_task(publisher())
+            kills: list[bool] = []
+            try:
+                while len(kills) < 3 and not publishing.done():
+                    procs.append(start_sink(env, log))
+                    kills.append(await kill_holding_messages(js, settings, pool, procs[-1], log))
+            finally:
+                await publishing
+            assert any(kills), f"never killed the sink while it held unacked messages: {kills}"
+            procs.append(start_sink(env, log))
+            await waited(lambda: _count_is(pool, len(events)), "every event", log, timeout=60)
+            await asyncio.sleep(2.5)  # past the ack wait: a late redelivery must be skipped too
+            info = await js.consumer_info(settings.usage_stream, "audit-sink")
+            assert (info.num_pending, info.num_ack_pending) == (0, 0)
+            procs[-1].terminate()  # before the stream goes: it would create it again
+            assert await asyncio.to_thread(procs[-1].wait, 10) == 0, log.read_text()
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    assert await stored(pool) == {e.id: e for e in events}  # every id exactly once, every field intact
+    assert await scalar(pool, "SELECT count(*) FROM usage_batches") == BATCHES
+    assert await _count_is(pool, len(events))
+
+
+async def _count_is(pool: AsyncConnectionPool, n: int) -> bool:
+    return await scalar(pool, "SELECT count(*) FROM usage_events") == n
+
+
+async def test_audit_tables_cannot_be_truncated(pool: AsyncConnectionPool) -> None:
+    async with pool.connection() as conn:
+        for table in ("usage_events", "audit_retention_log"):
+            with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+                await conn.execute(f"TRUNCATE {table}")
