@@ -16,7 +16,7 @@ KINDS = ("usage", "lifecycle")
 
 _QUERY = """
 SELECT * FROM (
-    SELECT 'usage' AS kind, u.at, u.id::text AS id, u.key_id, u.organization_id, u.action, u.outcome,
+    SELECT 'usage' AS kind, u.at, u.id::text AS id, u.key_id, u.start, u.organization_id, u.action, u.outcome,
            NULL::text AS actor, u.scope, u.granted_by, u.reason, u.website_id, u.data, u.ip, u.user_agent,
            u.request_id, NULL::jsonb AS detail
     FROM usage_events u
@@ -25,7 +25,8 @@ SELECT * FROM (
       AND (%(outcome)s::text IS NULL OR u.outcome = %(outcome)s)
       AND (%(from)s::timestamptz IS NULL OR u.at >= %(from)s) AND (%(to)s::timestamptz IS NULL OR u.at < %(to)s)
     UNION ALL
-    SELECT 'lifecycle', e.recorded_at, e.event_id::text, e.stream_id, k.state->>'organization_id', e.type, 'OK',
+    SELECT 'lifecycle', e.recorded_at, e.event_id::text, e.stream_id, coalesce(e.data->>'start', k.state->>'start'),
+           k.state->>'organization_id', e.type, 'OK',
            e.metadata->>'actor', NULL, NULL, '', NULL, NULL, e.metadata->>'ip', e.metadata->>'user_agent',
            e.metadata->>'request_id', e.data - 'secret_hash' - 'key_id' - 'type'
     FROM events e LEFT JOIN key_cache k ON k.key_id = e.stream_id

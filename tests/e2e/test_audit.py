@@ -30,7 +30,7 @@ def usage_for(client: httpx.Client, admin: str, request_id: str, timeout: float 
 
 def test_each_outcome_leaves_exactly_one_usage_event(client: httpx.Client, admin: str) -> None:
     good = create(client, admin, organization_id="org-9",
-                  access=[{"resource": "website", "id": "site-a", "scopes": ["read:data"]}], rate_limit=1)
+                  access=[{"resource": "website", "id": "site-a", "scopes": ["read:data"]}], rate_limit=2)
     revoked = create(client, admin, scopes=["read:data"])
     client.post(f"/v1/keys/{revoked['id']}/revoke", headers={"x-api-key": admin})
     expiring = create(client, admin, scopes=["read:data"],
@@ -41,7 +41,7 @@ def test_each_outcome_leaves_exactly_one_usage_event(client: httpx.Client, admin
         (good["secret"], "site-a", "VALID"),
         ("not-a-key", "site-a", "MALFORMED"),
         (good["secret"], "site-b", "FORBIDDEN"),
-        (good["secret"], "site-a", "RATE_LIMITED"),  # its limit is 1 a minute
+        (good["secret"], "site-a", "RATE_LIMITED"),  # its limit is 2 a minute
         (revoked["secret"], None, "REVOKED"),
         (expiring["secret"], None, "EXPIRED"),
     ]
