@@ -25,6 +25,7 @@ typecheck: $(STAMP)
 	$(BIN)/python -m mypy
 
 test: $(STAMP)
+	$(BIN)/python -m ruff check domain projections services tests bench
 	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest
 

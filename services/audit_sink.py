@@ -20,7 +20,6 @@ import psycopg
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import Error as JetStreamError
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
@@ -104,30 +103,16 @@ class AuditSink:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, riding out NATS and Postgres outages."""
-        subscription = None
-        while not stop.is_set():
-            try:
-                if subscription is None:
-                    await bus.ensure_usage_stream(self._js, self._settings)
-                    subscription = await self._js.pull_subscribe(
-                        self._settings.usage_subject, durable=self._durable, stream=self._settings.usage_stream,
-                        config=consumer_config())
-                msgs = await subscription.fetch(self._fetch_batch, timeout=0.5)
-            except (asyncio.TimeoutError, nats.errors.TimeoutError):
-                continue
-            except (nats.errors.Error, JetStreamError) as exc:
-                log.warning("consumer unavailable (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(0.5)
-                continue
-            batches = await self.accept(msgs)
-            while not stop.is_set():
-                try:
-                    await self.commit(batches)
-                    break
-                except psycopg.Error as exc:  # an outage, or e.g. a missing table: wait, never drop
-                    log.warning("database unavailable (%s %s); retrying the batch", type(exc).__name__,
-                                exc.sqlstate or "")
-                    await asyncio.sleep(0.5)
+        async def store(msgs: list[Msg]) -> None:
+            batches = await self.accept(msgs)  # decoded once: a malformed message is terminated once
+            await bus.retry_database(stop, lambda: self.commit(batches), "audit sink")
+
+        await bus.consume(stop, self._subscribe, self._fetch_batch, store, "audit sink")
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        await bus.ensure_usage_stream(self._js, self._settings)
+        return await self._js.pull_subscribe(self._settings.usage_subject, durable=self._durable,
+                                             stream=self._settings.usage_stream, config=consumer_config())
 
     async def handle(self, msgs: list[Msg]) -> None:
         """Store one fetched set of messages and ack them (one attempt; errors propagate)."""

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import msgspec
 import nats
+import nats.errors
+import psycopg
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import Error as JetStreamError
 from nats.js.errors import NotFoundError
 
 from services.config import Settings
@@ -77,3 +82,40 @@ async def ensure_usage_stream(js: JetStreamContext, settings: Settings) -> None:
             name=settings.usage_stream, subjects=[settings.usage_subject], storage=StorageType.FILE,
             duplicate_window=DUPLICATE_WINDOW_SECONDS))
         log.info("created JetStream stream %s", settings.usage_stream)
+
+
+Subscribe = Callable[[], Awaitable[JetStreamContext.PullSubscription]]
+
+
+async def consume(stop: asyncio.Event, subscribe: Subscribe, batch_size: int,
+                  process: Callable[[list[Msg]], Awaitable[None]], name: str) -> None:
+    """Fetch batches from a durable pull consumer and ``process`` each, until ``stop``.
+
+    NATS outages are ridden out by subscribing again.
+    """
+    subscription: JetStreamContext.PullSubscription | None = None
+    while not stop.is_set():
+        try:
+            if subscription is None:
+                subscription = await subscribe()
+            msgs = await subscription.fetch(batch_size, timeout=0.5)
+        except (asyncio.TimeoutError, nats.errors.TimeoutError):
+            continue
+        except (nats.errors.Error, JetStreamError) as exc:
+            log.warning("%s: consumer unavailable (%s); retrying", name, type(exc).__name__)
+            await asyncio.sleep(0.5)
+            continue
+        if msgs:
+            await process(msgs)
+
+
+async def retry_database(stop: asyncio.Event, action: Callable[[], Awaitable[None]], name: str) -> None:
+    """Run ``action`` until it succeeds or ``stop`` is set; database errors mean wait, never drop."""
+    while not stop.is_set():
+        try:
+            await action()
+            return
+        except psycopg.Error as exc:  # an outage, or e.g. a missing table
+            log.warning("%s: database unavailable (%s %s); retrying the batch", name, type(exc).__name__,
+                        exc.sqlstate or "")
+            await asyncio.sleep(0.5)

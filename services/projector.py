@@ -7,11 +7,9 @@ import logging
 
 import msgspec
 import nats.errors
-import psycopg
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import Error as JetStreamError
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
@@ -96,29 +94,17 @@ class Projector:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set; a batch is acked only after its transaction commits."""
-        subscription = None
-        while not stop.is_set():
-            try:
-                if subscription is None:
-                    await bus.ensure_stream(self._js, self._settings)
-                    subscription = await self._js.pull_subscribe(
-                        bus.all_subjects(self._settings), durable=self._durable, stream=self._settings.nats_stream,
-                        config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
-                                              ack_wait=30, max_ack_pending=20_000))
-                msgs = await subscription.fetch(self._batch_size, timeout=0.5)
-            except (asyncio.TimeoutError, nats.errors.TimeoutError):
-                continue
-            except (nats.errors.Error, JetStreamError) as exc:
-                log.warning("consumer unavailable (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(0.5)
-                continue
-            while not stop.is_set():
-                try:
-                    await self.handle(msgs)
-                    break
-                except psycopg.OperationalError as exc:
-                    log.warning("database unavailable (%s); retrying the batch", type(exc).__name__)
-                    await asyncio.sleep(0.5)
+        async def apply(msgs: list[Msg]) -> None:
+            await bus.retry_database(stop, lambda: self.handle(msgs), "projector")
+
+        await bus.consume(stop, self._subscribe, self._batch_size, apply, "projector")
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        await bus.ensure_stream(self._js, self._settings)
+        return await self._js.pull_subscribe(
+            bus.all_subjects(self._settings), durable=self._durable, stream=self._settings.nats_stream,
+            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
+                                  ack_wait=30, max_ack_pending=20_000))
 
     async def handle(self, msgs: list[Msg]) -> None:
         """Apply one fetched batch, then ack every message in it."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
 
 from psycopg_pool import AsyncConnectionPool
 
