@@ -1,0 +1,293 @@
+"""Unit tests for services.audit_export without a database: the chain, the manifest, both formats,
+and that every kind of tampering is caught and named by the verifier."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from domain.events import EVENT_CLASSES
+from services.audit_export import (
+    CSV_COLUMNS,
+    FIELDS,
+    FORMATS,
+    GENESIS,
+    NOT_IN_DETAIL,
+    VerifyReport,
+    encode_export,
+    verify_export,
+)
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+TRICKY = ('say "hi", \\o/ ; é ✓ 😀', "line\nbreak\r\nand\ttab", "=HYPERLINK(\"http://x\")", "-1+1", "'quoted",
+          "@SUM(A1)")
+
+
+def record(i: int, **fields: str | None) -> dict[str, str | None]:
+    """A plausible record number ``i`` (usage, or lifecycle every fourth)."""
+    at = (T0 + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    base: dict[str, str | None] = dict.fromkeys(FIELDS)
+    if i % 4 == 3:
+        base.update(kind="lifecycle", action="key.rotated", outcome="OK", actor="admin-1", key_id=f"key{i % 5}",
+                    detail='{"at": "2026-03-01T12:00:00Z", "previous_valid_until": null}')
+    else:
+        base.update(kind="usage", action="verify", outcome="VALID", key_id=f"key{i % 5}", scope="read:data",
+                    granted_by="website:site-1", reason="granted by website:site-1", website_id="site-1",
+                    ip="203.0.113.5", user_agent=TRICKY[i % len(TRICKY)], start=f"kl_key{i % 5}Ab9z")
+    base.update(at=at, id=f"{i:08x}-0000-4000-8000-000000000000", **fields)
+    return base
+
+
+RECORDS = [record(i) for i in range(1, 13)]
+
+
+def export(fmt: str, records: list[dict[str, str | None]] = RECORDS, **kwargs: Any) -> bytes:
+    return b"".join(encode_export(records, fmt, generated_at=T0, **kwargs))
+
+
+# -- a format-neutral view of an export, to tamper with -------------------------------------------------
+
+def rows_of(data: bytes, fmt: str) -> list[Any]:
+    """NDJSON: one decoded object per line. CSV: the header, then one list of cells per row."""
+    if fmt == "ndjson":
+        return [json.loads(line) for line in data.splitlines()]
+    return list(csv.reader(io.StringIO(data.decode(), newline="")))
+
+
+def data_of(rows: list[Any], fmt: str) -> bytes:
+    if fmt == "ndjson":
+        return b"".join(json.dumps(row, ensure_ascii=False).encode() + b"\n" for row in rows)
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows(rows)
+    return buffer.getvalue().encode()
+
+
+def records_start(fmt: str) -> int:
+    """Index of the first record in rows_of(...)."""
+    return 0 if fmt == "ndjson" else 1
+
+
+def canonical(seq: int, fields: dict[str, str | None]) -> bytes:
+    """The documented canonical form, rebuilt independently with the standard library."""
+    body = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return b'{"seq":%d,' % seq + body[1:].encode()
+
+
+def forged_row(fmt: str, seq: int, prev: str, fields: dict[str, str | None]) -> Any:
+    """A record with a digest that is correct for its content and its prev: a careful forger's work."""
+    digest = hashlib.sha256(bytes.fromhex(prev) + canonical(seq, fields)).hexdigest()
+    if fmt == "ndjson":
+        return {"seq": seq, **fields, "prev": prev, "digest": digest}
+    values = {"seq": str(seq), **{k: v or "" for k, v in fields.items()}, "prev": prev, "digest": digest}
+    return [values[column] for column in CSV_COLUMNS]
+
+
+def digest_of(row: Any, fmt: str) -> str:
+    return str(row["digest"] if fmt == "ndjson" else row[-1])
+
+
+def check(report: VerifyReport, *expected: str) -> str:
+    """The report says not ok, and its problems mention every expected fragment; returns them joined."""
+    text = "\n".join(report.problems)
+    assert report.ok is False, "tampering went unnoticed"
+    for fragment in expected:
+        assert fragment in text, f"{fragment!r} not in:\n{text}"
+    return text
+
+
+# -- an untouched export ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_an_untouched_export_verifies(fmt: str) -> None:
+    report = verify_export([export(fmt)])
+    assert report == VerifyReport(ok=True, count=len(RECORDS), problems=[], fmt=fmt)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_verify_reads_a_file_and_chunks_cut_anywhere(fmt: str, tmp_path: Path) -> None:
+    data = export(fmt)
+    path = tmp_path / f"audit.{fmt}"
+    path.write_bytes(data)
+    assert verify_export(path).ok and verify_export(str(path)).ok
+    assert verify_export(data[i:i + 7] for i in range(0, len(data), 7)).ok
+
+
+def test_ndjson_lines_are_the_canonical_record_plus_prev_and_digest() -> None:
+    rows = rows_of(export("ndjson"), "ndjson")
+    prev = GENESIS.hex()
+    for seq, (row, fields) in enumerate(zip(rows, RECORDS), start=1):
+        assert row["seq"] == seq and row["prev"] == prev
+        assert {k: row[k] for k in FIELDS} == fields
+        assert row["digest"] == hashlib.sha256(bytes.fromhex(prev) + canonical(seq, fields)).hexdigest()
+        prev = row["digest"]
+    manifest = rows[-1]["manifest"]
+    assert manifest["format"] == "keyledger-audit-v1" and manifest["count"] == len(RECORDS)
+    assert manifest["first_digest"] == rows[0]["digest"] and manifest["last_digest"] == prev
+    assert manifest["generated_at"] == "2026-03-01T12:00:00.000000Z"
+
+
+def test_both_formats_carry_the_same_digests() -> None:
+    ndjson = [row["digest"] for row in rows_of(export("ndjson"), "ndjson")[:-1]]
+    csv_rows = rows_of(export("csv"), "csv")
+    assert tuple(csv_rows[0]) == CSV_COLUMNS
+    assert [row[-1] for row in csv_rows[1:-1]] == ndjson
+    assert csv_rows[-1][0] == "#manifest"
+
+
+def test_csv_defuses_spreadsheet_formulas_and_verify_undoes_it() -> None:
+    rows = rows_of(export("csv"), "csv")
+    agents = {row[CSV_COLUMNS.index("user_agent")] for row in rows[1:-1]}
+    assert "'=HYPERLINK(\"http://x\")" in agents and "'-1+1" in agents and "''quoted" in agents
+    assert not any(agent.startswith(("=", "+", "-", "@")) for agent in agents)
+    assert verify_export([export("csv")]).ok
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_an_empty_export_is_just_its_manifest(fmt: str) -> None:
+    data = export(fmt, [])
+    assert verify_export([data]) == VerifyReport(ok=True, count=0, problems=[], fmt=fmt)
+
+
+def test_empty_strings_are_exported_as_null() -> None:
+    rows = rows_of(export("ndjson", [record(1, reason="")]), "ndjson")
+    assert rows[0]["reason"] is None
+    assert verify_export([export("csv", [record(1, reason="")])]).ok
+
+
+def test_unknown_format_and_reversed_range_are_refused() -> None:
+    with pytest.raises(ValueError, match="format"):
+        next(encode_export(RECORDS, "xml"))
+    with pytest.raises(ValueError, match="range"):
+        next(encode_export(RECORDS, "csv", T0, T0 - timedelta(seconds=1)))
+
+
+def test_no_secret_event_field_reaches_the_detail() -> None:
+    secret_fields = {name for cls in EVENT_CLASSES for name in cls.__struct_fields__ if "secret" in name}
+    assert secret_fields and secret_fields <= set(NOT_IN_DETAIL)
+
+
+# -- tampering -------------------------------------------------------------------------------------------
+
+Tamper = Callable[[list[Any], str], None]
+
+
+def alter_field(rows: list[Any], fmt: str) -> None:
+    row = rows[records_start(fmt) + 4]  # seq 5
+    if fmt == "ndjson":
+        row["ip"] = "198.51.100.9"
+    else:
+        row[CSV_COLUMNS.index("ip")] = "198.51.100.9"
+
+
+def delete_record(rows: list[Any], fmt: str) -> None:
+    del rows[records_start(fmt) + 4]  # seq 5
+
+
+def swap_records(rows: list[Any], fmt: str) -> None:
+    i = records_start(fmt) + 4  # seq 5 and 6
+    rows[i], rows[i + 1] = rows[i + 1], rows[i]
+
+
+def insert_forged_in_the_middle(rows: list[Any], fmt: str) -> None:
+    i = records_start(fmt) + 4  # after seq 4, chained from it and numbered 5, digest consistent
+    rows.insert(i, forged_row(fmt, 5, digest_of(rows[i - 1], fmt), record(99, reason="nothing to see")))
+
+
+def insert_forged_at_the_end(rows: list[Any], fmt: str) -> None:
+    last = len(rows) - 2  # the last record, before the manifest
+    rows.insert(last + 1, forged_row(fmt, len(RECORDS) + 1, digest_of(rows[last], fmt), record(99)))
+
+
+def remove_manifest(rows: list[Any], fmt: str) -> None:
+    rows.pop()
+
+
+def edit_manifest_count(rows: list[Any], fmt: str) -> None:
+    if fmt == "ndjson":
+        rows[-1]["manifest"]["count"] = len(RECORDS) - 1
+    else:
+        manifest = json.loads(rows[-1][1])
+        manifest["count"] = len(RECORDS) - 1
+        rows[-1][1] = json.dumps(manifest)
+
+
+TAMPERING: dict[str, tuple[Tamper, tuple[str, ...]]] = {
+    "altered field": (alter_field, ("(seq 5)", "altered")),
+    "deleted record": (delete_record, ("(seq 6)", "seq 6 where 5 was expected", "1 record(s) missing",
+                                       "chain broken", "manifest count")),
+    "swapped records": (swap_records, ("(seq 6)", "(seq 5)", "chain broken", "out of order")),
+    "forged record, chained": (insert_forged_in_the_middle, ("(seq 5): seq 5 where 6 was expected",
+                                                             "chain broken", "manifest count")),
+    "forged record at the end": (insert_forged_at_the_end, ("manifest count", "manifest last_digest")),
+    "manifest removed": (remove_manifest, ("no manifest",)),
+    "manifest count edited": (edit_manifest_count, ("manifest count is 11", "manifest altered")),
+}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("name", TAMPERING)
+def test_tampering_is_detected_and_named(fmt: str, name: str) -> None:
+    tamper, expected = TAMPERING[name]
+    rows = rows_of(export(fmt), fmt)
+    tamper(rows, fmt)
+    check(verify_export([data_of(rows, fmt)]), *expected)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_problems_name_the_line(fmt: str) -> None:
+    rows = rows_of(export(fmt), fmt)
+    alter_field(rows, fmt)
+    data = data_of(rows, fmt)
+    starts = (b'{"seq": 5,', b"5,")  # CSV: some cells span lines (quoted newlines), so count physical lines
+    line = next(number for number, text in enumerate(data.split(b"\n"), start=1) if text.startswith(starts))
+    assert line == 5 or fmt == "csv"
+    check(verify_export([data]), f"line {line} (seq 5): altered")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_file_cut_short_is_reported(fmt: str) -> None:
+    data = export(fmt)
+    check(verify_export([data[: len(data) // 2]]), "no manifest")
+
+
+def test_a_record_outside_the_manifests_range_is_reported() -> None:
+    data = export("ndjson", RECORDS, start=T0 + timedelta(seconds=2), end=T0 + timedelta(seconds=6))
+    check(verify_export([data]), "before the export's from", "not before the export's to")
+
+
+def test_garbage_is_not_an_export() -> None:
+    check(verify_export([b"hello\nworld\n"]), "not a keyledger audit export")
+    check(verify_export([]), "empty file")
+    check(verify_export([b'{"seq": 1}\nnot json\n']), "line 1", "line 2: not a JSON object", "no manifest")
+
+
+text_value = st.one_of(st.none(), st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                                          max_size=40))
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.fixed_dictionaries({name: text_value for name in ("user_agent", "reason", "detail",
+                                                                            "website_id", "actor", "ip")}),
+                       min_size=1, max_size=5),
+       fmt=st.sampled_from(FORMATS))
+def test_any_text_survives_the_round_trip_and_any_change_is_caught(values: list[dict[str, str | None]],
+                                                                   fmt: str) -> None:
+    records = [record(i + 1, **fields) for i, fields in enumerate(values)]
+    rows = rows_of(export(fmt, records), fmt)
+    assert verify_export([data_of(rows, fmt)]).ok
+    first = rows[records_start(fmt)]
+    if fmt == "ndjson":
+        first["reason"] = (first["reason"] or "") + "!"
+    else:
+        first[CSV_COLUMNS.index("reason")] += "!"
+    check(verify_export([data_of(rows, fmt)]), "(seq 1)", "altered")
