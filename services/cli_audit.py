@@ -51,7 +51,7 @@ async def _export(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from services.audit_export import verify_export
+    from services.audit_verify import verify_export
 
     report = verify_export(Path(args.file))
     if args.json:

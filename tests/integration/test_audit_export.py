@@ -16,7 +16,8 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from domain.events import KeyRevoked, KeyRotated
-from services.audit_export import FORMATS, count_records, export_lines, export_records, verify_export
+from services.audit_export import FORMATS, count_records, export_lines, export_records
+from services.audit_verify import verify_export
 from services.audit_retention import ensure_partition, utc_day
 from services.event_store import EventStore, Metadata
 from tests.factories import created

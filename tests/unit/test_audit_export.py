@@ -23,10 +23,9 @@ from services.audit_export import (
     FORMATS,
     GENESIS,
     NOT_IN_DETAIL,
-    VerifyReport,
     encode_export,
-    verify_export,
 )
+from services.audit_verify import VerifyReport, verify_export
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 TRICKY = ('say "hi", \\o/ ; é ✓ 😀', "line\nbreak\r\nand\ttab", "=HYPERLINK(\"http://x\")", "-1+1", "'quoted",
