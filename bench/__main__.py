@@ -16,11 +16,15 @@ from pathlib import Path
 
 import psycopg
 
-from bench import replay, report, sink
+from bench import export, replay, report, sink
+from bench import abuse, commands, core, revocation
+from bench import http as verify_http
 from bench.common import BenchContext, Benchmark, BenchResult
 from services.stack import stack_down, stack_up
 
-BENCHMARKS: dict[str, Benchmark] = {"replay": replay.run, "sink": sink.run}
+BENCHMARKS: dict[str, Benchmark] = {"replay": replay.run, "sink": sink.run, "export": export.run}
+BENCHMARKS.update({"verify-http": verify_http.run, "verify-core": core.run, "revocation": revocation.run,
+                   "abuse": abuse.run, "commands": commands.run})
 # A throw-away cluster: no durability work, no checkpoints or autovacuum in the middle of a measurement.
 PG_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
                "max_wal_size": "4GB", "autovacuum": "off"}

@@ -256,6 +256,7 @@ def manifest_digest(manifest: Mapping[str, Any]) -> str:
 
 
 def is_digest(value: object) -> bool:
+    """Whether ``value`` is a lowercase hex SHA-256 digest."""
     return isinstance(value, str) and _HEX_DIGEST.fullmatch(value) is not None
 
 
