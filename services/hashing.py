@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from services.config import Settings
+
+
+def _lowest_priority() -> None:
+    """Run this argon2 thread at nice 19: on Linux the nice value is per thread, so the event
+    loop (and the server's I/O threads) keep the CPU when cold checks compete with warm traffic,
+    and argon2 still gets every idle cycle."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):  # not Linux, or not permitted: keep the default priority
+        pass
 
 
 class SecretHasher:
@@ -25,7 +37,8 @@ class SecretHasher:
             parallelism=settings.argon2_parallelism,
             type=Type.ID,
         )
-        self._pool = ThreadPoolExecutor(settings.argon2_max_concurrency, thread_name_prefix="argon2")
+        self._pool = ThreadPoolExecutor(settings.argon2_max_concurrency, thread_name_prefix="argon2",
+                                        initializer=_lowest_priority)
 
     async def hash(self, secret: str) -> str:
         """The argon2id hash string of ``secret`` (computed off the event loop)."""

@@ -150,6 +150,12 @@ class FailureThrottle:
         counts = self._current()
         counts[client] = counts.get(client, 0) + 1
 
+    def forgive(self, client: str) -> None:
+        """Take back one failure counted for ``client`` (it turned out to be a success)."""
+        counts = self._current()
+        if counts.get(client, 0) > 0:
+            counts[client] -= 1
+
     def refusal(self, client: str) -> RateDecision | None:
         """A refusing decision if ``client`` failed ``limit`` times this window, else None."""
         if self._current().get(client, 0) < self._limit:

@@ -50,7 +50,8 @@ class UsageEmitter:
         if len(self._buffer) >= self._max_batch:
             self._wake.set()
         if len(self._buffer) > self._max_buffered:
-            self._spill(self._take(len(self._buffer)))
+            while self._buffer:  # in publishable batches: one file of 50k events exceeds NATS' max payload
+                self._spill(self._take(self._max_batch))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until ``stop``; then flush (or spool) everything left."""
@@ -122,6 +123,12 @@ class UsageEmitter:
             try:
                 body = path.read_bytes()
             except FileNotFoundError:  # another process sent it
+                continue
+            if len(body) > self._nc.max_payload:  # written by an older version: split it
+                events = decode_batch(body)
+                for start in range(0, len(events), self._max_batch):
+                    self._spill(events[start:start + self._max_batch])
+                path.unlink(missing_ok=True)
                 continue
             if not await self._send(path.stem.split("-", 1)[1], body, len(decode_batch(body))):
                 return

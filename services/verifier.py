@@ -103,14 +103,15 @@ class Verifier:
         if self._pending >= self._max_pending:
             return Verdict(valid=False, code="RATE_LIMITED", reason="too many secret checks in progress; retry")
         self._pending += 1
+        self._failures.record(state.key_id)  # counted up front: concurrent checks cannot overshoot the limit
         try:
             for secret_hash in accepted:
                 if await self._hasher.verify(secret_hash, presented):
+                    self._failures.forgive(state.key_id)
                     self._known[state.key_id] = [*known, (digest, secret_hash)][-4:]
                     return None
         finally:
             self._pending -= 1
-        self._failures.record(state.key_id)
         self._wrong[state.key_id] = [*wrong, (digest, state.secret_hash)][-16:]
         return unknown
 

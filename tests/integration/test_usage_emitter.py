@@ -96,3 +96,16 @@ async def test_a_spool_left_by_a_stopped_process_is_sent_by_the_next(tmp_path: P
 async def _at_least(value: int, wanted: int) -> bool:
     await asyncio.sleep(0)
     return value >= wanted
+
+
+async def test_an_overflowing_buffer_spills_in_publishable_batches(tmp_path: Path, nats_url: str) -> None:
+    nc = await bus.connect(nats_url, "overflow")
+    try:
+        emitter = UsageEmitter(nc, isolated_settings(), tmp_path / "spool", max_batch=10, max_buffered=100)
+        for event in usage(101):
+            emitter.emit(event)
+        files = sorted((tmp_path / "spool").glob("*.batch"))
+        assert emitter.spooled == 101 and len(files) == 11
+        assert all(len(decode_batch(path.read_bytes())) <= 10 for path in files)
+    finally:
+        await nc.close()

@@ -1,0 +1,202 @@
+"""Warm ``POST /v1/verify`` over HTTP against a trivial Litestar endpoint, and cold verify over HTTP.
+
+DESIGN: warm verify throughput ≥ 0.9 × a trivial POST endpoint of the same framework and
+server settings; p99 ≤ 5 ms at 32 connections on a 2-core machine.
+
+The API runs as ``keyledger serve`` does (granian, 1 ASGI worker, relay + projector + audit
+sink in the same process) with production argon2 parameters; the baseline is
+``bench.trivial_app`` under the same granian settings, receiving the same request bodies.
+Both are loaded by ``bench.loadgen`` (a separate process, 32 keep-alive connections) in
+alternating rounds; the median round by throughput is reported.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher, Type
+
+from bench.client import build_request
+from bench.common import BenchContext, BenchResult, Row
+from bench.loadgen import LoadResult, LoadSpec, run_load
+from bench.pyspy import profiled
+from bench.servers import PRODUCTION_ARGON2, Api, TrivialServer, cpu_seconds, private_stack, start_api, worker_pid
+from services.config import Settings
+
+CONNECTIONS, WARMUP, SECONDS, ROUNDS, KEYS, COLD_KEYS = 32, 1.0, 5.0, 3, 16, 8
+TARGET_RATIO, TARGET_P99_MS = 0.9, 5.0
+
+
+def _log(message: str) -> None:
+    print(message, flush=True, file=sys.stderr)
+
+
+def verify_bodies(tokens: list[str]) -> list[dict[str, str]]:
+    """The request bodies: each token asks for ``read:data`` (granted globally)."""
+    return [{"key": token, "scope": "read:data"} for token in tokens]
+
+
+def describe(name: str, measured: Measured) -> str:
+    """One line for the log."""
+    result = measured.load
+    return (f"  {name}: {result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
+            f"server CPU {measured.cpu_us:.0f} µs/req, loadgen CPU {result.loadgen_cpu:.0%}")
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A load phase's result and the server's CPU time per response (all its threads)."""
+
+    load: LoadResult
+    cpu_us: float
+
+    @property
+    def rps(self) -> float:
+        """Responses per second in the measured window."""
+        return self.load.rps
+
+
+async def load(port: int, pid: int, requests: list[bytes], expect: bytes = b'"valid":true',
+               connections: int = CONNECTIONS, seconds: float = SECONDS) -> Measured:
+    """One load phase on the server process ``pid``; fails when any response is not the expected one."""
+    cpu = cpu_seconds(pid)
+    result = await run_load(LoadSpec(port=port, requests=requests, connections=connections, duration=seconds,
+                                     warmup=WARMUP, expect=expect, tally=b'"code":"'))
+    cpu = cpu_seconds(pid) - cpu
+    if result.good != result.completed or result.lost_connections:
+        raise AssertionError(f"unexpected responses: {result.statuses} {result.tallies} {result.bad_sample}")
+    return Measured(result, cpu / max(result.total, 1) * 1e6)
+
+
+def median_round(results: list[Measured]) -> Measured:
+    """The round with the median throughput."""
+    return sorted(results, key=lambda r: r.rps)[len(results) // 2]
+
+
+@dataclass(frozen=True)
+class Cold:
+    """Milliseconds of first verifies over HTTP and of raw argon2 verifies with the same parameters."""
+
+    http_ms: list[float]
+    raw_ms: list[float]
+
+
+def raw_argon2_ms(count: int) -> list[float]:
+    """Times of ``PasswordHasher.verify`` with the service's default parameters, in this process."""
+    defaults = Settings()
+    hasher = PasswordHasher(time_cost=defaults.argon2_time_cost, memory_cost=defaults.argon2_memory_kib,
+                            parallelism=defaults.argon2_parallelism, type=Type.ID)
+    secret_hash, times = hasher.hash("kl_bench-secret"), []
+    for _ in range(count):
+        started = time.perf_counter()
+        hasher.verify(secret_hash, "kl_bench-secret")
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+async def cold_http(api: Api, count: int) -> list[float]:
+    """Time of the first verify of each of ``count`` fresh keys over HTTP (idle server)."""
+    times = []
+    for _id, token in await api.create_keys(count, connections=2):
+        started = time.perf_counter()
+        assert await api.verify(token) == "VALID"
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+async def measure_serve(api: Api, trivial: TrivialServer) -> tuple[list[Measured], list[Measured]]:
+    """Alternating rounds: trivial app, then keyledger, ``ROUNDS`` times."""
+    tokens = [token for _, token in await api.create_keys(KEYS)]
+    for token in tokens:  # warm: the first verify of each secret pays argon2 once
+        assert await api.verify(token) == "VALID"
+    bodies = verify_bodies(tokens)
+    verify_requests = [build_request("POST", "/v1/verify", body) for body in bodies]
+    trivial_requests = [build_request("POST", "/echo", body) for body in bodies]
+    trivials, verifies = [], []
+    for round_ in range(ROUNDS):
+        trivials.append(await load(trivial.port, worker_pid(trivial.process.pid), trivial_requests))
+        _log(describe(f"round {round_ + 1} trivial app", trivials[-1]))
+        async with profiled(api.worker_pid(), f"verify-http-round{round_ + 1}", SECONDS + WARMUP):
+            verifies.append(await load(api.port, api.worker_pid(), verify_requests))
+        _log(describe(f"round {round_ + 1} keyledger serve", verifies[-1]))
+    return trivials, verifies
+
+
+async def measure_api_only(api: Api) -> Measured:
+    """The same load on a ``--no-workers`` replica (no relay, projector or audit sink in-process)."""
+    tokens = [token for _, token in await api.create_keys(KEYS)]
+    for token in tokens:
+        assert await api.verify(token) == "VALID"
+    requests = [build_request("POST", "/v1/verify", body) for body in verify_bodies(tokens)]
+    result = await load(api.port, api.worker_pid(), requests)
+    _log(describe("keyledger serve --no-workers", result))
+    return result
+
+
+def _table(trivials: list[Measured], verifies: list[Measured], api_only: Measured) -> str:
+    lines = ["### Warm verify over HTTP: every round (32 connections, 1 s warm-up + 5 s measured)", "",
+             "Server CPU = user + system seconds of the granian worker process (all threads) per response; "
+             "unlike req/s it hardly moves when other work shares the machine.", "",
+             "| round | server | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | server CPU µs/req "
+             "| loadgen CPU |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    named = [(f"{i + 1}", name, m) for i, (t, v) in enumerate(zip(trivials, verifies))
+             for name, m in (("trivial app", t), ("keyledger serve", v))]
+    for round_, name, m in [*named, ("—", "keyledger serve --no-workers", api_only)]:
+        r = m.load
+        lines.append(f"| {round_} | {name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p90_ms:.2f} | {r.p99_ms:.2f} | "
+                     f"{r.p999_ms:.2f} | {r.max_ms:.2f} | {m.cpu_us:.0f} | {r.loadgen_cpu:.0%} |")
+    lines += ["", "Little's law bounds latency at saturation: mean latency = connections / throughput, "
+              f"so 32 connections need ≥ {32 / TARGET_P99_MS * 1000:,.0f} req/s for even the *mean* to be ≤ "
+              f"{TARGET_P99_MS:.0f} ms; the trivial app's own p99 is the floor of this server setting."]
+    return "\n".join(lines)
+
+
+def rows(trivial: Measured, serve: Measured, api_only: Measured, cold: Cold, command: str) -> list[Row]:
+    """The result rows (median rounds)."""
+    ratio = serve.rps / trivial.rps
+    cold_ms, raw_ms = statistics.median(cold.http_ms), statistics.median(cold.raw_ms)
+    return [
+        Row("warm verify throughput, 32 conns (keyledger serve)", serve.rps, "req/s", trivial.rps,
+            "trivial Litestar POST", f"≥ {TARGET_RATIO} × trivial", ratio >= TARGET_RATIO, command),
+        Row("warm verify p99, 32 conns (keyledger serve)", serve.load.p99_ms, "ms", trivial.load.p99_ms,
+            "trivial Litestar POST p99", f"≤ {TARGET_P99_MS:.0f} ms", serve.load.p99_ms <= TARGET_P99_MS, command),
+        Row("warm verify p50, 32 conns (keyledger serve)", serve.load.p50_ms, "ms", trivial.load.p50_ms,
+            "trivial Litestar POST p50", "(diagnostic)", None, command),
+        Row("server CPU per warm verify (keyledger serve)", serve.cpu_us, "µs", trivial.cpu_us,
+            "trivial Litestar POST", "(diagnostic)", None, command),
+        Row("warm verify throughput, API only (serve --no-workers)", api_only.rps, "req/s", trivial.rps,
+            "trivial Litestar POST", "(diagnostic)", None, command),
+        Row("server CPU per warm verify, API only (serve --no-workers)", api_only.cpu_us, "µs", trivial.cpu_us,
+            "trivial Litestar POST", "(diagnostic)", None, command),
+        Row("cold verify over HTTP (first verify of a fresh key, argon2 t=3, 64 MiB)", cold_ms, "ms", raw_ms,
+            "raw PasswordHasher.verify", "(diagnostic: ≈ 1, one argon2)", None, command),
+    ]
+
+
+async def run(ctx: BenchContext) -> BenchResult:
+    """Trivial app vs keyledger serve (alternating), then --no-workers, then cold verifies."""
+    trivial = TrivialServer()
+    try:
+        async with private_stack(ctx) as stack:
+            api = await start_api(stack, env=PRODUCTION_ARGON2)
+            try:
+                await trivial.wait_ready()
+                trivials, verifies = await measure_serve(api, trivial)
+                trivial.stop()
+                cold = Cold(await cold_http(api, COLD_KEYS), raw_argon2_ms(COLD_KEYS))
+            finally:
+                await api.stop()
+            replica = await start_api(stack, workers=False, env=PRODUCTION_ARGON2, admin_from=api)
+            try:
+                api_only = await measure_api_only(replica)
+            finally:
+                await replica.stop()
+    finally:
+        trivial.stop()
+    _log(f"  cold verify over HTTP: median {statistics.median(cold.http_ms):.1f} ms; "
+         f"raw argon2: median {statistics.median(cold.raw_ms):.1f} ms")
+    return BenchResult(rows(median_round(trivials), median_round(verifies), api_only, cold, ctx.command),
+                       [_table(trivials, verifies, api_only)])
