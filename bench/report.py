@@ -33,6 +33,9 @@ def console_table(rows: Sequence[Row]) -> str:
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table)
 
 
+MISSED = Path(__file__).with_name("MISSED.md")  # hand-written analysis of missed targets
+
+
 def markdown(results: Mapping[str, BenchResult], *, events: int, seconds: float, pg_version: str,
              pg_settings: Mapping[str, str], command: str, load: float) -> str:
     """The whole RESULTS.md text."""
@@ -54,6 +57,8 @@ def markdown(results: Mapping[str, BenchResult], *, events: int, seconds: float,
     ]
     for result in results.values():
         lines += [*(section + "\n" for section in result.sections)]
+    if MISSED.exists():
+        lines.append(MISSED.read_text(encoding="utf-8"))
     return "\n".join(lines).rstrip() + "\n"
 
 
