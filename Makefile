@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml
 		{ echo "keyledger needs Python 3.11 or newer (PYTHON=$(PYTHON))"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@mkdir -p $(VENV)/mypy-path/keyledger
+	@for d in domain projections services; do ln -sfn ../../../$$d $(VENV)/mypy-path/keyledger/$$d; done
 	@touch $(STAMP)
 
 install: $(STAMP)

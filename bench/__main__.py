@@ -20,7 +20,7 @@ from bench import export, replay, report, sink
 from bench import abuse, commands, core, revocation
 from bench import http as verify_http
 from bench.common import BenchContext, Benchmark, BenchResult
-from services.stack import stack_down, stack_up
+from keyledger.services.devstack.stack import stack_down, stack_up
 
 BENCHMARKS: dict[str, Benchmark] = {"replay": replay.run, "sink": sink.run, "export": export.run}
 BENCHMARKS.update({"verify-http": verify_http.run, "verify-core": core.run, "revocation": revocation.run,

@@ -29,7 +29,7 @@ from bench.client import build_request
 from bench.common import BenchContext, BenchResult, Row
 from bench.loadgen import LoadResult, LoadSpec, run_load
 from bench.servers import PRODUCTION_ARGON2, Api, Stack, private_stack, start_api
-from domain import token
+from keyledger.domain import token
 
 CONNECTIONS, WARMUP, SECONDS, ROUNDS, KEYS = 32, 1.0, 5.0, 2, 16
 FLOOD_RATE, FLOOD_CONNECTIONS, TARGET_RATIO = 500.0, 64, 2.0

@@ -19,7 +19,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-import services.replay as replay_module
+import keyledger.services.cache.replay as replay_module
 
 WAIT, DECODE, FOLD = "waiting for Postgres pages", "decode (msgspec)", "fold (apply/evolve) + receiving pages"
 GC = "cyclic GC collections (all phases)"

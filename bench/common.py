@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from services.migrations import migrate
+from keyledger.services.storage.migrations import migrate
 
 
 @dataclass(frozen=True)

@@ -32,14 +32,14 @@ from bench import asgi, trivial_app
 from bench.client import build_request
 from bench.common import BenchContext, BenchResult, Row
 from bench.servers import private_stack
-from domain import token
-from domain.access import AccessEntry, check_access
-from domain.key import KeyState
-from services.app import Services, create_app
-from services.config import Settings
-from services.hashing import SecretHasher
-from services.key_service import utc_now
-from services.verifier import Verifier
+from keyledger.domain import token
+from keyledger.domain.access import AccessEntry, check_access
+from keyledger.domain.key import KeyState
+from keyledger.services.http.app import Services, create_app
+from keyledger.services.config import Settings
+from keyledger.services.keys.hashing import SecretHasher
+from keyledger.services.clock import utc_now
+from keyledger.services.verify.verifier import Verifier
 
 WARM_LOOPS, PART_LOOPS, KEYS, COLD_KEYS, ASGI_REQUESTS = 200_000, 200_000, 16, 8, 20_000
 SCOPE = "read:data"

@@ -14,10 +14,10 @@ from datetime import datetime, timedelta, timezone
 import msgspec
 from psycopg import AsyncConnection
 
-from domain.access import AccessEntry
-from domain.events import Event, KeyAccessChanged, KeyCreated, KeyRevoked, KeyRotated, encode_event
-from domain.token import ALPHABET, new_key_id
-from services.event_store import Metadata
+from keyledger.domain.access import AccessEntry
+from keyledger.domain.events import Event, KeyAccessChanged, KeyCreated, KeyRevoked, KeyRotated, encode_event
+from keyledger.domain.token import ALPHABET, new_key_id
+from keyledger.domain.recorded import Metadata
 
 EPOCH = datetime(2025, 1, 1, tzinfo=timezone.utc).timestamp()
 SPAN = 180 * 86_400.0  # the generated traffic covers about six months

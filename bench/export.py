@@ -30,9 +30,9 @@ from psycopg import AsyncConnection, sql
 
 from bench.common import BenchContext, BenchResult, Row, fresh_database, timed
 from bench.eventgen import EPOCH, SPAN, load, plan
-from services.audit_export import BATCH, _SELECT, _where, count_records, export_lines
-from services.audit_verify import verify_export
-from services.audit_retention import ensure_partition
+from keyledger.services.audit.export import BATCH, _SELECT, _where, count_records, export_lines
+from keyledger.services.audit.export_verify import verify_export
+from keyledger.services.storage.usage_partitions import ensure_partition
 
 TARGET_RECORDS_PER_SECOND = 200_000
 LIFECYCLE_SHARE = 0.1

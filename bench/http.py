@@ -24,7 +24,7 @@ from bench.common import BenchContext, BenchResult, Row
 from bench.loadgen import LoadResult, LoadSpec, run_load
 from bench.pyspy import profiled
 from bench.servers import PRODUCTION_ARGON2, Api, TrivialServer, cpu_seconds, private_stack, start_api, worker_pid
-from services.config import Settings
+from keyledger.services.config import Settings
 
 CONNECTIONS, WARMUP, SECONDS, ROUNDS, KEYS, COLD_KEYS = 32, 1.0, 5.0, 3, 16, 8
 TARGET_RATIO, TARGET_P99_MS = 0.9, 5.0

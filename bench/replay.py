@@ -18,10 +18,11 @@ from psycopg import AsyncConnection
 from bench import breakdown
 from bench.common import BenchContext, BenchResult, Row, fresh_database, timed
 from bench.eventgen import load, plan
-from domain.events import decode_event
-from domain.key import fold
-from services.key_cache_store import PROJECTOR, decode_state, read_checkpoint
-from services.replay import _PAGE, ReplayResult, replay
+from keyledger.domain.events import decode_event
+from keyledger.domain.key import fold
+from keyledger.services.storage.key_cache_table import PROJECTOR, decode_state
+from keyledger.services.storage.checkpoints import read_checkpoint
+from keyledger.services.cache.replay import _PAGE, ReplayResult, replay
 
 TARGET_EVENTS_PER_SECOND = 200_000
 EVENTS_PER_KEY = 10

@@ -28,7 +28,7 @@ from bench.client import build_request
 from bench.common import BenchContext, BenchResult, Row
 from bench.loadgen import LoadResult, LoadSpec, run_load
 from bench.servers import Api, private_stack, start_api
-from services import bus
+from keyledger.services.messaging import bus
 
 REVOCATIONS, TARGET_P99_MS = 250, 50.0
 LOAD_CONNECTIONS, LOADED_REVOCATIONS, LOADED_SECONDS = 16, 200, 6.0

@@ -24,9 +24,9 @@ import psycopg
 
 from bench.client import Client, HttpError
 from bench.common import BenchContext, fresh_database
-from services import bus
-from services.config import Settings
-from services.stack import stack_status
+from keyledger.services.messaging import bus
+from keyledger.services.config import Settings
+from keyledger.services.devstack.stack import stack_status
 from tests.e2e.server import ApiServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]

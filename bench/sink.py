@@ -25,10 +25,10 @@ from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
 from bench.common import BenchContext, BenchResult, Row, fresh_database, timed
-from domain.usage import USAGE_COLUMNS, UsageEvent, encode_batch
-from services import bus
-from services.audit_sink import AuditSink
-from services.config import Settings
+from keyledger.domain.usage import USAGE_COLUMNS, UsageEvent, encode_batch
+from keyledger.services.messaging import bus
+from keyledger.services.audit.sink import AuditSink
+from keyledger.services.config import Settings
 
 TARGET_EVENTS_PER_SECOND = 20_000
 PER_MESSAGE = 500

@@ -1,6 +1,6 @@
 """The baseline: a trivial Litestar POST endpoint, served exactly as ``keyledger serve`` serves the API.
 
-``python -m bench.trivial_app PORT`` runs granian with the settings of ``services.serve``
+``python -m bench.trivial_app PORT`` runs granian with the settings of ``keyledger.services.cli.serve``
 (ASGI, 1 worker, no access log, factory). The one route decodes a verify-shaped JSON body
 into a msgspec Struct and answers a small JSON dict: the framework and server floor that
 ``POST /v1/verify`` is compared against.
@@ -30,12 +30,12 @@ async def echo(data: Body) -> dict[str, object]:
 
 
 def create_app() -> Litestar:
-    """The trivial app (factory, like ``services.app:app_from_env``)."""
+    """The trivial app (factory, like ``keyledger.services.http.app:app_from_env``)."""
     return Litestar(route_handlers=[echo])
 
 
 def serve(port: int) -> None:
-    """Serve the trivial app with the same granian settings as ``services.serve.serve`` (blocks)."""
+    """Serve the trivial app with the same granian settings as ``keyledger.services.cli.serve.serve`` (blocks)."""
     from granian import Granian
     from granian.constants import Interfaces
 

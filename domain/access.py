@@ -6,7 +6,7 @@ from typing import Iterable
 
 import msgspec
 
-from domain.errors import ValidationError
+from keyledger.domain.errors import ValidationError
 
 SCOPES: frozenset[str] = frozenset(
     {

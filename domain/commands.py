@@ -7,8 +7,8 @@ from typing import Union
 
 import msgspec
 
-from domain.access import AccessEntry, validate_access
-from domain.errors import ValidationError
+from keyledger.domain.access import AccessEntry, validate_access
+from keyledger.domain.errors import ValidationError
 
 MAX_NAME_LENGTH = 200
 MAX_TEXT_LENGTH = 500

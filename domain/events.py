@@ -10,7 +10,7 @@ from typing import Union
 
 import msgspec
 
-from domain.access import AccessEntry
+from keyledger.domain.access import AccessEntry
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):

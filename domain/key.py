@@ -7,20 +7,12 @@ from typing import Iterable, Literal
 
 import msgspec
 
-from domain.access import AccessEntry
-from domain.commands import (
-    ChangeAccess,
-    Command,
-    CreateKey,
-    RevokeKey,
-    RotateKey,
-    check_change,
-    check_create,
-    check_revoke,
-    check_rotate,
+from keyledger.domain.access import AccessEntry
+from keyledger.domain.commands import (
+    ChangeAccess, Command, CreateKey, RevokeKey, RotateKey, check_change, check_create, check_revoke, check_rotate,
 )
-from domain.errors import KeyAlreadyExists, KeyNotFound, KeyRevokedError
-from domain.events import AnyEvent, Event, KeyAccessChanged, KeyCreated, KeyRevoked, KeyRotated
+from keyledger.domain.errors import KeyAlreadyExists, KeyNotFound, KeyRevokedError
+from keyledger.domain.events import AnyEvent, Event, KeyAccessChanged, KeyCreated, KeyRevoked, KeyRotated
 
 Status = Literal["active", "revoked", "expired"]
 

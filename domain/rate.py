@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from domain.access import granted_scopes
-from domain.key import KeyState
+from keyledger.domain.access import granted_scopes
+from keyledger.domain.key import KeyState
 
 WINDOW_SECONDS = 60
 DEFAULT_TIERS: Mapping[str, int] = {"standard": 100, "premium": 1_000, "enterprise": 10_000}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import enum
 from typing import Iterable
 
-from domain.events import AnyEvent
-from domain.key import KeyState, evolve
+from keyledger.domain.events import AnyEvent
+from keyledger.domain.key import KeyState, evolve
 
 KeyCache = dict[str, KeyState]
 

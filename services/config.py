@@ -8,7 +8,7 @@ from typing import Mapping
 
 import msgspec
 
-from domain.token import DEFAULT_PREFIX, is_valid_prefix
+from keyledger.domain.token import DEFAULT_PREFIX, is_valid_prefix
 
 
 class SettingsError(ValueError):

@@ -8,12 +8,12 @@ from typing import AsyncIterator
 import msgspec
 from psycopg_pool import AsyncConnectionPool
 
-from services.config import Settings
-from services.event_store import EventStore
-from services.hashing import SecretHasher
-from services.key_service import KeyService
-from services.migrations import migrate
-from services.stack import resolve_urls
+from keyledger.services.config import Settings
+from keyledger.services.storage.event_store import EventStore
+from keyledger.services.keys.hashing import SecretHasher
+from keyledger.services.keys.service import KeyService
+from keyledger.services.storage.migrations import migrate
+from keyledger.services.devstack.stack import resolve_urls
 
 
 class Runtime(msgspec.Struct, frozen=True, kw_only=True):

@@ -12,9 +12,9 @@ import pytest
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
-from services.event_store import EventStore
-from services.migrations import migrate
-from services.stack import StackInfo, stack_down, stack_up
+from keyledger.services.storage.event_store import EventStore
+from keyledger.services.storage.migrations import migrate
+from keyledger.services.devstack.stack import StackInfo, stack_down, stack_up
 
 # Fast, throw-away durability for the test cluster only.
 TEST_PG_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}

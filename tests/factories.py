@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from domain.access import AccessEntry
-from domain.events import Event, KeyAccessChanged, KeyCreated
+from keyledger.domain.access import AccessEntry
+from keyledger.domain.events import Event, KeyAccessChanged, KeyCreated
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

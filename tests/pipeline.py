@@ -12,12 +12,13 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
-from domain.key import KeyState, fold
-from projections.key_cache import KeyCache
-from services import bus
-from services.config import Settings
-from services.event_store import EventStore
-from services.key_cache_store import PROJECTOR, load_all, read_checkpoint
+from keyledger.domain.key import KeyState, fold
+from keyledger.projections.key_cache import KeyCache
+from keyledger.services.messaging import bus
+from keyledger.services.config import Settings
+from keyledger.services.storage.event_store import EventStore
+from keyledger.services.storage.key_cache_table import PROJECTOR, load_all
+from keyledger.services.storage.checkpoints import read_checkpoint
 
 
 def isolated_settings() -> Settings:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from services.config import Settings
+from keyledger.services.config import Settings
 
 
 def free_port() -> int:
@@ -35,7 +35,7 @@ class ApiServer:
                "KEYLEDGER_NATS_SUBJECT_PREFIX": settings.nats_subject_prefix,
                "KEYLEDGER_USAGE_STREAM": settings.usage_stream, "KEYLEDGER_USAGE_SUBJECT": settings.usage_subject,
                "KEYLEDGER_ARGON2_TIME_COST": "1", "KEYLEDGER_ARGON2_MEMORY_KIB": "1024", **(extra_env or {})}
-        args = [sys.executable, "-m", "services.cli", "serve", *([] if workers else ["--no-workers"])]
+        args = [sys.executable, "-m", "keyledger.services.cli", "serve", *([] if workers else ["--no-workers"])]
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL)

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from services.stack import StackInfo
+from keyledger.services.devstack.stack import StackInfo
 from tests.e2e.server import ApiServer
 from tests.e2e.test_api_keys_document import create
 
@@ -124,7 +124,7 @@ def test_exports_verify_and_no_secret_is_found_anywhere(api: ApiServer, client: 
         path = tmp_path / f"audit.{fmt}"
         path.write_bytes(response.content)
         exports[fmt] = response.text
-        check = subprocess.run([sys.executable, "-m", "services.cli", "audit", "verify", str(path)],
+        check = subprocess.run([sys.executable, "-m", "keyledger.services.cli", "audit", "verify", str(path)],
                                capture_output=True, text=True)
         assert check.returncode == 0, check.stdout
     assert "key.rotated" in exports["ndjson"] and '"outcome":"VALID"' in exports["ndjson"]
@@ -132,7 +132,7 @@ def test_exports_verify_and_no_secret_is_found_anywhere(api: ApiServer, client: 
     lines = exports["ndjson"].splitlines()
     lines[1] = lines[1].replace("VALID", "FORBIDDEN") if "VALID" in lines[1] else lines[1].replace("OK", "NO")
     tampered.write_text("\n".join(lines) + "\n")
-    check = subprocess.run([sys.executable, "-m", "services.cli", "audit", "verify", str(tampered)],
+    check = subprocess.run([sys.executable, "-m", "keyledger.services.cli", "audit", "verify", str(tampered)],
                            capture_output=True, text=True)
     assert check.returncode == 1 and "TAMPERED" in check.stdout
 

@@ -15,11 +15,12 @@ import pytest
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from domain.events import KeyRevoked, KeyRotated
-from services.audit_export import FORMATS, count_records, export_lines, export_records
-from services.audit_verify import verify_export
-from services.audit_retention import ensure_partition, utc_day
-from services.event_store import EventStore, Metadata
+from keyledger.domain.events import KeyRevoked, KeyRotated
+from keyledger.services.audit.export import FORMATS, count_records, export_lines, export_records
+from keyledger.services.audit.export_verify import verify_export
+from keyledger.services.storage.usage_partitions import ensure_partition, utc_day
+from keyledger.services.storage.event_store import EventStore
+from keyledger.domain.recorded import Metadata
 from tests.factories import created
 
 SECRET = "$argon2id$v=19$m=65536,t=3,p=1$SECRET-PLACEHOLDER"

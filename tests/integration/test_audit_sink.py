@@ -20,11 +20,11 @@ import pytest
 from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
-from domain.usage import USAGE_COLUMNS, UsageEvent, encode_batch
-from services import bus
-from services.audit_retention import apply_retention
-from services.audit_sink import AuditSink, SinkStats, consumer_config
-from services.config import Settings
+from keyledger.domain.usage import USAGE_COLUMNS, UsageEvent, encode_batch
+from keyledger.services.messaging import bus
+from keyledger.services.storage.usage_partitions import apply_retention
+from keyledger.services.audit.sink import AuditSink, SinkStats, consumer_config
+from keyledger.services.config import Settings
 from tests.pipeline import isolated_settings, running, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -286,7 +286,7 @@ def sink_env(settings: Settings, database_url: str, nats_url: str) -> dict[str, 
 def start_sink(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """Start ``python -m services.cli audit-sink`` with its output in ``log``."""
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "services.cli", "audit-sink"], cwd=ROOT, env=env,
+        return subprocess.Popen([sys.executable, "-m", "keyledger.services.cli", "audit-sink"], cwd=ROOT, env=env,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
 
 

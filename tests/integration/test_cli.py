@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from argon2 import PasswordHasher
 
-from services.stack import StackInfo
+from keyledger.services.devstack.stack import StackInfo
 
 CHEAP_ARGON2 = {"KEYLEDGER_ARGON2_TIME_COST": "1", "KEYLEDGER_ARGON2_MEMORY_KIB": "1024"}
 
@@ -26,7 +26,7 @@ class Cli:
         self.output: list[str] = []
 
     def run(self, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, "-m", "services.cli", *args], env=self.env,
+        proc = subprocess.run([sys.executable, "-m", "keyledger.services.cli", *args], env=self.env,
                               capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
         self.output += [proc.stdout, proc.stderr]
         assert proc.returncode == expect, (proc.returncode, proc.stdout, proc.stderr)

@@ -9,11 +9,12 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from domain.errors import ConcurrencyError
-from domain.events import Event
-from domain.key import fold
-from services.event_store import EventStore, Metadata
-from services.migrations import available_migrations, migrate
+from keyledger.domain.errors import ConcurrencyError
+from keyledger.domain.events import Event
+from keyledger.domain.key import fold
+from keyledger.services.storage.event_store import EventStore
+from keyledger.domain.recorded import Metadata
+from keyledger.services.storage.migrations import available_migrations, migrate
 from tests.factories import changes, created
 
 

@@ -24,19 +24,21 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 from psycopg_pool import AsyncConnectionPool
 
-from domain.access import AccessEntry
-from domain.events import Event, KeyRevoked, KeyRotated
-from domain.key import KeyState
-from services import bus
-from services.config import Settings
-from services.event_store import EventStore, RecordedEvent
-from services.hashing import SecretHasher
-from services.key_cache_store import PROJECTOR, read_checkpoint
-from services.key_service import KeyService
-from services.live_cache import LiveKeyCache
-from services.projector import Projector, ProjectorStats
-from services.relay import RELAY, Relay
-from services.replay import replay
+from keyledger.domain.access import AccessEntry
+from keyledger.domain.events import Event, KeyRevoked, KeyRotated
+from keyledger.domain.key import KeyState
+from keyledger.services.messaging import bus
+from keyledger.services.config import Settings
+from keyledger.services.storage.event_store import EventStore
+from keyledger.domain.recorded import RecordedEvent
+from keyledger.services.keys.hashing import SecretHasher
+from keyledger.services.storage.key_cache_table import PROJECTOR
+from keyledger.services.storage.checkpoints import read_checkpoint
+from keyledger.services.keys.service import KeyService
+from keyledger.services.cache.live import LiveKeyCache
+from keyledger.services.cache.projector import Projector, ProjectorStats
+from keyledger.services.messaging.relay import RELAY, Relay
+from keyledger.services.cache.replay import replay
 from tests.factories import T0, changes, created
 from tests.natsproc import NatsServer
 from tests.pipeline import (
@@ -122,7 +124,7 @@ class Workers:
     def start(self, role: str) -> subprocess.Popen[bytes]:
         """Start one worker; its output goes to a log file in ``log_dir``."""
         out = (self._log_dir / f"{role}-{len(self._procs)}.log").open("wb")
-        proc = subprocess.Popen([sys.executable, "-m", "services.cli", role], cwd=ROOT, env=self._env,
+        proc = subprocess.Popen([sys.executable, "-m", "keyledger.services.cli", role], cwd=ROOT, env=self._env,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         self._procs.append((proc, out))
         return proc

@@ -8,13 +8,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from domain import token
-from domain.access import AccessEntry
-from domain.errors import ConcurrencyError, KeyNotFound, KeyRevokedError, ValidationError
-from services.config import Settings
-from services.event_store import EventStore, Metadata
-from services.hashing import SecretHasher
-from services.key_service import KeyService
+from keyledger.domain import token
+from keyledger.domain.access import AccessEntry
+from keyledger.domain.errors import ConcurrencyError, KeyNotFound, KeyRevokedError, ValidationError
+from keyledger.services.config import Settings
+from keyledger.services.storage.event_store import EventStore
+from keyledger.domain.recorded import Metadata
+from keyledger.services.keys.hashing import SecretHasher
+from keyledger.services.keys.service import KeyService
 
 NOW = datetime(2026, 3, 1, tzinfo=timezone.utc)
 META = Metadata(actor="key:admin0000001", ip="198.51.100.7", user_agent="pytest", request_id="r-1")

@@ -6,14 +6,14 @@ import random
 
 from psycopg_pool import AsyncConnectionPool
 
-from domain.access import AccessEntry
-from services.event_store import EventStore
-from services.hashing import SecretHasher
-from services.key_service import KeyService
-from services.live_cache import LiveKeyCache
-from services.projector import Projector
-from services.relay import Relay
-from services.replay import replay
+from keyledger.domain.access import AccessEntry
+from keyledger.services.storage.event_store import EventStore
+from keyledger.services.keys.hashing import SecretHasher
+from keyledger.services.keys.service import KeyService
+from keyledger.services.cache.live import LiveKeyCache
+from keyledger.services.cache.projector import Projector
+from keyledger.services.messaging.relay import Relay
+from keyledger.services.cache.replay import replay
 from tests.pipeline import (
     folded_streams, isolated_settings, jetstream, projector_caught_up, running, table_model, wait_until,
 )

@@ -7,7 +7,7 @@ import random
 
 from psycopg_pool import AsyncConnectionPool
 
-from services.rate_limit import RateLimiter
+from keyledger.services.verify.rate_limiter import RateLimiter
 
 T = 1_800_000_000.0  # a window start (divisible by 60)
 

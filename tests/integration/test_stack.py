@@ -16,8 +16,10 @@ import nats
 import psycopg
 import pytest
 
-from services import stack
-from services.stack import StackInfo, default_data_dir, resolve_urls, stack_down, stack_status, stack_up
+from keyledger.services.devstack import stack
+from keyledger.services.devstack.stack import (
+    StackInfo, default_data_dir, resolve_urls, stack_down, stack_status, stack_up,
+)
 
 FAST_PG = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,7 +109,7 @@ async def test_data_survives_down_and_up(data_dir: Path) -> None:
 
 
 def test_stack_outlives_the_process_that_started_it(data_dir: Path) -> None:
-    code = ("import sys; from pathlib import Path; from services.stack import stack_up; "
+    code = ("import sys; from pathlib import Path; from keyledger.services.devstack.stack import stack_up; "
             "print(stack_up(Path(sys.argv[1]), pg_settings={'fsync': 'off'}).pg_port)")
     out = subprocess.run([sys.executable, "-c", code, str(data_dir)], cwd=ROOT, check=True,
                          capture_output=True, text=True, timeout=60).stdout

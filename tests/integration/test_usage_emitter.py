@@ -9,10 +9,10 @@ from pathlib import Path
 
 from nats.js import JetStreamContext
 
-from domain.usage import UsageEvent, decode_batch
-from services import bus
-from services.config import Settings
-from services.usage_emitter import UsageEmitter
+from keyledger.domain.usage import UsageEvent, decode_batch
+from keyledger.services.messaging import bus
+from keyledger.services.config import Settings
+from keyledger.services.audit.emitter import UsageEmitter
 from tests.natsproc import NatsServer
 from tests.pipeline import isolated_settings, running, wait_until
 

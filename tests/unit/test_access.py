@@ -2,8 +2,8 @@
 
 import pytest
 
-from domain.access import MAX_ACCESS_ENTRIES, AccessEntry, check_access, granted_scopes, validate_access
-from domain.errors import ValidationError
+from keyledger.domain.access import MAX_ACCESS_ENTRIES, AccessEntry, check_access, granted_scopes, validate_access
+from keyledger.domain.errors import ValidationError
 
 
 def entry(resource: str, *scopes: str, id: str | None = None) -> AccessEntry:

@@ -16,16 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.events import EVENT_CLASSES
-from services.audit_export import (
-    CSV_COLUMNS,
-    FIELDS,
-    FORMATS,
-    GENESIS,
-    NOT_IN_DETAIL,
-    encode_export,
-)
-from services.audit_verify import VerifyReport, verify_export
+from keyledger.domain.events import EVENT_CLASSES
+from keyledger.services.audit.export import CSV_COLUMNS, FIELDS, FORMATS, GENESIS, NOT_IN_DETAIL, encode_export
+from keyledger.services.audit.export_verify import VerifyReport, verify_export
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 TRICKY = ('say "hi", \\o/ ; é ✓ 😀', "line\nbreak\r\nand\ttab", "=HYPERLINK(\"http://x\")", "-1+1", "'quoted",

@@ -4,10 +4,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from domain.access import AccessEntry
-from services.cli_args import access_entry, duration_seconds, moment
-from services.config import SettingsError, load_settings
-from services.views import join_access, split_access
+from keyledger.domain.access import AccessEntry
+from keyledger.services.cli.args import access_entry, duration_seconds, moment
+from keyledger.services.config import SettingsError, load_settings
+from keyledger.services.keys.views import join_access, split_access
 
 NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
 

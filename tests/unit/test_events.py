@@ -5,8 +5,8 @@ from datetime import datetime, timezone
 import msgspec
 import pytest
 
-from domain.access import AccessEntry
-from domain.events import (
+from keyledger.domain.access import AccessEntry
+from keyledger.domain.events import (
     EVENT_CLASSES, KeyAccessChanged, KeyCreated, KeyRevoked, KeyRotated, decode_event, encode_event, event_type,
 )
 

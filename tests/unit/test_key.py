@@ -4,11 +4,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from domain.access import AccessEntry
-from domain.commands import MAX_GRACE_SECONDS, ChangeAccess, Command, CreateKey, RevokeKey, RotateKey
-from domain.errors import DomainError, KeyAlreadyExists, KeyNotFound, KeyRevokedError, ValidationError
-from domain.events import Event, KeyAccessChanged, KeyCreated, KeyRevoked, KeyRotated
-from domain.key import decide, evolve, fold
+from keyledger.domain.access import AccessEntry
+from keyledger.domain.commands import MAX_GRACE_SECONDS, ChangeAccess, Command, CreateKey, RevokeKey, RotateKey
+from keyledger.domain.errors import DomainError, KeyAlreadyExists, KeyNotFound, KeyRevokedError, ValidationError
+from keyledger.domain.events import Event, KeyAccessChanged, KeyCreated, KeyRevoked, KeyRotated
+from keyledger.domain.key import decide, evolve, fold
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 NOW = T0 + timedelta(hours=1)

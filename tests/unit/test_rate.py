@@ -4,12 +4,12 @@ from datetime import datetime, timezone
 
 import pytest
 
-from domain.access import AccessEntry
-from domain.commands import ChangeAccess
-from domain.errors import ValidationError
-from domain.key import decide, fold
-from domain.rate import DEFAULT_TIERS, limit_of, tier_of, window_start
-from services.rate_limit import FailureThrottle, RateDecision
+from keyledger.domain.access import AccessEntry
+from keyledger.domain.commands import ChangeAccess
+from keyledger.domain.errors import ValidationError
+from keyledger.domain.key import decide, fold
+from keyledger.domain.rate import DEFAULT_TIERS, limit_of, tier_of, window_start
+from keyledger.services.verify.throttles import FailureThrottle, RateDecision
 from tests.factories import created
 
 NOW = datetime(2026, 2, 1, tzinfo=timezone.utc)

@@ -9,13 +9,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from argon2 import PasswordHasher
 
-from domain import token
-from domain.access import AccessEntry
-from domain.commands import CreateKey, RevokeKey, RotateKey
-from domain.key import KeyState, decide, evolve
-from services.config import Settings
-from services.hashing import SecretHasher
-from services.verifier import Verifier
+from keyledger.domain import token
+from keyledger.domain.access import AccessEntry
+from keyledger.domain.commands import CreateKey, RevokeKey, RotateKey
+from keyledger.domain.key import KeyState, decide, evolve
+from keyledger.services.config import Settings
+from keyledger.services.keys.hashing import SecretHasher
+from keyledger.services.verify.verifier import Verifier
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 CHEAP = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)

@@ -1,0 +1,135 @@
+"""Usage events leave API processes in batches over JetStream, off the response path.
+
+``emit`` only appends to memory. A background task publishes batches (one message each,
+``Nats-Msg-Id`` = batch id, so a re-send is dropped by JetStream or by the sink). While
+NATS is unreachable, batches are written to a spool folder and re-sent, oldest first,
+once it is back; shutdown flushes or spools what is left. Memory holds at most
+``max_buffered`` events; the spool at most ``max_spool_bytes``, past which new events are
+dropped and counted (and logged), never blocking a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections import deque
+from pathlib import Path
+
+import nats.errors
+from nats.aio.client import Client
+from nats.js.errors import Error as JetStreamError
+
+from keyledger.domain.usage import UsageEvent, decode_batch, encode_batch
+from keyledger.services.messaging import bus
+from keyledger.services.config import Settings
+
+log = logging.getLogger("keyledger.usage")
+_SEND_ERRORS = (asyncio.TimeoutError, nats.errors.Error, JetStreamError, OSError)
+
+
+class UsageEmitter:
+    """Buffers usage events and publishes them in batches; spools to disk while NATS is away."""
+
+    def __init__(self, nc: Client, settings: Settings, spool_dir: Path, max_batch: int = 500,
+                 flush_interval: float = 0.05, max_buffered: int = 50_000,
+                 max_spool_bytes: int = 512 * 1024 * 1024) -> None:
+        self._nc, self._js, self._settings = nc, nc.jetstream(), settings
+        self._spool = spool_dir
+        self._max_batch, self._interval = max_batch, flush_interval
+        self._max_buffered, self._max_spool = max_buffered, max_spool_bytes
+        self._buffer: deque[UsageEvent] = deque()
+        self._wake = asyncio.Event()
+        self.published = self.spooled = self.dropped = 0
+
+    def emit(self, event: UsageEvent) -> None:
+        """Queue one usage event (no I/O; never blocks the caller)."""
+        self._buffer.append(event)
+        if len(self._buffer) >= self._max_batch:
+            self._wake.set()
+        if len(self._buffer) > self._max_buffered:
+            while self._buffer:  # in publishable batches: one file of 50k events exceeds NATS' max payload
+                self._spill(self._take(self._max_batch))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publish until ``stop``; then flush (or spool) everything left."""
+        self._spool.mkdir(parents=True, exist_ok=True)
+        ready = False
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            if not ready:
+                ready = await self._ensure_stream()
+            if ready:
+                await self._resend_spooled()
+            await self.flush(spool_only=not ready)
+        await self.flush()
+
+    async def flush(self, spool_only: bool = False) -> None:
+        """Send every buffered event now (to the spool when NATS is unreachable)."""
+        while self._buffer:
+            batch = self._take(self._max_batch)
+            if spool_only or not await self._send(str(uuid.uuid4()), encode_batch(batch), len(batch)):
+                self._spill(batch)
+
+    def _take(self, count: int) -> list[UsageEvent]:
+        return [self._buffer.popleft() for _ in range(min(count, len(self._buffer)))]
+
+    async def _ensure_stream(self) -> bool:
+        if not self._nc.is_connected:
+            return False
+        try:
+            await bus.ensure_usage_stream(self._js, self._settings)
+            return True
+        except _SEND_ERRORS as exc:
+            log.warning("usage stream unavailable (%s)", type(exc).__name__)
+            return False
+
+    async def _send(self, batch_id: str, body: bytes, count: int) -> bool:
+        if not self._nc.is_connected:
+            return False
+        try:
+            await self._js.publish(self._settings.usage_subject, body, timeout=2.0,
+                                   headers={"Nats-Msg-Id": batch_id, "Kl-Batch-Id": batch_id})
+        except _SEND_ERRORS as exc:
+            log.warning("usage batch not published (%s); spooling", type(exc).__name__)
+            return False
+        self.published += count
+        return True
+
+    def _spill(self, batch: list[UsageEvent]) -> None:
+        body = encode_batch(batch)
+        if self._spool_size() + len(body) > self._max_spool:
+            self.dropped += len(batch)
+            log.error("usage spool full: %d usage events dropped", len(batch))
+            return
+        self._spool.mkdir(parents=True, exist_ok=True)
+        name = f"{time.time_ns():020d}-{uuid.uuid4()}"
+        tmp = self._spool / f"{name}.tmp"
+        tmp.write_bytes(body)
+        os.replace(tmp, self._spool / f"{name}.batch")  # whole files only
+        self.spooled += len(batch)
+
+    def _spool_size(self) -> int:
+        return sum(path.stat().st_size for path in self._spool.glob("*.batch")) if self._spool.exists() else 0
+
+    async def _resend_spooled(self) -> None:
+        for path in sorted(self._spool.glob("*.batch")):
+            try:
+                body = path.read_bytes()
+            except FileNotFoundError:  # another process sent it
+                continue
+            if len(body) > self._nc.max_payload:  # written by an older version: split it
+                events = decode_batch(body)
+                for start in range(0, len(events), self._max_batch):
+                    self._spill(events[start:start + self._max_batch])
+                path.unlink(missing_ok=True)
+                continue
+            if not await self._send(path.stem.split("-", 1)[1], body, len(decode_batch(body))):
+                return
+            path.unlink(missing_ok=True)

@@ -1,0 +1,137 @@
+"""The ``keyledger`` command: manage keys and the embedded dev stack."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import NoReturn, Sequence
+
+import msgspec
+import psycopg
+
+from keyledger.domain.errors import DomainError
+from keyledger.services.cli import audit as cli_audit, keys as cli_keys, workers as cli_workers
+from keyledger.services.cli.args import access_entry, duration_seconds, moment, past_moment
+from keyledger.services.config import SettingsError, load_settings
+from keyledger.services.devstack.stack import StackError, default_data_dir, stack_down, stack_status, stack_up
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line and exit 2, without the usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``keyledger`` argument parser."""
+    parser = _Parser(prog="keyledger", description="Event-sourced API keys.")
+    json_flag = _Parser(add_help=False)
+    json_flag.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    groups = parser.add_subparsers(dest="group", required=True, parser_class=_Parser)
+
+    keys = groups.add_parser("keys", help="create, list, show, rotate and revoke keys").add_subparsers(
+        dest="action", required=True, parser_class=_Parser)
+    create = keys.add_parser("create", parents=[json_flag], help="create a key; prints its secret once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--org", help="organization id")
+    create.add_argument("--scope", action="append", metavar="SCOPE", help="global scope (repeatable)")
+    create.add_argument("--access", action="append", type=access_entry, metavar="RES[:ID]=SCOPE[,SCOPE]",
+                        help="resource access entry, e.g. website:abc=read:data (repeatable)")
+    create.add_argument("--expires", type=moment, metavar="TIME|DURATION", help="ISO time or e.g. 30d")
+    create.add_argument("--rate-limit", type=int, metavar="N", help="requests per minute (default: by rate:* tier)")
+    listing = keys.add_parser("list", parents=[json_flag], help="list keys (prefix/start only)")
+    listing.add_argument("--all", action="store_true", help="include revoked and expired keys")
+    show = keys.add_parser("show", parents=[json_flag], help="a key's state and event history")
+    show.add_argument("key_id")
+    show.add_argument("--as-of", type=past_moment, metavar="TIME", help="the key as it was at TIME (ISO time, or 2h = 2h ago)")
+    rotate = keys.add_parser("rotate", parents=[json_flag], help="new secret; optional grace for the old one")
+    rotate.add_argument("key_id")
+    rotate.add_argument("--grace", type=duration_seconds, default=0, metavar="DURATION", help="e.g. 1h (max 7d)")
+    revoke = keys.add_parser("revoke", parents=[json_flag], help="revoke a key (irreversible)")
+    revoke.add_argument("key_id")
+    revoke.add_argument("--reason", default="")
+
+    for name, text in (("run", "relay + projector + audit sink in one process (embedded stack if no URLs)"),
+                       ("relay", "publish stored events to NATS JetStream"),
+                       ("projector", "build the key cache table from JetStream"),
+                       ("audit-sink", "store usage events from JetStream in Postgres")):
+        groups.add_parser(name, help=text)
+    audit = groups.add_parser("audit", help="export, verify and retain the audit trail").add_subparsers(
+        dest="action", required=True, parser_class=_Parser)
+    export = audit.add_parser("export", help="stream the audit trail with a hash chain and a manifest")
+    export.add_argument("--format", choices=["ndjson", "csv"], default="ndjson")
+    export.add_argument("--from", dest="from_", type=past_moment, metavar="TIME", help="ISO time or e.g. 7d (ago)")
+    export.add_argument("--to", type=past_moment, metavar="TIME", help="ISO time or e.g. 1h (ago); exclusive")
+    export.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    check = audit.add_parser("verify", parents=[json_flag], help="check an export's hash chain and manifest")
+    check.add_argument("file")
+    retention = audit.add_parser("retention", help="drop usage partitions older than the retention period")
+    retention.add_argument("--days", type=int, metavar="N", help="keep N days (default KEYLEDGER_AUDIT_RETENTION_DAYS, 400)")
+    groups.add_parser("replay", parents=[json_flag], help="rebuild the key cache from the event store")
+    serve = groups.add_parser("serve", help="the HTTP API (with relay + projector) on 127.0.0.1:$PORT (8080)")
+    serve.add_argument("--no-workers", action="store_true", help="do not run relay and projector in this process")
+
+    stack = groups.add_parser("stack", help="the embedded Postgres + NATS dev stack")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    stack.add_argument("--json", action="store_true")
+    return parser
+
+
+def _stack(args: argparse.Namespace) -> int:
+    data_dir = default_data_dir()
+    if args.action == "down":
+        stopped = stack_down(data_dir)
+        print("stack stopped" if stopped else "stack was not running")
+        return 0
+    info = stack_up(data_dir) if args.action == "up" else stack_status(data_dir)
+    if info is None:
+        print("stack is not running")
+        return 1
+    payload = {"database_url": info.database_url, "nats_url": info.nats_url, "data_dir": str(info.data_dir)}
+    if args.json:
+        print(msgspec.json.encode(payload).decode())
+    else:
+        print(f"postgres: {info.database_url}\nnats:     {info.nats_url}\ndata:     {info.data_dir}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``keyledger`` console script; returns the exit code."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        if args.group == "stack":
+            return _stack(args)
+        settings = load_settings()
+        if args.group == "keys":
+            asyncio.run(cli_keys.run(args, settings))
+        elif args.group == "serve":
+            from keyledger.services.cli.serve import serve
+
+            serve(settings, workers=not args.no_workers)
+        elif args.group == "audit":
+            if args.action == "retention" and args.days is not None and args.days < 1:
+                return _fail("--days must be at least 1")
+            return asyncio.run(cli_audit.run(args, settings))
+        elif args.group == "replay":
+            asyncio.run(cli_workers.run_replay(args, settings))
+        else:
+            asyncio.run(cli_workers.run_workers(args, settings))
+        return 0
+    except DomainError as exc:
+        return _fail(str(exc))
+    except (SettingsError, StackError) as exc:
+        return _fail(str(exc))
+    except psycopg.OperationalError as exc:
+        return _fail(f"database unavailable: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}")
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+
+
+def _fail(message: str, code: int = 1) -> int:
+    sys.stderr.write(f"keyledger: error: {message}\n")
+    return code
+

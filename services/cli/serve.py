@@ -1,0 +1,37 @@
+"""``keyledger serve``: migrate, create the bootstrap admin key once, and serve the API with granian."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+from keyledger.services.config import Settings
+from keyledger.services.keys.bootstrap import bootstrap_admin
+from keyledger.services.runtime import open_runtime
+
+
+async def prepare(settings: Settings) -> tuple[str, str]:
+    """Start or find the servers, migrate, bootstrap; returns the URLs for the workers."""
+    async with open_runtime(settings, pool_size=2) as runtime:
+        issued = await bootstrap_admin(runtime)
+        if issued is not None:
+            sys.stdout.write(
+                "\nBootstrap admin key (admin:apikeys, global). It is shown only this once; store it now:\n"
+                f"  {issued.token}\n"
+                f"  id {issued.state.key_id}, start {issued.state.start}\n\n")
+            sys.stdout.flush()
+        return runtime.database_url, runtime.nats_url
+
+
+def serve(settings: Settings, workers: bool = True) -> None:
+    """Serve the API on ``settings.host:settings.port`` with one granian worker (blocks)."""
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    database_url, nats_url = asyncio.run(prepare(settings))
+    os.environ.update(DATABASE_URL=database_url, NATS_URL=nats_url,
+                      KEYLEDGER_RUN_WORKERS="1" if workers else "0")
+    print(f"keyledger API on http://{settings.host}:{settings.port} (OpenAPI at /schema); Ctrl-C stops", flush=True)
+    Granian("keyledger.services.http.app:app_from_env", factory=True, address=settings.host, port=settings.port,
+            interface=Interfaces.ASGI, workers=1, log_access=False).serve()

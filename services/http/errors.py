@@ -1,0 +1,80 @@
+"""Every failure as the structured body ``{"success": false, "error": ..., "code": ...}``."""
+
+from __future__ import annotations
+
+import logging
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from keyledger.domain.errors import (
+    ConcurrencyError, DomainError, KeyAlreadyExists, KeyNotFound, KeyRevokedError, ValidationError,
+)
+
+log = logging.getLogger("keyledger.http")
+
+_CODES = {400: "VALIDATION_ERROR", 401: "AUTH_REQUIRED", 403: "FORBIDDEN", 404: "NOT_FOUND",
+          405: "METHOD_NOT_ALLOWED", 409: "CONFLICT", 412: "CONFLICT", 413: "VALIDATION_ERROR",
+          415: "VALIDATION_ERROR", 422: "VALIDATION_ERROR", 429: "RATE_LIMITED"}
+_DOMAIN_STATUS: dict[type[DomainError], int] = {
+    ValidationError: 400, KeyNotFound: 404, KeyAlreadyExists: 409, KeyRevokedError: 409, ConcurrencyError: 409,
+}
+
+
+class ApiError(Exception):
+    """An HTTP refusal with its status, machine code and human message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def auth_required(message: str = "Authentication required") -> ApiError:
+    """401 AUTH_REQUIRED (missing, malformed, unknown, revoked or expired key)."""
+    return ApiError(401, "AUTH_REQUIRED", message)
+
+
+def forbidden(message: str = "Insufficient permissions") -> ApiError:
+    """403 FORBIDDEN (scope or resource not granted)."""
+    return ApiError(403, "FORBIDDEN", message)
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response[dict]:  # type: ignore[type-arg]
+    """The structured error body with ``status``."""
+    return Response({"success": False, "error": message, "code": code}, status_code=status,
+                    media_type=MediaType.JSON, headers=headers)
+
+
+def handle_api_error(_: Request, exc: ApiError) -> Response[dict]:  # type: ignore[type-arg]
+    """ApiError → its structured body."""
+    return error_response(exc.status, exc.code, exc.message)
+
+
+def handle_domain_error(_: Request, exc: DomainError) -> Response[dict]:  # type: ignore[type-arg]
+    """Domain refusals → 400/404/409 with their message."""
+    status = next((s for cls, s in _DOMAIN_STATUS.items() if isinstance(exc, cls)), 400)
+    return error_response(status, exc.code, str(exc))
+
+
+def handle_http_exception(_: Request, exc: HTTPException) -> Response[dict]:  # type: ignore[type-arg]
+    """Framework errors (bad JSON, wrong types, 404 routes, 413...) → the structured body."""
+    message = str(exc.detail)
+    if isinstance(exc, ValidationException) and isinstance(exc.extra, list) and exc.extra:
+        first = exc.extra[0]
+        if isinstance(first, dict) and first.get("message"):
+            where = f" ({first['key']})" if first.get("key") else ""
+            message = f"{message}: {first['message']}{where}"
+    code = _CODES.get(exc.status_code, "ERROR" if exc.status_code < 500 else "INTERNAL_ERROR")
+    return error_response(exc.status_code, code, message, headers=exc.headers)
+
+
+def handle_unexpected(_: Request, exc: Exception) -> Response[dict]:  # type: ignore[type-arg]
+    """Anything else → 500 with no internals in the body."""
+    log.error("unhandled %s", type(exc).__name__, exc_info=exc)
+    return error_response(500, "INTERNAL_ERROR", "internal error")
+
+
+EXCEPTION_HANDLERS = {
+    ApiError: handle_api_error, DomainError: handle_domain_error,
+    HTTPException: handle_http_exception, Exception: handle_unexpected,
+}

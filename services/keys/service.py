@@ -1,0 +1,141 @@
+"""Command handlers: load a key's stream, decide, append. The only place secrets are born."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Callable, Sequence
+
+import msgspec
+
+from keyledger.domain import token
+from keyledger.domain.access import AccessEntry
+from keyledger.domain.commands import (
+    ChangeAccess, Command, CreateKey, RevokeKey, RotateKey, check_create, check_rotate,
+)
+from keyledger.domain.errors import ConcurrencyError, KeyNotFound
+from keyledger.domain.key import KeyState, decide, ensure_open, evolve, fold
+from keyledger.services.storage.event_store import EventStore
+from keyledger.domain.recorded import Metadata, RecordedEvent
+from keyledger.services.keys.hashing import SecretHasher
+from keyledger.services.clock import Clock, utc_now
+
+EventsHook = Callable[[list[RecordedEvent]], None]
+
+
+class IssuedKey(msgspec.Struct, frozen=True, kw_only=True):
+    """A key together with its full secret token: exists only in a create/rotate response."""
+
+    token: str
+    state: KeyState
+
+    def __repr__(self) -> str:
+        return f"IssuedKey(key_id={self.state.key_id!r}, start={self.state.start!r}, token=***)"
+
+    __str__ = __repr__
+
+
+class KeyService:
+    """Creates, re-scopes, rotates and revokes keys as events in the store."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        hasher: SecretHasher,
+        prefix: str = token.DEFAULT_PREFIX,
+        random_bytes: token.RandomBytes = secrets.token_bytes,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._store, self._hasher, self._prefix = store, hasher, prefix
+        self._random, self._clock = random_bytes, clock
+        self.on_events: EventsHook | None = None  # e.g. the live cache applying its own writes at once
+
+    async def create(
+        self,
+        name: str,
+        *,
+        organization_id: str | None = None,
+        access: Sequence[AccessEntry] = (),
+        expires_at: datetime | None = None,
+        rate_limit: int | None = None,
+        metadata: Metadata | None = None,
+    ) -> IssuedKey:
+        """Create a key; validates first, then hashes the new secret off the event loop."""
+        secret = token.generate(self._random, self._prefix)
+        parsed = token.parse(secret, self._prefix)
+        command = CreateKey(
+            key_id=parsed.key_id, name=name, organization_id=organization_id, access=tuple(access),
+            expires_at=expires_at, secret_hash="", prefix=self._prefix, start=parsed.start(), rate_limit=rate_limit,
+        )
+        check_create(command, self._clock())
+        command = msgspec.structs.replace(command, secret_hash=await self._hasher.hash(secret))
+        state = await self._execute(None, command, None, metadata)
+        return IssuedKey(token=secret, state=state)
+
+    async def change_access(
+        self,
+        key_id: str,
+        *,
+        access: Sequence[AccessEntry] | None = None,
+        name: str | None = None,
+        rate_limit: int | None = None,
+        expected_version: int | None = None,
+        metadata: Metadata | None = None,
+    ) -> KeyState:
+        """Replace the key's access entries, rename it and/or set its rate limit (0 clears it)."""
+        command = ChangeAccess(key_id=key_id, access=None if access is None else tuple(access), name=name,
+                               rate_limit=rate_limit)
+        return await self._execute(await self._load_state(key_id), command, expected_version, metadata)
+
+    async def rotate(
+        self,
+        key_id: str,
+        *,
+        grace_seconds: int = 0,
+        expected_version: int | None = None,
+        metadata: Metadata | None = None,
+    ) -> IssuedKey:
+        """Give the key a new secret; the old one works for ``grace_seconds`` more."""
+        state = await self._load_state(key_id)
+        secret = token.generate(self._random, state.prefix, key_id=state.key_id)
+        start = token.parse(secret, state.prefix).start()
+        check_rotate(RotateKey(key_id=key_id, secret_hash="", start=start, grace_seconds=grace_seconds))
+        ensure_open(state, key_id)  # refuse a revoked key before spending argon2 work
+        command = RotateKey(key_id=key_id, secret_hash=await self._hasher.hash(secret), start=start,
+                            grace_seconds=grace_seconds)
+        new_state = await self._execute(state, command, expected_version, metadata)
+        return IssuedKey(token=secret, state=new_state)
+
+    async def revoke(
+        self, key_id: str, *, reason: str = "", expected_version: int | None = None, metadata: Metadata | None = None
+    ) -> KeyState:
+        """Revoke the key, immediately and irreversibly."""
+        command = RevokeKey(key_id=key_id, reason=reason)
+        return await self._execute(await self._load_state(key_id), command, expected_version, metadata)
+
+    async def history(self, key_id: str) -> tuple[KeyState, list[RecordedEvent]]:
+        """The key's current state and its full event history; KeyNotFound if it has none."""
+        events = await self._store.read_stream(key_id) if token.is_key_id(key_id) else []
+        state = fold(recorded.event for recorded in events)
+        if state is None:
+            raise KeyNotFound(f"key {key_id} not found")
+        return state, events
+
+    async def _load_state(self, key_id: str) -> KeyState:
+        state, _ = await self.history(key_id)
+        return state
+
+    async def _execute(
+        self, state: KeyState | None, command: Command, expected_version: int | None, metadata: Metadata | None
+    ) -> KeyState:
+        version = state.version if state else 0
+        if expected_version is not None and expected_version != version:
+            raise ConcurrencyError(f"key {command.key_id} is at version {version}, expected {expected_version}")
+        events = decide(state, command, self._clock())
+        recorded_events = await self._store.append(command.key_id, version, events, metadata)
+        for recorded in recorded_events:
+            state = evolve(state, recorded.event)
+        if self.on_events is not None:
+            self.on_events(recorded_events)
+        assert state is not None
+        return state

@@ -1,0 +1,84 @@
+"""The relay: tails the event store in position order and publishes each event to JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import nats.errors
+import psycopg
+from nats.js import JetStreamContext
+from nats.js.errors import Error as JetStreamError
+from psycopg_pool import AsyncConnectionPool
+
+from keyledger.services.messaging import bus
+from keyledger.services.config import Settings
+from keyledger.services.storage.event_store import EventStore
+from keyledger.services.storage.checkpoints import read_checkpoint, save_checkpoint
+
+log = logging.getLogger("keyledger.relay")
+RELAY = "relay"
+_PUBLISH_ERRORS = (asyncio.TimeoutError, nats.errors.Error, JetStreamError)
+
+
+class Relay:
+    """Publishes every stored event once per position, resuming from its checkpoint.
+
+    Re-publishing after a crash is harmless: ``Nats-Msg-Id`` is the event id, so JetStream
+    drops duplicates within its window, and consumers skip versions they already have.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool, js: JetStreamContext, settings: Settings,
+                 page_size: int = 1000, ack_timeout: float = 5.0) -> None:
+        self._pool, self._js, self._settings = pool, js, settings
+        self._store = EventStore(pool)
+        self._page_size, self._ack_timeout = page_size, ack_timeout
+        self.published = 0
+
+    async def publish_pending(self) -> int:
+        """Publish every event after the checkpoint, page by page; returns how many."""
+        async with self._pool.connection() as conn:
+            position, _ = await read_checkpoint(conn, RELAY)
+        total = 0
+        while page := await self._store.read_page(position, self._page_size):
+            futures = [
+                await self._js.publish_async(
+                    bus.subject_for(self._settings, recorded.stream_id), bus.encode_message(recorded),
+                    headers={"Nats-Msg-Id": str(recorded.event_id)})
+                for recorded in page
+            ]
+            acks = await asyncio.wait_for(asyncio.gather(*futures), self._ack_timeout)
+            position = page[-1].global_position
+            async with self._pool.connection() as conn:
+                await save_checkpoint(conn, RELAY, position, acks[-1].seq)
+            total += len(page)
+            self.published += len(page)
+        return total
+
+    async def run(self, stop: asyncio.Event, poll_interval: float = 0.5) -> None:
+        """Publish until ``stop`` is set, woken by Postgres NOTIFY or every ``poll_interval``."""
+        backoff, ready = 0.1, False
+        async with await psycopg.AsyncConnection.connect(str(self._pool.conninfo), autocommit=True) as listener:
+            await listener.execute("LISTEN keyledger_events")
+            while not stop.is_set():
+                try:
+                    if not ready:
+                        await bus.ensure_stream(self._js, self._settings)
+                        ready = True
+                    if await self.publish_pending():
+                        backoff = 0.1
+                        continue
+                except _PUBLISH_ERRORS as exc:
+                    log.warning("publishing paused (%s); retrying in %.1fs", type(exc).__name__, backoff)
+                    await _sleep_or_stop(stop, backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                async for _ in listener.notifies(timeout=poll_interval, stop_after=1):
+                    pass
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except asyncio.TimeoutError:
+        pass

@@ -1,0 +1,123 @@
+"""The verify path: token → in-memory key → remembered digest or argon2 → access decision."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from datetime import datetime
+from typing import Callable, Protocol
+
+import msgspec
+
+from keyledger.domain import token
+from keyledger.domain.access import AccessEntry, check_access, granted_scopes
+from keyledger.domain.key import KeyState
+from keyledger.services.keys.hashing import SecretHasher
+from keyledger.services.verify.throttles import FailureThrottle
+
+
+class KeyLookup(Protocol):
+    """Where keys come from: the live cache (O(1), in memory)."""
+
+    def get(self, key_id: str) -> KeyState | None: ...
+
+
+class Verdict(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of one verification, with the reason a person can read."""
+
+    valid: bool
+    code: str  # VALID, MALFORMED, NOT_FOUND, REVOKED, EXPIRED, FORBIDDEN
+    reason: str
+    key: KeyState | None = None
+    granted_by: AccessEntry | None = None
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        """The scopes the key holds (empty when the key was not identified)."""
+        return granted_scopes(self.key.access) if self.key is not None else ()
+
+
+class Verifier:
+    """Verifies tokens against the live cache; warm verifies do no I/O and no argon2.
+
+    A secret that argon2 accepted is remembered as an HMAC digest (with a per-process
+    random key), tied to the hash it matched: rotation or revocation invalidates it.
+    argon2 work is bounded three ways, so wrong secrets cannot starve valid traffic: a
+    wrong token already seen is refused from memory; after ``key_failure_limit`` wrong
+    secrets for one key id in a minute its cold checks stop until the minute ends (its
+    remembered good secrets keep working); and at most ``max_pending`` checks wait for
+    the argon2 threads at once.
+    """
+
+    def __init__(self, keys: KeyLookup, hasher: SecretHasher, prefix: str, clock: Callable[[], datetime],
+                 max_pending: int = 16, key_failure_limit: int = 10) -> None:
+        self._keys, self._hasher, self._prefix, self._clock = keys, hasher, prefix, clock
+        self._digest_key = os.urandom(32)
+        self._known: dict[str, list[tuple[bytes, str]]] = {}  # key id → [(digest, secret hash)] accepted
+        self._wrong: dict[str, list[tuple[bytes, str]]] = {}  # key id → recent wrong digests
+        self._failures = FailureThrottle(key_failure_limit, clock=lambda: self._clock().timestamp())
+        self._max_pending, self._pending = max_pending, 0
+
+    async def verify(self, presented: str, scope: str, website_id: str | None = None,
+                     data: str | None = None) -> Verdict:
+        """Check ``presented`` for ``scope`` on the named website / data kind."""
+        try:
+            parsed = token.parse(presented, self._prefix)
+        except token.MalformedToken as exc:
+            return Verdict(valid=False, code="MALFORMED", reason=exc.reason)
+        state = self._keys.get(parsed.key_id)
+        if state is None:
+            return Verdict(valid=False, code="NOT_FOUND", reason="unknown key")
+        now = self._clock()
+        status = state.status(now)
+        if status != "active":
+            return Verdict(valid=False, code=status.upper(), reason=f"key is {status}", key=state)
+        refusal = await self._check_secret(state, presented, now)
+        if refusal is not None:
+            return refusal
+        decision = check_access(state.access, scope, website_id, data)
+        if not decision.allowed:
+            return Verdict(valid=False, code="FORBIDDEN", reason=decision.reason, key=state)
+        return Verdict(valid=True, code="VALID", reason=decision.reason, key=state, granted_by=decision.granted_by)
+
+    def _accepted_hashes(self, state: KeyState, now: datetime) -> list[str]:
+        hashes = [state.secret_hash]
+        if state.previous_hash is not None and state.previous_secret_valid(now):
+            hashes.append(state.previous_hash)
+        return hashes
+
+    async def _check_secret(self, state: KeyState, presented: str, now: datetime) -> Verdict | None:
+        """None when the secret is right; else the refusal (never saying which part was wrong)."""
+        accepted = self._accepted_hashes(state, now)
+        digest = hmac.new(self._digest_key, presented.encode(), hashlib.sha256).digest()
+        known = [entry for entry in self._known.get(state.key_id, ()) if entry[1] in accepted]
+        if _remembered(digest, known):
+            return None
+        unknown = Verdict(valid=False, code="NOT_FOUND", reason="unknown key")
+        wrong = [entry for entry in self._wrong.get(state.key_id, ()) if entry[1] == state.secret_hash]
+        if _remembered(digest, wrong):
+            return unknown
+        if self._failures.refusal(state.key_id) is not None:
+            return Verdict(valid=False, code="RATE_LIMITED", reason="too many wrong secrets for this key; retry later")
+        if self._pending >= self._max_pending:
+            return Verdict(valid=False, code="RATE_LIMITED", reason="too many secret checks in progress; retry")
+        self._pending += 1
+        self._failures.record(state.key_id)  # counted up front: concurrent checks cannot overshoot the limit
+        try:
+            for secret_hash in accepted:
+                if await self._hasher.verify(secret_hash, presented):
+                    self._failures.forgive(state.key_id)
+                    self._known[state.key_id] = [*known, (digest, secret_hash)][-4:]
+                    return None
+        finally:
+            self._pending -= 1
+        self._wrong[state.key_id] = [*wrong, (digest, state.secret_hash)][-16:]
+        return unknown
+
+
+def _remembered(digest: bytes, entries: list[tuple[bytes, str]]) -> bool:
+    found = False
+    for remembered, _ in entries:
+        found |= hmac.compare_digest(digest, remembered)
+    return found
