@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import time
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 Clock = Callable[[], datetime]
@@ -11,3 +12,17 @@ Clock = Callable[[], datetime]
 def utc_now() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(timezone.utc)
+
+
+def clock_from(start: datetime | None) -> Clock:
+    """The real clock, or (``start`` given: tests only) one that starts at ``start`` and then runs at
+    the real pace, so a test knows where the minute windows fall whatever the wall time is."""
+    if start is None:
+        return utc_now
+    origin = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - origin)
+
+
+def epoch(clock: Clock) -> Callable[[], float]:
+    """``clock`` as Unix seconds (for the rate limiter and the throttles)."""
+    return lambda: clock().timestamp()

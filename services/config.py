@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import datetime
 from typing import Mapping
 
 import msgspec
@@ -41,6 +42,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     auth_failure_limit: int = 20
     key_failure_limit: int = 10
     argon2_max_pending: int = 16
+    clock_start: datetime | None = None  # test-only: the clock starts at this instant (KEYLEDGER_TEST_CLOCK_START)
 
     def rate_tiers(self) -> dict[str, int]:
         """Requests per minute for each tier."""
@@ -79,6 +81,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "host": env.get("HOST") or "127.0.0.1",
         "spool_dir": env.get("KEYLEDGER_SPOOL_DIR") or None,
     }
+    if start := env.get("KEYLEDGER_TEST_CLOCK_START"):
+        try:
+            clock_start = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        except ValueError:
+            raise SettingsError(f"KEYLEDGER_TEST_CLOCK_START must be an ISO time, got {start!r}") from None
+        if clock_start.tzinfo is None:
+            raise SettingsError("KEYLEDGER_TEST_CLOCK_START needs a time zone, e.g. 2030-01-01T00:00:05Z")
+        values["clock_start"] = clock_start
     for field, name in (("nats_stream", "KEYLEDGER_NATS_STREAM"), ("usage_stream", "KEYLEDGER_USAGE_STREAM")):
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", str(values[field])):
             raise SettingsError(f"{name} must be 1-64 letters, digits, '_' or '-'")

@@ -9,7 +9,7 @@ import msgspec
 from psycopg_pool import AsyncConnectionPool
 
 from keyledger.services.config import Settings
-from keyledger.services.storage.event_store import EventStore
+from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.services.keys.hashing import SecretHasher
 from keyledger.services.keys.service import KeyService
 from keyledger.services.storage.migrations import migrate
@@ -23,7 +23,7 @@ class Runtime(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str
     nats_url: str
     pool: AsyncConnectionPool
-    store: EventStore
+    store: PostgresEventStore
     hasher: SecretHasher
     keys: KeyService
 
@@ -47,7 +47,7 @@ async def open_runtime(settings: Settings, *, pool_size: int = 4) -> AsyncIterat
                                kwargs={"autocommit": True})
     await pool.open(wait=True)
     try:
-        store = EventStore(pool)
+        store = PostgresEventStore(pool)
         keys = KeyService(store, hasher, prefix=settings.token_prefix)
         yield Runtime(settings=settings, database_url=database_url, nats_url=nats_url, pool=pool, store=store,
                       hasher=hasher, keys=keys)

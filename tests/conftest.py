@@ -12,7 +12,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
-from keyledger.services.storage.event_store import EventStore
+from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.services.storage.migrations import migrate
 from keyledger.services.devstack.stack import StackInfo, stack_down, stack_up
 
@@ -70,6 +70,6 @@ async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
 
 
 @pytest.fixture
-def store(pool: AsyncConnectionPool) -> EventStore:
-    """An EventStore on a fresh, migrated database."""
-    return EventStore(pool)
+def store(pool: AsyncConnectionPool) -> PostgresEventStore:
+    """An PostgresEventStore on a fresh, migrated database."""
+    return PostgresEventStore(pool)

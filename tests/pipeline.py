@@ -16,7 +16,7 @@ from keyledger.domain.key import KeyState, fold
 from keyledger.projections.key_cache import KeyCache
 from keyledger.services.messaging import bus
 from keyledger.services.config import Settings
-from keyledger.services.storage.event_store import EventStore
+from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.services.storage.key_cache_table import PROJECTOR, load_all
 from keyledger.services.storage.checkpoints import read_checkpoint
 
@@ -74,7 +74,7 @@ async def projector_caught_up(pool: AsyncConnectionPool) -> bool:
     """Whether the projector's checkpoint has reached the store's head."""
     async with pool.connection() as conn:
         position, _ = await read_checkpoint(conn, PROJECTOR)
-    return position >= await EventStore(pool).head_position()
+    return position >= await PostgresEventStore(pool).head_position()
 
 
 async def table_model(pool: AsyncConnectionPool) -> KeyCache:
@@ -83,7 +83,7 @@ async def table_model(pool: AsyncConnectionPool) -> KeyCache:
         return await load_all(conn)
 
 
-async def folded_streams(store: EventStore) -> dict[str, KeyState]:
+async def folded_streams(store: PostgresEventStore) -> dict[str, KeyState]:
     """Each stream folded directly from its own events (the reference answer)."""
     streams: dict[str, list] = {}  # type: ignore[type-arg]
     async for page in store.read_all():

@@ -14,7 +14,7 @@ from keyledger.domain.key import KeyState
 from keyledger.projections.key_cache import KeyCache, Outcome, apply_at
 from keyledger.services.messaging import bus
 from keyledger.services.config import Settings
-from keyledger.services.storage.event_store import EventStore
+from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.domain.recorded import RecordedEvent
 from keyledger.services.storage.key_cache_table import PROJECTOR, load_all
 from keyledger.services.storage.checkpoints import read_checkpoint
@@ -27,7 +27,7 @@ class LiveKeyCache:
 
     def __init__(self, pool: AsyncConnectionPool, js: JetStreamContext, settings: Settings) -> None:
         self._pool, self._js, self._settings = pool, js, settings
-        self._store = EventStore(pool)
+        self._store = PostgresEventStore(pool)
         self._keys: KeyCache = {}
         self._repairs: dict[str, asyncio.Task[None]] = {}
         self._subscription: object | None = None

@@ -16,7 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 from keyledger.projections.key_cache import KeyCache, Outcome, apply_at
 from keyledger.services.messaging import bus
 from keyledger.services.config import Settings
-from keyledger.services.storage.event_store import EventStore
+from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.domain.recorded import RecordedEvent
 from keyledger.services.storage.key_cache_table import PROJECTOR, load_keys, lock_key_cache, upsert_keys
 from keyledger.services.storage.checkpoints import read_checkpoint, save_checkpoint
@@ -35,7 +35,7 @@ class ProjectorStats(msgspec.Struct, kw_only=True):
 
 
 async def apply_batch(
-    conn: AsyncConnection, store: EventStore, batch: list[tuple[RecordedEvent, int]], stats: ProjectorStats,
+    conn: AsyncConnection, store: PostgresEventStore, batch: list[tuple[RecordedEvent, int]], stats: ProjectorStats,
     checkpoint: str = PROJECTOR,
 ) -> None:
     """Apply ``(event, stream_seq)`` pairs to the key cache and move the checkpoint, in one transaction.
@@ -71,7 +71,7 @@ async def apply_batch(
         await save_checkpoint(conn, checkpoint, top, max(s for _, s in batch))
 
 
-async def _repair(model: KeyCache, positions: dict[str, int], store: EventStore, stream_id: str,
+async def _repair(model: KeyCache, positions: dict[str, int], store: PostgresEventStore, stream_id: str,
                   stats: ProjectorStats) -> None:
     current = model.get(stream_id)
     missing = await store.read_stream(stream_id, after_version=current.version if current else 0)
@@ -88,7 +88,7 @@ class Projector:
     def __init__(self, pool: AsyncConnectionPool, js: JetStreamContext, settings: Settings,
                  durable: str = "key-cache-projector", batch_size: int = 500) -> None:
         self._pool, self._js, self._settings = pool, js, settings
-        self._store = EventStore(pool)
+        self._store = PostgresEventStore(pool)
         self._durable, self._batch_size = durable, batch_size
         self.stats = ProjectorStats()
 

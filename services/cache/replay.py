@@ -14,7 +14,7 @@ from psycopg import AsyncConnection
 from keyledger.domain.events import AnyEvent, decode_event
 from keyledger.domain.key import KeyState
 from keyledger.projections.key_cache import KeyCache, Outcome, apply, apply_at
-from keyledger.services.storage.event_store import EventStore
+from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.services.storage.key_cache_table import PROJECTOR, encode_state, lock_key_cache, upsert_keys
 from keyledger.services.storage.checkpoints import save_checkpoint
 
@@ -123,7 +123,7 @@ async def replay(conn: AsyncConnection, progress: Progress | None = None, page_s
 
 async def _rebuild(conn: AsyncConnection, progress: Progress | None, page_size: int) -> ReplayResult:
     started = time.perf_counter()
-    head = await EventStore.head_on(conn)
+    head = await PostgresEventStore.head_on(conn)
     model, count, last_positions = await _fold(conn, head, progress, page_size)
     await conn.execute("DROP TABLE IF EXISTS key_cache_rebuild")
     await conn.execute("CREATE TABLE key_cache_rebuild (key_id text NOT NULL, version integer NOT NULL, "

@@ -13,7 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from keyledger.services.messaging import bus
 from keyledger.services.config import Settings
-from keyledger.services.storage.event_store import EventStore
+from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.services.storage.checkpoints import read_checkpoint, save_checkpoint
 
 log = logging.getLogger("keyledger.relay")
@@ -31,7 +31,7 @@ class Relay:
     def __init__(self, pool: AsyncConnectionPool, js: JetStreamContext, settings: Settings,
                  page_size: int = 1000, ack_timeout: float = 5.0) -> None:
         self._pool, self._js, self._settings = pool, js, settings
-        self._store = EventStore(pool)
+        self._store = PostgresEventStore(pool)
         self._page_size, self._ack_timeout = page_size, ack_timeout
         self.published = 0
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, AsyncIterator, Protocol, Sequence
 
 import msgspec
 import psycopg
@@ -40,7 +40,36 @@ def _row_to_event(row: tuple[Any, ...]) -> RecordedEvent:
     )
 
 
-class EventStore:
+class EventStore(Protocol):
+    """What every event store promises (the Postgres one and the in-memory fake alike)."""
+
+    async def append(self, stream_id: str, expected_version: int, events: Sequence[Event],
+                     metadata: Metadata | None = None) -> list[RecordedEvent]:
+        """Append after ``expected_version`` atomically; ConcurrencyError when the stream moved on."""
+        ...
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's current version (0 when it has no events)."""
+        ...
+
+    async def read_stream(self, stream_id: str, after_version: int = 0) -> list[RecordedEvent]:
+        """All events of one stream after ``after_version``, in version order."""
+        ...
+
+    async def read_page(self, after_position: int, limit: int = 1000) -> list[RecordedEvent]:
+        """Up to ``limit`` events with global position above ``after_position``, in order."""
+        ...
+
+    def read_all(self, after_position: int = 0, page_size: int = 5000) -> AsyncIterator[list[RecordedEvent]]:
+        """Every event after ``after_position`` as pages."""
+        ...
+
+    async def head_position(self) -> int:
+        """The highest global position committed so far (0 for an empty store)."""
+        ...
+
+
+class PostgresEventStore:
     """Appends and reads events through an async psycopg connection pool."""
 
     def __init__(self, pool: AsyncConnectionPool) -> None:

@@ -19,7 +19,7 @@ from keyledger.domain.events import KeyRevoked, KeyRotated
 from keyledger.services.audit.export import FORMATS, count_records, export_lines, export_records
 from keyledger.services.audit.export_verify import verify_export
 from keyledger.services.storage.usage_partitions import ensure_partition, utc_day
-from keyledger.services.storage.event_store import EventStore
+from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.domain.recorded import Metadata
 from tests.factories import created
 
@@ -39,7 +39,7 @@ class Trail:
     revoked: datetime
 
 
-async def _lifecycle(store: EventStore) -> list[tuple[datetime, str]]:
+async def _lifecycle(store: PostgresEventStore) -> list[tuple[datetime, str]]:
     meta = Metadata(actor="admin:root", ip="198.51.100.7", user_agent="keyledger-cli/1", request_id="req-1")
     first = msgspec.structs.replace(created("key-a", name="ingest"), secret_hash=SECRET, organization_id="org-1")
     written = await store.append("key-a", 0, [first], meta)
@@ -68,7 +68,7 @@ async def _write_usage(conn: AsyncConnection, rows: list[dict[str, Any]]) -> Non
 
 
 @pytest.fixture
-async def trail(store: EventStore, pool: AsyncConnectionPool) -> Trail:
+async def trail(store: PostgresEventStore, pool: AsyncConnectionPool) -> Trail:
     """Three lifecycle events now, usage over three days (three partitions) around and between them."""
     lifecycle = await _lifecycle(store)
     (created_at, _), (rotated_at, _), (revoked_at, _) = lifecycle

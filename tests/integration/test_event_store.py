@@ -12,7 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 from keyledger.domain.errors import ConcurrencyError
 from keyledger.domain.events import Event
 from keyledger.domain.key import fold
-from keyledger.services.storage.event_store import EventStore
+from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.domain.recorded import Metadata
 from keyledger.services.storage.migrations import available_migrations, migrate
 from tests.factories import changes, created
@@ -25,7 +25,7 @@ async def test_migrations_apply_once_even_when_started_together(database_url: st
     assert await migrate(database_url) == []
 
 
-async def test_append_and_read_back_with_envelope(store: EventStore) -> None:
+async def test_append_and_read_back_with_envelope(store: PostgresEventStore) -> None:
     meta = Metadata(actor="admin:k1", ip="203.0.113.9", user_agent="curl/8", request_id="req-1")
     written = await store.append("key-a", 0, [created("key-a"), *changes("key-a", 2)], meta)
     assert [e.version for e in written] == [1, 2, 3]
@@ -39,7 +39,7 @@ async def test_append_and_read_back_with_envelope(store: EventStore) -> None:
     assert await store.head_position() == 3
 
 
-async def test_stale_or_skipping_expected_version_is_a_conflict(store: EventStore) -> None:
+async def test_stale_or_skipping_expected_version_is_a_conflict(store: PostgresEventStore) -> None:
     await store.append("key-b", 0, [created("key-b")])
     with pytest.raises(ConcurrencyError, match="at version 1, expected 0"):
         await store.append("key-b", 0, [created("key-b")])
@@ -49,7 +49,7 @@ async def test_stale_or_skipping_expected_version_is_a_conflict(store: EventStor
     assert await store.head_position() == 1  # failed appends consume no position
 
 
-async def test_concurrent_writers_on_one_stream_exactly_one_wins(store: EventStore) -> None:
+async def test_concurrent_writers_on_one_stream_exactly_one_wins(store: PostgresEventStore) -> None:
     await store.append("key-c", 0, [created("key-c")])
     results = await asyncio.gather(
         *(store.append("key-c", 1, changes("key-c", 1)) for _ in range(8)), return_exceptions=True)
@@ -58,7 +58,7 @@ async def test_concurrent_writers_on_one_stream_exactly_one_wins(store: EventSto
     assert await store.stream_version("key-c") == 2
 
 
-async def test_events_cannot_be_changed_or_removed(store: EventStore, pool: AsyncConnectionPool) -> None:
+async def test_events_cannot_be_changed_or_removed(store: PostgresEventStore, pool: AsyncConnectionPool) -> None:
     await store.append("key-d", 0, [created("key-d")])
     async with pool.connection() as conn:
         for sql in ("UPDATE events SET type = 'x'", "DELETE FROM events", "TRUNCATE events"):
@@ -71,7 +71,7 @@ async def test_tailing_reader_never_skips_an_event_committed_later(database_url:
     """Many connections append at once while a reader tails by position: it sees every event once."""
     await migrate(database_url)
     async with AsyncConnectionPool(database_url, min_size=16, max_size=16, kwargs={"autocommit": True}) as pool:
-        store = EventStore(pool)
+        store = PostgresEventStore(pool)
         writers_done = asyncio.Event()
         seen: list[int] = []
 
@@ -108,7 +108,7 @@ async def test_tailing_reader_never_skips_an_event_committed_later(database_url:
     assert committed == list(range(1, len(committed) + 1))  # and positions have no gaps
 
 
-async def test_hundred_thousand_events_round_trip(store: EventStore) -> None:
+async def test_hundred_thousand_events_round_trip(store: PostgresEventStore) -> None:
     streams = [f"bulk-{i:04d}" for i in range(1000)]
     written: dict[str, list[Event]] = {s: [created(s), *changes(s, 99)] for s in streams}
 

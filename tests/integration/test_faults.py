@@ -29,7 +29,7 @@ from keyledger.domain.events import Event, KeyRevoked, KeyRotated
 from keyledger.domain.key import KeyState
 from keyledger.services.messaging import bus
 from keyledger.services.config import Settings
-from keyledger.services.storage.event_store import EventStore
+from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.domain.recorded import RecordedEvent
 from keyledger.services.keys.hashing import SecretHasher
 from keyledger.services.storage.key_cache_table import PROJECTOR
@@ -68,7 +68,7 @@ def lifecycle(kid: str, length: int) -> list[Event]:
     return events
 
 
-async def write_keys(store: EventStore, count: int, length: int, first: int = 0) -> dict[str, int]:
+async def write_keys(store: PostgresEventStore, count: int, length: int, first: int = 0) -> dict[str, int]:
     """Append ``count`` keys of ``length`` events each; returns each key's version."""
     versions = {}
     for i in range(first, first + count):
@@ -218,7 +218,7 @@ def lagging(model: dict[str, KeyState], expected: dict[str, KeyState]) -> str:
 
 
 async def test_projector_killed_mid_stream_and_restarted_ends_identical_to_replay(
-        pool: AsyncConnectionPool, store: EventStore, database_url: str, nats_url: str, tmp_path: Path,
+        pool: AsyncConnectionPool, store: PostgresEventStore, database_url: str, nats_url: str, tmp_path: Path,
         workers: list[Workers]) -> None:
     settings = isolated_settings()
     group = Workers(worker_env(settings, database_url, nats_url), tmp_path)
@@ -273,7 +273,7 @@ async def test_projector_killed_mid_stream_and_restarted_ends_identical_to_repla
         assert await table_rows(pool) == projected_rows
 
 
-async def _head_beyond(store: EventStore, position: int) -> bool:
+async def _head_beyond(store: PostgresEventStore, position: int) -> bool:
     return await store.head_position() > position
 
 
@@ -281,7 +281,7 @@ async def _head_beyond(store: EventStore, position: int) -> bool:
 
 
 async def test_nats_restart_while_commands_run_every_event_reaches_the_cache_exactly_once(
-        pool: AsyncConnectionPool, store: EventStore, tmp_path: Path) -> None:
+        pool: AsyncConnectionPool, store: PostgresEventStore, tmp_path: Path) -> None:
     settings = isolated_settings()
     keys = KeyService(store, SecretHasher(settings), random_bytes=random.Random(3).randbytes)
     rng = random.Random(4)
@@ -352,7 +352,7 @@ async def test_nats_restart_while_commands_run_every_event_reaches_the_cache_exa
 # ---------------------------------------------------------------- 3. the same event published twice
 
 
-async def test_publishing_an_event_again_changes_nothing(pool: AsyncConnectionPool, store: EventStore,
+async def test_publishing_an_event_again_changes_nothing(pool: AsyncConnectionPool, store: PostgresEventStore,
                                                          nats_url: str) -> None:
     settings = isolated_settings()
     await write_keys(store, 20, 6)
@@ -419,7 +419,7 @@ async def _holds(value: bool) -> bool:
 # ---------------------------------------------------------------- 4. a version gap
 
 
-async def test_a_version_gap_is_repaired_from_the_store(pool: AsyncConnectionPool, store: EventStore,
+async def test_a_version_gap_is_repaired_from_the_store(pool: AsyncConnectionPool, store: PostgresEventStore,
                                                         nats_url: str) -> None:
     settings = isolated_settings()
     unseen, behind = key_id(1), key_id(2)

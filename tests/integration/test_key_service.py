@@ -12,7 +12,7 @@ from keyledger.domain import token
 from keyledger.domain.access import AccessEntry
 from keyledger.domain.errors import ConcurrencyError, KeyNotFound, KeyRevokedError, ValidationError
 from keyledger.services.config import Settings
-from keyledger.services.storage.event_store import EventStore
+from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.domain.recorded import Metadata
 from keyledger.services.keys.hashing import SecretHasher
 from keyledger.services.keys.service import KeyService
@@ -40,12 +40,12 @@ def hasher() -> CountingHasher:
 
 
 @pytest.fixture
-def keys(store: EventStore, hasher: CountingHasher) -> KeyService:
+def keys(store: PostgresEventStore, hasher: CountingHasher) -> KeyService:
     return KeyService(store, hasher, prefix="kl", random_bytes=random.Random(7).randbytes, clock=lambda: NOW)
 
 
 async def test_create_stores_only_the_hash_and_returns_the_secret_once(
-        keys: KeyService, store: EventStore, hasher: CountingHasher) -> None:
+        keys: KeyService, store: PostgresEventStore, hasher: CountingHasher) -> None:
     issued = await keys.create("ingest", organization_id="org-1", access=GLOBAL_READ, metadata=META)
     parsed = token.parse(issued.token)
     assert parsed.key_id == issued.state.key_id and issued.state.start == parsed.start()
@@ -58,7 +58,7 @@ async def test_create_stores_only_the_hash_and_returns_the_secret_once(
 
 
 async def test_invalid_create_costs_no_hash_and_writes_nothing(
-        keys: KeyService, store: EventStore, hasher: CountingHasher) -> None:
+        keys: KeyService, store: PostgresEventStore, hasher: CountingHasher) -> None:
     with pytest.raises(ValidationError):
         await keys.create("x", access=(AccessEntry(resource="global", scopes=("read:all",)),))
     with pytest.raises(ValidationError):

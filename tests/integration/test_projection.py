@@ -7,7 +7,7 @@ import random
 from psycopg_pool import AsyncConnectionPool
 
 from keyledger.domain.access import AccessEntry
-from keyledger.services.storage.event_store import EventStore
+from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.services.keys.hashing import SecretHasher
 from keyledger.services.keys.service import KeyService
 from keyledger.services.cache.live import LiveKeyCache
@@ -21,7 +21,7 @@ from tests.pipeline import (
 READ = (AccessEntry(resource="global", scopes=("read:data",)),)
 
 
-async def test_events_flow_to_the_table_and_the_live_cache(pool: AsyncConnectionPool, store: EventStore,
+async def test_events_flow_to_the_table_and_the_live_cache(pool: AsyncConnectionPool, store: PostgresEventStore,
                                                            nats_url: str) -> None:
     settings = isolated_settings()
     keys = KeyService(store, SecretHasher(settings), random_bytes=random.Random(1).randbytes)
@@ -46,7 +46,7 @@ async def test_events_flow_to_the_table_and_the_live_cache(pool: AsyncConnection
         assert relay.published == 7 and projector.stats.applied == 7 and projector.stats.duplicates == 0
 
 
-async def test_replay_rebuilds_the_same_table(pool: AsyncConnectionPool, store: EventStore) -> None:
+async def test_replay_rebuilds_the_same_table(pool: AsyncConnectionPool, store: PostgresEventStore) -> None:
     settings = isolated_settings()
     keys = KeyService(store, SecretHasher(settings), random_bytes=random.Random(2).randbytes)
     ids = [(await keys.create(f"k{i}", access=READ)).state.key_id for i in range(20)]
@@ -66,7 +66,7 @@ async def test_replay_rebuilds_the_same_table(pool: AsyncConnectionPool, store: 
     assert await table_model(pool) == await folded_streams(store)
 
 
-async def test_live_cache_follows_a_recreated_stream_from_its_start(pool: AsyncConnectionPool, store: EventStore,
+async def test_live_cache_follows_a_recreated_stream_from_its_start(pool: AsyncConnectionPool, store: PostgresEventStore,
                                                                    nats_url: str) -> None:
     settings = isolated_settings()
     keys = KeyService(store, SecretHasher(settings), random_bytes=random.Random(5).randbytes)

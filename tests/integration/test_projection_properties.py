@@ -14,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from keyledger.domain.access import AccessEntry
 from keyledger.domain.errors import DomainError
-from keyledger.services.storage.event_store import EventStore
+from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.services.keys.hashing import SecretHasher
 from keyledger.services.keys.service import KeyService
 from keyledger.services.cache.live import LiveKeyCache
@@ -74,7 +74,7 @@ async def scenario(admin_url: str, nats_url: str, ops: list[tuple[str, int, int]
         cfg = isolated_settings()
         async with AsyncConnectionPool(url, min_size=2, max_size=6, kwargs={"autocommit": True}) as pool, \
                 jetstream(nats_url, cfg) as (_, js):
-            store = EventStore(pool)
+            store = PostgresEventStore(pool)
             clock = iter(datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(minutes=i) for i in range(10_000))
             keys = KeyService(store, SecretHasher(cfg), random_bytes=random.Random(seed).randbytes,
                               clock=lambda: next(clock))
