@@ -8,6 +8,7 @@ from typing import AsyncIterator
 import msgspec
 from psycopg_pool import AsyncConnectionPool
 
+from keyledger.services.clock import Clock, clock_from
 from keyledger.services.config import Settings
 from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.services.keys.hashing import SecretHasher
@@ -26,6 +27,7 @@ class Runtime(msgspec.Struct, frozen=True, kw_only=True):
     store: PostgresEventStore
     hasher: SecretHasher
     keys: KeyService
+    clock: Clock
 
 
 def server_urls(settings: Settings) -> tuple[str, str]:
@@ -48,9 +50,10 @@ async def open_runtime(settings: Settings, *, pool_size: int = 4) -> AsyncIterat
     await pool.open(wait=True)
     try:
         store = PostgresEventStore(pool)
-        keys = KeyService(store, hasher, prefix=settings.token_prefix)
+        clock = clock_from(settings.clock_start)
+        keys = KeyService(store, hasher, prefix=settings.token_prefix, clock=clock)
         yield Runtime(settings=settings, database_url=database_url, nats_url=nats_url, pool=pool, store=store,
-                      hasher=hasher, keys=keys)
+                      hasher=hasher, keys=keys, clock=clock)
     finally:
         await pool.close()
         hasher.close()

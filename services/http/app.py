@@ -16,7 +16,7 @@ from nats.aio.client import Client
 from keyledger.services.messaging import bus
 from keyledger.services.config import Settings, load_settings
 from keyledger.services.http.errors import EXCEPTION_HANDLERS
-from keyledger.services.clock import utc_now
+from keyledger.services.clock import Clock, epoch
 from keyledger.services.verify.last_used import LastUsedTracker
 from keyledger.services.audit.sink import AuditSink
 from keyledger.services.cache.live import LiveKeyCache
@@ -46,6 +46,7 @@ class Services(msgspec.Struct, kw_only=True):
     auth_failures: FailureThrottle
     usage: UsageEmitter
     startup_head: int
+    clock: Clock
 
 
 def services_of(request: ASGIConnection[Any, Any, Any, Any]) -> Services:
@@ -83,7 +84,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             stack.push_async_callback(cache.stop)
             runtime.keys.on_events = cache.apply_local
             last_used = LastUsedTracker(runtime.pool)
-            limiter = RateLimiter(runtime.pool)
+            clock = runtime.clock
+            limiter = RateLimiter(runtime.pool, clock=epoch(clock))
             usage = UsageEmitter(nc, cfg, Path(cfg.spool_dir) if cfg.spool_dir else default_data_dir() / "spool")
             stop = asyncio.Event()
             workers = [last_used.run, limiter.run, usage.run]
@@ -97,12 +99,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 await asyncio.gather(*tasks, return_exceptions=True)
 
             stack.push_async_callback(stop_workers)
-            verifier = Verifier(cache, runtime.hasher, cfg.token_prefix, utc_now, max_pending=cfg.argon2_max_pending,
+            verifier = Verifier(cache, runtime.hasher, cfg.token_prefix, clock, max_pending=cfg.argon2_max_pending,
                                 key_failure_limit=cfg.key_failure_limit)
             app.state.services = Services(
                 settings=cfg, runtime=runtime, nats=nc, cache=cache, last_used=last_used, verifier=verifier,
-                limiter=limiter, auth_failures=FailureThrottle(cfg.auth_failure_limit), usage=usage,
-                startup_head=startup_head)
+                limiter=limiter, auth_failures=FailureThrottle(cfg.auth_failure_limit, clock=epoch(clock)), usage=usage,
+                startup_head=startup_head, clock=clock)
             yield
 
     return Litestar(

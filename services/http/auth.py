@@ -19,7 +19,6 @@ from keyledger.domain.usage import UsageEvent, attempted_start
 from keyledger.services.http.app import services_of
 from keyledger.domain.recorded import Metadata
 from keyledger.services.http.errors import ApiError, auth_required, forbidden
-from keyledger.services.clock import utc_now
 from keyledger.services.http.ratelimit_headers import attach_decision
 from keyledger.services.verify.verifier import Verdict
 
@@ -60,8 +59,9 @@ def record_usage(request: Connection, *, action: str, verdict: Verdict | None, p
     """Queue the usage event of one verification or authenticated call (never the secret)."""
     key = verdict.key if verdict is not None else None
     granted = verdict.granted_by if verdict is not None else None
-    services_of(request).usage.emit(UsageEvent(
-        id=new_id(), at=utc_now(), action=action,
+    services = services_of(request)
+    services.usage.emit(UsageEvent(
+        id=new_id(), at=services.clock(), action=action,
         outcome=outcome or (verdict.code if verdict is not None else "MISSING"),
         key_id=key.key_id if key else None,
         start=key.start if key else (attempted_start(presented, START_LENGTH) if presented else None),
@@ -106,7 +106,7 @@ async def require_scope(request: Connection, scopes: tuple[str, ...]) -> KeyStat
     usage(verdict=verdict, scope=scope)
     if verdict.code == "FORBIDDEN":
         raise forbidden()
-    services.last_used.touch(key.key_id, utc_now())
+    services.last_used.touch(key.key_id, services.clock())
     return key
 
 

@@ -15,7 +15,6 @@ from keyledger.services.http.app import services_of
 from keyledger.services.http.auth import acting_admin, admin_guard, request_metadata
 from keyledger.services.http.errors import ApiError, forbidden
 from keyledger.services.keys.service import IssuedKey
-from keyledger.services.clock import utc_now
 from keyledger.services.keys.views import join_access, key_view
 
 Text = Annotated[str, msgspec.Meta(max_length=500)]
@@ -69,7 +68,7 @@ def _entries(scopes: list[str] | None, access: list[AccessBody] | None) -> tuple
 
 
 def _respond(request: Request, state: KeyState, status: int = 200, secret: str | None = None) -> Response[Any]:  # type: ignore[type-arg]
-    body = key_view(state, utc_now())
+    body = key_view(state, services_of(request).clock())
     if secret is not None:
         body["secret"] = secret
     return Response(body, status_code=status, headers={"ETag": f'"{state.version}"'})
@@ -119,7 +118,7 @@ async def list_keys(request: Request, cursor: str | None = None, limit: int = 50
                      if cursor is None or s.key_id > cursor), key=lambda s: s.key_id)
     page = states[:limit]
     used = await services.last_used.lookup(s.key_id for s in page)
-    now = utc_now()
+    now = services.clock()
     items = [{**key_view(s, now), "last_used_at": used.get(s.key_id)} for s in page]
     return {"items": items, "next_cursor": page[-1].key_id if len(states) > limit else None}
 

@@ -12,7 +12,6 @@ from keyledger.domain.access import DATA_KINDS, SCOPES
 from keyledger.services.http.app import services_of
 from keyledger.services.http.auth import presented_key, record_usage
 from keyledger.services.http.errors import ApiError, auth_required
-from keyledger.services.clock import utc_now
 from keyledger.domain.rate import limit_of
 from keyledger.services.verify.throttles import RateDecision
 from keyledger.services.http.ratelimit_headers import attach_decision
@@ -55,7 +54,7 @@ async def verify(request: Request, data: VerifyBody) -> dict[str, Any]:  # type:
     record_usage(request, action="verify", verdict=verdict, presented=data.key, scope=data.scope,
                  website_id=data.website_id, data=data.data, ip=data.ip, user_agent=data.user_agent)
     if verdict.valid and verdict.key is not None:
-        services.last_used.touch(verdict.key.key_id, utc_now())
+        services.last_used.touch(verdict.key.key_id, services.clock())
     return _answer(verdict, decision)
 
 
