@@ -27,7 +27,7 @@ from bench.common import BenchContext, fresh_database
 from keyledger.services.messaging import bus
 from keyledger.services.config import Settings
 from keyledger.services.devstack.stack import stack_status
-from tests.e2e.server import ApiServer, free_port
+from tests.support.server import ApiServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIG_LIMIT = 10_000_000  # the largest per-key rate limit the service accepts

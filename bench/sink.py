@@ -67,7 +67,7 @@ async def nats_server(ctx: BenchContext) -> AsyncIterator[str]:
     if isinstance(url, str) and url:
         yield url
         return
-    from tests.natsproc import NatsServer
+    from tests.support.natsproc import NatsServer
 
     with tempfile.TemporaryDirectory(prefix="keyledger-bench-nats-") as tmp, NatsServer(Path(tmp) / "js") as server:
         yield server.url

@@ -8,8 +8,8 @@ from typing import Iterator
 import httpx
 import pytest
 
-from tests.e2e.server import ApiServer
-from tests.pipeline import isolated_settings
+from tests.support.server import ApiServer
+from tests.support.pipeline import isolated_settings
 
 
 @pytest.fixture

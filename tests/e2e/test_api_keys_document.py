@@ -5,27 +5,15 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.server import ApiServer
+from tests.support.api import create, verify
+from tests.support.server import ApiServer
 
 AUTH_REQUIRED = {"success": False, "error": "Authentication required", "code": "AUTH_REQUIRED"}
 FORBIDDEN = {"success": False, "error": "Insufficient permissions", "code": "FORBIDDEN"}
-
-
-def create(client: httpx.Client, admin: str, **body: Any) -> dict[str, Any]:
-    response = client.post("/v1/keys", json={"name": "test key", **body}, headers={"x-api-key": admin})
-    assert response.status_code == 201, response.text
-    return response.json()  # type: ignore[no-any-return]
-
-
-def verify(client: httpx.Client, key: str, scope: str, **request: Any) -> dict[str, Any]:
-    response = client.post("/v1/verify", json={"key": key, "scope": scope, **request})
-    assert response.status_code == 200, response.text
-    return response.json()  # type: ignore[no-any-return]
 
 
 def test_both_header_styles_with_curl(api: ApiServer, admin: str) -> None:

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 
 from keyledger.services.devstack.stack import StackInfo
-from tests.e2e.server import ApiServer
-from tests.e2e.test_api_keys_document import create
+from tests.support.server import ApiServer
+from tests.support.api import create
 
 
 def usage_for(client: httpx.Client, admin: str, request_id: str, timeout: float = 15) -> list[dict[str, Any]]:

@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.server import ApiServer
-from tests.e2e.test_api_keys_document import create, verify
-from tests.pipeline import isolated_settings
+from tests.support.server import ApiServer
+from tests.support.api import create, verify
+from tests.support.pipeline import isolated_settings
 
 
 def test_list_get_and_last_used(client: httpx.Client, admin: str) -> None:

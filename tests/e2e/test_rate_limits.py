@@ -7,9 +7,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.server import ApiServer
-from tests.e2e.test_api_keys_document import create
-from tests.pipeline import isolated_settings
+from tests.support.server import ApiServer
+from tests.support.api import create
+from tests.support.pipeline import isolated_settings
 
 HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.server import ApiServer
-from tests.e2e.test_api_keys_document import create, verify
-from tests.pipeline import isolated_settings
+from tests.support.server import ApiServer
+from tests.support.api import create, verify
+from tests.support.pipeline import isolated_settings
 
 
 def test_revoke_on_one_replica_is_refused_by_the_other_within_100ms(

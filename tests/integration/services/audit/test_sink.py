@@ -25,9 +25,9 @@ from keyledger.services.messaging import bus
 from keyledger.services.storage.usage_partitions import apply_retention
 from keyledger.services.audit.sink import AuditSink, SinkStats, consumer_config
 from keyledger.services.config import Settings
-from tests.pipeline import isolated_settings, running, wait_until
+from tests.support.pipeline import isolated_settings, running, wait_until
+from tests.support.paths import REPO_ROOT as ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 DAY0 = datetime(2026, 11, 20, tzinfo=timezone.utc)
 AGENTS = ("curl/8.5", "Mozilla/5.0 (X11; Linux x86_64)", "tab\there, new\nline, back\\slash", "ünïcødé ✓", None)
 

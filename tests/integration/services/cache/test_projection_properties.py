@@ -22,7 +22,7 @@ from keyledger.services.storage.migrations import migrate
 from keyledger.services.cache.projector import Projector
 from keyledger.services.messaging.relay import Relay
 from keyledger.services.cache.replay import replay
-from tests.pipeline import (
+from tests.support.pipeline import (
     folded_streams, isolated_settings, jetstream, projector_caught_up, running, table_model, wait_until,
 )
 

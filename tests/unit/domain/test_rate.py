@@ -10,7 +10,7 @@ from keyledger.domain.errors import ValidationError
 from keyledger.domain.key import decide, fold
 from keyledger.domain.rate import DEFAULT_TIERS, limit_of, tier_of, window_start
 from keyledger.services.verify.throttles import FailureThrottle, RateDecision
-from tests.factories import created
+from tests.support.factories import created
 
 NOW = datetime(2026, 2, 1, tzinfo=timezone.utc)
 

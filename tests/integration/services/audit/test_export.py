@@ -21,7 +21,7 @@ from keyledger.services.audit.export_verify import verify_export
 from keyledger.services.storage.usage_partitions import ensure_partition, utc_day
 from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.domain.recorded import Metadata
-from tests.factories import created
+from tests.support.factories import created
 
 SECRET = "$argon2id$v=19$m=65536,t=3,p=1$SECRET-PLACEHOLDER"
 TRICKY_AGENT = 'Mozilla "quoted", back\\slash\nnew line\ttab ✓ 😀'

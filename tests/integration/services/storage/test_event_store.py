@@ -15,7 +15,7 @@ from keyledger.domain.key import fold
 from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.domain.recorded import Metadata
 from keyledger.services.storage.migrations import available_migrations, migrate
-from tests.factories import changes, created
+from tests.support.factories import changes, created
 
 
 async def test_migrations_apply_once_even_when_started_together(database_url: str) -> None:

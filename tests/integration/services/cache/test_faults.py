@@ -39,13 +39,13 @@ from keyledger.services.cache.live import LiveKeyCache
 from keyledger.services.cache.projector import Projector, ProjectorStats
 from keyledger.services.messaging.relay import RELAY, Relay
 from keyledger.services.cache.replay import replay
-from tests.factories import T0, changes, created
-from tests.natsproc import NatsServer
-from tests.pipeline import (
+from tests.support.factories import T0, changes, created
+from tests.support.natsproc import NatsServer
+from tests.support.pipeline import (
     folded_streams, isolated_settings, jetstream, projector_caught_up, running, table_model, wait_until,
 )
+from tests.support.paths import REPO_ROOT as ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 READ = (AccessEntry(resource="global", scopes=("read:data",)),)
 
 

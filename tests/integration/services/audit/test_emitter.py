@@ -13,8 +13,8 @@ from keyledger.domain.usage import UsageEvent, decode_batch
 from keyledger.services.messaging import bus
 from keyledger.services.config import Settings
 from keyledger.services.audit.emitter import UsageEmitter
-from tests.natsproc import NatsServer
-from tests.pipeline import isolated_settings, running, wait_until
+from tests.support.natsproc import NatsServer
+from tests.support.pipeline import isolated_settings, running, wait_until
 
 
 def usage(n: int) -> list[UsageEvent]:

@@ -20,9 +20,9 @@ from keyledger.services.devstack import stack
 from keyledger.services.devstack.stack import (
     StackInfo, default_data_dir, resolve_urls, stack_down, stack_status, stack_up,
 )
+from tests.support.paths import REPO_ROOT as ROOT
 
 FAST_PG = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def answers(port: int) -> bool:
