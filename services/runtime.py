@@ -1,4 +1,4 @@
-"""Wiring: resolve servers, migrate, open the pool, and build the services on top."""
+"""Wiring shared by every process: resolve the servers, migrate, open the database, build the basics."""
 
 from __future__ import annotations
 
@@ -6,28 +6,32 @@ from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 import msgspec
-from psycopg_pool import AsyncConnectionPool
 
 from keyledger.services.clock import Clock, clock_from
 from keyledger.services.config import Settings
-from keyledger.services.storage.event_store import PostgresEventStore
-from keyledger.services.keys.hashing import SecretHasher
-from keyledger.services.keys.service import KeyService
-from keyledger.services.storage.migrations import migrate
 from keyledger.services.devstack.stack import resolve_urls
+from keyledger.services.keys.hashing import SecretHasher
+from keyledger.services.keys.service import EventsHook, KeyService
+from keyledger.services.storage.database import Database, open_database
+from keyledger.services.storage.event_store import PostgresEventStore
+from keyledger.services.storage.migrations import migrate
 
 
 class Runtime(msgspec.Struct, frozen=True, kw_only=True):
-    """The live services of one process."""
+    """The basic services of one process."""
 
     settings: Settings
     database_url: str
     nats_url: str
-    pool: AsyncConnectionPool
+    db: Database
     store: PostgresEventStore
     hasher: SecretHasher
-    keys: KeyService
     clock: Clock
+
+    def key_service(self, on_events: EventsHook | None = None) -> KeyService:
+        """Command handlers on this store; ``on_events`` sees every event they append."""
+        return KeyService(self.store, self.hasher, prefix=self.settings.token_prefix, clock=self.clock,
+                          on_events=on_events)
 
 
 def server_urls(settings: Settings) -> tuple[str, str]:
@@ -41,19 +45,13 @@ def server_urls(settings: Settings) -> tuple[str, str]:
 
 @asynccontextmanager
 async def open_runtime(settings: Settings, *, pool_size: int = 4) -> AsyncIterator[Runtime]:
-    """Start (or find) the servers, apply migrations and yield the wired services."""
+    """Start (or find) the servers, apply migrations and yield the wired basics."""
     database_url, nats_url = server_urls(settings)
     await migrate(database_url)
     hasher = SecretHasher(settings)
-    pool = AsyncConnectionPool(database_url, min_size=1, max_size=pool_size, open=False,
-                               kwargs={"autocommit": True})
-    await pool.open(wait=True)
     try:
-        store = PostgresEventStore(pool)
-        clock = clock_from(settings.clock_start)
-        keys = KeyService(store, hasher, prefix=settings.token_prefix, clock=clock)
-        yield Runtime(settings=settings, database_url=database_url, nats_url=nats_url, pool=pool, store=store,
-                      hasher=hasher, keys=keys, clock=clock)
+        async with open_database(database_url, max_size=pool_size) as db:
+            yield Runtime(settings=settings, database_url=database_url, nats_url=nats_url, db=db,
+                          store=PostgresEventStore(db), hasher=hasher, clock=clock_from(settings.clock_start))
     finally:
-        await pool.close()
         hasher.close()

@@ -12,6 +12,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
+from keyledger.services.storage.database import Database, open_database
 from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.services.storage.migrations import migrate
 from keyledger.services.devstack.stack import StackInfo, stack_down, stack_up
@@ -70,6 +71,13 @@ async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
 
 
 @pytest.fixture
-def store(pool: AsyncConnectionPool) -> PostgresEventStore:
-    """An PostgresEventStore on a fresh, migrated database."""
-    return PostgresEventStore(pool)
+async def db(pool: AsyncConnectionPool, database_url: str) -> AsyncIterator[Database]:
+    """The service's Database on the same fresh, migrated database as ``pool``."""
+    async with open_database(database_url, max_size=8) as database:
+        yield database
+
+
+@pytest.fixture
+def store(db: Database) -> PostgresEventStore:
+    """A PostgresEventStore on a fresh, migrated database."""
+    return PostgresEventStore(db)

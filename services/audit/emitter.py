@@ -18,25 +18,19 @@ import uuid
 from collections import deque
 from pathlib import Path
 
-import nats.errors
-from nats.aio.client import Client
-from nats.js.errors import Error as JetStreamError
-
 from keyledger.domain.usage import UsageEvent, decode_batch, encode_batch
-from keyledger.services.messaging import bus
-from keyledger.services.config import Settings
+from keyledger.services.messaging.usage import UsagePublisher
 
 log = logging.getLogger("keyledger.usage")
-_SEND_ERRORS = (asyncio.TimeoutError, nats.errors.Error, JetStreamError, OSError)
 
 
 class UsageEmitter:
     """Buffers usage events and publishes them in batches; spools to disk while NATS is away."""
 
-    def __init__(self, nc: Client, settings: Settings, spool_dir: Path, max_batch: int = 500,
+    def __init__(self, publisher: UsagePublisher, spool_dir: Path, max_batch: int = 500,
                  flush_interval: float = 0.05, max_buffered: int = 50_000,
                  max_spool_bytes: int = 512 * 1024 * 1024) -> None:
-        self._nc, self._js, self._settings = nc, nc.jetstream(), settings
+        self._publisher = publisher
         self._spool = spool_dir
         self._max_batch, self._interval = max_batch, flush_interval
         self._max_buffered, self._max_spool = max_buffered, max_spool_bytes
@@ -64,7 +58,7 @@ class UsageEmitter:
                 pass
             self._wake.clear()
             if not ready:
-                ready = await self._ensure_stream()
+                ready = await self._publisher.ready()
             if ready:
                 await self._resend_spooled()
             await self.flush(spool_only=not ready)
@@ -80,24 +74,8 @@ class UsageEmitter:
     def _take(self, count: int) -> list[UsageEvent]:
         return [self._buffer.popleft() for _ in range(min(count, len(self._buffer)))]
 
-    async def _ensure_stream(self) -> bool:
-        if not self._nc.is_connected:
-            return False
-        try:
-            await bus.ensure_usage_stream(self._js, self._settings)
-            return True
-        except _SEND_ERRORS as exc:
-            log.warning("usage stream unavailable (%s)", type(exc).__name__)
-            return False
-
     async def _send(self, batch_id: str, body: bytes, count: int) -> bool:
-        if not self._nc.is_connected:
-            return False
-        try:
-            await self._js.publish(self._settings.usage_subject, body, timeout=2.0,
-                                   headers={"Nats-Msg-Id": batch_id, "Kl-Batch-Id": batch_id})
-        except _SEND_ERRORS as exc:
-            log.warning("usage batch not published (%s); spooling", type(exc).__name__)
+        if not await self._publisher.publish(batch_id, body):
             return False
         self.published += count
         return True
@@ -124,7 +102,7 @@ class UsageEmitter:
                 body = path.read_bytes()
             except FileNotFoundError:  # another process sent it
                 continue
-            if len(body) > self._nc.max_payload:  # written by an older version: split it
+            if len(body) > self._publisher.max_payload:  # written by an older version: split it
                 events = decode_batch(body)
                 for start in range(0, len(events), self._max_batch):
                     self._spill(events[start:start + self._max_batch])

@@ -37,7 +37,6 @@ by comparing its ``last_digest`` with one kept elsewhere (e.g. noted when the ex
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import csv
 import hashlib
@@ -51,7 +50,8 @@ from itertools import chain, count, islice, repeat, starmap
 from typing import Any
 
 import msgspec
-from psycopg import AsyncConnection, AsyncServerCursor, sql
+
+from keyledger.services.storage.audit_export_source import ExportSource
 
 FORMAT = "keyledger-audit-v1"
 FORMATS = ("ndjson", "csv")
@@ -61,8 +61,6 @@ FIELDS = ("action", "actor", "at", "data", "detail", "granted_by", "id", "ip", "
 CSV_COLUMNS = ("seq", "at", "kind", "id", "key_id", "organization_id", "action", "outcome", "actor", "scope",
                "granted_by", "website_id", "data", "ip", "request_id", "start", "reason", "user_agent", "detail",
                "prev", "digest")
-# Lifecycle event fields left out of ``detail``: flattened into the record, or secret.
-NOT_IN_DETAIL = ("secret_hash", "type", "key_id", "organization_id", "reason", "start")
 BATCH = 500  # records per FETCH and per chunk: small enough to stay in the CPU caches (measured)
 Progress = Callable[[int], None]  # records exported so far
 
@@ -93,35 +91,6 @@ class ExportRecord(msgspec.Struct, gc=False):
 
 assert ExportRecord.__struct_fields__ == ("seq", *sorted(FIELDS))
 
-# One query, one snapshot: a Merge Append of the usage partitions' (at, id) index scans and the
-# events' (recorded_at, event_id) order, so Postgres streams rows without sorting the whole range.
-# Ties are broken by id alone (uuids, unique across both tables): ordering by the constant ``kind``
-# column as well would make the planner sort everything instead.
-_SELECT = """
-SELECT NULL::int8 AS seq, r.action, r.actor,
-       to_char(r.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), r.data, r.detail, r.granted_by,
-       r.id::text, r.ip, r.key_id, r.kind, r.organization_id, r.outcome, r.reason, r.request_id, r.scope,
-       r.start, r.user_agent, r.website_id
-FROM (
-    SELECT u.at, u.id, NULLIF(u.action, '') AS action, NULL::text AS actor, NULLIF(u.data, '') AS data,
-           NULL::text AS detail, NULLIF(u.granted_by, '') AS granted_by, NULLIF(u.ip, '') AS ip,
-           NULLIF(u.key_id, '') AS key_id, 'usage'::text AS kind, NULLIF(u.organization_id, '') AS organization_id,
-           NULLIF(u.outcome, '') AS outcome, NULLIF(u.reason, '') AS reason,
-           NULLIF(u.request_id, '') AS request_id, NULLIF(u.scope, '') AS scope, NULLIF(u.start, '') AS start,
-           NULLIF(u.user_agent, '') AS user_agent, NULLIF(u.website_id, '') AS website_id
-    FROM usage_events u
-    UNION ALL
-    SELECT e.recorded_at, e.event_id, e.type, NULLIF(e.metadata->>'actor', ''), NULL,
-           (e.data - ARRAY[%s])::text, NULL, NULLIF(e.metadata->>'ip', ''), e.stream_id, 'lifecycle',
-           NULLIF(e.data->>'organization_id', ''), 'OK', NULLIF(e.data->>'reason', ''),
-           NULLIF(e.metadata->>'request_id', ''), NULL, NULLIF(e.data->>'start', ''),
-           NULLIF(e.metadata->>'user_agent', ''), NULL
-    FROM events e
-) r
-""" % ", ".join(f"'{name}'" for name in NOT_IN_DETAIL)
-_COUNT = ("SELECT (SELECT count(*) FROM usage_events u WHERE {usage}) "
-          "+ (SELECT count(*) FROM events e WHERE {events})")
-_CURSOR = "keyledger_audit_export"
 _encoder = msgspec.json.Encoder()
 sorted_json = msgspec.json.Encoder(order="sorted")
 _PREV, _DIGEST, _END = b',"prev":"', b'","digest":"', b'"}\n'
@@ -149,66 +118,24 @@ def _range(start: datetime | None, end: datetime | None) -> tuple[datetime | Non
     return start, end
 
 
-def _where(column: str, start: datetime | None, end: datetime | None) -> sql.Composable:
-    """``column`` within the half-open range [start, end)."""
-    conditions: list[sql.Composable] = [sql.SQL("true")]
-    if start is not None:
-        conditions.append(sql.SQL("{} >= {}").format(sql.SQL(column), start))
-    if end is not None:
-        conditions.append(sql.SQL("{} < {}").format(sql.SQL(column), end))
-    return sql.SQL(" AND ").join(conditions)
-
-
-async def count_records(conn: AsyncConnection, start: datetime | None = None, end: datetime | None = None) -> int:
+async def count_records(source: ExportSource, start: datetime | None = None, end: datetime | None = None) -> int:
     """How many records an export of [start, end) holds now (for a progress bar's total)."""
     start, end = _range(start, end)
-    query = sql.SQL(_COUNT).format(usage=_where("u.at", start, end), events=_where("e.recorded_at", start, end))
-    row = await (await conn.execute(query)).fetchone()
-    return int(row[0]) if row else 0
+    return await source.count(start, end)
 
 
-async def _batches(conn: AsyncConnection, start: datetime | None, end: datetime | None,
+async def _batches(source: ExportSource, start: datetime | None, end: datetime | None,
                    size: int) -> AsyncGenerator[list[ExportRecord], None]:
-    """The records of [start, end) in export order, ``size`` at a time, from one server-side cursor.
-
-    The next batch is requested before the current one is handed out, so Postgres produces it meanwhile.
-    Records are numbered here (``seq`` from 1): cheaper than a window function in the query.
-    """
-    query = sql.SQL(_SELECT + "WHERE {} ORDER BY r.at, r.id").format(_where("r.at", start, end))
-    async with conn.transaction():
-        cursor: AsyncServerCursor[Any]
-        async with conn.cursor(name=_CURSOR, binary=True) as cursor:
-            await cursor.execute(query)
-            pending: asyncio.Future[list[Any]] | None = asyncio.ensure_future(cursor.fetchmany(size))
-            numbered = 0
-            try:
-                while pending is not None:
-                    rows, pending = await pending, None
-                    if len(rows) == size:
-                        pending = asyncio.ensure_future(cursor.fetchmany(size))
-                        await asyncio.sleep(0)  # let that FETCH go out before the caller works on this batch
-                    if rows:
-                        records = list(starmap(ExportRecord, rows))
-                        for seq, record in zip(count(numbered + 1), records):
-                            record.seq = seq
-                        numbered += len(records)
-                        yield records
-            finally:
-                if pending is not None:  # abandoned early: finish the FETCH so the connection stays usable
-                    with contextlib.suppress(Exception):
-                        await pending
-
-
-async def export_records(conn: AsyncConnection, start: datetime | None = None,
-                         end: datetime | None = None) -> AsyncGenerator[dict[str, str | None], None]:
-    """The plain records of [start, end) in export order (no chain), as dicts of :data:`FIELDS`."""
-    start, end = _range(start, end)
-    async with contextlib.aclosing(_batches(conn, start, end, BATCH)) as batches:
-        async for batch in batches:
-            for record in batch:
-                fields = msgspec.structs.asdict(record)
-                del fields["seq"]
-                yield fields
+    """The records of [start, end) in export order, ``size`` at a time, numbered from 1 (``seq``):
+    cheaper here than a window function in the query."""
+    numbered = 0
+    async with contextlib.aclosing(source.rows(start, end, size)) as pages:
+        async for rows in pages:
+            records = list(starmap(ExportRecord, rows))
+            for seq, record in zip(count(numbered + 1), records):
+                record.seq = seq
+            numbered += len(records)
+            yield records
 
 
 class _Chain:
@@ -319,7 +246,7 @@ class _Writer:
         return buffer.getvalue().encode()
 
 
-def export_lines(conn: AsyncConnection, fmt: str, start: datetime | None = None, end: datetime | None = None,
+def export_lines(source: ExportSource, fmt: str, start: datetime | None = None, end: datetime | None = None,
                  progress: Progress | None = None, *, batch_size: int = BATCH) -> AsyncGenerator[bytes, None]:
     """The export of [start, end) in ``fmt`` (``ndjson`` or ``csv``), chained and closed by its manifest,
     as chunks of bytes ready to write; memory stays flat. ``progress(n)`` after each batch.
@@ -331,7 +258,7 @@ def export_lines(conn: AsyncConnection, fmt: str, start: datetime | None = None,
     async def chunks() -> AsyncGenerator[bytes, None]:
         if header := writer.header():
             yield header
-        async with contextlib.aclosing(_batches(conn, start, end, batch_size)) as batches:  # closed with us
+        async with contextlib.aclosing(_batches(source, start, end, batch_size)) as batches:  # closed with us
             async for batch in batches:
                 yield writer.batch(batch)
                 if progress is not None:

@@ -5,19 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy
-from psycopg_pool import AsyncConnectionPool
-
 from keyledger.domain.key import KeyState
-from keyledger.projections.key_cache import KeyCache, Outcome, apply_at
-from keyledger.services.messaging import bus
-from keyledger.services.config import Settings
-from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.domain.recorded import RecordedEvent
-from keyledger.services.storage.key_cache_table import PROJECTOR, load_all
-from keyledger.services.storage.checkpoints import read_checkpoint
+from keyledger.projections.key_cache import KeyCache, Outcome, apply_at
+from keyledger.services.messaging.feed import EventFeed
+from keyledger.services.storage.event_store import EventStore
+from keyledger.services.storage.key_cache_table import KeyCacheTable
 
 log = logging.getLogger("keyledger.live_cache")
 
@@ -25,15 +18,12 @@ log = logging.getLogger("keyledger.live_cache")
 class LiveKeyCache:
     """Every key's state in a dict: O(1) lookup, updated as events arrive over JetStream."""
 
-    def __init__(self, pool: AsyncConnectionPool, js: JetStreamContext, settings: Settings) -> None:
-        self._pool, self._js, self._settings = pool, js, settings
-        self._store = PostgresEventStore(pool)
+    def __init__(self, store: EventStore, table: KeyCacheTable, feed: EventFeed) -> None:
+        self._store, self._table, self._feed = store, table, feed
         self._keys: KeyCache = {}
         self._repairs: dict[str, asyncio.Task[None]] = {}
-        self._subscription: object | None = None
         self.position = 0  # highest global position applied
         self.stream_seq = 0  # JetStream sequence of the last message seen
-        self.changed = asyncio.Condition()
 
     def get(self, key_id: str) -> KeyState | None:
         """The key's current state, or None if unknown."""
@@ -57,37 +47,17 @@ class LiveKeyCache:
 
     async def start(self) -> None:
         """Load the Postgres read model, then follow the stream from the message after its checkpoint."""
-        async with self._pool.connection() as conn:
-            self.position, self.stream_seq = await read_checkpoint(conn, PROJECTOR)
-            self._keys = await load_all(conn)
-        await bus.ensure_stream(self._js, self._settings)
+        self._keys, self.position, self.stream_seq = await self._table.load()
         await self.resubscribe()
 
     async def resubscribe(self) -> None:
-        """(Re)start following the stream after the last message seen.
-
-        Called at start and whenever the NATS connection comes back: the ordered consumer
-        lives in server memory and is gone after a server restart. A checkpoint beyond the
-        stream's end means the stream was recreated, so it is followed from its beginning
-        (versions already applied are skipped; missing ones are repaired from the store).
-        """
-        if self._subscription is not None:
-            try:
-                await self._subscription.unsubscribe()  # type: ignore[attr-defined]
-            except Exception as exc:  # the old consumer may be gone with the server
-                log.info("old subscription could not be closed (%s)", type(exc).__name__)
-        last = (await self._js.stream_info(self._settings.nats_stream)).state.last_seq
-        start = (ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.stream_seq + 1)
-                 if 0 < self.stream_seq <= last else ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
-        self._subscription = await self._js.subscribe(
-            bus.all_subjects(self._settings), stream=self._settings.nats_stream, cb=self._on_message,
-            ordered_consumer=True, config=start, idle_heartbeat=0.5)
+        """(Re)start following the stream after the last message seen: at start and whenever the NATS
+        connection comes back (the ordered consumer lives in server memory and is gone after a restart)."""
+        await self._feed.follow(self.stream_seq, self._on_event)
 
     async def stop(self) -> None:
         """Stop following the stream."""
-        if self._subscription is not None:
-            await self._subscription.unsubscribe()  # type: ignore[attr-defined]
-            self._subscription = None
+        await self._feed.stop()
         for task in self._repairs.values():
             task.cancel()
 
@@ -95,23 +65,8 @@ class LiveKeyCache:
         """How many events the store holds beyond what this cache has applied."""
         return max(0, await self._store.head_position() - self.position)
 
-    async def wait_for_position(self, position: int, timeout: float) -> bool:
-        """Wait until events up to ``position`` are applied; False on timeout."""
-        async with self.changed:
-            try:
-                await asyncio.wait_for(self.changed.wait_for(lambda: self.position >= position), timeout)
-            except asyncio.TimeoutError:
-                return False
-        return True
-
-    async def _on_message(self, msg: Msg) -> None:
-        recorded = bus.decode_message(msg.data)
-        self.stream_seq = max(self.stream_seq, msg.metadata.sequence.stream)
-        self._apply(recorded)
-        async with self.changed:
-            self.changed.notify_all()
-
-    def _apply(self, recorded: RecordedEvent) -> None:
+    async def _on_event(self, recorded: RecordedEvent, stream_seq: int) -> None:
+        self.stream_seq = max(self.stream_seq, stream_seq)
         outcome = apply_at(self._keys, recorded.event, recorded.version)
         if outcome is Outcome.GAP and recorded.stream_id not in self._repairs:
             self._repairs[recorded.stream_id] = asyncio.create_task(self._repair(recorded.stream_id))

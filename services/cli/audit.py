@@ -11,7 +11,6 @@ from typing import BinaryIO
 import msgspec
 
 from keyledger.services.config import Settings
-from keyledger.services.clock import utc_now
 from keyledger.services.runtime import open_runtime
 
 
@@ -30,19 +29,19 @@ async def _export(args: argparse.Namespace, settings: Settings) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from keyledger.services.audit.export import count_records, export_lines
+    from keyledger.services.storage.audit_export_source import ExportSource
 
     async with open_runtime(settings, pool_size=2) as rt:
-        async with rt.pool.connection() as conn:
-            total = await count_records(conn, args.from_, args.to)
+        source = ExportSource(rt.db)
+        total = await count_records(source, args.from_, args.to)
         out: BinaryIO = sys.stdout.buffer if args.output in (None, "-") else Path(args.output).open("wb")
         columns = (TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         try:
             with Progress(*columns, disable=not sys.stderr.isatty()) as bar:
                 task = bar.add_task("export", total=total)
-                async with rt.pool.connection() as conn:
-                    async for chunk in export_lines(conn, args.format, args.from_, args.to,
-                                                    progress=lambda n: bar.update(task, completed=n)):
-                        out.write(chunk)
+                async for chunk in export_lines(source, args.format, args.from_, args.to,
+                                                progress=lambda n: bar.update(task, completed=n)):
+                    out.write(chunk)
         finally:
             if out is not sys.stdout.buffer:
                 out.close()
@@ -66,12 +65,11 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 async def _retention(args: argparse.Namespace, settings: Settings) -> None:
-    from keyledger.services.storage.usage_partitions import apply_retention
+    from keyledger.services.storage.usage_partitions import UsagePartitions
 
     keep = args.days or settings.audit_retention_days
     async with open_runtime(settings, pool_size=1) as rt:
-        async with rt.pool.connection() as conn:
-            dropped = await apply_retention(conn, keep, utc_now(), actor=f"cli:{_user()}")
+        dropped = await UsagePartitions(rt.db).apply_retention(keep, rt.clock(), actor=f"cli:{_user()}")
     print(f"kept {keep} days; dropped {len(dropped)} partition(s){': ' + ', '.join(dropped) if dropped else ''}")
 
 

@@ -16,7 +16,6 @@ from keyledger.domain.key import fold
 from keyledger.projections.key_cache import apply
 from keyledger.services.config import Settings
 from keyledger.domain.recorded import Metadata
-from keyledger.services.clock import utc_now
 from keyledger.services.runtime import Runtime, open_runtime
 from keyledger.services.keys.views import event_view, join_access, key_view
 
@@ -30,7 +29,7 @@ def cli_metadata() -> Metadata:
     return Metadata(actor=f"cli:{user}", user_agent="keyledger-cli", request_id=uuid.uuid4().hex)
 
 
-def emit(args: argparse.Namespace, payload: Any, human: str) -> None:
+def output(args: argparse.Namespace, payload: Any, human: str) -> None:
     """Print ``payload`` as JSON with ``--json``, else the human text."""
     if args.json:
         sys.stdout.write(msgspec.json.encode(payload).decode() + "\n")
@@ -62,10 +61,10 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
 
 async def _create(rt: Runtime, args: argparse.Namespace) -> None:
     access = join_access(args.scope or [], args.access or [])
-    issued = await rt.keys.create(args.name, organization_id=args.org, access=access,
+    issued = await rt.key_service().create(args.name, organization_id=args.org, access=access,
                                   expires_at=args.expires, rate_limit=args.rate_limit, metadata=cli_metadata())
-    view = key_view(issued.state, utc_now())
-    emit(args, {**view, "secret": issued.token},
+    view = key_view(issued.state, rt.clock())
+    output(args, {**view, "secret": issued.token},
          f"{describe(view)}\n  secret: {issued.token}\n  (shown only once: store it now)")
 
 
@@ -74,42 +73,42 @@ async def _list(rt: Runtime, args: argparse.Namespace) -> None:
     async for page in rt.store.read_all():
         for recorded in page:
             apply(cache, recorded.event)
-    now = utc_now()
+    now = rt.clock()
     views = [key_view(state, now) for state in sorted(cache.values(), key=lambda s: s.created_at)]
     if not args.all:
         views = [view for view in views if view["status"] == "active"]
     lines = [f"{v['id']}  {v['start']}...  {v['status']:<8} v{v['version']:<3} {v['name']}" for v in views]
-    emit(args, {"items": views}, "\n".join(lines) or "no keys")
+    output(args, {"items": views}, "\n".join(lines) or "no keys")
 
 
 async def _show(rt: Runtime, args: argparse.Namespace) -> None:
-    state, events = await rt.keys.history(args.key_id)
+    state, events = await rt.key_service().history(args.key_id)
     if args.as_of is not None:
         events = [recorded for recorded in events if recorded.event.at <= args.as_of]
         past = fold(recorded.event for recorded in events)
         if past is None:
             raise KeyNotFound(f"key {args.key_id} did not exist at {args.as_of.isoformat()}")
         state = past
-    view = key_view(state, args.as_of or utc_now())
+    view = key_view(state, args.as_of or rt.clock())
     history = [event_view(recorded) for recorded in events]
     lines = [f"  #{h['version']} {h['recorded_at'].isoformat()} {h['type']} by {h['metadata'].get('actor', '-')}"
              for h in history]
-    emit(args, {**view, "events": history}, describe(view) + "\n  history:\n" + "\n".join(lines))
+    output(args, {**view, "events": history}, describe(view) + "\n  history:\n" + "\n".join(lines))
 
 
 async def _rotate(rt: Runtime, args: argparse.Namespace) -> None:
-    issued = await rt.keys.rotate(args.key_id, grace_seconds=args.grace, metadata=cli_metadata())
-    view = key_view(issued.state, utc_now())
+    issued = await rt.key_service().rotate(args.key_id, grace_seconds=args.grace, metadata=cli_metadata())
+    view = key_view(issued.state, rt.clock())
     until = issued.state.previous_valid_until
     note = f"old secret works until {until.isoformat()}" if until else "old secret no longer works"
-    emit(args, {**view, "secret": issued.token},
+    output(args, {**view, "secret": issued.token},
          f"{describe(view)}\n  new secret: {issued.token}\n  (shown only once; {note})")
 
 
 async def _revoke(rt: Runtime, args: argparse.Namespace) -> None:
-    state = await rt.keys.revoke(args.key_id, reason=args.reason, metadata=cli_metadata())
-    view = key_view(state, utc_now())
-    emit(args, view, f"{describe(view)}\n  revoked: this cannot be undone")
+    state = await rt.key_service().revoke(args.key_id, reason=args.reason, metadata=cli_metadata())
+    view = key_view(state, rt.clock())
+    output(args, view, f"{describe(view)}\n  revoked: this cannot be undone")
 
 
 _COMMANDS = {"create": _create, "list": _list, "show": _show, "rotate": _rotate, "revoke": _revoke}

@@ -9,12 +9,12 @@ import sys
 from typing import NoReturn, Sequence
 
 import msgspec
-import psycopg
 
 from keyledger.domain.errors import DomainError
 from keyledger.services.cli import audit as cli_audit, keys as cli_keys, workers as cli_workers
 from keyledger.services.cli.args import access_entry, duration_seconds, moment, past_moment
 from keyledger.services.config import SettingsError, load_settings
+from keyledger.services.storage.database import StorageError
 from keyledger.services.devstack.stack import StackError, default_data_dir, stack_down, stack_status, stack_up
 
 
@@ -125,8 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc))
     except (SettingsError, StackError) as exc:
         return _fail(str(exc))
-    except psycopg.OperationalError as exc:
-        return _fail(f"database unavailable: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}")
+    except StorageError as exc:
+        return _fail(f"database unavailable: {exc}")
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
 

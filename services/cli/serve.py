@@ -14,7 +14,7 @@ from keyledger.services.runtime import open_runtime
 async def prepare(settings: Settings) -> tuple[str, str]:
     """Start or find the servers, migrate, bootstrap; returns the URLs for the workers."""
     async with open_runtime(settings, pool_size=2) as runtime:
-        issued = await bootstrap_admin(runtime)
+        issued = await bootstrap_admin(runtime.db, runtime.store, runtime.key_service())
         if issued is not None:
             sys.stdout.write(
                 "\nBootstrap admin key (admin:apikeys, global). It is shown only this once; store it now:\n"

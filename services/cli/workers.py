@@ -9,33 +9,22 @@ import signal
 import sys
 
 import msgspec
-import nats.errors
-from nats.aio.client import Client
 
-from keyledger.services.messaging import bus
-from keyledger.services.config import Settings
 from keyledger.services.audit.sink import AuditSink
 from keyledger.services.cache.projector import Projector
-from keyledger.services.messaging.relay import Relay
 from keyledger.services.cache.replay import replay
+from keyledger.services.config import Settings
+from keyledger.services.messaging.connection import connect_until
+from keyledger.services.messaging.events import event_consumer
+from keyledger.services.messaging.relay import Relay
+from keyledger.services.messaging.usage import usage_consumer
 from keyledger.services.runtime import open_runtime
+from keyledger.services.storage.checkpoints import Checkpoints
+from keyledger.services.storage.key_cache_table import KeyCacheTable
+from keyledger.services.storage.replay_source import ReplaySource
+from keyledger.services.storage.usage_table import UsageTable
 
 log = logging.getLogger("keyledger.workers")
-
-
-async def connect_until(url: str, name: str, stop: asyncio.Event) -> Client | None:
-    """Connect to NATS, retrying while it is unreachable; None if stopped first."""
-    delay = 0.2
-    while not stop.is_set():
-        try:
-            return await bus.connect(url, name)
-        except (OSError, nats.errors.Error) as exc:
-            log.warning("NATS unreachable (%s); retrying in %.1fs", type(exc).__name__, delay)
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
-            except asyncio.TimeoutError:
-                delay = min(delay * 2, 5.0)
-    return None
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:
@@ -52,19 +41,21 @@ async def run_workers(args: argparse.Namespace, settings: Settings) -> None:
     roles = {"run": ("relay", "projector", "audit-sink"), "relay": ("relay",), "projector": ("projector",),
              "audit-sink": ("audit-sink",)}[args.group]
     async with open_runtime(settings) as rt:
-        nc = await connect_until(rt.nats_url, f"keyledger-{args.group}", stop)
-        if nc is None:
+        bus = await connect_until(rt.nats_url, f"keyledger-{args.group}", stop)
+        if bus is None:
             return
-        js = nc.jetstream()
-        workers = {"relay": lambda: Relay(rt.pool, js, settings).run(stop),
-                   "projector": lambda: Projector(rt.pool, js, settings).run(stop),
-                   "audit-sink": lambda: AuditSink(rt.pool, js, settings).run(stop)}
+        workers = {
+            "relay": lambda: Relay(rt.db, rt.store, Checkpoints(rt.db), bus, settings).run(stop),
+            "projector": lambda: Projector(KeyCacheTable(rt.db, rt.store),
+                                           event_consumer(bus, settings, "key-cache-projector", 500)).run(stop),
+            "audit-sink": lambda: AuditSink(UsageTable(rt.db), usage_consumer(bus, settings, "audit-sink", 200)).run(stop),
+        }
         print(f"keyledger {' + '.join(roles)} running (postgres {rt.database_url}, nats {rt.nats_url}); "
               "Ctrl-C stops", flush=True)
         try:
             await asyncio.gather(*(workers[role]() for role in roles))
         finally:
-            await nc.close()
+            await bus.close()
 
 
 async def run_replay(args: argparse.Namespace, settings: Settings) -> None:
@@ -76,8 +67,8 @@ async def run_replay(args: argparse.Namespace, settings: Settings) -> None:
         with Progress(*columns, console=None, disable=args.json or not sys.stderr.isatty(),
                       transient=True) as bar:
             task = bar.add_task("replay", total=None)
-            async with rt.pool.connection() as conn:
-                result = await replay(conn, progress=lambda done, total: bar.update(task, completed=done, total=total))
+            result = await replay(ReplaySource(rt.db),
+                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
     summary = {**msgspec.structs.asdict(result), "events_per_second": round(result.events_per_second)}
     if args.json:
         print(msgspec.json.encode(summary).decode())

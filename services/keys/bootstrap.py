@@ -1,30 +1,23 @@
-"""``keyledger serve``: migrate, create the bootstrap admin key once, and serve the API with granian."""
+"""The bootstrap admin key: created once, on an empty store, so the operator can create the real keys."""
 
 from __future__ import annotations
 
-
-import psycopg
-
 from keyledger.domain.access import AccessEntry
 from keyledger.domain.recorded import Metadata
-from keyledger.services.keys.service import IssuedKey
-from keyledger.services.runtime import Runtime
+from keyledger.services.keys.service import IssuedKey, KeyService
+from keyledger.services.storage.database import Database
+from keyledger.services.storage.event_store import EventStore
+from keyledger.services.storage.locks import BOOTSTRAP, exclusive
 
-_BOOTSTRAP_LOCK = 0x6B62
 BOOTSTRAP_ACCESS = (AccessEntry(resource="global", scopes=("admin:apikeys",)),)
 
 
-async def bootstrap_admin(runtime: Runtime) -> IssuedKey | None:
+async def bootstrap_admin(db: Database, store: EventStore, keys: KeyService) -> IssuedKey | None:
     """On an empty store, create one global ``admin:apikeys`` key; None if the store has events.
 
-    A session advisory lock makes API processes starting together create only one.
+    An advisory lock makes API processes starting together create only one.
     """
-    async with await psycopg.AsyncConnection.connect(runtime.database_url, autocommit=True) as conn:
-        await conn.execute("SELECT pg_advisory_lock(%s)", (_BOOTSTRAP_LOCK,))
-        try:
-            if await runtime.store.head_position() > 0:
-                return None
-            return await runtime.keys.create("bootstrap admin", access=BOOTSTRAP_ACCESS,
-                                             metadata=Metadata(actor="bootstrap"))
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock(%s)", (_BOOTSTRAP_LOCK,))
+    async with exclusive(db, BOOTSTRAP):
+        if await store.head_position() > 0:
+            return None
+        return await keys.create("bootstrap admin", access=BOOTSTRAP_ACCESS, metadata=Metadata(actor="bootstrap"))

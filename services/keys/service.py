@@ -45,10 +45,11 @@ class KeyService:
         prefix: str = token.DEFAULT_PREFIX,
         random_bytes: token.RandomBytes = secrets.token_bytes,
         clock: Clock = utc_now,
+        on_events: EventsHook | None = None,
     ) -> None:
         self._store, self._hasher, self._prefix = store, hasher, prefix
         self._random, self._clock = random_bytes, clock
-        self.on_events: EventsHook | None = None  # e.g. the live cache applying its own writes at once
+        self._on_events = on_events  # e.g. the live cache applying its own writes at once
 
     async def create(
         self,
@@ -135,7 +136,7 @@ class KeyService:
         recorded_events = await self._store.append(command.key_id, version, events, metadata)
         for recorded in recorded_events:
             state = evolve(state, recorded.event)
-        if self.on_events is not None:
-            self.on_events(recorded_events)
+        if self._on_events is not None:
+            self._on_events(recorded_events)
         assert state is not None
         return state

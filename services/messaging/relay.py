@@ -6,15 +6,15 @@ import asyncio
 import logging
 
 import nats.errors
-import psycopg
-from nats.js import JetStreamContext
 from nats.js.errors import Error as JetStreamError
-from psycopg_pool import AsyncConnectionPool
 
-from keyledger.services.messaging import bus
 from keyledger.services.config import Settings
-from keyledger.services.storage.event_store import PostgresEventStore
-from keyledger.services.storage.checkpoints import read_checkpoint, save_checkpoint
+from keyledger.services.messaging.connection import Bus
+from keyledger.services.messaging.streams import encode_message, ensure_event_stream, subject_for
+from keyledger.services.storage.checkpoints import Checkpoints
+from keyledger.services.storage.database import Database
+from keyledger.services.storage.event_store import EventStore
+from keyledger.services.storage.notifications import listening
 
 log = logging.getLogger("keyledger.relay")
 RELAY = "relay"
@@ -28,29 +28,26 @@ class Relay:
     drops duplicates within its window, and consumers skip versions they already have.
     """
 
-    def __init__(self, pool: AsyncConnectionPool, js: JetStreamContext, settings: Settings,
+    def __init__(self, db: Database, store: EventStore, checkpoints: Checkpoints, bus: Bus, settings: Settings,
                  page_size: int = 1000, ack_timeout: float = 5.0) -> None:
-        self._pool, self._js, self._settings = pool, js, settings
-        self._store = PostgresEventStore(pool)
+        self._db, self._store, self._checkpoints, self._bus, self._settings = db, store, checkpoints, bus, settings
         self._page_size, self._ack_timeout = page_size, ack_timeout
         self.published = 0
 
     async def publish_pending(self) -> int:
         """Publish every event after the checkpoint, page by page; returns how many."""
-        async with self._pool.connection() as conn:
-            position, _ = await read_checkpoint(conn, RELAY)
+        position, _ = await self._checkpoints.read(RELAY)
         total = 0
         while page := await self._store.read_page(position, self._page_size):
             futures = [
-                await self._js.publish_async(
-                    bus.subject_for(self._settings, recorded.stream_id), bus.encode_message(recorded),
+                await self._bus._js.publish_async(
+                    subject_for(self._settings, recorded.stream_id), encode_message(recorded),
                     headers={"Nats-Msg-Id": str(recorded.event_id)})
                 for recorded in page
             ]
             acks = await asyncio.wait_for(asyncio.gather(*futures), self._ack_timeout)
             position = page[-1].global_position
-            async with self._pool.connection() as conn:
-                await save_checkpoint(conn, RELAY, position, acks[-1].seq)
+            await self._checkpoints.save(RELAY, position, acks[-1].seq)
             total += len(page)
             self.published += len(page)
         return total
@@ -58,12 +55,11 @@ class Relay:
     async def run(self, stop: asyncio.Event, poll_interval: float = 0.5) -> None:
         """Publish until ``stop`` is set, woken by Postgres NOTIFY or every ``poll_interval``."""
         backoff, ready = 0.1, False
-        async with await psycopg.AsyncConnection.connect(str(self._pool.conninfo), autocommit=True) as listener:
-            await listener.execute("LISTEN keyledger_events")
+        async with listening(self._db) as notified:
             while not stop.is_set():
                 try:
                     if not ready:
-                        await bus.ensure_stream(self._js, self._settings)
+                        await ensure_event_stream(self._bus, self._settings)
                         ready = True
                     if await self.publish_pending():
                         backoff = 0.1
@@ -73,8 +69,7 @@ class Relay:
                     await _sleep_or_stop(stop, backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
-                async for _ in listener.notifies(timeout=poll_interval, stop_after=1):
-                    pass
+                await notified(poll_interval)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

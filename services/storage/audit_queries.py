@@ -11,6 +11,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from keyledger.domain.errors import ValidationError
+from keyledger.services.storage.database import Database
 
 KINDS = ("usage", "lifecycle")
 
@@ -86,3 +87,15 @@ async def query_audit(conn: AsyncConnection, where: AuditFilter, limit: int,
         rows = await cur.fetchall()
     page = rows[:limit]
     return page, encode_cursor(page[-1]) if len(rows) > limit else None
+
+
+class AuditQueries:
+    """Reads of the audit trail (usage and lifecycle records) for the API and the CLI."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def page(self, where: AuditFilter, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of records, newest first, and the cursor of the next page."""
+        async with self._db._connection() as conn:
+            return await query_audit(conn, where, limit, cursor)

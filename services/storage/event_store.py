@@ -7,11 +7,11 @@ from typing import Any, AsyncIterator, Protocol, Sequence
 
 import msgspec
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from keyledger.domain.errors import ConcurrencyError
 from keyledger.domain.events import Event, decode_event, encode_event, event_type
 from keyledger.domain.recorded import Metadata, RecordedEvent
+from keyledger.services.storage.database import Database
 
 
 _APPEND = """
@@ -70,10 +70,10 @@ class EventStore(Protocol):
 
 
 class PostgresEventStore:
-    """Appends and reads events through an async psycopg connection pool."""
+    """Appends and reads events in Postgres."""
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
-        self._pool = pool
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     async def append(
         self, stream_id: str, expected_version: int, events: Sequence[Event], metadata: Metadata | None = None
@@ -93,11 +93,12 @@ class PostgresEventStore:
             "types": types,
             "datas": [encode_event(event).decode() for event in events],
         }
-        try:
-            async with self._pool.connection() as conn:
+        async with self._db._connection() as conn:
+            try:
                 rows = await (await conn.execute(_APPEND, params)).fetchall()
-        except psycopg.errors.UniqueViolation as exc:
-            raise ConcurrencyError(f"stream {stream_id} changed concurrently; expected version {expected_version}") from exc
+            except psycopg.errors.UniqueViolation as exc:
+                raise ConcurrencyError(
+                    f"stream {stream_id} changed concurrently; expected version {expected_version}") from exc
         if not rows:
             current = await self.stream_version(stream_id)
             raise ConcurrencyError(f"stream {stream_id} is at version {current}, expected {expected_version}")
@@ -109,7 +110,7 @@ class PostgresEventStore:
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's current version (0 when it has no events)."""
-        async with self._pool.connection() as conn:
+        async with self._db._connection() as conn:
             cur = await conn.execute(
                 "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = %s", (stream_id,)
             )
@@ -118,7 +119,7 @@ class PostgresEventStore:
 
     async def read_stream(self, stream_id: str, after_version: int = 0) -> list[RecordedEvent]:
         """All events of one stream after ``after_version``, in version order."""
-        async with self._pool.connection() as conn:
+        async with self._db._connection() as conn:
             cur = await conn.execute(
                 f"SELECT {_COLUMNS} FROM events WHERE stream_id = %s AND version > %s ORDER BY version",
                 (stream_id, after_version),
@@ -127,7 +128,7 @@ class PostgresEventStore:
 
     async def read_page(self, after_position: int, limit: int = 1000) -> list[RecordedEvent]:
         """Up to ``limit`` events with global position above ``after_position``, in order."""
-        async with self._pool.connection() as conn:
+        async with self._db._connection() as conn:
             cur = await conn.execute(
                 f"SELECT {_COLUMNS} FROM events WHERE global_position > %s ORDER BY global_position LIMIT %s",
                 (after_position, limit),
@@ -145,11 +146,11 @@ class PostgresEventStore:
 
     async def head_position(self) -> int:
         """The highest global position committed so far (0 for an empty store)."""
-        async with self._pool.connection() as conn:
-            return await self.head_on(conn)
+        async with self._db._connection() as conn:
+            return await head_on(conn)
 
-    @staticmethod
-    async def head_on(conn: psycopg.AsyncConnection) -> int:
-        """:meth:`head_position` on a given connection."""
-        row = await (await conn.execute("SELECT value FROM event_position")).fetchone()
-        return int(row[0]) if row else 0
+
+async def head_on(conn: psycopg.AsyncConnection) -> int:
+    """The head position, read on a given connection (storage-internal)."""
+    row = await (await conn.execute("SELECT value FROM event_position")).fetchone()
+    return int(row[0]) if row else 0

@@ -1,14 +1,21 @@
-"""Postgres storage of the key cache read model and of checkpoints."""
+"""The key cache read model in Postgres: one row per key, written with its checkpoint in one transaction."""
 
 from __future__ import annotations
 
+import logging
 from typing import Iterable
 
 import msgspec
 from psycopg import AsyncConnection
 
 from keyledger.domain.key import KeyState
-from keyledger.projections.key_cache import KeyCache
+from keyledger.domain.recorded import RecordedEvent
+from keyledger.projections.key_cache import KeyCache, Outcome, apply_at
+from keyledger.services.storage.checkpoints import read_checkpoint, save_checkpoint
+from keyledger.services.storage.database import Database
+from keyledger.services.storage.event_store import PostgresEventStore
+
+log = logging.getLogger("keyledger.projector")
 
 PROJECTOR = "key-cache"  # checkpoint name of the key cache projector
 _LOCK = 0x6B63  # advisory lock: projector batches and replay's swap never interleave
@@ -55,3 +62,70 @@ async def upsert_keys(conn: AsyncConnection, rows: Iterable[tuple[KeyState, int]
             f"state = excluded.state WHERE {table}.version < excluded.version",
             params,
         )
+
+
+class ProjectorStats(msgspec.Struct, kw_only=True):
+    """Counts since start: events applied, duplicates skipped, and events read from the store
+    because the stream skipped positions (``filled``) or a key's versions (``repaired``)."""
+
+    applied: int = 0
+    duplicates: int = 0
+    filled: int = 0
+    repaired: int = 0
+
+
+class KeyCacheTable:
+    """The ``key_cache`` table and its checkpoint."""
+
+    def __init__(self, db: Database, store: PostgresEventStore) -> None:
+        self._db, self._store = db, store
+
+    async def load(self) -> tuple[KeyCache, int, int]:
+        """Every stored key state, with the checkpoint ``(position, stream_seq)`` it is consistent with."""
+        async with self._db._connection() as conn, conn.transaction():
+            position, stream_seq = await read_checkpoint(conn, PROJECTOR)
+            return await load_all(conn), position, stream_seq
+
+    async def apply(self, batch: list[tuple[RecordedEvent, int]], stats: ProjectorStats,
+                    checkpoint: str = PROJECTOR) -> None:
+        """Apply ``(event, stream_seq)`` pairs and move the checkpoint, in one transaction.
+
+        The checkpoint means "every event up to here is applied": positions are gapless, so
+        when a batch skips some (messages still unacked by a projector that died, or held by
+        another replica), the missing ones are read from the store first. Versions a key
+        already has are skipped, so their later redelivery changes nothing.
+        """
+        async with self._db._connection() as conn, conn.transaction():
+            await lock_key_cache(conn)
+            done, _ = await read_checkpoint(conn, checkpoint)
+            fresh = sorted({r.global_position: r for r, _ in batch if r.global_position > done}.values(),
+                           key=lambda r: r.global_position)
+            stats.duplicates += len(batch) - len(fresh)
+            top = fresh[-1].global_position if fresh else done
+            if len(fresh) != top - done:
+                stats.filled += top - done - len(fresh)
+                fresh = await self._store.read_page(done, top - done)
+            model = await load_keys(conn, {recorded.stream_id for recorded in fresh})
+            positions: dict[str, int] = {}
+            for recorded in fresh:
+                outcome = apply_at(model, recorded.event, recorded.version)
+                if outcome is Outcome.GAP:
+                    await self._repair(model, positions, recorded.stream_id, stats)
+                    outcome = apply_at(model, recorded.event, recorded.version)
+                if outcome is Outcome.APPLIED:
+                    stats.applied += 1
+                    positions[recorded.stream_id] = recorded.global_position
+                else:
+                    stats.duplicates += 1
+            await upsert_keys(conn, [(model[key_id], position) for key_id, position in positions.items()])
+            await save_checkpoint(conn, checkpoint, top, max(s for _, s in batch))
+
+    async def _repair(self, model: KeyCache, positions: dict[str, int], stream_id: str,
+                      stats: ProjectorStats) -> None:
+        current = model.get(stream_id)
+        missing = await self._store.read_stream(stream_id, after_version=current.version if current else 0)
+        log.warning("version gap in %s: repairing %d event(s) from the store", stream_id, len(missing))
+        for recorded in missing:
+            if apply_at(model, recorded.event, recorded.version) is Outcome.APPLIED:
+                stats.repaired += 1
+                positions[stream_id] = recorded.global_position

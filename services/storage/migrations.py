@@ -8,6 +8,8 @@ from importlib import resources
 
 import psycopg
 
+from keyledger.services.storage.database import StorageError, describe
+
 log = logging.getLogger("keyledger.migrations")
 
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -31,23 +33,26 @@ async def migrate(conninfo: str) -> list[str]:
     neither race nor see a half-migrated schema.
     """
     applied: list[str] = []
-    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " version integer PRIMARY KEY, name text NOT NULL,"
-                " applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            cur = await conn.execute("SELECT version FROM schema_migrations")
-            done = {row[0] for row in await cur.fetchall()}
-            for version, name, sql in available_migrations():
-                if version in done:
-                    continue
-                await conn.execute(sql.encode())
+    try:
+        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
                 await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name)
+                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                    " version integer PRIMARY KEY, name text NOT NULL,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())"
                 )
-                applied.append(name)
-                log.info("applied migration %s", name)
+                cur = await conn.execute("SELECT version FROM schema_migrations")
+                done = {row[0] for row in await cur.fetchall()}
+                for version, name, sql in available_migrations():
+                    if version in done:
+                        continue
+                    await conn.execute(sql.encode())
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name)
+                    )
+                    applied.append(name)
+                    log.info("applied migration %s", name)
+    except psycopg.Error as exc:
+        raise StorageError(describe(exc)) from exc
     return applied

@@ -11,6 +11,8 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from psycopg import AsyncConnection, sql
 
+from keyledger.services.storage.database import Database
+
 log = logging.getLogger("keyledger.audit_retention")
 
 PARTITION_LOCK = 0x6B6C7570  # advisory lock held while partitions are created or dropped
@@ -74,3 +76,20 @@ async def apply_retention(conn: AsyncConnection, keep_days: int, now: datetime, 
     log.info("retention (keep %d days, cutoff %s, by %s): dropped %s", keep_days, cutoff.isoformat(), actor,
              ", ".join(dropped) or "nothing")
     return dropped
+
+
+class UsagePartitions:
+    """The partitions of ``usage_events`` in one database."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def ensure(self, day: date) -> None:
+        """Create the partition of ``day`` unless it exists."""
+        async with self._db._connection() as conn:
+            await ensure_partition(conn, day)
+
+    async def apply_retention(self, keep_days: int, now: datetime, actor: str | None) -> list[str]:
+        """:func:`apply_retention` on a pooled connection."""
+        async with self._db._connection() as conn:
+            return await apply_retention(conn, keep_days, now, actor)

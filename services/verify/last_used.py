@@ -7,8 +7,8 @@ import logging
 from datetime import datetime
 from typing import Iterable
 
-import psycopg
-from psycopg_pool import AsyncConnectionPool
+from keyledger.services.storage.database import StorageError
+from keyledger.services.storage.last_used_table import LastUsedTable
 
 log = logging.getLogger("keyledger.last_used")
 
@@ -16,8 +16,8 @@ log = logging.getLogger("keyledger.last_used")
 class LastUsedTracker:
     """``touch`` is a dict write; ``run`` flushes what changed every ``interval`` seconds."""
 
-    def __init__(self, pool: AsyncConnectionPool, interval: float = 5.0) -> None:
-        self._pool, self._interval = pool, interval
+    def __init__(self, table: LastUsedTable, interval: float = 5.0) -> None:
+        self._table, self._interval = table, interval
         self._seen: dict[str, datetime] = {}
         self._dirty: dict[str, datetime] = {}
 
@@ -32,12 +32,8 @@ class LastUsedTracker:
             return 0
         batch, self._dirty = self._dirty, {}
         try:
-            async with self._pool.connection() as conn, conn.cursor() as cur:
-                await cur.executemany(
-                    "INSERT INTO key_last_used (key_id, last_used_at) VALUES (%s, %s) ON CONFLICT (key_id) "
-                    "DO UPDATE SET last_used_at = greatest(key_last_used.last_used_at, excluded.last_used_at)",
-                    list(batch.items()))
-        except psycopg.Error:
+            await self._table.save(batch)
+        except StorageError:
             for key_id, at in batch.items():  # keep them for the next flush
                 self._dirty.setdefault(key_id, at)
             raise
@@ -52,15 +48,13 @@ class LastUsedTracker:
                 pass
             try:
                 await self.flush()
-            except psycopg.Error as exc:
+            except StorageError as exc:
                 log.warning("last-used flush failed (%s); will retry", type(exc).__name__)
 
     async def lookup(self, key_ids: Iterable[str]) -> dict[str, datetime]:
         """Last-used times of ``key_ids``: the newer of memory and Postgres."""
         ids = list(key_ids)
-        async with self._pool.connection() as conn:
-            cur = await conn.execute("SELECT key_id, last_used_at FROM key_last_used WHERE key_id = ANY(%s)", (ids,))
-            stored: dict[str, datetime] = dict(await cur.fetchall())
+        stored = await self._table.load(ids)
         for key_id in ids:
             if key_id in self._seen and (key_id not in stored or self._seen[key_id] > stored[key_id]):
                 stored[key_id] = self._seen[key_id]

@@ -14,10 +14,10 @@ import logging
 import time
 
 import msgspec
-import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from keyledger.domain.rate import WINDOW_SECONDS, window_start
+from keyledger.services.storage.database import StorageError
+from keyledger.services.storage.rate_windows import RateWindows
 from keyledger.services.verify.throttles import EpochClock, RateDecision, refused
 
 log = logging.getLogger("keyledger.rate_limit")
@@ -35,15 +35,11 @@ class _Window(msgspec.Struct, kw_only=True):
 class RateLimiter:
     """Counts requests per key and window; ``hit`` says whether one more is allowed."""
 
-    def __init__(self, pool: AsyncConnectionPool, clock: EpochClock = time.time, lease_fraction: float = 0.02,
+    def __init__(self, windows: RateWindows, clock: EpochClock = time.time, lease_fraction: float = 0.02,
                  window: int = WINDOW_SECONDS) -> None:
-        self._pool, self._clock, self._fraction, self._length = pool, clock, lease_fraction, window
+        self._store, self._clock, self._fraction, self._length = windows, clock, lease_fraction, window
         self._windows: dict[str, _Window] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-
-    def now(self) -> float:
-        """The limiter's clock (Unix seconds)."""
-        return self._clock()
 
     async def hit(self, key_id: str, limit: int) -> RateDecision:
         """Count one request of ``key_id`` against ``limit`` per window."""
@@ -72,11 +68,7 @@ class RateLimiter:
 
     async def _lease(self, key_id: str, window: _Window, limit: int) -> None:
         want = max(1, int(limit * self._fraction))
-        async with self._pool.connection() as conn:
-            cur = await conn.execute("SELECT granted, window_used FROM keyledger_rate_lease(%s, %s, %s, %s)",
-                                     (key_id, window.start, want, limit))
-            row = await cur.fetchone()
-        granted, window.window_used = (int(row[0]), int(row[1])) if row else (0, limit)
+        granted, window.window_used = await self._store.lease(key_id, window.start, want, limit)
         window.leased += granted
         window.exhausted = granted < want and window.window_used >= limit
 
@@ -85,8 +77,7 @@ class RateLimiter:
         current = window_start(self._clock(), self._length)
         self._windows = {k: w for k, w in self._windows.items() if w.start >= current}
         self._locks = {k: lock for k, lock in self._locks.items() if k in self._windows or lock.locked()}
-        async with self._pool.connection() as conn:
-            await conn.execute("DELETE FROM rate_windows WHERE window_start < %s", (current - self._length,))
+        await self._store.prune(current - self._length)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Prune once a window until ``stop``."""
@@ -97,5 +88,5 @@ class RateLimiter:
                 pass
             try:
                 await self.prune()
-            except psycopg.Error as exc:
+            except StorageError as exc:
                 log.warning("pruning rate windows failed (%s)", type(exc).__name__)

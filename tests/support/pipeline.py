@@ -8,17 +8,17 @@ import uuid
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Awaitable, Callable
 
-from nats.aio.client import Client
 from nats.js import JetStreamContext
-from psycopg_pool import AsyncConnectionPool
 
 from keyledger.domain.key import KeyState, fold
 from keyledger.projections.key_cache import KeyCache
-from keyledger.services.messaging import bus
 from keyledger.services.config import Settings
+from keyledger.services.messaging.connection import Bus, connect
+from keyledger.services.messaging.streams import ensure_event_stream
+from keyledger.services.storage.checkpoints import Checkpoints
+from keyledger.services.storage.database import Database
 from keyledger.services.storage.event_store import PostgresEventStore
-from keyledger.services.storage.key_cache_table import PROJECTOR, load_all
-from keyledger.services.storage.checkpoints import read_checkpoint
+from keyledger.services.storage.key_cache_table import PROJECTOR, KeyCacheTable
 
 
 def isolated_settings() -> Settings:
@@ -30,18 +30,18 @@ def isolated_settings() -> Settings:
 
 
 @asynccontextmanager
-async def jetstream(nats_url: str, settings: Settings) -> AsyncIterator[tuple[Client, JetStreamContext]]:
-    """A NATS connection whose stream is created now and deleted afterwards."""
-    nc = await bus.connect(nats_url, "test")
-    js = nc.jetstream()
-    await bus.ensure_stream(js, settings)
+async def jetstream(nats_url: str, settings: Settings) -> AsyncIterator[tuple[Bus, JetStreamContext]]:
+    """A NATS connection whose stream is created now and deleted afterwards (and its JetStream
+    context, for tests that inspect or publish directly)."""
+    bus = await connect(nats_url, "test")
+    await ensure_event_stream(bus, settings)
     try:
-        yield nc, js
+        yield bus, bus._js
     finally:
         try:
-            await js.delete_stream(settings.nats_stream)
+            await bus._js.delete_stream(settings.nats_stream)
         finally:
-            await nc.close()
+            await bus.close()
 
 
 @asynccontextmanager
@@ -70,17 +70,16 @@ async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 20.0
         await asyncio.sleep(0.02)
 
 
-async def projector_caught_up(pool: AsyncConnectionPool) -> bool:
+async def projector_caught_up(db: Database) -> bool:
     """Whether the projector's checkpoint has reached the store's head."""
-    async with pool.connection() as conn:
-        position, _ = await read_checkpoint(conn, PROJECTOR)
-    return position >= await PostgresEventStore(pool).head_position()
+    position, _ = await Checkpoints(db).read(PROJECTOR)
+    return position >= await PostgresEventStore(db).head_position()
 
 
-async def table_model(pool: AsyncConnectionPool) -> KeyCache:
+async def table_model(db: Database) -> KeyCache:
     """The key cache table's contents."""
-    async with pool.connection() as conn:
-        return await load_all(conn)
+    model, _, _ = await KeyCacheTable(db, PostgresEventStore(db)).load()
+    return model
 
 
 async def folded_streams(store: PostgresEventStore) -> dict[str, KeyState]:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, AsyncIterator
+from typing import Annotated, Any
 
 from litestar import Request, get
 from litestar.params import Parameter
 from litestar.response import Stream
 
 from keyledger.services.http.app import services_of
-from keyledger.services.storage.audit_queries import AuditFilter, query_audit
+from keyledger.services.storage.audit_queries import AuditFilter
 from keyledger.services.http.auth import acting_admin, audit_guard
 from keyledger.services.http.errors import ApiError
 
@@ -33,8 +33,7 @@ async def audit(request: Request, key_id: str | None = None, organization_id: st
         raise ApiError(400, "VALIDATION_ERROR", "limit must be between 1 and 1000")
     where = AuditFilter(key_id=key_id, organization_id=_organization(request, organization_id), outcome=outcome,
                         kind=kind, start=from_, end=to)
-    async with services_of(request).runtime.pool.connection() as conn:
-        items, next_cursor = await query_audit(conn, where, limit, cursor)
+    items, next_cursor = await services_of(request).audit.page(where, limit, cursor)
     return {"items": items, "next_cursor": next_cursor}
 
 
@@ -52,14 +51,7 @@ async def export(request: Request, format: str = "ndjson",  # type: ignore[type-
         raise ApiError(400, "VALIDATION_ERROR", "format must be ndjson or csv")
     if acting_admin(request).organization_id is not None:
         raise ApiError(403, "FORBIDDEN", "the export spans every organization; use a key without one")
-    pool = services_of(request).runtime.pool
-
-    async def body() -> AsyncIterator[bytes]:
-        async with pool.connection() as conn:
-            async for chunk in export_lines(conn, format, from_, to):
-                yield chunk
-
-    return Stream(body(), media_type=_MEDIA[format],
+    return Stream(export_lines(services_of(request).export, format, from_, to), media_type=_MEDIA[format],
                   headers={"Content-Disposition": f'attachment; filename="keyledger-audit.{format}"'})
 
 

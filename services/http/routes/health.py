@@ -21,7 +21,7 @@ async def readyz(request: Request) -> Response[Any]:  # type: ignore[type-arg]
     """Ready once the key cache has caught up with the store as it was at start, and NATS is connected."""
     services = services_of(request)
     cache = services.cache
-    if not services.nats.is_connected:
+    if not services.bus.is_connected:
         return error_response(503, "NOT_READY", "not connected to NATS")
     if cache.position < services.startup_head:
         return error_response(503, "NOT_READY", f"key cache at {cache.position} of {services.startup_head}")

@@ -100,7 +100,7 @@ async def create_key(request: Request, data: CreateKeyBody) -> Response[Any]:  #
         if organization not in (None, admin.organization_id):
             raise forbidden("an organization's admin key can only create keys of that organization")
         organization = admin.organization_id
-    issued: IssuedKey = await services_of(request).runtime.keys.create(
+    issued: IssuedKey = await services_of(request).keys.create(
         data.name, organization_id=organization, access=_entries(data.scopes, data.access),
         expires_at=data.expires_at, rate_limit=data.rate_limit, metadata=request_metadata(request, admin))
     return _respond(request, issued.state, 201, secret=issued.token)
@@ -140,7 +140,7 @@ async def change_key(request: Request, key_id: str, data: ChangeKeyBody) -> Resp
     admin = acting_admin(request)
     _visible_key(request, admin, key_id)
     access = None if data.scopes is None and data.access is None else _entries(data.scopes, data.access)
-    state = await services_of(request).runtime.keys.change_access(
+    state = await services_of(request).keys.change_access(
         key_id, access=access, name=data.name, rate_limit=data.rate_limit, expected_version=_expected_version(request),
         metadata=request_metadata(request, admin))
     return _respond(request, state)
@@ -151,7 +151,7 @@ async def rotate_key(request: Request, key_id: str, data: RotateBody | None = No
     """A new secret, shown once; the old one works for ``grace_seconds`` (0..7 days) more."""
     admin = acting_admin(request)
     _visible_key(request, admin, key_id)
-    issued = await services_of(request).runtime.keys.rotate(
+    issued = await services_of(request).keys.rotate(
         key_id, grace_seconds=(data or RotateBody()).grace_seconds, expected_version=_expected_version(request),
         metadata=request_metadata(request, admin))
     return _respond(request, issued.state, secret=issued.token)
@@ -162,7 +162,7 @@ async def revoke_key(request: Request, key_id: str, data: RevokeBody | None = No
     """Revoke at once and for good."""
     admin = acting_admin(request)
     _visible_key(request, admin, key_id)
-    state = await services_of(request).runtime.keys.revoke(
+    state = await services_of(request).keys.revoke(
         key_id, reason=(data or RevokeBody()).reason, expected_version=_expected_version(request),
         metadata=request_metadata(request, admin))
     return _respond(request, state)

@@ -1,0 +1,98 @@
+"""What an API process runs: the components request handlers use, and the background work beside them."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import msgspec
+
+from keyledger.services.audit.emitter import UsageEmitter
+from keyledger.services.audit.sink import AuditSink
+from keyledger.services.cache.live import LiveKeyCache
+from keyledger.services.cache.projector import Projector
+from keyledger.services.clock import Clock, epoch
+from keyledger.services.config import Settings
+from keyledger.services.devstack.stack import default_data_dir
+from keyledger.services.keys.service import KeyService
+from keyledger.services.messaging.connection import Bus, connect
+from keyledger.services.messaging.events import event_consumer
+from keyledger.services.messaging.feed import EventFeed
+from keyledger.services.messaging.relay import Relay
+from keyledger.services.messaging.usage import UsagePublisher, usage_consumer
+from keyledger.services.runtime import open_runtime
+from keyledger.services.storage.audit_export_source import ExportSource
+from keyledger.services.storage.audit_queries import AuditQueries
+from keyledger.services.storage.checkpoints import Checkpoints
+from keyledger.services.storage.key_cache_table import KeyCacheTable
+from keyledger.services.storage.last_used_table import LastUsedTable
+from keyledger.services.storage.rate_windows import RateWindows
+from keyledger.services.storage.usage_table import UsageTable
+from keyledger.services.verify.last_used import LastUsedTracker
+from keyledger.services.verify.rate_limiter import RateLimiter
+from keyledger.services.verify.throttles import FailureThrottle
+from keyledger.services.verify.verifier import Verifier
+
+
+class Components(msgspec.Struct, kw_only=True):
+    """What request handlers use."""
+
+    settings: Settings
+    clock: Clock
+    keys: KeyService
+    cache: LiveKeyCache
+    verifier: Verifier
+    limiter: RateLimiter
+    auth_failures: FailureThrottle
+    last_used: LastUsedTracker
+    usage: UsageEmitter
+    audit: AuditQueries
+    export: ExportSource
+    bus: Bus
+    startup_head: int
+
+
+async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
+    """Open the database and NATS, load and follow the key cache, start the background work
+    (stopped, and everything closed, when ``stack`` exits)."""
+    runtime = await stack.enter_async_context(open_runtime(cfg, pool_size=8))
+    db, clock = runtime.db, runtime.clock
+    cache_ref: list[LiveKeyCache] = []
+
+    async def follow_again() -> None:
+        for live in cache_ref:
+            await live.resubscribe()
+
+    bus = await connect(runtime.nats_url, "keyledger-api", on_reconnect=follow_again)
+    stack.push_async_callback(bus.close)
+    startup_head = await runtime.store.head_position()
+    table = KeyCacheTable(db, runtime.store)
+    cache = LiveKeyCache(runtime.store, table, EventFeed(bus, cfg))
+    await cache.start()
+    cache_ref.append(cache)
+    stack.push_async_callback(cache.stop)
+    last_used = LastUsedTracker(LastUsedTable(db))
+    limiter = RateLimiter(RateWindows(db), clock=epoch(clock))
+    spool = Path(cfg.spool_dir) if cfg.spool_dir else default_data_dir() / "spool"
+    usage = UsageEmitter(UsagePublisher(bus, cfg), spool)
+    stop = asyncio.Event()
+    workers = [last_used.run, limiter.run, usage.run]
+    if cfg.run_workers:
+        workers += [Relay(db, runtime.store, Checkpoints(db), bus, cfg).run,
+                    Projector(table, event_consumer(bus, cfg, "key-cache-projector", 500)).run,
+                    AuditSink(UsageTable(db), usage_consumer(bus, cfg, "audit-sink", 200)).run]
+    tasks = [asyncio.create_task(worker(stop)) for worker in workers]
+
+    async def stop_workers() -> None:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    stack.push_async_callback(stop_workers)
+    verifier = Verifier(cache, runtime.hasher, cfg.token_prefix, clock, max_pending=cfg.argon2_max_pending,
+                        key_failure_limit=cfg.key_failure_limit)
+    return Components(
+        settings=cfg, clock=clock, keys=runtime.key_service(on_events=cache.apply_local), cache=cache,
+        verifier=verifier, limiter=limiter, auth_failures=FailureThrottle(cfg.auth_failure_limit, clock=epoch(clock)),
+        last_used=last_used, usage=usage, audit=AuditQueries(db), export=ExportSource(db), bus=bus,
+        startup_head=startup_head)

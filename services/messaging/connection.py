@@ -1,0 +1,74 @@
+"""The NATS connection of one process (JetStream inside), behind ``Bus``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import nats
+import nats.errors
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+log = logging.getLogger("keyledger.bus")
+
+
+class BusError(Exception):
+    """NATS is unreachable or refused an operation."""
+
+
+class Bus:
+    """A NATS connection that reconnects forever once it is up. Only ``keyledger.services.messaging``
+    reaches inside (``_nc``, ``_js``)."""
+
+    def __init__(self, nc: Client) -> None:
+        self._nc = nc
+        self._js: JetStreamContext = nc.jetstream()
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the connection is up right now."""
+        return bool(self._nc.is_connected)
+
+    @property
+    def max_payload(self) -> int:
+        """The largest message the server accepts."""
+        return int(self._nc.max_payload)
+
+    async def close(self) -> None:
+        """Drain nothing, just close."""
+        await self._nc.close()
+
+
+async def connect(url: str, name: str, on_reconnect: Callable[[], Awaitable[None]] | None = None) -> Bus:
+    """Connect to NATS (BusError if it is unreachable now); later outages are ridden out by reconnecting."""
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats %s: %s", name, exc)
+
+    options: dict[str, Any] = {
+        "name": name, "max_reconnect_attempts": -1, "reconnect_time_wait": 0.25,
+        "connect_timeout": 2, "error_cb": on_error, "allow_reconnect": True,
+    }
+    if on_reconnect is not None:
+        options["reconnected_cb"] = on_reconnect
+    try:
+        return Bus(await nats.connect(url, **options))
+    except (OSError, nats.errors.Error, asyncio.TimeoutError) as exc:
+        raise BusError(f"NATS at {url} unreachable ({type(exc).__name__})") from exc
+
+
+async def connect_until(url: str, name: str, stop: asyncio.Event) -> Bus | None:
+    """Connect to NATS, retrying while it is unreachable; None if stopped first."""
+    delay = 0.2
+    while not stop.is_set():
+        try:
+            return await connect(url, name)
+        except BusError as exc:
+            log.warning("%s; retrying in %.1fs", exc, delay)
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except asyncio.TimeoutError:
+                delay = min(delay * 2, 5.0)
+    return None

@@ -1,0 +1,86 @@
+"""Durable pull consumers: fetch a batch, let the caller store it, then ack (or terminate) each message."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import Error as JetStreamError
+
+from keyledger.services.messaging.connection import Bus
+
+log = logging.getLogger("keyledger.bus")
+ACK_WAIT_SECONDS = 30.0  # a killed consumer's unacked messages come back to another one after this
+
+
+class Delivery:
+    """One fetched message: its body, headers and stream sequence, and how to settle it."""
+
+    __slots__ = ("_msg", "data", "headers", "subject")
+
+    def __init__(self, msg: Msg) -> None:
+        self._msg, self.data, self.headers, self.subject = msg, msg.data, dict(msg.headers or {}), msg.subject
+
+    @property
+    def seq(self) -> int | None:
+        """The message's stream sequence (None if its metadata is unreadable)."""
+        try:
+            return int(self._msg.metadata.sequence.stream)
+        except (nats.errors.Error, ValueError, IndexError):
+            return None
+
+    async def ack(self) -> None:
+        """Done with it. A lost ack means a redelivery, which consumers skip as a duplicate."""
+        try:
+            await self._msg.ack()
+        except nats.errors.Error as exc:
+            log.warning("ack failed (%s); the message will be redelivered and skipped", type(exc).__name__)
+
+    async def term(self) -> None:
+        """Never deliver it again (it can never be processed)."""
+        try:
+            await self._msg.term()
+        except nats.errors.Error as exc:
+            log.warning("term failed (%s); it will be redelivered and dropped again", type(exc).__name__)
+
+
+class Consumer:
+    """A durable pull consumer on one stream, created when missing (an existing one is used as it is)."""
+
+    def __init__(self, bus: Bus, stream: str, subject: str, durable: str, batch_size: int,
+                 ensure_stream: Callable[[], Awaitable[None]], ack_wait: float = ACK_WAIT_SECONDS) -> None:
+        self._bus, self._stream, self._subject, self._durable = bus, stream, subject, durable
+        self._batch_size, self._ensure_stream, self._ack_wait = batch_size, ensure_stream, ack_wait
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        await self._ensure_stream()
+        return await self._bus._js.pull_subscribe(
+            self._subject, durable=self._durable, stream=self._stream,
+            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
+                                  ack_wait=self._ack_wait, max_ack_pending=20_000))
+
+    async def run(self, stop: asyncio.Event, process: Callable[[list[Delivery]], Awaitable[None]]) -> None:
+        """Fetch batches and ``process`` each until ``stop``; ``process`` settles (acks) the deliveries.
+        NATS outages are ridden out by subscribing again."""
+        subscription: JetStreamContext.PullSubscription | None = None
+        while not stop.is_set():
+            try:
+                if subscription is None:
+                    subscription = await self._subscribe()
+                msgs = await subscription.fetch(self._batch_size, timeout=0.5)
+            except (asyncio.TimeoutError, nats.errors.TimeoutError):
+                continue
+            except (nats.errors.Error, JetStreamError) as exc:
+                log.warning("%s: consumer unavailable (%s); retrying", self._durable, type(exc).__name__)
+                try:
+                    await asyncio.wait_for(stop.wait(), 0.5)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            if msgs:
+                await process([Delivery(msg) for msg in msgs])

@@ -1,0 +1,63 @@
+"""The JetStream streams: key events (one subject per key) and usage batches; their messages' encoding."""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from keyledger.domain.recorded import RecordedEvent
+from keyledger.services.config import Settings
+from keyledger.services.messaging.connection import Bus
+
+log = logging.getLogger("keyledger.bus")
+
+DUPLICATE_WINDOW_SECONDS = 120.0
+_encoder = msgspec.json.Encoder()
+_decoder: msgspec.json.Decoder[RecordedEvent] = msgspec.json.Decoder(RecordedEvent)
+
+
+def subject_for(settings: Settings, key_id: str) -> str:
+    """The subject an event of ``key_id`` is published on: ``<prefix>.<key_id>``."""
+    return f"{settings.nats_subject_prefix}.{key_id}"
+
+
+def all_subjects(settings: Settings) -> str:
+    """The wildcard covering every key's subject."""
+    return f"{settings.nats_subject_prefix}.>"
+
+
+def encode_message(recorded: RecordedEvent) -> bytes:
+    """The message body: the event with its envelope, as JSON."""
+    return _encoder.encode(recorded)
+
+
+def decode_message(data: bytes) -> RecordedEvent:
+    """The RecordedEvent carried by a message body."""
+    return _decoder.decode(data)
+
+
+async def _ensure(bus: Bus, name: str, subjects: list[str]) -> None:
+    try:
+        await bus._js.stream_info(name)
+    except NotFoundError:
+        await bus._js.add_stream(StreamConfig(name=name, subjects=subjects, storage=StorageType.FILE,
+                                              duplicate_window=DUPLICATE_WINDOW_SECONDS))
+        log.info("created JetStream stream %s", name)
+
+
+async def ensure_event_stream(bus: Bus, settings: Settings) -> None:
+    """Create the key events stream if it is missing (file storage, de-duplication window)."""
+    await _ensure(bus, settings.nats_stream, [all_subjects(settings)])
+
+
+async def ensure_usage_stream(bus: Bus, settings: Settings) -> None:
+    """Create the usage-events stream if it is missing (file storage, de-duplication window)."""
+    await _ensure(bus, settings.usage_stream, [settings.usage_subject])
+
+
+async def last_sequence(bus: Bus, stream: str) -> int:
+    """The stream's last sequence number."""
+    return int((await bus._js.stream_info(stream)).state.last_seq)

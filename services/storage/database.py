@@ -1,0 +1,86 @@
+"""The connection pool of one process, and the mapping of Postgres failures to ``StorageError``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger("keyledger.storage")
+
+
+class StorageError(Exception):
+    """Postgres is unreachable or refused a statement (an outage, a missing table...)."""
+
+
+class Database:
+    """One pool of autocommit connections. Only ``keyledger.services.storage`` reaches inside."""
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4) -> None:
+        self.url = url
+        self._pool = AsyncConnectionPool(url, min_size=min_size, max_size=max_size, open=False,
+                                         kwargs={"autocommit": True})
+
+    async def open(self) -> None:
+        """Open the pool and wait for its first connection."""
+        try:
+            await self._pool.open(wait=True)
+        except psycopg.Error as exc:
+            raise StorageError(describe(exc)) from exc
+
+    async def close(self) -> None:
+        """Close every connection."""
+        await self._pool.close()
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A pooled connection (storage-internal); psycopg errors leave as StorageError."""
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            raise StorageError(describe(exc)) from exc
+
+    @asynccontextmanager
+    async def _dedicated(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A connection of its own, outside the pool (LISTEN, session locks); storage-internal."""
+        try:
+            async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                yield conn
+        except psycopg.Error as exc:
+            raise StorageError(describe(exc)) from exc
+
+
+@asynccontextmanager
+async def open_database(url: str, *, min_size: int = 1, max_size: int = 4) -> AsyncIterator[Database]:
+    """An open Database, closed on exit."""
+    db = Database(url, min_size=min_size, max_size=max_size)
+    await db.open()
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+def describe(exc: psycopg.Error) -> str:
+    """One line about a Postgres failure: its class and SQLSTATE, or the first line of its message."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__} {exc.sqlstate or ''}: {first}".strip()
+
+
+async def retry_database(stop: asyncio.Event, action: Callable[[], Awaitable[None]], name: str) -> None:
+    """Run ``action`` until it succeeds or ``stop`` is set; storage errors mean wait, never drop."""
+    while not stop.is_set():
+        try:
+            await action()
+            return
+        except StorageError as exc:  # an outage, or e.g. a missing table
+            log.warning("%s: database unavailable (%s); retrying the batch", name, exc)
+            try:
+                await asyncio.wait_for(stop.wait(), 0.5)
+            except asyncio.TimeoutError:
+                pass
