@@ -1,4 +1,5 @@
-"""The Postgres event store against a real server: concurrency, ordering, round trips."""
+"""The Postgres event store against a real server: what only Postgres promises (migrations, append-only
+triggers, commit-order tailing, volume). The shared behaviours are in test_event_store_contract.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from keyledger.domain.errors import ConcurrencyError
 from keyledger.domain.events import Event
 from keyledger.domain.key import fold
 from keyledger.services.storage.event_store import PostgresEventStore
-from keyledger.domain.recorded import Metadata
 from keyledger.services.storage.migrations import available_migrations, migrate
 from tests.support.factories import changes, created
 
@@ -23,39 +23,6 @@ async def test_migrations_apply_once_even_when_started_together(database_url: st
     applied = [names for names in results if names]
     assert applied == [[name for _, name, _ in available_migrations()]]
     assert await migrate(database_url) == []
-
-
-async def test_append_and_read_back_with_envelope(store: PostgresEventStore) -> None:
-    meta = Metadata(actor="admin:k1", ip="203.0.113.9", user_agent="curl/8", request_id="req-1")
-    written = await store.append("key-a", 0, [created("key-a"), *changes("key-a", 2)], meta)
-    assert [e.version for e in written] == [1, 2, 3]
-    read = await store.read_stream("key-a")
-    assert [(e.global_position, e.version, e.type) for e in read] == [
-        (1, 1, "key.created"), (2, 2, "key.access_changed"), (3, 3, "key.access_changed")]
-    assert read == written
-    assert all(e.metadata == meta for e in read)
-    assert await store.read_stream("key-a", after_version=2) == written[2:]
-    assert await store.stream_version("key-a") == 3 and await store.stream_version("nope") == 0
-    assert await store.head_position() == 3
-
-
-async def test_stale_or_skipping_expected_version_is_a_conflict(store: PostgresEventStore) -> None:
-    await store.append("key-b", 0, [created("key-b")])
-    with pytest.raises(ConcurrencyError, match="at version 1, expected 0"):
-        await store.append("key-b", 0, [created("key-b")])
-    with pytest.raises(ConcurrencyError, match="at version 1, expected 5"):
-        await store.append("key-b", 5, changes("key-b", 1))
-    assert [e.version for e in await store.read_stream("key-b")] == [1]
-    assert await store.head_position() == 1  # failed appends consume no position
-
-
-async def test_concurrent_writers_on_one_stream_exactly_one_wins(store: PostgresEventStore) -> None:
-    await store.append("key-c", 0, [created("key-c")])
-    results = await asyncio.gather(
-        *(store.append("key-c", 1, changes("key-c", 1)) for _ in range(8)), return_exceptions=True)
-    assert sum(not isinstance(r, BaseException) for r in results) == 1
-    assert all(isinstance(r, ConcurrencyError) for r in results if isinstance(r, BaseException))
-    assert await store.stream_version("key-c") == 2
 
 
 async def test_events_cannot_be_changed_or_removed(store: PostgresEventStore, pool: AsyncConnectionPool) -> None:
