@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from psycopg_pool import AsyncConnectionPool
 
+from keyledger.services.storage.database import Database
 from keyledger.services.storage.event_store import EventStore, PostgresEventStore
 from tests.contracts.event_store import EventStoreContract
 
 
 class TestPostgresEventStore(EventStoreContract):
-    """The real store, on a fresh migrated database per test."""
+    """The real store, on a fresh migrated database per test (conftest's ``db``, built on ``pool``)."""
 
     @pytest.fixture
-    def store(self, pool: AsyncConnectionPool) -> EventStore:
+    def store(self, db: Database) -> EventStore:
         """A PostgresEventStore on the test's own database."""
-        return PostgresEventStore(pool)
+        return PostgresEventStore(db)
