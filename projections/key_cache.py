@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-from typing import Iterable
 
 from keyledger.domain.events import AnyEvent
 from keyledger.domain.key import KeyState, evolve
@@ -15,14 +14,6 @@ def apply(model: KeyCache, event: AnyEvent) -> KeyCache:
     """Apply one event to the cache (in place) and return it."""
     model[event.key_id] = evolve(model.get(event.key_id), event)
     return model
-
-
-def build(events: Iterable[AnyEvent], model: KeyCache | None = None) -> KeyCache:
-    """Fold ``events`` into a (new or given) cache."""
-    cache: KeyCache = {} if model is None else model
-    for event in events:
-        apply(cache, event)
-    return cache
 
 
 class Outcome(enum.Enum):

@@ -10,7 +10,8 @@ from pathlib import Path
 from nats.js import JetStreamContext
 
 from keyledger.domain.usage import UsageEvent, decode_batch
-from keyledger.services.messaging import bus
+from keyledger.services.messaging.connection import connect
+from keyledger.services.messaging.usage import UsagePublisher
 from keyledger.services.config import Settings
 from keyledger.services.audit.emitter import UsageEmitter
 from tests.support.natsproc import NatsServer
@@ -38,8 +39,8 @@ async def test_batches_spool_while_nats_is_down_and_arrive_once(tmp_path: Path) 
     server = NatsServer(tmp_path / "nats")
     server.start()
     try:
-        nc = await bus.connect(server.url, "emitter")
-        emitter = UsageEmitter(nc, settings, tmp_path / "spool", max_batch=50)
+        nc = await connect(server.url, "emitter")
+        emitter = UsageEmitter(UsagePublisher(nc, settings), tmp_path / "spool", max_batch=50)
         sent: list[UsageEvent] = []
 
         def emit(events: list[UsageEvent]) -> None:
@@ -58,8 +59,8 @@ async def test_batches_spool_while_nats_is_down_and_arrive_once(tmp_path: Path) 
             await wait_until(lambda: _at_least(emitter.published, 420), timeout=30, what="catch-up after restart")
             emit(usage(30))  # stop right away: shutdown flushes them
         assert not list((tmp_path / "spool").glob("*.batch"))
-        checker = await bus.connect(server.url, "checker")
-        ids = await delivered(checker.jetstream(), settings)
+        checker = await connect(server.url, "checker")
+        ids = await delivered(checker._js, settings)
         assert sorted(ids) == sorted(e.id for e in sent) and len(ids) == len(set(ids)) == 450
         assert emitter.dropped == 0
         await checker.close()
@@ -73,8 +74,8 @@ async def test_a_spool_left_by_a_stopped_process_is_sent_by_the_next(tmp_path: P
     server = NatsServer(tmp_path / "nats")
     server.start()
     try:
-        nc = await bus.connect(server.url, "first")
-        first = UsageEmitter(nc, settings, tmp_path / "spool")
+        nc = await connect(server.url, "first")
+        first = UsageEmitter(UsagePublisher(nc, settings), tmp_path / "spool")
         events = usage(75)
         server.stop()
         async with running(first.run):
@@ -83,11 +84,11 @@ async def test_a_spool_left_by_a_stopped_process_is_sent_by_the_next(tmp_path: P
         assert first.spooled == 75 and len(list((tmp_path / "spool").glob("*.batch"))) >= 1  # flushed to disk
         await nc.close()
         server.start()
-        nc = await bus.connect(server.url, "second")
-        second = UsageEmitter(nc, settings, tmp_path / "spool")
+        nc = await connect(server.url, "second")
+        second = UsageEmitter(UsagePublisher(nc, settings), tmp_path / "spool")
         async with running(second.run):
             await wait_until(lambda: _at_least(second.published, 75), what="the old spool")
-        assert sorted(await delivered(nc.jetstream(), settings)) == sorted(e.id for e in events)
+        assert sorted(await delivered(nc._js, settings)) == sorted(e.id for e in events)
         await nc.close()
     finally:
         server.stop()
@@ -99,9 +100,9 @@ async def _at_least(value: int, wanted: int) -> bool:
 
 
 async def test_an_overflowing_buffer_spills_in_publishable_batches(tmp_path: Path, nats_url: str) -> None:
-    nc = await bus.connect(nats_url, "overflow")
+    nc = await connect(nats_url, "overflow")
     try:
-        emitter = UsageEmitter(nc, isolated_settings(), tmp_path / "spool", max_batch=10, max_buffered=100)
+        emitter = UsageEmitter(UsagePublisher(nc, isolated_settings()), tmp_path / "spool", max_batch=10, max_buffered=100)
         for event in usage(101):
             emitter.emit(event)
         files = sorted((tmp_path / "spool").glob("*.batch"))

@@ -16,7 +16,9 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from keyledger.domain.events import KeyRevoked, KeyRotated
-from keyledger.services.audit.export import FORMATS, count_records, export_lines, export_records
+from keyledger.services.audit.export import FORMATS, count_records, export_lines
+from keyledger.services.storage.audit_export_source import ExportSource
+from keyledger.services.storage.database import Database, open_database
 from keyledger.services.audit.export_verify import verify_export
 from keyledger.services.storage.usage_partitions import ensure_partition, utc_day
 from keyledger.services.storage.event_store import PostgresEventStore
@@ -89,31 +91,29 @@ def _iso(at: datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-async def _records(pool: AsyncConnectionPool, start: datetime | None = None,
+async def _records(db: Database, start: datetime | None = None,
                    end: datetime | None = None) -> list[dict[str, str | None]]:
-    async with pool.connection() as conn:
-        return [record async for record in export_records(conn, start, end)]
+    lines = (await _export(db, "ndjson", start, end)).splitlines()[:-1]  # the last line is the manifest
+    return [{k: v for k, v in json.loads(line).items() if k not in ("seq", "prev", "digest")} for line in lines]
 
 
-async def _export(pool: AsyncConnectionPool, fmt: str, start: datetime | None = None, end: datetime | None = None,
+async def _export(db: Database, fmt: str, start: datetime | None = None, end: datetime | None = None,
                   **kwargs: Any) -> bytes:
-    async with pool.connection() as conn:
-        return b"".join([chunk async for chunk in export_lines(conn, fmt, start, end, **kwargs)])
+    return b"".join([chunk async for chunk in export_lines(ExportSource(db), fmt, start, end, **kwargs)])
 
 
-async def test_usage_and_lifecycle_come_out_interleaved_in_time_order(pool: AsyncConnectionPool,
+async def test_usage_and_lifecycle_come_out_interleaved_in_time_order(db: Database,
                                                                      trail: Trail) -> None:
-    records = await _records(pool)
+    records = await _records(db)
     assert [(r["at"], r["id"]) for r in records] == [(_iso(at), id_) for at, id_ in trail.order]
     kinds = [r["kind"] for r in records]
     assert kinds == ["lifecycle" if id_ in trail.lifecycle else "usage" for _, id_ in trail.order]
     assert kinds[0] == kinds[-1] == "usage" and kinds.count("lifecycle") == 3  # interleaved, not appended
-    async with pool.connection() as conn:
-        assert await count_records(conn) == len(records) == 8
+    assert await count_records(ExportSource(db)) == len(records) == 8
 
 
-async def test_lifecycle_records_are_flattened_without_secrets(pool: AsyncConnectionPool, trail: Trail) -> None:
-    lifecycle = [r for r in await _records(pool) if r["kind"] == "lifecycle"]
+async def test_lifecycle_records_are_flattened_without_secrets(db: Database, trail: Trail) -> None:
+    lifecycle = [r for r in await _records(db) if r["kind"] == "lifecycle"]
     assert [r["action"] for r in lifecycle] == ["key.created", "key.rotated", "key.revoked"]
     for record in lifecycle:
         assert record["outcome"] == "OK" and record["key_id"] == "key-a" and record["actor"] == "admin:root"
@@ -126,59 +126,58 @@ async def test_lifecycle_records_are_flattened_without_secrets(pool: AsyncConnec
     assert rotated["start"] == "kl_key-aXy9Q" and revoked["reason"] == "leaked"
 
 
-async def test_usage_values_survive_exactly(pool: AsyncConnectionPool, trail: Trail) -> None:
-    usage = [r for r in await _records(pool) if r["kind"] == "usage"]
+async def test_usage_values_survive_exactly(db: Database, trail: Trail) -> None:
+    usage = [r for r in await _records(db) if r["kind"] == "usage"]
     assert usage[0]["reason"] is None  # '' is exported as null
     tricky = next(r for r in usage if r["user_agent"] == TRICKY_AGENT)
     assert tricky["ip"] == "=1+2" and tricky["actor"] is None and tricky["detail"] is None
 
 
-async def test_the_range_is_half_open(pool: AsyncConnectionPool, trail: Trail) -> None:
+async def test_the_range_is_half_open(db: Database, trail: Trail) -> None:
     start, end = trail.order[1][0], trail.order[6][0]  # from the key's creation to the first day-after usage
-    records = await _records(pool, start, end)
+    records = await _records(db, start, end)
     assert [r["id"] for r in records] == [id_ for at, id_ in trail.order if start <= at < end]
     assert len(records) == 5
-    async with pool.connection() as conn:
-        assert await count_records(conn, start, end) == 5
-        assert await count_records(conn, end, end) == 0
+    assert await count_records(ExportSource(db), start, end) == 5
+    assert await count_records(ExportSource(db), end, end) == 0
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-async def test_exports_verify_and_never_hold_a_secret(pool: AsyncConnectionPool, trail: Trail, fmt: str) -> None:
+async def test_exports_verify_and_never_hold_a_secret(db: Database, trail: Trail, fmt: str) -> None:
     seen: list[int] = []
-    data = await _export(pool, fmt, progress=seen.append, batch_size=3)
+    data = await _export(db, fmt, progress=seen.append, batch_size=3)
     assert seen == [3, 6, 8]
     assert b"SECRET" not in data and b"secret" not in data and b"argon2" not in data
     report = verify_export([data])
     assert report.ok, report.problems
     assert report.count == 8
-    ranged = await _export(pool, fmt, trail.created, trail.revoked + timedelta(microseconds=1))
+    ranged = await _export(db, fmt, trail.created, trail.revoked + timedelta(microseconds=1))
     assert verify_export([ranged]).ok and verify_export([ranged]).count == 5
 
 
-async def test_both_formats_chain_the_same_digests(pool: AsyncConnectionPool, trail: Trail) -> None:
-    ndjson = [json.loads(line) for line in (await _export(pool, "ndjson")).splitlines()]
-    csv_text = (await _export(pool, "csv")).decode()
+async def test_both_formats_chain_the_same_digests(db: Database, trail: Trail) -> None:
+    ndjson = [json.loads(line) for line in (await _export(db, "ndjson")).splitlines()]
+    csv_text = (await _export(db, "csv")).decode()
     assert all(row["digest"] in csv_text for row in ndjson[:-1])
     assert ndjson[-1]["manifest"]["last_digest"] == ndjson[-2]["digest"]
 
 
-async def test_an_empty_trail_exports_only_its_manifest(pool: AsyncConnectionPool) -> None:
-    data = await _export(pool, "ndjson")
+async def test_an_empty_trail_exports_only_its_manifest(db: Database) -> None:
+    data = await _export(db, "ndjson")
     assert data.count(b"\n") == 1 and b'"count":0' in data
     assert verify_export([data]).ok
 
 
-async def test_unknown_format_is_refused_before_any_query(pool: AsyncConnectionPool) -> None:
-    async with pool.connection() as conn:
-        with pytest.raises(ValueError, match="format"):
-            export_lines(conn, "xml")
+async def test_unknown_format_is_refused_before_any_query(db: Database) -> None:
+    with pytest.raises(ValueError, match="format"):
+        export_lines(ExportSource(db), "xml")
 
 
-async def test_an_abandoned_export_leaves_the_connection_usable(pool: AsyncConnectionPool, trail: Trail) -> None:
-    async with pool.connection() as conn:
-        async with contextlib.aclosing(export_lines(conn, "ndjson", batch_size=2)) as chunks:
+async def test_an_abandoned_export_leaves_the_connection_usable(database_url: str, trail: Trail) -> None:
+    async with open_database(database_url, max_size=1) as single:  # the next export must reuse that connection
+        source = ExportSource(single)
+        async with contextlib.aclosing(export_lines(source, "ndjson", batch_size=2)) as chunks:
             async for _ in chunks:
                 break
-        assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
-        assert conn.info.transaction_status.name == "IDLE"
+        assert await count_records(source) == 8
+        assert len((await _export(single, "ndjson")).splitlines()) == 9

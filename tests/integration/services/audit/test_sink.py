@@ -18,14 +18,18 @@ from typing import AsyncIterator, Awaitable, Callable
 import psycopg
 import pytest
 from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from psycopg_pool import AsyncConnectionPool
 
 from keyledger.domain.usage import USAGE_COLUMNS, UsageEvent, encode_batch
-from keyledger.services.messaging import bus
-from keyledger.services.storage.usage_partitions import apply_retention
-from keyledger.services.audit.sink import AuditSink, SinkStats, consumer_config
+from keyledger.services.audit.sink import AuditSink, SinkStats
+from keyledger.services.messaging.connection import Bus, connect
+from keyledger.services.messaging.consume import Delivery
+from keyledger.services.messaging.streams import ensure_usage_stream
+from keyledger.services.storage.database import Database
+from keyledger.services.storage.usage_partitions import UsagePartitions, apply_retention
 from keyledger.services.config import Settings
-from tests.support.pipeline import isolated_settings, running, wait_until
+from tests.support.pipeline import isolated_settings, running, sink_for, wait_until
 from tests.support.paths import REPO_ROOT as ROOT
 
 DAY0 = datetime(2026, 11, 20, tzinfo=timezone.utc)
@@ -49,12 +53,22 @@ def usage_events(n: int, start: datetime = DAY0, spread: timedelta = timedelta(h
         request_id=rng.choice((uuid.uuid4().hex, None))) for _ in range(n)]
 
 
+BUSES: dict[int, Bus] = {}  # the Bus behind each usage_stream()'s JetStream context
+
+
+def consumer_config(ack_wait: float) -> ConsumerConfig:
+    """The durable consumer the audit sink creates when it is missing."""
+    return ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL, ack_wait=ack_wait,
+                          max_ack_pending=20_000)
+
+
 @asynccontextmanager
 async def usage_stream(nats_url: str, settings: Settings) -> AsyncIterator[JetStreamContext]:
     """A JetStream context whose usage stream is created now and deleted afterwards."""
-    nc = await bus.connect(nats_url, "test-audit")
-    js = nc.jetstream()
-    await bus.ensure_usage_stream(js, settings)
+    nc = await connect(nats_url, "test-audit")
+    js = nc._js
+    await ensure_usage_stream(nc, settings)
+    BUSES[id(js)] = nc
     try:
         yield js
     finally:
@@ -106,11 +120,11 @@ async def reaches(sink: AuditSink, **counts: int) -> bool:
     return all(getattr(sink.stats, name) >= value for name, value in counts.items())
 
 
-async def test_batches_are_stored_exactly(pool: AsyncConnectionPool, nats_url: str) -> None:
+async def test_batches_are_stored_exactly(pool: AsyncConnectionPool, db: Database, nats_url: str) -> None:
     settings = isolated_settings()
     events = usage_events(1500)
     async with usage_stream(nats_url, settings) as js:
-        sink = AuditSink(pool, js, settings, fetch_batch=4)
+        sink = sink_for(db, BUSES[id(js)], settings, fetch_batch=4)
         batch_ids = [await publish(js, settings, events[i:i + 100]) for i in range(0, 1000, 100)]
         async with running(sink.run):
             await wait_until(lambda: reaches(sink, stored=1000), what="the first batches")
@@ -123,7 +137,7 @@ async def test_batches_are_stored_exactly(pool: AsyncConnectionPool, nats_url: s
             assert dict(await cur.fetchall()) == {b: 100 if i < 10 else 250 for i, b in enumerate(batch_ids)}
 
 
-async def test_a_batch_published_again_is_stored_once(pool: AsyncConnectionPool, nats_url: str) -> None:
+async def test_a_batch_published_again_is_stored_once(pool: AsyncConnectionPool, db: Database, nats_url: str) -> None:
     settings = isolated_settings()
     first, second = usage_events(50, seed=2), usage_events(30, seed=3)
     async with usage_stream(nats_url, settings) as js:
@@ -132,7 +146,7 @@ async def test_a_batch_published_again_is_stored_once(pool: AsyncConnectionPool,
         assert ack.duplicate  # the same Nats-Msg-Id: JetStream itself drops it
         await publish(js, settings, first, batch_id=batch, msg_id=str(uuid.uuid4()))  # same fetch as the first
         await js.publish(settings.usage_subject, encode_batch(second))  # no headers: id derived from the body
-        sink = AuditSink(pool, js, settings)
+        sink = sink_for(db, BUSES[id(js)], settings)
         async with running(sink.run):
             await wait_until(lambda: reaches(sink, stored=80), what="the batches")
             await publish(js, settings, first, batch_id=batch, msg_id=str(uuid.uuid4()))  # a later fetch
@@ -142,15 +156,14 @@ async def test_a_batch_published_again_is_stored_once(pool: AsyncConnectionPool,
         assert await stored(pool) == {e.id: e for e in first + second}
 
 
-async def test_a_batch_committed_but_not_acked_is_skipped_when_redelivered(
-        pool: AsyncConnectionPool, nats_url: str) -> None:
+async def test_a_batch_committed_but_not_acked_is_skipped_when_redelivered(pool: AsyncConnectionPool, db: Database, nats_url: str) -> None:
     settings = isolated_settings()
     events = usage_events(400, seed=4)
     async with usage_stream(nats_url, settings) as js:
         for i in range(0, 400, 100):
             await publish(js, settings, events[i:i + 100])
         subscription = await js.pull_subscribe(settings.usage_subject, durable="audit-sink",
-                                               stream=settings.usage_stream, config=consumer_config())
+                                               stream=settings.usage_stream, config=consumer_config(30.0))
         msgs = await subscription.fetch(4, timeout=2)
         assert len(msgs) == 4
 
@@ -159,19 +172,19 @@ async def test_a_batch_committed_but_not_acked_is_skipped_when_redelivered(
 
         for msg in msgs:
             msg.ack = lost  # type: ignore[method-assign]
-        crashed = AuditSink(pool, js, settings)
-        await crashed.handle(msgs)
+        crashed = sink_for(db, BUSES[id(js)], settings)
+        await crashed.commit(await crashed.accept([Delivery(msg) for msg in msgs]))
         assert crashed.stats == SinkStats(stored=400, batches=4)
         for msg in msgs:  # redelivered at once rather than after the ack wait
             await msg.nak()
-        sink = AuditSink(pool, js, settings)
+        sink = sink_for(db, BUSES[id(js)], settings)
         async with running(sink.run):
             await wait_until(lambda: reaches(sink, duplicates=4), what="the redelivered batches")
         assert sink.stats == SinkStats(duplicates=4)
         assert await stored(pool) == {e.id: e for e in events}
 
 
-async def test_partitions_are_created_per_utc_day(pool: AsyncConnectionPool, nats_url: str) -> None:
+async def test_partitions_are_created_per_utc_day(pool: AsyncConnectionPool, db: Database, nats_url: str) -> None:
     settings = isolated_settings()
     spread = usage_events(600, spread=timedelta(days=3), seed=5)
     plus5 = timezone(timedelta(hours=5))  # 2026-11-24 01:30 +05:00 is 2026-11-23 20:30 UTC
@@ -181,7 +194,7 @@ async def test_partitions_are_created_per_utc_day(pool: AsyncConnectionPool, nat
         for i in range(0, 600, 60):
             await publish(js, settings, spread[i:i + 60])
         await publish(js, settings, [near_midnight])
-        sinks = [AuditSink(pool, js, settings, fetch_batch=1) for _ in range(3)]  # racing to create them
+        sinks = [sink_for(db, BUSES[id(js)], settings, fetch_batch=1) for _ in range(3)]  # racing to create them
         async with running(*(sink.run for sink in sinks)):
             await wait_until(lambda: _total_stored(sinks, 601), what="every event")
     per_day: dict[str, int] = {}
@@ -196,10 +209,10 @@ async def _total_stored(sinks: list[AuditSink], n: int) -> bool:
     return sum(sink.stats.stored for sink in sinks) >= n
 
 
-async def test_usage_rows_cannot_be_updated_or_deleted(pool: AsyncConnectionPool, nats_url: str) -> None:
+async def test_usage_rows_cannot_be_updated_or_deleted(pool: AsyncConnectionPool, db: Database, nats_url: str) -> None:
     settings = isolated_settings()
     async with usage_stream(nats_url, settings) as js:
-        sink = AuditSink(pool, js, settings)
+        sink = sink_for(db, BUSES[id(js)], settings)
         await publish(js, settings, usage_events(10, seed=6))
         async with running(sink.run):
             await wait_until(lambda: reaches(sink, stored=10), what="the batch")
@@ -212,8 +225,7 @@ async def test_usage_rows_cannot_be_updated_or_deleted(pool: AsyncConnectionPool
     assert await scalar(pool, "SELECT count(*) FROM usage_events") == 10
 
 
-async def test_malformed_messages_are_dropped_without_wedging_the_sink(
-        pool: AsyncConnectionPool, nats_url: str, caplog: pytest.LogCaptureFixture) -> None:
+async def test_malformed_messages_are_dropped_without_wedging_the_sink(pool: AsyncConnectionPool, db: Database, nats_url: str, caplog: pytest.LogCaptureFixture) -> None:
     settings = isolated_settings()
     good = usage_events(300, seed=7)
     naive = b'[{"id": "%s", "at": "2026-11-20T10:00:00", "action": "verify", "outcome": "VALID"}]' % (
@@ -228,7 +240,7 @@ async def test_malformed_messages_are_dropped_without_wedging_the_sink(
         await publish(js, settings, good[100:200])
         await publish(js, settings, nul)
         await publish(js, settings, good[200:])
-        sink = AuditSink(pool, js, settings)
+        sink = sink_for(db, BUSES[id(js)], settings)
         async with running(sink.run):
             await wait_until(lambda: reaches(sink, stored=300, malformed=6), what="the good batches")
             info = await js.consumer_info(settings.usage_stream, "audit-sink")
@@ -239,13 +251,12 @@ async def test_malformed_messages_are_dropped_without_wedging_the_sink(
     assert "kl_do-not-log-me" not in caplog.text and "a\x00b" not in caplog.text
 
 
-async def test_retention_drops_only_whole_days_before_the_cutoff_and_logs_every_run(
-        pool: AsyncConnectionPool, database_url: str, nats_url: str) -> None:
+async def test_retention_drops_only_whole_days_before_the_cutoff_and_logs_every_run(pool: AsyncConnectionPool, db: Database, database_url: str, nats_url: str) -> None:
     settings = isolated_settings()
     now = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
     days = [now - timedelta(days=d) for d in (40, 31, 30, 29, 0)]  # 30 days back is the cutoff's day
     async with usage_stream(nats_url, settings) as js:
-        sink = AuditSink(pool, js, settings)
+        sink = sink_for(db, BUSES[id(js)], settings)
         async with running(sink.run):
             for i, day in enumerate(days):
                 await publish(js, settings, usage_events(20, start=day.replace(hour=0), seed=10 + i))
@@ -253,7 +264,7 @@ async def test_retention_drops_only_whole_days_before_the_cutoff_and_logs_every_
             async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
                 await conn.execute("SET TIME ZONE 'America/St_Johns'")  # bounds are read back in local time
                 dropped = await apply_retention(conn, 30, now, actor="test")
-                assert await apply_retention(conn, 30, now + timedelta(hours=1), actor=None) == []
+                assert await UsagePartitions(db).apply_retention(30, now + timedelta(hours=1), actor=None) == []
                 with pytest.raises(ValueError):
                     await apply_retention(conn, 0, now, actor="test")
             assert dropped == ["usage_events_20261017", "usage_events_20261026"]
@@ -314,8 +325,7 @@ async def kill_holding_messages(js: JetStreamContext, settings: Settings, pool: 
     return bool((await js.consumer_info(settings.usage_stream, "audit-sink")).num_ack_pending)
 
 
-async def test_a_sink_killed_mid_batch_loses_and_duplicates_nothing(
-        pool: AsyncConnectionPool, database_url: str, nats_url: str, tmp_path: Path) -> None:
+async def test_a_sink_killed_mid_batch_loses_and_duplicates_nothing(pool: AsyncConnectionPool, db: Database, database_url: str, nats_url: str, tmp_path: Path) -> None:
     settings = isolated_settings()
     events = usage_events(BATCHES * PER_BATCH, spread=timedelta(days=2), seed=30)
     env, log = sink_env(settings, database_url, nats_url), tmp_path / "audit-sink.log"

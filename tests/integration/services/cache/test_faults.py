@@ -27,7 +27,10 @@ from psycopg_pool import AsyncConnectionPool
 from keyledger.domain.access import AccessEntry
 from keyledger.domain.events import Event, KeyRevoked, KeyRotated
 from keyledger.domain.key import KeyState
-from keyledger.services.messaging import bus
+from keyledger.services.messaging.connection import connect
+from keyledger.services.messaging.streams import all_subjects, encode_message, subject_for
+from keyledger.services.storage.database import Database
+from keyledger.services.storage.replay_source import ReplaySource
 from keyledger.services.config import Settings
 from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.domain.recorded import RecordedEvent
@@ -37,12 +40,13 @@ from keyledger.services.storage.checkpoints import read_checkpoint
 from keyledger.services.keys.service import KeyService
 from keyledger.services.cache.live import LiveKeyCache
 from keyledger.services.cache.projector import Projector, ProjectorStats
-from keyledger.services.messaging.relay import RELAY, Relay
+from keyledger.services.messaging.relay import RELAY
 from keyledger.services.cache.replay import replay
 from tests.support.factories import T0, changes, created
 from tests.support.natsproc import NatsServer
 from tests.support.pipeline import (
-    folded_streams, isolated_settings, jetstream, projector_caught_up, running, table_model, wait_until,
+    folded_streams, isolated_settings, jetstream, live_cache_for, projector_caught_up, projector_for, relay_for, running,
+    table_model, wait_until,
 )
 from tests.support.paths import REPO_ROOT as ROOT
 
@@ -218,7 +222,7 @@ def lagging(model: dict[str, KeyState], expected: dict[str, KeyState]) -> str:
 
 
 async def test_projector_killed_mid_stream_and_restarted_ends_identical_to_replay(
-        pool: AsyncConnectionPool, store: PostgresEventStore, database_url: str, nats_url: str, tmp_path: Path,
+        pool: AsyncConnectionPool, db: Database, store: PostgresEventStore, database_url: str, nats_url: str, tmp_path: Path,
         workers: list[Workers]) -> None:
     settings = isolated_settings()
     group = Workers(worker_env(settings, database_url, nats_url), tmp_path)
@@ -240,8 +244,8 @@ async def test_projector_killed_mid_stream_and_restarted_ends_identical_to_repla
             n += 2
             await asyncio.sleep(0)
 
-    async with jetstream(nats_url, settings) as (_, js):
-        relay = Relay(pool, js, settings, page_size=200)
+    async with jetstream(nats_url, settings) as (bus, js):
+        relay = relay_for(db, bus, settings, page_size=200)
         async with running(relay.run):
             writing = asyncio.create_task(writer())
             try:
@@ -253,11 +257,11 @@ async def test_projector_killed_mid_stream_and_restarted_ends_identical_to_repla
                 keep_writing.clear()
                 await writing
             restarted = group.start("projector")
-            await waited(lambda: projector_caught_up(pool), "projector", group.logs, timeout=30)
+            await waited(lambda: projector_caught_up(db), "projector", group.logs, timeout=30)
             folded = await folded_streams(store)
-            projected = await table_model(pool)
+            projected = await table_model(db)
             assert projected == folded, "checkpoint at the head, yet " + lagging(projected, folded)
-            cache = LiveKeyCache(pool, js, settings)
+            cache = live_cache_for(db, bus, settings)
             await cache.start()
             try:
                 await wait_until(lambda: live_cache_matches(cache, folded), timeout=10, what="live cache")
@@ -268,8 +272,7 @@ async def test_projector_killed_mid_stream_and_restarted_ends_identical_to_repla
             assert await asyncio.to_thread(restarted.wait, 10) == 0, group.logs()
         assert sum(versions.values()) == await store.head_position() > head_at_kill
         assert {kid: state.version for kid, state in folded.items()} == versions
-        async with pool.connection() as conn:
-            await replay(conn)
+        await replay(ReplaySource(db))
         assert await table_rows(pool) == projected_rows
 
 
@@ -281,7 +284,7 @@ async def _head_beyond(store: PostgresEventStore, position: int) -> bool:
 
 
 async def test_nats_restart_while_commands_run_every_event_reaches_the_cache_exactly_once(
-        pool: AsyncConnectionPool, store: PostgresEventStore, tmp_path: Path) -> None:
+        pool: AsyncConnectionPool, db: Database, store: PostgresEventStore, tmp_path: Path) -> None:
     settings = isolated_settings()
     keys = KeyService(store, SecretHasher(settings), random_bytes=random.Random(3).randbytes)
     rng = random.Random(4)
@@ -303,7 +306,7 @@ async def test_nats_restart_while_commands_run_every_event_reaches_the_cache_exa
     server.start()
     clients: list[Client] = []
     try:
-        async with jetstream(server.url, settings) as (_, js):
+        async with jetstream(server.url, settings) as (bus, js):
             caches: list[LiveKeyCache] = []
 
             async def follow_again() -> None:  # as services/app.py wires it
@@ -311,15 +314,15 @@ async def test_nats_restart_while_commands_run_every_event_reaches_the_cache_exa
                     await live.resubscribe()
 
             for name in ("relay", "projector"):
-                clients.append(await bus.connect(server.url, f"test-{name}"))
-            clients.append(await bus.connect(server.url, "test-live-cache", reconnected_cb=follow_again))
-            relay = Relay(pool, clients[0].jetstream(), settings)
-            projector = Projector(pool, clients[1].jetstream(), settings)
-            cache = LiveKeyCache(pool, clients[2].jetstream(), settings)
+                clients.append(await connect(server.url, f"test-{name}"))
+            clients.append(await connect(server.url, "test-live-cache", on_reconnect=follow_again))
+            relay = relay_for(db, clients[0], settings)
+            projector = projector_for(db, clients[1], settings)
+            cache = live_cache_for(db, clients[2], settings)
             caches.append(cache)
             async with running(relay.run, projector.run):
                 await commands(20)
-                await wait_until(lambda: projector_caught_up(pool), what="projector before the restart")
+                await wait_until(lambda: projector_caught_up(db), what="projector before the restart")
                 await cache.start()
                 try:
                     server.stop()
@@ -329,7 +332,7 @@ async def test_nats_restart_while_commands_run_every_event_reaches_the_cache_exa
                     server.start()
                     await commands(20)
                     head = await store.head_position()
-                    await waited(lambda: projector_caught_up(pool), "projector after the restart",
+                    await waited(lambda: projector_caught_up(db), "projector after the restart",
                                  lambda: str(projector.stats), timeout=30)
                     folded = await folded_streams(store)
                     await waited(lambda: live_cache_matches(cache, folded), "live cache after the restart",
@@ -338,7 +341,7 @@ async def test_nats_restart_while_commands_run_every_event_reaches_the_cache_exa
                     if not server.running:  # a failure while it was down: the cleanup needs it
                         server.start()
                     await cache.stop()
-            table = await table_model(pool)
+            table = await table_model(db)
             assert table == folded, lagging(table, folded)
             assert await table_versions(pool) == await stream_lengths(pool)
             assert (projector.stats.applied, projector.stats.repaired) == (head, 0), projector.stats
@@ -352,19 +355,19 @@ async def test_nats_restart_while_commands_run_every_event_reaches_the_cache_exa
 # ---------------------------------------------------------------- 3. the same event published twice
 
 
-async def test_publishing_an_event_again_changes_nothing(pool: AsyncConnectionPool, store: PostgresEventStore,
+async def test_publishing_an_event_again_changes_nothing(pool: AsyncConnectionPool, db: Database, store: PostgresEventStore,
                                                          nats_url: str) -> None:
     settings = isolated_settings()
     await write_keys(store, 20, 6)
     head = await store.head_position()
-    async with jetstream(nats_url, settings) as (_, js):
-        relay, projector = Relay(pool, js, settings), Projector(pool, js, settings)
+    async with jetstream(nats_url, settings) as (bus, js):
+        relay, projector = relay_for(db, bus, settings), projector_for(db, bus, settings)
         async with running(relay.run, projector.run):
-            await wait_until(lambda: projector_caught_up(pool), what="projector")
+            await wait_until(lambda: projector_caught_up(db), what="projector")
             before, stats = await table_rows(pool), msgspec.structs.replace(projector.stats)
             assert len(before) == 20 and stats == ProjectorStats(applied=head)
             again = (await store.read_stream(key_id(3)))[2]
-            subject, body = bus.subject_for(settings, again.stream_id), bus.encode_message(again)
+            subject, body = subject_for(settings, again.stream_id), encode_message(again)
 
             # (a) same Nats-Msg-Id: JetStream drops it
             ack = await js.publish(subject, body, headers={"Nats-Msg-Id": str(again.event_id)})
@@ -385,7 +388,7 @@ async def test_publishing_an_event_again_changes_nothing(pool: AsyncConnectionPo
             assert (await js.stream_info(settings.nats_stream)).state.messages == head + 1
             # ...and beyond the de-duplication window the projector skips every event by version
             await js.update_stream(StreamConfig(
-                name=settings.nats_stream, subjects=[bus.all_subjects(settings)], storage=StorageType.FILE,
+                name=settings.nats_stream, subjects=[all_subjects(settings)], storage=StorageType.FILE,
                 duplicate_window=0.1))
             await asyncio.sleep(0.3)  # let every message id age out of the window
             await reset_relay_checkpoint(pool)
@@ -394,7 +397,7 @@ async def test_publishing_an_event_again_changes_nothing(pool: AsyncConnectionPo
             assert projector.stats == ProjectorStats(applied=head, duplicates=1 + head)
             assert await table_rows(pool) == before
             assert await checkpoint(pool) == head
-        assert await table_model(pool) == await folded_streams(store)
+        assert await table_model(db) == await folded_streams(store)
 
 
 async def reset_relay_checkpoint(pool: AsyncConnectionPool) -> None:
@@ -419,19 +422,19 @@ async def _holds(value: bool) -> bool:
 # ---------------------------------------------------------------- 4. a version gap
 
 
-async def test_a_version_gap_is_repaired_from_the_store(pool: AsyncConnectionPool, store: PostgresEventStore,
+async def test_a_version_gap_is_repaired_from_the_store(pool: AsyncConnectionPool, db: Database, store: PostgresEventStore,
                                                         nats_url: str) -> None:
     settings = isolated_settings()
     unseen, behind = key_id(1), key_id(2)
-    async with jetstream(nats_url, settings) as (_, js):
-        projector = Projector(pool, js, settings)
+    async with jetstream(nats_url, settings) as (bus, js):
+        projector = projector_for(db, bus, settings)
 
         async def publish_by_hand(recorded: RecordedEvent) -> None:
-            await js.publish(bus.subject_for(settings, recorded.stream_id), bus.encode_message(recorded),
+            await js.publish(subject_for(settings, recorded.stream_id), encode_message(recorded),
                              headers={"Nats-Msg-Id": str(uuid.uuid4())})
 
         async with running(projector.run):
-            cache = LiveKeyCache(pool, js, settings)
+            cache = live_cache_for(db, bus, settings)
             await cache.start()
             try:
                 # `unseen`: v1..v3 stored, only v3 published (the stream skips positions 1 and 2)
@@ -453,7 +456,7 @@ async def test_a_version_gap_is_repaired_from_the_store(pool: AsyncConnectionPoo
                 assert projector.stats.repaired > 0, projector.stats
                 folded = await folded_streams(store)
                 assert [folded[unseen].version, folded[behind].version] == [3, 4]
-                table = await table_model(pool)
+                table = await table_model(db)
                 assert table == folded, lagging(table, folded)
                 await wait_until(lambda: live_cache_matches(cache, folded), what="live cache repair")
             finally:
@@ -462,8 +465,8 @@ async def test_a_version_gap_is_repaired_from_the_store(pool: AsyncConnectionPoo
             assert await checkpoint(pool) == await store.head_position()
             # the relay now publishes all 7 (ids unknown to JetStream, as ours were random): all already applied
             stats = msgspec.structs.replace(projector.stats)
-            relay = Relay(pool, js, settings)
+            relay = relay_for(db, bus, settings)
             async with running(relay.run):
                 await wait_until(lambda: _stats_reach(projector, stats.duplicates + 7), what="relayed events")
         assert projector.stats == msgspec.structs.replace(stats, duplicates=stats.duplicates + 7)
-        assert await table_model(pool) == folded
+        assert await table_model(db) == folded

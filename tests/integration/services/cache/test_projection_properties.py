@@ -10,7 +10,6 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 from hypothesis import HealthCheck, given, settings, strategies as st
 from psycopg.conninfo import make_conninfo
-from psycopg_pool import AsyncConnectionPool
 
 from keyledger.domain.access import AccessEntry
 from keyledger.domain.errors import DomainError
@@ -19,11 +18,12 @@ from keyledger.services.keys.hashing import SecretHasher
 from keyledger.services.keys.service import KeyService
 from keyledger.services.cache.live import LiveKeyCache
 from keyledger.services.storage.migrations import migrate
-from keyledger.services.cache.projector import Projector
-from keyledger.services.messaging.relay import Relay
 from keyledger.services.cache.replay import replay
+from keyledger.services.storage.database import open_database
+from keyledger.services.storage.replay_source import ReplaySource
 from tests.support.pipeline import (
-    folded_streams, isolated_settings, jetstream, projector_caught_up, running, table_model, wait_until,
+    folded_streams, isolated_settings, jetstream, live_cache_for, projector_caught_up, projector_for, relay_for, running,
+    table_model, wait_until,
 )
 
 ACCESS = [
@@ -72,26 +72,24 @@ async def scenario(admin_url: str, nats_url: str, ops: list[tuple[str, int, int]
     try:
         await migrate(url)
         cfg = isolated_settings()
-        async with AsyncConnectionPool(url, min_size=2, max_size=6, kwargs={"autocommit": True}) as pool, \
-                jetstream(nats_url, cfg) as (_, js):
-            store = PostgresEventStore(pool)
+        async with open_database(url, min_size=2, max_size=6) as db, jetstream(nats_url, cfg) as (bus, _):
+            store = PostgresEventStore(db)
             clock = iter(datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(minutes=i) for i in range(10_000))
             keys = KeyService(store, SecretHasher(cfg), random_bytes=random.Random(seed).randbytes,
                               clock=lambda: next(clock))
-            live = LiveKeyCache(pool, js, cfg)
+            live = live_cache_for(db, bus, cfg)
             await live.start()
-            relay, projector = Relay(pool, js, cfg, page_size=7), Projector(pool, js, cfg, batch_size=5)
+            relay, projector = relay_for(db, bus, cfg, page_size=7), projector_for(db, bus, cfg, batch_size=5)
             async with running(relay.run, projector.run):
                 await run_commands(keys, ops)
-                await wait_until(lambda: projector_caught_up(pool), what="projector")
+                await wait_until(lambda: projector_caught_up(db), what="projector")
                 head = await store.head_position()
-                assert await live.wait_for_position(head, 20)
+                await wait_until(lambda: _at(live, head), what="the live cache at the head")
             await live.stop()
             expected = await folded_streams(store)
-            projected = await table_model(pool)
-            async with pool.connection() as conn:
-                await replay(conn, page_size=3)
-            replayed = await table_model(pool)
+            projected = await table_model(db)
+            await replay(ReplaySource(db), page_size=3)
+            replayed = await table_model(db)
             live_model = {key_id: live.get(key_id) for key_id in expected}
             assert projected == expected
             assert replayed == expected
@@ -100,6 +98,10 @@ async def scenario(admin_url: str, nats_url: str, ops: list[tuple[str, int, int]
     finally:
         async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _at(live: LiveKeyCache, position: int) -> bool:
+    return live.position >= position
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

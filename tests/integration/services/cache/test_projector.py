@@ -4,34 +4,34 @@ from __future__ import annotations
 
 import random
 
-from psycopg_pool import AsyncConnectionPool
 
 from keyledger.domain.access import AccessEntry
 from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.services.keys.hashing import SecretHasher
 from keyledger.services.keys.service import KeyService
 from keyledger.services.cache.live import LiveKeyCache
-from keyledger.services.cache.projector import Projector
-from keyledger.services.messaging.relay import Relay
 from keyledger.services.cache.replay import replay
+from keyledger.services.storage.database import Database
+from keyledger.services.storage.replay_source import ReplaySource
 from tests.support.pipeline import (
-    folded_streams, isolated_settings, jetstream, projector_caught_up, running, table_model, wait_until,
+    folded_streams, isolated_settings, jetstream, live_cache_for, projector_caught_up, projector_for, relay_for, running,
+    table_model, wait_until,
 )
 
 READ = (AccessEntry(resource="global", scopes=("read:data",)),)
 
 
-async def test_events_flow_to_the_table_and_the_live_cache(pool: AsyncConnectionPool, store: PostgresEventStore,
+async def test_events_flow_to_the_table_and_the_live_cache(db: Database, store: PostgresEventStore,
                                                            nats_url: str) -> None:
     settings = isolated_settings()
     keys = KeyService(store, SecretHasher(settings), random_bytes=random.Random(1).randbytes)
-    async with jetstream(nats_url, settings) as (_, js):
-        relay, projector = Relay(pool, js, settings), Projector(pool, js, settings)
+    async with jetstream(nats_url, settings) as (bus, js):
+        relay, projector = relay_for(db, bus, settings), projector_for(db, bus, settings)
         async with running(relay.run, projector.run):
             issued = [await keys.create(f"k{i}", access=READ) for i in range(5)]
             await keys.rotate(issued[0].state.key_id, grace_seconds=60)
-            await wait_until(lambda: projector_caught_up(pool), what="projector")
-            cache = LiveKeyCache(pool, js, settings)
+            await wait_until(lambda: projector_caught_up(db), what="projector")
+            cache = live_cache_for(db, bus, settings)
             await cache.start()
             assert cache.position == await store.head_position() and len(cache) == 5
             revoked = await keys.revoke(issued[1].state.key_id)
@@ -39,14 +39,14 @@ async def test_events_flow_to_the_table_and_the_live_cache(pool: AsyncConnection
                 state = cache.get(issued[1].state.key_id)
                 return state is not None and state.revoked_at is not None
             await wait_until(seen, what="revoke in the live cache")
-            await wait_until(lambda: projector_caught_up(pool), what="projector")
+            await wait_until(lambda: projector_caught_up(db), what="projector")
             await cache.stop()
-        assert await table_model(pool) == await folded_streams(store)
+        assert await table_model(db) == await folded_streams(store)
         assert cache.get(revoked.key_id) == revoked
         assert relay.published == 7 and projector.stats.applied == 7 and projector.stats.duplicates == 0
 
 
-async def test_replay_rebuilds_the_same_table(pool: AsyncConnectionPool, store: PostgresEventStore) -> None:
+async def test_replay_rebuilds_the_same_table(db: Database, store: PostgresEventStore) -> None:
     settings = isolated_settings()
     keys = KeyService(store, SecretHasher(settings), random_bytes=random.Random(2).randbytes)
     ids = [(await keys.create(f"k{i}", access=READ)).state.key_id for i in range(20)]
@@ -55,37 +55,35 @@ async def test_replay_rebuilds_the_same_table(pool: AsyncConnectionPool, store: 
     for key_id in ids[::3]:
         await keys.revoke(key_id)
     progress: list[tuple[int, int]] = []
-    async with pool.connection() as conn:
-        result = await replay(conn, progress=lambda done, total: progress.append((done, total)), page_size=7)
+    result = await replay(ReplaySource(db), progress=lambda done, total: progress.append((done, total)), page_size=7)
     head = await store.head_position()
     assert (result.events, result.keys, result.position) == (head, 20, head)
     assert progress[-1] == (head, head) and len(progress) == -(-head // 7)
-    assert await table_model(pool) == await folded_streams(store)
-    async with pool.connection() as conn:  # again: the swap is repeatable
-        await replay(conn)
-    assert await table_model(pool) == await folded_streams(store)
+    assert await table_model(db) == await folded_streams(store)
+    await replay(ReplaySource(db))  # again: the swap is repeatable
+    assert await table_model(db) == await folded_streams(store)
 
 
-async def test_live_cache_follows_a_recreated_stream_from_its_start(pool: AsyncConnectionPool, store: PostgresEventStore,
+async def test_live_cache_follows_a_recreated_stream_from_its_start(db: Database, store: PostgresEventStore,
                                                                    nats_url: str) -> None:
     settings = isolated_settings()
     keys = KeyService(store, SecretHasher(settings), random_bytes=random.Random(5).randbytes)
-    async with jetstream(nats_url, settings) as (_, js):
-        relay, projector = Relay(pool, js, settings), Projector(pool, js, settings)
+    async with jetstream(nats_url, settings) as (bus, js):
+        relay, projector = relay_for(db, bus, settings), projector_for(db, bus, settings)
         async with running(relay.run, projector.run):
             for i in range(6):
                 await keys.create(f"k{i}", access=READ)
-            await wait_until(lambda: projector_caught_up(pool), what="projector")
+            await wait_until(lambda: projector_caught_up(db), what="projector")
         await js.delete_stream(settings.nats_stream)  # the NATS store is lost; the checkpoint says seq 6
         async with running(relay.run, projector.run):
             await keys.create("after the loss", access=READ)
-            await wait_until(lambda: projector_caught_up(pool), what="projector on the new stream")
-            cache = LiveKeyCache(pool, js, settings)
+            await wait_until(lambda: projector_caught_up(db), what="projector on the new stream")
+            cache = live_cache_for(db, bus, settings)
             await cache.start()
             fresh = await keys.create("while following", access=READ)
             await wait_until(lambda: _has(cache, fresh.state.key_id), what="the new key in the live cache")
             await cache.stop()
-        assert await table_model(pool) == await folded_streams(store)
+        assert await table_model(db) == await folded_streams(store)
 
 
 async def _has(cache: LiveKeyCache, key_id: str) -> bool:

@@ -10,6 +10,8 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from keyledger.services.storage.database import open_database
+
 from keyledger.domain.errors import ConcurrencyError
 from keyledger.domain.events import Event
 from keyledger.domain.key import fold
@@ -37,8 +39,8 @@ async def test_events_cannot_be_changed_or_removed(store: PostgresEventStore, po
 async def test_tailing_reader_never_skips_an_event_committed_later(database_url: str) -> None:
     """Many connections append at once while a reader tails by position: it sees every event once."""
     await migrate(database_url)
-    async with AsyncConnectionPool(database_url, min_size=16, max_size=16, kwargs={"autocommit": True}) as pool:
-        store = PostgresEventStore(pool)
+    async with open_database(database_url, min_size=16, max_size=16) as db:
+        store = PostgresEventStore(db)
         writers_done = asyncio.Event()
         seen: list[int] = []
 

@@ -7,6 +7,9 @@ import random
 
 from psycopg_pool import AsyncConnectionPool
 
+from keyledger.services.storage.database import Database
+from keyledger.services.storage.rate_windows import RateWindows
+
 from keyledger.services.verify.rate_limiter import RateLimiter
 
 T = 1_800_000_000.0  # a window start (divisible by 60)
@@ -20,9 +23,9 @@ class Clock:
         return self.now
 
 
-async def test_window_edges_and_headers(pool: AsyncConnectionPool) -> None:
+async def test_window_edges_and_headers(pool: AsyncConnectionPool, db: Database) -> None:
     clock = Clock()
-    limiter = RateLimiter(pool, clock=clock)
+    limiter = RateLimiter(RateWindows(db), clock=clock)
     decisions = [await limiter.hit("k1", 5) for _ in range(6)]
     assert [d.allowed for d in decisions] == [True] * 5 + [False]
     assert [d.remaining for d in decisions[:5]] == [4, 3, 2, 1, 0]
@@ -36,9 +39,9 @@ async def test_window_edges_and_headers(pool: AsyncConnectionPool) -> None:
     assert (await limiter.hit("k2", 5)).remaining == 4  # keys are counted apart
 
 
-async def test_two_replicas_share_one_budget_within_ten_percent(pool: AsyncConnectionPool) -> None:
+async def test_two_replicas_share_one_budget_within_ten_percent(pool: AsyncConnectionPool, db: Database) -> None:
     clock = Clock()
-    replicas = [RateLimiter(pool, clock=clock), RateLimiter(pool, clock=clock)]
+    replicas = [RateLimiter(RateWindows(db), clock=clock), RateLimiter(RateWindows(db), clock=clock)]
     for limit in (100, 1000):
         rng = random.Random(limit)
         key = f"shared-{limit}"
@@ -50,9 +53,9 @@ async def test_two_replicas_share_one_budget_within_ten_percent(pool: AsyncConne
         assert row is not None and row[0] <= limit
 
 
-async def test_old_windows_are_pruned(pool: AsyncConnectionPool) -> None:
+async def test_old_windows_are_pruned(pool: AsyncConnectionPool, db: Database) -> None:
     clock = Clock()
-    limiter = RateLimiter(pool, clock=clock)
+    limiter = RateLimiter(RateWindows(db), clock=clock)
     await limiter.hit("k", 10)
     clock.now = T + 180
     await limiter.prune()

@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keyledger.domain.events import EVENT_CLASSES
-from keyledger.services.audit.export import CSV_COLUMNS, FIELDS, FORMATS, GENESIS, NOT_IN_DETAIL, encode_export
+from keyledger.services.audit.export import CSV_COLUMNS, FIELDS, FORMATS, GENESIS, encode_export
+from keyledger.services.storage.audit_export_source import NOT_IN_DETAIL
 from keyledger.services.audit.export_verify import VerifyReport, verify_export
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
