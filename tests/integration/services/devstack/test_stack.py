@@ -16,7 +16,7 @@ import nats
 import psycopg
 import pytest
 
-from keyledger.services.devstack import stack
+from keyledger.services.devstack import postgres, process, stack
 from keyledger.services.devstack.stack import (
     StackInfo, default_data_dir, resolve_urls, stack_down, stack_status, stack_up,
 )
@@ -79,7 +79,7 @@ def test_up_twice_reuses_and_status_tracks_state(data_dir: Path) -> None:
     assert stack_status(data_dir) is None
     assert not answers(first.pg_port) and not answers(first.nats_port)
     assert not (data_dir / "stack.json").exists()
-    assert not stack._sockdir(data_dir.resolve()).exists()
+    assert not postgres.socket_dir(data_dir.resolve()).exists()
     assert stack_down(data_dir) is False  # safe when nothing runs
     assert stack_down(data_dir / "never-created") is False
 
@@ -144,14 +144,14 @@ def test_retries_when_a_port_gets_taken(data_dir: Path, monkeypatch: pytest.Monk
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         taken = squatter.getsockname()[1]
-        real_free_port = stack._free_port
+        real_free_port = process.free_port
         calls: list[int] = []
 
         def flaky_free_port() -> int:  # every other call hands out the occupied port
             calls.append(1)
             return taken if len(calls) % 2 else real_free_port()
 
-        monkeypatch.setattr(stack, "_free_port", flaky_free_port)
+        monkeypatch.setattr(process, "free_port", flaky_free_port)
         info = stack_up(data_dir, pg_settings=FAST_PG)
     assert len(calls) == 4  # postgres and nats each retried once
     assert taken not in (info.pg_port, info.nats_port)
