@@ -35,7 +35,8 @@ from bench.servers import private_stack
 from keyledger.domain import token
 from keyledger.domain.access import AccessEntry, check_access
 from keyledger.domain.key import KeyState
-from keyledger.services.http.app import Services, create_app
+from keyledger.services.http.app import create_app
+from keyledger.services.http.deps import components_of
 from keyledger.services.config import Settings
 from keyledger.services.keys.hashing import SecretHasher
 from keyledger.services.clock import utc_now
@@ -167,8 +168,7 @@ async def app_costs(ctx: BenchContext) -> dict[str, float]:
                                 argon2_time_cost=1, argon2_memory_kib=1024)
             app = create_app(settings)
             async with asgi.lifespan(app):
-                services: Services = app.state.services
-                issued = [await services.runtime.keys.create("bench", access=(
+                issued = [await components_of(app.state).keys.create("bench", access=(
                     AccessEntry(resource="global", scopes=(SCOPE,)),), rate_limit=10_000_000) for _ in range(KEYS)]
                 bodies = [_body(build_request("POST", "/", {"key": i.token, "scope": SCOPE})) for i in issued]
                 costs[f"keyledger {name}"] = await asgi.per_request_us(app, "/v1/verify", bodies, ASGI_REQUESTS,

@@ -3,51 +3,51 @@
 from __future__ import annotations
 
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 from litestar import Litestar
-from litestar.connection import ASGIConnection
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components as OpenAPIComponents
 
 from keyledger.services.config import Settings, load_settings
 from keyledger.services.http.components import Components, start_components
+from keyledger.services.http.deps import dependencies, initial_state, publish
 from keyledger.services.http.errors import EXCEPTION_HANDLERS
+from keyledger.services.http.guards import SECURITY_SCHEMES
 from keyledger.services.http.ratelimit_headers import ratelimit_headers
+from keyledger.services.http.routes.audit import AUDIT_ROUTES
+from keyledger.services.http.routes.health import HEALTH_ROUTES
+from keyledger.services.http.routes.keys import KEY_ROUTES
+from keyledger.services.http.routes.verify import VERIFY_ROUTES
 
 MAX_BODY_BYTES = 64 * 1024
+ROUTES = [*KEY_ROUTES, *VERIFY_ROUTES, *AUDIT_ROUTES, *HEALTH_ROUTES]
 
 
-Services = Components  # what request handlers use (built by start_components)
+def create_app(settings: Settings | None = None, *, components: Components | None = None) -> Litestar:
+    """The keyledger HTTP API. Nothing connects until the app starts.
 
-
-def services_of(request: ASGIConnection[Any, Any, Any, Any]) -> Services:
-    """The Services of the app serving ``request``."""
-    services: Services = request.app.state.services
-    return services
-
-
-def create_app(settings: Settings | None = None) -> Litestar:
-    """The keyledger HTTP API. Nothing connects until the app starts."""
-    from keyledger.services.http.routes.audit import AUDIT_ROUTES
-    from keyledger.services.http.routes.keys import KEY_ROUTES
-    from keyledger.services.http.routes.health import HEALTH_ROUTES
-    from keyledger.services.http.routes.verify import VERIFY_ROUTES
-
-    cfg = settings or load_settings()
+    ``components`` (tests): serve with these instead of starting the real ones; the app then has
+    no lifespan work at all.
+    """
+    cfg = settings or (components.settings if components is not None else load_settings())
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            app.state.services = await start_components(stack, cfg)
+            publish(app.state, await start_components(stack, cfg))
             yield
 
     return Litestar(
-        route_handlers=[*KEY_ROUTES, *VERIFY_ROUTES, *AUDIT_ROUTES, *HEALTH_ROUTES],
-        lifespan=[lifespan],
+        route_handlers=ROUTES,
+        lifespan=[lifespan] if components is None else [],
+        state=initial_state(components) if components is not None else None,
+        dependencies=dependencies(),
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=MAX_BODY_BYTES,
         middleware=[ratelimit_headers],
-        openapi_config=OpenAPIConfig(title="keyledger", version="0.1.0", path="/schema"),
+        openapi_config=OpenAPIConfig(title="keyledger", version="0.1.0", path="/schema",
+                                     components=OpenAPIComponents(security_schemes=SECURITY_SCHEMES)),
     )
 
 

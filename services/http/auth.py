@@ -1,26 +1,28 @@
-"""Authentication of API callers by their key, usage events for each call, request metadata."""
+"""The gate: authenticates API callers by their key and answers verify requests; each call leaves
+exactly one usage event, and the key's rate-limit numbers go out as ``X-RateLimit-*`` headers."""
 
 from __future__ import annotations
 
 import functools
+import hmac
 import itertools
 import os
-from typing import Any
+from typing import Any, Mapping
 
-from litestar import Request
 from litestar.connection import ASGIConnection
-from litestar.handlers.base import BaseRouteHandler
 
 from keyledger.domain import token
 from keyledger.domain.access import check_access
 from keyledger.domain.key import KeyState
 from keyledger.domain.rate import limit_of
 from keyledger.domain.usage import UsageEvent, attempted_start
-from keyledger.services.http.app import services_of
-from keyledger.domain.recorded import Metadata
+from keyledger.services.clock import Clock
 from keyledger.services.http.errors import ApiError, auth_required, forbidden
+from keyledger.services.http.ports import LastUse, Limiter, UsageSink
 from keyledger.services.http.ratelimit_headers import attach_decision
-from keyledger.services.verify.verifier import Verdict
+from keyledger.services.http.schemas import VerifyRequest
+from keyledger.services.verify.throttles import FailureThrottle, RateDecision
+from keyledger.services.verify.verifier import Verdict, Verifier
 
 Connection = ASGIConnection[Any, Any, Any, Any]
 START_LENGTH = len("kl_") + token.KEY_ID_LENGTH + 4
@@ -53,61 +55,103 @@ def request_id(request: Connection) -> str:
     return str(state["request_id"])
 
 
-def record_usage(request: Connection, *, action: str, verdict: Verdict | None, presented: str | None,
-                 scope: str | None, website_id: str | None = None, data: str | None = None,
-                 ip: str | None = None, user_agent: str | None = None, outcome: str | None = None) -> None:
-    """Queue the usage event of one verification or authenticated call (never the secret)."""
-    key = verdict.key if verdict is not None else None
-    granted = verdict.granted_by if verdict is not None else None
-    services = services_of(request)
-    services.usage.emit(UsageEvent(
-        id=new_id(), at=services.clock(), action=action,
-        outcome=outcome or (verdict.code if verdict is not None else "MISSING"),
-        key_id=key.key_id if key else None,
-        start=key.start if key else (attempted_start(presented, START_LENGTH) if presented else None),
-        organization_id=key.organization_id if key else None, scope=scope,
-        granted_by=granted.label() if granted else None,
-        reason=verdict.reason if verdict is not None else "no key presented",
-        website_id=website_id, data=data, ip=ip, user_agent=user_agent, request_id=request_id(request)))
+def user_agent_of(request: Connection) -> str | None:
+    """The caller's user agent, at most 300 characters."""
+    return (request.headers.get("user-agent") or "")[:300] or None
 
 
-async def require_scope(request: Connection, scopes: tuple[str, ...]) -> KeyState:
-    """The caller's key if it is valid, within its rate limit and holds one of ``scopes`` globally.
+class Gate:
+    """Who may call, and the verify answer; built once per process from the components."""
 
-    Otherwise 401 (and a failure counted against the client's IP), 429 or 403. The
-    key's rate-limit numbers go out as ``X-RateLimit-*`` headers on whatever follows,
-    and every call leaves exactly one usage event.
-    """
-    services = services_of(request)
-    client = request.client.host if request.client else "unknown"
-    action = f"{request.scope.get('method', '')} {request.url.path}"
-    presented = presented_key(request)
-    usage = functools.partial(record_usage, request, action=action, presented=presented, ip=client,
-                              user_agent=(request.headers.get("user-agent") or "")[:300] or None)
-    blocked = services.auth_failures.refusal(client)
-    if blocked is not None:
-        attach_decision(request, blocked)
-        usage(verdict=None, scope=scopes[0], outcome="RATE_LIMITED")
-        raise ApiError(429, "RATE_LIMITED", "Too many failed authentication attempts")
-    verdict = await services.verifier.verify(presented, scopes[0]) if presented is not None else None
-    verdict, scope = _any_scope(verdict, scopes)
-    if verdict is None or verdict.key is None or verdict.code not in ("VALID", "FORBIDDEN"):
-        services.auth_failures.record(client)
+    def __init__(self, *, verifier: Verifier, limiter: Limiter, auth_failures: FailureThrottle, last_used: LastUse,
+                 usage: UsageSink, clock: Clock, rate_tiers: Mapping[str, int], verify_token: str | None) -> None:
+        self._verifier, self._limiter, self._failures = verifier, limiter, auth_failures
+        self._last_used, self._usage, self._clock = last_used, usage, clock
+        self._tiers, self._verify_token = rate_tiers, verify_token
+
+    async def authenticate(self, request: Connection, scopes: tuple[str, ...]) -> KeyState:
+        """The caller's key if it is valid, within its rate limit and holds one of ``scopes`` globally.
+
+        Otherwise 401 (and a failure counted against the client's IP), 429 or 403.
+        """
+        client = request.client.host if request.client else "unknown"
+        presented = presented_key(request)
+        usage = functools.partial(self.record, request, action=f"{request.scope.get('method', '')} {request.url.path}",
+                                  presented=presented, ip=client, user_agent=user_agent_of(request))
+        blocked = self._failures.refusal(client)
+        if blocked is not None:
+            attach_decision(request, blocked)
+            usage(verdict=None, scope=scopes[0], outcome="RATE_LIMITED")
+            raise ApiError(429, "RATE_LIMITED", "Too many failed authentication attempts")
+        verdict = await self._verifier.verify(presented, scopes[0]) if presented is not None else None
+        verdict, scope = _any_scope(verdict, scopes)
+        if verdict is None or verdict.key is None or verdict.code not in ("VALID", "FORBIDDEN"):
+            self._failures.record(client)
+            usage(verdict=verdict, scope=scope)
+            if verdict is not None and verdict.code == "RATE_LIMITED":
+                raise ApiError(429, "RATE_LIMITED", "Too many attempts for this key")
+            raise auth_required()
+        key = verdict.key
+        decision = await self._limiter.hit(key.key_id, limit_of(key, self._tiers))
+        attach_decision(request, decision)
+        if not decision.allowed:
+            usage(verdict=verdict, scope=scope, outcome="RATE_LIMITED")
+            raise ApiError(429, "RATE_LIMITED", "Rate limit exceeded")
         usage(verdict=verdict, scope=scope)
-        if verdict is not None and verdict.code == "RATE_LIMITED":
-            raise ApiError(429, "RATE_LIMITED", "Too many attempts for this key")
-        raise auth_required()
-    key = verdict.key
-    decision = await services.limiter.hit(key.key_id, limit_of(key, services.settings.rate_tiers()))
-    attach_decision(request, decision)
-    if not decision.allowed:
-        usage(verdict=verdict, scope=scope, outcome="RATE_LIMITED")
-        raise ApiError(429, "RATE_LIMITED", "Rate limit exceeded")
-    usage(verdict=verdict, scope=scope)
-    if verdict.code == "FORBIDDEN":
-        raise forbidden()
-    services.last_used.touch(key.key_id, services.clock())
-    return key
+        if verdict.code == "FORBIDDEN":
+            raise forbidden()
+        self._last_used.touch(key.key_id, self._clock())
+        return key
+
+    def check_caller(self, request: Connection) -> None:
+        """401 unless the verify caller presents the service token (when one is configured)."""
+        if self._verify_token is None:
+            return
+        presented = presented_key(request) or ""
+        if not hmac.compare_digest(presented.encode(), self._verify_token.encode()):
+            raise auth_required("verify requires the service token (KEYLEDGER_VERIFY_TOKEN)")
+
+    async def verify(self, request: Connection, ask: VerifyRequest) -> tuple[Verdict, RateDecision | None]:
+        """The verdict on ``ask`` and, when a key was identified, its rate-limit decision."""
+        verdict, decision = await self._decide(request, ask)
+        self.record(request, action="verify", verdict=verdict, presented=ask.key, scope=ask.scope,
+                    website_id=ask.website_id, data=ask.data, ip=ask.ip, user_agent=ask.user_agent)
+        if verdict.valid and verdict.key is not None:
+            self._last_used.touch(verdict.key.key_id, self._clock())
+        return verdict, decision
+
+    async def _decide(self, request: Connection, ask: VerifyRequest) -> tuple[Verdict, RateDecision | None]:
+        blocked = self._failures.refusal(ask.ip) if ask.ip else None
+        if blocked is not None:
+            attach_decision(request, blocked)
+            refusal = Verdict(valid=False, code="RATE_LIMITED", reason="too many failed attempts from this client ip")
+            return refusal, None
+        verdict = await self._verifier.verify(ask.key, ask.scope, ask.website_id, ask.data)
+        if ask.ip and verdict.code in ("MALFORMED", "NOT_FOUND"):
+            self._failures.record(ask.ip)
+        key, decision = verdict.key, None
+        if key is not None and verdict.code in ("VALID", "FORBIDDEN"):
+            decision = await self._limiter.hit(key.key_id, limit_of(key, self._tiers))
+            attach_decision(request, decision)
+            if not decision.allowed:
+                verdict = Verdict(valid=False, code="RATE_LIMITED", reason="rate limit exceeded", key=key)
+        return verdict, decision
+
+    def record(self, request: Connection, *, action: str, verdict: Verdict | None, presented: str | None,
+               scope: str | None, website_id: str | None = None, data: str | None = None, ip: str | None = None,
+               user_agent: str | None = None, outcome: str | None = None) -> None:
+        """Queue the usage event of one verification or authenticated call (never the secret)."""
+        key = verdict.key if verdict is not None else None
+        granted = verdict.granted_by if verdict is not None else None
+        self._usage.emit(UsageEvent(
+            id=new_id(), at=self._clock(), action=action,
+            outcome=outcome or (verdict.code if verdict is not None else "MISSING"),
+            key_id=key.key_id if key else None,
+            start=key.start if key else (attempted_start(presented, START_LENGTH) if presented else None),
+            organization_id=key.organization_id if key else None, scope=scope,
+            granted_by=granted.label() if granted else None,
+            reason=verdict.reason if verdict is not None else "no key presented",
+            website_id=website_id, data=data, ip=ip, user_agent=user_agent, request_id=request_id(request)))
 
 
 def _any_scope(verdict: Verdict | None, scopes: tuple[str, ...]) -> tuple[Verdict | None, str]:
@@ -121,30 +165,3 @@ def _any_scope(verdict: Verdict | None, scopes: tuple[str, ...]) -> tuple[Verdic
             return Verdict(valid=True, code="VALID", reason=decision.reason, key=verdict.key,
                            granted_by=decision.granted_by), scope
     return verdict, scopes[0]
-
-
-async def admin_guard(connection: Connection, _: BaseRouteHandler) -> None:
-    """Route guard: the caller must hold ``admin:apikeys``; runs before the body is parsed,
-    so even a malformed request body gets a 401/403/429 first and the rate-limit headers."""
-    connection.state["admin"] = await require_scope(connection, ("admin:apikeys",))
-
-
-async def audit_guard(connection: Connection, _: BaseRouteHandler) -> None:
-    """Route guard for the audit trail: ``read:export`` or ``admin:apikeys``."""
-    connection.state["admin"] = await require_scope(connection, ("read:export", "admin:apikeys"))
-
-
-def acting_admin(request: Connection) -> KeyState:
-    """The key a guard authenticated for this request."""
-    admin: KeyState = request.state["admin"]
-    return admin
-
-
-def request_metadata(request: Request, actor: KeyState | None) -> Metadata:  # type: ignore[type-arg]
-    """Who did it (acting key id), from where (IP, user agent) and the request id."""
-    return Metadata(
-        actor=f"key:{actor.key_id}" if actor is not None else None,
-        ip=request.client.host if request.client else None,
-        user_agent=(request.headers.get("user-agent") or "")[:300] or None,
-        request_id=request_id(request),
-    )

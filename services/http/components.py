@@ -15,8 +15,9 @@ from keyledger.services.cache.projector import Projector
 from keyledger.services.clock import Clock, epoch
 from keyledger.services.config import Settings
 from keyledger.services.devstack.stack import default_data_dir
+from keyledger.services.http.ports import AuditPages, Connectivity, KeyDirectory, LastUse, Limiter, UsageSink
 from keyledger.services.keys.service import KeyService
-from keyledger.services.messaging.connection import Bus, connect
+from keyledger.services.messaging.connection import connect
 from keyledger.services.messaging.events import event_consumer
 from keyledger.services.messaging.feed import EventFeed
 from keyledger.services.messaging.relay import Relay
@@ -36,20 +37,21 @@ from keyledger.services.verify.verifier import Verifier
 
 
 class Components(msgspec.Struct, kw_only=True):
-    """What request handlers use."""
+    """What request handlers use (published on ``app.state`` by ``deps.publish``). Typed by the
+    ports the handlers need, so route tests can pass in-memory fakes (``create_app(components=...)``)."""
 
     settings: Settings
     clock: Clock
     keys: KeyService
-    cache: LiveKeyCache
+    cache: KeyDirectory
     verifier: Verifier
-    limiter: RateLimiter
+    limiter: Limiter
     auth_failures: FailureThrottle
-    last_used: LastUsedTracker
-    usage: UsageEmitter
-    audit: AuditQueries
+    last_used: LastUse
+    usage: UsageSink
+    audit: AuditPages
     export: ExportSource
-    bus: Bus
+    bus: Connectivity
     startup_head: int
 
 

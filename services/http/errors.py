@@ -6,10 +6,12 @@ import logging
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import ResponseSpec
 
 from keyledger.domain.errors import (
     ConcurrencyError, DomainError, KeyAlreadyExists, KeyNotFound, KeyRevokedError, ValidationError,
 )
+from keyledger.services.http.schemas import ErrorBody
 
 log = logging.getLogger("keyledger.http")
 
@@ -39,24 +41,43 @@ def forbidden(message: str = "Insufficient permissions") -> ApiError:
     return ApiError(403, "FORBIDDEN", message)
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response[dict]:  # type: ignore[type-arg]
+def error_response(status: int, code: str, message: str,
+                   headers: dict[str, str] | None = None) -> Response[ErrorBody]:
     """The structured error body with ``status``."""
-    return Response({"success": False, "error": message, "code": code}, status_code=status,
-                    media_type=MediaType.JSON, headers=headers)
+    return Response(ErrorBody(error=message, code=code), status_code=status, media_type=MediaType.JSON,
+                    headers=headers)
 
 
-def handle_api_error(_: Request, exc: ApiError) -> Response[dict]:  # type: ignore[type-arg]
+_MEANING = {
+    400: "VALIDATION_ERROR: the request is malformed or a value is invalid",
+    401: "AUTH_REQUIRED: missing, malformed, unknown, revoked or expired key",
+    403: "FORBIDDEN: the key lacks the scope or resource",
+    404: "NOT_FOUND: no such key (or not one this caller may see)",
+    409: "CONFLICT: stale If-Match, a concurrent change, or a change to a revoked key",
+    413: "VALIDATION_ERROR: the body is larger than 64 KiB",
+    429: "RATE_LIMITED: over the key's limit, or too many failed attempts (see Retry-After)",
+    503: "NOT_READY: the key cache has not caught up yet, or the bus is disconnected",
+}
+
+
+def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI documentation of the error body for each of ``statuses`` (for a handler's ``responses``)."""
+    return {status: ResponseSpec(data_container=ErrorBody, description=_MEANING[status], generate_examples=False)
+            for status in statuses}
+
+
+def handle_api_error(_: Request, exc: ApiError) -> Response[ErrorBody]:  # type: ignore[type-arg]
     """ApiError → its structured body."""
     return error_response(exc.status, exc.code, exc.message)
 
 
-def handle_domain_error(_: Request, exc: DomainError) -> Response[dict]:  # type: ignore[type-arg]
+def handle_domain_error(_: Request, exc: DomainError) -> Response[ErrorBody]:  # type: ignore[type-arg]
     """Domain refusals → 400/404/409 with their message."""
     status = next((s for cls, s in _DOMAIN_STATUS.items() if isinstance(exc, cls)), 400)
     return error_response(status, exc.code, str(exc))
 
 
-def handle_http_exception(_: Request, exc: HTTPException) -> Response[dict]:  # type: ignore[type-arg]
+def handle_http_exception(_: Request, exc: HTTPException) -> Response[ErrorBody]:  # type: ignore[type-arg]
     """Framework errors (bad JSON, wrong types, 404 routes, 413...) → the structured body."""
     message = str(exc.detail)
     if isinstance(exc, ValidationException) and isinstance(exc.extra, list) and exc.extra:
@@ -68,7 +89,7 @@ def handle_http_exception(_: Request, exc: HTTPException) -> Response[dict]:  # 
     return error_response(exc.status_code, code, message, headers=exc.headers)
 
 
-def handle_unexpected(_: Request, exc: Exception) -> Response[dict]:  # type: ignore[type-arg]
+def handle_unexpected(_: Request, exc: Exception) -> Response[ErrorBody]:  # type: ignore[type-arg]
     """Anything else → 500 with no internals in the body."""
     log.error("unhandled %s", type(exc).__name__, exc_info=exc)
     return error_response(500, "INTERNAL_ERROR", "internal error")

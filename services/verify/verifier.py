@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import os
 from datetime import datetime
-from typing import Callable, Protocol
+from typing import Callable, Literal, Protocol
 
 import msgspec
 
@@ -23,11 +23,14 @@ class KeyLookup(Protocol):
     def get(self, key_id: str) -> KeyState | None: ...
 
 
+VerdictCode = Literal["VALID", "MALFORMED", "NOT_FOUND", "REVOKED", "EXPIRED", "FORBIDDEN", "RATE_LIMITED"]
+
+
 class Verdict(msgspec.Struct, frozen=True, kw_only=True):
     """The outcome of one verification, with the reason a person can read."""
 
     valid: bool
-    code: str  # VALID, MALFORMED, NOT_FOUND, REVOKED, EXPIRED, FORBIDDEN
+    code: VerdictCode
     reason: str
     key: KeyState | None = None
     granted_by: AccessEntry | None = None
@@ -72,7 +75,8 @@ class Verifier:
         now = self._clock()
         status = state.status(now)
         if status != "active":
-            return Verdict(valid=False, code=status.upper(), reason=f"key is {status}", key=state)
+            return Verdict(valid=False, code="REVOKED" if status == "revoked" else "EXPIRED",
+                           reason=f"key is {status}", key=state)
         refusal = await self._check_secret(state, presented, now)
         if refusal is not None:
             return refusal

@@ -3,56 +3,64 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Literal
 
-from litestar import Request, get
+import msgspec
+from litestar import get
+from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 from litestar.response import Stream
+from litestar.di import NamedDependency
 
-from keyledger.services.http.app import services_of
+from keyledger.domain.key import KeyState
+from keyledger.services.audit.export import export_lines
+from keyledger.services.http.errors import ApiError, error_responses
+from keyledger.services.http.guards import SECURITY, audit_guard
+from keyledger.services.http.ports import AuditPages
+from keyledger.services.http.schemas import AuditPage, AuditRecord
+from keyledger.services.storage.audit_export_source import ExportSource
 from keyledger.services.storage.audit_queries import AuditFilter
-from keyledger.services.http.auth import acting_admin, audit_guard
-from keyledger.services.http.errors import ApiError
+
+From = Annotated[datetime | None, Parameter(query="from", description="Only records at or after this time")]
+To = Annotated[datetime | None, Parameter(description="Only records before this time")]
+_MEDIA = {"ndjson": "application/x-ndjson", "csv": "text/csv"}
+_EXPORTED = ResponseSpec(data_container=str, media_type=_MEDIA["ndjson"], generate_examples=False, description=(
+    "The records as NDJSON (format=ndjson) or CSV (format=csv, text/csv), hash-chained, closed by a manifest"))
 
 
-def _organization(request: Request, asked: str | None) -> str | None:  # type: ignore[type-arg]
+def _organization(admin: KeyState, asked: str | None) -> str | None:
     """An organization's key sees only its organization's records."""
-    own = acting_admin(request).organization_id
+    own = admin.organization_id
     if own is not None and asked not in (None, own):
         raise ApiError(403, "FORBIDDEN", "Insufficient permissions")
     return own or asked
 
 
-@get("/v1/audit", guards=[audit_guard])
-async def audit(request: Request, key_id: str | None = None, organization_id: str | None = None,  # type: ignore[type-arg]
-                outcome: str | None = None, kind: str | None = None,
-                from_: Annotated[datetime | None, Parameter(query="from")] = None,
-                to: datetime | None = None, cursor: str | None = None, limit: int = 100) -> dict[str, Any]:
+@get("/v1/audit", guards=[audit_guard], security=SECURITY, responses=error_responses(400, 401, 403, 429))
+async def audit_records(admin: NamedDependency[KeyState], audit: NamedDependency[AuditPages],
+                        key_id: str | None = None, organization_id: str | None = None, outcome: str | None = None,
+                        kind: str | None = None, from_: From = None, to: To = None, cursor: str | None = None,
+                        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100) -> AuditPage:
     """Usage and lifecycle records, newest first; ``next_cursor`` continues. ``from``/``to`` bound ``at``."""
-    if not 1 <= limit <= 1000:
-        raise ApiError(400, "VALIDATION_ERROR", "limit must be between 1 and 1000")
-    where = AuditFilter(key_id=key_id, organization_id=_organization(request, organization_id), outcome=outcome,
+    where = AuditFilter(key_id=key_id, organization_id=_organization(admin, organization_id), outcome=outcome,
                         kind=kind, start=from_, end=to)
-    items, next_cursor = await services_of(request).audit.page(where, limit, cursor)
-    return {"items": items, "next_cursor": next_cursor}
+    items, next_cursor = await audit.page(where, limit, cursor)
+    return AuditPage(items=msgspec.convert(items, list[AuditRecord]), next_cursor=next_cursor)
 
 
-_MEDIA = {"ndjson": "application/x-ndjson", "csv": "text/csv"}
-
-
-@get("/v1/audit/export", guards=[audit_guard])
-async def export(request: Request, format: str = "ndjson",  # type: ignore[type-arg]
-                 from_: Annotated[datetime | None, Parameter(query="from")] = None,
-                 to: datetime | None = None) -> Stream:
+@get("/v1/audit/export", guards=[audit_guard], security=SECURITY,
+     responses={200: _EXPORTED, **error_responses(400, 401, 403, 429)})
+async def export_audit(admin: NamedDependency[KeyState], export: NamedDependency[ExportSource],
+                       format: Literal["ndjson", "csv"] = "ndjson", from_: From = None, to: To = None) -> Stream:
     """The whole trail in [from, to), streamed, with a hash chain and a closing manifest."""
-    from keyledger.services.audit.export import export_lines
-
-    if format not in _MEDIA:
-        raise ApiError(400, "VALIDATION_ERROR", "format must be ndjson or csv")
-    if acting_admin(request).organization_id is not None:
+    if admin.organization_id is not None:
         raise ApiError(403, "FORBIDDEN", "the export spans every organization; use a key without one")
-    return Stream(export_lines(services_of(request).export, format, from_, to), media_type=_MEDIA[format],
+    try:
+        lines = export_lines(export, format, from_, to)
+    except ValueError as exc:  # a reversed range
+        raise ApiError(400, "VALIDATION_ERROR", str(exc)) from None
+    return Stream(lines, media_type=_MEDIA[format],
                   headers={"Content-Disposition": f'attachment; filename="keyledger-audit.{format}"'})
 
 
-AUDIT_ROUTES = [audit, export]
+AUDIT_ROUTES = [audit_records, export_audit]

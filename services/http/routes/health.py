@@ -2,30 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from litestar import get
+from litestar.di import NamedDependency
 
-from litestar import Request, Response, get
-
-from keyledger.services.http.app import services_of
-from keyledger.services.http.errors import error_response
+from keyledger.services.http.errors import ApiError, error_responses
+from keyledger.services.http.ports import Connectivity, KeyDirectory
+from keyledger.services.http.schemas import Health, Ready
 
 
 @get("/healthz")
-async def healthz() -> dict[str, str]:
+async def healthz() -> Health:
     """The process is up."""
-    return {"status": "ok"}
+    return Health()
 
 
-@get("/readyz")
-async def readyz(request: Request) -> Response[Any]:  # type: ignore[type-arg]
-    """Ready once the key cache has caught up with the store as it was at start, and NATS is connected."""
-    services = services_of(request)
-    cache = services.cache
-    if not services.bus.is_connected:
-        return error_response(503, "NOT_READY", "not connected to NATS")
-    if cache.position < services.startup_head:
-        return error_response(503, "NOT_READY", f"key cache at {cache.position} of {services.startup_head}")
-    return Response({"ready": True, "position": cache.position, "lag": await cache.lag(), "keys": len(cache)})
+@get("/readyz", responses=error_responses(503))
+async def readyz(cache: NamedDependency[KeyDirectory], bus: NamedDependency[Connectivity],
+                 startup_head: NamedDependency[int]) -> Ready:
+    """Ready once the key cache has caught up with the store as it was at start, and the bus is connected."""
+    if not bus.is_connected:
+        raise ApiError(503, "NOT_READY", "not connected to NATS")
+    if cache.position < startup_head:
+        raise ApiError(503, "NOT_READY", f"key cache at {cache.position} of {startup_head}")
+    return Ready(ready=True, position=cache.position, lag=await cache.lag(), keys=len(cache))
 
 
 HEALTH_ROUTES = [healthz, readyz]

@@ -1,0 +1,135 @@
+"""Dependency injection: what route handlers get, by parameter name, instead of looking it up.
+
+The lifespan builds the components and :func:`publish` puts them on ``app.state``; the providers
+read them from there (``State``). Guards cannot take injected parameters, so they use
+:func:`gate_of`. Nothing here (or anywhere) imports ``app.py``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Callable
+
+import msgspec
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+
+from keyledger.domain.key import KeyState
+from keyledger.domain.recorded import Metadata
+from keyledger.services.http.auth import Gate, request_id, user_agent_of
+from keyledger.services.http.components import Components
+from keyledger.services.http.ports import AuditPages, Connectivity, KeyDirectory, LastUse
+from keyledger.services.keys.service import KeyService
+from keyledger.services.storage.audit_export_source import ExportSource
+
+_STATE_KEY = "keyledger"
+ADMIN = "admin"  # where a guard leaves the key it authenticated, in the request's state
+
+
+class Published(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``app.state`` holds for the handlers: the components and the gate built on them."""
+
+    components: Components
+    gate: Gate
+
+
+def published(components: Components) -> Published:
+    """``components`` with the gate that authenticates callers through them."""
+    c = components
+    gate = Gate(verifier=c.verifier, limiter=c.limiter, auth_failures=c.auth_failures, last_used=c.last_used,
+                usage=c.usage, clock=c.clock, rate_tiers=c.settings.rate_tiers(), verify_token=c.settings.verify_token)
+    return Published(components=components, gate=gate)
+
+
+def publish(state: State, components: Components) -> None:
+    """Make ``components`` what the handlers of the app owning ``state`` get."""
+    state[_STATE_KEY] = published(components)
+
+
+def initial_state(components: Components) -> State:
+    """An app state that already holds ``components`` (an app given its components up front)."""
+    return State({_STATE_KEY: published(components)})
+
+
+def _published(state: State) -> Published:
+    found: Published = state[_STATE_KEY]
+    return found
+
+
+def components_of(state: State) -> Components:
+    """The components published on ``state`` (for tools that drive an app directly, e.g. benchmarks)."""
+    return _published(state).components
+
+
+def gate_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Gate:
+    """The gate of the app serving ``connection`` (for guards)."""
+    return _published(connection.app.state).gate
+
+
+def provide_gate(state: State) -> Gate:
+    """Authenticates callers and answers verify requests."""
+    return _published(state).gate
+
+
+def provide_keys(state: State) -> KeyService:
+    """The command handlers (create, change, rotate, revoke)."""
+    return _published(state).components.keys
+
+
+def provide_cache(state: State) -> KeyDirectory:
+    """Every key's current state."""
+    return _published(state).components.cache
+
+
+def provide_last_used(state: State) -> LastUse:
+    """When keys were last used."""
+    return _published(state).components.last_used
+
+
+def provide_audit(state: State) -> AuditPages:
+    """Pages of the audit trail."""
+    return _published(state).components.audit
+
+
+def provide_export(state: State) -> ExportSource:
+    """The rows of a compliance export."""
+    return _published(state).components.export
+
+
+def provide_bus(state: State) -> Connectivity:
+    """The message bus connection."""
+    return _published(state).components.bus
+
+
+def provide_startup_head(state: State) -> int:
+    """The store's head position when the process started (readiness waits for the cache to reach it)."""
+    return _published(state).components.startup_head
+
+
+def provide_now(state: State) -> datetime:
+    """The time of this request, by the process clock."""
+    return _published(state).components.clock()
+
+
+def provide_admin(request: Request[Any, Any, Any]) -> KeyState:
+    """The key the route's guard authenticated."""
+    admin: KeyState = request.state[ADMIN]
+    return admin
+
+
+def provide_metadata(request: Request[Any, Any, Any], admin: NamedDependency[KeyState]) -> Metadata:
+    """Who does it (the acting key), from where (IP, user agent), and the request id: kept with the events."""
+    return Metadata(actor=f"key:{admin.key_id}", ip=request.client.host if request.client else None,
+                    user_agent=user_agent_of(request), request_id=request_id(request))
+
+
+def dependencies() -> dict[str, Provide]:
+    """Every provider, by the parameter name handlers use (registered on the app)."""
+    providers: dict[str, Callable[..., Any]] = {
+        "gate": provide_gate, "keys": provide_keys, "cache": provide_cache, "last_used": provide_last_used,
+        "audit": provide_audit, "export": provide_export, "bus": provide_bus, "startup_head": provide_startup_head,
+        "now": provide_now, "admin": provide_admin, "metadata": provide_metadata,
+    }
+    return {name: Provide(provider, sync_to_thread=False) for name, provider in providers.items()}

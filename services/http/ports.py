@@ -1,0 +1,90 @@
+"""What the HTTP layer needs from the rest of the process, as protocols.
+
+The real components (live key cache, rate limiter, last-used tracker, usage emitter, audit
+queries, NATS bus) satisfy them as they are; route tests pass in-memory fakes instead. The
+ones handlers receive by dependency injection are ``runtime_checkable``, because Litestar
+checks every injected value against its parameter's annotation.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Iterable, Protocol, runtime_checkable
+
+from keyledger.domain.key import KeyState
+from keyledger.domain.usage import UsageEvent
+from keyledger.services.storage.audit_queries import AuditFilter
+from keyledger.services.verify.throttles import RateDecision
+
+
+@runtime_checkable
+class KeyDirectory(Protocol):
+    """Every key's current state, in memory (the live key cache), and how far it has caught up."""
+
+    @property
+    def position(self) -> int:
+        """The highest global event position applied."""
+        ...
+
+    def get(self, key_id: str) -> KeyState | None:
+        """The key's current state, or None if unknown."""
+        ...
+
+    def states(self) -> list[KeyState]:
+        """A snapshot of every key's state."""
+        ...
+
+    def __len__(self) -> int: ...
+
+    async def lag(self) -> int:
+        """How many events the store holds beyond ``position``."""
+        ...
+
+
+@runtime_checkable
+class LastUse(Protocol):
+    """When each key was last used successfully."""
+
+    def touch(self, key_id: str, at: datetime) -> None:
+        """Record a use (no I/O)."""
+        ...
+
+    async def lookup(self, key_ids: Iterable[str]) -> dict[str, datetime]:
+        """Last-used times of ``key_ids`` (keys never used are absent)."""
+        ...
+
+
+class Limiter(Protocol):
+    """Per-key request budgets (``X-RateLimit-*``)."""
+
+    async def hit(self, key_id: str, limit: int) -> RateDecision:
+        """Count one request of ``key_id`` against ``limit`` per window."""
+        ...
+
+
+class UsageSink(Protocol):
+    """Where usage events go (batched to the audit trail)."""
+
+    def emit(self, event: UsageEvent) -> None:
+        """Queue one usage event; never blocks."""
+        ...
+
+
+@runtime_checkable
+class AuditPages(Protocol):
+    """Pages of the audit trail, newest first."""
+
+    async def page(self, where: AuditFilter, limit: int,
+                   cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of records and the cursor of the next page (None on the last)."""
+        ...
+
+
+@runtime_checkable
+class Connectivity(Protocol):
+    """The message bus connection, as far as readiness is concerned."""
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the connection is up right now."""
+        ...

@@ -1,0 +1,190 @@
+"""Request and response bodies of the HTTP API (DESIGN.md "HTTP API shape": field names are the contract).
+
+Requests only describe shape (types, unknown fields refused); the values are validated in one
+place, the domain (``keyledger.domain.commands`` and ``access``). Responses encode every field,
+optional ones as ``null``, except an access entry's ``id``, which is left out when it has none.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from keyledger.domain.key import Status
+from keyledger.services.verify.verifier import VerdictCode
+
+Capped = Annotated[str, msgspec.Meta(max_length=500)]
+
+
+class Access(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """One resource grant: ``scopes`` on ``resource`` (``id`` names the website of a ``website`` grant)."""
+
+    resource: str
+    scopes: list[str]
+    id: str | None = None
+
+
+class CreateKeyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /v1/keys``: top-level ``scopes`` are global grants, ``access`` the resource-scoped ones."""
+
+    name: str
+    organization_id: str | None = None
+    scopes: list[str] = []
+    access: list[Access] = []
+    expires_at: datetime | None = None
+    rate_limit: int | None = None
+
+
+class ChangeKeyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``PATCH /v1/keys/{id}``: ``scopes`` and ``access`` replace the key's grants together;
+    ``rate_limit`` 0 returns the key to its tier's limit."""
+
+    name: str | None = None
+    scopes: list[str] | None = None
+    access: list[Access] | None = None
+    rate_limit: int | None = None
+
+
+class RotateKeyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /v1/keys/{id}/rotate``: how long the old secret keeps working (0..7 days)."""
+
+    grace_seconds: int = 0
+
+
+class RevokeKeyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /v1/keys/{id}/revoke``."""
+
+    reason: str = ""
+
+
+class VerifyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /v1/verify``: may ``key`` do ``scope`` on this website / data kind? ``ip`` and
+    ``user_agent`` are the end client's, for the audit trail. Lengths are capped here because
+    these values go into the audit trail as they are."""
+
+    key: Annotated[str, msgspec.Meta(max_length=4096)]
+    scope: Annotated[str, msgspec.Meta(max_length=64)]
+    website_id: Capped | None = None
+    data: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    ip: Capped | None = None
+    user_agent: Capped | None = None
+
+
+class Key(msgspec.Struct, kw_only=True):
+    """A key as the API shows it: never its secret or the secret's hash."""
+
+    id: str
+    prefix: str
+    start: str
+    name: str
+    organization_id: str | None
+    scopes: list[str]
+    access: list[Access]
+    expires_at: datetime | None
+    status: Status
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    revoked_at: datetime | None
+    revoke_reason: str | None
+    previous_secret_valid_until: datetime | None
+    rate_limit: int | None
+    rate_tier: str
+
+
+class KeyWithSecret(Key, kw_only=True):
+    """A key just created or rotated, with its full secret token: shown this once."""
+
+    secret: str
+
+
+class KeyWithLastUse(Key, kw_only=True):
+    """A key with the time it was last used successfully (null: never)."""
+
+    last_used_at: datetime | None
+
+
+class KeyPage(msgspec.Struct, kw_only=True):
+    """Keys ordered by id; ``next_cursor`` (null on the last page) continues."""
+
+    items: list[KeyWithLastUse]
+    next_cursor: str | None
+
+
+class RateLimitState(msgspec.Struct, kw_only=True):
+    """The verified key's budget: requests per window, what is left, window end (Unix seconds)."""
+
+    limit: int
+    remaining: int
+    reset: int
+
+
+class VerifyAnswer(msgspec.Struct, kw_only=True):
+    """The answer to a well-formed verify request (always HTTP 200). ``ratelimit`` is null when
+    no key was identified; ``granted_by`` is the access entry that granted the scope."""
+
+    valid: bool
+    code: VerdictCode
+    reason: str
+    key_id: str | None
+    organization_id: str | None
+    scopes: list[str]
+    granted_by: Access | None
+    expires_at: datetime | None
+    ratelimit: RateLimitState | None
+
+
+class AuditRecord(msgspec.Struct, kw_only=True):
+    """One audit record: a usage (a verification or API call) or a lifecycle event of a key."""
+
+    kind: Literal["usage", "lifecycle"]
+    at: datetime
+    id: str
+    key_id: str | None
+    start: str | None
+    organization_id: str | None
+    action: str
+    outcome: str
+    actor: str | None
+    scope: str | None
+    granted_by: str | None
+    reason: str | None
+    website_id: str | None
+    data: str | None
+    ip: str | None
+    user_agent: str | None
+    request_id: str | None
+    detail: dict[str, Any] | None
+
+
+class AuditPage(msgspec.Struct, kw_only=True):
+    """Audit records, newest first; ``next_cursor`` (null on the last page) continues."""
+
+    items: list[AuditRecord]
+    next_cursor: str | None
+
+
+class Health(msgspec.Struct, kw_only=True):
+    """The process is up."""
+
+    status: Literal["ok"] = "ok"
+
+
+class Ready(msgspec.Struct, kw_only=True):
+    """Ready: the key cache has caught up with the store as it was at start, and the bus is connected."""
+
+    ready: bool
+    position: int
+    lag: int
+    keys: int
+
+
+class ErrorBody(msgspec.Struct, kw_only=True):
+    """Every failure: ``code`` is AUTH_REQUIRED, FORBIDDEN, RATE_LIMITED, VALIDATION_ERROR, NOT_FOUND,
+    CONFLICT, NOT_READY, METHOD_NOT_ALLOWED or INTERNAL_ERROR; ``error`` says it for people."""
+
+    success: bool = False
+    error: str
+    code: str

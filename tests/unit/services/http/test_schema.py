@@ -1,0 +1,121 @@
+"""/schema documents every body: built from ``create_app`` without starting it (no lifespan, no servers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import keyledger.services.http as http_package
+from keyledger.services.config import Settings
+from keyledger.services.http.app import create_app
+from keyledger.services.http.deps import dependencies
+
+ERROR_BODY = {"$ref": "#/components/schemas/ErrorBody"}
+GUARDED = {401, 403, 429}
+ERRORS = {  # what each operation can answer besides success: the error body, always
+    ("POST", "/v1/keys"): GUARDED | {400, 409, 413},
+    ("GET", "/v1/keys"): GUARDED | {400},
+    ("GET", "/v1/keys/{key_id}"): GUARDED | {400, 404},
+    ("PATCH", "/v1/keys/{key_id}"): GUARDED | {400, 404, 409, 413},
+    ("POST", "/v1/keys/{key_id}/rotate"): GUARDED | {400, 404, 409, 413},
+    ("POST", "/v1/keys/{key_id}/revoke"): GUARDED | {400, 404, 409, 413},
+    ("POST", "/v1/verify"): {400, 401, 413},
+    ("GET", "/v1/audit"): GUARDED | {400},
+    ("GET", "/v1/audit/export"): GUARDED | {400},
+    ("GET", "/healthz"): set(),
+    ("GET", "/readyz"): {503},
+}
+SUCCESS = {
+    ("POST", "/v1/keys"): ("201", "KeyWithSecret"),
+    ("GET", "/v1/keys"): ("200", "KeyPage"),
+    ("GET", "/v1/keys/{key_id}"): ("200", "KeyWithLastUse"),
+    ("PATCH", "/v1/keys/{key_id}"): ("200", "Key"),
+    ("POST", "/v1/keys/{key_id}/rotate"): ("200", "KeyWithSecret"),
+    ("POST", "/v1/keys/{key_id}/revoke"): ("200", "Key"),
+    ("POST", "/v1/verify"): ("200", "VerifyAnswer"),
+    ("GET", "/v1/audit"): ("200", "AuditPage"),
+    ("GET", "/healthz"): ("200", "Health"),
+    ("GET", "/readyz"): ("200", "Ready"),
+}
+KEY_FIELDS = {"id", "prefix", "start", "name", "organization_id", "scopes", "access", "expires_at", "status",
+              "version", "created_at", "updated_at", "revoked_at", "revoke_reason", "previous_secret_valid_until",
+              "rate_limit", "rate_tier"}
+FIELDS = {
+    "Key": KEY_FIELDS, "KeyWithSecret": KEY_FIELDS | {"secret"}, "KeyWithLastUse": KEY_FIELDS | {"last_used_at"},
+    "KeyPage": {"items", "next_cursor"}, "AuditPage": {"items", "next_cursor"},
+    "VerifyAnswer": {"valid", "code", "reason", "key_id", "organization_id", "scopes", "granted_by", "expires_at",
+                     "ratelimit"},
+    "RateLimitState": {"limit", "remaining", "reset"}, "Access": {"resource", "id", "scopes"},
+    "ErrorBody": {"success", "error", "code"}, "Health": {"status"}, "Ready": {"ready", "position", "lag", "keys"},
+}
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict[str, Any]:
+    app = create_app(Settings())  # never started: the schema needs no components
+    return app.openapi_schema.to_schema()
+
+
+def operations(schema: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(method.upper(), path): op for path, ops in schema["paths"].items() for method, op in ops.items()}
+
+
+def body_schema(response: dict[str, Any]) -> dict[str, Any]:
+    (media,) = response["content"].values()
+    return media["schema"]  # type: ignore[no-any-return]
+
+
+def test_every_operation_is_documented(schema: dict[str, Any]) -> None:
+    assert set(operations(schema)) == set(ERRORS)
+
+
+def test_every_success_response_has_its_body_schema(schema: dict[str, Any]) -> None:
+    for key, op in operations(schema).items():
+        successes = {status: r for status, r in op["responses"].items() if status.startswith("2")}
+        assert len(successes) == 1, key
+        ((status, response),) = successes.items()
+        if key in SUCCESS:
+            expected_status, component = SUCCESS[key]
+            assert (status, body_schema(response)) == (expected_status, {"$ref": f"#/components/schemas/{component}"})
+    export = operations(schema)[("GET", "/v1/audit/export")]["responses"]["200"]
+    assert export["content"] == {"application/x-ndjson": {"schema": {"type": "string"}}}
+
+
+def test_every_error_status_has_the_error_body(schema: dict[str, Any]) -> None:
+    for key, op in operations(schema).items():
+        errors = {int(status): r for status, r in op["responses"].items() if not status.startswith("2")}
+        assert set(errors) == ERRORS[key], key
+        for status, response in errors.items():
+            assert body_schema(response) == ERROR_BODY, (key, status)
+            assert response["description"], (key, status)
+
+
+def test_the_bodies_carry_the_contract_field_names(schema: dict[str, Any]) -> None:
+    components = schema["components"]["schemas"]
+    for name, fields in FIELDS.items():
+        assert set(components[name]["properties"]) == fields, name
+    code = components["VerifyAnswer"]["properties"]["code"]
+    assert set(code["enum"]) == {"VALID", "MALFORMED", "NOT_FOUND", "REVOKED", "EXPIRED", "FORBIDDEN", "RATE_LIMITED"}
+    assert components["KeyWithSecret"]["required"].count("secret") == 1
+
+
+def test_injected_collaborators_are_not_parameters(schema: dict[str, Any]) -> None:
+    injected = set(dependencies())
+    for key, op in operations(schema).items():
+        assert not {p["name"] for p in op.get("parameters", [])} & injected, key
+
+
+def test_guarded_operations_name_their_credentials(schema: dict[str, Any]) -> None:
+    assert set(schema["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+    for key, op in operations(schema).items():
+        if 401 in ERRORS[key] and key[1] != "/v1/verify":
+            assert op["security"] == [{"bearer": []}, {"apiKey": []}], key
+
+
+def test_nothing_imports_the_app_module() -> None:
+    package = Path(http_package.__file__).parent
+    for source in package.rglob("*.py"):
+        text = source.read_text()
+        assert "http.app import" not in text and "services_of" not in text, source
