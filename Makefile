@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test typecheck bench stack-up stack-down clean
+.PHONY: install run test test-unit test-integration test-e2e typecheck bench stack-up stack-down clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -26,10 +26,21 @@ run: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/python -m mypy
 
+# The whole suite: lint, types, then every layer. PYTEST_ARGS passes options, e.g. PYTEST_ARGS=-x.
 test: $(STAMP)
 	$(BIN)/python -m ruff check domain projections services tests bench
 	$(BIN)/python -m mypy
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# One layer each (tests/unit, tests/integration, tests/e2e); only the last two start Postgres and NATS.
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: $(STAMP)
+	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+test-e2e: $(STAMP)
+	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -1,30 +1,82 @@
-"""Shared fixtures: one real Postgres + NATS per test session, a fresh database per test."""
+"""Shared fixtures: one real Postgres + NATS per test session, a fresh database per test.
+
+Imported before anything else of the suite: it removes the caller's keyledger settings from the
+environment (``tests.support.env``), gives the session a private folder for its data and pytest's
+temporary files, marks every test with its layer (``unit``, ``integration``, ``e2e``) and refuses
+unit tests that would start servers.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import AsyncIterator, Iterator
 
-import psycopg
-import pytest
-from psycopg.conninfo import make_conninfo
-from psycopg_pool import AsyncConnectionPool
+from tests.support.env import isolate
 
-from keyledger.services.storage.database import Database, open_database
-from keyledger.services.storage.event_store import PostgresEventStore
-from keyledger.services.storage.migrations import migrate
-from keyledger.services.devstack.stack import StackInfo, stack_down, stack_up
+# Before any settings are read. TEST_DATABASE_URL/TEST_NATS_URL are the suite's own, never the service's.
+SESSION_DIR = Path(tempfile.mkdtemp(prefix="keyledger-tests-"))
+isolate(SESSION_DIR / "data")
+EXTERNAL_SERVERS = (os.environ.get("TEST_DATABASE_URL"), os.environ.get("TEST_NATS_URL"))
+
+import psycopg  # noqa: E402
+import pytest  # noqa: E402
+from psycopg.conninfo import make_conninfo  # noqa: E402
+from psycopg_pool import AsyncConnectionPool  # noqa: E402
+
+from keyledger.services.storage.database import Database, open_database  # noqa: E402
+from keyledger.services.storage.event_store import PostgresEventStore  # noqa: E402
+from keyledger.services.storage.migrations import migrate  # noqa: E402
+from keyledger.services.devstack.stack import StackInfo, stack_down, stack_up  # noqa: E402
 
 # Fast, throw-away durability for the test cluster only.
 TEST_PG_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+TESTS_DIR = Path(__file__).parent
+LAYERS = ("unit", "integration", "e2e")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Temporary files under the session's own folder: pytest's shared /tmp/pytest-of-<user> is reset to
+    mode 0700 by every new session, which cuts the embedded Postgres (a separate OS user when we
+    are root) off from its data directory in any other session running at the same time."""
+    if config.option.basetemp is None:
+        config.option.basetemp = str(SESSION_DIR / "tmp")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its layer (the folder under tests/); unit tests may not use the servers."""
+    starting_servers = []
+    for item in items:
+        parts = item.path.relative_to(TESTS_DIR).parts if item.path.is_relative_to(TESTS_DIR) else ()
+        layer = parts[0] if parts and parts[0] in LAYERS else None
+        if layer is not None:
+            item.add_marker(getattr(pytest.mark, layer))
+        if layer == "unit" and "stack_info" in getattr(item, "fixturenames", ()):
+            starting_servers.append(item.nodeid)
+    if starting_servers:
+        raise pytest.UsageError("unit tests must not use Postgres or NATS (move them to tests/integration): "
+                                + ", ".join(starting_servers))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove the session's folder after a green run; keep it (and say where) after a red one."""
+    if exitstatus == 0:
+        shutil.rmtree(SESSION_DIR, ignore_errors=True)
+    else:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"test data and server logs kept in {SESSION_DIR}")
 
 
 @pytest.fixture(scope="session")
 def stack_info(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo | None]:
-    """A private embedded stack for this session; None when DATABASE_URL and NATS_URL are set."""
-    if os.environ.get("DATABASE_URL") and os.environ.get("NATS_URL"):
+    """A private embedded stack for this session; None when TEST_DATABASE_URL and TEST_NATS_URL are set."""
+    if all(EXTERNAL_SERVERS):
         yield None
         return
     data_dir: Path = tmp_path_factory.mktemp("stack")
@@ -38,7 +90,9 @@ def stack_info(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo |
 def servers(stack_info: StackInfo | None) -> tuple[str, str]:
     """(database_url, nats_url) of the servers the tests use."""
     if stack_info is None:
-        return os.environ["DATABASE_URL"], os.environ["NATS_URL"]
+        database_url, nats_url = EXTERNAL_SERVERS
+        assert database_url and nats_url
+        return database_url, nats_url
     return stack_info.database_url, stack_info.nats_url
 
 

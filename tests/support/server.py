@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 
 from keyledger.services.config import Settings
+from tests.support.clock import ReferenceClock
+from tests.support.env import clean_env
+from tests.support.wait import until_sync
+
+CHEAP_ARGON2 = {"KEYLEDGER_ARGON2_TIME_COST": "1", "KEYLEDGER_ARGON2_MEMORY_KIB": "1024"}
 
 
 def free_port() -> int:
@@ -23,47 +29,65 @@ def free_port() -> int:
 
 
 class ApiServer:
-    """``keyledger serve`` as a subprocess on a free port; reads the bootstrap secret it prints once."""
+    """``keyledger serve`` as a subprocess on a free port; reads the bootstrap secret it prints once.
+
+    Its environment is ``clean_env()`` (none of the caller's keyledger settings) with the servers,
+    streams and cheap argon2 of the test, a data folder of its own (its spool), the clock of
+    ``clock`` (plus ``ahead``) when given, and ``extra_env`` last.
+    """
 
     def __init__(self, database_url: str, nats_url: str, settings: Settings, log_dir: Path,
-                 workers: bool = True, extra_env: dict[str, str] | None = None) -> None:
+                 workers: bool = True, extra_env: dict[str, str] | None = None,
+                 clock: ReferenceClock | None = None, ahead: timedelta = timedelta(0)) -> None:
+        self.database_url, self.nats_url, self.settings, self.log_dir = database_url, nats_url, settings, log_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"api-{self.port}.log"
-        env = {**os.environ, "DATABASE_URL": database_url, "NATS_URL": nats_url, "PORT": str(self.port),
-               "KEYLEDGER_NATS_STREAM": settings.nats_stream,
-               "KEYLEDGER_NATS_SUBJECT_PREFIX": settings.nats_subject_prefix,
-               "KEYLEDGER_USAGE_STREAM": settings.usage_stream, "KEYLEDGER_USAGE_SUBJECT": settings.usage_subject,
-               "KEYLEDGER_ARGON2_TIME_COST": "1", "KEYLEDGER_ARGON2_MEMORY_KIB": "1024", **(extra_env or {})}
+        self.launched = time.monotonic()
+        self.ready_after: float | None = None
+        env = clean_env({
+            "DATABASE_URL": database_url, "NATS_URL": nats_url, "PORT": str(self.port),
+            "KEYLEDGER_DATA_DIR": str(log_dir / f"api-{self.port}"),
+            "KEYLEDGER_NATS_STREAM": settings.nats_stream, "KEYLEDGER_NATS_SUBJECT_PREFIX": settings.nats_subject_prefix,
+            "KEYLEDGER_USAGE_STREAM": settings.usage_stream, "KEYLEDGER_USAGE_SUBJECT": settings.usage_subject,
+            **CHEAP_ARGON2, **(clock.start_env(ahead) if clock is not None else {}), **(extra_env or {})})
         args = [sys.executable, "-m", "keyledger.services.cli", "serve", *([] if workers else ["--no-workers"])]
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL)
         self.bootstrap_secret: str | None = None
 
-    def wait_ready(self, timeout: float = 30.0) -> "ApiServer":
+    @property
+    def startup_seconds(self) -> float:
+        """From launch until ready: an upper bound on how far its clock reads behind the reference."""
+        assert self.ready_after is not None, "not ready yet"
+        return self.ready_after
+
+    def wait_ready(self, timeout: float = 60.0) -> "ApiServer":
         """Block until /readyz answers 200; fail with the server's log otherwise."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"API exited early:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    match = re.search(r"store it now:\n\s+(\S+)", self.log())
-                    self.bootstrap_secret = match.group(1) if match else None
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"API not ready after {timeout}s:\n{self.log()}")
+        until_sync(self._ready, timeout=timeout, interval=0.1, what=f"the API on port {self.port} to be ready",
+                   explain=self.log)
+        self.ready_after = time.monotonic() - self.launched
+        match = re.search(r"store it now:\n\s+(\S+)", self.log())
+        self.bootstrap_secret = match.group(1) if match else None
+        return self
+
+    def _ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"API exited early with {self.process.returncode}:\n{self.log()}")
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def log(self) -> str:
-        """Everything the process printed so far."""
-        self._log.flush()
+        """Everything the process printed so far (all of it once stopped)."""
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it does not stop."""
+        """SIGTERM, then SIGKILL if it does not stop. Stopping twice is harmless."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -72,3 +96,7 @@ class ApiServer:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
+
+
+StartServer = Callable[..., ApiServer]
+"""What the e2e ``start_server`` and ``replica`` fixtures give: start one more server, ready."""
