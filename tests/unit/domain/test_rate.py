@@ -1,4 +1,4 @@
-"""Tiers, overrides and windows (pure), and the per-client failure throttle with an injected clock."""
+"""Tiers, overrides and windows: pure rules, no clock."""
 
 from datetime import datetime, timezone
 
@@ -9,7 +9,6 @@ from keyledger.domain.commands import ChangeAccess
 from keyledger.domain.errors import ValidationError
 from keyledger.domain.key import decide, fold
 from keyledger.domain.rate import DEFAULT_TIERS, limit_of, tier_of, window_start
-from keyledger.services.verify.throttles import FailureThrottle, RateDecision
 from tests.support.factories import created
 
 NOW = datetime(2026, 2, 1, tzinfo=timezone.utc)
@@ -51,18 +50,3 @@ def test_override_out_of_range_is_refused(value: int) -> None:
 def test_windows_are_aligned_minutes() -> None:
     assert window_start(1_700_000_039.9) == 1_700_000_040 - 60 == 1_699_999_980
     assert window_start(1_700_000_040.0) == 1_700_000_040
-
-
-def test_failure_throttle_blocks_past_the_limit_until_the_window_ends() -> None:
-    now = [1_000_000_060.0]  # window [1_000_000_020, 1_000_000_080)
-    throttle = FailureThrottle(3, clock=lambda: now[0])
-    for _ in range(3):
-        assert throttle.refusal("198.51.100.1") is None
-        throttle.record("198.51.100.1")
-    refused = throttle.refusal("198.51.100.1")
-    assert refused == RateDecision(allowed=False, limit=3, remaining=0, reset=1_000_000_080, retry_after=20)
-    assert refused.headers() == {"X-RateLimit-Limit": "3", "X-RateLimit-Remaining": "0",
-                                 "X-RateLimit-Reset": "1000000080", "Retry-After": "20"}
-    assert throttle.refusal("198.51.100.2") is None
-    now[0] = 1_000_000_080.0
-    assert throttle.refusal("198.51.100.1") is None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import re
-import time
 import zlib
 from collections.abc import Iterator
 
@@ -323,16 +322,11 @@ def test_each_check_has_its_own_reason() -> None:
             assert assert_malformed(value).reason == reason
 
 
-def test_long_input_is_rejected_first_and_fast() -> None:
+def test_long_input_is_rejected_by_length_first() -> None:
     huge = "kl_" + "é" * 10_000  # also non-ASCII: length must be checked first
     assert assert_malformed(huge).reason == "token is too long"
     assert assert_malformed("a" * 201).reason == "token is too long"
     assert assert_malformed("x" * 10_000_000).reason == "token is too long"
-    started = time.perf_counter()
-    for _ in range(1000):
-        with pytest.raises(MalformedToken):
-            parse(huge)
-    assert time.perf_counter() - started < 1.0
 
 
 # --- no secret leaks ---------------------------------------------------------------------------

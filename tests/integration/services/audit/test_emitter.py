@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,7 +14,8 @@ from keyledger.services.messaging.usage import UsagePublisher
 from keyledger.services.config import Settings
 from keyledger.services.audit.emitter import UsageEmitter
 from tests.support.natsproc import NatsServer
-from tests.support.pipeline import isolated_settings, running, wait_until
+from tests.support.pipeline import isolated_settings, running
+from tests.support.wait import until
 
 
 def usage(n: int) -> list[UsageEvent]:
@@ -50,13 +50,13 @@ async def test_batches_spool_while_nats_is_down_and_arrive_once(tmp_path: Path) 
 
         async with running(emitter.run):
             emit(usage(120))
-            await wait_until(lambda: _at_least(emitter.published, 120), what="first batches")
+            await until(lambda: emitter.published >= 120, what="first batches")
             server.stop()
             emit(usage(300))
-            await wait_until(lambda: _at_least(emitter.spooled, 300), what="spooling while NATS is down")
+            await until(lambda: emitter.spooled >= 300, what="spooling while NATS is down")
             assert list((tmp_path / "spool").glob("*.batch"))
             server.start()
-            await wait_until(lambda: _at_least(emitter.published, 420), timeout=30, what="catch-up after restart")
+            await until(lambda: emitter.published >= 420, timeout=30, what="catch-up after restart")
             emit(usage(30))  # stop right away: shutdown flushes them
         assert not list((tmp_path / "spool").glob("*.batch"))
         checker = await connect(server.url, "checker")
@@ -87,16 +87,11 @@ async def test_a_spool_left_by_a_stopped_process_is_sent_by_the_next(tmp_path: P
         nc = await connect(server.url, "second")
         second = UsageEmitter(UsagePublisher(nc, settings), tmp_path / "spool")
         async with running(second.run):
-            await wait_until(lambda: _at_least(second.published, 75), what="the old spool")
+            await until(lambda: second.published >= 75, what="the old spool")
         assert sorted(await delivered(nc._js, settings)) == sorted(e.id for e in events)
         await nc.close()
     finally:
         server.stop()
-
-
-async def _at_least(value: int, wanted: int) -> bool:
-    await asyncio.sleep(0)
-    return value >= wanted
 
 
 async def test_an_overflowing_buffer_spills_in_publishable_batches(tmp_path: Path, nats_url: str) -> None:

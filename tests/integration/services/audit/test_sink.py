@@ -4,7 +4,6 @@ daily partitions, append-only rows, malformed messages, a SIGKILLed sink, and re
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import subprocess
@@ -13,7 +12,7 @@ import uuid
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator, Callable
 
 import psycopg
 import pytest
@@ -29,7 +28,9 @@ from keyledger.services.messaging.streams import ensure_usage_stream
 from keyledger.services.storage.database import Database
 from keyledger.services.storage.usage_partitions import UsagePartitions, apply_retention
 from keyledger.services.config import Settings
-from tests.support.pipeline import isolated_settings, running, sink_for, wait_until
+from tests.support.env import clean_env
+from tests.support.pipeline import isolated_settings, running, sink_for
+from tests.support.wait import until
 from tests.support.paths import REPO_ROOT as ROOT
 
 DAY0 = datetime(2026, 11, 20, tzinfo=timezone.utc)
@@ -127,9 +128,9 @@ async def test_batches_are_stored_exactly(pool: AsyncConnectionPool, db: Databas
         sink = sink_for(db, BUSES[id(js)], settings, fetch_batch=4)
         batch_ids = [await publish(js, settings, events[i:i + 100]) for i in range(0, 1000, 100)]
         async with running(sink.run):
-            await wait_until(lambda: reaches(sink, stored=1000), what="the first batches")
+            await until(lambda: reaches(sink, stored=1000), what="the first batches")
             batch_ids += [await publish(js, settings, events[i:i + 250]) for i in range(1000, 1500, 250)]
-            await wait_until(lambda: reaches(sink, stored=1500), what="the later batches")
+            await until(lambda: reaches(sink, stored=1500), what="the later batches")
         assert sink.stats == SinkStats(stored=1500, batches=12)
         assert await stored(pool) == {e.id: e for e in events}
         async with pool.connection() as conn:
@@ -148,10 +149,10 @@ async def test_a_batch_published_again_is_stored_once(pool: AsyncConnectionPool,
         await js.publish(settings.usage_subject, encode_batch(second))  # no headers: id derived from the body
         sink = sink_for(db, BUSES[id(js)], settings)
         async with running(sink.run):
-            await wait_until(lambda: reaches(sink, stored=80), what="the batches")
+            await until(lambda: reaches(sink, stored=80), what="the batches")
             await publish(js, settings, first, batch_id=batch, msg_id=str(uuid.uuid4()))  # a later fetch
             await js.publish(settings.usage_subject, encode_batch(second))
-            await wait_until(lambda: reaches(sink, duplicates=3), what="the duplicates")
+            await until(lambda: reaches(sink, duplicates=3), what="the duplicates")
         assert sink.stats == SinkStats(stored=80, batches=2, duplicates=3)
         assert await stored(pool) == {e.id: e for e in first + second}
 
@@ -179,7 +180,7 @@ async def test_a_batch_committed_but_not_acked_is_skipped_when_redelivered(pool:
             await msg.nak()
         sink = sink_for(db, BUSES[id(js)], settings)
         async with running(sink.run):
-            await wait_until(lambda: reaches(sink, duplicates=4), what="the redelivered batches")
+            await until(lambda: reaches(sink, duplicates=4), what="the redelivered batches")
         assert sink.stats == SinkStats(duplicates=4)
         assert await stored(pool) == {e.id: e for e in events}
 
@@ -196,7 +197,7 @@ async def test_partitions_are_created_per_utc_day(pool: AsyncConnectionPool, db:
         await publish(js, settings, [near_midnight])
         sinks = [sink_for(db, BUSES[id(js)], settings, fetch_batch=1) for _ in range(3)]  # racing to create them
         async with running(*(sink.run for sink in sinks)):
-            await wait_until(lambda: _total_stored(sinks, 601), what="every event")
+            await until(lambda: _total_stored(sinks, 601), what="every event")
     per_day: dict[str, int] = {}
     for event in [*spread, near_midnight]:
         name = f"usage_events_{event.at.astimezone(timezone.utc):%Y%m%d}"
@@ -215,7 +216,7 @@ async def test_usage_rows_cannot_be_updated_or_deleted(pool: AsyncConnectionPool
         sink = sink_for(db, BUSES[id(js)], settings)
         await publish(js, settings, usage_events(10, seed=6))
         async with running(sink.run):
-            await wait_until(lambda: reaches(sink, stored=10), what="the batch")
+            await until(lambda: reaches(sink, stored=10), what="the batch")
     async with pool.connection() as conn:
         for statement in ("UPDATE usage_events SET outcome = 'VALID'", "DELETE FROM usage_events",
                           f"UPDATE usage_events_{DAY0:%Y%m%d} SET ip = NULL",
@@ -242,7 +243,7 @@ async def test_malformed_messages_are_dropped_without_wedging_the_sink(pool: Asy
         await publish(js, settings, good[200:])
         sink = sink_for(db, BUSES[id(js)], settings)
         async with running(sink.run):
-            await wait_until(lambda: reaches(sink, stored=300, malformed=6), what="the good batches")
+            await until(lambda: reaches(sink, stored=300, malformed=6), what="the good batches")
             info = await js.consumer_info(settings.usage_stream, "audit-sink")
             assert (info.num_pending, info.num_ack_pending) == (0, 0)
     assert sink.stats == SinkStats(stored=300, batches=3, malformed=6)
@@ -260,7 +261,7 @@ async def test_retention_drops_only_whole_days_before_the_cutoff_and_logs_every_
         async with running(sink.run):
             for i, day in enumerate(days):
                 await publish(js, settings, usage_events(20, start=day.replace(hour=0), seed=10 + i))
-            await wait_until(lambda: reaches(sink, stored=100), what="the old batches")
+            await until(lambda: reaches(sink, stored=100), what="the old batches")
             async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
                 await conn.execute("SET TIME ZONE 'America/St_Johns'")  # bounds are read back in local time
                 dropped = await apply_retention(conn, 30, now, actor="test")
@@ -273,7 +274,7 @@ async def test_retention_drops_only_whole_days_before_the_cutoff_and_logs_every_
             assert {e.at.date() for e in (await stored(pool)).values()} == {d.date() for d in days[2:]}
             late = usage_events(5, start=days[0].replace(hour=0), seed=20)  # its partition is gone: made again
             await publish(js, settings, late)
-            await wait_until(lambda: reaches(sink, stored=105), what="the late batch")
+            await until(lambda: reaches(sink, stored=105), what="the late batch")
         assert (await partitions(pool))["usage_events_20261017"] == 5
     async with pool.connection() as conn:
         cur = await conn.execute("SELECT actor, keep_days, cutoff, dropped FROM audit_retention_log ORDER BY id")
@@ -290,8 +291,8 @@ BATCHES, PER_BATCH = 200, 100
 
 def sink_env(settings: Settings, database_url: str, nats_url: str) -> dict[str, str]:
     """The environment of a ``python -m services.cli audit-sink`` subprocess."""
-    return {**os.environ, "DATABASE_URL": database_url, "NATS_URL": nats_url,
-            "KEYLEDGER_USAGE_STREAM": settings.usage_stream, "KEYLEDGER_USAGE_SUBJECT": settings.usage_subject}
+    return clean_env({"DATABASE_URL": database_url, "NATS_URL": nats_url,
+                      "KEYLEDGER_USAGE_STREAM": settings.usage_stream, "KEYLEDGER_USAGE_SUBJECT": settings.usage_subject})
 
 
 def start_sink(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -301,12 +302,9 @@ def start_sink(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
 
 
-async def waited(check: Callable[[], Awaitable[bool]], what: str, log: Path, timeout: float) -> None:
-    """:func:`wait_until`, adding the sink's output to the failure."""
-    try:
-        await wait_until(check, timeout, what)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; sink output:\n{log.read_text(errors='replace')}") from None
+def output_of(log: Path) -> Callable[[], str]:
+    """What the sink printed, for a failure message."""
+    return lambda: f"sink output:\n{log.read_text(errors='replace')}"
 
 
 async def kill_holding_messages(js: JetStreamContext, settings: Settings, pool: AsyncConnectionPool,
@@ -319,7 +317,7 @@ async def kill_holding_messages(js: JetStreamContext, settings: Settings, pool: 
         info = await js.consumer_info(settings.usage_stream, "audit-sink")
         return bool(info.num_ack_pending) and await scalar(pool, "SELECT count(*) FROM usage_batches") != floor
 
-    await waited(holding, "sink progress", log, timeout=30)
+    await until(holding, timeout=30, what="sink progress", explain=output_of(log))
     proc.send_signal(signal.SIGKILL)
     await asyncio.to_thread(proc.wait, 10)
     return bool((await js.consumer_info(settings.usage_stream, "audit-sink")).num_ack_pending)
@@ -352,10 +350,10 @@ async def test_a_sink_killed_mid_batch_loses_and_duplicates_nothing(pool: AsyncC
                 await publishing
             assert any(kills), f"never killed the sink while it held unacked messages: {kills}"
             procs.append(start_sink(env, log))
-            await waited(lambda: _count_is(pool, len(events)), "every event", log, timeout=60)
-            await asyncio.sleep(2.5)  # past the ack wait: a late redelivery must be skipped too
-            info = await js.consumer_info(settings.usage_stream, "audit-sink")
-            assert (info.num_pending, info.num_ack_pending) == (0, 0)
+            await until(lambda: _count_is(pool, len(events)), timeout=60, what="every event", explain=output_of(log))
+            # messages the killed sinks held come back after the ack wait: wait until every one is acked
+            await until(lambda: _all_acked(js, settings), timeout=60, what="every message acked",
+                        explain=output_of(log))
             procs[-1].terminate()  # before the stream goes: it would create it again
             assert await asyncio.to_thread(procs[-1].wait, 10) == 0, log.read_text()
     finally:
@@ -366,6 +364,11 @@ async def test_a_sink_killed_mid_batch_loses_and_duplicates_nothing(pool: AsyncC
     assert await stored(pool) == {e.id: e for e in events}  # every id exactly once, every field intact
     assert await scalar(pool, "SELECT count(*) FROM usage_batches") == BATCHES
     assert await _count_is(pool, len(events))
+
+
+async def _all_acked(js: JetStreamContext, settings: Settings) -> bool:
+    info = await js.consumer_info(settings.usage_stream, "audit-sink")
+    return (info.num_pending, info.num_ack_pending) == (0, 0)
 
 
 async def _count_is(pool: AsyncConnectionPool, n: int) -> bool:

@@ -6,7 +6,6 @@ Real Postgres and NATS throughout; the projector also runs as a real subprocess 
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import subprocess
@@ -14,7 +13,7 @@ import sys
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, Awaitable, Callable, Iterator
+from typing import IO, Iterator
 
 import msgspec
 import pytest
@@ -46,9 +45,11 @@ from tests.support.factories import T0, changes, created
 from tests.support.natsproc import NatsServer
 from tests.support.pipeline import (
     folded_streams, isolated_settings, jetstream, live_cache_for, projector_caught_up, projector_for, relay_for, running,
-    table_model, wait_until,
+    table_model,
 )
+from tests.support.env import clean_env
 from tests.support.paths import REPO_ROOT as ROOT
+from tests.support.wait import until
 
 READ = (AccessEntry(resource="global", scopes=("read:data",)),)
 
@@ -112,10 +113,10 @@ async def table_versions(pool: AsyncConnectionPool) -> dict[str, int]:
 
 def worker_env(settings: Settings, database_url: str, nats_url: str) -> dict[str, str]:
     """The environment of a ``python -m services.cli`` worker subprocess."""
-    return {**os.environ, "DATABASE_URL": database_url, "NATS_URL": nats_url,
-            "KEYLEDGER_NATS_STREAM": settings.nats_stream,
-            "KEYLEDGER_NATS_SUBJECT_PREFIX": settings.nats_subject_prefix,
-            "KEYLEDGER_ARGON2_TIME_COST": "1", "KEYLEDGER_ARGON2_MEMORY_KIB": "1024"}
+    return clean_env({"DATABASE_URL": database_url, "NATS_URL": nats_url,
+                      "KEYLEDGER_NATS_STREAM": settings.nats_stream,
+                      "KEYLEDGER_NATS_SUBJECT_PREFIX": settings.nats_subject_prefix,
+                      "KEYLEDGER_ARGON2_TIME_COST": "1", "KEYLEDGER_ARGON2_MEMORY_KIB": "1024"})
 
 
 class Workers:
@@ -158,15 +159,6 @@ def workers(tmp_path: Path) -> Iterator[list[Workers]]:
             group.close()
 
 
-async def waited(check: Callable[[], Awaitable[bool]], what: str, explain: Callable[[], str],
-                 timeout: float = 20.0) -> None:
-    """:func:`wait_until`, adding ``explain()`` (evaluated at the time out) to the failure."""
-    try:
-        await wait_until(check, timeout, what)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}: {explain()}") from None
-
-
 async def kill(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL a worker and wait until it is gone."""
     proc.send_signal(signal.SIGKILL)
@@ -197,7 +189,7 @@ async def kill_mid_batch(group: Workers, pool: AsyncConnectionPool, js: JetStrea
                 return False
             return position > floor and info.delivered.stream_seq > committed
 
-        await waited(holding_a_batch, "projector progress", group.logs, timeout=30)
+        await until(holding_a_batch, timeout=30, what="projector progress", explain=group.logs)
         await kill(proc)
         async with pool.connection() as conn:
             floor, committed = await read_checkpoint(conn, PROJECTOR)
@@ -252,19 +244,19 @@ async def test_projector_killed_mid_stream_and_restarted_ends_identical_to_repla
                 committed, delivered = await kill_mid_batch(group, pool, js, settings)
                 killed_at, head_at_kill = await checkpoint(pool), await store.head_position()
                 assert 0 < killed_at < head_at_kill and committed < delivered
-                await wait_until(lambda: _head_beyond(store, head_at_kill + 100), what="events while it is down")
+                await until(lambda: _head_beyond(store, head_at_kill + 100), what="events while it is down")
             finally:
                 keep_writing.clear()
                 await writing
             restarted = group.start("projector")
-            await waited(lambda: projector_caught_up(db), "projector", group.logs, timeout=30)
+            await until(lambda: projector_caught_up(db), timeout=30, what="projector", explain=group.logs)
             folded = await folded_streams(store)
             projected = await table_model(db)
             assert projected == folded, "checkpoint at the head, yet " + lagging(projected, folded)
             cache = live_cache_for(db, bus, settings)
             await cache.start()
             try:
-                await wait_until(lambda: live_cache_matches(cache, folded), timeout=10, what="live cache")
+                await until(lambda: live_cache_matches(cache, folded), timeout=10, what="live cache")
             finally:
                 await cache.stop()
             projected_rows = await table_rows(pool)
@@ -322,7 +314,7 @@ async def test_nats_restart_while_commands_run_every_event_reaches_the_cache_exa
             caches.append(cache)
             async with running(relay.run, projector.run):
                 await commands(20)
-                await wait_until(lambda: projector_caught_up(db), what="projector before the restart")
+                await until(lambda: projector_caught_up(db), what="projector before the restart")
                 await cache.start()
                 try:
                     server.stop()
@@ -332,11 +324,11 @@ async def test_nats_restart_while_commands_run_every_event_reaches_the_cache_exa
                     server.start()
                     await commands(20)
                     head = await store.head_position()
-                    await waited(lambda: projector_caught_up(db), "projector after the restart",
-                                 lambda: str(projector.stats), timeout=30)
+                    await until(lambda: projector_caught_up(db), timeout=30, what="projector after the restart",
+                                explain=lambda: str(projector.stats))
                     folded = await folded_streams(store)
-                    await waited(lambda: live_cache_matches(cache, folded), "live cache after the restart",
-                                 lambda: f"position {cache.position} of {head}", timeout=30)
+                    await until(lambda: live_cache_matches(cache, folded), timeout=30, what="live cache after the restart",
+                                explain=lambda: f"position {cache.position} of {head}")
                 finally:
                     if not server.running:  # a failure while it was down: the cleanup needs it
                         server.start()
@@ -363,7 +355,7 @@ async def test_publishing_an_event_again_changes_nothing(pool: AsyncConnectionPo
     async with jetstream(nats_url, settings) as (bus, js):
         relay, projector = relay_for(db, bus, settings), projector_for(db, bus, settings)
         async with running(relay.run, projector.run):
-            await wait_until(lambda: projector_caught_up(db), what="projector")
+            await until(lambda: projector_caught_up(db), what="projector")
             before, stats = await table_rows(pool), msgspec.structs.replace(projector.stats)
             assert len(before) == 20 and stats == ProjectorStats(applied=head)
             again = (await store.read_stream(key_id(3)))[2]
@@ -376,7 +368,7 @@ async def test_publishing_an_event_again_changes_nothing(pool: AsyncConnectionPo
             # (b) a new Nats-Msg-Id: the projector gets it and skips it by version
             ack = await js.publish(subject, body, headers={"Nats-Msg-Id": str(uuid.uuid4())})
             assert not ack.duplicate and ack.seq == head + 1
-            await wait_until(lambda: _stats_reach(projector, duplicates=1), what="the duplicate to be consumed")
+            await until(lambda: _stats_reach(projector, duplicates=1), what="the duplicate to be consumed")
             assert projector.stats == ProjectorStats(applied=head, duplicates=1)
             assert await table_rows(pool) == before
             assert await checkpoint(pool) == head
@@ -384,17 +376,21 @@ async def test_publishing_an_event_again_changes_nothing(pool: AsyncConnectionPo
             # (c) the relay re-publishes everything: JetStream's de-duplication drops it all...
             published = relay.published
             await reset_relay_checkpoint(pool)
-            await wait_until(lambda: _holds(relay.published == published + head), what="the relay to re-publish")
+            await until(lambda: _holds(relay.published == published + head), what="the relay to re-publish")
             assert (await js.stream_info(settings.nats_stream)).state.messages == head + 1
             # ...and beyond the de-duplication window the projector skips every event by version
             await js.update_stream(StreamConfig(
                 name=settings.nats_stream, subjects=[all_subjects(settings)], storage=StorageType.FILE,
                 duplicate_window=0.1))
-            await asyncio.sleep(0.3)  # let every message id age out of the window
+            # a message id newer than all the relay's: once JetStream accepts it again, theirs have aged out
+            probe = {"Nats-Msg-Id": str(uuid.uuid4())}
+            assert not (await js.publish(subject, body, headers=probe)).duplicate
+            await until(lambda: _accepted(js, subject, body, probe), timeout=30,
+                        what="the de-duplication window to pass")
             await reset_relay_checkpoint(pool)
-            await wait_until(lambda: _stats_reach(projector, duplicates=1 + head), what="re-published events")
-            assert (await js.stream_info(settings.nats_stream)).state.messages == 2 * head + 1
-            assert projector.stats == ProjectorStats(applied=head, duplicates=1 + head)
+            await until(lambda: _stats_reach(projector, duplicates=3 + head), what="re-published events")
+            assert (await js.stream_info(settings.nats_stream)).state.messages == 2 * head + 3
+            assert projector.stats == ProjectorStats(applied=head, duplicates=3 + head)  # the probe's two too
             assert await table_rows(pool) == before
             assert await checkpoint(pool) == head
         assert await table_model(db) == await folded_streams(store)
@@ -405,6 +401,11 @@ async def reset_relay_checkpoint(pool: AsyncConnectionPool) -> None:
     async with pool.connection() as conn:
         cur = await conn.execute("UPDATE checkpoints SET position = 0 WHERE name = %s", (RELAY,))
         assert cur.rowcount == 1
+
+
+async def _accepted(js: JetStreamContext, subject: str, body: bytes, headers: dict[str, str]) -> bool:
+    """Publish ``body`` again; whether JetStream stored it (its id no longer in the de-duplication window)."""
+    return not (await js.publish(subject, body, headers=headers)).duplicate
 
 
 async def _stats_reach(projector: Projector, duplicates: int) -> bool:
@@ -442,8 +443,8 @@ async def test_a_version_gap_is_repaired_from_the_store(pool: AsyncConnectionPoo
                 behind_events = await store.append(behind, 0, [created(behind)])
                 await publish_by_hand(unseen_events[-1])
                 await publish_by_hand(behind_events[0])
-                await waited(lambda: _table_at(pool, {unseen: 3, behind: 1}), "v3 and v1",
-                             lambda: str(projector.stats))
+                await until(lambda: _table_at(pool, {unseen: 3, behind: 1}), what="v3 and v1",
+                            explain=lambda: str(projector.stats))
                 assert projector.stats.applied == 4 and projector.stats.filled + projector.stats.repaired > 0
                 # `behind`: v2..v4 stored, and the checkpoint already past v2 and v3 without the table having
                 # them (as a projector that lost a batch used to leave it); only v4 published
@@ -452,13 +453,13 @@ async def test_a_version_gap_is_repaired_from_the_store(pool: AsyncConnectionPoo
                     await conn.execute("UPDATE checkpoints SET position = %s WHERE name = %s",
                                        (behind_events[-2].global_position, PROJECTOR))
                 await publish_by_hand(behind_events[-1])
-                await waited(lambda: _table_at(pool, {unseen: 3, behind: 4}), "v4", lambda: str(projector.stats))
+                await until(lambda: _table_at(pool, {unseen: 3, behind: 4}), what="v4", explain=lambda: str(projector.stats))
                 assert projector.stats.repaired > 0, projector.stats
                 folded = await folded_streams(store)
                 assert [folded[unseen].version, folded[behind].version] == [3, 4]
                 table = await table_model(db)
                 assert table == folded, lagging(table, folded)
-                await wait_until(lambda: live_cache_matches(cache, folded), what="live cache repair")
+                await until(lambda: live_cache_matches(cache, folded), what="live cache repair")
             finally:
                 await cache.stop()
             assert await table_versions(pool) == await stream_lengths(pool)
@@ -467,6 +468,6 @@ async def test_a_version_gap_is_repaired_from_the_store(pool: AsyncConnectionPoo
             stats = msgspec.structs.replace(projector.stats)
             relay = relay_for(db, bus, settings)
             async with running(relay.run):
-                await wait_until(lambda: _stats_reach(projector, stats.duplicates + 7), what="relayed events")
+                await until(lambda: _stats_reach(projector, stats.duplicates + 7), what="relayed events")
         assert projector.stats == msgspec.structs.replace(stats, duplicates=stats.duplicates + 7)
         assert await table_model(db) == folded

@@ -23,8 +23,9 @@ from keyledger.services.storage.database import open_database
 from keyledger.services.storage.replay_source import ReplaySource
 from tests.support.pipeline import (
     folded_streams, isolated_settings, jetstream, live_cache_for, projector_caught_up, projector_for, relay_for, running,
-    table_model, wait_until,
+    table_model,
 )
+from tests.support.wait import until
 
 ACCESS = [
     (AccessEntry(resource="global", scopes=("read:data",)),),
@@ -82,9 +83,9 @@ async def scenario(admin_url: str, nats_url: str, ops: list[tuple[str, int, int]
             relay, projector = relay_for(db, bus, cfg, page_size=7), projector_for(db, bus, cfg, batch_size=5)
             async with running(relay.run, projector.run):
                 await run_commands(keys, ops)
-                await wait_until(lambda: projector_caught_up(db), what="projector")
+                await until(lambda: projector_caught_up(db), what="projector")
                 head = await store.head_position()
-                await wait_until(lambda: _at(live, head), what="the live cache at the head")
+                await until(lambda: _at(live, head), what="the live cache at the head")
             await live.stop()
             expected = await folded_streams(store)
             projected = await table_model(db)

@@ -15,8 +15,9 @@ from keyledger.services.storage.database import Database
 from keyledger.services.storage.replay_source import ReplaySource
 from tests.support.pipeline import (
     folded_streams, isolated_settings, jetstream, live_cache_for, projector_caught_up, projector_for, relay_for, running,
-    table_model, wait_until,
+    table_model,
 )
+from tests.support.wait import until
 
 READ = (AccessEntry(resource="global", scopes=("read:data",)),)
 
@@ -30,7 +31,7 @@ async def test_events_flow_to_the_table_and_the_live_cache(db: Database, store: 
         async with running(relay.run, projector.run):
             issued = [await keys.create(f"k{i}", access=READ) for i in range(5)]
             await keys.rotate(issued[0].state.key_id, grace_seconds=60)
-            await wait_until(lambda: projector_caught_up(db), what="projector")
+            await until(lambda: projector_caught_up(db), what="projector")
             cache = live_cache_for(db, bus, settings)
             await cache.start()
             assert cache.position == await store.head_position() and len(cache) == 5
@@ -38,8 +39,8 @@ async def test_events_flow_to_the_table_and_the_live_cache(db: Database, store: 
             async def seen() -> bool:
                 state = cache.get(issued[1].state.key_id)
                 return state is not None and state.revoked_at is not None
-            await wait_until(seen, what="revoke in the live cache")
-            await wait_until(lambda: projector_caught_up(db), what="projector")
+            await until(seen, what="revoke in the live cache")
+            await until(lambda: projector_caught_up(db), what="projector")
             await cache.stop()
         assert await table_model(db) == await folded_streams(store)
         assert cache.get(revoked.key_id) == revoked
@@ -73,15 +74,15 @@ async def test_live_cache_follows_a_recreated_stream_from_its_start(db: Database
         async with running(relay.run, projector.run):
             for i in range(6):
                 await keys.create(f"k{i}", access=READ)
-            await wait_until(lambda: projector_caught_up(db), what="projector")
+            await until(lambda: projector_caught_up(db), what="projector")
         await js.delete_stream(settings.nats_stream)  # the NATS store is lost; the checkpoint says seq 6
         async with running(relay.run, projector.run):
             await keys.create("after the loss", access=READ)
-            await wait_until(lambda: projector_caught_up(db), what="projector on the new stream")
+            await until(lambda: projector_caught_up(db), what="projector on the new stream")
             cache = live_cache_for(db, bus, settings)
             await cache.start()
             fresh = await keys.create("while following", access=READ)
-            await wait_until(lambda: _has(cache, fresh.state.key_id), what="the new key in the live cache")
+            await until(lambda: _has(cache, fresh.state.key_id), what="the new key in the live cache")
             await cache.stop()
         assert await table_model(db) == await folded_streams(store)
 

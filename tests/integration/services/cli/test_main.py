@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from keyledger.services.devstack.stack import StackInfo
+from tests.support.env import clean_env
 
 CHEAP_ARGON2 = {"KEYLEDGER_ARGON2_TIME_COST": "1", "KEYLEDGER_ARGON2_MEMORY_KIB": "1024"}
 
@@ -22,7 +22,7 @@ class Cli:
     """Runs ``python -m services.cli`` with the test database and records all output."""
 
     def __init__(self, database_url: str, nats_url: str) -> None:
-        self.env = {**os.environ, **CHEAP_ARGON2, "DATABASE_URL": database_url, "NATS_URL": nats_url}
+        self.env = clean_env({**CHEAP_ARGON2, "DATABASE_URL": database_url, "NATS_URL": nats_url})
         self.output: list[str] = []
 
     def run(self, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from keyledger.services.devstack.stack import (
     StackInfo, default_data_dir, resolve_urls, stack_down, stack_status, stack_up,
 )
 from tests.support.paths import REPO_ROOT as ROOT
+from tests.support.wait import until_sync
 
 FAST_PG = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
@@ -128,9 +128,8 @@ def test_crashed_stack_is_restarted(data_dir: Path) -> None:
     pg_pid, nats_pid = pids(data_dir)
     os.kill(pg_pid, signal.SIGKILL)
     os.kill(nats_pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while (answers(info.pg_port) or answers(info.nats_port)) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    until_sync(lambda: not answers(info.pg_port) and not answers(info.nats_port), timeout=15, interval=0.05,
+               what="the killed servers' ports to close")
     assert stack_status(data_dir) is None  # stale stack.json, postmaster.pid and nats.pid left behind
     again = stack_up(data_dir, pg_settings=FAST_PG)
     assert pids(data_dir) != (pg_pid, nats_pid)

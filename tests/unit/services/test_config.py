@@ -1,0 +1,33 @@
+"""Settings from an environment mapping (never the process's own)."""
+
+from datetime import datetime, timezone
+
+import pytest
+
+from keyledger.services.config import SettingsError, load_settings
+
+
+def test_settings_from_environment() -> None:
+    settings = load_settings({"DATABASE_URL": "postgresql://x", "KEYLEDGER_TOKEN_PREFIX": "acme",
+                              "KEYLEDGER_ARGON2_TIME_COST": "2"})
+    assert (settings.database_url, settings.nats_url, settings.token_prefix, settings.argon2_time_cost) == (
+        "postgresql://x", None, "acme", 2)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"KEYLEDGER_TOKEN_PREFIX": "Bad_Prefix"}, "KEYLEDGER_TOKEN_PREFIX"),
+    ({"KEYLEDGER_ARGON2_TIME_COST": "lots"}, "whole number"),
+    ({"KEYLEDGER_ARGON2_MEMORY_KIB": "1"}, "between"),
+])
+def test_bad_settings(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load_settings(env)
+
+
+def test_a_test_clock_start_needs_an_iso_time_with_a_zone() -> None:
+    start = load_settings({"KEYLEDGER_TEST_CLOCK_START": "2030-01-01T00:00:05Z"}).clock_start
+    assert start == datetime(2030, 1, 1, 0, 0, 5, tzinfo=timezone.utc)
+    assert load_settings({}).clock_start is None
+    for bad, message in (("soon", "ISO time"), ("2030-01-01T00:00:05", "time zone")):
+        with pytest.raises(SettingsError, match=message):
+            load_settings({"KEYLEDGER_TEST_CLOCK_START": bad})
