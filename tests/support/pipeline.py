@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Awaitable, Callable
@@ -59,15 +58,6 @@ async def running(*workers: Callable[[asyncio.Event], Awaitable[None]]) -> Async
             except asyncio.TimeoutError:
                 task.cancel()
                 raise
-
-
-async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 20.0, what: str = "condition") -> None:
-    """Poll ``check`` until it is true; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def projector_caught_up(db: Database) -> bool:

@@ -8,6 +8,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import psycopg
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from psycopg.conninfo import make_conninfo
 
@@ -105,6 +106,7 @@ async def _at(live: LiveKeyCache, position: int) -> bool:
     return live.position >= position
 
 
+@pytest.mark.timeout(600)  # 25 examples, each a fresh database and pipeline: minutes on a busy machine
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=st.lists(operation, min_size=1, max_size=40), seed=st.integers(0, 2**32 - 1))
 def test_live_projection_equals_replay_equals_fold(servers: tuple[str, str], ops: list[tuple[str, int, int]],
