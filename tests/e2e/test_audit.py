@@ -23,7 +23,8 @@ from tests.support.wait import until_sync
 @pytest.fixture
 def auditor(client: httpx.Client, admin: str) -> str:
     """A key that reads the audit trail and keys as often as a test polls (its own, huge rate limit)."""
-    return create(client, admin, scopes=["admin:apikeys", "read:export"], rate_limit=1_000_000)["secret"]
+    secret: str = create(client, admin, scopes=["admin:apikeys", "read:export"], rate_limit=1_000_000)["secret"]
+    return secret
 
 
 def usage_with(client: httpx.Client, auditor: str, request_id: str) -> list[dict[str, Any]]:
