@@ -23,6 +23,7 @@ KEY_ID_LENGTH = 12
 SECRET_LENGTH = 32
 CHECKSUM_LENGTH = 6
 DEFAULT_PREFIX = "kl"
+START_SECRET_CHARS = 4  # secret characters shown in a key's ``start``
 
 RandomBytes = Callable[[int], bytes]
 """A source of ``n`` uniformly random bytes, e.g. ``secrets.token_bytes``."""
@@ -53,7 +54,7 @@ class ParsedToken:
 
     def start(self) -> str:
         """The identifying start of the token: prefix, key id and 4 secret chars."""
-        return f"{self.prefix}_{self.key_id}{self.secret[:4]}"
+        return f"{self.prefix}_{self.key_id}{self.secret[:START_SECRET_CHARS]}"
 
     def __repr__(self) -> str:
         return f"ParsedToken(prefix={self.prefix!r}, key_id={self.key_id!r}, secret='***')"
@@ -129,6 +130,11 @@ def generate(
     if key_id is None:
         key_id = new_key_id(random_bytes)
     return format_token(prefix, key_id, new_secret(random_bytes))
+
+
+def start_length(prefix: str) -> int:
+    """How long a token's ``start`` is under ``prefix``: prefix, ``_``, key id and a few secret chars."""
+    return len(prefix) + 1 + KEY_ID_LENGTH + START_SECRET_CHARS
 
 
 def parse(token: str, expected_prefix: str = DEFAULT_PREFIX) -> ParsedToken:

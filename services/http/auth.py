@@ -25,7 +25,6 @@ from keyledger.services.verify.throttles import FailureThrottle, RateDecision
 from keyledger.services.verify.verifier import Verdict, Verifier
 
 Connection = ASGIConnection[Any, Any, Any, Any]
-START_LENGTH = len("kl_") + token.KEY_ID_LENGTH + 4
 _ID_PREFIX, _ID_COUNTER = os.urandom(8).hex(), itertools.count()
 
 
@@ -64,10 +63,12 @@ class Gate:
     """Who may call, and the verify answer; built once per process from the components."""
 
     def __init__(self, *, verifier: Verifier, limiter: Limiter, auth_failures: FailureThrottle, last_used: LastUse,
-                 usage: UsageSink, clock: Clock, rate_tiers: Mapping[str, int], verify_token: str | None) -> None:
+                 usage: UsageSink, clock: Clock, rate_tiers: Mapping[str, int], verify_token: str | None,
+                 token_prefix: str = token.DEFAULT_PREFIX) -> None:
         self._verifier, self._limiter, self._failures = verifier, limiter, auth_failures
         self._last_used, self._usage, self._clock = last_used, usage, clock
         self._tiers, self._verify_token = rate_tiers, verify_token
+        self._start_length = token.start_length(token_prefix)
 
     async def authenticate(self, request: Connection, scopes: tuple[str, ...]) -> KeyState:
         """The caller's key if it is valid, within its rate limit and holds one of ``scopes`` globally.
@@ -147,7 +148,7 @@ class Gate:
             id=new_id(), at=self._clock(), action=action,
             outcome=outcome or (verdict.code if verdict is not None else "MISSING"),
             key_id=key.key_id if key else None,
-            start=key.start if key else (attempted_start(presented, START_LENGTH) if presented else None),
+            start=key.start if key else (attempted_start(presented, self._start_length) if presented else None),
             organization_id=key.organization_id if key else None, scope=scope,
             granted_by=granted.label() if granted else None,
             reason=verdict.reason if verdict is not None else "no key presented",

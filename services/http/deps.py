@@ -39,7 +39,8 @@ def published(components: Components) -> Published:
     """``components`` with the gate that authenticates callers through them."""
     c = components
     gate = Gate(verifier=c.verifier, limiter=c.limiter, auth_failures=c.auth_failures, last_used=c.last_used,
-                usage=c.usage, clock=c.clock, rate_tiers=c.settings.rate_tiers(), verify_token=c.settings.verify_token)
+                usage=c.usage, clock=c.clock, rate_tiers=c.settings.rate_tiers(), verify_token=c.settings.verify_token,
+                token_prefix=c.settings.token_prefix)
     return Published(components=components, gate=gate)
 
 
@@ -68,9 +69,10 @@ def gate_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Gate:
     return _published(connection.app.state).gate
 
 
-def provide_gate(state: State) -> Gate:
-    """Authenticates callers and answers verify requests."""
-    return _published(state).gate
+def provide_gate(request: Request[Any, Any, Any]) -> Gate:
+    """Authenticates callers and answers verify requests. Read through the request, not ``State``:
+    this is the verify hot path, and Litestar builds a ``State`` object for every ``state`` parameter."""
+    return _published(request.app.state).gate
 
 
 def provide_keys(state: State) -> KeyService:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from keyledger.domain.token import (
     ALPHABET, CHECKSUM_LENGTH, DEFAULT_PREFIX, KEY_ID_LENGTH, SECRET_LENGTH, MalformedToken, ParsedToken, RandomBytes, checksum, format_token, generate, is_key_id, is_valid_prefix, new_key_id, new_secret, parse,
+    start_length,
 )
 
 BASE62 = re.compile(r"[0-9A-Za-z]*")
@@ -416,3 +417,9 @@ def test_generate_parse_round_trip(seed_bytes: bytes, prefix: str) -> None:
     parsed = parse(token, expected_prefix=prefix)
     assert format_token(parsed.prefix, parsed.key_id, parsed.secret) == token
     assert token.startswith(parsed.start())
+
+
+@pytest.mark.parametrize("prefix", ["kl", "a", "acme2024", "p" * 16])
+def test_start_length_follows_the_configured_prefix(prefix: str) -> None:
+    parsed = parse(generate(seeded(3), prefix), prefix)
+    assert len(parsed.start()) == start_length(prefix)
