@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Request, post
 from litestar.di import NamedDependency
+from litestar.params import JSONBody, SkipValidation  # the gate comes from our own provider: no per-request isinstance
 
 from keyledger.domain.access import DATA_KINDS, SCOPES
 from keyledger.services.http.auth import Gate
@@ -17,7 +18,8 @@ from keyledger.services.verify.verifier import Verdict
 
 @post("/v1/verify", status_code=200, responses=error_responses(400, 401, 413),
       security=[{}, {"bearer": []}])  # the bearer token only when KEYLEDGER_VERIFY_TOKEN is set
-async def verify(request: Request[Any, Any, Any], data: VerifyRequest, gate: NamedDependency[Gate]) -> VerifyAnswer:
+async def verify(request: Request[Any, Any, Any], data: JSONBody[VerifyRequest],
+                 gate: NamedDependency[SkipValidation[Gate]]) -> VerifyAnswer:
     """Always 200 for a well-formed request: ``valid``, ``code`` and why."""
     gate.check_caller(request)
     if data.scope not in SCOPES:
