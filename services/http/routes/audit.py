@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 from litestar import get
 from litestar.openapi import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from litestar.response import Stream
 from litestar.di import NamedDependency
 
@@ -21,8 +21,9 @@ from keyledger.services.http.schemas import AuditPage, AuditRecord
 from keyledger.services.storage.audit_export_source import ExportSource
 from keyledger.services.storage.audit_queries import AuditFilter
 
-From = Annotated[datetime | None, Parameter(query="from", description="Only records at or after this time")]
-To = Annotated[datetime | None, Parameter(description="Only records before this time")]
+From = Annotated[datetime | None, QueryParameter(name="from", description="Only records at or after this time")]
+To = Annotated[datetime | None, QueryParameter(description="Only records before this time")]
+Query = Annotated[str | None, QueryParameter()]
 _MEDIA = {"ndjson": "application/x-ndjson", "csv": "text/csv"}
 _EXPORTED = ResponseSpec(data_container=str, media_type=_MEDIA["ndjson"], generate_examples=False, description=(
     "The records as NDJSON (format=ndjson) or CSV (format=csv, text/csv), hash-chained, closed by a manifest"))
@@ -38,9 +39,9 @@ def _organization(admin: KeyState, asked: str | None) -> str | None:
 
 @get("/v1/audit", guards=[audit_guard], security=SECURITY, responses=error_responses(400, 401, 403, 429))
 async def audit_records(admin: NamedDependency[KeyState], audit: NamedDependency[AuditPages],
-                        key_id: str | None = None, organization_id: str | None = None, outcome: str | None = None,
-                        kind: str | None = None, from_: From = None, to: To = None, cursor: str | None = None,
-                        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100) -> AuditPage:
+                        key_id: Query = None, organization_id: Query = None, outcome: Query = None,
+                        kind: Query = None, from_: From = None, to: To = None, cursor: Query = None,
+                        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100) -> AuditPage:
     """Usage and lifecycle records, newest first; ``next_cursor`` continues. ``from``/``to`` bound ``at``."""
     where = AuditFilter(key_id=key_id, organization_id=_organization(admin, organization_id), outcome=outcome,
                         kind=kind, start=from_, end=to)
@@ -51,7 +52,7 @@ async def audit_records(admin: NamedDependency[KeyState], audit: NamedDependency
 @get("/v1/audit/export", guards=[audit_guard], security=SECURITY,
      responses={200: _EXPORTED, **error_responses(400, 401, 403, 429)})
 async def export_audit(admin: NamedDependency[KeyState], export: NamedDependency[ExportSource],
-                       format: Literal["ndjson", "csv"] = "ndjson", from_: From = None, to: To = None) -> Stream:
+                       format: Annotated[Literal["ndjson", "csv"], QueryParameter()] = "ndjson", from_: From = None, to: To = None) -> Stream:
     """The whole trail in [from, to), streamed, with a hash chain and a closing manifest."""
     if admin.organization_id is not None:
         raise ApiError(403, "FORBIDDEN", "the export spans every organization; use a key without one")

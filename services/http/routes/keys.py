@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from litestar import Response, get, patch, post
 from litestar.datastructures import ResponseHeader
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.di import NamedDependency
 
 from keyledger.domain.access import AccessEntry
@@ -28,7 +28,8 @@ from keyledger.services.http.schemas import (
 from keyledger.services.keys.service import KeyService
 from keyledger.services.keys.views import join_access, key_view
 
-IfMatch = Annotated[str | None, Parameter(header="If-Match", description='The key version you last saw, e.g. "3"; '
+KeyId = Annotated[str, PathParameter(description="The key id (12 characters)")]
+IfMatch = Annotated[str | None, HeaderParameter(name="If-Match", description='The key version you last saw, e.g. "3"; '
                                           "a stale one is refused with 409")]
 ETAG = [ResponseHeader(name="ETag", description="The key's version", documentation_only=True)]
 K = TypeVar("K", bound=Key)
@@ -66,7 +67,7 @@ def _view(state: KeyState, now: datetime, **extra: Any) -> dict[str, Any]:
 
 @post("/v1/keys", status_code=201, response_headers=ETAG, responses=error_responses(400, 401, 403, 409, 413, 429),
       guards=[admin_guard], security=SECURITY)
-async def create_key(data: CreateKeyRequest, keys: NamedDependency[KeyService], admin: NamedDependency[KeyState],
+async def create_key(data: JSONBody[CreateKeyRequest], keys: NamedDependency[KeyService], admin: NamedDependency[KeyState],
                      metadata: NamedDependency[Metadata], now: NamedDependency[datetime]) -> Response[KeyWithSecret]:
     """Create a key; the response is the only place its secret ever appears."""
     organization = data.organization_id
@@ -82,8 +83,9 @@ async def create_key(data: CreateKeyRequest, keys: NamedDependency[KeyService], 
 
 @get("/v1/keys", responses=error_responses(400, 401, 403, 429), guards=[admin_guard], security=SECURITY)
 async def list_keys(admin: NamedDependency[KeyState], cache: NamedDependency[KeyDirectory],
-                    last_used: NamedDependency[LastUse], now: NamedDependency[datetime], cursor: str | None = None,
-                    limit: Annotated[int, Parameter(ge=1, le=100)] = 50) -> KeyPage:
+                    last_used: NamedDependency[LastUse], now: NamedDependency[datetime],
+                    cursor: Annotated[str | None, QueryParameter()] = None,
+                    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50) -> KeyPage:
     """Keys ordered by id, ``limit`` (1-100) at a time; ``next_cursor`` continues. Never secrets."""
     states = sorted((s for s in cache.states()
                      if admin.organization_id is None or s.organization_id == admin.organization_id
@@ -96,7 +98,7 @@ async def list_keys(admin: NamedDependency[KeyState], cache: NamedDependency[Key
 
 @get("/v1/keys/{key_id:str}", response_headers=ETAG, responses=error_responses(400, 401, 403, 404, 429),
      guards=[admin_guard], security=SECURITY)
-async def get_key(key_id: str, admin: NamedDependency[KeyState], cache: NamedDependency[KeyDirectory],
+async def get_key(key_id: KeyId, admin: NamedDependency[KeyState], cache: NamedDependency[KeyDirectory],
                   last_used: NamedDependency[LastUse], now: NamedDependency[datetime]) -> Response[KeyWithLastUse]:
     """One key, with its status and last use."""
     state = _visible(cache, admin, key_id)
@@ -106,7 +108,7 @@ async def get_key(key_id: str, admin: NamedDependency[KeyState], cache: NamedDep
 
 @patch("/v1/keys/{key_id:str}", response_headers=ETAG,
        responses=error_responses(400, 401, 403, 404, 409, 413, 429), guards=[admin_guard], security=SECURITY)
-async def change_key(key_id: str, data: ChangeKeyRequest, keys: NamedDependency[KeyService],
+async def change_key(key_id: KeyId, data: JSONBody[ChangeKeyRequest], keys: NamedDependency[KeyService],
                      cache: NamedDependency[KeyDirectory], admin: NamedDependency[KeyState],
                      metadata: NamedDependency[Metadata], now: NamedDependency[datetime],
                      if_match: IfMatch = None) -> Response[Key]:
@@ -120,9 +122,9 @@ async def change_key(key_id: str, data: ChangeKeyRequest, keys: NamedDependency[
 
 @post("/v1/keys/{key_id:str}/rotate", status_code=200, response_headers=ETAG,
       responses=error_responses(400, 401, 403, 404, 409, 413, 429), guards=[admin_guard], security=SECURITY)
-async def rotate_key(key_id: str, keys: NamedDependency[KeyService], cache: NamedDependency[KeyDirectory],
+async def rotate_key(key_id: KeyId, keys: NamedDependency[KeyService], cache: NamedDependency[KeyDirectory],
                      admin: NamedDependency[KeyState], metadata: NamedDependency[Metadata],
-                     now: NamedDependency[datetime], data: RotateKeyRequest | None = None,
+                     now: NamedDependency[datetime], data: JSONBody[RotateKeyRequest | None] = None,
                      if_match: IfMatch = None) -> Response[KeyWithSecret]:
     """A new secret, shown once; the old one works for ``grace_seconds`` (0..7 days) more."""
     _visible(cache, admin, key_id)
@@ -133,9 +135,9 @@ async def rotate_key(key_id: str, keys: NamedDependency[KeyService], cache: Name
 
 @post("/v1/keys/{key_id:str}/revoke", status_code=200, response_headers=ETAG,
       responses=error_responses(400, 401, 403, 404, 409, 413, 429), guards=[admin_guard], security=SECURITY)
-async def revoke_key(key_id: str, keys: NamedDependency[KeyService], cache: NamedDependency[KeyDirectory],
+async def revoke_key(key_id: KeyId, keys: NamedDependency[KeyService], cache: NamedDependency[KeyDirectory],
                      admin: NamedDependency[KeyState], metadata: NamedDependency[Metadata],
-                     now: NamedDependency[datetime], data: RevokeKeyRequest | None = None,
+                     now: NamedDependency[datetime], data: JSONBody[RevokeKeyRequest | None] = None,
                      if_match: IfMatch = None) -> Response[Key]:
     """Revoke at once and for good."""
     _visible(cache, admin, key_id)
