@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import socket
 import subprocess
@@ -19,6 +20,9 @@ from tests.support.env import clean_env
 from tests.support.wait import until_sync
 
 CHEAP_ARGON2 = {"KEYLEDGER_ARGON2_TIME_COST": "1", "KEYLEDGER_ARGON2_MEMORY_KIB": "1024"}
+PORT_TAKEN = "Address already in use"  # granian's words when the port went to someone else
+MAX_LAUNCHES = 3
+_numbers = itertools.count(1)
 
 
 def free_port() -> int:
@@ -33,29 +37,41 @@ class ApiServer:
 
     Its environment is ``clean_env()`` (none of the caller's keyledger settings) with the servers,
     streams and cheap argon2 of the test, a data folder of its own (its spool), the clock of
-    ``clock`` (plus ``ahead``) when given, and ``extra_env`` last.
+    ``clock`` (plus ``ahead``) when given, and ``extra_env`` last. If its port is taken between
+    choosing it and binding it (other test sessions run beside this one), it starts again on another.
     """
 
     def __init__(self, database_url: str, nats_url: str, settings: Settings, log_dir: Path,
                  workers: bool = True, extra_env: dict[str, str] | None = None,
                  clock: ReferenceClock | None = None, ahead: timedelta = timedelta(0)) -> None:
         self.database_url, self.nats_url, self.settings, self.log_dir = database_url, nats_url, settings, log_dir
+        self.workers, self.extra_env, self.clock, self.ahead = workers, extra_env or {}, clock, ahead
+        self.log_path = log_dir / f"api-{next(_numbers)}.log"
+        self._log = self.log_path.open("w")
+        self.ready_after: float | None = None
+        self.bootstrap_secret: str | None = None
+        self.launches = 0
+        self._launch()
+
+    def _launch(self) -> None:
+        """Start the process on a port that is free now (another process may take it before the bind)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_dir / f"api-{self.port}.log"
         self.launched = time.monotonic()
-        self.ready_after: float | None = None
+        self.launches += 1
+        self._log.write(f"--- launch {self.launches} on port {self.port}\n")
+        self._log.flush()
+        self._log_offset = self._log.tell()
         env = clean_env({
-            "DATABASE_URL": database_url, "NATS_URL": nats_url, "PORT": str(self.port),
-            "KEYLEDGER_DATA_DIR": str(log_dir / f"api-{self.port}"),
-            "KEYLEDGER_NATS_STREAM": settings.nats_stream, "KEYLEDGER_NATS_SUBJECT_PREFIX": settings.nats_subject_prefix,
-            "KEYLEDGER_USAGE_STREAM": settings.usage_stream, "KEYLEDGER_USAGE_SUBJECT": settings.usage_subject,
-            **CHEAP_ARGON2, **(clock.start_env(ahead) if clock is not None else {}), **(extra_env or {})})
-        args = [sys.executable, "-m", "keyledger.services.cli", "serve", *([] if workers else ["--no-workers"])]
-        self._log = self.log_path.open("w")
+            "DATABASE_URL": self.database_url, "NATS_URL": self.nats_url, "PORT": str(self.port),
+            "KEYLEDGER_DATA_DIR": str(self.log_dir / f"api-{self.port}"),
+            "KEYLEDGER_NATS_STREAM": self.settings.nats_stream,
+            "KEYLEDGER_NATS_SUBJECT_PREFIX": self.settings.nats_subject_prefix,
+            "KEYLEDGER_USAGE_STREAM": self.settings.usage_stream, "KEYLEDGER_USAGE_SUBJECT": self.settings.usage_subject,
+            **CHEAP_ARGON2, **(self.clock.start_env(self.ahead) if self.clock is not None else {}), **self.extra_env})
+        args = [sys.executable, "-m", "keyledger.services.cli", "serve", *([] if self.workers else ["--no-workers"])]
         self.process = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL)
-        self.bootstrap_secret: str | None = None
 
     @property
     def startup_seconds(self) -> float:
@@ -74,6 +90,11 @@ class ApiServer:
 
     def _ready(self) -> bool:
         if self.process.poll() is not None:
+            self._log.flush()
+            lost_port = PORT_TAKEN in self.log_path.read_bytes()[self._log_offset:].decode(errors="replace")
+            if lost_port and self.launches < MAX_LAUNCHES:
+                self._launch()
+                return False
             raise AssertionError(f"API exited early with {self.process.returncode}:\n{self.log()}")
         try:
             return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
