@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import zipfile
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.env import clean_env
 from tests.support.paths import REPO_ROOT
 
 
@@ -39,7 +39,7 @@ def test_the_installed_package_runs_from_anywhere(wheel: Path, tmp_path: Path) -
                     str(wheel)], check=True, capture_output=True, timeout=300)
     code = ("import keyledger.services.cli.main as m, keyledger.services.storage.migrations as g; "
             "print(m.__file__); print(len(g.available_migrations()))")
-    env = {**os.environ, "PYTHONPATH": str(target)}
+    env = clean_env({"PYTHONPATH": str(target)})
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                          check=True, timeout=60).stdout.split()
     assert out[0].startswith(str(target)) and int(out[1]) >= 6
