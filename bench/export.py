@@ -1,10 +1,12 @@
 """Compliance export benchmark: N audit records (90% usage rows, 10% key lifecycle events) exported as
-NDJSON by ``services.audit_export.export_lines`` into a null sink (DESIGN: ≥ 200k records/s, memory
-flat in the number of records).
+NDJSON by ``keyledger.services.audit.export.export_lines`` over an ``ExportSource`` (as the API and
+``keyledger audit export`` run it) into a null sink (DESIGN: ≥ 200k records/s, memory flat in the
+number of records).
 
-Baseline, measured in the same run on the same rows: the export's own query (both tables merged in
-time order) streamed out of Postgres with ``COPY ... TO STDOUT`` into a null sink: the database read
-alone, no chain, no JSON. Memory: a fresh process exports N/10 and then N records (each alone) and
+Baseline, measured in the same run on the same rows: the export's own query
+(``audit_export_source.SELECT``, both tables merged in time order) streamed out of Postgres with
+``COPY ... TO STDOUT`` into a null sink on a plain psycopg connection: the database read alone, no
+chain, no JSON. Memory: a fresh process exports N/10 and then N records (each alone) and
 reports its peak RSS growth (VmHWM) and its tracemalloc peak; flat means the N figure is about the
 N/10 one.
 """
@@ -30,8 +32,10 @@ from psycopg import AsyncConnection, sql
 
 from bench.common import BenchContext, BenchResult, Row, fresh_database, timed
 from bench.eventgen import EPOCH, SPAN, load, plan
-from keyledger.services.audit.export import BATCH, _SELECT, _where, count_records, export_lines
+from keyledger.services.audit.export import BATCH, count_records, export_lines
 from keyledger.services.audit.export_verify import verify_export
+from keyledger.services.storage.audit_export_source import SELECT, ExportSource, _where
+from keyledger.services.storage.database import open_database
 from keyledger.services.storage.usage_partitions import ensure_partition
 
 TARGET_RECORDS_PER_SECOND = 200_000
@@ -86,14 +90,25 @@ async def prepare(conn: AsyncConnection, records: int) -> tuple[int, int]:
 
 
 def _export_query(end: datetime | None = None) -> sql.Composed:
-    return sql.SQL(_SELECT + "WHERE {} ORDER BY r.at, r.id").format(_where("r.at", None, end))
+    return sql.SQL(SELECT + "WHERE {} ORDER BY r.at, r.id").format(_where("r.at", None, end))
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a local process (the Postgres backend serving a connection)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
+    """User + system CPU seconds of a local process (a Postgres backend); 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _backends(conn: AsyncConnection) -> dict[int, float]:
+    """CPU seconds so far of every client backend on ``conn``'s database: this connection's and the
+    export's (its ``Database`` pool), wherever the pass runs."""
+    cur = await conn.execute("SELECT pid FROM pg_stat_activity "
+                             "WHERE datname = current_database() AND backend_type = 'client backend'")
+    return {int(row[0]): _cpu_seconds(int(row[0])) for row in await cur.fetchall()}
 
 
 @dataclass(frozen=True)
@@ -117,12 +132,15 @@ class Pass:
 
 async def _measure(conn: AsyncConnection, records: int, work: Awaitable[int | None],
                    marks: list[float] | None = None) -> Pass:
-    row = await (await conn.execute("SELECT pg_backend_pid()")).fetchone()
-    pid = row[0] if row else 0
-    started, cpu, server = time.perf_counter(), time.process_time(), _cpu_seconds(pid)
+    """Run ``work``; server CPU is that of every backend of the database (the idle ones add ~0)."""
+    before = await _backends(conn)
+    started, cpu = time.perf_counter(), time.process_time()
     out = await work
-    return Pass(records, time.perf_counter() - started, time.process_time() - cpu, _cpu_seconds(pid) - server, out,
-                marks[0] - started if marks else None)
+    seconds, python_cpu = time.perf_counter() - started, time.process_time() - cpu
+    after = await _backends(conn)
+    server = sum(after.get(pid, used) - used for pid, used in before.items())  # gone: unknown, 0
+    server += sum(used for pid, used in after.items() if pid not in before)
+    return Pass(records, seconds, python_cpu, server, out, marks[0] - started if marks else None)
 
 
 async def raw_copy(conn: AsyncConnection) -> int:
@@ -134,21 +152,19 @@ async def raw_copy(conn: AsyncConnection) -> int:
     return size
 
 
-async def cursor_read(conn: AsyncConnection, batch: int = BATCH) -> None:
-    """Diagnostic: the export's server-side cursor read alone (rows fetched, no chain, no JSON)."""
-    async with conn.transaction():
-        async with conn.cursor(name="bench_export_read", binary=True) as cursor:
-            await cursor.execute(_export_query())
-            while await cursor.fetchmany(batch):
-                pass
+async def cursor_read(source: ExportSource, batch: int = BATCH) -> None:
+    """Diagnostic: the export's server-side cursor read alone (``ExportSource.rows``: rows fetched,
+    no chain, no JSON)."""
+    async for _ in source.rows(None, None, batch):
+        pass
 
 
-async def export_to_null(conn: AsyncConnection, fmt: str, end: datetime | None = None,
+async def export_to_null(source: ExportSource, fmt: str, end: datetime | None = None,
                          marks: list[float] | None = None) -> int:
     """The measured thing: the whole export in ``fmt`` into a null sink; returns bytes produced.
     ``marks`` gets the time the first chunk came out."""
     size = 0
-    async for chunk in export_lines(conn, fmt, None, end):
+    async for chunk in export_lines(source, fmt, None, end):
         if marks is not None and not marks:
             marks.append(time.perf_counter())
         size += len(chunk)
@@ -176,15 +192,16 @@ def _vm(name: str) -> int:
 
 
 async def _memory_child(url: str, end: str | None, traced: bool) -> dict[str, float]:
-    async with await AsyncConnection.connect(url, autocommit=True) as conn:
+    async with open_database(url, min_size=1, max_size=1) as db:
+        source = ExportSource(db)
         until = datetime.fromisoformat(end) if end else None
-        records = await count_records(conn, None, until)
+        records = await count_records(source, None, until)
         with open("/proc/self/clear_refs", "w") as refs:
             refs.write("5")  # reset VmHWM to the current RSS
         rss = _vm("VmRSS")
         if traced:
             tracemalloc.start()
-        await export_to_null(conn, "ndjson", until)
+        await export_to_null(source, "ndjson", until)
         traced_peak = tracemalloc.get_traced_memory()[1] if traced else 0
         return {"records": records, "rss_growth": _vm("VmHWM") - rss, "traced_peak": traced_peak}
 
@@ -211,21 +228,22 @@ class Results:
     with_index: Pass | None  # what-if: the export again after adding the proposed events index
 
 
-async def measure(conn: AsyncConnection, url: str, records: int) -> Results:
-    """Baseline, the export in both formats, verification, and memory for N/10 vs N records."""
+async def measure(conn: AsyncConnection, source: ExportSource, url: str, records: int) -> Results:
+    """Baseline (on ``conn``), the export (from ``source``) in both formats, verification, and memory
+    for N/10 vs N records."""
     await raw_copy(conn)  # warm-up: every pass reads the same cached pages
     with timed("baseline: COPY of the export query into a null sink", _log):
         raw = await _measure(conn, records, raw_copy(conn))
-    with timed("diagnostic: the export's cursor read alone", _log):
-        read = await _measure(conn, records, cursor_read(conn))
-    with timed("export NDJSON (services.audit_export.export_lines) into a null sink", _log):
+    with timed("diagnostic: the export's cursor read alone (ExportSource.rows)", _log):
+        read = await _measure(conn, records, cursor_read(source))
+    with timed("export NDJSON (keyledger.services.audit.export.export_lines) into a null sink", _log):
         marks: list[float] = []
-        ndjson = await _measure(conn, records, export_to_null(conn, "ndjson", marks=marks), marks)
+        ndjson = await _measure(conn, records, export_to_null(source, "ndjson", marks=marks), marks)
     with timed("export CSV into a null sink", _log):
-        csv = await _measure(conn, records, export_to_null(conn, "csv"))
+        csv = await _measure(conn, records, export_to_null(source, "csv"))
     tenth = datetime.fromtimestamp(EPOCH + SPAN / 10, timezone.utc)
     with timed("verify an NDJSON export of the first tenth", _log):
-        chunks = [chunk async for chunk in export_lines(conn, "ndjson", None, tenth)]
+        chunks = [chunk async for chunk in export_lines(source, "ndjson", None, tenth)]
         started = time.perf_counter()
         report = verify_export(chunks)
         assert report.ok, report.problems[:5]
@@ -242,7 +260,7 @@ async def measure(conn: AsyncConnection, url: str, records: int) -> Results:
             await conn.execute(PROPOSED_INDEX)
             await conn.execute("ANALYZE events")
             marks = []
-            with_index = await _measure(conn, records, export_to_null(conn, "ndjson", marks=marks), marks)
+            with_index = await _measure(conn, records, export_to_null(source, "ndjson", marks=marks), marks)
     return Results(raw, read, ndjson, csv, verify_rate, mem, plan, events_index, with_index)
 
 
@@ -303,7 +321,8 @@ async def run(ctx: BenchContext) -> BenchResult:
     async with fresh_database(ctx.admin_url) as url:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             usage, lifecycle = await prepare(conn, ctx.events)
-            results = await measure(conn, url, usage + lifecycle)
+            async with open_database(url, min_size=1, max_size=1) as db:
+                results = await measure(conn, ExportSource(db), url, usage + lifecycle)
     return BenchResult(rows(results, ctx.command), [section(results)])
 
 
