@@ -1,9 +1,11 @@
 """Audit sink benchmark: drain N usage events from JetStream into usage_events (DESIGN: ≥ 20k events/s, none lost).
 
-The events (N = --events / 5, in batches of 500) are published to a JetStream usage stream first;
-the clock runs from starting the sink until it has committed them all. Baseline, measured in the
-same run on the same rows: one COPY of them into a plain table with the same columns and indexes
-(no NATS, no decoding, no de-duplication, no partitions).
+The events (N = --events / 5, in batches of 500) are published to a JetStream usage stream first
+(by the service's ``UsagePublisher``); the clock runs from starting the sink until it has committed
+them all. The sink is wired as an API process wires it: ``AuditSink(UsageTable(db),
+usage_consumer(bus, settings, "audit-sink", 200))``. Baseline, measured in the same run on the same
+rows: one COPY of them into a plain table with the same columns and indexes (no NATS, no decoding,
+no de-duplication, no partitions), on a plain psycopg connection.
 """
 
 from __future__ import annotations
@@ -21,17 +23,20 @@ from pathlib import Path
 
 import msgspec
 import psycopg
-from nats.js import JetStreamContext
-from psycopg_pool import AsyncConnectionPool
 
 from bench.common import BenchContext, BenchResult, Row, fresh_database, timed
 from keyledger.domain.usage import USAGE_COLUMNS, UsageEvent, encode_batch
-from keyledger.services.messaging import bus
 from keyledger.services.audit.sink import AuditSink
 from keyledger.services.config import Settings
+from keyledger.services.messaging.connection import Bus, connect
+from keyledger.services.messaging.streams import ensure_usage_stream
+from keyledger.services.messaging.usage import UsagePublisher, usage_consumer
+from keyledger.services.storage.database import Database, open_database
+from keyledger.services.storage.usage_table import UsageTable
 
 TARGET_EVENTS_PER_SECOND = 20_000
 PER_MESSAGE = 500
+DURABLE, FETCH_BATCH = "audit-sink", 200  # as http/components.py wires the API process's sink
 SETTINGS = Settings(usage_stream="KL_BENCH_USAGE", usage_subject="bench.usage")
 AGENTS = ("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", "curl/8.5.0",
           "python-httpx/0.27.0", "analytics-ingest/2.3 (+https://example.com)")
@@ -73,23 +78,23 @@ async def nats_server(ctx: BenchContext) -> AsyncIterator[str]:
         yield server.url
 
 
-async def publish_all(js: JetStreamContext, events: list[UsageEvent]) -> int:
-    """Publish the events in batches the way the usage emitter does; returns the number of messages."""
-    acks = []
+async def publish_all(bus: Bus, events: list[UsageEvent]) -> int:
+    """Publish the events in batches the way the usage emitter does (its publisher, 50 in flight);
+    returns the number of messages."""
+    publisher, sends = UsagePublisher(bus, SETTINGS), []
     for i in range(0, len(events), PER_MESSAGE):
-        batch_id = str(uuid.uuid4())
-        acks.append(js.publish(SETTINGS.usage_subject, encode_batch(events[i:i + PER_MESSAGE]),
-                               headers={"Nats-Msg-Id": batch_id, "Kl-Batch-Id": batch_id}))
-        if len(acks) == 50:
-            await asyncio.gather(*acks)
-            acks.clear()
-    await asyncio.gather(*acks)
+        sends.append(publisher.publish(str(uuid.uuid4()), encode_batch(events[i:i + PER_MESSAGE])))
+        if len(sends) == 50:
+            assert all(await asyncio.gather(*sends)), "a usage batch was not published"
+            sends.clear()
+    assert all(await asyncio.gather(*sends)), "a usage batch was not published"
     return (len(events) + PER_MESSAGE - 1) // PER_MESSAGE
 
 
-async def drain_seconds(pool: AsyncConnectionPool, js: JetStreamContext, n: int) -> tuple[float, AuditSink]:
+async def drain_seconds(db: Database, bus: Bus, n: int) -> tuple[float, AuditSink]:
     """Seconds from starting a sink until it has committed ``n`` events."""
-    sink, stop = AuditSink(pool, js, SETTINGS), asyncio.Event()
+    sink = AuditSink(UsageTable(db), usage_consumer(bus, SETTINGS, DURABLE, FETCH_BATCH))
+    stop = asyncio.Event()
     started = time.perf_counter()
     task = asyncio.create_task(sink.run(stop))
     while sink.stats.stored < n and not task.done():
@@ -100,12 +105,11 @@ async def drain_seconds(pool: AsyncConnectionPool, js: JetStreamContext, n: int)
     return seconds, sink
 
 
-async def verify(pool: AsyncConnectionPool, n: int, messages: int) -> None:
+async def verify(conn: psycopg.AsyncConnection, n: int, messages: int) -> None:
     """Every event stored exactly once, every batch recorded once; raises AssertionError otherwise."""
-    async with pool.connection() as conn:
-        rows, ids = (await (await conn.execute("SELECT count(*), count(DISTINCT id) FROM usage_events")).fetchone()
-                     or (0, 0))
-        batches = (await (await conn.execute("SELECT count(*) FROM usage_batches")).fetchone() or (0,))[0]
+    rows, ids = (await (await conn.execute("SELECT count(*), count(DISTINCT id) FROM usage_events")).fetchone()
+                 or (0, 0))
+    batches = (await (await conn.execute("SELECT count(*) FROM usage_batches")).fetchone() or (0,))[0]
     assert rows == ids == n, f"usage_events holds {rows} rows ({ids} distinct ids), published {n}"
     assert batches == messages, f"{batches} batches recorded, published {messages}"
 
@@ -128,22 +132,21 @@ async def run(ctx: BenchContext) -> BenchResult:
     with timed(f"generate {n:,} usage events", _log):
         events = usage_events(n)
     async with nats_server(ctx) as nats_url, fresh_database(ctx.admin_url) as url:
-        nc = await bus.connect(nats_url, "bench-sink")
+        bus = await connect(nats_url, "bench-sink")
         try:
-            js = nc.jetstream()
-            await bus.ensure_usage_stream(js, SETTINGS)
+            await ensure_usage_stream(bus, SETTINGS)
             with timed(f"publish {n:,} events in batches of {PER_MESSAGE}", _log):
-                messages = await publish_all(js, events)
-            async with AsyncConnectionPool(url, min_size=1, max_size=2, kwargs={"autocommit": True}) as pool:
-                seconds, sink = await drain_seconds(pool, js, n)
-                _log(f"  sink drained {n:,} events: {seconds:.2f} s ({sink.stats})")
-                await verify(pool, n, messages)
-                async with pool.connection() as conn:
-                    raw_seconds = await raw_copy_seconds(conn, events)
-                _log(f"  baseline: raw COPY of the same rows: {raw_seconds:.2f} s")
-            await js.delete_stream(SETTINGS.usage_stream)
+                messages = await publish_all(bus, events)
+            async with open_database(url, min_size=1, max_size=2) as db:
+                seconds, sink = await drain_seconds(db, bus, n)
+            _log(f"  sink drained {n:,} events: {seconds:.2f} s ({sink.stats})")
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                await verify(conn, n, messages)
+                raw_seconds = await raw_copy_seconds(conn, events)
+            _log(f"  baseline: raw COPY of the same rows: {raw_seconds:.2f} s")
+            await bus._js.delete_stream(SETTINGS.usage_stream)  # no public delete: reach the JetStream context
         finally:
-            await nc.close()
+            await bus.close()
     rate, raw_rate = n / seconds, n / raw_seconds
     return BenchResult([
         Row("audit sink throughput (JetStream → usage_events, committed)", rate, "events/s", raw_rate,
