@@ -24,9 +24,9 @@ import psycopg
 
 from bench.client import Client, HttpError
 from bench.common import BenchContext, fresh_database
-from keyledger.services.messaging import bus
 from keyledger.services.config import Settings
 from keyledger.services.devstack.stack import stack_status
+from keyledger.services.messaging.connection import connect
 from tests.support.server import ApiServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,12 +78,11 @@ async def private_stack(ctx: BenchContext) -> AsyncIterator[Stack]:
             try:
                 yield Stack(url, nats_url, settings, Path(work))
             finally:
-                nc = await bus.connect(nats_url, "bench-cleanup")
-                js = nc.jetstream()
+                bus = await connect(nats_url, "bench-cleanup")
                 for stream in (settings.nats_stream, settings.usage_stream):
                     with contextlib.suppress(Exception):
-                        await js.delete_stream(stream)
-                await nc.close()
+                        await bus._js.delete_stream(stream)  # no public delete: reach the JetStream context
+                await bus.close()
 
 
 def worker_pid(main_pid: int) -> int:
