@@ -9,16 +9,15 @@ unit tests that would start servers.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import uuid
 from pathlib import Path
 from typing import AsyncIterator, Iterator
 
 from tests.support.env import isolate
+from tests.support.session import finish_session, new_session_dir
 
 # Before any settings are read. TEST_DATABASE_URL/TEST_NATS_URL are the suite's own, never the service's.
-SESSION_DIR = Path(tempfile.mkdtemp(prefix="keyledger-tests-"))
+SESSION_DIR = new_session_dir()
 isolate(SESSION_DIR / "data")
 EXTERNAL_SERVERS = (os.environ.get("TEST_DATABASE_URL"), os.environ.get("TEST_NATS_URL"))
 
@@ -65,9 +64,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Remove the session's folder after a green run; keep it (and say where) after a red one."""
-    if exitstatus == 0:
-        shutil.rmtree(SESSION_DIR, ignore_errors=True)
-    else:
+    finish_session(SESSION_DIR, passed=exitstatus == 0)
+    if exitstatus != 0:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.write_line(f"test data and server logs kept in {SESSION_DIR}")
