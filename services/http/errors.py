@@ -12,6 +12,7 @@ from keyledger.domain.errors import (
     ConcurrencyError, DomainError, KeyAlreadyExists, KeyNotFound, KeyRevokedError, ValidationError,
 )
 from keyledger.services.http.schemas import ErrorBody
+from keyledger.services.storage.database import StorageError
 
 log = logging.getLogger("keyledger.http")
 
@@ -56,7 +57,8 @@ _MEANING = {
     409: "CONFLICT: stale If-Match, a concurrent change, or a change to a revoked key",
     413: "VALIDATION_ERROR: the body is larger than 64 KiB",
     429: "RATE_LIMITED: over the key's limit, or too many failed attempts (see Retry-After)",
-    503: "NOT_READY: the key cache has not caught up yet, or the bus is disconnected",
+    503: "UNAVAILABLE: the database is unreachable, retry after Retry-After seconds (on /readyz: NOT_READY, "
+         "the key cache has not caught up or NATS is disconnected)",
 }
 
 
@@ -95,7 +97,14 @@ def handle_unexpected(_: Request, exc: Exception) -> Response[ErrorBody]:  # typ
     return error_response(500, "INTERNAL_ERROR", "internal error")
 
 
+def handle_storage_error(_: Request, exc: StorageError) -> Response[ErrorBody]:  # type: ignore[type-arg]
+    """Postgres unreachable or refusing: 503 UNAVAILABLE (retry later); the cause is logged, not sent."""
+    log.warning("storage unavailable: %s", exc)
+    return error_response(503, "UNAVAILABLE", "the database is unavailable; retry later",
+                          headers={"Retry-After": "1"})
+
+
 EXCEPTION_HANDLERS = {
-    ApiError: handle_api_error, DomainError: handle_domain_error,
+    ApiError: handle_api_error, DomainError: handle_domain_error, StorageError: handle_storage_error,
     HTTPException: handle_http_exception, Exception: handle_unexpected,
 }

@@ -37,7 +37,7 @@ def _organization(admin: KeyState, asked: str | None) -> str | None:
     return own or asked
 
 
-@get("/v1/audit", guards=[audit_guard], security=SECURITY, responses=error_responses(400, 401, 403, 429))
+@get("/v1/audit", guards=[audit_guard], security=SECURITY, responses=error_responses(400, 401, 403, 429, 503))
 async def audit_records(admin: NamedDependency[KeyState], audit: NamedDependency[AuditPages],
                         key_id: Query = None, organization_id: Query = None, outcome: Query = None,
                         kind: Query = None, from_: From = None, to: To = None, cursor: Query = None,
@@ -50,7 +50,7 @@ async def audit_records(admin: NamedDependency[KeyState], audit: NamedDependency
 
 
 @get("/v1/audit/export", guards=[audit_guard], security=SECURITY,
-     responses={200: _EXPORTED, **error_responses(400, 401, 403, 429)})
+     responses={200: _EXPORTED, **error_responses(400, 401, 403, 429, 503)})
 async def export_audit(admin: NamedDependency[KeyState], export: NamedDependency[ExportSource],
                        format: Annotated[Literal["ndjson", "csv"], QueryParameter()] = "ndjson", from_: From = None, to: To = None) -> Stream:
     """The whole trail in [from, to), streamed, with a hash chain and a closing manifest."""

@@ -65,7 +65,7 @@ def _view(state: KeyState, now: datetime, **extra: Any) -> dict[str, Any]:
     return {**key_view(state, now), **extra}
 
 
-@post("/v1/keys", status_code=201, response_headers=ETAG, responses=error_responses(400, 401, 403, 409, 413, 429),
+@post("/v1/keys", status_code=201, response_headers=ETAG, responses=error_responses(400, 401, 403, 409, 413, 429, 503),
       guards=[admin_guard], security=SECURITY)
 async def create_key(data: JSONBody[CreateKeyRequest], keys: NamedDependency[KeyService], admin: NamedDependency[KeyState],
                      metadata: NamedDependency[Metadata], now: NamedDependency[datetime]) -> Response[KeyWithSecret]:
@@ -81,7 +81,7 @@ async def create_key(data: JSONBody[CreateKeyRequest], keys: NamedDependency[Key
     return _tagged(body, issued.state, 201)
 
 
-@get("/v1/keys", responses=error_responses(400, 401, 403, 429), guards=[admin_guard], security=SECURITY)
+@get("/v1/keys", responses=error_responses(400, 401, 403, 429, 503), guards=[admin_guard], security=SECURITY)
 async def list_keys(admin: NamedDependency[KeyState], cache: NamedDependency[KeyDirectory],
                     last_used: NamedDependency[LastUse], now: NamedDependency[datetime],
                     cursor: Annotated[str | None, QueryParameter()] = None,
@@ -96,7 +96,7 @@ async def list_keys(admin: NamedDependency[KeyState], cache: NamedDependency[Key
     return KeyPage(items=items, next_cursor=page[-1].key_id if len(states) > limit else None)
 
 
-@get("/v1/keys/{key_id:str}", response_headers=ETAG, responses=error_responses(400, 401, 403, 404, 429),
+@get("/v1/keys/{key_id:str}", response_headers=ETAG, responses=error_responses(400, 401, 403, 404, 429, 503),
      guards=[admin_guard], security=SECURITY)
 async def get_key(key_id: KeyId, admin: NamedDependency[KeyState], cache: NamedDependency[KeyDirectory],
                   last_used: NamedDependency[LastUse], now: NamedDependency[datetime]) -> Response[KeyWithLastUse]:
@@ -107,7 +107,7 @@ async def get_key(key_id: KeyId, admin: NamedDependency[KeyState], cache: NamedD
 
 
 @patch("/v1/keys/{key_id:str}", response_headers=ETAG,
-       responses=error_responses(400, 401, 403, 404, 409, 413, 429), guards=[admin_guard], security=SECURITY)
+       responses=error_responses(400, 401, 403, 404, 409, 413, 429, 503), guards=[admin_guard], security=SECURITY)
 async def change_key(key_id: KeyId, data: JSONBody[ChangeKeyRequest], keys: NamedDependency[KeyService],
                      cache: NamedDependency[KeyDirectory], admin: NamedDependency[KeyState],
                      metadata: NamedDependency[Metadata], now: NamedDependency[datetime],
@@ -121,7 +121,7 @@ async def change_key(key_id: KeyId, data: JSONBody[ChangeKeyRequest], keys: Name
 
 
 @post("/v1/keys/{key_id:str}/rotate", status_code=200, response_headers=ETAG,
-      responses=error_responses(400, 401, 403, 404, 409, 413, 429), guards=[admin_guard], security=SECURITY)
+      responses=error_responses(400, 401, 403, 404, 409, 413, 429, 503), guards=[admin_guard], security=SECURITY)
 async def rotate_key(key_id: KeyId, keys: NamedDependency[KeyService], cache: NamedDependency[KeyDirectory],
                      admin: NamedDependency[KeyState], metadata: NamedDependency[Metadata],
                      now: NamedDependency[datetime], data: JSONBody[RotateKeyRequest | None] = None,
@@ -134,7 +134,7 @@ async def rotate_key(key_id: KeyId, keys: NamedDependency[KeyService], cache: Na
 
 
 @post("/v1/keys/{key_id:str}/revoke", status_code=200, response_headers=ETAG,
-      responses=error_responses(400, 401, 403, 404, 409, 413, 429), guards=[admin_guard], security=SECURITY)
+      responses=error_responses(400, 401, 403, 404, 409, 413, 429, 503), guards=[admin_guard], security=SECURITY)
 async def revoke_key(key_id: KeyId, keys: NamedDependency[KeyService], cache: NamedDependency[KeyDirectory],
                      admin: NamedDependency[KeyState], metadata: NamedDependency[Metadata],
                      now: NamedDependency[datetime], data: JSONBody[RevokeKeyRequest | None] = None,

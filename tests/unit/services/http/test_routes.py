@@ -8,6 +8,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from keyledger.services.http.components import Components
+from keyledger.services.storage.database import StorageError
 from tests.unit.services.http.fakes import Bus, ListAudit, MemoryLastUse, RecordingUsage
 
 Client = AsyncTestClient[Litestar]
@@ -154,3 +155,22 @@ async def test_health_and_readiness(client: Client, components: Components) -> N
     components.bus.is_connected = False
     not_ready = await client.get("/readyz")
     assert not_ready.status_code == 503 and not_ready.json()["code"] == "NOT_READY"
+
+
+async def test_a_database_outage_is_a_503_unavailable_and_changes_nothing(client: Client, admin: str,
+                                                                       components: Components) -> None:
+    store = components.keys._store  # the in-memory store behind the real key service
+
+    async def refuse(*_: Any, **__: Any) -> Any:
+        raise StorageError("OperationalError 08006: connection refused")
+
+    original, store.append = store.append, refuse  # type: ignore[method-assign]
+    try:
+        response = await client.post("/v1/keys", json={"name": "during the outage"}, headers={"x-api-key": admin})
+    finally:
+        store.append = original  # type: ignore[method-assign]
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert response.json() == {"success": False, "error": "the database is unavailable; retry later",
+                               "code": "UNAVAILABLE"}
+    assert "connection refused" not in response.text
+    assert [s.name for s in components.cache.states()] == ["admin"]
