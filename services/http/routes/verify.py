@@ -16,7 +16,7 @@ from keyledger.services.verify.throttles import RateDecision
 from keyledger.services.verify.verifier import Verdict
 
 
-@post("/v1/verify", status_code=200, responses=error_responses(400, 401, 413),
+@post("/v1/verify", status_code=200, responses=error_responses(400, 401, 413, 503),
       security=[{}, {"bearer": []}])  # the bearer token only when KEYLEDGER_VERIFY_TOKEN is set
 async def verify(request: Request[Any, Any, Any], data: JSONBody[VerifyRequest],
                  gate: NamedDependency[SkipValidation[Gate]]) -> VerifyAnswer:

@@ -13,7 +13,7 @@ from keyledger.services.http.app import create_app
 from keyledger.services.http.deps import dependencies
 
 ERROR_BODY = {"$ref": "#/components/schemas/ErrorBody"}
-GUARDED = {401, 403, 429}
+GUARDED = {401, 403, 429, 503}  # 503: the database is unreachable (the guard leases rate budget)
 ERRORS = {  # what each operation can answer besides success: the error body, always
     ("POST", "/v1/keys"): GUARDED | {400, 409, 413},
     ("GET", "/v1/keys"): GUARDED | {400},
@@ -21,7 +21,7 @@ ERRORS = {  # what each operation can answer besides success: the error body, al
     ("PATCH", "/v1/keys/{key_id}"): GUARDED | {400, 404, 409, 413},
     ("POST", "/v1/keys/{key_id}/rotate"): GUARDED | {400, 404, 409, 413},
     ("POST", "/v1/keys/{key_id}/revoke"): GUARDED | {400, 404, 409, 413},
-    ("POST", "/v1/verify"): {400, 401, 413},
+    ("POST", "/v1/verify"): {400, 401, 413, 503},
     ("GET", "/v1/audit"): GUARDED | {400},
     ("GET", "/v1/audit/export"): GUARDED | {400},
     ("GET", "/healthz"): set(),
