@@ -4,8 +4,8 @@ An e2e server's clock starts at the instant given in ``KEYLEDGER_TEST_CLOCK_STAR
 process creates it, then runs at the real pace. A test cannot know that moment exactly, so it
 keeps a ``ReferenceClock`` and launches every server with ``start_env()``, the reference's reading
 at launch. A server's clock then reads at most its start-up time behind the reference and never
-ahead of it, whenever it was started: servers of one test agree on where the minute windows fall,
-and the first window of a reference that starts on a minute begins before any server answers.
+ahead of it, whenever it was started. So the first window of a reference that starts on a minute
+begins before any server answers, and ``shared_window`` can name a window every server is in.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ WINDOW = timedelta(minutes=1)  # the rate limits' and throttles' fixed windows
 
 
 class SettableClock:
-    """A clock a test moves by hand: ``clock()`` reads it, ``clock.now`` sets it."""
+    """A clock a test moves by hand, for components that take ``clock: Callable[[], datetime]``:
+    ``clock()`` reads it, ``clock.now = ...`` or ``clock.advance(...)`` moves it."""
 
     def __init__(self, now: datetime = EPOCH) -> None:
         self.now = now
@@ -64,11 +65,6 @@ class ReferenceClock:
     def start_env(self, ahead: timedelta = timedelta(0)) -> dict[str, str]:
         """The setting that starts a server launched now at the reference's time (plus ``ahead``)."""
         return {"KEYLEDGER_TEST_CLOCK_START": iso(self.now() + ahead)}
-
-    def seconds_left_in_window(self) -> float:
-        """How long every server stays surely in the window the reference is in now."""
-        now = self.now()
-        return (window_of(now) + WINDOW - now).total_seconds()
 
     def shared_window(self, needed: float, lag: float) -> datetime:
         """The start of a one-minute window that every server is in now and stays in for ``needed``
