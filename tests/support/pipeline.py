@@ -5,13 +5,21 @@ from __future__ import annotations
 import asyncio
 import uuid
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from nats.js import JetStreamContext
 
 from keyledger.domain.key import KeyState, fold
 from keyledger.projections.key_cache import KeyCache
+from keyledger.services.audit.sink import AuditSink
+from keyledger.services.cache.live import LiveKeyCache
+from keyledger.services.cache.projector import Projector
 from keyledger.services.config import Settings
+from keyledger.services.messaging.events import event_consumer
+from keyledger.services.messaging.feed import EventFeed
+from keyledger.services.messaging.relay import Relay
+from keyledger.services.messaging.usage import usage_consumer
+from keyledger.services.storage.usage_table import UsageTable
 from keyledger.services.messaging.connection import Bus, connect
 from keyledger.services.messaging.streams import ensure_event_stream
 from keyledger.services.storage.checkpoints import Checkpoints
@@ -84,3 +92,26 @@ async def folded_streams(store: PostgresEventStore) -> dict[str, KeyState]:
         assert state is not None
         result[stream_id] = state
     return result
+
+
+def relay_for(db: Database, bus: Bus, settings: Settings, **options: Any) -> Relay:
+    """A Relay wired as the service wires it."""
+    store = PostgresEventStore(db)
+    return Relay(db, store, Checkpoints(db), bus, settings, **options)
+
+
+def projector_for(db: Database, bus: Bus, settings: Settings, durable: str = "key-cache-projector",
+                  batch_size: int = 500) -> Projector:
+    """A Projector wired as the service wires it."""
+    return Projector(KeyCacheTable(db, PostgresEventStore(db)), event_consumer(bus, settings, durable, batch_size))
+
+
+def live_cache_for(db: Database, bus: Bus, settings: Settings) -> LiveKeyCache:
+    """A LiveKeyCache wired as an API process wires it."""
+    store = PostgresEventStore(db)
+    return LiveKeyCache(store, KeyCacheTable(db, store), EventFeed(bus, settings))
+
+
+def sink_for(db: Database, bus: Bus, settings: Settings, durable: str = "audit-sink", fetch_batch: int = 200) -> AuditSink:
+    """An AuditSink wired as the service wires it."""
+    return AuditSink(UsageTable(db), usage_consumer(bus, settings, durable, fetch_batch))
