@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 import msgspec
@@ -55,3 +56,33 @@ def attempted_start(presented: str, start_length: int) -> str:
     if "_" in presented[:17] and len(presented) >= start_length:
         return presented[:start_length]
     return presented[:START_LENGTH_OF_MALFORMED]
+
+
+# The longest value kept per field; longer ones are cut (an attacker controls most of them).
+FIELD_LIMITS: dict[str, int] = {
+    "id": 64, "action": 200, "outcome": 32, "key_id": 64, "start": 40, "organization_id": 200, "scope": 64,
+    "granted_by": 300, "reason": 500, "website_id": 200, "data": 64, "ip": 100, "user_agent": 300, "request_id": 100,
+}
+_UNSTORABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")  # control characters (NUL!) and lone surrogates
+REPLACEMENT = "\ufffd"
+
+
+def clean_text(value: str, limit: int) -> str:
+    """``value`` as Postgres will store it: control characters and lone surrogates replaced by U+FFFD,
+    cut to ``limit`` characters. Printable text within the limit comes back as it is (the common case)."""
+    if len(value) <= limit and value.isprintable():
+        return value
+    return _UNSTORABLE.sub(REPLACEMENT, value[:limit])
+
+
+def sanitized(event: UsageEvent) -> UsageEvent:
+    """``event`` with every text field made storable (see :func:`clean_text`); the same object when
+    nothing needed a change."""
+    changes: dict[str, str] = {}
+    for name, limit in FIELD_LIMITS.items():
+        value = getattr(event, name)
+        if isinstance(value, str):
+            cleaned = clean_text(value, limit)
+            if cleaned is not value:
+                changes[name] = cleaned
+    return msgspec.structs.replace(event, **changes) if changes else event

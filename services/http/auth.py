@@ -15,7 +15,7 @@ from keyledger.domain import token
 from keyledger.domain.access import check_access
 from keyledger.domain.key import KeyState
 from keyledger.domain.rate import limit_of
-from keyledger.domain.usage import UsageEvent, attempted_start
+from keyledger.domain.usage import UsageEvent, attempted_start, sanitized
 from keyledger.services.clock import Clock
 from keyledger.services.http.errors import ApiError, auth_required, forbidden
 from keyledger.services.http.ports import LastUse, Limiter, UsageSink
@@ -59,6 +59,13 @@ def user_agent_of(request: Connection) -> str | None:
     return (request.headers.get("user-agent") or "")[:300] or None
 
 
+def _action(request: Connection) -> str:
+    """``METHOD /route/template`` (``GET /v1/keys/{key_id}``): never the raw path, which is the caller's to
+    fill (a token pasted into a URL, a NUL byte...)."""
+    template = request.scope.get("path_template") or "(no route)"
+    return f"{request.scope.get('method', '')} {template.replace(':str}', '}')}"
+
+
 class Gate:
     """Who may call, and the verify answer; built once per process from the components."""
 
@@ -77,7 +84,7 @@ class Gate:
         """
         client = request.client.host if request.client else "unknown"
         presented = presented_key(request)
-        usage = functools.partial(self.record, request, action=f"{request.scope.get('method', '')} {request.url.path}",
+        usage = functools.partial(self.record, request, action=_action(request),
                                   presented=presented, ip=client, user_agent=user_agent_of(request))
         blocked = self._failures.refusal(client)
         if blocked is not None:
@@ -144,7 +151,7 @@ class Gate:
         """Queue the usage event of one verification or authenticated call (never the secret)."""
         key = verdict.key if verdict is not None else None
         granted = verdict.granted_by if verdict is not None else None
-        self._usage.emit(UsageEvent(
+        self._usage.emit(sanitized(UsageEvent(
             id=new_id(), at=self._clock(), action=action,
             outcome=outcome or (verdict.code if verdict is not None else "MISSING"),
             key_id=key.key_id if key else None,
@@ -152,7 +159,7 @@ class Gate:
             organization_id=key.organization_id if key else None, scope=scope,
             granted_by=granted.label() if granted else None,
             reason=verdict.reason if verdict is not None else "no key presented",
-            website_id=website_id, data=data, ip=ip, user_agent=user_agent, request_id=request_id(request)))
+            website_id=website_id, data=data, ip=ip, user_agent=user_agent, request_id=request_id(request))))
 
 
 def _any_scope(verdict: Verdict | None, scopes: tuple[str, ...]) -> tuple[Verdict | None, str]:
