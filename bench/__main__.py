@@ -16,8 +16,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench import export, replay, report, sink
-from bench import abuse, commands, core, revocation
+from bench import abuse, commands, core, export, replay, report, revocation, sink
 from bench import http as verify_http
 from bench.common import BenchContext, Benchmark, BenchResult
 from keyledger.services.devstack.stack import stack_down, stack_up

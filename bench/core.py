@@ -24,7 +24,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from argon2 import PasswordHasher, Type
 
@@ -35,11 +35,11 @@ from bench.servers import private_stack
 from keyledger.domain import token
 from keyledger.domain.access import AccessEntry, check_access
 from keyledger.domain.key import KeyState
+from keyledger.services.clock import utc_now
+from keyledger.services.config import Settings
 from keyledger.services.http.app import create_app
 from keyledger.services.http.deps import components_of
-from keyledger.services.config import Settings
 from keyledger.services.keys.hashing import SecretHasher
-from keyledger.services.clock import utc_now
 from keyledger.services.verify.verifier import Verifier
 
 WARM_LOOPS, PART_LOOPS, KEYS, COLD_KEYS, ASGI_REQUESTS = 200_000, 200_000, 16, 8, 20_000
@@ -52,7 +52,7 @@ def _log(message: str) -> None:
 
 def key_state(secret_hash: str, token_text: str) -> KeyState:
     """A warm key's state as the live cache holds it: ``read:data`` globally."""
-    parsed, now = token.parse(token_text), datetime.now(timezone.utc)
+    parsed, now = token.parse(token_text), datetime.now(UTC)
     return KeyState(key_id=parsed.key_id, version=1, name="bench", organization_id=None,
                     access=(AccessEntry(resource="global", scopes=(SCOPE,)),), expires_at=None,
                     secret_hash=secret_hash, prefix=parsed.prefix, start=parsed.start(), created_at=now,

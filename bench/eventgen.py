@@ -9,17 +9,17 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 from psycopg import AsyncConnection
 
 from keyledger.domain.access import AccessEntry
 from keyledger.domain.events import Event, KeyAccessChanged, KeyCreated, KeyRevoked, KeyRotated, encode_event
-from keyledger.domain.token import ALPHABET, new_key_id
 from keyledger.domain.recorded import Metadata
+from keyledger.domain.token import ALPHABET, new_key_id
 
-EPOCH = datetime(2025, 1, 1, tzinfo=timezone.utc).timestamp()
+EPOCH = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
 SPAN = 180 * 86_400.0  # the generated traffic covers about six months
 CREATED, ACCESS_CHANGED, ROTATED, REVOKED = range(4)
 _SCOPES = ("read:data", "write:data", "read:analytics", "track:events", "read:export", "write:otel",
@@ -127,7 +127,7 @@ def copy_lines(workload: Workload, chunk: int = 20_000, seed: int = 13) -> Itera
     key_bytes = [key_id.encode() for key_id in workload.key_ids]
     lines: list[bytes] = []
     for position, (t, index, version, kind) in enumerate(workload.order, start=1):
-        at = datetime.fromtimestamp(t, timezone.utc)
+        at = datetime.fromtimestamp(t, UTC)
         event_id = f"{rng.getrandbits(128):032x}"
         meta = Metadata(actor=f"admin-{index % 50}", ip=f"10.{index % 256}.{version}.{index % 199}",
                         user_agent=_AGENTS[index % 3], request_id=event_id)

@@ -24,7 +24,7 @@ import time
 import tracemalloc
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -58,7 +58,7 @@ def usage_copy_chunks(n: int, seed: int = 5, chunk: int = 20_000) -> Iterator[by
     rng, step = random.Random(seed), SPAN / n
     lines: list[str] = []
     for i in range(n):
-        at = datetime.fromtimestamp(EPOCH + i * step + rng.random() * step, timezone.utc).isoformat()
+        at = datetime.fromtimestamp(EPOCH + i * step + rng.random() * step, UTC).isoformat()
         key, site, outcome = rng.randrange(100_000), rng.randrange(10_000), rng.choice(OUTCOMES)
         granted = f"website:site-{site}" if outcome == "VALID" else "\\N"
         reason = f"granted by website:site-{site}" if outcome == "VALID" else f"refused: {outcome.lower()}"
@@ -79,7 +79,7 @@ async def prepare(conn: AsyncConnection, records: int) -> tuple[int, int]:
     with timed(f"generate + COPY {lifecycle:,} lifecycle events", _log):
         await load(conn, plan(lifecycle // 10, 10))
     with timed(f"generate + COPY {usage:,} usage rows into daily partitions + VACUUM ANALYZE", _log):
-        first = datetime.fromtimestamp(EPOCH, timezone.utc).date()
+        first = datetime.fromtimestamp(EPOCH, UTC).date()
         for day in range(int(SPAN // 86_400) + 2):
             await ensure_partition(conn, first + timedelta(days=day))
         async with conn.cursor().copy(f"COPY usage_events ({_USAGE_COLUMNS}) FROM STDIN") as copy:
@@ -241,7 +241,7 @@ async def measure(conn: AsyncConnection, source: ExportSource, url: str, records
         ndjson = await _measure(conn, records, export_to_null(source, "ndjson", marks=marks), marks)
     with timed("export CSV into a null sink", _log):
         csv = await _measure(conn, records, export_to_null(source, "csv"))
-    tenth = datetime.fromtimestamp(EPOCH + SPAN / 10, timezone.utc)
+    tenth = datetime.fromtimestamp(EPOCH + SPAN / 10, UTC)
     with timed("verify an NDJSON export of the first tenth", _log):
         chunks = [chunk async for chunk in export_lines(source, "ndjson", None, tenth)]
         started = time.perf_counter()

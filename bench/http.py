@@ -142,7 +142,7 @@ def _table(trivials: list[Measured], verifies: list[Measured], api_only: Measure
              "unlike req/s it hardly moves when other work shares the machine.", "",
              "| round | server | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | server CPU µs/req "
              "| loadgen CPU |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    named = [(f"{i + 1}", name, m) for i, (t, v) in enumerate(zip(trivials, verifies))
+    named = [(f"{i + 1}", name, m) for i, (t, v) in enumerate(zip(trivials, verifies, strict=True))
              for name, m in (("trivial app", t), ("keyledger serve", v))]
     for round_, name, m in [*named, ("—", "keyledger serve --no-workers", api_only)]:
         r = m.load

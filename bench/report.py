@@ -30,7 +30,8 @@ def console_table(rows: Sequence[Row]) -> str:
     """A plain aligned table for the terminal."""
     table = [HEADER, *(tuple(cell.replace("**", "").strip("`") for cell in cells(row)) for row in rows)]
     widths = [max(len(line[i]) for line in table) for i in range(len(HEADER))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table)
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths,
+                                                                        strict=True)).rstrip() for line in table)
 
 
 MISSED = Path(__file__).with_name("MISSED.md")  # hand-written analysis of missed targets
@@ -43,7 +44,7 @@ def markdown(results: Mapping[str, BenchResult], *, events: int, seconds: float,
     lines = [
         "# keyledger benchmark results", "",
         f"Written by `{command}` (`make bench`); do not edit by hand — re-run it.", "",
-        f"- date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {os.cpu_count()} cores, {platform.machine()}, {platform.system()} {platform.release()}; "
         f"1-minute load average when the run started: {load:.2f} (other work on the machine skews the figures)",
         f"- Python {sys.version.split()[0]} ({platform.python_implementation()}); PostgreSQL {pg_version} "

@@ -18,7 +18,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -49,7 +49,7 @@ def _log(message: str) -> None:
 
 def usage_events(n: int, seed: int = 11) -> list[UsageEvent]:
     """``n`` realistic verify events from 2,000 keys over two days (two partitions)."""
-    rng, start = random.Random(seed), datetime(2026, 11, 25, 12, tzinfo=timezone.utc)
+    rng, start = random.Random(seed), datetime(2026, 11, 25, 12, tzinfo=UTC)
     events = []
     for i in range(n):
         key = rng.randrange(2_000)

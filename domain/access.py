@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import msgspec
 
@@ -57,7 +57,8 @@ def validate_access(entries: Iterable[AccessEntry]) -> tuple[AccessEntry, ...]:
 
 def _validate_entry(entry: AccessEntry) -> AccessEntry:
     if entry.resource not in RESOURCES:
-        raise ValidationError(f"unknown resource type {entry.resource!r}; expected one of {', '.join(sorted(RESOURCES))}")
+        expected = ", ".join(sorted(RESOURCES))
+        raise ValidationError(f"unknown resource type {entry.resource!r}; expected one of {expected}")
     if entry.resource == "website":
         if not entry.id or not entry.id.strip():
             raise ValidationError("a website access entry needs the website id")
@@ -110,7 +111,8 @@ def _refusal(scope: str, holders: list[AccessEntry], website_id: str | None, dat
     parts = []
     if websites:
         wanted = f"website {website_id}" if website_id is not None else "no website (website_id is required)"
-        parts.append(f"{scope} is granted only for website {', '.join(str(w) for w in websites)}, request names {wanted}")
+        granted = ", ".join(str(w) for w in websites)
+        parts.append(f"{scope} is granted only for website {granted}, request names {wanted}")
     if kinds:
         wanted = data if data is not None else "no data kind"
         parts.append(f"{scope} is granted only for {', '.join(kinds)}, request names {wanted}")

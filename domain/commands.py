@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Union
 
 import msgspec
 
@@ -55,7 +54,7 @@ class RevokeKey(msgspec.Struct, frozen=True, kw_only=True):
     reason: str = ""
 
 
-Command = Union[CreateKey, ChangeAccess, RotateKey, RevokeKey]
+Command = CreateKey | ChangeAccess | RotateKey | RevokeKey
 
 
 def clean_name(name: str) -> str:

@@ -6,7 +6,6 @@ Only ever add fields, with defaults; never rename a tag. Stored as JSON with nam
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Union
 
 import msgspec
 
@@ -55,7 +54,7 @@ class KeyRevoked(Event, tag="key.revoked", frozen=True, kw_only=True):
     reason: str = ""
 
 
-AnyEvent = Union[KeyCreated, KeyAccessChanged, KeyRotated, KeyRevoked]
+AnyEvent = KeyCreated | KeyAccessChanged | KeyRotated | KeyRevoked
 EVENT_CLASSES: tuple[type[Event], ...] = (KeyCreated, KeyAccessChanged, KeyRotated, KeyRevoked)
 
 _encoder = msgspec.json.Encoder()

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Iterable, Literal
+from typing import Literal
 
 import msgspec
 
 from keyledger.domain.access import AccessEntry
 from keyledger.domain.commands import (
-    ChangeAccess, Command, CreateKey, RevokeKey, RotateKey, check_change, check_create, check_revoke, check_rotate,
+    ChangeAccess,
+    Command,
+    CreateKey,
+    RevokeKey,
+    RotateKey,
+    check_change,
+    check_create,
+    check_revoke,
+    check_rotate,
 )
 from keyledger.domain.errors import KeyAlreadyExists, KeyNotFound, KeyRevokedError
-from keyledger.domain.events import AnyEvent, Event, KeyAccessChanged, KeyCreated, KeyRevoked, KeyRotated
+from keyledger.domain.events import AnyEvent, KeyAccessChanged, KeyCreated, KeyRevoked, KeyRotated
 
 Status = Literal["active", "revoked", "expired"]
 
@@ -97,7 +106,7 @@ def fold(events: Iterable[AnyEvent], state: KeyState | None = None) -> KeyState 
     return state
 
 
-def decide(state: KeyState | None, command: Command, now: datetime) -> list[Event]:
+def decide(state: KeyState | None, command: Command, now: datetime) -> list[AnyEvent]:
     """The events that ``command`` produces on ``state`` at ``now``, or a DomainError."""
     if isinstance(command, CreateKey):
         if state is not None:

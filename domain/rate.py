@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from keyledger.domain.access import granted_scopes
 from keyledger.domain.key import KeyState

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import AsyncIterator, Iterator
 
 from tests.support.env import isolate
 from tests.support.session import finish_session, new_session_dir
@@ -26,10 +26,10 @@ import pytest  # noqa: E402
 from psycopg.conninfo import make_conninfo  # noqa: E402
 from psycopg_pool import AsyncConnectionPool  # noqa: E402
 
+from keyledger.services.devstack.stack import StackInfo, stack_down, stack_up  # noqa: E402
 from keyledger.services.storage.database import Database, open_database  # noqa: E402
 from keyledger.services.storage.event_store import PostgresEventStore  # noqa: E402
 from keyledger.services.storage.migrations import migrate  # noqa: E402
-from keyledger.services.devstack.stack import StackInfo, stack_down, stack_up  # noqa: E402
 
 # Fast, throw-away durability for the test cluster only.
 TEST_PG_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}

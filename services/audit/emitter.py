@@ -54,7 +54,7 @@ class UsageEmitter:
         while not stop.is_set():
             try:
                 await asyncio.wait_for(self._wake.wait(), self._interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
             if not ready:

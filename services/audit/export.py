@@ -45,7 +45,7 @@ import operator
 import re
 from binascii import hexlify
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import chain, count, islice, repeat, starmap
 from typing import Any
 
@@ -102,7 +102,7 @@ def _utc(moment: datetime | None) -> datetime | None:
     """``moment`` as an aware UTC datetime (a naive one is taken to be UTC)."""
     if moment is None:
         return None
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -234,7 +234,7 @@ class _Writer:
 
     def manifest(self, start: datetime | None, end: datetime | None, generated_at: datetime | None) -> bytes:
         """The closing manifest line (NDJSON) or row (CSV)."""
-        manifest = self.chain.manifest(start, end, generated_at or datetime.now(timezone.utc))
+        manifest = self.chain.manifest(start, end, generated_at or datetime.now(UTC))
         if self.fmt == "ndjson":
             return _encoder.encode({"manifest": manifest}) + b"\n"
         return self._csv([("#manifest", _encoder.encode(manifest).decode())])

@@ -18,7 +18,13 @@ from typing import Any
 import msgspec
 
 from keyledger.services.audit.export import (
-    CSV_COLUMNS, FIELDS, FORMAT, GENESIS, is_digest, sorted_json, manifest_digest,
+    CSV_COLUMNS,
+    FIELDS,
+    FORMAT,
+    GENESIS,
+    is_digest,
+    manifest_digest,
+    sorted_json,
 )
 
 MAX_PROBLEMS = 200
@@ -200,7 +206,7 @@ def _verify_csv(lines: Iterable[bytes], checker: _Checker) -> None:
         elif len(row) != len(CSV_COLUMNS):
             checker.malformed(where, f"{len(row)} cells where {len(CSV_COLUMNS)} were expected")
         else:
-            values = dict(zip(CSV_COLUMNS, row))
+            values = dict(zip(CSV_COLUMNS, row, strict=True))
             seq = values.pop("seq")
             prev, digest = values.pop("prev"), values.pop("digest")
             fields = {name: _uncell(cell) for name, cell in values.items()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import msgspec
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from keyledger.domain.access import AccessEntry
 
@@ -36,14 +36,14 @@ def duration_seconds(text: str) -> int:
 def moment(text: str, now: datetime | None = None, direction: int = 1) -> datetime:
     """An ISO-8601 time (UTC when no zone is given) or a duration from now such as ``30d``."""
     try:
-        return (now or datetime.now(timezone.utc)) + direction * timedelta(seconds=duration_seconds(text))
+        return (now or datetime.now(UTC)) + direction * timedelta(seconds=duration_seconds(text))
     except argparse.ArgumentTypeError:
         pass
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"time {text!r} must be ISO-8601 (2027-01-31T00:00:00Z) or like 30d") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def past_moment(text: str, now: datetime | None = None) -> datetime:

@@ -13,11 +13,11 @@ import msgspec
 
 from keyledger.domain.errors import KeyNotFound
 from keyledger.domain.key import fold
+from keyledger.domain.recorded import Metadata
 from keyledger.projections.key_cache import apply
 from keyledger.services.config import Settings
-from keyledger.domain.recorded import Metadata
-from keyledger.services.runtime import Runtime, open_runtime
 from keyledger.services.keys.views import event_view, join_access, key_view
+from keyledger.services.runtime import Runtime, open_runtime
 
 
 def cli_metadata() -> Metadata:

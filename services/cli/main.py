@@ -6,16 +6,19 @@ import argparse
 import asyncio
 import logging
 import sys
-from typing import NoReturn, Sequence
+from collections.abc import Sequence
+from typing import NoReturn
 
 import msgspec
 
 from keyledger.domain.errors import DomainError
-from keyledger.services.cli import audit as cli_audit, keys as cli_keys, workers as cli_workers
+from keyledger.services.cli import audit as cli_audit
+from keyledger.services.cli import keys as cli_keys
+from keyledger.services.cli import workers as cli_workers
 from keyledger.services.cli.args import access_entry, duration_seconds, moment, past_moment
 from keyledger.services.config import SettingsError, load_settings
-from keyledger.services.storage.database import StorageError
 from keyledger.services.devstack.stack import StackError, default_data_dir, stack_down, stack_status, stack_up
+from keyledger.services.storage.database import StorageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--all", action="store_true", help="include revoked and expired keys")
     show = keys.add_parser("show", parents=[json_flag], help="a key's state and event history")
     show.add_argument("key_id")
-    show.add_argument("--as-of", type=past_moment, metavar="TIME", help="the key as it was at TIME (ISO time, or 2h = 2h ago)")
+    show.add_argument("--as-of", type=past_moment, metavar="TIME",
+                      help="the key as it was at TIME (ISO time, or 2h = 2h ago)")
     rotate = keys.add_parser("rotate", parents=[json_flag], help="new secret; optional grace for the old one")
     rotate.add_argument("key_id")
     rotate.add_argument("--grace", type=duration_seconds, default=0, metavar="DURATION", help="e.g. 1h (max 7d)")
@@ -69,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = audit.add_parser("verify", parents=[json_flag], help="check an export's hash chain and manifest")
     check.add_argument("file")
     retention = audit.add_parser("retention", help="drop usage partitions older than the retention period")
-    retention.add_argument("--days", type=int, metavar="N", help="keep N days (default KEYLEDGER_AUDIT_RETENTION_DAYS, 400)")
+    retention.add_argument("--days", type=int, metavar="N",
+                           help="keep N days (default KEYLEDGER_AUDIT_RETENTION_DAYS, 400)")
     groups.add_parser("replay", parents=[json_flag], help="rebuild the key cache from the event store")
     serve = groups.add_parser("serve", help="the HTTP API (with relay + projector) on 127.0.0.1:$PORT (8080)")
     serve.add_argument("--no-workers", action="store_true", help="do not run relay and projector in this process")

@@ -48,7 +48,8 @@ async def run_workers(args: argparse.Namespace, settings: Settings) -> None:
             "relay": lambda: Relay(rt.db, rt.store, Checkpoints(rt.db), bus, settings).run(stop),
             "projector": lambda: Projector(KeyCacheTable(rt.db, rt.store),
                                            event_consumer(bus, settings, "key-cache-projector", 500)).run(stop),
-            "audit-sink": lambda: AuditSink(UsageTable(rt.db), usage_consumer(bus, settings, "audit-sink", 200)).run(stop),
+            "audit-sink": lambda: AuditSink(UsageTable(rt.db), usage_consumer(bus, settings, "audit-sink",
+                                                                              200)).run(stop),
         }
         print(f"keyledger {' + '.join(roles)} running (postgres {rt.database_url}, nats {rt.nats_url}); "
               "Ctrl-C stops", flush=True)

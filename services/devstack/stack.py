@@ -53,7 +53,8 @@ def stack_up(data_dir: Path, *, pg_settings: Mapping[str, str] | None = None) ->
             log.info("reusing embedded stack in %s", data_dir)
             return _info(data_dir, state["pg_port"], state["nats_port"])
         if not pg_ok:
-            state["pg_pid"], state["pg_port"] = postgres.start_postgres(data_dir, {"max_connections": "200", **(pg_settings or {})})
+            state["pg_pid"], state["pg_port"] = postgres.start_postgres(data_dir, {"max_connections": "200",
+                                                                                   **(pg_settings or {})})
             _write_state(data_dir, state)
         if not nats_ok:
             for pid in {state.get("nats_pid"), process.read_int(data_dir / "nats.pid")}:
@@ -104,7 +105,8 @@ def _info(data_dir: Path, pg_port: int, nats_port: int) -> StackInfo:
 
 def _running(data_dir: Path, state: dict[str, Any]) -> tuple[bool, bool]:
     return (process.alive(state.get("pg_pid"), "postgres", data_dir / "pg") and process.answers(state.get("pg_port")),
-            process.alive(state.get("nats_pid"), "nats-server", data_dir / "nats") and process.answers(state.get("nats_port")))
+            process.alive(state.get("nats_pid"), "nats-server",
+                          data_dir / "nats") and process.answers(state.get("nats_port")))
 
 
 

@@ -7,7 +7,8 @@ import functools
 import hmac
 import itertools
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from litestar.connection import ASGIConnection
 

@@ -7,8 +7,9 @@ read them from there (``State``). Guards cannot take injected parameters, so the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 import msgspec
 from litestar import Request

@@ -9,7 +9,12 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import ResponseSpec
 
 from keyledger.domain.errors import (
-    ConcurrencyError, DomainError, KeyAlreadyExists, KeyNotFound, KeyRevokedError, ValidationError,
+    ConcurrencyError,
+    DomainError,
+    KeyAlreadyExists,
+    KeyNotFound,
+    KeyRevokedError,
+    ValidationError,
 )
 from keyledger.services.http.schemas import ErrorBody
 from keyledger.services.storage.database import StorageError

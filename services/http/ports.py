@@ -8,8 +8,9 @@ checks every injected value against its parameter's annotation.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Iterable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from keyledger.domain.key import KeyState
 from keyledger.domain.usage import UsageEvent

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Callable, Sequence
 
 import msgspec
 
 from keyledger.domain import token
 from keyledger.domain.access import AccessEntry
 from keyledger.domain.commands import (
-    ChangeAccess, Command, CreateKey, RevokeKey, RotateKey, check_create, check_rotate,
+    ChangeAccess,
+    Command,
+    CreateKey,
+    RevokeKey,
+    RotateKey,
+    check_create,
+    check_rotate,
 )
 from keyledger.domain.errors import ConcurrencyError, KeyNotFound
 from keyledger.domain.key import KeyState, decide, ensure_open, evolve, fold
-from keyledger.services.storage.event_store import EventStore
 from keyledger.domain.recorded import Metadata, RecordedEvent
-from keyledger.services.keys.hashing import SecretHasher
 from keyledger.services.clock import Clock, utc_now
+from keyledger.services.keys.hashing import SecretHasher
+from keyledger.services.storage.event_store import EventStore
 
 EventsHook = Callable[[list[RecordedEvent]], None]
 

@@ -55,7 +55,7 @@ async def connect(url: str, name: str, on_reconnect: Callable[[], Awaitable[None
         options["reconnected_cb"] = on_reconnect
     try:
         return Bus(await nats.connect(url, **options))
-    except (OSError, nats.errors.Error, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, nats.errors.Error) as exc:
         raise BusError(f"NATS at {url} unreachable ({type(exc).__name__})") from exc
 
 
@@ -69,6 +69,6 @@ async def connect_until(url: str, name: str, stop: asyncio.Event) -> Bus | None:
             log.warning("%s; retrying in %.1fs", exc, delay)
             try:
                 await asyncio.wait_for(stop.wait(), delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 delay = min(delay * 2, 5.0)
     return None

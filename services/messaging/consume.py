@@ -73,13 +73,13 @@ class Consumer:
                 if subscription is None:
                     subscription = await self._subscribe()
                 msgs = await subscription.fetch(self._batch_size, timeout=0.5)
-            except (asyncio.TimeoutError, nats.errors.TimeoutError):
+            except (TimeoutError, nats.errors.TimeoutError):
                 continue
             except (nats.errors.Error, JetStreamError) as exc:
                 log.warning("%s: consumer unavailable (%s); retrying", self._durable, type(exc).__name__)
                 try:
                     await asyncio.wait_for(stop.wait(), 0.5)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 continue
             if msgs:

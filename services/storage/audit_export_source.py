@@ -33,13 +33,13 @@ FROM (
     FROM usage_events u
     UNION ALL
     SELECT e.recorded_at, e.event_id, e.type, NULLIF(e.metadata->>'actor', ''), NULL,
-           (e.data - ARRAY[%s])::text, NULL, NULLIF(e.metadata->>'ip', ''), e.stream_id, 'lifecycle',
+           (e.data - ARRAY[{not_in_detail}])::text, NULL, NULLIF(e.metadata->>'ip', ''), e.stream_id, 'lifecycle',
            NULLIF(e.data->>'organization_id', ''), 'OK', NULLIF(e.data->>'reason', ''),
            NULLIF(e.metadata->>'request_id', ''), NULL, NULLIF(e.data->>'start', ''),
            NULLIF(e.metadata->>'user_agent', ''), NULL
     FROM events e
 ) r
-""" % ", ".join(f"'{name}'" for name in NOT_IN_DETAIL)
+""".format(not_in_detail=", ".join(f"'{name}'" for name in NOT_IN_DETAIL))
 _COUNT = ("SELECT (SELECT count(*) FROM usage_events u WHERE {usage}) "
           "+ (SELECT count(*) FROM events e WHERE {events})")
 _CURSOR = "keyledger_audit_export"

@@ -82,5 +82,5 @@ async def retry_database(stop: asyncio.Event, action: Callable[[], Awaitable[Non
             log.warning("%s: database unavailable (%s); retrying the batch", name, exc)
             try:
                 await asyncio.wait_for(stop.wait(), 0.5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass

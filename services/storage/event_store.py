@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, AsyncIterator, Protocol, Sequence
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
 
 import msgspec
 import psycopg
@@ -12,7 +13,6 @@ from keyledger.domain.errors import ConcurrencyError
 from keyledger.domain.events import Event, decode_event, encode_event, event_type
 from keyledger.domain.recorded import Metadata, RecordedEvent
 from keyledger.services.storage.database import Database
-
 
 _APPEND = """
 WITH pos AS (
@@ -105,7 +105,7 @@ class PostgresEventStore:
         return [
             RecordedEvent(global_position=pos, event_id=eid, stream_id=stream_id, version=ver,
                           type=type_, event=event, metadata=meta, recorded_at=at)  # type: ignore[arg-type]
-            for (pos, eid, ver, at), type_, event in zip(rows, types, events)
+            for (pos, eid, ver, at), type_, event in zip(rows, types, events, strict=True)
         ]
 
     async def stream_version(self, stream_id: str) -> int:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import AsyncIterator, Sequence
 
 import msgspec
 

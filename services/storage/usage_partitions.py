@@ -7,7 +7,7 @@ DELETE), and every retention run leaves a row in the append-only ``audit_retenti
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from psycopg import AsyncConnection, sql
 
@@ -36,7 +36,7 @@ def partition_name(day: date) -> str:
 
 def utc_day(at: datetime) -> date:
     """The UTC day of an aware time: the partition it belongs to."""
-    return at.astimezone(timezone.utc).date()
+    return at.astimezone(UTC).date()
 
 
 async def ensure_partition(conn: AsyncConnection, day: date) -> None:
@@ -45,7 +45,7 @@ async def ensure_partition(conn: AsyncConnection, day: date) -> None:
     Runs in its own short transaction under :data:`PARTITION_LOCK`, so sinks creating the same
     day at once, or a retention run dropping it, never collide.
     """
-    start = datetime.combine(day, time.min, timezone.utc)
+    start = datetime.combine(day, time.min, UTC)
     create = sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF usage_events FOR VALUES FROM ({}) TO ({})").format(
         sql.Identifier(partition_name(day)), sql.Literal(start.isoformat()),
         sql.Literal((start + _ONE_DAY).isoformat()))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Iterable
 
 from keyledger.services.storage.database import StorageError
 from keyledger.services.storage.last_used_table import LastUsedTable
@@ -44,7 +44,7 @@ class LastUsedTracker:
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), self._interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             try:
                 await self.flush()

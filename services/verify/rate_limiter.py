@@ -84,7 +84,7 @@ class RateLimiter:
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), self._length)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             try:
                 await self.prune()

@@ -59,12 +59,12 @@ def test_each_outcome_leaves_exactly_one_usage_event(client: httpx.Client, admin
     ]
     clock.shared_window(needed=20, lag=api.startup_seconds)  # the good key's two verifies and its 429 in one
     request_ids = [f"req-{uuid.uuid4().hex}" for _ in cases]
-    for (key, website, outcome), request_id in zip(cases, request_ids):
+    for (key, website, outcome), request_id in zip(cases, request_ids, strict=True):
         body = {"key": key, "scope": "read:data", "website_id": website, "ip": "203.0.113.9",
                 "user_agent": "analytics-api/2"}
         answer = client.post("/v1/verify", json=body, headers={"x-request-id": request_id}).json()
         assert answer["code"] == outcome
-    for (key, website, outcome), request_id in zip(cases, request_ids):
+    for (_, website, outcome), request_id in zip(cases, request_ids, strict=True):
         (event,) = usage_for(client, auditor, request_id)
         assert (event["outcome"], event["action"], event["scope"]) == (outcome, "verify", "read:data")
         assert (event["ip"], event["user_agent"], event["website_id"]) == ("203.0.113.9", "analytics-api/2", website)

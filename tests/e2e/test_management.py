@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.server import ApiServer, StartServer
 from tests.support.api import create, verify
+from tests.support.server import ApiServer, StartServer
 
 
 def test_list_get_and_last_used(client: httpx.Client, admin: str) -> None:

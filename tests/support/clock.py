@@ -11,11 +11,11 @@ begins before any server answers, and ``shared_window`` can name a window every 
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from tests.support.wait import until_sync
 
-EPOCH = datetime(2030, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(2030, 1, 1, tzinfo=UTC)
 """Where test time begins: far from the real date, on a minute, so windows are predictable."""
 
 WINDOW = timedelta(minutes=1)  # the rate limits' and throttles' fixed windows
@@ -39,7 +39,7 @@ class SettableClock:
 
 def iso(moment: datetime) -> str:
     """``moment`` as the ISO text with zone that the API and the settings accept."""
-    return moment.astimezone(timezone.utc).isoformat()
+    return moment.astimezone(UTC).isoformat()
 
 
 def window_of(moment: datetime) -> datetime:

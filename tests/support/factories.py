@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from keyledger.domain.access import AccessEntry
-from keyledger.domain.events import Event, KeyAccessChanged, KeyCreated
+from keyledger.domain.events import KeyAccessChanged, KeyCreated
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def created(key_id: str, at: datetime = T0, name: str = "test key") -> KeyCreated:
@@ -17,7 +17,7 @@ def created(key_id: str, at: datetime = T0, name: str = "test key") -> KeyCreate
                       secret_hash="$argon2id$placeholder", prefix="kl", start=f"kl_{key_id}")
 
 
-def changes(key_id: str, count: int, start: datetime = T0) -> list[Event]:
+def changes(key_id: str, count: int, start: datetime = T0) -> list[KeyAccessChanged]:
     """``count`` access-changed events renaming the key step by step."""
     return [KeyAccessChanged(key_id=key_id, at=start + timedelta(seconds=i + 1), name=f"name {i}")
             for i in range(count)]

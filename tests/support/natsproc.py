@@ -89,7 +89,7 @@ class NatsServer:
             proc.kill()
             proc.wait(5)
 
-    def __enter__(self) -> "NatsServer":
+    def __enter__(self) -> NatsServer:
         self.start()
         return self
 

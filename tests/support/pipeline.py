@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from nats.js import JetStreamContext
 
@@ -15,17 +16,17 @@ from keyledger.services.audit.sink import AuditSink
 from keyledger.services.cache.live import LiveKeyCache
 from keyledger.services.cache.projector import Projector
 from keyledger.services.config import Settings
+from keyledger.services.messaging.connection import Bus, connect
 from keyledger.services.messaging.events import event_consumer
 from keyledger.services.messaging.feed import EventFeed
 from keyledger.services.messaging.relay import Relay
-from keyledger.services.messaging.usage import usage_consumer
-from keyledger.services.storage.usage_table import UsageTable
-from keyledger.services.messaging.connection import Bus, connect
 from keyledger.services.messaging.streams import ensure_event_stream
+from keyledger.services.messaging.usage import usage_consumer
 from keyledger.services.storage.checkpoints import Checkpoints
 from keyledger.services.storage.database import Database
 from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.services.storage.key_cache_table import PROJECTOR, KeyCacheTable
+from keyledger.services.storage.usage_table import UsageTable
 
 
 def isolated_settings() -> Settings:
@@ -52,7 +53,7 @@ async def jetstream(nats_url: str, settings: Settings) -> AsyncIterator[tuple[Bu
 
 
 @asynccontextmanager
-async def running(*workers: Callable[[asyncio.Event], Awaitable[None]]) -> AsyncIterator[asyncio.Event]:
+async def running(*workers: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> AsyncIterator[asyncio.Event]:
     """Run ``worker(stop)`` tasks for the duration of the block, then stop them and re-raise failures."""
     stop = asyncio.Event()
     tasks = [asyncio.create_task(worker(stop)) for worker in workers]
@@ -63,7 +64,7 @@ async def running(*workers: Callable[[asyncio.Event], Awaitable[None]]) -> Async
         for task in tasks:
             try:
                 await asyncio.wait_for(task, 10)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 task.cancel()
                 raise
 
@@ -112,6 +113,7 @@ def live_cache_for(db: Database, bus: Bus, settings: Settings) -> LiveKeyCache:
     return LiveKeyCache(store, KeyCacheTable(db, store), EventFeed(bus, settings))
 
 
-def sink_for(db: Database, bus: Bus, settings: Settings, durable: str = "audit-sink", fetch_batch: int = 200) -> AuditSink:
+def sink_for(db: Database, bus: Bus, settings: Settings, durable: str = "audit-sink",
+             fetch_batch: int = 200) -> AuditSink:
     """An AuditSink wired as the service wires it."""
     return AuditSink(UsageTable(db), usage_consumer(bus, settings, durable, fetch_batch))

@@ -67,7 +67,8 @@ class ApiServer:
             "KEYLEDGER_DATA_DIR": str(self.log_dir / f"api-{self.port}"),
             "KEYLEDGER_NATS_STREAM": self.settings.nats_stream,
             "KEYLEDGER_NATS_SUBJECT_PREFIX": self.settings.nats_subject_prefix,
-            "KEYLEDGER_USAGE_STREAM": self.settings.usage_stream, "KEYLEDGER_USAGE_SUBJECT": self.settings.usage_subject,
+            "KEYLEDGER_USAGE_STREAM": self.settings.usage_stream,
+            "KEYLEDGER_USAGE_SUBJECT": self.settings.usage_subject,
             **CHEAP_ARGON2, **(self.clock.start_env(self.ahead) if self.clock is not None else {}), **self.extra_env})
         args = [sys.executable, "-m", "keyledger.services.cli", "serve", *([] if self.workers else ["--no-workers"])]
         self.process = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT,
@@ -79,7 +80,7 @@ class ApiServer:
         assert self.ready_after is not None, "not ready yet"
         return self.ready_after
 
-    def wait_ready(self, timeout: float = 60.0) -> "ApiServer":
+    def wait_ready(self, timeout: float = 60.0) -> ApiServer:
         """Block until /readyz answers 200; fail with the server's log otherwise."""
         until_sync(self._ready, timeout=timeout, interval=0.1, what=f"the API on port {self.port} to be ready",
                    explain=self.log)

@@ -3,9 +3,10 @@ window it promises every server is in. Real time is replaced by a hand-moved mon
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 

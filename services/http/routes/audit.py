@@ -7,10 +7,10 @@ from typing import Annotated, Literal
 
 import msgspec
 from litestar import get
+from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.params import QueryParameter
 from litestar.response import Stream
-from litestar.di import NamedDependency
 
 from keyledger.domain.key import KeyState
 from keyledger.services.audit.export import export_lines
@@ -52,7 +52,8 @@ async def audit_records(admin: NamedDependency[KeyState], audit: NamedDependency
 @get("/v1/audit/export", guards=[audit_guard], security=SECURITY,
      responses={200: _EXPORTED, **error_responses(400, 401, 403, 429, 503)})
 async def export_audit(admin: NamedDependency[KeyState], export: NamedDependency[ExportSource],
-                       format: Annotated[Literal["ndjson", "csv"], QueryParameter()] = "ndjson", from_: From = None, to: To = None) -> Stream:
+                       format: Annotated[Literal["ndjson", "csv"],
+                                         QueryParameter()] = "ndjson", from_: From = None, to: To = None) -> Stream:
     """The whole trail in [from, to), streamed, with a hash chain and a closing manifest."""
     if admin.organization_id is not None:
         raise ApiError(403, "FORBIDDEN", "the export spans every organization; use a key without one")

@@ -11,8 +11,8 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from litestar import Response, get, patch, post
 from litestar.datastructures import ResponseHeader
-from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.di import NamedDependency
+from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 
 from keyledger.domain.access import AccessEntry
 from keyledger.domain.key import KeyState
@@ -22,7 +22,14 @@ from keyledger.services.http.errors import ApiError, error_responses, forbidden
 from keyledger.services.http.guards import SECURITY, admin_guard
 from keyledger.services.http.ports import KeyDirectory, LastUse
 from keyledger.services.http.schemas import (
-    Access, ChangeKeyRequest, CreateKeyRequest, Key, KeyPage, KeyWithLastUse, KeyWithSecret, RevokeKeyRequest,
+    Access,
+    ChangeKeyRequest,
+    CreateKeyRequest,
+    Key,
+    KeyPage,
+    KeyWithLastUse,
+    KeyWithSecret,
+    RevokeKeyRequest,
     RotateKeyRequest,
 )
 from keyledger.services.keys.service import KeyService
@@ -67,7 +74,8 @@ def _view(state: KeyState, now: datetime, **extra: Any) -> dict[str, Any]:
 
 @post("/v1/keys", status_code=201, response_headers=ETAG, responses=error_responses(400, 401, 403, 409, 413, 429, 503),
       guards=[admin_guard], security=SECURITY)
-async def create_key(data: JSONBody[CreateKeyRequest], keys: NamedDependency[KeyService], admin: NamedDependency[KeyState],
+async def create_key(data: JSONBody[CreateKeyRequest], keys: NamedDependency[KeyService],
+                     admin: NamedDependency[KeyState],
                      metadata: NamedDependency[Metadata], now: NamedDependency[datetime]) -> Response[KeyWithSecret]:
     """Create a key; the response is the only place its secret ever appears."""
     organization = data.organization_id

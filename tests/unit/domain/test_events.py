@@ -1,16 +1,23 @@
 """Events keep stable tags and survive a JSON round trip."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import msgspec
 import pytest
 
 from keyledger.domain.access import AccessEntry
 from keyledger.domain.events import (
-    EVENT_CLASSES, KeyAccessChanged, KeyCreated, KeyRevoked, KeyRotated, decode_event, encode_event, event_type,
+    EVENT_CLASSES,
+    KeyAccessChanged,
+    KeyCreated,
+    KeyRevoked,
+    KeyRotated,
+    decode_event,
+    encode_event,
+    event_type,
 )
 
-AT = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
+AT = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 SAMPLES = [
     KeyCreated(key_id="k", at=AT, name="n", access=(AccessEntry(resource="website", id="w", scopes=("read:data",)),),
                secret_hash="$argon2id$x", prefix="kl", start="kl_k"),
@@ -27,9 +34,9 @@ def test_tags_are_stable() -> None:
 
 @pytest.mark.parametrize("event", SAMPLES)
 def test_round_trip(event: object) -> None:
-    data = encode_event(event)  # type: ignore[arg-type]
+    data = encode_event(event)  # type: ignore[arg-type,unused-ignore]
     assert decode_event(data) == event
-    assert msgspec.json.decode(data)["type"] == event_type(event)  # type: ignore[arg-type]
+    assert msgspec.json.decode(data)["type"] == event_type(event)  # type: ignore[arg-type,unused-ignore]
 
 
 def test_stored_json_has_named_fields() -> None:

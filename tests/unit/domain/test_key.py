@@ -1,16 +1,16 @@
 """The key aggregate: given these events, when this command, then these events (or an error)."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from keyledger.domain.access import AccessEntry
 from keyledger.domain.commands import MAX_GRACE_SECONDS, ChangeAccess, Command, CreateKey, RevokeKey, RotateKey
 from keyledger.domain.errors import DomainError, KeyAlreadyExists, KeyNotFound, KeyRevokedError, ValidationError
-from keyledger.domain.events import Event, KeyAccessChanged, KeyCreated, KeyRevoked, KeyRotated
+from keyledger.domain.events import AnyEvent, KeyAccessChanged, KeyCreated, KeyRevoked, KeyRotated
 from keyledger.domain.key import decide, evolve, fold
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 NOW = T0 + timedelta(hours=1)
 KEY = "AbCdEfGhIjKl"
 READ = AccessEntry(resource="website", id="site-a", scopes=("read:data",))
@@ -26,8 +26,8 @@ def create(**overrides: object) -> CreateKey:
     return CreateKey(**fields)  # type: ignore[arg-type]
 
 
-def when(given: list[Event], command: Command) -> list[Event]:
-    return decide(fold(given), command, NOW)  # type: ignore[arg-type]
+def when(given: list[AnyEvent], command: Command) -> list[AnyEvent]:
+    return decide(fold(given), command, NOW)
 
 
 def test_create_on_empty_stream() -> None:

@@ -1,6 +1,6 @@
 """Tiers, overrides and windows: pure rules, no clock."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -11,7 +11,7 @@ from keyledger.domain.key import decide, fold
 from keyledger.domain.rate import DEFAULT_TIERS, limit_of, tier_of, window_start
 from tests.support.factories import created
 
-NOW = datetime(2026, 2, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 2, 1, tzinfo=UTC)
 
 
 def key_with(*scopes: str, rate_limit: int | None = None):  # type: ignore[no-untyped-def]

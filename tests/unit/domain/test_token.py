@@ -12,7 +12,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keyledger.domain.token import (
-    ALPHABET, CHECKSUM_LENGTH, DEFAULT_PREFIX, KEY_ID_LENGTH, SECRET_LENGTH, MalformedToken, ParsedToken, RandomBytes, checksum, format_token, generate, is_key_id, is_valid_prefix, new_key_id, new_secret, parse,
+    ALPHABET,
+    CHECKSUM_LENGTH,
+    DEFAULT_PREFIX,
+    KEY_ID_LENGTH,
+    SECRET_LENGTH,
+    MalformedToken,
+    ParsedToken,
+    RandomBytes,
+    checksum,
+    format_token,
+    generate,
+    is_key_id,
+    is_valid_prefix,
+    new_key_id,
+    new_secret,
+    parse,
     start_length,
 )
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from keyledger.domain.usage import FIELD_LIMITS, REPLACEMENT, UsageEvent, clean_text, sanitized
 
-AT = datetime(2026, 1, 1, tzinfo=timezone.utc)
+AT = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def test_a_nul_or_a_lone_surrogate_is_replaced_and_everything_else_kept() -> None:

@@ -3,7 +3,7 @@ runs at the real pace. The real pace is read from ``time.monotonic``, replaced h
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -11,12 +11,12 @@ import pytest
 from keyledger.services import clock as clock_module
 from keyledger.services.clock import clock_from, epoch, utc_now
 
-START = datetime(2030, 1, 1, 0, 0, 5, tzinfo=timezone.utc)
+START = datetime(2030, 1, 1, 0, 0, 5, tzinfo=UTC)
 
 
 def test_no_start_is_the_real_utc_clock() -> None:
     assert clock_from(None) is utc_now
-    assert utc_now().tzinfo == timezone.utc
+    assert utc_now().tzinfo == UTC
 
 
 def test_a_started_clock_begins_at_its_start_and_follows_the_monotonic_pace(monkeypatch: pytest.MonkeyPatch) -> None:

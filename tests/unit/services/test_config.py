@@ -1,6 +1,6 @@
 """Settings from an environment mapping (never the process's own)."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -26,7 +26,7 @@ def test_bad_settings(env: dict[str, str], message: str) -> None:
 
 def test_a_test_clock_start_needs_an_iso_time_with_a_zone() -> None:
     start = load_settings({"KEYLEDGER_TEST_CLOCK_START": "2030-01-01T00:00:05Z"}).clock_start
-    assert start == datetime(2030, 1, 1, 0, 0, 5, tzinfo=timezone.utc)
+    assert start == datetime(2030, 1, 1, 0, 0, 5, tzinfo=UTC)
     assert load_settings({}).clock_start is None
     for bad, message in (("soon", "ISO time"), ("2030-01-01T00:00:05", "time zone")):
         with pytest.raises(SettingsError, match=message):

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from nats.js import JetStreamContext
 
 from keyledger.domain.usage import UsageEvent, decode_batch
+from keyledger.services.audit.emitter import UsageEmitter
+from keyledger.services.config import Settings
 from keyledger.services.messaging.connection import connect
 from keyledger.services.messaging.usage import UsagePublisher
-from keyledger.services.config import Settings
-from keyledger.services.audit.emitter import UsageEmitter
 from tests.support.natsproc import NatsServer
 from tests.support.pipeline import isolated_settings, running
 from tests.support.wait import until
 
 
 def usage(n: int) -> list[UsageEvent]:
-    at = datetime(2026, 6, 1, tzinfo=timezone.utc)
+    at = datetime(2026, 6, 1, tzinfo=UTC)
     return [UsageEvent(id=uuid.uuid4().hex, at=at, action="verify", outcome="VALID", key_id="k", start="kl_k")
             for _ in range(n)]
 
@@ -97,7 +97,8 @@ async def test_a_spool_left_by_a_stopped_process_is_sent_by_the_next(tmp_path: P
 async def test_an_overflowing_buffer_spills_in_publishable_batches(tmp_path: Path, nats_url: str) -> None:
     nc = await connect(nats_url, "overflow")
     try:
-        emitter = UsageEmitter(UsagePublisher(nc, isolated_settings()), tmp_path / "spool", max_batch=10, max_buffered=100)
+        emitter = UsageEmitter(UsagePublisher(nc, isolated_settings()), tmp_path / "spool", max_batch=10,
+                               max_buffered=100)
         for event in usage(101):
             emitter.emit(event)
         files = sorted((tmp_path / "spool").glob("*.batch"))

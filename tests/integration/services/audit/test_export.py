@@ -16,13 +16,13 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from keyledger.domain.events import KeyRevoked, KeyRotated
+from keyledger.domain.recorded import Metadata
 from keyledger.services.audit.export import FORMATS, count_records, export_lines
+from keyledger.services.audit.export_verify import verify_export
 from keyledger.services.storage.audit_export_source import ExportSource
 from keyledger.services.storage.database import Database, open_database
-from keyledger.services.audit.export_verify import verify_export
-from keyledger.services.storage.usage_partitions import ensure_partition, utc_day
 from keyledger.services.storage.event_store import PostgresEventStore
-from keyledger.domain.recorded import Metadata
+from keyledger.services.storage.usage_partitions import ensure_partition, utc_day
 from tests.support.factories import created
 
 SECRET = "$argon2id$v=19$m=65536,t=3,p=1$SECRET-PLACEHOLDER"

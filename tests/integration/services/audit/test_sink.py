@@ -9,10 +9,10 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import AsyncIterator, Callable
 
 import psycopg
 import pytest
@@ -22,18 +22,18 @@ from psycopg_pool import AsyncConnectionPool
 
 from keyledger.domain.usage import USAGE_COLUMNS, UsageEvent, encode_batch
 from keyledger.services.audit.sink import AuditSink, SinkStats
+from keyledger.services.config import Settings
 from keyledger.services.messaging.connection import Bus, connect
 from keyledger.services.messaging.consume import Delivery
 from keyledger.services.messaging.streams import ensure_usage_stream
 from keyledger.services.storage.database import Database
 from keyledger.services.storage.usage_partitions import UsagePartitions, apply_retention
-from keyledger.services.config import Settings
 from tests.support.env import clean_env
+from tests.support.paths import REPO_ROOT as ROOT
 from tests.support.pipeline import isolated_settings, running, sink_for
 from tests.support.wait import until
-from tests.support.paths import REPO_ROOT as ROOT
 
-DAY0 = datetime(2026, 11, 20, tzinfo=timezone.utc)
+DAY0 = datetime(2026, 11, 20, tzinfo=UTC)
 AGENTS = ("curl/8.5", "Mozilla/5.0 (X11; Linux x86_64)", "tab\there, new\nline, back\\slash", "ünïcødé ✓", None)
 
 
@@ -93,7 +93,7 @@ async def stored(pool: AsyncConnectionPool) -> dict[str, UsageEvent]:
     async with pool.connection() as conn:
         cur = await conn.execute(f"SELECT {', '.join(USAGE_COLUMNS)} FROM usage_events")
         rows = await cur.fetchall()
-    events = [UsageEvent(**dict(zip(USAGE_COLUMNS, (row[0].hex, *row[1:])))) for row in rows]
+    events = [UsageEvent(**dict(zip(USAGE_COLUMNS, (row[0].hex, *row[1:]), strict=True))) for row in rows]
     assert len(events) == len({e.id for e in events}), "an event is stored more than once"
     return {e.id: e for e in events}
 
@@ -157,7 +157,8 @@ async def test_a_batch_published_again_is_stored_once(pool: AsyncConnectionPool,
         assert await stored(pool) == {e.id: e for e in first + second}
 
 
-async def test_a_batch_committed_but_not_acked_is_skipped_when_redelivered(pool: AsyncConnectionPool, db: Database, nats_url: str) -> None:
+async def test_a_batch_committed_but_not_acked_is_skipped_when_redelivered(pool: AsyncConnectionPool, db: Database,
+                                                                           nats_url: str) -> None:
     settings = isolated_settings()
     events = usage_events(400, seed=4)
     async with usage_stream(nats_url, settings) as js:
@@ -200,7 +201,7 @@ async def test_partitions_are_created_per_utc_day(pool: AsyncConnectionPool, db:
             await until(lambda: _total_stored(sinks, 601), what="every event")
     per_day: dict[str, int] = {}
     for event in [*spread, near_midnight]:
-        name = f"usage_events_{event.at.astimezone(timezone.utc):%Y%m%d}"
+        name = f"usage_events_{event.at.astimezone(UTC):%Y%m%d}"
         per_day[name] = per_day.get(name, 0) + 1
     assert await partitions(pool) == per_day and len(per_day) == 4
     assert len(await stored(pool)) == 601
@@ -226,7 +227,8 @@ async def test_usage_rows_cannot_be_updated_or_deleted(pool: AsyncConnectionPool
     assert await scalar(pool, "SELECT count(*) FROM usage_events") == 10
 
 
-async def test_malformed_messages_are_dropped_without_wedging_the_sink(pool: AsyncConnectionPool, db: Database, nats_url: str, caplog: pytest.LogCaptureFixture) -> None:
+async def test_malformed_messages_are_dropped_without_wedging_the_sink(
+        pool: AsyncConnectionPool, db: Database, nats_url: str, caplog: pytest.LogCaptureFixture) -> None:
     settings = isolated_settings()
     good = usage_events(300, seed=7)
     naive = b'[{"id": "%s", "at": "2026-11-20T10:00:00", "action": "verify", "outcome": "VALID"}]' % (
@@ -252,9 +254,10 @@ async def test_malformed_messages_are_dropped_without_wedging_the_sink(pool: Asy
     assert "kl_do-not-log-me" not in caplog.text and "a\x00b" not in caplog.text
 
 
-async def test_retention_drops_only_whole_days_before_the_cutoff_and_logs_every_run(pool: AsyncConnectionPool, db: Database, database_url: str, nats_url: str) -> None:
+async def test_retention_drops_only_whole_days_before_the_cutoff_and_logs_every_run(
+        pool: AsyncConnectionPool, db: Database, database_url: str, nats_url: str) -> None:
     settings = isolated_settings()
-    now = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
     days = [now - timedelta(days=d) for d in (40, 31, 30, 29, 0)]  # 30 days back is the cutoff's day
     async with usage_stream(nats_url, settings) as js:
         sink = sink_for(db, BUSES[id(js)], settings)
@@ -292,7 +295,8 @@ BATCHES, PER_BATCH = 200, 100
 def sink_env(settings: Settings, database_url: str, nats_url: str) -> dict[str, str]:
     """The environment of a ``python -m services.cli audit-sink`` subprocess."""
     return clean_env({"DATABASE_URL": database_url, "NATS_URL": nats_url,
-                      "KEYLEDGER_USAGE_STREAM": settings.usage_stream, "KEYLEDGER_USAGE_SUBJECT": settings.usage_subject})
+                      "KEYLEDGER_USAGE_STREAM": settings.usage_stream,
+                      "KEYLEDGER_USAGE_SUBJECT": settings.usage_subject})
 
 
 def start_sink(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -323,7 +327,8 @@ async def kill_holding_messages(js: JetStreamContext, settings: Settings, pool: 
     return bool((await js.consumer_info(settings.usage_stream, "audit-sink")).num_ack_pending)
 
 
-async def test_a_sink_killed_mid_batch_loses_and_duplicates_nothing(pool: AsyncConnectionPool, db: Database, database_url: str, nats_url: str, tmp_path: Path) -> None:
+async def test_a_sink_killed_mid_batch_loses_and_duplicates_nothing(
+        pool: AsyncConnectionPool, db: Database, database_url: str, nats_url: str, tmp_path: Path) -> None:
     settings = isolated_settings()
     events = usage_events(BATCHES * PER_BATCH, spread=timedelta(days=2), seed=30)
     env, log = sink_env(settings, database_url, nats_url), tmp_path / "audit-sink.log"

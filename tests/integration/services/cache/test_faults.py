@@ -11,13 +11,13 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 import msgspec
 import pytest
-from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
@@ -26,29 +26,36 @@ from psycopg_pool import AsyncConnectionPool
 from keyledger.domain.access import AccessEntry
 from keyledger.domain.events import Event, KeyRevoked, KeyRotated
 from keyledger.domain.key import KeyState
-from keyledger.services.messaging.connection import connect
-from keyledger.services.messaging.streams import all_subjects, encode_message, subject_for
-from keyledger.services.storage.database import Database
-from keyledger.services.storage.replay_source import ReplaySource
-from keyledger.services.config import Settings
-from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.domain.recorded import RecordedEvent
-from keyledger.services.keys.hashing import SecretHasher
-from keyledger.services.storage.key_cache_table import PROJECTOR
-from keyledger.services.storage.checkpoints import read_checkpoint
-from keyledger.services.keys.service import KeyService
 from keyledger.services.cache.live import LiveKeyCache
 from keyledger.services.cache.projector import Projector, ProjectorStats
-from keyledger.services.messaging.relay import RELAY
 from keyledger.services.cache.replay import replay
+from keyledger.services.config import Settings
+from keyledger.services.keys.hashing import SecretHasher
+from keyledger.services.keys.service import KeyService
+from keyledger.services.messaging.connection import Bus, connect
+from keyledger.services.messaging.relay import RELAY
+from keyledger.services.messaging.streams import all_subjects, encode_message, subject_for
+from keyledger.services.storage.checkpoints import read_checkpoint
+from keyledger.services.storage.database import Database
+from keyledger.services.storage.event_store import PostgresEventStore
+from keyledger.services.storage.key_cache_table import PROJECTOR
+from keyledger.services.storage.replay_source import ReplaySource
+from tests.support.env import clean_env
 from tests.support.factories import T0, changes, created
 from tests.support.natsproc import NatsServer
+from tests.support.paths import REPO_ROOT as ROOT
 from tests.support.pipeline import (
-    folded_streams, isolated_settings, jetstream, live_cache_for, projector_caught_up, projector_for, relay_for, running,
+    folded_streams,
+    isolated_settings,
+    jetstream,
+    live_cache_for,
+    projector_caught_up,
+    projector_for,
+    relay_for,
+    running,
     table_model,
 )
-from tests.support.env import clean_env
-from tests.support.paths import REPO_ROOT as ROOT
 from tests.support.wait import until
 
 READ = (AccessEntry(resource="global", scopes=("read:data",)),)
@@ -180,7 +187,7 @@ async def kill_mid_batch(group: Workers, pool: AsyncConnectionPool, js: JetStrea
     for _ in range(5):
         proc = group.start("projector")
 
-        async def holding_a_batch() -> bool:
+        async def holding_a_batch(floor: int = floor) -> bool:
             async with pool.connection() as conn:
                 position, committed = await read_checkpoint(conn, PROJECTOR)
             try:
@@ -214,8 +221,8 @@ def lagging(model: dict[str, KeyState], expected: dict[str, KeyState]) -> str:
 
 
 async def test_projector_killed_mid_stream_and_restarted_ends_identical_to_replay(
-        pool: AsyncConnectionPool, db: Database, store: PostgresEventStore, database_url: str, nats_url: str, tmp_path: Path,
-        workers: list[Workers]) -> None:
+        pool: AsyncConnectionPool, db: Database, store: PostgresEventStore, database_url: str, nats_url: str,
+        tmp_path: Path, workers: list[Workers]) -> None:
     settings = isolated_settings()
     group = Workers(worker_env(settings, database_url, nats_url), tmp_path)
     workers.append(group)
@@ -296,7 +303,7 @@ async def test_nats_restart_while_commands_run_every_event_reaches_the_cache_exa
 
     server = NatsServer(tmp_path / "jetstream")
     server.start()
-    clients: list[Client] = []
+    clients: list[Bus] = []
     try:
         async with jetstream(server.url, settings) as (bus, js):
             caches: list[LiveKeyCache] = []
@@ -327,7 +334,8 @@ async def test_nats_restart_while_commands_run_every_event_reaches_the_cache_exa
                     await until(lambda: projector_caught_up(db), timeout=30, what="projector after the restart",
                                 explain=lambda: str(projector.stats))
                     folded = await folded_streams(store)
-                    await until(lambda: live_cache_matches(cache, folded), timeout=30, what="live cache after the restart",
+                    await until(lambda: live_cache_matches(cache, folded), timeout=30,
+                                what="live cache after the restart",
                                 explain=lambda: f"position {cache.position} of {head}")
                 finally:
                     if not server.running:  # a failure while it was down: the cleanup needs it
@@ -347,7 +355,8 @@ async def test_nats_restart_while_commands_run_every_event_reaches_the_cache_exa
 # ---------------------------------------------------------------- 3. the same event published twice
 
 
-async def test_publishing_an_event_again_changes_nothing(pool: AsyncConnectionPool, db: Database, store: PostgresEventStore,
+async def test_publishing_an_event_again_changes_nothing(pool: AsyncConnectionPool, db: Database,
+                                                         store: PostgresEventStore,
                                                          nats_url: str) -> None:
     settings = isolated_settings()
     await write_keys(store, 20, 6)
@@ -423,7 +432,8 @@ async def _holds(value: bool) -> bool:
 # ---------------------------------------------------------------- 4. a version gap
 
 
-async def test_a_version_gap_is_repaired_from_the_store(pool: AsyncConnectionPool, db: Database, store: PostgresEventStore,
+async def test_a_version_gap_is_repaired_from_the_store(pool: AsyncConnectionPool, db: Database,
+                                                        store: PostgresEventStore,
                                                         nats_url: str) -> None:
     settings = isolated_settings()
     unseen, behind = key_id(1), key_id(2)
@@ -453,7 +463,8 @@ async def test_a_version_gap_is_repaired_from_the_store(pool: AsyncConnectionPoo
                     await conn.execute("UPDATE checkpoints SET position = %s WHERE name = %s",
                                        (behind_events[-2].global_position, PROJECTOR))
                 await publish_by_hand(behind_events[-1])
-                await until(lambda: _table_at(pool, {unseen: 3, behind: 4}), what="v4", explain=lambda: str(projector.stats))
+                await until(lambda: _table_at(pool, {unseen: 3, behind: 4}), what="v4",
+                            explain=lambda: str(projector.stats))
                 assert projector.stats.repaired > 0, projector.stats
                 folded = await folded_streams(store)
                 assert [folded[unseen].version, folded[behind].version] == [3, 4]

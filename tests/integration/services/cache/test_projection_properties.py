@@ -5,25 +5,33 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from psycopg.conninfo import make_conninfo
 
 from keyledger.domain.access import AccessEntry
 from keyledger.domain.errors import DomainError
-from keyledger.services.storage.event_store import PostgresEventStore
+from keyledger.services.cache.live import LiveKeyCache
+from keyledger.services.cache.replay import replay
 from keyledger.services.keys.hashing import SecretHasher
 from keyledger.services.keys.service import KeyService
-from keyledger.services.cache.live import LiveKeyCache
-from keyledger.services.storage.migrations import migrate
-from keyledger.services.cache.replay import replay
 from keyledger.services.storage.database import open_database
+from keyledger.services.storage.event_store import PostgresEventStore
+from keyledger.services.storage.migrations import migrate
 from keyledger.services.storage.replay_source import ReplaySource
 from tests.support.pipeline import (
-    folded_streams, isolated_settings, jetstream, live_cache_for, projector_caught_up, projector_for, relay_for, running,
+    folded_streams,
+    isolated_settings,
+    jetstream,
+    live_cache_for,
+    projector_caught_up,
+    projector_for,
+    relay_for,
+    running,
     table_model,
 )
 from tests.support.wait import until
@@ -76,7 +84,7 @@ async def scenario(admin_url: str, nats_url: str, ops: list[tuple[str, int, int]
         cfg = isolated_settings()
         async with open_database(url, min_size=2, max_size=6) as db, jetstream(nats_url, cfg) as (bus, _):
             store = PostgresEventStore(db)
-            clock = iter(datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(minutes=i) for i in range(10_000))
+            clock = iter(datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=i) for i in range(10_000))
             keys = KeyService(store, SecretHasher(cfg), random_bytes=random.Random(seed).randbytes,
                               clock=lambda: next(clock))
             live = live_cache_for(db, bus, cfg)

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import random
 
-
 from keyledger.domain.access import AccessEntry
-from keyledger.services.storage.event_store import PostgresEventStore
-from keyledger.services.keys.hashing import SecretHasher
-from keyledger.services.keys.service import KeyService
 from keyledger.services.cache.live import LiveKeyCache
 from keyledger.services.cache.replay import replay
+from keyledger.services.keys.hashing import SecretHasher
+from keyledger.services.keys.service import KeyService
 from keyledger.services.storage.database import Database
+from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.services.storage.replay_source import ReplaySource
 from tests.support.pipeline import (
-    folded_streams, isolated_settings, jetstream, live_cache_for, projector_caught_up, projector_for, relay_for, running,
+    folded_streams,
+    isolated_settings,
+    jetstream,
+    live_cache_for,
+    projector_caught_up,
+    projector_for,
+    relay_for,
+    running,
     table_model,
 )
 from tests.support.wait import until

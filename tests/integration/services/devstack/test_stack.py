@@ -17,7 +17,12 @@ import pytest
 
 from keyledger.services.devstack import postgres, process, stack
 from keyledger.services.devstack.stack import (
-    StackInfo, default_data_dir, resolve_urls, stack_down, stack_status, stack_up,
+    StackInfo,
+    default_data_dir,
+    resolve_urls,
+    stack_down,
+    stack_status,
+    stack_up,
 )
 from tests.support.paths import REPO_ROOT as ROOT
 from tests.support.wait import until_sync

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from keyledger.domain import token
 from keyledger.domain.access import AccessEntry
 from keyledger.domain.errors import ConcurrencyError, KeyNotFound, KeyRevokedError, ValidationError
-from keyledger.services.config import Settings
-from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.domain.recorded import Metadata
+from keyledger.services.config import Settings
 from keyledger.services.keys.hashing import SecretHasher
 from keyledger.services.keys.service import KeyService
+from keyledger.services.storage.event_store import PostgresEventStore
 
-NOW = datetime(2026, 3, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
 META = Metadata(actor="key:admin0000001", ip="198.51.100.7", user_agent="pytest", request_id="r-1")
 GLOBAL_READ = (AccessEntry(resource="global", scopes=("read:data",)),)
 

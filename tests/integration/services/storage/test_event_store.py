@@ -10,11 +10,10 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from keyledger.services.storage.database import open_database
-
 from keyledger.domain.errors import ConcurrencyError
-from keyledger.domain.events import Event
+from keyledger.domain.events import AnyEvent
 from keyledger.domain.key import fold
+from keyledger.services.storage.database import open_database
 from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.services.storage.migrations import available_migrations, migrate
 from tests.support.factories import changes, created
@@ -52,7 +51,7 @@ async def test_tailing_reader_never_skips_an_event_committed_later(database_url:
                 contended = "shared"
                 try:
                     version = await store.stream_version(contended)
-                    events: list[Event] = [created(contended)] if version == 0 else changes(contended, 1)
+                    events: list[AnyEvent] = [created(contended)] if version == 0 else [*changes(contended, 1)]
                     await store.append(contended, version, events)
                 except ConcurrencyError:
                     pass
@@ -79,14 +78,14 @@ async def test_tailing_reader_never_skips_an_event_committed_later(database_url:
 
 async def test_hundred_thousand_events_round_trip(store: PostgresEventStore) -> None:
     streams = [f"bulk-{i:04d}" for i in range(1000)]
-    written: dict[str, list[Event]] = {s: [created(s), *changes(s, 99)] for s in streams}
+    written: dict[str, list[AnyEvent]] = {s: [created(s), *changes(s, 99)] for s in streams}
 
     async def write(chunk: list[str]) -> None:
         for stream in chunk:
             await store.append(stream, 0, written[stream])
 
     await asyncio.gather(*(write(streams[i::4]) for i in range(4)))
-    read: dict[str, list[Event]] = {}
+    read: dict[str, list[AnyEvent]] = {}
     positions = []
     async for page in store.read_all(page_size=10_000):
         for recorded in page:

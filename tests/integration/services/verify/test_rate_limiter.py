@@ -9,7 +9,6 @@ from psycopg_pool import AsyncConnectionPool
 
 from keyledger.services.storage.database import Database
 from keyledger.services.storage.rate_windows import RateWindows
-
 from keyledger.services.verify.rate_limiter import RateLimiter
 
 T = 1_800_000_000.0  # a window start (divisible by 60)

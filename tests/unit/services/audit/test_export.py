@@ -8,7 +8,7 @@ import hashlib
 import io
 import json
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 
 from keyledger.domain.events import EVENT_CLASSES
 from keyledger.services.audit.export import CSV_COLUMNS, FIELDS, FORMATS, GENESIS, encode_export
-from keyledger.services.storage.audit_export_source import NOT_IN_DETAIL
 from keyledger.services.audit.export_verify import VerifyReport, verify_export
+from keyledger.services.storage.audit_export_source import NOT_IN_DETAIL
 
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 TRICKY = ('say "hi", \\o/ ; é ✓ 😀', "line\nbreak\r\nand\ttab", "=HYPERLINK(\"http://x\")", "-1+1", "'quoted",
           "@SUM(A1)")
 
@@ -118,7 +118,7 @@ def test_verify_reads_a_file_and_chunks_cut_anywhere(fmt: str, tmp_path: Path) -
 def test_ndjson_lines_are_the_canonical_record_plus_prev_and_digest() -> None:
     rows = rows_of(export("ndjson"), "ndjson")
     prev = GENESIS.hex()
-    for seq, (row, fields) in enumerate(zip(rows, RECORDS), start=1):
+    for seq, (row, fields) in enumerate(zip(rows, RECORDS, strict=True), start=1):
         assert row["seq"] == seq and row["prev"] == prev
         assert {k: row[k] for k in FIELDS} == fields
         assert row["digest"] == hashlib.sha256(bytes.fromhex(prev) + canonical(seq, fields)).hexdigest()
@@ -264,7 +264,7 @@ def test_garbage_is_not_an_export() -> None:
     check(verify_export([b'{"seq": 1}\nnot json\n']), "line 1", "line 2: not a JSON object", "no manifest")
 
 
-text_value = st.one_of(st.none(), st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+text_value = st.one_of(st.none(), st.text(st.characters(exclude_categories=["Cs"], blacklist_characters="\x00"),
                                           max_size=40))
 
 

@@ -1,13 +1,13 @@
 """Parsing of CLI values (no I/O)."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from keyledger.domain.access import AccessEntry
 from keyledger.services.cli.args import access_entry, duration_seconds, moment
 
-NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -43,6 +43,6 @@ def test_bad_durations(text: str) -> None:
 
 def test_moments() -> None:
     assert moment("30d", NOW) == NOW + timedelta(days=30)
-    assert moment("2027-01-31T00:00:00Z") == datetime(2027, 1, 31, tzinfo=timezone.utc)
-    assert moment("2027-01-31T01:00:00+01:00") == datetime(2027, 1, 31, tzinfo=timezone.utc)
-    assert moment("2027-01-31") == datetime(2027, 1, 31, tzinfo=timezone.utc)
+    assert moment("2027-01-31T00:00:00Z") == datetime(2027, 1, 31, tzinfo=UTC)
+    assert moment("2027-01-31T01:00:00+01:00") == datetime(2027, 1, 31, tzinfo=UTC)
+    assert moment("2027-01-31") == datetime(2027, 1, 31, tzinfo=UTC)

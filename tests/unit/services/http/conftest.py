@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 from litestar import Litestar
@@ -14,7 +14,7 @@ from keyledger.services.http.app import create_app
 from keyledger.services.http.components import Components
 from tests.unit.services.http.fakes import SettableClock, memory_components
 
-T0 = datetime(2026, 3, 2, 12, 0, 30, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 2, 12, 0, 30, tzinfo=UTC)
 
 
 @pytest.fixture

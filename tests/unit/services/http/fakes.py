@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator, Iterable
 from datetime import datetime, timedelta
-from typing import Any, AsyncGenerator, Iterable
+from typing import Any
 
 from keyledger.domain.key import KeyState
 from keyledger.domain.rate import window_start

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,7 +13,7 @@ from keyledger.services.storage.memory import InMemoryEventStore
 from tests.contracts.event_store import EventStoreContract
 from tests.support.factories import changes, created
 
-NOW = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
 
 class TestInMemoryEventStore(EventStoreContract):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from argon2 import PasswordHasher
@@ -17,7 +17,7 @@ from keyledger.services.config import Settings
 from keyledger.services.keys.hashing import SecretHasher
 from keyledger.services.verify.verifier import Verifier
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CHEAP = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 
@@ -65,7 +65,8 @@ async def test_cold_then_warm(world: tuple[Keys, CountingHasher, Clock, Verifier
     assert hasher.verifies == 1  # warm: no argon2
 
 
-async def test_wrong_secrets_are_not_found_and_bounded(world: tuple[Keys, CountingHasher, Clock, Verifier, str]) -> None:
+async def test_wrong_secrets_are_not_found_and_bounded(world: tuple[Keys, CountingHasher, Clock, Verifier,
+                                                                    str]) -> None:
     keys, hasher, clock, verifier, secret = world
     key_id = token.parse(secret).key_id
     assert (await verifier.verify(secret, "read:data")).valid  # remembered before the attack
