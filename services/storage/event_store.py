@@ -137,12 +137,8 @@ class PostgresEventStore:
 
     async def read_all(self, after_position: int = 0, page_size: int = 5000) -> AsyncIterator[list[RecordedEvent]]:
         """Every event after ``after_position`` as pages, without loading them all at once."""
-        while True:
-            page = await self.read_page(after_position, page_size)
-            if not page:
-                return
+        async for page in pages_of(self, after_position, page_size):
             yield page
-            after_position = page[-1].global_position
 
     async def head_position(self) -> int:
         """The highest global position committed so far (0 for an empty store)."""
@@ -154,3 +150,13 @@ async def head_on(conn: psycopg.AsyncConnection) -> int:
     """The head position, read on a given connection (storage-internal)."""
     row = await (await conn.execute("SELECT value FROM event_position")).fetchone()
     return int(row[0]) if row else 0
+
+
+async def pages_of(store: EventStore, after_position: int, page_size: int) -> AsyncIterator[list[RecordedEvent]]:
+    """``store.read_all`` for any store: ``read_page`` after ``after_position`` until a page is empty."""
+    while True:
+        page = await store.read_page(after_position, page_size)
+        if not page:
+            return
+        yield page
+        after_position = page[-1].global_position

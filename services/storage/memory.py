@@ -17,6 +17,7 @@ from keyledger.domain.errors import ConcurrencyError
 from keyledger.domain.events import Event, decode_event, encode_event, event_type
 from keyledger.domain.recorded import Metadata, RecordedEvent
 from keyledger.services.clock import Clock, utc_now
+from keyledger.services.storage.event_store import pages_of
 
 _meta_encoder = msgspec.json.Encoder()
 _meta_decoder = msgspec.json.Decoder(Metadata)
@@ -102,12 +103,8 @@ class InMemoryEventStore:
 
     async def read_all(self, after_position: int = 0, page_size: int = 5000) -> AsyncIterator[list[RecordedEvent]]:
         """Every event after ``after_position`` as pages (events appended meanwhile included)."""
-        while True:
-            page = await self.read_page(after_position, page_size)
-            if not page:
-                return
+        async for page in pages_of(self, after_position, page_size):
             yield page
-            after_position = page[-1].global_position
 
     async def head_position(self) -> int:
         """The highest global position appended so far (0 for an empty store)."""

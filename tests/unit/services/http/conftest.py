@@ -12,7 +12,8 @@ from litestar.testing import AsyncTestClient
 from keyledger.domain.access import AccessEntry
 from keyledger.services.http.app import create_app
 from keyledger.services.http.components import Components
-from tests.unit.services.http.fakes import SettableClock, memory_components
+from tests.support.clock import SettableClock
+from tests.unit.services.http.fakes import memory_components
 
 T0 = datetime(2026, 3, 2, 12, 0, 30, tzinfo=UTC)
 

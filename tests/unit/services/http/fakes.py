@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from keyledger.domain.key import KeyState
@@ -22,21 +22,9 @@ from keyledger.services.storage.audit_queries import AuditFilter
 from keyledger.services.storage.memory import InMemoryEventStore
 from keyledger.services.verify.throttles import FailureThrottle, RateDecision, refused
 from keyledger.services.verify.verifier import Verifier
+from tests.support.clock import SettableClock
 
 CHEAP = Settings(argon2_time_cost=1, argon2_memory_kib=8, argon2_parallelism=1)
-
-
-class SettableClock:
-    """A clock that stands still until a test moves it."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 class MemoryKeyCache:

@@ -19,6 +19,7 @@ from keyledger.services.config import Settings
 from keyledger.services.keys.hashing import SecretHasher
 from keyledger.services.keys.service import KeyService
 from keyledger.services.storage.memory import InMemoryEventStore
+from tests.support.clock import SettableClock
 from tests.support.factories import T0, changes, created
 
 NOW = T0 + timedelta(days=1)
@@ -27,19 +28,6 @@ META = Metadata(actor="key:admin0000001", ip="198.51.100.7", user_agent="pytest"
 GLOBAL_READ = (AccessEntry(resource="global", scopes=("read:data",)),)
 WEBSITE_B = (AccessEntry(resource="website", id="site-b", scopes=("read:data", "read:analytics")),)
 REVOKED = KeyRevoked(key_id=KEY, at=T0 + timedelta(hours=1), reason="leaked")
-
-
-class SettableClock:
-    """A clock that stands still until a test moves it."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 class CountingHasher(SecretHasher):
@@ -176,9 +164,9 @@ async def test_the_old_secret_works_until_the_grace_ends(keys: KeyService, hashe
     state = (await keys.rotate(issued.state.key_id, grace_seconds=600)).state
     assert state.previous_hash == issued.state.secret_hash
     assert await hasher.verify(state.previous_hash, issued.token)
-    clock.advance(seconds=599)
+    clock.advance(timedelta(seconds=599))
     assert state.previous_secret_valid(clock())
-    clock.advance(seconds=1)
+    clock.advance(timedelta(seconds=1))
     assert not state.previous_secret_valid(clock())
 
 
@@ -193,7 +181,7 @@ async def test_a_second_rotation_ends_the_first_grace(keys: KeyService, store: I
                                                       clock: SettableClock) -> None:
     await given(store, created(KEY))
     first = (await keys.rotate(KEY, grace_seconds=600)).state
-    clock.advance(seconds=10)
+    clock.advance(timedelta(seconds=10))
     second = (await keys.rotate(KEY, grace_seconds=60)).state
     assert second.previous_hash == first.secret_hash  # the original secret is gone
     assert second.previous_valid_until == clock() + timedelta(seconds=60)
@@ -228,7 +216,7 @@ async def test_revoke_records_the_reason(keys: KeyService, store: InMemoryEventS
 async def test_revocation_is_irreversible(keys: KeyService, store: InMemoryEventStore,
                                           clock: SettableClock) -> None:
     await given(store, created(KEY), REVOKED)
-    clock.advance(days=365)
+    clock.advance(timedelta(days=365))
     with pytest.raises(KeyRevokedError):
         await keys.revoke(KEY, reason="again")
     assert await events_after(store, 2) == []
