@@ -16,7 +16,7 @@ from datetime import date
 
 import msgspec
 
-from keyledger.domain.usage import UsageEvent, decode_batch
+from keyledger.domain.usage import UsageEvent, clean_text, decode_batch
 from keyledger.services.messaging.consume import Consumer, Delivery
 from keyledger.services.messaging.usage import BATCH_HEADERS
 from keyledger.services.storage.database import retry_database
@@ -27,13 +27,14 @@ log = logging.getLogger("keyledger.audit_sink")
 
 
 class SinkStats(msgspec.Struct, kw_only=True):
-    """Counts since start: events and batches stored, batches skipped as already stored, and
-    messages terminated as malformed (undecodable, or refused by Postgres as data)."""
+    """Counts since start: events and batches stored, batches skipped as already stored, messages
+    terminated as malformed (undecodable), and events set aside because Postgres refused them."""
 
     stored: int = 0
     batches: int = 0
     duplicates: int = 0
     malformed: int = 0
+    dead_letters: int = 0  # events Postgres refused, set aside in usage_dead_letters (their neighbours stored)
 
 
 @dataclass
@@ -102,8 +103,8 @@ class AuditSink:
         return list(batches.values())
 
     async def commit(self, batches: list[Batch]) -> None:
-        """Store the batches in one transaction, then ack their messages. A batch Postgres refuses
-        as data is isolated and terminated; the others are stored."""
+        """Store the batches in one transaction, then ack their messages. When Postgres refuses some
+        event's data, the batches are stored one by one and the refused events set aside."""
         if not batches:
             return
         try:
@@ -115,15 +116,21 @@ class AuditSink:
                 await delivery.ack()  # committed already: a lost ack means a redelivery, skipped
 
     async def _store_one_by_one(self, batches: list[Batch]) -> list[Batch]:
-        stored = []
+        """After Postgres refused a set of batches: each alone, and a batch it still refuses event by
+        event, so only the refused events are set aside (dead letters), never their neighbours."""
         for batch in batches:
             try:
                 await self._store([batch])
-                stored.append(batch)
-            except PoisonBatch as exc:
-                for delivery in batch.deliveries:
-                    await self._reject(delivery, f"batch {batch.batch_id} refused by Postgres ({exc})")
-        return stored
+            except PoisonBatch:
+                stored, dead = await self._table.store_isolating(UsageBatch(batch.batch_id, batch.events))
+                self.stats.stored += stored
+                self.stats.batches += 1 if stored or dead else 0
+                self.stats.duplicates += 0 if stored or dead else 1
+                self.stats.dead_letters += len(dead)
+                for event, reason in dead:  # the payload is not logged: it is the attacker's
+                    log.error("usage event %r of batch %s refused by Postgres (%s): kept in usage_dead_letters",
+                              clean_text(event.id, 64), batch.batch_id, reason)
+        return batches
 
     async def _store(self, batches: list[Batch]) -> None:
         fresh = await self._table.store([UsageBatch(b.batch_id, b.events) for b in batches])

@@ -11,13 +11,17 @@ import msgspec
 import psycopg
 from psycopg import AsyncConnection
 
-from keyledger.domain.usage import USAGE_COLUMNS, UsageEvent
+from keyledger.domain.usage import USAGE_COLUMNS, UsageEvent, clean_text
 from keyledger.services.storage.database import Database
 from keyledger.services.storage.usage_partitions import ensure_partition, utc_day
 
 _CLAIM = ("INSERT INTO usage_batches (batch_id, events) SELECT * FROM unnest(%s::uuid[], %s::int[]) "
           "ON CONFLICT DO NOTHING RETURNING batch_id")
 _COPY = f"COPY usage_events ({', '.join(USAGE_COLUMNS)}) FROM STDIN"
+_INSERT_ONE = (f"INSERT INTO usage_events ({', '.join(USAGE_COLUMNS)}) "
+               f"VALUES ({', '.join(['%s'] * len(USAGE_COLUMNS))})")
+_DEAD_LETTER = "INSERT INTO usage_dead_letters (batch_id, event_id, reason, body) VALUES (%s, %s, %s, %s)"
+_REFUSED = (psycopg.DataError, psycopg.IntegrityError, UnicodeEncodeError)  # the data, not an outage
 
 
 class PoisonBatch(Exception):
@@ -58,9 +62,48 @@ class UsageTable:
                     self._days.clear()
                     if attempt == 2:
                         raise
-                except (psycopg.DataError, psycopg.IntegrityError, UnicodeEncodeError) as exc:
-                    raise PoisonBatch(getattr(exc, "sqlstate", None) or type(exc).__name__) from None
+                except _REFUSED as exc:
+                    raise PoisonBatch(_why(exc)) from None
         raise AssertionError("unreachable")
+
+    async def store_isolating(self, batch: UsageBatch) -> tuple[int, list[tuple[UsageEvent, str]]]:
+        """Store a batch that Postgres refused as a whole, event by event, in one transaction: the
+        events it accepts go to ``usage_events``, each refused one to ``usage_dead_letters`` with the
+        reason. Returns how many were stored (0 with no dead letters: the batch was stored before)
+        and the dead letters."""
+        async with self._db._connection() as conn:
+            for day in sorted(batch.days() - self._days):
+                await ensure_partition(conn, day)
+                self._days.add(day)
+            async with conn.transaction():
+                cur = await conn.execute(_CLAIM, ([batch.batch_id], [len(batch.events)]))
+                if not await cur.fetchall():
+                    return 0, []
+                dead: list[tuple[UsageEvent, str]] = []
+                for event in batch.events:
+                    try:
+                        async with conn.transaction():  # a savepoint: one refused row undoes only itself
+                            await conn.execute(_INSERT_ONE, msgspec.structs.astuple(event))
+                    except _REFUSED as exc:
+                        dead.append((event, _why(exc)))
+                for event, reason in dead:
+                    await conn.execute(_DEAD_LETTER, (batch.batch_id, clean_text(event.id, 64), reason,
+                                                      _dead_body(event)))
+        return len(batch.events) - len(dead), dead
+
+
+def _why(exc: BaseException) -> str:
+    """A refusal's SQLSTATE and class (never the refused value)."""
+    return f"{type(exc).__name__} {getattr(exc, 'sqlstate', None) or ''}".strip()
+
+
+def _dead_body(event: UsageEvent) -> bytes:
+    """The event as JSON bytes, exactly as received where possible; text that cannot be encoded (lone
+    surrogates) is escaped rather than lost."""
+    try:
+        return msgspec.json.encode(event)
+    except UnicodeEncodeError:
+        return ascii(msgspec.structs.asdict(event)).encode()
 
 
 async def _insert(conn: AsyncConnection, batches: Sequence[UsageBatch]) -> set[uuid.UUID]:

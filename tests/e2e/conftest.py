@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from keyledger.services.config import Settings
+from tests.support.api import create
 from tests.support.clock import ReferenceClock
 from tests.support.pipeline import isolated_settings
 from tests.support.server import ApiServer, StartServer
@@ -73,3 +74,10 @@ def client(api: ApiServer) -> Iterator[httpx.Client]:
     """An HTTP client for the API."""
     with httpx.Client(base_url=api.url, timeout=10) as http:
         yield http
+
+
+@pytest.fixture
+def auditor(client: httpx.Client, admin: str) -> str:
+    """A key that reads the audit trail and keys as often as a test polls (its own, huge rate limit)."""
+    secret: str = create(client, admin, scopes=["admin:apikeys", "read:export"], rate_limit=1_000_000)["secret"]
+    return secret

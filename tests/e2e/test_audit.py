@@ -7,36 +7,15 @@ import sys
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
-import pytest
 
 from keyledger.services.devstack.stack import StackInfo
-from tests.support.api import create
+from tests.support.api import create, usage_for
 from tests.support.clock import ReferenceClock, iso
 from tests.support.env import clean_env
 from tests.support.server import ApiServer
 from tests.support.wait import until_sync
-
-
-@pytest.fixture
-def auditor(client: httpx.Client, admin: str) -> str:
-    """A key that reads the audit trail and keys as often as a test polls (its own, huge rate limit)."""
-    secret: str = create(client, admin, scopes=["admin:apikeys", "read:export"], rate_limit=1_000_000)["secret"]
-    return secret
-
-
-def usage_with(client: httpx.Client, auditor: str, request_id: str) -> list[dict[str, Any]]:
-    """The usage records stored so far that carry ``request_id``."""
-    items = client.get("/v1/audit", params={"kind": "usage", "limit": 1000}, headers={"x-api-key": auditor}).json()
-    return [item for item in items["items"] if item["request_id"] == request_id]
-
-
-def usage_for(client: httpx.Client, auditor: str, request_id: str) -> list[dict[str, Any]]:
-    """The usage records carrying ``request_id``, once the sink has stored at least one."""
-    return until_sync(lambda: usage_with(client, auditor, request_id), timeout=15, interval=0.05,
-                      what=f"a usage event with request id {request_id}")
 
 
 def test_each_outcome_leaves_exactly_one_usage_event(client: httpx.Client, admin: str, auditor: str, api: ApiServer,

@@ -6,6 +6,8 @@ from typing import Any
 
 import httpx
 
+from tests.support.wait import until_sync
+
 
 def create(client: httpx.Client, admin: str, **body: Any) -> dict[str, Any]:
     """Create a key (``POST /v1/keys``) with ``admin``; the 201 body, secret included."""
@@ -19,3 +21,15 @@ def verify(client: httpx.Client, key: str, scope: str, **request: Any) -> dict[s
     response = client.post("/v1/verify", json={"key": key, "scope": scope, **request})
     assert response.status_code == 200, response.text
     return response.json()  # type: ignore[no-any-return]
+
+
+def usage_with(client: httpx.Client, auditor: str, request_id: str) -> list[dict[str, Any]]:
+    """The usage records stored so far that carry ``request_id``."""
+    items = client.get("/v1/audit", params={"kind": "usage", "limit": 1000}, headers={"x-api-key": auditor}).json()
+    return [item for item in items["items"] if item["request_id"] == request_id]
+
+
+def usage_for(client: httpx.Client, auditor: str, request_id: str) -> list[dict[str, Any]]:
+    """The usage records carrying ``request_id``, once the sink has stored at least one."""
+    return until_sync(lambda: usage_with(client, auditor, request_id), timeout=15, interval=0.05,
+                      what=f"a usage event with request id {request_id}")

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import msgspec
 import psycopg
 import pytest
 from nats.js import JetStreamContext
@@ -239,19 +240,46 @@ async def test_malformed_messages_are_dropped_without_wedging_the_sink(
         await publish(js, settings, good[:100])
         for body in (b"not json at all", b'[{"id": 1}]', naive, b'{"secret": "kl_do-not-log-me"}'):
             await js.publish(settings.usage_subject, body, headers={"Kl-Batch-Id": str(uuid.uuid4())})
-        await publish(js, settings, bad_id)  # Postgres refuses these two: isolated from the rest
+        await publish(js, settings, bad_id)  # Postgres refuses these two events: set aside, one by one
         await publish(js, settings, good[100:200])
         await publish(js, settings, nul)
         await publish(js, settings, good[200:])
         sink = sink_for(db, BUSES[id(js)], settings)
         async with running(sink.run):
-            await until(lambda: reaches(sink, stored=300, malformed=6), what="the good batches")
+            await until(lambda: reaches(sink, stored=300, malformed=4, dead_letters=2), what="the good batches")
             info = await js.consumer_info(settings.usage_stream, "audit-sink")
             assert (info.num_pending, info.num_ack_pending) == (0, 0)
-    assert sink.stats == SinkStats(stored=300, batches=3, malformed=6)
+    assert sink.stats == SinkStats(stored=300, batches=5, malformed=4, dead_letters=2)
     assert await stored(pool) == {e.id: e for e in good}
-    assert await scalar(pool, "SELECT count(*) FROM usage_batches") == 3
+    assert await scalar(pool, "SELECT count(*) FROM usage_batches") == 5
+    assert await scalar(pool, "SELECT count(*) FROM usage_dead_letters") == 2
     assert "kl_do-not-log-me" not in caplog.text and "a\x00b" not in caplog.text
+
+
+async def test_a_refused_event_is_set_aside_and_its_batch_neighbours_are_stored(
+        pool: AsyncConnectionPool, db: Database, nats_url: str) -> None:
+    """The attack: one event Postgres refuses (a NUL, e.g. from a forged or old publisher) must not take
+    the other clients' events of its batch, nor those of the batches fetched with it, down with it."""
+    settings = isolated_settings()
+    neighbours = usage_events(499, seed=8)
+    poisoned = UsageEvent(id=uuid.uuid4().hex, at=DAY0, action="GET /v1/keys/a\x00b", outcome="AUTH_REQUIRED",
+                          user_agent="\x00")
+    others = usage_events(200, seed=9)
+    async with usage_stream(nats_url, settings) as js:
+        batch = await publish(js, settings, [*neighbours[:250], poisoned, *neighbours[250:]])
+        await publish(js, settings, others)
+        await publish(js, settings, [*neighbours[:250], poisoned, *neighbours[250:]], batch_id=batch,
+                      msg_id=str(uuid.uuid4()))  # redelivered: must not be stored (or set aside) twice
+        sink = sink_for(db, BUSES[id(js)], settings)
+        async with running(sink.run):
+            await until(lambda: reaches(sink, stored=699, dead_letters=1, duplicates=1), what="the batches")
+    assert await stored(pool) == {e.id: e for e in neighbours + others}
+    async with pool.connection() as conn:
+        row = await (await conn.execute(
+            "SELECT batch_id::text, event_id, reason, body FROM usage_dead_letters")).fetchall()
+    assert len(row) == 1 and row[0][0] == batch and row[0][1] == poisoned.id
+    assert row[0][2].startswith("UntranslatableCharacter") or row[0][2].startswith("DataError")
+    assert msgspec.json.decode(row[0][3], type=UsageEvent) == poisoned  # kept exactly, for investigation
 
 
 async def test_retention_drops_only_whole_days_before_the_cutoff_and_logs_every_run(
