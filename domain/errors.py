@@ -37,3 +37,9 @@ class ConcurrencyError(DomainError):
     """Another writer appended to the stream first (optimistic concurrency conflict)."""
 
     code = "CONFLICT"
+
+
+class Forbidden(DomainError):
+    """The acting key may not do this (e.g. grant a scope it does not hold itself)."""
+
+    code = "FORBIDDEN"

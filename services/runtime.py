@@ -31,7 +31,7 @@ class Runtime(msgspec.Struct, frozen=True, kw_only=True):
     def key_service(self, on_events: EventsHook | None = None) -> KeyService:
         """Command handlers on this store; ``on_events`` sees every event they append."""
         return KeyService(self.store, self.hasher, prefix=self.settings.token_prefix, clock=self.clock,
-                          on_events=on_events)
+                          on_events=on_events, rate_tiers=self.settings.rate_tiers())
 
 
 def server_urls(settings: Settings) -> tuple[str, str]:

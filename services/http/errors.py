@@ -11,6 +11,7 @@ from litestar.openapi import ResponseSpec
 from keyledger.domain.errors import (
     ConcurrencyError,
     DomainError,
+    Forbidden,
     KeyAlreadyExists,
     KeyNotFound,
     KeyRevokedError,
@@ -25,7 +26,8 @@ _CODES = {400: "VALIDATION_ERROR", 401: "AUTH_REQUIRED", 403: "FORBIDDEN", 404: 
           405: "METHOD_NOT_ALLOWED", 409: "CONFLICT", 412: "CONFLICT", 413: "VALIDATION_ERROR",
           415: "VALIDATION_ERROR", 422: "VALIDATION_ERROR", 429: "RATE_LIMITED"}
 _DOMAIN_STATUS: dict[type[DomainError], int] = {
-    ValidationError: 400, KeyNotFound: 404, KeyAlreadyExists: 409, KeyRevokedError: 409, ConcurrencyError: 409,
+    ValidationError: 400, Forbidden: 403, KeyNotFound: 404, KeyAlreadyExists: 409, KeyRevokedError: 409,
+    ConcurrencyError: 409,
 }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 import msgspec
@@ -20,7 +20,9 @@ from keyledger.domain.commands import (
     check_rotate,
 )
 from keyledger.domain.errors import ConcurrencyError, KeyNotFound
+from keyledger.domain.grants import check_grant
 from keyledger.domain.key import KeyState, decide, ensure_open, evolve, fold
+from keyledger.domain.rate import DEFAULT_TIERS
 from keyledger.domain.recorded import Metadata, RecordedEvent
 from keyledger.services.clock import Clock, utc_now
 from keyledger.services.keys.hashing import SecretHasher
@@ -52,10 +54,12 @@ class KeyService:
         random_bytes: token.RandomBytes = secrets.token_bytes,
         clock: Clock = utc_now,
         on_events: EventsHook | None = None,
+        rate_tiers: Mapping[str, int] = DEFAULT_TIERS,
     ) -> None:
         self._store, self._hasher, self._prefix = store, hasher, prefix
         self._random, self._clock = random_bytes, clock
         self._on_events = on_events  # e.g. the live cache applying its own writes at once
+        self._tiers = rate_tiers
 
     async def create(
         self,
@@ -66,8 +70,10 @@ class KeyService:
         expires_at: datetime | None = None,
         rate_limit: int | None = None,
         metadata: Metadata | None = None,
+        grantor: KeyState | None = None,
     ) -> IssuedKey:
-        """Create a key; validates first, then hashes the new secret off the event loop."""
+        """Create a key; validates first, then hashes the new secret off the event loop. ``grantor`` is
+        the acting admin key (None: the operator), which may grant only what it holds (Forbidden)."""
         secret = token.generate(self._random, self._prefix)
         parsed = token.parse(secret, self._prefix)
         command = CreateKey(
@@ -75,6 +81,7 @@ class KeyService:
             expires_at=expires_at, secret_hash="", prefix=self._prefix, start=parsed.start(), rate_limit=rate_limit,
         )
         check_create(command, self._clock())
+        check_grant(grantor, command.access, rate_limit, self._tiers)
         command = msgspec.structs.replace(command, secret_hash=await self._hasher.hash(secret))
         state = await self._execute(None, command, None, metadata)
         return IssuedKey(token=secret, state=state)
@@ -88,10 +95,13 @@ class KeyService:
         rate_limit: int | None = None,
         expected_version: int | None = None,
         metadata: Metadata | None = None,
+        grantor: KeyState | None = None,
     ) -> KeyState:
-        """Replace the key's access entries, rename it and/or set its rate limit (0 clears it)."""
+        """Replace the key's access entries, rename it and/or set its rate limit (0 clears it); the
+        new access and limit must be ``grantor``'s to grant (see :meth:`create`)."""
         command = ChangeAccess(key_id=key_id, access=None if access is None else tuple(access), name=name,
                                rate_limit=rate_limit)
+        check_grant(grantor, command.access, rate_limit, self._tiers)
         return await self._execute(await self._load_state(key_id), command, expected_version, metadata)
 
     async def rotate(

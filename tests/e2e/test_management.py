@@ -53,9 +53,10 @@ def test_change_access_with_if_match(client: httpx.Client, admin: str) -> None:
 
 
 def test_an_organization_admin_manages_only_its_organization(client: httpx.Client, admin: str) -> None:
-    org_admin = create(client, admin, organization_id="org-a", scopes=["admin:apikeys"])["secret"]
+    site_a = [{"resource": "website", "id": "site-a", "scopes": ["read:data"]}]
+    org_admin = create(client, admin, organization_id="org-a", scopes=["admin:apikeys"], access=site_a)["secret"]
     other = create(client, admin, organization_id="org-b", scopes=["read:data"])
-    own = create(client, org_admin, scopes=["read:data"])
+    own = create(client, org_admin, access=site_a)
     assert own["organization_id"] == "org-a"
     headers = {"x-api-key": org_admin}
     listed = client.get("/v1/keys", headers=headers).json()["items"]

@@ -6,7 +6,7 @@ import uuid
 
 import httpx
 
-from tests.support.api import create, usage_for, usage_with
+from tests.support.api import create, usage_for, usage_with, verify
 from tests.support.wait import until_sync
 
 REPLACEMENT = "\ufffd"
@@ -40,3 +40,18 @@ def test_nul_bytes_cannot_erase_anyone_elses_audit_events(client: httpx.Client, 
                                  headers={"x-api-key": auditor}).json()["items"]
     assert {item["action"] for item in unauthenticated} == {"GET /v1/keys/{key_id}"}  # the route, not the raw path
     assert len(unauthenticated) == 10
+
+
+def test_an_organization_admin_cannot_grant_more_than_it_holds(client: httpx.Client, admin: str) -> None:
+    """The reproduced escalation: an org admin made a key with global read:data, write:custom-sql and
+    admin:organizations and a 10M limit, and verify said VALID for any organization's website."""
+    site_a = [{"resource": "website", "id": "site-a", "scopes": ["read:data"]}]
+    org_admin = create(client, admin, organization_id="org-a", scopes=["admin:apikeys"], access=site_a)["secret"]
+    escalation = {"name": "everything", "scopes": ["read:data", "write:custom-sql", "admin:organizations"],
+                  "rate_limit": 10_000_000}
+    refused = client.post("/v1/keys", json=escalation, headers={"x-api-key": org_admin})
+    assert refused.status_code == 403 and refused.json()["code"] == "FORBIDDEN"
+    assert "read:data on global" in refused.json()["error"]
+    mine = create(client, org_admin, access=site_a)
+    assert verify(client, mine["secret"], "read:data", website_id="site-a")["valid"] is True
+    assert verify(client, mine["secret"], "read:data", website_id="site-of-org-b")["code"] == "FORBIDDEN"

@@ -84,7 +84,8 @@ async def create_key(data: JSONBody[CreateKeyRequest], keys: NamedDependency[Key
             raise forbidden("an organization's admin key can only create keys of that organization")
         organization = admin.organization_id
     issued = await keys.create(data.name, organization_id=organization, access=_entries(data.scopes, data.access),
-                               expires_at=data.expires_at, rate_limit=data.rate_limit, metadata=metadata)
+                               expires_at=data.expires_at, rate_limit=data.rate_limit, metadata=metadata,
+                               grantor=admin)
     body = msgspec.convert(_view(issued.state, now, secret=issued.token), KeyWithSecret)
     return _tagged(body, issued.state, 201)
 
@@ -124,7 +125,7 @@ async def change_key(key_id: KeyId, data: JSONBody[ChangeKeyRequest], keys: Name
     _visible(cache, admin, key_id)
     access = None if data.scopes is None and data.access is None else _entries(data.scopes, data.access)
     state = await keys.change_access(key_id, access=access, name=data.name, rate_limit=data.rate_limit,
-                                     expected_version=_expected_version(if_match), metadata=metadata)
+                                     expected_version=_expected_version(if_match), metadata=metadata, grantor=admin)
     return _tagged(msgspec.convert(key_view(state, now), Key), state)
 
 

@@ -114,10 +114,11 @@ async def test_change_rotate_and_revoke(client: Client, admin: str) -> None:
 
 
 async def test_an_organization_admin_sees_only_its_organization(client: Client, admin: str) -> None:
-    org_admin = (await create(client, admin, organization_id="org-a", scopes=["admin:apikeys"]))["secret"]
+    org_admin = (await create(client, admin, organization_id="org-a", scopes=["admin:apikeys"],
+                              access=WEBSITE_A))["secret"]
     other = await create(client, admin, organization_id="org-b", scopes=["read:data"])
     headers = {"x-api-key": org_admin}
-    own = await create(client, org_admin, scopes=["read:data"])
+    own = await create(client, org_admin, access=WEBSITE_A)
     assert own["organization_id"] == "org-a"
     listed = (await client.get("/v1/keys", headers=headers)).json()["items"]
     assert {k["organization_id"] for k in listed} == {"org-a"}
@@ -174,3 +175,30 @@ async def test_a_database_outage_is_a_503_unavailable_and_changes_nothing(client
                                "code": "UNAVAILABLE"}
     assert "connection refused" not in response.text
     assert [s.name for s in components.cache.states()] == ["admin"]
+
+
+async def test_an_organization_admin_grants_only_what_it_holds(client: Client, admin: str) -> None:
+    """The escalation from the security review: an org admin granting global read:data, custom SQL,
+    organization admin and a huge limit. Refused, naming the scope; a global admin still may."""
+    org_admin = (await create(client, admin, organization_id="org-a", scopes=["admin:apikeys"],
+                              access=WEBSITE_A))["secret"]
+    headers = {"x-api-key": org_admin}
+    for body, named in (
+            ({"scopes": ["read:data"]}, "read:data on global"),
+            ({"scopes": ["write:custom-sql"]}, "write:custom-sql on global"),
+            ({"scopes": ["admin:organizations"]}, "admin:organizations on global"),
+            ({"access": [{"resource": "website", "id": "site-b", "scopes": ["read:data"]}]},
+             "read:data on website:site-b"),
+            ({"access": [{"resource": "analytics_data", "scopes": ["read:data"]}]}, "read:data on analytics_data"),
+            ({"scopes": ["rate:enterprise"]}, "rate:enterprise on global"),
+            ({"access": WEBSITE_A, "rate_limit": 10_000_000}, "rate_limit above this admin key's own (100/min)")):
+        refused = await client.post("/v1/keys", json={"name": "escalation", **body}, headers=headers)
+        assert refused.status_code == 403, body
+        assert refused.json()["code"] == "FORBIDDEN" and named in refused.json()["error"]
+    own = await create(client, org_admin, access=WEBSITE_A, rate_limit=50)
+    widened = await client.patch(f"/v1/keys/{own['id']}", json={"scopes": ["read:data"]}, headers=headers)
+    assert widened.status_code == 403 and "read:data on global" in widened.json()["error"]
+    renamed = await client.patch(f"/v1/keys/{own['id']}", json={"name": "renamed"}, headers=headers)
+    assert renamed.status_code == 200 and renamed.json()["access"] == WEBSITE_A
+    anything = await create(client, admin, organization_id="org-a", scopes=["write:custom-sql"], rate_limit=10_000_000)
+    assert anything["scopes"] == ["write:custom-sql"]  # a global admin is the operator's root
