@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from keyledger.domain.key import KeyState
 from keyledger.domain.recorded import RecordedEvent
 from keyledger.projections.key_cache import KeyCache, Outcome, apply_at
 from keyledger.services.messaging.feed import EventFeed
+from keyledger.services.storage.database import StorageError
 from keyledger.services.storage.event_store import EventStore
 from keyledger.services.storage.key_cache_table import KeyCacheTable
 
@@ -21,9 +21,9 @@ class LiveKeyCache:
     def __init__(self, store: EventStore, table: KeyCacheTable, feed: EventFeed) -> None:
         self._store, self._table, self._feed = store, table, feed
         self._keys: KeyCache = {}
-        self._repairs: dict[str, asyncio.Task[None]] = {}
         self.position = 0  # highest global position applied
         self.stream_seq = 0  # JetStream sequence of the last message seen
+        self.forged = 0  # messages claiming events the store does not hold
 
     def get(self, key_id: str) -> KeyState | None:
         """The key's current state, or None if unknown."""
@@ -37,13 +37,15 @@ class LiveKeyCache:
         return list(self._keys.values())
 
     def apply_local(self, recorded: list[RecordedEvent]) -> None:
-        """Apply events this process just appended, before JetStream brings them back.
+        """Apply events read from the store, or that this process just appended (before JetStream
+        brings them back).
 
         The process that revoked or rotated a key must never again accept the old secret,
         not even for the milliseconds the round trip through the relay takes.
         """
         for event in recorded:
-            apply_at(self._keys, event.event, event.version)
+            if apply_at(self._keys, event.event, event.version) is Outcome.APPLIED:
+                self.position = max(self.position, event.global_position)
 
     async def start(self) -> None:
         """Load the Postgres read model, then follow the stream from the message after its checkpoint."""
@@ -58,25 +60,28 @@ class LiveKeyCache:
     async def stop(self) -> None:
         """Stop following the stream."""
         await self._feed.stop()
-        for task in self._repairs.values():
-            task.cancel()
 
     async def lag(self) -> int:
         """How many events the store holds beyond what this cache has applied."""
         return max(0, await self._store.head_position() - self.position)
 
-    async def _on_event(self, recorded: RecordedEvent, stream_seq: int) -> None:
+    async def _on_event(self, claimed: RecordedEvent, stream_seq: int) -> None:
+        """A message only says that ``claimed.stream_id`` changed: what is applied is what the store holds
+        for that key beyond the version this cache has. Whoever can publish on the bus cannot grant a
+        scope or replace a hash, nor make the real next version be skipped as a duplicate: a claim the
+        store does not hold is logged, counted (``forged``) and changes nothing."""
         self.stream_seq = max(self.stream_seq, stream_seq)
-        outcome = apply_at(self._keys, recorded.event, recorded.version)
-        if outcome is Outcome.GAP and recorded.stream_id not in self._repairs:
-            self._repairs[recorded.stream_id] = asyncio.create_task(self._repair(recorded.stream_id))
-        self.position = max(self.position, recorded.global_position)
-
-    async def _repair(self, stream_id: str) -> None:
+        current = self._keys.get(claimed.stream_id)
+        have = current.version if current is not None else 0
+        if claimed.version <= have:
+            return  # a redelivery (or a claim about the past): nothing new to read
         try:
-            current = self._keys.get(stream_id)
-            for recorded in await self._store.read_stream(stream_id, current.version if current else 0):
-                apply_at(self._keys, recorded.event, recorded.version)
-            log.warning("repaired a version gap in %s from the store", stream_id)
-        finally:
-            self._repairs.pop(stream_id, None)
+            stored = await self._store.read_stream(claimed.stream_id, have)
+        except StorageError as exc:
+            log.warning("cannot confirm an event of %s with the store (%s); not applied", claimed.stream_id, exc)
+            return
+        self.apply_local(stored)
+        if not any(r.event_id == claimed.event_id and r.version == claimed.version for r in stored):
+            self.forged += 1
+            log.warning("a message on the bus claims version %d of %s (event %s), which the store does not hold: "
+                        "ignored", claimed.version, claimed.stream_id, claimed.event_id)

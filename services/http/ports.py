@@ -27,6 +27,11 @@ class KeyDirectory(Protocol):
         """The highest global event position applied."""
         ...
 
+    @property
+    def forged(self) -> int:
+        """Messages that claimed events the store does not hold (ignored)."""
+        ...
+
     def get(self, key_id: str) -> KeyState | None:
         """The key's current state, or None if unknown."""
         ...

@@ -179,6 +179,7 @@ class Ready(msgspec.Struct, kw_only=True):
     position: int
     lag: int
     keys: int
+    forged: int = 0  # messages on the bus that claimed events the store does not hold (ignored)
 
 
 class ErrorBody(msgspec.Struct, kw_only=True):

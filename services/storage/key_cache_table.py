@@ -13,7 +13,7 @@ from keyledger.domain.recorded import RecordedEvent
 from keyledger.projections.key_cache import KeyCache, Outcome, apply_at
 from keyledger.services.storage.checkpoints import read_checkpoint, save_checkpoint
 from keyledger.services.storage.database import Database
-from keyledger.services.storage.event_store import PostgresEventStore
+from keyledger.services.storage.event_store import PostgresEventStore, head_on
 
 log = logging.getLogger("keyledger.projector")
 
@@ -65,13 +65,15 @@ async def upsert_keys(conn: AsyncConnection, rows: Iterable[tuple[KeyState, int]
 
 
 class ProjectorStats(msgspec.Struct, kw_only=True):
-    """Counts since start: events applied, duplicates skipped, and events read from the store
-    because the stream skipped positions (``filled``) or a key's versions (``repaired``)."""
+    """Counts since start: events applied, duplicates skipped, events read from the store that no
+    message of the batch named (``filled``), a key's missing versions read (``repaired``), and
+    messages claiming events the store does not hold (``forged``)."""
 
     applied: int = 0
     duplicates: int = 0
     filled: int = 0
     repaired: int = 0
+    forged: int = 0
 
 
 class KeyCacheTable:
@@ -88,23 +90,31 @@ class KeyCacheTable:
 
     async def apply(self, batch: list[tuple[RecordedEvent, int]], stats: ProjectorStats,
                     checkpoint: str = PROJECTOR) -> None:
-        """Apply ``(event, stream_seq)`` pairs and move the checkpoint, in one transaction.
+        """Apply what the store holds up to the highest position ``batch`` names, and move the
+        checkpoint, in one transaction.
 
-        The checkpoint means "every event up to here is applied": positions are gapless, so
-        when a batch skips some (messages still unacked by a projector that died, or held by
-        another replica), the missing ones are read from the store first. Versions a key
-        already has are skipped, so their later redelivery changes nothing.
+        Messages are only notifications: the events applied are read from the store (positions
+        are gapless, so every position up to the checkpoint is applied exactly once, also those
+        whose messages were skipped, e.g. still unacked by a projector that died). A message
+        claiming an event the store does not hold (a forgery on the bus) changes nothing; it is
+        counted in ``stats.forged`` and logged. Versions a key already has are skipped, so a
+        redelivery changes nothing.
         """
         async with self._db._connection() as conn, conn.transaction():
             await lock_key_cache(conn)
             done, _ = await read_checkpoint(conn, checkpoint)
-            fresh = sorted({r.global_position: r for r, _ in batch if r.global_position > done}.values(),
-                           key=lambda r: r.global_position)
-            stats.duplicates += len(batch) - len(fresh)
-            top = fresh[-1].global_position if fresh else done
-            if len(fresh) != top - done:
-                stats.filled += top - done - len(fresh)
-                fresh = await self._store.read_page(done, top - done)
+            claimed = {r.global_position: r for r, _ in batch if r.global_position > done}
+            stats.duplicates += len(batch) - len(claimed)
+            top = min(max(claimed, default=done), await head_on(conn))
+            fresh = await self._store.read_page(done, top - done) if top > done else []
+            held = {(r.global_position, r.event_id, r.stream_id, r.version) for r in fresh}
+            forged = [r for r in claimed.values()
+                      if (r.global_position, r.event_id, r.stream_id, r.version) not in held]
+            if forged:
+                stats.forged += len(forged)
+                log.warning("%d message(s) on the bus claim events the store does not hold (e.g. version %d of "
+                            "%s): ignored", len(forged), forged[0].version, forged[0].stream_id)
+            stats.filled += len(fresh) - (len(claimed) - len(forged))
             model = await load_keys(conn, {recorded.stream_id for recorded in fresh})
             positions: dict[str, int] = {}
             for recorded in fresh:
@@ -118,7 +128,7 @@ class KeyCacheTable:
                 else:
                     stats.duplicates += 1
             await upsert_keys(conn, [(model[key_id], position) for key_id, position in positions.items()])
-            await save_checkpoint(conn, checkpoint, top, max(s for _, s in batch))
+            await save_checkpoint(conn, checkpoint, max(top, done), max(s for _, s in batch))
 
     async def _repair(self, model: KeyCache, positions: dict[str, int], stream_id: str,
                       stats: ProjectorStats) -> None:

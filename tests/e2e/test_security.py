@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from datetime import UTC, datetime
 
 import httpx
+import nats
 
+from keyledger.domain.access import AccessEntry
+from keyledger.domain.events import KeyAccessChanged
+from keyledger.domain.recorded import Metadata, RecordedEvent
+from keyledger.services.messaging.streams import encode_message, subject_for
 from tests.support.api import create, usage_for, usage_with, verify
+from tests.support.server import ApiServer, StartServer
 from tests.support.wait import until_sync
 
 REPLACEMENT = "\ufffd"
@@ -55,3 +63,38 @@ def test_an_organization_admin_cannot_grant_more_than_it_holds(client: httpx.Cli
     mine = create(client, org_admin, access=site_a)
     assert verify(client, mine["secret"], "read:data", website_id="site-a")["valid"] is True
     assert verify(client, mine["secret"], "read:data", website_id="site-of-org-b")["code"] == "FORBIDDEN"
+
+
+def test_a_forged_message_on_the_bus_grants_nothing(client: httpx.Client, admin: str, api: ApiServer,
+                                                    replica: StartServer) -> None:
+    """Whoever could publish on the key-event subjects could grant any scope, and every replica applied it."""
+    other = replica()
+    victim = create(client, admin, scopes=["read:data"])
+    with httpx.Client(base_url=other.url, timeout=10) as second:
+        until_sync(lambda: verify(second, victim["secret"], "read:data")["valid"], timeout=10,
+                   what="the replica to know the key")
+        forged = RecordedEvent(
+            global_position=10_000, event_id=uuid.uuid4(), stream_id=victim["id"], version=2, type="key.access_changed",
+            event=KeyAccessChanged(key_id=victim["id"], at=datetime.now(UTC), access=(
+                AccessEntry(resource="global", scopes=("read:data", "write:custom-sql", "admin:apikeys")),)),
+            metadata=Metadata(), recorded_at=datetime.now(UTC))
+        asyncio.run(_publish(api.nats_url, subject_for(api.settings, victim["id"]), encode_message(forged)))
+        for server in (client, second):
+            until_sync(lambda s=server: s.get("/readyz").json()["forged"] >= 1, timeout=10,  # type: ignore[misc]
+                       what="the forged message to arrive, be checked against the store and be ignored")
+        for server in (client, second):  # the API that serves it and the replica: neither applies it
+            assert verify(server, victim["secret"], "write:custom-sql")["code"] == "FORBIDDEN"
+            listed = server.get(f"/v1/keys/{victim['id']}", headers={"x-api-key": admin}).json()
+            assert (listed["version"], listed["scopes"]) == (1, ["read:data"])
+        assert client.post(f"/v1/keys/{victim['id']}/revoke", headers={"x-api-key": admin}).status_code == 200
+        until_sync(lambda: verify(second, victim["secret"], "read:data")["code"] == "REVOKED", timeout=10,
+                   what="the real version 2 (the revoke) on the replica")
+
+
+async def _publish(url: str, subject: str, body: bytes) -> None:
+    """Publish as an attacker with access to the bus would: a plain NATS client."""
+    nc = await nats.connect(url)
+    try:
+        await nc.jetstream().publish(subject, body, headers={"Nats-Msg-Id": str(uuid.uuid4())})
+    finally:
+        await nc.close()

@@ -24,7 +24,7 @@ async def readyz(cache: NamedDependency[KeyDirectory], bus: NamedDependency[Conn
         raise ApiError(503, "NOT_READY", "not connected to NATS")
     if cache.position < startup_head:
         raise ApiError(503, "NOT_READY", f"key cache at {cache.position} of {startup_head}")
-    return Ready(ready=True, position=cache.position, lag=await cache.lag(), keys=len(cache))
+    return Ready(ready=True, position=cache.position, lag=await cache.lag(), keys=len(cache), forged=cache.forged)
 
 
 HEALTH_ROUTES = [healthz, readyz]

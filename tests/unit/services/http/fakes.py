@@ -33,6 +33,7 @@ class MemoryKeyCache:
     def __init__(self) -> None:
         self.keys: KeyCache = {}
         self.position = 0
+        self.forged = 0
 
     def get(self, key_id: str) -> KeyState | None:
         return self.keys.get(key_id)

@@ -151,7 +151,8 @@ async def test_audit_page_and_export(client: Client, admin: str, components: Com
 async def test_health_and_readiness(client: Client, components: Components) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
-    assert ready.status_code == 200 and ready.json() == {"ready": True, "position": 0, "lag": 0, "keys": 0}
+    assert ready.status_code == 200 and ready.json() == {"ready": True, "position": 0, "lag": 0, "keys": 0,
+                                                          "forged": 0}
     assert isinstance(components.bus, Bus)
     components.bus.is_connected = False
     not_ready = await client.get("/readyz")

@@ -48,7 +48,8 @@ FIELDS = {
     "VerifyAnswer": {"valid", "code", "reason", "key_id", "organization_id", "scopes", "granted_by", "expires_at",
                      "ratelimit"},
     "RateLimitState": {"limit", "remaining", "reset"}, "Access": {"resource", "id", "scopes"},
-    "ErrorBody": {"success", "error", "code"}, "Health": {"status"}, "Ready": {"ready", "position", "lag", "keys"},
+    "ErrorBody": {"success", "error", "code"}, "Health": {"status"}, "Ready": {"ready", "position", "lag", "keys",
+                                                                               "forged"},
 }
 
 
