@@ -17,6 +17,8 @@ from keyledger.domain.key import KeyState
 from keyledger.services.keys.hashing import SecretHasher
 from keyledger.services.verify.throttles import FailureThrottle
 
+_MAX_RECHECKS = 4  # a key changing more often than this during one check is refused (retry)
+
 
 class KeyLookup(Protocol):
     """Where keys come from: the live cache (O(1), in memory)."""
@@ -71,16 +73,23 @@ class Verifier:
         except token.MalformedToken as exc:
             return Verdict(valid=False, code="MALFORMED", reason=exc.reason)
         state = self._keys.get(parsed.key_id)
-        if state is None:
-            return Verdict(valid=False, code="NOT_FOUND", reason="unknown key")
-        now = self._clock()
+        for _ in range(_MAX_RECHECKS):  # the secret first: a wrong one learns nothing about the key
+            if state is None:
+                return Verdict(valid=False, code="NOT_FOUND", reason="unknown key")
+            now = self._clock()
+            refusal = await self._check_secret(state, presented, now)
+            if refusal is not None:
+                return refusal
+            latest = self._keys.get(parsed.key_id)  # re-read after the await: a revoke may have landed
+            if latest is state:
+                break
+            state = latest
+        else:
+            return Verdict(valid=False, code="NOT_FOUND", reason="the key kept changing during the check; retry")
         status = state.status(now)
         if status != "active":
             return Verdict(valid=False, code="REVOKED" if status == "revoked" else "EXPIRED",
                            reason=f"key is {status}", key=state)
-        refusal = await self._check_secret(state, presented, now)
-        if refusal is not None:
-            return refusal
         decision = check_access(state.access, scope, website_id, data)
         if not decision.allowed:
             return Verdict(valid=False, code="FORBIDDEN", reason=decision.reason, key=state)

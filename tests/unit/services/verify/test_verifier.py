@@ -121,16 +121,44 @@ async def test_rotation_drops_the_remembered_secret_unless_in_grace(
     assert (await verifier.verify(new, "read:data")).valid
 
 
-async def test_revoked_and_expired_are_refused_without_argon2(
+async def test_revoked_and_expired_are_told_only_to_the_right_secret(
         world: tuple[Keys, CountingHasher, Clock, Verifier, str]) -> None:
+    """A random secret for a known key id used to learn REVOKED/EXPIRED plus the organization, scopes
+    and expiry. The secret is checked first: a wrong one is NOT_FOUND and learns nothing."""
     keys, hasher, clock, verifier, secret = world
     key_id = token.parse(secret).key_id
+    wrong = token.format_token("kl", key_id, "w" * token.SECRET_LENGTH)
     clock.now = T0 + timedelta(days=1)
     assert (await verifier.verify(secret, "read:data")).code == "EXPIRED"
+    guess = await verifier.verify(wrong, "read:data")
+    assert (guess.code, guess.key, guess.scopes, guess.reason) == ("NOT_FOUND", None, (), "unknown key")
     clock.now = T0
     keys[key_id] = evolve(keys[key_id], decide(keys[key_id], RevokeKey(key_id=key_id), T0)[0])
-    assert (await verifier.verify(secret, "read:data")).code == "REVOKED"
-    assert hasher.verifies == 0
+    revoked = await verifier.verify(secret, "read:data")
+    assert revoked.code == "REVOKED" and revoked.key is not None
+    guess = await verifier.verify(wrong, "read:data")
+    assert (guess.code, guess.key) == ("NOT_FOUND", None)
+
+
+async def test_a_revoke_landing_during_the_secret_check_is_seen(
+        world: tuple[Keys, CountingHasher, Clock, Verifier, str]) -> None:
+    """A verify already waiting on argon2 when a revoke landed used to answer VALID after the revoke."""
+    keys, hasher, clock, verifier, secret = world
+    key_id = token.parse(secret).key_id
+    checking, revoked = asyncio.Event(), asyncio.Event()
+    real_verify = hasher.verify
+
+    async def slow_verify(secret_hash: str, presented: str) -> bool:
+        checking.set()
+        await revoked.wait()
+        return await real_verify(secret_hash, presented)
+
+    hasher.verify = slow_verify  # type: ignore[method-assign]
+    answer = asyncio.create_task(verifier.verify(secret, "read:data"))
+    await checking.wait()
+    keys[key_id] = evolve(keys[key_id], decide(keys[key_id], RevokeKey(key_id=key_id), T0)[0])
+    revoked.set()
+    assert (await answer).code == "REVOKED"
 
 
 async def test_forbidden_names_the_reason(world: tuple[Keys, CountingHasher, Clock, Verifier, str]) -> None:
