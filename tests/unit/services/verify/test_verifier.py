@@ -153,7 +153,7 @@ async def test_a_revoke_landing_during_the_secret_check_is_seen(
         await revoked.wait()
         return await real_verify(secret_hash, presented)
 
-    hasher.verify = slow_verify  # type: ignore[method-assign]
+    hasher.verify = slow_verify  # type: ignore[method-assign,assignment]
     answer = asyncio.create_task(verifier.verify(secret, "read:data"))
     await checking.wait()
     keys[key_id] = evolve(keys[key_id], decide(keys[key_id], RevokeKey(key_id=key_id), T0)[0])
