@@ -50,12 +50,14 @@ def decode_batch(data: bytes) -> list[UsageEvent]:
     return _batch_decoder.decode(data)
 
 
-def attempted_start(presented: str, start_length: int) -> str:
-    """What may be recorded of a token that did not verify: its ``start``-long head if it
-    looks like a token, else at most :data:`START_LENGTH_OF_MALFORMED` characters."""
-    if "_" in presented[:17] and len(presented) >= start_length:
+def attempted_start(presented: str, start_length: int, well_formed: bool) -> str:
+    """What may be recorded of a token that did not verify: a well-formed token's ``start``-long head
+    (prefix, key id, a few characters); of anything else only what stands before its first ``_``
+    (at most :data:`START_LENGTH_OF_MALFORMED` characters), never part of a secret."""
+    if well_formed and len(presented) >= start_length:
         return presented[:start_length]
-    return presented[:START_LENGTH_OF_MALFORMED]
+    prefix, underscore, _ = presented.partition("_")
+    return prefix[:START_LENGTH_OF_MALFORMED] + underscore if underscore else ""
 
 
 # The longest value kept per field; longer ones are cut (an attacker controls most of them).

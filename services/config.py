@@ -110,3 +110,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise SettingsError(f"{name} must be between {low} and {high}")
         values[field] = number
     return Settings(**values)  # type: ignore[arg-type]
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^@\s]*)(?=@)", re.IGNORECASE)
+_DSN_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<secret>'(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def masked(url: str) -> str:
+    """``url`` (a URL or a libpq ``key=value`` string) fit to print or log: any password is ``***``."""
+    url = _URL_PASSWORD.sub(lambda m: m["head"] + "***", url)
+    return _DSN_PASSWORD.sub(lambda m: m["head"] + "***", url)

@@ -16,7 +16,7 @@ from keyledger.services.cli import audit as cli_audit
 from keyledger.services.cli import keys as cli_keys
 from keyledger.services.cli import workers as cli_workers
 from keyledger.services.cli.args import access_entry, duration_seconds, moment, past_moment
-from keyledger.services.config import SettingsError, load_settings
+from keyledger.services.config import SettingsError, load_settings, masked
 from keyledger.services.devstack.stack import StackError, default_data_dir, stack_down, stack_status, stack_up
 from keyledger.services.storage.database import StorageError
 
@@ -99,7 +99,7 @@ def _stack(args: argparse.Namespace) -> int:
     if args.json:
         print(msgspec.json.encode(payload).decode())
     else:
-        print(f"postgres: {info.database_url}\nnats:     {info.nats_url}\ndata:     {info.data_dir}")
+        print(f"postgres: {masked(info.database_url)}\nnats:     {masked(info.nats_url)}\ndata:     {info.data_dir}")
     return 0
 
 

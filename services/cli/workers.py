@@ -13,7 +13,7 @@ import msgspec
 from keyledger.services.audit.sink import AuditSink
 from keyledger.services.cache.projector import Projector
 from keyledger.services.cache.replay import replay
-from keyledger.services.config import Settings
+from keyledger.services.config import Settings, masked
 from keyledger.services.messaging.connection import connect_until
 from keyledger.services.messaging.events import event_consumer
 from keyledger.services.messaging.relay import Relay
@@ -51,8 +51,8 @@ async def run_workers(args: argparse.Namespace, settings: Settings) -> None:
             "audit-sink": lambda: AuditSink(UsageTable(rt.db), usage_consumer(bus, settings, "audit-sink",
                                                                               200)).run(stop),
         }
-        print(f"keyledger {' + '.join(roles)} running (postgres {rt.database_url}, nats {rt.nats_url}); "
-              "Ctrl-C stops", flush=True)
+        where = f"postgres {masked(rt.database_url)}, nats {masked(rt.nats_url)}"
+        print(f"keyledger {' + '.join(roles)} running ({where}); Ctrl-C stops", flush=True)
         try:
             await asyncio.gather(*(workers[role]() for role in roles))
         finally:

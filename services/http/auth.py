@@ -60,6 +60,11 @@ def user_agent_of(request: Connection) -> str | None:
     return (request.headers.get("user-agent") or "")[:300] or None
 
 
+def _well_formed(verdict: Verdict | None) -> bool:
+    """Whether the presented token parsed (so its ``start`` is the public part of a token)."""
+    return verdict is not None and verdict.code != "MALFORMED"
+
+
 def _action(request: Connection) -> str:
     """``METHOD /route/template`` (``GET /v1/keys/{key_id}``): never the raw path, which is the caller's to
     fill (a token pasted into a URL, a NUL byte...)."""
@@ -156,7 +161,8 @@ class Gate:
             id=new_id(), at=self._clock(), action=action,
             outcome=outcome or (verdict.code if verdict is not None else "MISSING"),
             key_id=key.key_id if key else None,
-            start=key.start if key else (attempted_start(presented, self._start_length) if presented else None),
+            start=key.start if key else (attempted_start(presented, self._start_length, _well_formed(verdict))
+                                         or None if presented else None),
             organization_id=key.organization_id if key else None, scope=scope,
             granted_by=granted.label() if granted else None,
             reason=verdict.reason if verdict is not None else "no key presented",

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keyledger.domain.usage import FIELD_LIMITS, REPLACEMENT, UsageEvent, clean_text, sanitized
+from keyledger.domain.usage import FIELD_LIMITS, REPLACEMENT, UsageEvent, attempted_start, clean_text, sanitized
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -41,3 +41,11 @@ def test_cleaned_text_never_holds_what_postgres_refuses(value: str) -> None:
     cleaned = clean_text(value, 300)
     assert len(cleaned) <= 300 and "\x00" not in cleaned
     cleaned.encode("utf-8")  # no lone surrogates left
+
+
+def test_of_a_token_that_does_not_parse_at_most_its_prefix_is_kept() -> None:
+    secretish = "kl_" + "A" * 12 + "s3cr3tS3cr3t" * 3  # e.g. a real token with one character mistyped
+    assert attempted_start(secretish, 19, well_formed=False) == "kl_"
+    assert attempted_start("no-underscore-at-all", 19, well_formed=False) == ""
+    assert attempted_start("averyveryverylongprefix_rest", 19, well_formed=False) == "averyver_"
+    assert attempted_start(secretish, 19, well_formed=True) == secretish[:19]  # the public start of a token

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from keyledger.services.config import SettingsError, load_settings
+from keyledger.services.config import SettingsError, load_settings, masked
 
 
 def test_settings_from_environment() -> None:
@@ -31,3 +31,14 @@ def test_a_test_clock_start_needs_an_iso_time_with_a_zone() -> None:
     for bad, message in (("soon", "ISO time"), ("2030-01-01T00:00:05", "time zone")):
         with pytest.raises(SettingsError, match=message):
             load_settings({"KEYLEDGER_TEST_CLOCK_START": bad})
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql://app:s3cret@db.example:5432/keyledger", "postgresql://app:***@db.example:5432/keyledger"),
+    ("nats://relay:p%40ss@nats-1:4222", "nats://relay:***@nats-1:4222"),
+    ("postgresql://postgres@127.0.0.1:5432/postgres", "postgresql://postgres@127.0.0.1:5432/postgres"),
+    ("host=db user=app password=s3cret dbname=k", "host=db user=app password=*** dbname=k"),
+    ("host=db password='s3 cret' dbname=k", "host=db password=*** dbname=k"),
+])
+def test_printed_urls_never_show_a_password(url: str, shown: str) -> None:
+    assert masked(url) == shown
