@@ -77,8 +77,11 @@ class Gate:
 
     def __init__(self, *, verifier: Verifier, limiter: Limiter, auth_failures: FailureThrottle, last_used: LastUse,
                  usage: UsageSink, clock: Clock, rate_tiers: Mapping[str, int], verify_token: str | None,
-                 token_prefix: str = token.DEFAULT_PREFIX) -> None:
+                 token_prefix: str = token.DEFAULT_PREFIX, forwarded_failures: FailureThrottle | None = None) -> None:
         self._verifier, self._limiter, self._failures = verifier, limiter, auth_failures
+        # the end-client IPs a verify caller forwards are the caller's to name: counted apart from real
+        # callers' addresses, so naming an admin's IP in verify bodies cannot lock that admin out
+        self._forwarded_failures = forwarded_failures or FailureThrottle(auth_failures.limit, clock=auth_failures.clock)
         self._last_used, self._usage, self._clock = last_used, usage, clock
         self._tiers, self._verify_token = rate_tiers, verify_token
         self._start_length = token.start_length(token_prefix)
@@ -97,7 +100,8 @@ class Gate:
             attach_decision(request, blocked)
             usage(verdict=None, scope=scopes[0], outcome="RATE_LIMITED")
             raise ApiError(429, "RATE_LIMITED", "Too many failed authentication attempts")
-        verdict = await self._verifier.verify(presented, scopes[0]) if presented is not None else None
+        verdict = (await self._verifier.verify(presented, scopes[0], source=client, caller=client)
+                   if presented is not None else None)
         verdict, scope = _any_scope(verdict, scopes)
         if verdict is None or verdict.key is None or verdict.code not in ("VALID", "FORBIDDEN"):
             self._failures.record(client)
@@ -135,14 +139,16 @@ class Gate:
         return verdict, decision
 
     async def _decide(self, request: Connection, ask: VerifyRequest) -> tuple[Verdict, RateDecision | None]:
-        blocked = self._failures.refusal(ask.ip) if ask.ip else None
+        blocked = self._forwarded_failures.refusal(ask.ip) if ask.ip else None
         if blocked is not None:
             attach_decision(request, blocked)
             refusal = Verdict(valid=False, code="RATE_LIMITED", reason="too many failed attempts from this client ip")
             return refusal, None
-        verdict = await self._verifier.verify(ask.key, ask.scope, ask.website_id, ask.data)
+        caller = request.client.host if request.client else "unknown"
+        verdict = await self._verifier.verify(ask.key, ask.scope, ask.website_id, ask.data,
+                                              source=f"ip:{ask.ip}" if ask.ip else caller, caller=caller)
         if ask.ip and verdict.code in ("MALFORMED", "NOT_FOUND"):
-            self._failures.record(ask.ip)
+            self._forwarded_failures.record(ask.ip)
         key, decision = verdict.key, None
         if key is not None and verdict.code in ("VALID", "FORBIDDEN"):
             decision = await self._limiter.hit(key.key_id, limit_of(key, self._tiers))

@@ -44,10 +44,21 @@ def refused(limit: int, reset: int, now: float) -> RateDecision:
 class FailureThrottle:
     """Counts failures per client (IP) in fixed windows and blocks a client past ``limit``."""
 
-    def __init__(self, limit: int, clock: EpochClock = time.time, window: int = WINDOW_SECONDS) -> None:
-        self._limit, self._clock, self._length = limit, clock, window
+    def __init__(self, limit: int, clock: EpochClock = time.time, window: int = WINDOW_SECONDS,
+                 max_clients: int = 100_000) -> None:
+        self._limit, self._clock, self._length, self._max = limit, clock, window, max_clients
         self._start = 0
         self._counts: dict[str, int] = {}
+
+    @property
+    def limit(self) -> int:
+        """Failures allowed per client and window."""
+        return self._limit
+
+    @property
+    def clock(self) -> EpochClock:
+        """The throttle's clock (Unix seconds)."""
+        return self._clock
 
     def _current(self) -> dict[str, int]:
         start = window_start(self._clock(), self._length)
@@ -58,7 +69,17 @@ class FailureThrottle:
     def record(self, client: str) -> None:
         """Count one failure of ``client``."""
         counts = self._current()
+        if client not in counts and len(counts) >= self._max:
+            self._shed(counts)
         counts[client] = counts.get(client, 0) + 1
+
+    def _shed(self, counts: dict[str, int]) -> None:
+        """Keep the map bounded (a caller may name any number of clients): forget the clients with the
+        fewest failures, never one that is blocked, until at most half the bound is left."""
+        keep = sorted(counts.items(), key=lambda item: item[1], reverse=True)[:self._max // 2]
+        blocked = {client: n for client, n in counts.items() if n >= self._limit}
+        counts.clear()
+        counts.update({**dict(keep), **blocked})
 
     def forgive(self, client: str) -> None:
         """Take back one failure counted for ``client`` (it turned out to be a success)."""

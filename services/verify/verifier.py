@@ -64,10 +64,15 @@ class Verifier:
         self._wrong: dict[str, list[tuple[bytes, str]]] = {}  # key id → recent wrong digests
         self._failures = FailureThrottle(key_failure_limit, clock=lambda: self._clock().timestamp())
         self._max_pending, self._pending = max_pending, 0
+        self._caller_quota = max(1, max_pending // 4)  # no single caller takes more of the argon2 queue
+        self._pending_by_caller: dict[str, int] = {}
 
     async def verify(self, presented: str, scope: str, website_id: str | None = None,
-                     data: str | None = None) -> Verdict:
-        """Check ``presented`` for ``scope`` on the named website / data kind."""
+                     data: str | None = None, source: str = "", caller: str = "") -> Verdict:
+        """Check ``presented`` for ``scope`` on the named website / data kind. ``source`` is who presented
+        it (the end client's forwarded IP, else the caller's address): wrong secrets are throttled per key
+        and source, so one source cannot lock a key's owner out. ``caller`` is the connection's own
+        address: it gets at most a fair share of the argon2 queue."""
         try:
             parsed = token.parse(presented, self._prefix)
         except token.MalformedToken as exc:
@@ -77,7 +82,7 @@ class Verifier:
             if state is None:
                 return Verdict(valid=False, code="NOT_FOUND", reason="unknown key")
             now = self._clock()
-            refusal = await self._check_secret(state, presented, now)
+            refusal = await self._check_secret(state, presented, now, source, caller)
             if refusal is not None:
                 return refusal
             latest = self._keys.get(parsed.key_id)  # re-read after the await: a revoke may have landed
@@ -101,7 +106,8 @@ class Verifier:
             hashes.append(state.previous_hash)
         return hashes
 
-    async def _check_secret(self, state: KeyState, presented: str, now: datetime) -> Verdict | None:
+    async def _check_secret(self, state: KeyState, presented: str, now: datetime, source: str = "",
+                            caller: str = "") -> Verdict | None:
         """None when the secret is right; else the refusal (never saying which part was wrong)."""
         accepted = self._accepted_hashes(state, now)
         digest = hmac.new(self._digest_key, presented.encode(), hashlib.sha256).digest()
@@ -112,20 +118,28 @@ class Verifier:
         wrong = [entry for entry in self._wrong.get(state.key_id, ()) if entry[1] == state.secret_hash]
         if _remembered(digest, wrong):
             return unknown
-        if self._failures.refusal(state.key_id) is not None:
+        attempt = f"{state.key_id}|{source}"
+        if self._failures.refusal(attempt) is not None:
             return Verdict(valid=False, code="RATE_LIMITED", reason="too many wrong secrets for this key; retry later")
         if self._pending >= self._max_pending:
             return Verdict(valid=False, code="RATE_LIMITED", reason="too many secret checks in progress; retry")
+        if self._pending_by_caller.get(caller, 0) >= self._caller_quota:
+            return Verdict(valid=False, code="RATE_LIMITED", reason="too many secret checks from this caller; retry")
         self._pending += 1
-        self._failures.record(state.key_id)  # counted up front: concurrent checks cannot overshoot the limit
+        self._pending_by_caller[caller] = self._pending_by_caller.get(caller, 0) + 1
+        self._failures.record(attempt)  # counted up front: concurrent checks cannot overshoot the limit
         try:
             for secret_hash in accepted:
                 if await self._hasher.verify(secret_hash, presented):
-                    self._failures.forgive(state.key_id)
+                    self._failures.forgive(attempt)
                     self._known[state.key_id] = [*known, (digest, secret_hash)][-4:]
                     return None
         finally:
             self._pending -= 1
+            if self._pending_by_caller[caller] <= 1:
+                del self._pending_by_caller[caller]
+            else:
+                self._pending_by_caller[caller] -= 1
         self._wrong[state.key_id] = [*wrong, (digest, state.secret_hash)][-16:]
         return unknown
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import httpx
 import nats
 
+from keyledger.domain import token
 from keyledger.domain.access import AccessEntry
 from keyledger.domain.events import KeyAccessChanged
 from keyledger.domain.recorded import Metadata, RecordedEvent
@@ -98,3 +99,19 @@ async def _publish(url: str, subject: str, body: bytes) -> None:
         await nc.jetstream().publish(subject, body, headers={"Nats-Msg-Id": str(uuid.uuid4())})
     finally:
         await nc.close()
+
+
+def test_a_lockout_aimed_by_one_source_leaves_another_working(client: httpx.Client, admin: str) -> None:
+    """20 bad verifies naming an admin's IP used to lock that admin out of /v1/keys, and anyone knowing a
+    key id could make its owner's cold checks answer RATE_LIMITED."""
+    admin_ip = "127.0.0.1"  # where this test's admin calls from
+    for _ in range(25):
+        client.post("/v1/verify", json={"key": "kl_junk", "scope": "read:data", "ip": admin_ip})
+    assert verify(client, "kl_junk", "read:data", ip=admin_ip)["code"] == "RATE_LIMITED"  # that ip, in verify
+    assert client.get("/v1/keys", headers={"x-api-key": admin}).status_code == 200  # the admin itself: fine
+    key = create(client, admin, scopes=["read:data"])
+    for i in range(15):  # well-formed tokens for the key's id, each with another wrong secret
+        wrong = token.format_token("kl", key["id"], f"{i:02d}" + "w" * (token.SECRET_LENGTH - 2))
+        client.post("/v1/verify", json={"key": wrong, "scope": "read:data", "ip": "203.0.113.66"})
+    assert verify(client, key["secret"], "read:data", ip="203.0.113.66")["code"] == "RATE_LIMITED"
+    assert verify(client, key["secret"], "read:data", ip="198.51.100.7")["code"] == "VALID"  # the owner, cold

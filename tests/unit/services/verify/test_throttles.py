@@ -16,3 +16,13 @@ def test_failure_throttle_blocks_past_the_limit_until_the_window_ends() -> None:
     assert throttle.refusal("198.51.100.2") is None
     now[0] = 1_000_000_080.0
     assert throttle.refusal("198.51.100.1") is None
+
+
+def test_the_client_map_stays_bounded_and_keeps_blocked_clients() -> None:
+    throttle = FailureThrottle(3, clock=lambda: 1_000_000_060.0, max_clients=100)
+    for _ in range(3):
+        throttle.record("203.0.113.66")  # blocked
+    for i in range(10_000):  # a caller naming ever new client addresses
+        throttle.record(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}")
+    assert len(throttle._counts) <= 100
+    assert throttle.refusal("203.0.113.66") is not None

@@ -91,7 +91,8 @@ async def test_at_most_max_pending_cold_checks_wait(world: tuple[Keys, CountingH
     verifier = Verifier(keys, hasher, "kl", clock, max_pending=2, key_failure_limit=100)
     key_id = token.parse(secret).key_id
     attempts = [token.format_token("kl", key_id, ch * 32) for ch in "ABCDEF"]
-    verdicts = await asyncio.gather(*(verifier.verify(t, "read:data") for t in attempts))
+    verdicts = await asyncio.gather(*(verifier.verify(t, "read:data", caller=f"service-{i}")
+                                      for i, t in enumerate(attempts)))  # many callers: the global bound
     codes = [v.code for v in verdicts]
     assert codes.count("NOT_FOUND") == 2 and codes.count("RATE_LIMITED") == 4
     assert hasher.verifies == 2
@@ -166,3 +167,47 @@ async def test_forbidden_names_the_reason(world: tuple[Keys, CountingHasher, Clo
     verdict = await verifier.verify(secret, "write:data")
     assert (verdict.valid, verdict.code) == (False, "FORBIDDEN")
     assert "write:data" in verdict.reason and verdict.scopes == ("read:data",)
+
+
+async def test_one_source_cannot_lock_a_key_out_for_another(
+        world: tuple[Keys, CountingHasher, Clock, Verifier, str]) -> None:
+    """Anyone who knew a key id could make every cold check of it answer RATE_LIMITED."""
+    keys, hasher, clock, verifier, secret = world
+    key_id = token.parse(secret).key_id
+    for i in range(12):
+        wrong = token.format_token("kl", key_id, f"{i:02d}" + "w" * (token.SECRET_LENGTH - 2))
+        await verifier.verify(wrong, "read:data", source="ip:203.0.113.66", caller="10.0.0.1")
+    attacker = await verifier.verify(token.format_token("kl", key_id, "z" * token.SECRET_LENGTH), "read:data",
+                                     source="ip:203.0.113.66", caller="10.0.0.1")
+    assert attacker.code == "RATE_LIMITED"
+    owner = await verifier.verify(secret, "read:data", source="ip:198.51.100.7", caller="10.0.0.1")
+    assert owner.code == "VALID"  # cold (argon2), from another source
+
+
+async def test_a_caller_gets_only_its_share_of_the_argon2_queue() -> None:
+    rng = random.Random(5)
+    secret = token.generate(rng.randbytes)
+    parsed = token.parse(secret)
+    (created,) = decide(None, CreateKey(
+        key_id=parsed.key_id, name="svc", access=(AccessEntry(resource="global", scopes=("read:data",)),),
+        expires_at=None, secret_hash=CHEAP.hash(secret), prefix="kl", start=parsed.start()), T0)
+    keys, hasher = Keys({parsed.key_id: evolve(None, created)}), CountingHasher()
+    release = asyncio.Event()
+    real_verify = hasher.verify
+
+    async def held(secret_hash: str, presented: str) -> bool:
+        await release.wait()
+        return await real_verify(secret_hash, presented)
+
+    hasher.verify = held  # type: ignore[method-assign,assignment]
+    verifier = Verifier(keys, hasher, "kl", Clock(), max_pending=8)  # each caller: 2 at a time
+    flood = [asyncio.create_task(verifier.verify(token.format_token("kl", parsed.key_id, f"{i}" * 32), "read:data",
+                                                 source=f"ip:{i}", caller="flooder")) for i in range(2)]
+    await asyncio.sleep(0)  # both are now waiting on argon2
+    third = await verifier.verify(token.format_token("kl", parsed.key_id, "9" * 32), "read:data",
+                                  source="ip:9", caller="flooder")
+    assert third.code == "RATE_LIMITED" and "caller" in third.reason
+    owner = asyncio.create_task(verifier.verify(secret, "read:data", source="ip:owner", caller="the owner's service"))
+    release.set()
+    assert (await owner).code == "VALID"
+    assert [v.code for v in await asyncio.gather(*flood)] == ["NOT_FOUND", "NOT_FOUND"]
