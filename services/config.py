@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from collections.abc import Mapping
@@ -14,6 +15,30 @@ from keyledger.domain.token import DEFAULT_PREFIX, is_valid_prefix
 
 class SettingsError(ValueError):
     """A setting from the environment is invalid; the message names it."""
+
+
+class Hidden:
+    """A secret setting's value: equal by value, but never shown (repr and str hide it, so logs do too)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The value itself, for the one place that uses it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Hidden('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Hidden) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -42,6 +67,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     auth_failure_limit: int = 20
     key_failure_limit: int = 10
     argon2_max_pending: int = 16
+    audit_signing_key: Hidden | None = None  # base64 Ed25519 private key; None: the one kept in Postgres
     clock_start: datetime | None = None  # test-only: the clock starts at this instant (KEYLEDGER_TEST_CLOCK_START)
 
     def rate_tiers(self) -> dict[str, int]:
@@ -81,6 +107,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "host": env.get("HOST") or "127.0.0.1",
         "spool_dir": env.get("KEYLEDGER_SPOOL_DIR") or None,
     }
+    if signing_key := (env.get("KEYLEDGER_AUDIT_SIGNING_KEY") or "").strip():
+        try:
+            seed = base64.b64decode(signing_key, validate=True)
+        except ValueError:
+            seed = b""
+        if len(seed) != 32:  # never echo the value: it is a private key
+            raise SettingsError("KEYLEDGER_AUDIT_SIGNING_KEY must be the base64 of a 32-byte Ed25519 private key")
+        values["audit_signing_key"] = Hidden(signing_key)
     if start := env.get("KEYLEDGER_TEST_CLOCK_START"):
         try:
             clock_start = datetime.fromisoformat(start.replace("Z", "+00:00"))

@@ -1,5 +1,7 @@
 """Settings from an environment mapping (never the process's own)."""
 
+import base64
+import os
 from datetime import UTC, datetime
 
 import pytest
@@ -42,3 +44,15 @@ def test_a_test_clock_start_needs_an_iso_time_with_a_zone() -> None:
 ])
 def test_printed_urls_never_show_a_password(url: str, shown: str) -> None:
     assert masked(url) == shown
+
+
+def test_the_audit_signing_key_is_checked_and_never_shown() -> None:
+    seed = base64.b64encode(os.urandom(32)).decode()  # made here: no private key is kept in a test file
+    settings = load_settings({"KEYLEDGER_AUDIT_SIGNING_KEY": f" {seed}\n"})
+    assert settings.audit_signing_key is not None and settings.audit_signing_key.reveal() == seed
+    assert seed not in repr(settings) and seed not in str(settings.audit_signing_key)
+    assert load_settings({}).audit_signing_key is None
+    for bad in (seed[:-4], "not base64!", base64.b64encode(os.urandom(64)).decode()):
+        with pytest.raises(SettingsError, match="KEYLEDGER_AUDIT_SIGNING_KEY") as refused:
+            load_settings({"KEYLEDGER_AUDIT_SIGNING_KEY": bad})
+        assert bad not in str(refused.value)
