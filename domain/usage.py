@@ -32,6 +32,8 @@ class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
     ip: str | None = None
     user_agent: str | None = None
     request_id: str | None = None
+    caller: str | None = None  # who called verify: credential:<id>, key:<id>, service-token or open
+    caller_ip: str | None = None  # the socket address the call came from (``ip`` is what the caller forwards)
 
 
 USAGE_COLUMNS: tuple[str, ...] = tuple(UsageEvent.__struct_fields__)
@@ -64,6 +66,7 @@ def attempted_start(presented: str, start_length: int, well_formed: bool) -> str
 FIELD_LIMITS: dict[str, int] = {
     "id": 64, "action": 200, "outcome": 32, "key_id": 64, "start": 40, "organization_id": 200, "scope": 64,
     "granted_by": 300, "reason": 500, "website_id": 200, "data": 64, "ip": 100, "user_agent": 300, "request_id": 100,
+    "caller": 100, "caller_ip": 100,
 }
 _UNSTORABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")  # control characters (NUL!) and lone surrogates
 REPLACEMENT = "\ufffd"

@@ -58,6 +58,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     audit_retention_days: int = 400
     spool_dir: str | None = None  # where undelivered usage events wait; default <data dir>/spool
     verify_token: str | None = None
+    verify_open: bool = False  # POST /v1/verify without any caller credential (KEYLEDGER_VERIFY_OPEN)
     run_workers: bool = False
     host: str = "127.0.0.1"
     port: int = 8080
@@ -104,6 +105,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "usage_subject": env.get("KEYLEDGER_USAGE_SUBJECT") or "keyledger.usage",
         "verify_token": env.get("KEYLEDGER_VERIFY_TOKEN") or None,
         "run_workers": env.get("KEYLEDGER_RUN_WORKERS", "").lower() in ("1", "true", "yes"),
+        "verify_open": env.get("KEYLEDGER_VERIFY_OPEN", "").lower() in ("1", "true", "yes"),
         "host": env.get("HOST") or "127.0.0.1",
         "spool_dir": env.get("KEYLEDGER_SPOOL_DIR") or None,
     }

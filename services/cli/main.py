@@ -13,6 +13,7 @@ import msgspec
 
 from keyledger.domain.errors import DomainError
 from keyledger.services.cli import audit as cli_audit
+from keyledger.services.cli import credentials as cli_credentials
 from keyledger.services.cli import keys as cli_keys
 from keyledger.services.cli import workers as cli_workers
 from keyledger.services.cli.args import access_entry, duration_seconds, moment, past_moment
@@ -79,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = groups.add_parser("serve", help="the HTTP API (with relay + projector) on 127.0.0.1:$PORT (8080)")
     serve.add_argument("--no-workers", action="store_true", help="do not run relay and projector in this process")
 
+    cli_credentials.add_parser(groups, json_flag, _Parser)
+
     stack = groups.add_parser("stack", help="the embedded Postgres + NATS dev stack")
     stack.add_argument("action", choices=["up", "down", "status"])
     stack.add_argument("--json", action="store_true")
@@ -121,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.action == "retention" and args.days is not None and args.days < 1:
                 return _fail("--days must be at least 1")
             return asyncio.run(cli_audit.run(args, settings))
+        elif args.group == "verify-credentials":
+            return asyncio.run(cli_credentials.run(args, settings))
         elif args.group == "replay":
             asyncio.run(cli_workers.run_replay(args, settings))
         else:

@@ -7,20 +7,26 @@ import os
 import sys
 
 from keyledger.services.config import Settings
-from keyledger.services.keys.bootstrap import bootstrap_admin
+from keyledger.services.keys.bootstrap import bootstrap
 from keyledger.services.runtime import open_runtime
 
 
 async def prepare(settings: Settings) -> tuple[str, str]:
     """Start or find the servers, migrate, bootstrap; returns the URLs for the workers."""
     async with open_runtime(settings, pool_size=2) as runtime:
-        issued = await bootstrap_admin(runtime.db, runtime.store, runtime.key_service())
-        if issued is not None:
+        made = await bootstrap(runtime.db, runtime.store, runtime.key_service())
+        if made.admin is not None:
             sys.stdout.write(
                 "\nBootstrap admin key (admin:apikeys, global). It is shown only this once; store it now:\n"
-                f"  {issued.token}\n"
-                f"  id {issued.state.key_id}, start {issued.state.start}\n\n")
-            sys.stdout.flush()
+                f"  {made.admin.token}\n"
+                f"  id {made.admin.state.key_id}, start {made.admin.state.start}\n\n")
+        if made.verify_credential is not None:
+            credential_id, secret = made.verify_credential
+            sys.stdout.write(
+                "Verify credential for your services (Authorization: Bearer <it> on POST /v1/verify). "
+                "Shown only this once:\n"
+                f"  {secret}\n  id {credential_id}; more with 'keyledger verify-credentials create --name NAME'\n\n")
+        sys.stdout.flush()
         return runtime.database_url, runtime.nats_url
 
 

@@ -19,7 +19,7 @@ from keyledger.domain.rate import limit_of
 from keyledger.domain.usage import UsageEvent, attempted_start, sanitized
 from keyledger.services.clock import Clock
 from keyledger.services.http.errors import ApiError, auth_required, forbidden
-from keyledger.services.http.ports import LastUse, Limiter, UsageSink
+from keyledger.services.http.ports import CallerRegistry, LastUse, Limiter, UsageSink
 from keyledger.services.http.ratelimit_headers import attach_decision
 from keyledger.services.http.schemas import VerifyRequest
 from keyledger.services.verify.throttles import FailureThrottle, RateDecision
@@ -77,7 +77,9 @@ class Gate:
 
     def __init__(self, *, verifier: Verifier, limiter: Limiter, auth_failures: FailureThrottle, last_used: LastUse,
                  usage: UsageSink, clock: Clock, rate_tiers: Mapping[str, int], verify_token: str | None,
-                 token_prefix: str = token.DEFAULT_PREFIX, forwarded_failures: FailureThrottle | None = None) -> None:
+                 token_prefix: str = token.DEFAULT_PREFIX, forwarded_failures: FailureThrottle | None = None,
+                 callers: CallerRegistry | None = None, verify_open: bool = False) -> None:
+        self._callers, self._verify_open = callers, verify_open
         self._verifier, self._limiter, self._failures = verifier, limiter, auth_failures
         # the end-client IPs a verify caller forwards are the caller's to name: counted apart from real
         # callers' addresses, so naming an admin's IP in verify bodies cannot lock that admin out
@@ -121,19 +123,42 @@ class Gate:
         self._last_used.touch(key.key_id, self._clock())
         return key
 
-    def check_caller(self, request: Connection) -> None:
-        """401 unless the verify caller presents the service token (when one is configured)."""
-        if self._verify_token is None:
-            return
-        presented = presented_key(request) or ""
-        if not hmac.compare_digest(presented.encode(), self._verify_token.encode()):
-            raise auth_required("verify requires the service token (KEYLEDGER_VERIFY_TOKEN)")
+    async def identify_caller(self, request: Connection) -> str:
+        """Who calls verify: ``credential:<id>`` (a verify credential), ``service-token``
+        (``KEYLEDGER_VERIFY_TOKEN``), ``key:<id>`` (an ``admin:apikeys`` key; not charged to its rate
+        limit) or ``open`` (only when ``KEYLEDGER_VERIFY_OPEN`` is set). Else 401, counted against the
+        caller's address (429 past the limit), with its usage event."""
+        client = request.client.host if request.client else "unknown"
+        presented = presented_key(request)
+        if presented is not None:
+            if self._verify_token is not None and hmac.compare_digest(presented.encode(), self._verify_token.encode()):
+                return "service-token"
+            credential = self._callers.identify(presented) if self._callers is not None else None
+            if credential is not None:
+                return credential
+        if self._verify_open:
+            return "open"
+        refusal = self._failures.refusal(client)
+        if refusal is None and presented is not None and not presented.startswith("klvc_"):
+            verdict = await self._verifier.verify(presented, "admin:apikeys", source=client, caller=client)
+            if verdict.valid and verdict.key is not None:
+                return f"key:{verdict.key.key_id}"
+        self.record(request, action="verify", verdict=None, presented=None, scope=None, outcome="AUTH_REQUIRED",
+                    caller_ip=client, reason="the verify caller is not authenticated")
+        if refusal is not None:
+            attach_decision(request, refusal)
+            raise ApiError(429, "RATE_LIMITED", "Too many failed authentication attempts")
+        self._failures.record(client)
+        raise auth_required("verify callers authenticate: Authorization: Bearer <verify credential>")
 
-    async def verify(self, request: Connection, ask: VerifyRequest) -> tuple[Verdict, RateDecision | None]:
-        """The verdict on ``ask`` and, when a key was identified, its rate-limit decision."""
+    async def verify(self, request: Connection, ask: VerifyRequest,
+                     caller: str | None = None) -> tuple[Verdict, RateDecision | None]:
+        """The verdict on ``ask`` and, when a key was identified, its rate-limit decision (charged to the
+        key being verified, never to the caller)."""
         verdict, decision = await self._decide(request, ask)
         self.record(request, action="verify", verdict=verdict, presented=ask.key, scope=ask.scope,
-                    website_id=ask.website_id, data=ask.data, ip=ask.ip, user_agent=ask.user_agent)
+                    website_id=ask.website_id, data=ask.data, ip=ask.ip, user_agent=ask.user_agent, caller=caller,
+                    caller_ip=request.client.host if request.client else None)
         if verdict.valid and verdict.key is not None:
             self._last_used.touch(verdict.key.key_id, self._clock())
         return verdict, decision
@@ -159,7 +184,8 @@ class Gate:
 
     def record(self, request: Connection, *, action: str, verdict: Verdict | None, presented: str | None,
                scope: str | None, website_id: str | None = None, data: str | None = None, ip: str | None = None,
-               user_agent: str | None = None, outcome: str | None = None) -> None:
+               user_agent: str | None = None, outcome: str | None = None, caller: str | None = None,
+               caller_ip: str | None = None, reason: str | None = None) -> None:
         """Queue the usage event of one verification or authenticated call (never the secret)."""
         key = verdict.key if verdict is not None else None
         granted = verdict.granted_by if verdict is not None else None
@@ -171,8 +197,9 @@ class Gate:
                                          or None if presented else None),
             organization_id=key.organization_id if key else None, scope=scope,
             granted_by=granted.label() if granted else None,
-            reason=verdict.reason if verdict is not None else "no key presented",
-            website_id=website_id, data=data, ip=ip, user_agent=user_agent, request_id=request_id(request))))
+            reason=reason or (verdict.reason if verdict is not None else "no key presented"),
+            website_id=website_id, data=data, ip=ip, user_agent=user_agent, request_id=request_id(request),
+            caller=caller, caller_ip=caller_ip)))
 
 
 def _any_scope(verdict: Verdict | None, scopes: tuple[str, ...]) -> tuple[Verdict | None, str]:

@@ -15,7 +15,15 @@ from keyledger.services.cache.projector import Projector
 from keyledger.services.clock import Clock, epoch
 from keyledger.services.config import Settings
 from keyledger.services.devstack.stack import default_data_dir
-from keyledger.services.http.ports import AuditPages, Connectivity, KeyDirectory, LastUse, Limiter, UsageSink
+from keyledger.services.http.ports import (
+    AuditPages,
+    CallerRegistry,
+    Connectivity,
+    KeyDirectory,
+    LastUse,
+    Limiter,
+    UsageSink,
+)
 from keyledger.services.keys.service import KeyService
 from keyledger.services.messaging.connection import connect
 from keyledger.services.messaging.events import event_consumer
@@ -30,6 +38,8 @@ from keyledger.services.storage.key_cache_table import KeyCacheTable
 from keyledger.services.storage.last_used_table import LastUsedTable
 from keyledger.services.storage.rate_windows import RateWindows
 from keyledger.services.storage.usage_table import UsageTable
+from keyledger.services.storage.verify_credentials import VerifyCredentials
+from keyledger.services.verify.callers import VerifyCallers
 from keyledger.services.verify.last_used import LastUsedTracker
 from keyledger.services.verify.rate_limiter import RateLimiter
 from keyledger.services.verify.throttles import FailureThrottle
@@ -53,6 +63,7 @@ class Components(msgspec.Struct, kw_only=True):
     export: ExportSource
     bus: Connectivity
     startup_head: int
+    callers: CallerRegistry | None = None  # verify credentials (None: only the static token, admin keys or open)
 
 
 async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
@@ -75,11 +86,13 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
     cache_ref.append(cache)
     stack.push_async_callback(cache.stop)
     last_used = LastUsedTracker(LastUsedTable(db))
+    callers = VerifyCallers(VerifyCredentials(db))
+    await callers.start()
     limiter = RateLimiter(RateWindows(db), clock=epoch(clock))
     spool = Path(cfg.spool_dir) if cfg.spool_dir else default_data_dir() / "spool"
     usage = UsageEmitter(UsagePublisher(bus, cfg), spool)
     stop = asyncio.Event()
-    workers = [last_used.run, limiter.run, usage.run]
+    workers = [last_used.run, limiter.run, usage.run, callers.run]
     if cfg.run_workers:
         workers += [Relay(db, runtime.store, Checkpoints(db), bus, cfg).run,
                     Projector(table, event_consumer(bus, cfg, "key-cache-projector", 500)).run,
@@ -97,4 +110,4 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
         settings=cfg, clock=clock, keys=runtime.key_service(on_events=cache.apply_local), cache=cache,
         verifier=verifier, limiter=limiter, auth_failures=FailureThrottle(cfg.auth_failure_limit, clock=epoch(clock)),
         last_used=last_used, usage=usage, audit=AuditQueries(db), export=ExportSource(db), bus=bus,
-        startup_head=startup_head)
+        startup_head=startup_head, callers=callers)

@@ -41,7 +41,7 @@ def published(components: Components) -> Published:
     c = components
     gate = Gate(verifier=c.verifier, limiter=c.limiter, auth_failures=c.auth_failures, last_used=c.last_used,
                 usage=c.usage, clock=c.clock, rate_tiers=c.settings.rate_tiers(), verify_token=c.settings.verify_token,
-                token_prefix=c.settings.token_prefix)
+                token_prefix=c.settings.token_prefix, callers=c.callers, verify_open=c.settings.verify_open)
     return Published(components=components, gate=gate)
 
 

@@ -68,6 +68,14 @@ class Limiter(Protocol):
         ...
 
 
+class CallerRegistry(Protocol):
+    """The verify credentials this process accepts."""
+
+    def identify(self, presented: str) -> str | None:
+        """``credential:<id>`` for an active credential, else None."""
+        ...
+
+
 class UsageSink(Protocol):
     """Where usage events go (batched to the audit trail)."""
 

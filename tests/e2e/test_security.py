@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import httpx
 import nats
+import psycopg
 
 from keyledger.domain import token
 from keyledger.domain.access import AccessEntry
@@ -115,3 +116,36 @@ def test_a_lockout_aimed_by_one_source_leaves_another_working(client: httpx.Clie
         client.post("/v1/verify", json={"key": wrong, "scope": "read:data", "ip": "203.0.113.66"})
     assert verify(client, key["secret"], "read:data", ip="203.0.113.66")["code"] == "RATE_LIMITED"
     assert verify(client, key["secret"], "read:data", ip="198.51.100.7")["code"] == "VALID"  # the owner, cold
+
+
+def test_verify_callers_authenticate_by_default(start_server: StartServer, database_url: str) -> None:
+    """POST /v1/verify needed no credential by default. Now: 401 without one; the credential printed on the
+    first start, an admin key or the static token work; the caller lands in the usage event."""
+    closed = start_server(extra_env={"KEYLEDGER_VERIFY_OPEN": "", "KEYLEDGER_VERIFY_TOKEN": "static-verify-token"})
+    assert closed.bootstrap_secret is not None and closed.verify_credential is not None, closed.log()
+    assert closed.verify_credential.startswith("klvc_")
+    admin = closed.bootstrap_secret
+    with httpx.Client(base_url=closed.url, timeout=10) as client:
+        key = create(client, admin, scopes=["read:data"])
+        body = {"key": key["secret"], "scope": "read:data"}
+        anonymous = client.post("/v1/verify", json=body)
+        assert anonymous.status_code == 401 and anonymous.json()["code"] == "AUTH_REQUIRED"
+        wrong = client.post("/v1/verify", json=body, headers={"Authorization": "Bearer klvc_not-a-credential"})
+        assert wrong.status_code == 401
+        for caller in (closed.verify_credential, admin, "static-verify-token"):
+            answer = client.post("/v1/verify", json=body, headers={"Authorization": f"Bearer {caller}"})
+            assert answer.status_code == 200 and answer.json()["valid"] is True, caller[:5]
+        charged = client.post("/v1/verify", json=body, headers={"Authorization": f"Bearer {admin}"}).json()
+        assert charged["ratelimit"]["remaining"] == 100 - 4  # the verified key's limit, not the caller's
+    until_sync(lambda: _callers(database_url) >= {"service-token", f"key:{_key_id(admin)}"}, timeout=15,
+               what="the callers in the usage events")
+    assert any(caller.startswith("credential:") for caller in _callers(database_url))
+
+
+def _callers(database_url: str) -> set[str]:
+    with psycopg.connect(database_url) as conn:
+        return {row[0] for row in conn.execute("SELECT DISTINCT caller FROM usage_events WHERE caller IS NOT NULL")}
+
+
+def _key_id(secret: str) -> str:
+    return token.parse(secret).key_id

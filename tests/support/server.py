@@ -50,6 +50,7 @@ class ApiServer:
         self._log = self.log_path.open("w")
         self.ready_after: float | None = None
         self.bootstrap_secret: str | None = None
+        self.verify_credential: str | None = None  # printed on the first start, like the bootstrap secret
         self.launches = 0
         self._launch()
 
@@ -69,6 +70,8 @@ class ApiServer:
             "KEYLEDGER_NATS_SUBJECT_PREFIX": self.settings.nats_subject_prefix,
             "KEYLEDGER_USAGE_STREAM": self.settings.usage_stream,
             "KEYLEDGER_USAGE_SUBJECT": self.settings.usage_subject,
+            "KEYLEDGER_VERIFY_OPEN": "1",  # tests of other things call verify without a credential; the
+            # closed default has its own tests (extra_env={"KEYLEDGER_VERIFY_OPEN": ""})
             **CHEAP_ARGON2, **(self.clock.start_env(self.ahead) if self.clock is not None else {}), **self.extra_env})
         args = [sys.executable, "-m", "keyledger.services.cli", "serve", *([] if self.workers else ["--no-workers"])]
         self.process = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT,
@@ -87,6 +90,8 @@ class ApiServer:
         self.ready_after = time.monotonic() - self.launched
         match = re.search(r"store it now:\n\s+(\S+)", self.log())
         self.bootstrap_secret = match.group(1) if match else None
+        match = re.search(r"Verify credential .*\n\s+(\S+)", self.log())
+        self.verify_credential = match.group(1) if match else None
         return self
 
     def _ready(self) -> bool:

@@ -16,17 +16,17 @@ from keyledger.services.verify.throttles import RateDecision
 from keyledger.services.verify.verifier import Verdict
 
 
-@post("/v1/verify", status_code=200, responses=error_responses(400, 401, 413, 503),
-      security=[{}, {"bearer": []}])  # the bearer token only when KEYLEDGER_VERIFY_TOKEN is set
+@post("/v1/verify", status_code=200, responses=error_responses(400, 401, 413, 429, 503),
+      security=[{"bearer": []}, {}])  # a verify credential (or admin key); none only in open mode
 async def verify(request: Request[Any, Any, Any], data: JSONBody[VerifyRequest],
                  gate: NamedDependency[SkipValidation[Gate]]) -> VerifyAnswer:
     """Always 200 for a well-formed request: ``valid``, ``code`` and why."""
-    gate.check_caller(request)
+    caller = await gate.identify_caller(request)
     if data.scope not in SCOPES:
         raise ApiError(400, "VALIDATION_ERROR", f"unknown scope {data.scope!r}")
     if data.data is not None and data.data not in DATA_KINDS:
         raise ApiError(400, "VALIDATION_ERROR", f"unknown data kind {data.data!r}")
-    verdict, decision = await gate.verify(request, data)
+    verdict, decision = await gate.verify(request, data, caller)
     return answer(verdict, decision)
 
 

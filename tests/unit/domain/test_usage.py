@@ -30,7 +30,7 @@ def test_every_text_field_is_capped() -> None:
     long = "x" * 10_000
     event = UsageEvent(id=long, at=AT, action=long, outcome=long, key_id=long, start=long, organization_id=long,
                        scope=long, granted_by=long, reason=long, website_id=long, data=long, ip=long,
-                       user_agent=long, request_id=long)
+                       user_agent=long, request_id=long, caller=long, caller_ip=long)
     clean = sanitized(event)
     assert all(len(getattr(clean, name)) == limit for name, limit in FIELD_LIMITS.items())
     assert set(FIELD_LIMITS) == {name for name in UsageEvent.__struct_fields__ if name != "at"}

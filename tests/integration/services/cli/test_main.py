@@ -154,3 +154,18 @@ def test_show_as_of_a_past_moment_and_replay(cli: Cli) -> None:
     summary = cli.json("replay")
     assert (summary["events"], summary["keys"], summary["position"]) == (2, 1, 2)
     assert "events/s" in cli.run("replay").stdout
+
+
+def test_verify_credentials_are_created_listed_and_revoked(cli: Cli, database_url: str) -> None:
+    made = cli.json("verify-credentials", "create", "--name", "analytics-api")
+    assert made["secret"].startswith("klvc_") and made["name"] == "analytics-api"
+    listed = cli.json("verify-credentials", "list")["items"]
+    assert [(c["id"], c["name"], c["revoked_at"]) for c in listed] == [(made["id"], "analytics-api", None)]
+    assert "secret" not in listed[0]
+    cli.run("verify-credentials", "revoke", made["id"])
+    assert cli.json("verify-credentials", "list")["items"][0]["revoked_at"] is not None
+    again = cli.run("verify-credentials", "revoke", made["id"], expect=1)
+    assert "no active verify credential" in again.stdout
+    with psycopg.connect(database_url) as conn:
+        stored = conn.execute("SELECT secret_sha256 FROM verify_credentials").fetchall()
+    assert len(stored) == 1 and made["secret"] not in stored[0][0]  # only its digest is kept

@@ -24,7 +24,8 @@ from keyledger.services.verify.throttles import FailureThrottle, RateDecision, r
 from keyledger.services.verify.verifier import Verifier
 from tests.support.clock import SettableClock
 
-CHEAP = Settings(argon2_time_cost=1, argon2_memory_kib=8, argon2_parallelism=1)
+CHEAP = Settings(argon2_time_cost=1, argon2_memory_kib=8, argon2_parallelism=1,
+                 verify_open=True)  # route tests of verify call it without a credential (e2e checks the default)
 
 
 class MemoryKeyCache:

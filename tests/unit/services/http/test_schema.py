@@ -21,7 +21,7 @@ ERRORS = {  # what each operation can answer besides success: the error body, al
     ("PATCH", "/v1/keys/{key_id}"): GUARDED | {400, 404, 409, 413},
     ("POST", "/v1/keys/{key_id}/rotate"): GUARDED | {400, 404, 409, 413},
     ("POST", "/v1/keys/{key_id}/revoke"): GUARDED | {400, 404, 409, 413},
-    ("POST", "/v1/verify"): {400, 401, 413, 503},
+    ("POST", "/v1/verify"): {400, 401, 413, 429, 503},
     ("GET", "/v1/audit"): GUARDED | {400},
     ("GET", "/v1/audit/export"): GUARDED | {400},
     ("GET", "/healthz"): set(),
