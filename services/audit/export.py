@@ -22,17 +22,23 @@ first record the genesis ``SHA-256("keyledger-audit-v1")``) and ``digest`` = ``S
 the fields above in sorted key order. Both formats hash the same ``C``, so their digests are equal.
 
 **Formats.** ``ndjson``: one JSON object per line (``C`` plus ``prev`` and ``digest``), the last line
-``{"manifest": {format, count, from, to, first_digest, last_digest, generated_at, digest}}``; the
-manifest's own ``digest`` is ``SHA-256(last_digest ‖ its other fields as sorted compact JSON)``.
-``csv`` (RFC 4180): a header row (:data:`CSV_COLUMNS`), one row per record (``reason``, ``user_agent``
-and ``detail`` always quoted), null as an empty cell, a value starting with ``= + - @ ' TAB CR``
-prefixed with ``'`` (no formula runs in a spreadsheet; the verifier removes it), then a row
-``#manifest,<manifest JSON>``.
+``{"manifest": {format, count, from, to, first_digest, last_digest, generated_at, key_id, digest, signature}}``
+(keys in that order, compact); the manifest's own ``digest`` is ``SHA-256(last_digest ‖ its other fields but
+signature, as sorted compact JSON)``. ``csv`` (RFC 4180): a header row (:data:`CSV_COLUMNS`), one row per
+record (``reason``, ``user_agent`` and ``detail`` always quoted), null as an empty cell, a value starting
+with ``= + - @ ' TAB CR`` prefixed with ``'`` (no formula runs in a spreadsheet; the verifier removes it),
+then a row ``#manifest,<manifest JSON>``.
 
-**Verify.** :func:`verify_export` recomputes every digest and link and checks ``seq``, time order and
-the manifest, naming the line and seq of each altered, removed, inserted or reordered record. The
-chain has no secret: someone who rewrites a whole export and recomputes every digest is caught only
-by comparing its ``last_digest`` with one kept elsewhere (e.g. noted when the export was made).
+**Signature.** ``key_id`` names the server's Ed25519 key and ``signature`` is its signature (base64) of the
+manifest's sorted compact JSON without ``signature`` (see :mod:`services.audit.signing`). The manifest
+binds the whole chain (``count``, ``first_digest``, ``last_digest``), so only the holder of the private key
+can issue a manifest for a rewritten export. Just before the manifest is written, the export's chain head
+is recorded in ``audit_export_anchors``.
+
+**Verify.** :func:`~services.audit.export_verify.verify_export` recomputes every digest and link, checks
+``seq``, time order, that every line is exactly what this module writes (no duplicate, unknown or missing
+field, no other spacing, key order or escaping) and the manifest, naming the line and seq of each altered,
+removed, inserted or reordered record; with the public key it checks the signature too.
 """
 
 from __future__ import annotations
@@ -44,13 +50,15 @@ import io
 import operator
 import re
 from binascii import hexlify
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from itertools import chain, count, islice, repeat, starmap
 from typing import Any
 
 import msgspec
 
+from keyledger.services.audit.signing import SigningKey
+from keyledger.services.storage.audit_export_anchors import ExportAnchor
 from keyledger.services.storage.audit_export_source import ExportSource
 
 FORMAT = "keyledger-audit-v1"
@@ -61,8 +69,11 @@ FIELDS = ("action", "actor", "at", "data", "detail", "granted_by", "id", "ip", "
 CSV_COLUMNS = ("seq", "at", "kind", "id", "key_id", "organization_id", "action", "outcome", "actor", "scope",
                "granted_by", "website_id", "data", "ip", "request_id", "start", "reason", "user_agent", "detail",
                "prev", "digest")
+MANIFEST_FIELDS = ("format", "count", "from", "to", "first_digest", "last_digest", "generated_at", "key_id", "digest",
+                   "signature")  # in the order they are written
 BATCH = 500  # records per FETCH and per chunk: small enough to stay in the CPU caches (measured)
 Progress = Callable[[int], None]  # records exported so far
+Anchor = Callable[[ExportAnchor], Awaitable[None]]  # records an export's chain head before its manifest
 
 
 class ExportRecord(msgspec.Struct, gc=False):
@@ -164,22 +175,52 @@ class _Chain:
         self.prev, self.count = prev, self.count + len(pieces)
         return pieces, digests
 
-    def manifest(self, start: datetime | None, end: datetime | None, generated_at: datetime) -> dict[str, Any]:
-        """The closing manifest, with its own digest chained from the last record's."""
+    def manifest(self, start: datetime | None, end: datetime | None, generated_at: datetime,
+                 key: SigningKey | None) -> dict[str, Any]:
+        """The closing manifest, with its own digest chained from the last record's, signed by ``key``."""
         last = hexlify(self.prev).decode() if self.count else None
         manifest: dict[str, Any] = {
             "format": FORMAT, "count": self.count, "from": _iso(start), "to": _iso(end),
             "first_digest": self.first.decode() if self.first else None, "last_digest": last,
             "generated_at": _iso(generated_at)}
+        if key is not None:
+            manifest["key_id"] = key.key_id
         manifest["digest"] = manifest_digest(manifest)
+        if key is not None:
+            manifest["signature"] = key.sign(manifest)
         return manifest
 
 
 def manifest_digest(manifest: Mapping[str, Any]) -> str:
-    """SHA-256(last_digest (genesis when none) ‖ the manifest's other fields as sorted compact JSON), hex."""
+    """SHA-256(last_digest (genesis when none) ‖ the manifest's fields but digest and signature as sorted
+    compact JSON), hex."""
     last = manifest.get("last_digest")
     base = bytes.fromhex(last) if isinstance(last, str) and is_digest(last) else GENESIS
-    return hashlib.sha256(base + sorted_json.encode({k: v for k, v in manifest.items() if k != "digest"})).hexdigest()
+    fields = {k: v for k, v in manifest.items() if k not in ("digest", "signature")}
+    return hashlib.sha256(base + sorted_json.encode(fields)).hexdigest()
+
+
+def manifest_json(manifest: Mapping[str, Any]) -> bytes:
+    """The manifest as the exporter writes it: compact JSON, its fields in :data:`MANIFEST_FIELDS` order
+    (then any others, sorted: the verifier refuses those)."""
+    known = [name for name in MANIFEST_FIELDS if name in manifest]
+    return _encoder.encode({name: manifest[name] for name in known + sorted(set(manifest) - set(known))})
+
+
+def manifest_line(manifest: Mapping[str, Any], fmt: str) -> bytes:
+    """The manifest's line (NDJSON, with its newline) or row (CSV, with its CRLF), as the exporter writes it."""
+    if fmt == "ndjson":
+        return b'{"manifest":' + manifest_json(manifest) + b"}\n"
+    return _Writer._csv([("#manifest", manifest_json(manifest).decode())])
+
+
+def anchor_of(manifest: Mapping[str, Any], start: datetime | None, end: datetime | None,
+              generated_at: datetime) -> ExportAnchor:
+    """What ``audit_export_anchors`` keeps of a signed manifest."""
+    return ExportAnchor(generated_at=generated_at, range_from=start, range_to=end, record_count=manifest["count"],
+                        first_digest=manifest["first_digest"], last_digest=manifest["last_digest"],
+                        manifest_digest=manifest["digest"], key_id=manifest["key_id"],
+                        signature=manifest["signature"])
 
 
 def is_digest(value: object) -> bool:
@@ -198,7 +239,7 @@ def _quoted(value: str | None) -> str:
     return '"' + ("'" + value if value.startswith(_FORMULA) else value).replace('"', '""') + '"'
 
 
-def _csv_row(record: ExportRecord, prev: str, digest: str) -> str:
+def csv_row(record: ExportRecord, prev: str, digest: str) -> str:
     """One CSV row. A null is an empty cell; a value a spreadsheet would run as a formula gets a leading ``'``."""
     short = ",".join((str(record.seq), *["" if v is None else v for v in _csv_short(record)]))
     if (short.count(",") == len(CSV_COLUMNS) - 6 and '"' not in short and "\n" not in short and "\r" not in short
@@ -214,10 +255,10 @@ def _csv_row(record: ExportRecord, prev: str, digest: str) -> str:
 class _Writer:
     """Turns batches of records into the bytes of one format, chaining them as it goes."""
 
-    def __init__(self, fmt: str) -> None:
+    def __init__(self, fmt: str, key: SigningKey | None) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
-        self.fmt, self.chain = fmt, _Chain()
+        self.fmt, self.key, self.chain = fmt, key, _Chain()
 
     def header(self) -> bytes:
         """What comes before the first record."""
@@ -230,14 +271,15 @@ class _Writer:
             return b"".join(chain.from_iterable(zip(
                 pieces, repeat(_PREV), digests, repeat(_DIGEST), islice(digests, 1, None), repeat(_END))))
         hexes = [digest.decode() for digest in digests]
-        return "".join([_csv_row(record, hexes[i], hexes[i + 1]) for i, record in enumerate(records)]).encode()
+        return "".join([csv_row(record, hexes[i], hexes[i + 1]) for i, record in enumerate(records)]).encode()
 
-    def manifest(self, start: datetime | None, end: datetime | None, generated_at: datetime | None) -> bytes:
+    def manifest(self, start: datetime | None, end: datetime | None, generated_at: datetime) -> dict[str, Any]:
+        """The closing manifest (signed when the writer has a key)."""
+        return self.chain.manifest(start, end, generated_at, self.key)
+
+    def manifest_line(self, manifest: Mapping[str, Any]) -> bytes:
         """The closing manifest line (NDJSON) or row (CSV)."""
-        manifest = self.chain.manifest(start, end, generated_at or datetime.now(UTC))
-        if self.fmt == "ndjson":
-            return _encoder.encode({"manifest": manifest}) + b"\n"
-        return self._csv([("#manifest", _encoder.encode(manifest).decode())])
+        return manifest_line(manifest, self.fmt)
 
     @staticmethod
     def _csv(rows: Iterable[Iterable[object]]) -> bytes:
@@ -247,13 +289,16 @@ class _Writer:
 
 
 def export_lines(source: ExportSource, fmt: str, start: datetime | None = None, end: datetime | None = None,
-                 progress: Progress | None = None, *, batch_size: int = BATCH) -> AsyncGenerator[bytes, None]:
-    """The export of [start, end) in ``fmt`` (``ndjson`` or ``csv``), chained and closed by its manifest,
-    as chunks of bytes ready to write; memory stays flat. ``progress(n)`` after each batch.
+                 progress: Progress | None = None, *, key: SigningKey, anchor: Anchor | None = None,
+                 batch_size: int = BATCH, generated_at: datetime | None = None) -> AsyncGenerator[bytes, None]:
+    """The export of [start, end) in ``fmt`` (``ndjson`` or ``csv``), chained and closed by its manifest
+    signed with ``key``, as chunks of bytes ready to write; memory stays flat. ``progress(n)`` after each
+    batch. ``anchor`` records the export's chain head before the manifest is written: if it fails, the
+    export ends without a manifest (and so does not verify).
 
     Raises ValueError at once for an unknown format or a reversed range.
     """
-    writer, (start, end) = _Writer(fmt), _range(start, end)
+    writer, (start, end) = _Writer(fmt, key), _range(start, end)
 
     async def chunks() -> AsyncGenerator[bytes, None]:
         if header := writer.header():
@@ -263,15 +308,21 @@ def export_lines(source: ExportSource, fmt: str, start: datetime | None = None, 
                 yield writer.batch(batch)
                 if progress is not None:
                     progress(writer.chain.count)
-        yield writer.manifest(start, end, None)
+        at = generated_at or datetime.now(UTC)
+        manifest = writer.manifest(start, end, at)
+        if anchor is not None:
+            await anchor(anchor_of(manifest, start, end, at))
+        yield writer.manifest_line(manifest)
 
     return chunks()
 
 
 def encode_export(records: Iterable[Mapping[str, str | None]], fmt: str, start: datetime | None = None,
-                  end: datetime | None = None, *, generated_at: datetime | None = None) -> Iterator[bytes]:
-    """An export of plain records (dicts of :data:`FIELDS`, already in order), without a database."""
-    writer, (start, end) = _Writer(fmt), _range(start, end)
+                  end: datetime | None = None, *, generated_at: datetime | None = None,
+                  key: SigningKey | None = None) -> Iterator[bytes]:
+    """An export of plain records (dicts of :data:`FIELDS`, already in order), without a database; its
+    manifest is signed with ``key`` (unsigned without one)."""
+    writer, (start, end) = _Writer(fmt, key), _range(start, end)
     if header := writer.header():
         yield header
     batch: list[ExportRecord] = []
@@ -282,4 +333,4 @@ def encode_export(records: Iterable[Mapping[str, str | None]], fmt: str, start: 
             batch = []
     if batch:
         yield writer.batch(batch)
-    yield writer.manifest(start, end, generated_at)
+    yield writer.manifest_line(writer.manifest(start, end, generated_at or datetime.now(UTC)))

@@ -71,8 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--from", dest="from_", type=past_moment, metavar="TIME", help="ISO time or e.g. 7d (ago)")
     export.add_argument("--to", type=past_moment, metavar="TIME", help="ISO time or e.g. 1h (ago); exclusive")
     export.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
-    check = audit.add_parser("verify", parents=[json_flag], help="check an export's hash chain and manifest")
+    check = audit.add_parser("verify", parents=[json_flag],
+                             help="check an export's signature, form, chain and manifest (exit 0 only if all hold)")
     check.add_argument("file")
+    key = check.add_mutually_exclusive_group()
+    key.add_argument("--public-key", metavar="FILE|BASE64",
+                     help="the server's public key: base64, PEM, or GET /v1/audit/public-key's JSON (or a file of it)")
+    key.add_argument("--server", metavar="URL", help="fetch the public key from URL/v1/audit/public-key")
+    check.add_argument("--since-manifest", metavar="OLD",
+                       help="an earlier export (or just its manifest line): FILE must extend it unchanged")
     retention = audit.add_parser("retention", help="drop usage partitions older than the retention period")
     retention.add_argument("--days", type=int, metavar="N",
                            help="keep N days (default KEYLEDGER_AUDIT_RETENTION_DAYS, 400)")

@@ -9,6 +9,7 @@ from pathlib import Path
 import msgspec
 
 from keyledger.services.audit.emitter import UsageEmitter
+from keyledger.services.audit.notary import AuditNotary, notary_for
 from keyledger.services.audit.sink import AuditSink
 from keyledger.services.cache.live import LiveKeyCache
 from keyledger.services.cache.projector import Projector
@@ -64,6 +65,7 @@ class Components(msgspec.Struct, kw_only=True):
     bus: Connectivity
     startup_head: int
     callers: CallerRegistry | None = None  # verify credentials (None: only the static token, admin keys or open)
+    notary: AuditNotary  # signs export manifests, serves the public key, records each export's chain head
 
 
 async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
@@ -110,4 +112,4 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
         settings=cfg, clock=clock, keys=runtime.key_service(on_events=cache.apply_local), cache=cache,
         verifier=verifier, limiter=limiter, auth_failures=FailureThrottle(cfg.auth_failure_limit, clock=epoch(clock)),
         last_used=last_used, usage=usage, audit=AuditQueries(db), export=ExportSource(db), bus=bus,
-        startup_head=startup_head, callers=callers)
+        startup_head=startup_head, callers=callers, notary=notary_for(db, cfg))

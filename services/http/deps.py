@@ -19,6 +19,7 @@ from litestar.di import NamedDependency, Provide
 
 from keyledger.domain.key import KeyState
 from keyledger.domain.recorded import Metadata
+from keyledger.services.audit.notary import AuditNotary
 from keyledger.services.http.auth import Gate, request_id, user_agent_of
 from keyledger.services.http.components import Components
 from keyledger.services.http.ports import AuditPages, Connectivity, KeyDirectory, LastUse
@@ -101,6 +102,11 @@ def provide_export(state: State) -> ExportSource:
     return _published(state).components.export
 
 
+def provide_notary(state: State) -> AuditNotary:
+    """The audit export's signing key, public keys and chain-head record."""
+    return _published(state).components.notary
+
+
 def provide_bus(state: State) -> Connectivity:
     """The message bus connection."""
     return _published(state).components.bus
@@ -133,6 +139,6 @@ def dependencies() -> dict[str, Provide]:
     providers: dict[str, Callable[..., Any]] = {
         "gate": provide_gate, "keys": provide_keys, "cache": provide_cache, "last_used": provide_last_used,
         "audit": provide_audit, "export": provide_export, "bus": provide_bus, "startup_head": provide_startup_head,
-        "now": provide_now, "admin": provide_admin, "metadata": provide_metadata,
+        "notary": provide_notary, "now": provide_now, "admin": provide_admin, "metadata": provide_metadata,
     }
     return {name: Provide(provider, sync_to_thread=False) for name, provider in providers.items()}

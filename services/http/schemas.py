@@ -189,3 +189,12 @@ class ErrorBody(msgspec.Struct, kw_only=True):
     success: bool = False
     error: str
     code: str
+
+
+class AuditPublicKey(msgspec.Struct, kw_only=True):
+    """The Ed25519 public key that checks audit export manifests (``keyledger audit verify --public-key``).
+    ``key_id`` is what a signed manifest names; ``public_key`` is the raw 32-byte key in base64."""
+
+    key_id: str
+    algorithm: Literal["Ed25519"] = "Ed25519"
+    public_key: str

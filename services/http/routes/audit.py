@@ -14,16 +14,19 @@ from litestar.response import Stream
 
 from keyledger.domain.key import KeyState
 from keyledger.services.audit.export import export_lines
+from keyledger.services.audit.notary import AuditNotary
 from keyledger.services.http.errors import ApiError, error_responses
 from keyledger.services.http.guards import SECURITY, audit_guard
 from keyledger.services.http.ports import AuditPages
-from keyledger.services.http.schemas import AuditPage, AuditRecord
+from keyledger.services.http.schemas import AuditPage, AuditPublicKey, AuditRecord
 from keyledger.services.storage.audit_export_source import ExportSource
 from keyledger.services.storage.audit_queries import AuditFilter
 
 From = Annotated[datetime | None, QueryParameter(name="from", description="Only records at or after this time")]
 To = Annotated[datetime | None, QueryParameter(description="Only records before this time")]
 Query = Annotated[str | None, QueryParameter()]
+KeyId = Annotated[str | None, QueryParameter(pattern=r"^ed25519:[0-9a-f]{16}$", description=(
+    "An earlier signing key's id (a manifest's key_id); default: the key that signs now"))]
 _MEDIA = {"ndjson": "application/x-ndjson", "csv": "text/csv"}
 _EXPORTED = ResponseSpec(data_container=str, media_type=_MEDIA["ndjson"], generate_examples=False, description=(
     "The records as NDJSON (format=ndjson) or CSV (format=csv, text/csv), hash-chained, closed by a manifest"))
@@ -52,17 +55,30 @@ async def audit_records(admin: NamedDependency[KeyState], audit: NamedDependency
 @get("/v1/audit/export", guards=[audit_guard], security=SECURITY,
      responses={200: _EXPORTED, **error_responses(400, 401, 403, 429, 503)})
 async def export_audit(admin: NamedDependency[KeyState], export: NamedDependency[ExportSource],
+                       notary: NamedDependency[AuditNotary], now: NamedDependency[datetime],
                        format: Annotated[Literal["ndjson", "csv"],
                                          QueryParameter()] = "ndjson", from_: From = None, to: To = None) -> Stream:
-    """The whole trail in [from, to), streamed, with a hash chain and a closing manifest."""
+    """The whole trail in [from, to), streamed, with a hash chain and a closing manifest signed by the server's
+    key (``GET /v1/audit/public-key``); the export's chain head is recorded before the manifest is sent."""
     if admin.organization_id is not None:
         raise ApiError(403, "FORBIDDEN", "the export spans every organization; use a key without one")
+    key = await notary.signing_key()
     try:
-        lines = export_lines(export, format, from_, to)
+        lines = export_lines(export, format, from_, to, key=key, anchor=notary.record, generated_at=now)
     except ValueError as exc:  # a reversed range
         raise ApiError(400, "VALIDATION_ERROR", str(exc)) from None
     return Stream(lines, media_type=_MEDIA[format],
                   headers={"Content-Disposition": f'attachment; filename="keyledger-audit.{format}"'})
 
 
-AUDIT_ROUTES = [audit_records, export_audit]
+@get("/v1/audit/public-key", responses=error_responses(400, 404, 503))
+async def audit_public_key(notary: NamedDependency[AuditNotary], key_id: KeyId = None) -> AuditPublicKey:
+    """The Ed25519 public key that checks export manifests; public, so no credentials are needed. With
+    ``key_id``, an earlier key of this server (404 when it never had it)."""
+    key = await notary.public_key(key_id)
+    if key is None:
+        raise ApiError(404, "NOT_FOUND", f"no audit signing key {key_id}")
+    return AuditPublicKey(key_id=key.key_id, public_key=key.base64)
+
+
+AUDIT_ROUTES = [audit_records, export_audit, audit_public_key]

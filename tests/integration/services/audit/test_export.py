@@ -19,6 +19,7 @@ from keyledger.domain.events import KeyRevoked, KeyRotated
 from keyledger.domain.recorded import Metadata
 from keyledger.services.audit.export import FORMATS, count_records, export_lines
 from keyledger.services.audit.export_verify import verify_export
+from keyledger.services.audit.signing import SigningKey
 from keyledger.services.storage.audit_export_source import ExportSource
 from keyledger.services.storage.database import Database, open_database
 from keyledger.services.storage.event_store import PostgresEventStore
@@ -27,6 +28,7 @@ from tests.support.factories import created
 
 SECRET = "$argon2id$v=19$m=65536,t=3,p=1$SECRET-PLACEHOLDER"
 TRICKY_AGENT = 'Mozilla "quoted", back\\slash\nnew line\ttab ✓ 😀'
+KEY = SigningKey.generate()  # made at run time: no private key is kept in the tests
 USAGE_COLUMNS = ("id", "at", "action", "outcome", "key_id", "start", "organization_id", "scope", "granted_by",
                  "reason", "website_id", "data", "ip", "user_agent", "request_id")
 
@@ -99,7 +101,7 @@ async def _records(db: Database, start: datetime | None = None,
 
 async def _export(db: Database, fmt: str, start: datetime | None = None, end: datetime | None = None,
                   **kwargs: Any) -> bytes:
-    return b"".join([chunk async for chunk in export_lines(ExportSource(db), fmt, start, end, **kwargs)])
+    return b"".join([chunk async for chunk in export_lines(ExportSource(db), fmt, start, end, key=KEY, **kwargs)])
 
 
 async def test_usage_and_lifecycle_come_out_interleaved_in_time_order(db: Database,
@@ -148,11 +150,11 @@ async def test_exports_verify_and_never_hold_a_secret(db: Database, trail: Trail
     data = await _export(db, fmt, progress=seen.append, batch_size=3)
     assert seen == [3, 6, 8]
     assert b"SECRET" not in data and b"secret" not in data and b"argon2" not in data
-    report = verify_export([data])
-    assert report.ok, report.problems
+    report = verify_export([data], KEY.public)
+    assert report.verified, report.problems
     assert report.count == 8
     ranged = await _export(db, fmt, trail.created, trail.revoked + timedelta(microseconds=1))
-    assert verify_export([ranged]).ok and verify_export([ranged]).count == 5
+    assert verify_export([ranged], KEY.public).verified and verify_export([ranged]).count == 5
 
 
 async def test_both_formats_chain_the_same_digests(db: Database, trail: Trail) -> None:
@@ -165,18 +167,18 @@ async def test_both_formats_chain_the_same_digests(db: Database, trail: Trail) -
 async def test_an_empty_trail_exports_only_its_manifest(db: Database) -> None:
     data = await _export(db, "ndjson")
     assert data.count(b"\n") == 1 and b'"count":0' in data
-    assert verify_export([data]).ok
+    assert verify_export([data], KEY.public).verified
 
 
 async def test_unknown_format_is_refused_before_any_query(db: Database) -> None:
     with pytest.raises(ValueError, match="format"):
-        export_lines(ExportSource(db), "xml")
+        export_lines(ExportSource(db), "xml", key=KEY)
 
 
 async def test_an_abandoned_export_leaves_the_connection_usable(database_url: str, trail: Trail) -> None:
     async with open_database(database_url, max_size=1) as single:  # the next export must reuse that connection
         source = ExportSource(single)
-        async with contextlib.aclosing(export_lines(source, "ndjson", batch_size=2)) as chunks:
+        async with contextlib.aclosing(export_lines(source, "ndjson", batch_size=2, key=KEY)) as chunks:
             async for _ in chunks:
                 break
         assert await count_records(source) == 8

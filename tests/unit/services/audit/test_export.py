@@ -1,5 +1,6 @@
 """Unit tests for services.audit_export without a database: the chain, the manifest, both formats,
-and that every kind of tampering is caught and named by the verifier."""
+and that every kind of tampering is caught and named by the verifier (signing, the canonical form and
+--since-manifest: test_signed_export.py)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keyledger.domain.events import EVENT_CLASSES
-from keyledger.services.audit.export import CSV_COLUMNS, FIELDS, FORMATS, GENESIS, encode_export
+from keyledger.services.audit.export import (
+    CSV_COLUMNS,
+    FIELDS,
+    FORMATS,
+    GENESIS,
+    MANIFEST_FIELDS,
+    ExportRecord,
+    csv_row,
+    encode_export,
+    manifest_line,
+)
 from keyledger.services.audit.export_verify import VerifyReport, verify_export
+from keyledger.services.audit.signing import SigningKey
 from keyledger.services.storage.audit_export_source import NOT_IN_DETAIL
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+KEY = SigningKey.generate()  # the server's key, made at run time: no private key is kept in the tests
 TRICKY = ('say "hi", \\o/ ; é ✓ 😀', "line\nbreak\r\nand\ttab", "=HYPERLINK(\"http://x\")", "-1+1", "'quoted",
           "@SUM(A1)")
 
@@ -45,7 +58,8 @@ RECORDS = [record(i) for i in range(1, 13)]
 
 
 def export(fmt: str, records: list[dict[str, str | None]] = RECORDS, **kwargs: Any) -> bytes:
-    return b"".join(encode_export(records, fmt, generated_at=T0, **kwargs))
+    """An export signed with KEY (unless ``key=`` says otherwise)."""
+    return b"".join(encode_export(records, fmt, generated_at=T0, **{"key": KEY, **kwargs}))
 
 
 # -- a format-neutral view of an export, to tamper with -------------------------------------------------
@@ -57,12 +71,41 @@ def rows_of(data: bytes, fmt: str) -> list[Any]:
     return list(csv.reader(io.StringIO(data.decode(), newline="")))
 
 
+def compact(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def data_of(rows: list[Any], fmt: str) -> bytes:
+    """The rows written back in the exporter's canonical form (as a careful forger would): NDJSON rebuilt
+    with the standard library, CSV rows rendered as the exporter renders them."""
     if fmt == "ndjson":
-        return b"".join(json.dumps(row, ensure_ascii=False).encode() + b"\n" for row in rows)
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerows(rows)
-    return buffer.getvalue().encode()
+        return b"".join(ndjson_line(row) for row in rows)
+    out = []
+    for row in rows:
+        if tuple(row) == CSV_COLUMNS:
+            out.append((",".join(row) + "\r\n").encode())
+        elif row and row[0] == "#manifest" and len(row) == 2:
+            out.append(manifest_line(json.loads(row[1]), "csv"))
+        elif len(row) == len(CSV_COLUMNS):
+            values = dict(zip(CSV_COLUMNS, row, strict=True))
+            fields = {name: None if values[name] == "" else values[name].removeprefix("'") for name in FIELDS}
+            out.append(csv_row(ExportRecord(int(values["seq"]), **fields), values["prev"], values["digest"]).encode())
+        else:
+            buffer = io.StringIO()
+            csv.writer(buffer, lineterminator="\r\n").writerow(row)
+            out.append(buffer.getvalue().encode())
+    return b"".join(out)
+
+
+def ndjson_line(row: dict[str, Any]) -> bytes:
+    """One NDJSON line as the exporter writes it, rebuilt independently with the standard library."""
+    if set(row) == {"manifest"}:
+        manifest = row["manifest"]
+        ordered = {name: manifest[name] for name in MANIFEST_FIELDS if name in manifest}
+        return b'{"manifest":' + compact({**ordered, **manifest}) + b"}\n"
+    fields = {name: value for name, value in row.items() if name not in ("seq", "prev", "digest")}
+    return canonical(row["seq"], fields)[:-1] + b',"prev":"%s","digest":"%s"}\n' % (
+        row["prev"].encode(), row["digest"].encode())
 
 
 def records_start(fmt: str) -> int:
@@ -102,8 +145,18 @@ def check(report: VerifyReport, *expected: str) -> str:
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_an_untouched_export_verifies(fmt: str) -> None:
-    report = verify_export([export(fmt)])
-    assert report == VerifyReport(ok=True, count=len(RECORDS), problems=[], fmt=fmt)
+    report = verify_export([export(fmt)], KEY.public)
+    assert (report.ok, report.verified, report.count, report.problems, report.fmt) == (
+        True, True, len(RECORDS), [], fmt)
+    assert (report.signature, report.key_id) == ("verified", KEY.key_id)
+    unchecked = verify_export([export(fmt)])  # without the public key: consistent, but not shown to be genuine
+    assert (unchecked.ok, unchecked.signature, unchecked.verified) == (True, "not_checked", False)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_rows_written_back_canonically_still_verify(fmt: str) -> None:
+    data = export(fmt)
+    assert data_of(rows_of(data, fmt), fmt) == data  # the tests' own canonical writer is the exporter's form
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -111,8 +164,8 @@ def test_verify_reads_a_file_and_chunks_cut_anywhere(fmt: str, tmp_path: Path) -
     data = export(fmt)
     path = tmp_path / f"audit.{fmt}"
     path.write_bytes(data)
-    assert verify_export(path).ok and verify_export(str(path)).ok
-    assert verify_export(data[i:i + 7] for i in range(0, len(data), 7)).ok
+    assert verify_export(path, KEY.public).verified and verify_export(str(path), KEY.public).verified
+    assert verify_export((data[i:i + 7] for i in range(0, len(data), 7)), KEY.public).verified
 
 
 def test_ndjson_lines_are_the_canonical_record_plus_prev_and_digest() -> None:
@@ -127,6 +180,7 @@ def test_ndjson_lines_are_the_canonical_record_plus_prev_and_digest() -> None:
     assert manifest["format"] == "keyledger-audit-v1" and manifest["count"] == len(RECORDS)
     assert manifest["first_digest"] == rows[0]["digest"] and manifest["last_digest"] == prev
     assert manifest["generated_at"] == "2026-03-01T12:00:00.000000Z"
+    assert list(manifest) == list(MANIFEST_FIELDS) and manifest["key_id"] == KEY.key_id
 
 
 def test_both_formats_carry_the_same_digests() -> None:
@@ -142,19 +196,20 @@ def test_csv_defuses_spreadsheet_formulas_and_verify_undoes_it() -> None:
     agents = {row[CSV_COLUMNS.index("user_agent")] for row in rows[1:-1]}
     assert "'=HYPERLINK(\"http://x\")" in agents and "'-1+1" in agents and "''quoted" in agents
     assert not any(agent.startswith(("=", "+", "-", "@")) for agent in agents)
-    assert verify_export([export("csv")]).ok
+    assert verify_export([export("csv")], KEY.public).verified
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_an_empty_export_is_just_its_manifest(fmt: str) -> None:
     data = export(fmt, [])
-    assert verify_export([data]) == VerifyReport(ok=True, count=0, problems=[], fmt=fmt)
+    report = verify_export([data], KEY.public)
+    assert (report.verified, report.count, report.problems, report.fmt) == (True, 0, [], fmt)
 
 
 def test_empty_strings_are_exported_as_null() -> None:
     rows = rows_of(export("ndjson", [record(1, reason="")]), "ndjson")
     assert rows[0]["reason"] is None
-    assert verify_export([export("csv", [record(1, reason="")])]).ok
+    assert verify_export([export("csv", [record(1, reason="")])], KEY.public).verified
 
 
 def test_unknown_format_and_reversed_range_are_refused() -> None:
@@ -223,7 +278,8 @@ TAMPERING: dict[str, tuple[Tamper, tuple[str, ...]]] = {
                                                              "chain broken", "manifest count")),
     "forged record at the end": (insert_forged_at_the_end, ("manifest count", "manifest last_digest")),
     "manifest removed": (remove_manifest, ("no manifest",)),
-    "manifest count edited": (edit_manifest_count, ("manifest count is 11", "manifest altered")),
+    "manifest count edited": (edit_manifest_count, ("manifest count is 11", "manifest altered",
+                                                    "signature does not match")),
 }
 
 
@@ -233,7 +289,7 @@ def test_tampering_is_detected_and_named(fmt: str, name: str) -> None:
     tamper, expected = TAMPERING[name]
     rows = rows_of(export(fmt), fmt)
     tamper(rows, fmt)
-    check(verify_export([data_of(rows, fmt)]), *expected)
+    check(verify_export([data_of(rows, fmt)], KEY.public), *expected)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -241,7 +297,7 @@ def test_problems_name_the_line(fmt: str) -> None:
     rows = rows_of(export(fmt), fmt)
     alter_field(rows, fmt)
     data = data_of(rows, fmt)
-    starts = (b'{"seq": 5,', b"5,")  # CSV: some cells span lines (quoted newlines), so count physical lines
+    starts = (b'{"seq":5,', b"5,")  # CSV: some cells span lines (quoted newlines), so count physical lines
     line = next(number for number, text in enumerate(data.split(b"\n"), start=1) if text.startswith(starts))
     assert line == 5 or fmt == "csv"
     check(verify_export([data]), f"line {line} (seq 5): altered")
@@ -277,10 +333,10 @@ def test_any_text_survives_the_round_trip_and_any_change_is_caught(values: list[
                                                                    fmt: str) -> None:
     records = [record(i + 1, **fields) for i, fields in enumerate(values)]
     rows = rows_of(export(fmt, records), fmt)
-    assert verify_export([data_of(rows, fmt)]).ok
+    assert verify_export([data_of(rows, fmt)], KEY.public).verified
     first = rows[records_start(fmt)]
     if fmt == "ndjson":
         first["reason"] = (first["reason"] or "") + "!"
     else:
         first[CSV_COLUMNS.index("reason")] += "!"
-    check(verify_export([data_of(rows, fmt)]), "(seq 1)", "altered")
+    check(verify_export([data_of(rows, fmt)], KEY.public), "(seq 1)", "altered")

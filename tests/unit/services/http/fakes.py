@@ -23,6 +23,7 @@ from keyledger.services.storage.memory import InMemoryEventStore
 from keyledger.services.verify.throttles import FailureThrottle, RateDecision, refused
 from keyledger.services.verify.verifier import Verifier
 from tests.support.clock import SettableClock
+from tests.support.notary import memory_notary
 
 CHEAP = Settings(argon2_time_cost=1, argon2_memory_kib=8, argon2_parallelism=1,
                  verify_open=True)  # route tests of verify call it without a credential (e2e checks the default)
@@ -131,4 +132,4 @@ def memory_components(clock: SettableClock, settings: Settings = CHEAP) -> Compo
                                                                                    clock),
         limiter=MemoryLimiter(clock), auth_failures=FailureThrottle(settings.auth_failure_limit, clock=epoch(clock)),
         last_used=MemoryLastUse(), usage=RecordingUsage(), audit=ListAudit(), export=NoRows(), bus=Bus(),
-        startup_head=0)
+        startup_head=0, notary=memory_notary())

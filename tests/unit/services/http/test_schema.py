@@ -24,6 +24,7 @@ ERRORS = {  # what each operation can answer besides success: the error body, al
     ("POST", "/v1/verify"): {400, 401, 413, 429, 503},
     ("GET", "/v1/audit"): GUARDED | {400},
     ("GET", "/v1/audit/export"): GUARDED | {400},
+    ("GET", "/v1/audit/public-key"): {400, 404, 503},  # public: no credentials
     ("GET", "/healthz"): set(),
     ("GET", "/readyz"): {503},
 }
@@ -36,6 +37,7 @@ SUCCESS = {
     ("POST", "/v1/keys/{key_id}/revoke"): ("200", "Key"),
     ("POST", "/v1/verify"): ("200", "VerifyAnswer"),
     ("GET", "/v1/audit"): ("200", "AuditPage"),
+    ("GET", "/v1/audit/public-key"): ("200", "AuditPublicKey"),
     ("GET", "/healthz"): ("200", "Health"),
     ("GET", "/readyz"): ("200", "Ready"),
 }
@@ -45,6 +47,7 @@ KEY_FIELDS = {"id", "prefix", "start", "name", "organization_id", "scopes", "acc
 FIELDS = {
     "Key": KEY_FIELDS, "KeyWithSecret": KEY_FIELDS | {"secret"}, "KeyWithLastUse": KEY_FIELDS | {"last_used_at"},
     "KeyPage": {"items", "next_cursor"}, "AuditPage": {"items", "next_cursor"},
+    "AuditPublicKey": {"key_id", "algorithm", "public_key"},
     "VerifyAnswer": {"valid", "code", "reason", "key_id", "organization_id", "scopes", "granted_by", "expires_at",
                      "ratelimit"},
     "RateLimitState": {"limit", "remaining", "reset"}, "Access": {"resource", "id", "scopes"},
