@@ -58,6 +58,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     audit_retention_days: int = 400
     spool_dir: str | None = None  # where undelivered usage events wait; default <data dir>/spool
     verify_token: str | None = None
+    max_staleness: int = 5  # seconds a replica may go unconfirmed by the store before verify says UNAVAILABLE
     verify_open: bool = False  # POST /v1/verify without any caller credential (KEYLEDGER_VERIFY_OPEN)
     run_workers: bool = False
     host: str = "127.0.0.1"
@@ -77,6 +78,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _INTS = {
+    "max_staleness": ("KEYLEDGER_MAX_STALENESS", 0, 86_400),
     "argon2_time_cost": ("KEYLEDGER_ARGON2_TIME_COST", 1, 100),
     "argon2_memory_kib": ("KEYLEDGER_ARGON2_MEMORY_KIB", 8, 4 * 1024 * 1024),
     "argon2_parallelism": ("KEYLEDGER_ARGON2_PARALLELISM", 1, 64),

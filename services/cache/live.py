@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import Callable
 
+from keyledger.domain.events import KeyRevoked
 from keyledger.domain.key import KeyState
 from keyledger.domain.recorded import RecordedEvent
 from keyledger.projections.key_cache import KeyCache, Outcome, apply_at
@@ -18,12 +22,15 @@ log = logging.getLogger("keyledger.live_cache")
 class LiveKeyCache:
     """Every key's state in a dict: O(1) lookup, updated as events arrive over JetStream."""
 
-    def __init__(self, store: EventStore, table: KeyCacheTable, feed: EventFeed) -> None:
-        self._store, self._table, self._feed = store, table, feed
+    def __init__(self, store: EventStore, table: KeyCacheTable, feed: EventFeed,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._store, self._table, self._feed, self._monotonic = store, table, feed, monotonic
         self._keys: KeyCache = {}
         self.position = 0  # highest global position applied
         self.stream_seq = 0  # JetStream sequence of the last message seen
         self.forged = 0  # messages claiming events the store does not hold
+        self.tailed = 0  # the store's events up to here have been read by follow_store (gapless)
+        self.confirmed_at: float | None = None  # monotonic time the store last confirmed this cache is current
 
     def get(self, key_id: str) -> KeyState | None:
         """The key's current state, or None if unknown."""
@@ -50,6 +57,7 @@ class LiveKeyCache:
     async def start(self) -> None:
         """Load the Postgres read model, then follow the stream from the message after its checkpoint."""
         self._keys, self.position, self.stream_seq = await self._table.load()
+        self.tailed = self.position
         await self.resubscribe()
 
     async def resubscribe(self) -> None:
@@ -60,6 +68,34 @@ class LiveKeyCache:
     async def stop(self) -> None:
         """Stop following the stream."""
         await self._feed.stop()
+
+    async def follow_store(self, stop: asyncio.Event, interval: float = 0.5) -> None:
+        """Also read the event store itself every ``interval`` seconds (one cheap query when nothing is
+        new): revocations arrive even while NATS is away, and ``confirmed_at`` says when the store last
+        confirmed that nothing is missing."""
+        while not stop.is_set():
+            try:
+                await self.catch_up_with_store()
+            except StorageError as exc:
+                log.warning("cannot follow the event store (%s); serving what is known", exc)
+            try:
+                await asyncio.wait_for(stop.wait(), interval)
+            except TimeoutError:
+                pass
+
+    async def catch_up_with_store(self) -> None:
+        """Apply every event the store holds beyond what was read from it, then mark the cache confirmed."""
+        while page := await self._store.read_page(self.tailed, 1000):
+            self.apply_local(page)
+            self.tailed = page[-1].global_position
+        self.confirmed_at = self._monotonic()
+
+    def is_current(self, max_staleness: float) -> bool:
+        """Whether the store confirmed within ``max_staleness`` seconds that this cache misses nothing
+        (always True when ``max_staleness`` is 0: the operator chose availability)."""
+        if max_staleness <= 0:
+            return True
+        return self.confirmed_at is not None and self._monotonic() - self.confirmed_at <= max_staleness
 
     async def lag(self) -> int:
         """How many events the store holds beyond what this cache has applied."""
@@ -78,7 +114,12 @@ class LiveKeyCache:
         try:
             stored = await self._store.read_stream(claimed.stream_id, have)
         except StorageError as exc:
-            log.warning("cannot confirm an event of %s with the store (%s); not applied", claimed.stream_id, exc)
+            if isinstance(claimed.event, KeyRevoked) and claimed.version == have + 1:
+                self.apply_local([claimed])  # unconfirmed, but a revoke can only take access away
+                log.warning("applied an unconfirmed revoke of %s (the store is unreachable: %s)",
+                            claimed.stream_id, exc)
+            else:
+                log.warning("cannot confirm an event of %s with the store (%s); not applied", claimed.stream_id, exc)
             return
         self.apply_local(stored)
         if not any(r.event_id == claimed.event_id and r.version == claimed.version for r in stored):

@@ -105,6 +105,9 @@ class Gate:
         verdict = (await self._verifier.verify(presented, scopes[0], source=client, caller=client)
                    if presented is not None else None)
         verdict, scope = _any_scope(verdict, scopes)
+        if verdict is not None and verdict.code == "UNAVAILABLE":
+            usage(verdict=verdict, scope=scope)
+            raise ApiError(503, "UNAVAILABLE", "this replica cannot confirm its keys are current; retry")
         if verdict is None or verdict.key is None or verdict.code not in ("VALID", "FORBIDDEN"):
             self._failures.record(client)
             usage(verdict=verdict, scope=scope)

@@ -85,6 +85,7 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
     table = KeyCacheTable(db, runtime.store)
     cache = LiveKeyCache(runtime.store, table, EventFeed(bus, cfg))
     await cache.start()
+    await cache.catch_up_with_store()  # confirmed current before the first request
     cache_ref.append(cache)
     stack.push_async_callback(cache.stop)
     last_used = LastUsedTracker(LastUsedTable(db))
@@ -94,7 +95,7 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
     spool = Path(cfg.spool_dir) if cfg.spool_dir else default_data_dir() / "spool"
     usage = UsageEmitter(UsagePublisher(bus, cfg), spool)
     stop = asyncio.Event()
-    workers = [last_used.run, limiter.run, usage.run, callers.run]
+    workers = [last_used.run, limiter.run, usage.run, callers.run, cache.follow_store]
     if cfg.run_workers:
         workers += [Relay(db, runtime.store, Checkpoints(db), bus, cfg).run,
                     Projector(table, event_consumer(bus, cfg, "key-cache-projector", 500)).run,
@@ -107,7 +108,8 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
 
     stack.push_async_callback(stop_workers)
     verifier = Verifier(cache, runtime.hasher, cfg.token_prefix, clock, max_pending=cfg.argon2_max_pending,
-                        key_failure_limit=cfg.key_failure_limit)
+                        key_failure_limit=cfg.key_failure_limit,
+                        is_current=lambda: cache.is_current(cfg.max_staleness))
     return Components(
         settings=cfg, clock=clock, keys=runtime.key_service(on_events=cache.apply_local), cache=cache,
         verifier=verifier, limiter=limiter, auth_failures=FailureThrottle(cfg.auth_failure_limit, clock=epoch(clock)),

@@ -26,7 +26,8 @@ class KeyLookup(Protocol):
     def get(self, key_id: str) -> KeyState | None: ...
 
 
-VerdictCode = Literal["VALID", "MALFORMED", "NOT_FOUND", "REVOKED", "EXPIRED", "FORBIDDEN", "RATE_LIMITED"]
+VerdictCode = Literal["VALID", "MALFORMED", "NOT_FOUND", "REVOKED", "EXPIRED", "FORBIDDEN", "RATE_LIMITED",
+                      "UNAVAILABLE"]
 
 
 class Verdict(msgspec.Struct, frozen=True, kw_only=True):
@@ -57,7 +58,9 @@ class Verifier:
     """
 
     def __init__(self, keys: KeyLookup, hasher: SecretHasher, prefix: str, clock: Callable[[], datetime],
-                 max_pending: int = 16, key_failure_limit: int = 10) -> None:
+                 max_pending: int = 16, key_failure_limit: int = 10,
+                 is_current: Callable[[], bool] | None = None) -> None:
+        self._is_current = is_current  # whether the key cache could confirm lately that it is current
         self._keys, self._hasher, self._prefix, self._clock = keys, hasher, prefix, clock
         self._digest_key = os.urandom(32)
         self._known: dict[str, list[tuple[bytes, str]]] = {}  # key id → [(digest, secret hash)] accepted
@@ -98,6 +101,10 @@ class Verifier:
         decision = check_access(state.access, scope, website_id, data)
         if not decision.allowed:
             return Verdict(valid=False, code="FORBIDDEN", reason=decision.reason, key=state)
+        if self._is_current is not None and not self._is_current():
+            return Verdict(valid=False, code="UNAVAILABLE", key=state,
+                           reason="this replica cannot confirm its key cache is current (a revoke may be missing); "
+                                  "retry, or ask another replica")
         return Verdict(valid=True, code="VALID", reason=decision.reason, key=state, granted_by=decision.granted_by)
 
     def _accepted_hashes(self, state: KeyState, now: datetime) -> list[str]:

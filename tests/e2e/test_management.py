@@ -121,7 +121,7 @@ def test_other_bad_requests(client: httpx.Client, admin: str) -> None:
 
 
 def test_verify_token_is_required_when_configured(start_server: StartServer) -> None:
-    server = start_server(extra_env={"KEYLEDGER_VERIFY_TOKEN": "service-token-for-tests"})
+    server = start_server(extra_env={"KEYLEDGER_VERIFY_TOKEN": "service-token-for-tests", "KEYLEDGER_VERIFY_OPEN": ""})
     with httpx.Client(base_url=server.url) as client:
         body = {"key": server.bootstrap_secret, "scope": "admin:apikeys"}
         refused = client.post("/v1/verify", json=body)

@@ -101,7 +101,8 @@ def test_the_bodies_carry_the_contract_field_names(schema: dict[str, Any]) -> No
     for name, fields in FIELDS.items():
         assert set(components[name]["properties"]) == fields, name
     code = components["VerifyAnswer"]["properties"]["code"]
-    assert set(code["enum"]) == {"VALID", "MALFORMED", "NOT_FOUND", "REVOKED", "EXPIRED", "FORBIDDEN", "RATE_LIMITED"}
+    assert set(code["enum"]) == {"VALID", "MALFORMED", "NOT_FOUND", "REVOKED", "EXPIRED", "FORBIDDEN", "RATE_LIMITED",
+                                 "UNAVAILABLE"}
     assert components["KeyWithSecret"]["required"].count("secret") == 1
 
 

@@ -211,3 +211,15 @@ async def test_a_caller_gets_only_its_share_of_the_argon2_queue() -> None:
     release.set()
     assert (await owner).code == "VALID"
     assert [v.code for v in await asyncio.gather(*flood)] == ["NOT_FOUND", "NOT_FOUND"]
+
+
+async def test_a_replica_that_cannot_confirm_it_is_current_never_answers_valid(
+        world: tuple[Keys, CountingHasher, Clock, Verifier, str]) -> None:
+    keys, hasher, clock, _, secret = world
+    current = [True]
+    verifier = Verifier(keys, hasher, "kl", clock, is_current=lambda: current[0])
+    assert (await verifier.verify(secret, "read:data")).code == "VALID"
+    current[0] = False
+    stale = await verifier.verify(secret, "read:data")
+    assert (stale.valid, stale.code) == (False, "UNAVAILABLE") and "current" in stale.reason
+    assert (await verifier.verify(secret, "write:data")).code == "FORBIDDEN"  # refusals stay what they are

@@ -1,0 +1,96 @@
+"""The live cache follows the store itself, so it knows when it is current and sees revokes without NATS."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+
+from keyledger.domain.events import KeyAccessChanged, KeyRevoked
+from keyledger.services.cache.live import LiveKeyCache
+from keyledger.services.storage.database import StorageError
+from keyledger.services.storage.memory import InMemoryEventStore
+from tests.support.clock import SettableClock
+from tests.support.factories import T0, created
+from tests.support.wait import until
+
+
+class Monotonic:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def live(store: InMemoryEventStore, monotonic: Monotonic) -> LiveKeyCache:
+    return LiveKeyCache(store, table=None, feed=None, monotonic=monotonic)  # type: ignore[arg-type]
+
+
+async def test_the_store_is_followed_and_confirms_the_cache_is_current() -> None:
+    store, monotonic = InMemoryEventStore(SettableClock(T0)), Monotonic()
+    cache = live(store, monotonic)
+    assert not cache.is_current(5) and cache.is_current(0)  # never confirmed yet; 0: the operator chose availability
+    await store.append("k1", 0, [created("k1")])
+    stop = asyncio.Event()
+    following = asyncio.create_task(cache.follow_store(stop, interval=0.01))
+    try:
+        await until(lambda: cache.get("k1") is not None and cache.confirmed_at is not None, what="the key")
+        assert cache.is_current(5)
+        await store.append("k1", 1, [KeyRevoked(key_id="k1", at=T0)])  # no NATS involved
+        await until(lambda: (state := cache.get("k1")) is not None and state.revoked_at is not None,
+                    what="the revoke, read from the store")
+    finally:
+        stop.set()
+        await following
+
+
+async def test_a_cache_the_store_cannot_confirm_goes_stale() -> None:
+    store, monotonic = InMemoryEventStore(SettableClock(T0)), Monotonic()
+    cache = live(store, monotonic)
+    await cache.follow_store(_one_round(), interval=0)
+    assert cache.is_current(5)
+
+    async def down(*_: Any, **__: Any) -> Any:
+        raise StorageError("OperationalError 08006: the database is gone")
+
+    store.read_page = down  # type: ignore[method-assign]
+    await cache.follow_store(_one_round(), interval=0)
+    monotonic.now += 5
+    assert cache.is_current(5)
+    monotonic.now += 0.5
+    assert not cache.is_current(5) and cache.is_current(0)
+
+
+def _one_round() -> asyncio.Event:
+    """A stop event that is set after the first check (so follow_store runs exactly one round)."""
+
+    class Once(asyncio.Event):
+        calls = 0
+
+        def is_set(self) -> bool:
+            self.calls += 1
+            return self.calls > 1
+
+    return Once()
+
+
+async def test_with_the_store_unreachable_only_a_revoke_is_applied_unconfirmed() -> None:
+    """A notification cannot be checked against a store that is down: a revoke can only take access
+    away, so it applies; anything else waits for the store."""
+    store, monotonic = InMemoryEventStore(SettableClock(T0)), Monotonic()
+    cache = live(store, monotonic)
+    (first,) = await store.append("k1", 0, [created("k1")])
+    cache.apply_local([first])
+
+    async def down(*_: Any, **__: Any) -> Any:
+        raise StorageError("OperationalError 08006: the database is gone")
+
+    store.read_stream = down  # type: ignore[method-assign]
+    renamed = msgspec.structs.replace(first, version=2, event=KeyAccessChanged(key_id="k1", at=T0, name="x"))
+    await cache._on_event(renamed, 2)
+    assert (state := cache.get("k1")) is not None and (state.version, state.name) == (1, "test key")
+    revoked = msgspec.structs.replace(first, version=2, event=KeyRevoked(key_id="k1", at=T0, reason="leak"))
+    await cache._on_event(revoked, 3)
+    assert (state := cache.get("k1")) is not None and state.revoked_at == T0
