@@ -12,6 +12,7 @@ from keyledger.domain.key import KeyState
 from keyledger.domain.recorded import RecordedEvent
 from keyledger.projections.key_cache import KeyCache, Outcome, apply_at
 from keyledger.services.messaging.feed import EventFeed
+from keyledger.services.periodic import every
 from keyledger.services.storage.database import StorageError
 from keyledger.services.storage.event_store import EventStore
 from keyledger.services.storage.key_cache_table import KeyCacheTable
@@ -73,15 +74,7 @@ class LiveKeyCache:
         """Also read the event store itself every ``interval`` seconds (one cheap query when nothing is
         new): revocations arrive even while NATS is away, and ``confirmed_at`` says when the store last
         confirmed that nothing is missing."""
-        while not stop.is_set():
-            try:
-                await self.catch_up_with_store()
-            except StorageError as exc:
-                log.warning("cannot follow the event store (%s); serving what is known", exc)
-            try:
-                await asyncio.wait_for(stop.wait(), interval)
-            except TimeoutError:
-                pass
+        await every(stop, interval, self.catch_up_with_store, log, "following the event store", first=True)
 
     async def catch_up_with_store(self) -> None:
         """Apply every event the store holds beyond what was read from it, then mark the cache confirmed."""

@@ -11,6 +11,7 @@ from nats.js.errors import Error as JetStreamError
 from keyledger.services.config import Settings
 from keyledger.services.messaging.connection import Bus
 from keyledger.services.messaging.streams import encode_message, ensure_event_stream, subject_for
+from keyledger.services.periodic import sleep_or_stop
 from keyledger.services.storage.checkpoints import Checkpoints
 from keyledger.services.storage.database import Database
 from keyledger.services.storage.event_store import EventStore
@@ -66,14 +67,8 @@ class Relay:
                         continue
                 except _PUBLISH_ERRORS as exc:
                     log.warning("publishing paused (%s); retrying in %.1fs", type(exc).__name__, backoff)
-                    await _sleep_or_stop(stop, backoff)
+                    await sleep_or_stop(stop, backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
                 await notified(poll_interval)
 
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass

@@ -8,7 +8,7 @@ import asyncio
 import logging
 
 from keyledger.services.keys.credentials import CREDENTIAL_PREFIX, digest
-from keyledger.services.storage.database import StorageError
+from keyledger.services.periodic import every
 from keyledger.services.storage.verify_credentials import VerifyCredentials
 
 log = logging.getLogger("keyledger.verify_callers")
@@ -35,12 +35,4 @@ class VerifyCallers:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Refresh until ``stop``; a database outage keeps the last known set."""
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), self._interval)
-            except TimeoutError:
-                pass
-            try:
-                self._active = await self._credentials.active()
-            except StorageError as exc:
-                log.warning("verify credentials not refreshed (%s); keeping the last known set", exc)
+        await every(stop, self._interval, self.start, log, "refreshing the verify credentials")

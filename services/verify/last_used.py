@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterable
 from datetime import datetime
 
+from keyledger.services.periodic import every
 from keyledger.services.storage.database import StorageError
 from keyledger.services.storage.last_used_table import LastUsedTable
 
@@ -40,16 +41,8 @@ class LastUsedTracker:
         return len(batch)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Flush every ``interval`` seconds until ``stop``, then once more."""
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), self._interval)
-            except TimeoutError:
-                pass
-            try:
-                await self.flush()
-            except StorageError as exc:
-                log.warning("last-used flush failed (%s); will retry", type(exc).__name__)
+        """Flush every ``interval`` seconds until ``stop``."""
+        await every(stop, self._interval, self.flush, log, "last-used flush")
 
     async def lookup(self, key_ids: Iterable[str]) -> dict[str, datetime]:
         """Last-used times of ``key_ids``: the newer of memory and Postgres."""

@@ -16,7 +16,7 @@ import time
 import msgspec
 
 from keyledger.domain.rate import WINDOW_SECONDS, window_start
-from keyledger.services.storage.database import StorageError
+from keyledger.services.periodic import every
 from keyledger.services.storage.rate_windows import RateWindows
 from keyledger.services.verify.throttles import EpochClock, RateDecision, refused
 
@@ -81,12 +81,4 @@ class RateLimiter:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Prune once a window until ``stop``."""
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), self._length)
-            except TimeoutError:
-                pass
-            try:
-                await self.prune()
-            except StorageError as exc:
-                log.warning("pruning rate windows failed (%s)", type(exc).__name__)
+        await every(stop, self._length, self.prune, log, "pruning rate windows")

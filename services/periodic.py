@@ -1,0 +1,31 @@
+"""Background work that repeats: one loop for every periodic task of a process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from keyledger.services.storage.database import StorageError
+
+
+async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    """Wait ``seconds``, or less if ``stop`` is set meanwhile."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        pass
+
+
+async def every(stop: asyncio.Event, interval: float, action: Callable[[], Awaitable[object]], log: logging.Logger,
+                what: str, *, first: bool = False) -> None:
+    """Run ``action`` every ``interval`` seconds until ``stop`` (at once too when ``first``). A storage
+    outage is logged (``what`` failed) and retried at the next turn, never fatal."""
+    if not first:
+        await sleep_or_stop(stop, interval)
+    while not stop.is_set():
+        try:
+            await action()
+        except StorageError as exc:
+            log.warning("%s failed (%s); will retry", what, exc)
+        await sleep_or_stop(stop, interval)
