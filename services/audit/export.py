@@ -223,6 +223,14 @@ def anchor_of(manifest: Mapping[str, Any], start: datetime | None, end: datetime
                         signature=manifest["signature"])
 
 
+def manifest_from_anchor(anchor: ExportAnchor) -> dict[str, Any]:
+    """The signed manifest an export handed out, rebuilt from what ``audit_export_anchors`` kept of it."""
+    return {"format": FORMAT, "count": anchor.record_count, "from": _iso(anchor.range_from),
+            "to": _iso(anchor.range_to), "first_digest": anchor.first_digest, "last_digest": anchor.last_digest,
+            "generated_at": _iso(anchor.generated_at), "key_id": anchor.key_id, "digest": anchor.manifest_digest,
+            "signature": anchor.signature}
+
+
 def is_digest(value: object) -> bool:
     """Whether ``value`` is a lowercase hex SHA-256 digest."""
     return isinstance(value, str) and _HEX_DIGEST.fullmatch(value) is not None

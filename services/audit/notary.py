@@ -20,8 +20,9 @@ from keyledger.services.storage.database import Database
 class KeyStore(Protocol):
     """Where signing keys are kept (``SigningKeyTable``, or an in-memory fake)."""
 
-    async def newest_or_create(self, make: NewKey) -> StoredSigningKey:
-        """The key that signs now; when there is none, ``make()`` is stored first."""
+    async def newest_or_create(self, derive: NewKey) -> StoredSigningKey:
+        """The key that signs now; when there is none, one is made from a fresh seed (``derive(seed)`` gives
+        its id and public key)."""
         ...
 
     async def public_key(self, key_id: str) -> bytes | None:
@@ -37,9 +38,10 @@ class AnchorLog(Protocol):
         ...
 
 
-def _new_key() -> tuple[str, bytes, bytes]:
-    key = SigningKey.generate()
-    return key.key_id, key.seed(), key.public.raw
+def _identify(seed: bytes) -> tuple[str, bytes]:
+    """The id and public key of the key with this seed."""
+    key = SigningKey.from_seed(seed)
+    return key.key_id, key.public.raw
 
 
 class AuditNotary:
@@ -54,7 +56,7 @@ class AuditNotary:
         if self._current is None:
             async with self._lock:
                 if self._current is None:
-                    stored = await self._keys.newest_or_create(_new_key)
+                    stored = await self._keys.newest_or_create(_identify)
                     self._current = SigningKey.from_seed(stored.private_key)
         return self._current
 

@@ -28,6 +28,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "export":
         await _export(args, settings)
         return 0
+    if args.action == "anchors":
+        await _anchors(args, settings)
+        return 0
     await _retention(args, settings)
     return 0
 
@@ -57,6 +60,18 @@ async def _export(args: argparse.Namespace, settings: Settings) -> None:
                 out.close()
     if args.output not in (None, "-"):
         sys.stderr.write(f"exported {total} records to {args.output}, signed by {key.key_id}\n")
+
+
+async def _anchors(args: argparse.Namespace, settings: Settings) -> None:
+    """The manifests of the latest exports as recorded in Postgres, newest first, one NDJSON manifest line
+    each (a line saved to a file is an OLD for ``audit verify --since-manifest``)."""
+    from keyledger.services.audit.export import manifest_from_anchor, manifest_line
+    from keyledger.services.storage.audit_export_anchors import ExportAnchors
+
+    async with open_runtime(settings, pool_size=1) as rt:
+        anchors = await ExportAnchors(rt.db).recent(args.limit)
+    for anchor in anchors:
+        sys.stdout.buffer.write(manifest_line(manifest_from_anchor(anchor), "ndjson"))
 
 
 # Exit codes of ``keyledger audit verify``.

@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument("--server", metavar="URL", help="fetch the public key from URL/v1/audit/public-key")
     check.add_argument("--since-manifest", metavar="OLD",
                        help="an earlier export (or just its manifest line): FILE must extend it unchanged")
+    anchors = audit.add_parser("anchors", help="the signed manifests of the latest exports, as recorded in Postgres")
+    anchors.add_argument("--limit", type=int, default=1, metavar="N", help="how many, newest first (default 1)")
     retention = audit.add_parser("retention", help="drop usage partitions older than the retention period")
     retention.add_argument("--days", type=int, metavar="N",
                            help="keep N days (default KEYLEDGER_AUDIT_RETENTION_DAYS, 400)")
@@ -130,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.group == "audit":
             if args.action == "retention" and args.days is not None and args.days < 1:
                 return _fail("--days must be at least 1")
+            if args.action == "anchors" and not 1 <= args.limit <= 10_000:
+                return _fail("--limit must be between 1 and 10000", 2)
             return asyncio.run(cli_audit.run(args, settings))
         elif args.group == "verify-credentials":
             return asyncio.run(cli_credentials.run(args, settings))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 
 from keyledger.services.audit.notary import AuditNotary
@@ -16,10 +17,11 @@ class MemorySigningKeys:
     def __init__(self) -> None:
         self.rows: list[StoredSigningKey] = []
 
-    async def newest_or_create(self, make: NewKey) -> StoredSigningKey:
+    async def newest_or_create(self, derive: NewKey) -> StoredSigningKey:
         if not self.rows:
-            key_id, private_key, public_key = make()
-            self.rows.append(StoredSigningKey(key_id, public_key, private_key, datetime.now(UTC)))
+            seed = os.urandom(32)
+            key_id, public_key = derive(seed)
+            self.rows.append(StoredSigningKey(key_id, public_key, seed, datetime.now(UTC)))
         return self.rows[-1]
 
     async def public_key(self, key_id: str) -> bytes | None:

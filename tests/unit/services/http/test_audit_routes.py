@@ -42,14 +42,14 @@ async def test_an_earlier_key_is_served_by_id_and_an_unknown_one_is_404(client: 
 
 async def test_an_export_is_signed_and_its_chain_head_recorded(client: Client, admin: str,
                                                                components: Components) -> None:
+    anchors = components.notary._anchors
+    assert isinstance(anchors, MemoryAnchors)
     for fmt in ("ndjson", "csv"):
         export = await client.get("/v1/audit/export", params={"format": fmt}, headers={"x-api-key": admin})
         assert export.status_code == 200
         key = PublicKey.parse((await client.get("/v1/audit/public-key")).json()["public_key"])
         report = verify_export([export.content], key)
         assert report.verified, report.problems
-        anchors = components.notary._anchors
-        assert isinstance(anchors, MemoryAnchors)
         anchor = anchors.anchors[-1]
         assert report.manifest is not None
         assert (anchor.manifest_digest, anchor.signature, anchor.key_id, anchor.record_count) == (
