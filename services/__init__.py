@@ -13,7 +13,7 @@ subpackage      owns                                                         may
 ``cache``       projector, live in-memory cache, replay                      domain, projections, storage,
                                                                              messaging
 ``verify``      verifier, rate limiter, failure throttles, last-used         domain, storage, keys, config
-``audit``       usage emitter, audit sink, export, export verification       domain, storage, messaging
+``audit``       usage emitter, audit sink, signed export, verification       domain, storage, messaging
 ``http``        Litestar app, DI providers, auth guard, errors, schemas,     everything above (not cli)
                 routes, the components an API process runs
 ``cli``         the ``keyledger`` command                                    everything above
