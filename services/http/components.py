@@ -35,6 +35,7 @@ from keyledger.services.runtime import open_runtime
 from keyledger.services.storage.audit_export_source import ExportSource
 from keyledger.services.storage.audit_queries import AuditQueries
 from keyledger.services.storage.checkpoints import Checkpoints
+from keyledger.services.storage.database import open_database
 from keyledger.services.storage.key_cache_table import KeyCacheTable
 from keyledger.services.storage.last_used_table import LastUsedTable
 from keyledger.services.storage.rate_windows import RateWindows
@@ -73,6 +74,9 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
     (stopped, and everything closed, when ``stack`` exits)."""
     runtime = await stack.enter_async_context(open_runtime(cfg, pool_size=8))
     db, clock = runtime.db, runtime.clock
+    # exports stream for as long as their client reads: they get a small pool of their own (at most
+    # two at once; a third waits for one), so slow downloads never take the connections verify needs
+    export_db = await stack.enter_async_context(open_database(runtime.database_url, max_size=2))
     cache_ref: list[LiveKeyCache] = []
 
     async def follow_again() -> None:
@@ -113,5 +117,5 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
     return Components(
         settings=cfg, clock=clock, keys=runtime.key_service(on_events=cache.apply_local), cache=cache,
         verifier=verifier, limiter=limiter, auth_failures=FailureThrottle(cfg.auth_failure_limit, clock=epoch(clock)),
-        last_used=last_used, usage=usage, audit=AuditQueries(db), export=ExportSource(db), bus=bus,
+        last_used=last_used, usage=usage, audit=AuditQueries(db), export=ExportSource(export_db), bus=bus,
         startup_head=startup_head, callers=callers, notary=notary_for(db, cfg))
