@@ -165,7 +165,8 @@ async def app_costs(ctx: BenchContext) -> dict[str, float]:
                                 nats_subject_prefix=stack.settings.nats_subject_prefix,
                                 usage_stream=stack.settings.usage_stream, usage_subject=stack.settings.usage_subject,
                                 spool_dir=str(stack.work_dir / f"spool-{name[:3]}"), run_workers=workers,
-                                argon2_time_cost=1, argon2_memory_kib=1024)
+                                argon2_time_cost=1, argon2_memory_kib=1024,
+                                verify_open=True)  # as the HTTP benchmarks: no caller credential to check
             app = create_app(settings)
             async with asgi.lifespan(app):
                 issued = [await components_of(app.state).keys.create("bench", access=(

@@ -64,6 +64,8 @@ def _validate_entry(entry: AccessEntry) -> AccessEntry:
             raise ValidationError("a website access entry needs the website id")
         if len(entry.id) > MAX_RESOURCE_ID_LENGTH:
             raise ValidationError(f"website id longer than {MAX_RESOURCE_ID_LENGTH} characters")
+        if not entry.id.isprintable():  # NUL and other control characters: refused, not stored
+            raise ValidationError("website id must not contain control characters")
     elif entry.id is not None:
         raise ValidationError(f"resource {entry.resource!r} takes no id")
     if not entry.scopes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import os
@@ -69,6 +70,7 @@ class Verifier:
         self._max_pending, self._pending = max_pending, 0
         self._caller_quota = max(1, max_pending // 4)  # no single caller takes more of the argon2 queue
         self._pending_by_caller: dict[str, int] = {}
+        self._inflight: dict[bytes, asyncio.Future[bool]] = {}  # digest → the argon2 check running for it
 
     async def verify(self, presented: str, scope: str, website_id: str | None = None,
                      data: str | None = None, source: str = "", caller: str = "") -> Verdict:
@@ -125,6 +127,9 @@ class Verifier:
         wrong = [entry for entry in self._wrong.get(state.key_id, ()) if entry[1] == state.secret_hash]
         if _remembered(digest, wrong):
             return unknown
+        inflight = self._inflight.get(digest)
+        if inflight is not None:  # the same secret is being checked right now: share that one argon2 run
+            return None if await asyncio.shield(inflight) else unknown
         attempt = f"{state.key_id}|{source}"
         if self._failures.refusal(attempt) is not None:
             return Verdict(valid=False, code="RATE_LIMITED", reason="too many wrong secrets for this key; retry later")
@@ -135,13 +140,18 @@ class Verifier:
         self._pending += 1
         self._pending_by_caller[caller] = self._pending_by_caller.get(caller, 0) + 1
         self._failures.record(attempt)  # counted up front: concurrent checks cannot overshoot the limit
+        outcome = self._inflight[digest] = asyncio.get_running_loop().create_future()
+        accepted_now = False
         try:
             for secret_hash in accepted:
                 if await self._hasher.verify(secret_hash, presented):
                     self._failures.forgive(attempt)
                     self._known[state.key_id] = [*known, (digest, secret_hash)][-4:]
+                    accepted_now = True
                     return None
         finally:
+            del self._inflight[digest]
+            outcome.set_result(accepted_now)
             self._pending -= 1
             if self._pending_by_caller[caller] <= 1:
                 del self._pending_by_caller[caller]

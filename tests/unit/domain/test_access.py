@@ -85,3 +85,9 @@ def test_duplicate_scopes_are_folded_and_granted_scopes_sorted() -> None:
     assert cleaned.scopes == ("read:data", "admin:apikeys")
     assert granted_scopes([cleaned, entry("error_data", "read:analytics")]) == (
         "admin:apikeys", "read:analytics", "read:data")
+
+
+@pytest.mark.parametrize("website", ["a\x00b", "site\nb", "\x7f"])
+def test_a_website_id_with_control_characters_is_a_validation_error(website: str) -> None:
+    with pytest.raises(ValidationError, match="control characters"):
+        validate_access([AccessEntry(resource="website", id=website, scopes=("read:data",))])

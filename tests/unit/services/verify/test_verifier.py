@@ -223,3 +223,13 @@ async def test_a_replica_that_cannot_confirm_it_is_current_never_answers_valid(
     stale = await verifier.verify(secret, "read:data")
     assert (stale.valid, stale.code) == (False, "UNAVAILABLE") and "current" in stale.reason
     assert (await verifier.verify(secret, "write:data")).code == "FORBIDDEN"  # refusals stay what they are
+
+
+async def test_the_same_cold_secret_presented_at_once_costs_one_argon2(
+        world: tuple[Keys, CountingHasher, Clock, Verifier, str]) -> None:
+    """A client's burst of requests with its key before the first check finished: one argon2 run, all
+    answered, none refused for the caller's share of the queue."""
+    keys, hasher, clock, _, secret = world
+    verifier = Verifier(keys, hasher, "kl", clock, max_pending=4)  # a caller's share: 1
+    verdicts = await asyncio.gather(*(verifier.verify(secret, "read:data", caller="one service") for _ in range(32)))
+    assert {v.code for v in verdicts} == {"VALID"} and hasher.verifies == 1
