@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import re
 from datetime import datetime
 
@@ -82,12 +83,17 @@ def clean_text(value: str, limit: int) -> str:
 
 def sanitized(event: UsageEvent) -> UsageEvent:
     """``event`` with every text field made storable (see :func:`clean_text`); the same object when
-    nothing needed a change."""
-    changes: dict[str, str] = {}
-    for name, limit in FIELD_LIMITS.items():
-        value = getattr(event, name)
-        if isinstance(value, str):
-            cleaned = clean_text(value, limit)
-            if cleaned is not value:
-                changes[name] = cleaned
-    return msgspec.structs.replace(event, **changes) if changes else event
+    nothing needed a change (the common case, checked without a call per field: it is on the hot path)."""
+    for value, limit in zip(_text_fields(event), _LIMITS, strict=True):
+        if value is not None and (len(value) > limit or not value.isprintable()):
+            break
+    else:
+        return event
+    changes = {name: clean_text(value, limit) for (name, limit), value in zip(FIELD_LIMITS.items(),
+                                                                              _text_fields(event), strict=True)
+               if value is not None}
+    return msgspec.structs.replace(event, **changes)
+
+
+_text_fields = operator.attrgetter(*FIELD_LIMITS)
+_LIMITS = tuple(FIELD_LIMITS.values())
