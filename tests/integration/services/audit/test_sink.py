@@ -321,14 +321,14 @@ BATCHES, PER_BATCH = 200, 100
 
 
 def sink_env(settings: Settings, database_url: str, nats_url: str) -> dict[str, str]:
-    """The environment of a ``python -m services.cli audit-sink`` subprocess."""
+    """The environment of a ``python -m keyledger.services.cli audit-sink`` subprocess."""
     return clean_env({"DATABASE_URL": database_url, "NATS_URL": nats_url,
                       "KEYLEDGER_USAGE_STREAM": settings.usage_stream,
                       "KEYLEDGER_USAGE_SUBJECT": settings.usage_subject})
 
 
 def start_sink(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """Start ``python -m services.cli audit-sink`` with its output in ``log``."""
+    """Start ``python -m keyledger.services.cli audit-sink`` with its output in ``log``."""
     with log.open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", "keyledger.services.cli", "audit-sink"], cwd=ROOT, env=env,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)

@@ -119,7 +119,7 @@ async def table_versions(pool: AsyncConnectionPool) -> dict[str, int]:
 
 
 def worker_env(settings: Settings, database_url: str, nats_url: str) -> dict[str, str]:
-    """The environment of a ``python -m services.cli`` worker subprocess."""
+    """The environment of a ``python -m keyledger.services.cli`` worker subprocess."""
     return clean_env({"DATABASE_URL": database_url, "NATS_URL": nats_url,
                       "KEYLEDGER_NATS_STREAM": settings.nats_stream,
                       "KEYLEDGER_NATS_SUBJECT_PREFIX": settings.nats_subject_prefix,
@@ -127,7 +127,7 @@ def worker_env(settings: Settings, database_url: str, nats_url: str) -> dict[str
 
 
 class Workers:
-    """Subprocesses running ``python -m services.cli <role>``; ``close()`` kills whatever still runs."""
+    """Subprocesses running ``python -m keyledger.services.cli <role>``; ``close()`` kills whatever still runs."""
 
     def __init__(self, env: dict[str, str], log_dir: Path) -> None:
         self._env, self._log_dir = env, log_dir
@@ -308,7 +308,7 @@ async def test_nats_restart_while_commands_run_every_event_reaches_the_cache_exa
         async with jetstream(server.url, settings) as (bus, js):
             caches: list[LiveKeyCache] = []
 
-            async def follow_again() -> None:  # as services/app.py wires it
+            async def follow_again() -> None:  # as services/http/components.py wires it
                 for live in caches:
                     await live.resubscribe()
 

@@ -19,7 +19,7 @@ CHEAP_ARGON2 = {"KEYLEDGER_ARGON2_TIME_COST": "1", "KEYLEDGER_ARGON2_MEMORY_KIB"
 
 
 class Cli:
-    """Runs ``python -m services.cli`` with the test database and records all output."""
+    """Runs ``python -m keyledger.services.cli`` with the test database and records all output."""
 
     def __init__(self, database_url: str, nats_url: str) -> None:
         self.env = clean_env({**CHEAP_ARGON2, "DATABASE_URL": database_url, "NATS_URL": nats_url})

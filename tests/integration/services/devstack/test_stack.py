@@ -1,4 +1,4 @@
-"""Integration tests for services.stack: real postgres and nats-server processes, one data dir per test."""
+"""Integration tests for services.devstack: real postgres and nats-server processes, one data dir per test."""
 
 from __future__ import annotations
 
