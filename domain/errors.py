@@ -43,3 +43,9 @@ class Forbidden(DomainError):
     """The acting key may not do this (e.g. grant a scope it does not hold itself)."""
 
     code = "FORBIDDEN"
+
+
+class Busy(DomainError):
+    """Too much work of this kind is in progress (e.g. argon2 hashing); retry shortly."""
+
+    code = "RATE_LIMITED"

@@ -10,7 +10,7 @@ import msgspec
 from keyledger.services.clock import Clock, clock_from
 from keyledger.services.config import Settings
 from keyledger.services.devstack.stack import resolve_urls
-from keyledger.services.keys.hashing import SecretHasher
+from keyledger.services.keys.hashing import Argon2Queue, SecretHasher
 from keyledger.services.keys.service import EventsHook, KeyService
 from keyledger.services.storage.database import Database, open_database
 from keyledger.services.storage.event_store import PostgresEventStore
@@ -28,10 +28,11 @@ class Runtime(msgspec.Struct, frozen=True, kw_only=True):
     hasher: SecretHasher
     clock: Clock
 
-    def key_service(self, on_events: EventsHook | None = None) -> KeyService:
-        """Command handlers on this store; ``on_events`` sees every event they append."""
+    def key_service(self, on_events: EventsHook | None = None, queue: Argon2Queue | None = None) -> KeyService:
+        """Command handlers on this store; ``on_events`` sees every event they append; ``queue`` bounds
+        their argon2 work together with verify's (API processes)."""
         return KeyService(self.store, self.hasher, prefix=self.settings.token_prefix, clock=self.clock,
-                          on_events=on_events, rate_tiers=self.settings.rate_tiers())
+                          on_events=on_events, rate_tiers=self.settings.rate_tiers(), queue=queue)
 
 
 def server_urls(settings: Settings) -> tuple[str, str]:

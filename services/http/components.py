@@ -25,6 +25,7 @@ from keyledger.services.http.ports import (
     Limiter,
     UsageSink,
 )
+from keyledger.services.keys.hashing import Argon2Queue
 from keyledger.services.keys.service import KeyService
 from keyledger.services.messaging.connection import connect
 from keyledger.services.messaging.events import event_consumer
@@ -111,11 +112,12 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     stack.push_async_callback(stop_workers)
-    verifier = Verifier(cache, runtime.hasher, cfg.token_prefix, clock, max_pending=cfg.argon2_max_pending,
+    queue = Argon2Queue(cfg.argon2_max_pending)  # verify's cold checks and create/rotate hashing share it
+    verifier = Verifier(cache, runtime.hasher, cfg.token_prefix, clock, queue=queue,
                         key_failure_limit=cfg.key_failure_limit,
                         is_current=lambda: cache.is_current(cfg.max_staleness))
     return Components(
-        settings=cfg, clock=clock, keys=runtime.key_service(on_events=cache.apply_local), cache=cache,
+        settings=cfg, clock=clock, keys=runtime.key_service(on_events=cache.apply_local, queue=queue), cache=cache,
         verifier=verifier, limiter=limiter, auth_failures=FailureThrottle(cfg.auth_failure_limit, clock=epoch(clock)),
         last_used=last_used, usage=usage, audit=AuditQueries(db), export=ExportSource(export_db), bus=bus,
         startup_head=startup_head, callers=callers, notary=notary_for(db, cfg))

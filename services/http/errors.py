@@ -9,6 +9,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import ResponseSpec
 
 from keyledger.domain.errors import (
+    Busy,
     ConcurrencyError,
     DomainError,
     Forbidden,
@@ -26,7 +27,7 @@ _CODES = {400: "VALIDATION_ERROR", 401: "AUTH_REQUIRED", 403: "FORBIDDEN", 404: 
           405: "METHOD_NOT_ALLOWED", 409: "CONFLICT", 412: "CONFLICT", 413: "VALIDATION_ERROR",
           415: "VALIDATION_ERROR", 422: "VALIDATION_ERROR", 429: "RATE_LIMITED"}
 _DOMAIN_STATUS: dict[type[DomainError], int] = {
-    ValidationError: 400, Forbidden: 403, KeyNotFound: 404, KeyAlreadyExists: 409, KeyRevokedError: 409,
+    ValidationError: 400, Forbidden: 403, Busy: 429, KeyNotFound: 404, KeyAlreadyExists: 409, KeyRevokedError: 409,
     ConcurrencyError: 409,
 }
 
@@ -81,9 +82,9 @@ def handle_api_error(_: Request, exc: ApiError) -> Response[ErrorBody]:  # type:
 
 
 def handle_domain_error(_: Request, exc: DomainError) -> Response[ErrorBody]:  # type: ignore[type-arg]
-    """Domain refusals → 400/404/409 with their message."""
+    """Domain refusals → 400/403/404/409/429 with their message (429 with ``Retry-After``)."""
     status = next((s for cls, s in _DOMAIN_STATUS.items() if isinstance(exc, cls)), 400)
-    return error_response(status, exc.code, str(exc))
+    return error_response(status, exc.code, str(exc), headers={"Retry-After": "1"} if status == 429 else None)
 
 
 def handle_http_exception(_: Request, exc: HTTPException) -> Response[ErrorBody]:  # type: ignore[type-arg]

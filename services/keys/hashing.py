@@ -57,3 +57,32 @@ class SecretHasher:
     def close(self) -> None:
         """Stop the worker threads."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class Argon2Queue:
+    """How much argon2 work may wait at once: ``max_pending`` in all, and at most a quarter of that
+    for one caller. Verify's cold checks and create/rotate hashing count against the same bound,
+    so no caller (not even an admin creating keys in a loop) can starve the others."""
+
+    def __init__(self, max_pending: int) -> None:
+        self.max_pending, self.caller_quota = max_pending, max(1, max_pending // 4)
+        self.pending = 0
+        self._by_caller: dict[str, int] = {}
+
+    def admit(self, caller: str) -> str | None:
+        """Take a place for ``caller`` (then :meth:`release` it); else why not (nothing taken)."""
+        if self.pending >= self.max_pending:
+            return "too much argon2 work in progress; retry"
+        if self._by_caller.get(caller, 0) >= self.caller_quota:
+            return "too much argon2 work from this caller; retry"
+        self.pending += 1
+        self._by_caller[caller] = self._by_caller.get(caller, 0) + 1
+        return None
+
+    def release(self, caller: str) -> None:
+        """Give back the place :meth:`admit` took."""
+        self.pending -= 1
+        if self._by_caller[caller] <= 1:
+            del self._by_caller[caller]
+        else:
+            self._by_caller[caller] -= 1

@@ -19,13 +19,13 @@ from keyledger.domain.commands import (
     check_create,
     check_rotate,
 )
-from keyledger.domain.errors import ConcurrencyError, KeyNotFound
+from keyledger.domain.errors import Busy, ConcurrencyError, KeyNotFound
 from keyledger.domain.grants import check_grant
 from keyledger.domain.key import KeyState, decide, ensure_open, evolve, fold
 from keyledger.domain.rate import DEFAULT_TIERS
 from keyledger.domain.recorded import Metadata, RecordedEvent
 from keyledger.services.clock import Clock, utc_now
-from keyledger.services.keys.hashing import SecretHasher
+from keyledger.services.keys.hashing import Argon2Queue, SecretHasher
 from keyledger.services.storage.event_store import EventStore
 
 EventsHook = Callable[[list[RecordedEvent]], None]
@@ -55,11 +55,13 @@ class KeyService:
         clock: Clock = utc_now,
         on_events: EventsHook | None = None,
         rate_tiers: Mapping[str, int] = DEFAULT_TIERS,
+        queue: Argon2Queue | None = None,
     ) -> None:
         self._store, self._hasher, self._prefix = store, hasher, prefix
         self._random, self._clock = random_bytes, clock
         self._on_events = on_events  # e.g. the live cache applying its own writes at once
         self._tiers = rate_tiers
+        self._queue = queue  # the API process's argon2 bound, shared with verify (None: unbounded, e.g. the CLI)
 
     async def create(
         self,
@@ -82,7 +84,7 @@ class KeyService:
         )
         check_create(command, self._clock())
         check_grant(grantor, command.access, rate_limit, self._tiers)
-        command = msgspec.structs.replace(command, secret_hash=await self._hasher.hash(secret))
+        command = msgspec.structs.replace(command, secret_hash=await self._hash(secret, metadata))
         state = await self._execute(None, command, None, metadata)
         return IssuedKey(token=secret, state=state)
 
@@ -118,7 +120,7 @@ class KeyService:
         start = token.parse(secret, state.prefix).start()
         check_rotate(RotateKey(key_id=key_id, secret_hash="", start=start, grace_seconds=grace_seconds))
         ensure_open(state, key_id)  # refuse a revoked key before spending argon2 work
-        command = RotateKey(key_id=key_id, secret_hash=await self._hasher.hash(secret), start=start,
+        command = RotateKey(key_id=key_id, secret_hash=await self._hash(secret, metadata), start=start,
                             grace_seconds=grace_seconds)
         new_state = await self._execute(state, command, expected_version, metadata)
         return IssuedKey(token=secret, state=new_state)
@@ -137,6 +139,19 @@ class KeyService:
         if state is None:
             raise KeyNotFound(f"key {key_id} not found")
         return state, events
+
+    async def _hash(self, secret: str, metadata: Metadata | None) -> str:
+        """argon2 of a new secret, within the process's argon2 bound (Busy when it is full)."""
+        if self._queue is None:
+            return await self._hasher.hash(secret)
+        caller = (metadata.ip or metadata.actor or "") if metadata is not None else ""
+        refusal = self._queue.admit(caller)
+        if refusal is not None:
+            raise Busy(refusal)
+        try:
+            return await self._hasher.hash(secret)
+        finally:
+            self._queue.release(caller)
 
     async def _load_state(self, key_id: str) -> KeyState:
         state, _ = await self.history(key_id)

@@ -15,7 +15,7 @@ import msgspec
 from keyledger.domain import token
 from keyledger.domain.access import AccessEntry, check_access, granted_scopes
 from keyledger.domain.key import KeyState
-from keyledger.services.keys.hashing import SecretHasher
+from keyledger.services.keys.hashing import Argon2Queue, SecretHasher
 from keyledger.services.verify.throttles import FailureThrottle
 
 _MAX_RECHECKS = 4  # a key changing more often than this during one check is refused (retry)
@@ -59,7 +59,7 @@ class Verifier:
     """
 
     def __init__(self, keys: KeyLookup, hasher: SecretHasher, prefix: str, clock: Callable[[], datetime],
-                 max_pending: int = 16, key_failure_limit: int = 10,
+                 max_pending: int = 16, key_failure_limit: int = 10, queue: Argon2Queue | None = None,
                  is_current: Callable[[], bool] | None = None) -> None:
         self._is_current = is_current  # whether the key cache could confirm lately that it is current
         self._keys, self._hasher, self._prefix, self._clock = keys, hasher, prefix, clock
@@ -67,9 +67,7 @@ class Verifier:
         self._known: dict[str, list[tuple[bytes, str]]] = {}  # key id → [(digest, secret hash)] accepted
         self._wrong: dict[str, list[tuple[bytes, str]]] = {}  # key id → recent wrong digests
         self._failures = FailureThrottle(key_failure_limit, clock=lambda: self._clock().timestamp())
-        self._max_pending, self._pending = max_pending, 0
-        self._caller_quota = max(1, max_pending // 4)  # no single caller takes more of the argon2 queue
-        self._pending_by_caller: dict[str, int] = {}
+        self._queue = queue or Argon2Queue(max_pending)  # shared with create/rotate hashing in an API process
         self._inflight: dict[bytes, asyncio.Future[bool]] = {}  # digest → the argon2 check running for it
 
     async def verify(self, presented: str, scope: str, website_id: str | None = None,
@@ -133,12 +131,9 @@ class Verifier:
         attempt = f"{state.key_id}|{source}"
         if self._failures.refusal(attempt) is not None:
             return Verdict(valid=False, code="RATE_LIMITED", reason="too many wrong secrets for this key; retry later")
-        if self._pending >= self._max_pending:
-            return Verdict(valid=False, code="RATE_LIMITED", reason="too many secret checks in progress; retry")
-        if self._pending_by_caller.get(caller, 0) >= self._caller_quota:
-            return Verdict(valid=False, code="RATE_LIMITED", reason="too many secret checks from this caller; retry")
-        self._pending += 1
-        self._pending_by_caller[caller] = self._pending_by_caller.get(caller, 0) + 1
+        refusal = self._queue.admit(caller)
+        if refusal is not None:
+            return Verdict(valid=False, code="RATE_LIMITED", reason=refusal)
         self._failures.record(attempt)  # counted up front: concurrent checks cannot overshoot the limit
         outcome = self._inflight[digest] = asyncio.get_running_loop().create_future()
         accepted_now = False
@@ -152,11 +147,7 @@ class Verifier:
         finally:
             del self._inflight[digest]
             outcome.set_result(accepted_now)
-            self._pending -= 1
-            if self._pending_by_caller[caller] <= 1:
-                del self._pending_by_caller[caller]
-            else:
-                self._pending_by_caller[caller] -= 1
+            self._queue.release(caller)
         self._wrong[state.key_id] = [*wrong, (digest, state.secret_hash)][-16:]
         return unknown
 

@@ -12,11 +12,11 @@ import pytest
 
 from keyledger.domain import token
 from keyledger.domain.access import AccessEntry
-from keyledger.domain.errors import ConcurrencyError, KeyNotFound, KeyRevokedError, ValidationError
+from keyledger.domain.errors import Busy, ConcurrencyError, KeyNotFound, KeyRevokedError, ValidationError
 from keyledger.domain.events import Event, KeyAccessChanged, KeyCreated, KeyRevoked, KeyRotated, encode_event
 from keyledger.domain.recorded import Metadata
 from keyledger.services.config import Settings
-from keyledger.services.keys.hashing import SecretHasher
+from keyledger.services.keys.hashing import Argon2Queue, SecretHasher
 from keyledger.services.keys.service import KeyService
 from keyledger.services.storage.memory import InMemoryEventStore
 from tests.support.clock import SettableClock
@@ -243,3 +243,20 @@ async def test_unknown_or_malformed_keys_are_not_found(keys: KeyService, store: 
             await command
     assert await store.head_position() == 0
 
+
+
+async def test_create_and_rotate_hashing_count_against_the_shared_argon2_bound(
+        store: InMemoryEventStore, hasher: CountingHasher, clock: SettableClock) -> None:
+    """An admin creating keys in a loop could fill the argon2 threads verify needs: its hashing now
+    takes places in the same queue as verify's cold checks, a quarter of it at most."""
+    queue = Argon2Queue(4)  # a caller's share: 1
+    keys = KeyService(store, hasher, random_bytes=random.Random(8).randbytes, clock=clock, queue=queue)
+    admin = Metadata(actor="key:admin", ip="198.51.100.7")
+    assert queue.admit("198.51.100.7") is None  # that caller already has a hash (or a check) running
+    with pytest.raises(Busy, match="this caller"):
+        await keys.create("while busy", access=GLOBAL_READ, metadata=admin)
+    assert await store.head_position() == 0 and hasher.hashed == 0  # nothing written, nothing hashed
+    made = await keys.create("another caller", access=GLOBAL_READ, metadata=Metadata(ip="203.0.113.9"))
+    queue.release("198.51.100.7")
+    await keys.rotate(made.state.key_id, metadata=admin)
+    assert queue.pending == 0 and hasher.hashed == 2
