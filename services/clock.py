@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -26,3 +27,11 @@ def clock_from(start: datetime | None) -> Clock:
 def epoch(clock: Clock) -> Callable[[], float]:
     """``clock`` as Unix seconds (for the rate limiter and the throttles)."""
     return lambda: clock().timestamp()
+
+
+async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    """Wait ``seconds``, or less if ``stop`` is set meanwhile."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        pass

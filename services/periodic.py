@@ -6,15 +6,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from keyledger.services.clock import sleep_or_stop
 from keyledger.services.storage.database import StorageError
-
-
-async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    """Wait ``seconds``, or less if ``stop`` is set meanwhile."""
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass
 
 
 async def every(stop: asyncio.Event, interval: float, action: Callable[[], Awaitable[object]], log: logging.Logger,

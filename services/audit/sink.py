@@ -16,7 +16,7 @@ from datetime import date
 
 import msgspec
 
-from keyledger.domain.usage import UsageEvent, clean_text, decode_batch
+from keyledger.domain.usage import clean_text, decode_batch
 from keyledger.services.messaging.consume import Consumer, Delivery
 from keyledger.services.messaging.usage import BATCH_HEADERS
 from keyledger.services.storage.database import retry_database
@@ -41,10 +41,13 @@ class SinkStats(msgspec.Struct, kw_only=True):
 class Batch:
     """One batch of usage events and the message(s) that carried it in this fetch."""
 
-    batch_id: uuid.UUID
-    events: list[UsageEvent]
-    days: set[date]
+    usage: UsageBatch
     deliveries: list[Delivery] = field(default_factory=list)
+
+    @property
+    def batch_id(self) -> uuid.UUID:
+        """The batch's id (its deliveries all carry it)."""
+        return self.usage.batch_id
 
 
 def batch_id_of(delivery: Delivery) -> uuid.UUID:
@@ -61,14 +64,12 @@ def batch_id_of(delivery: Delivery) -> uuid.UUID:
 def decode(delivery: Delivery) -> Batch:
     """The batch a message carries; raises ValueError (or a msgspec error) when it is malformed."""
     events = decode_batch(delivery.data)
-    days = set()
     for event in events:
         if event.at.tzinfo is None:
             raise ValueError("an event time has no time zone")
-        days.add(utc_day(event.at))
-    if days and max(days) == date.max:
-        raise ValueError("an event time is out of range")
-    return Batch(batch_id_of(delivery), events, days, [delivery])
+        if utc_day(event.at) == date.max:
+            raise ValueError("an event time is out of range")
+    return Batch(UsageBatch(batch_id_of(delivery), events), [delivery])
 
 
 class AuditSink:
@@ -122,7 +123,7 @@ class AuditSink:
             try:
                 await self._store([batch])
             except PoisonBatch:
-                stored, dead = await self._table.store_isolating(UsageBatch(batch.batch_id, batch.events))
+                stored, dead = await self._table.store_isolating(batch.usage)
                 self.stats.stored += stored
                 self.stats.batches += 1 if stored or dead else 0
                 self.stats.duplicates += 0 if stored or dead else 1
@@ -133,10 +134,10 @@ class AuditSink:
         return batches
 
     async def _store(self, batches: list[Batch]) -> None:
-        fresh = await self._table.store([UsageBatch(b.batch_id, b.events) for b in batches])
+        fresh = await self._table.store([b.usage for b in batches])
         self.stats.batches += len(fresh)
         self.stats.duplicates += len(batches) - len(fresh)
-        self.stats.stored += sum(len(b.events) for b in batches if b.batch_id in fresh)
+        self.stats.stored += sum(len(b.usage.events) for b in batches if b.batch_id in fresh)
 
     async def _reject(self, delivery: Delivery, why: str) -> None:
         """Terminate a message that can never be stored; the payload is not logged."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import getpass
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -14,6 +13,7 @@ from urllib.request import Request, urlopen
 
 import msgspec
 
+from keyledger.services.cli.keys import local_user
 from keyledger.services.config import Settings
 from keyledger.services.runtime import open_runtime
 
@@ -196,12 +196,5 @@ async def _retention(args: argparse.Namespace, settings: Settings) -> None:
 
     keep = args.days or settings.audit_retention_days
     async with open_runtime(settings, pool_size=1) as rt:
-        dropped = await UsagePartitions(rt.db).apply_retention(keep, rt.clock(), actor=f"cli:{_user()}")
+        dropped = await UsagePartitions(rt.db).apply_retention(keep, rt.clock(), actor=f"cli:{local_user()}")
     print(f"kept {keep} days; dropped {len(dropped)} partition(s){': ' + ', '.join(dropped) if dropped else ''}")
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"

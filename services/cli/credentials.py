@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 
 import msgspec
 
+from keyledger.services.cli.keys import local_user
 from keyledger.services.config import Settings
 from keyledger.services.keys.credentials import issue
 from keyledger.services.runtime import open_runtime
@@ -18,7 +18,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     async with open_runtime(settings, pool_size=1) as rt:
         credentials = VerifyCredentials(rt.db)
         if args.action == "create":
-            credential_id, secret = await issue(credentials, args.name, created_by=f"cli:{_user()}")
+            credential_id, secret = await issue(credentials, args.name, created_by=f"cli:{local_user()}")
             if args.json:
                 print(msgspec.json.encode({"id": credential_id, "name": args.name, "secret": secret}).decode())
             else:
@@ -52,10 +52,3 @@ def add_parser(groups: argparse._SubParsersAction, json_flag: argparse.ArgumentP
     actions.add_parser("list", parents=[json_flag], help="every credential (never a secret)")
     revoke = actions.add_parser("revoke", help="revoke a credential for good")
     revoke.add_argument("credential_id")
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"

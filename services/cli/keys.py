@@ -20,13 +20,17 @@ from keyledger.services.keys.views import event_view, join_access, key_view
 from keyledger.services.runtime import Runtime, open_runtime
 
 
+def local_user() -> str:
+    """The operating-system user running the CLI (``unknown`` when it cannot be told)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
 def cli_metadata() -> Metadata:
     """Who is acting: the local user, through the CLI, with a fresh request id."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return Metadata(actor=f"cli:{user}", user_agent="keyledger-cli", request_id=uuid.uuid4().hex)
+    return Metadata(actor=f"cli:{local_user()}", user_agent="keyledger-cli", request_id=uuid.uuid4().hex)
 
 
 def output(args: argparse.Namespace, payload: Any, human: str) -> None:

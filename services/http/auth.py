@@ -22,6 +22,7 @@ from keyledger.services.http.errors import ApiError, auth_required, forbidden
 from keyledger.services.http.ports import CallerRegistry, LastUse, Limiter, UsageSink
 from keyledger.services.http.ratelimit_headers import attach_decision
 from keyledger.services.http.schemas import VerifyRequest
+from keyledger.services.keys.credentials import CREDENTIAL_PREFIX
 from keyledger.services.verify.throttles import FailureThrottle, RateDecision
 from keyledger.services.verify.verifier import Verdict, Verifier
 
@@ -60,6 +61,11 @@ def user_agent_of(request: Connection) -> str | None:
     return (request.headers.get("user-agent") or "")[:300] or None
 
 
+def client_address(request: Connection) -> str | None:
+    """The address of the connection's peer (the caller itself, never an address it forwards)."""
+    return request.client.host if request.client else None
+
+
 def _well_formed(verdict: Verdict | None) -> bool:
     """Whether the presented token parsed (so its ``start`` is the public part of a token)."""
     return verdict is not None and verdict.code != "MALFORMED"
@@ -93,7 +99,7 @@ class Gate:
 
         Otherwise 401 (and a failure counted against the client's IP), 429 or 403.
         """
-        client = request.client.host if request.client else "unknown"
+        client = client_address(request) or "unknown"
         presented = presented_key(request)
         usage = functools.partial(self.record, request, action=_action(request),
                                   presented=presented, ip=client, user_agent=user_agent_of(request))
@@ -131,7 +137,7 @@ class Gate:
         (``KEYLEDGER_VERIFY_TOKEN``), ``key:<id>`` (an ``admin:apikeys`` key; not charged to its rate
         limit) or ``open`` (only when ``KEYLEDGER_VERIFY_OPEN`` is set). Else 401, counted against the
         caller's address (429 past the limit), with its usage event."""
-        client = request.client.host if request.client else "unknown"
+        client = client_address(request) or "unknown"
         presented = presented_key(request)
         if presented is not None:
             if self._verify_token is not None and hmac.compare_digest(presented.encode(), self._verify_token.encode()):
@@ -142,7 +148,7 @@ class Gate:
         if self._verify_open:
             return "open"
         refusal = self._failures.refusal(client)
-        if refusal is None and presented is not None and not presented.startswith("klvc_"):
+        if refusal is None and presented is not None and not presented.startswith(CREDENTIAL_PREFIX + "_"):
             verdict = await self._verifier.verify(presented, "admin:apikeys", source=client, caller=client)
             if verdict.valid and verdict.key is not None:
                 return f"key:{verdict.key.key_id}"
@@ -161,7 +167,7 @@ class Gate:
         verdict, decision = await self._decide(request, ask)
         self.record(request, action="verify", verdict=verdict, presented=ask.key, scope=ask.scope,
                     website_id=ask.website_id, data=ask.data, ip=ask.ip, user_agent=ask.user_agent, caller=caller,
-                    caller_ip=request.client.host if request.client else None)
+                    caller_ip=client_address(request))
         if verdict.valid and verdict.key is not None:
             self._last_used.touch(verdict.key.key_id, self._clock())
         return verdict, decision
@@ -172,7 +178,7 @@ class Gate:
             attach_decision(request, blocked)
             refusal = Verdict(valid=False, code="RATE_LIMITED", reason="too many failed attempts from this client ip")
             return refusal, None
-        caller = request.client.host if request.client else "unknown"
+        caller = client_address(request) or "unknown"
         verdict = await self._verifier.verify(ask.key, ask.scope, ask.website_id, ask.data,
                                               source=f"ip:{ask.ip}" if ask.ip else caller, caller=caller)
         if ask.ip and verdict.code in ("MALFORMED", "NOT_FOUND"):

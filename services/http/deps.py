@@ -20,7 +20,7 @@ from litestar.di import NamedDependency, Provide
 from keyledger.domain.key import KeyState
 from keyledger.domain.recorded import Metadata
 from keyledger.services.audit.notary import AuditNotary
-from keyledger.services.http.auth import Gate, request_id, user_agent_of
+from keyledger.services.http.auth import Gate, client_address, request_id, user_agent_of
 from keyledger.services.http.components import Components
 from keyledger.services.http.ports import AuditPages, Connectivity, KeyDirectory, LastUse
 from keyledger.services.keys.service import KeyService
@@ -130,7 +130,7 @@ def provide_admin(request: Request[Any, Any, Any]) -> KeyState:
 
 def provide_metadata(request: Request[Any, Any, Any], admin: NamedDependency[KeyState]) -> Metadata:
     """Who does it (the acting key), from where (IP, user agent), and the request id: kept with the events."""
-    return Metadata(actor=f"key:{admin.key_id}", ip=request.client.host if request.client else None,
+    return Metadata(actor=f"key:{admin.key_id}", ip=client_address(request),
                     user_agent=user_agent_of(request), request_id=request_id(request))
 
 

@@ -12,6 +12,8 @@ import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from keyledger.services.clock import sleep_or_stop
+
 log = logging.getLogger("keyledger.bus")
 
 
@@ -67,8 +69,6 @@ async def connect_until(url: str, name: str, stop: asyncio.Event) -> Bus | None:
             return await connect(url, name)
         except BusError as exc:
             log.warning("%s; retrying in %.1fs", exc, delay)
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
-            except TimeoutError:
-                delay = min(delay * 2, 5.0)
+            await sleep_or_stop(stop, delay)
+            delay = min(delay * 2, 5.0)
     return None

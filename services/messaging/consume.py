@@ -12,6 +12,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import Error as JetStreamError
 
+from keyledger.services.clock import sleep_or_stop
 from keyledger.services.messaging.connection import Bus
 
 log = logging.getLogger("keyledger.bus")
@@ -77,10 +78,7 @@ class Consumer:
                 continue
             except (nats.errors.Error, JetStreamError) as exc:
                 log.warning("%s: consumer unavailable (%s); retrying", self._durable, type(exc).__name__)
-                try:
-                    await asyncio.wait_for(stop.wait(), 0.5)
-                except TimeoutError:
-                    pass
+                await sleep_or_stop(stop, 0.5)
                 continue
             if msgs:
                 await process([Delivery(msg) for msg in msgs])

@@ -8,10 +8,10 @@ import logging
 import nats.errors
 from nats.js.errors import Error as JetStreamError
 
+from keyledger.services.clock import sleep_or_stop
 from keyledger.services.config import Settings
 from keyledger.services.messaging.connection import Bus
 from keyledger.services.messaging.streams import encode_message, ensure_event_stream, subject_for
-from keyledger.services.periodic import sleep_or_stop
 from keyledger.services.storage.checkpoints import Checkpoints
 from keyledger.services.storage.database import Database
 from keyledger.services.storage.event_store import EventStore

@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from keyledger.services.clock import sleep_or_stop
+
 log = logging.getLogger("keyledger.storage")
 
 
@@ -80,7 +82,4 @@ async def retry_database(stop: asyncio.Event, action: Callable[[], Awaitable[Non
             return
         except StorageError as exc:  # an outage, or e.g. a missing table
             log.warning("%s: database unavailable (%s); retrying the batch", name, exc)
-            try:
-                await asyncio.wait_for(stop.wait(), 0.5)
-            except TimeoutError:
-                pass
+            await sleep_or_stop(stop, 0.5)

@@ -53,9 +53,7 @@ class UsageTable:
         StorageError on an outage (the caller retries)."""
         async with self._db._connection() as conn:
             for attempt in (1, 2):
-                for day in sorted(set[date]().union(*(batch.days() for batch in batches)) - self._days):
-                    await ensure_partition(conn, day)
-                    self._days.add(day)
+                await self._ensure_partitions(conn, set[date]().union(*(batch.days() for batch in batches)))
                 try:
                     return await _insert(conn, batches)
                 except psycopg.errors.CheckViolation:  # no partition for a row: dropped since we made it
@@ -66,15 +64,19 @@ class UsageTable:
                     raise PoisonBatch(_why(exc)) from None
         raise AssertionError("unreachable")
 
+    async def _ensure_partitions(self, conn: AsyncConnection, days: set[date]) -> None:
+        """Create the partitions of ``days`` not known to exist."""
+        for day in sorted(days - self._days):
+            await ensure_partition(conn, day)
+            self._days.add(day)
+
     async def store_isolating(self, batch: UsageBatch) -> tuple[int, list[tuple[UsageEvent, str]]]:
         """Store a batch that Postgres refused as a whole, event by event, in one transaction: the
         events it accepts go to ``usage_events``, each refused one to ``usage_dead_letters`` with the
         reason. Returns how many were stored (0 with no dead letters: the batch was stored before)
         and the dead letters."""
         async with self._db._connection() as conn:
-            for day in sorted(batch.days() - self._days):
-                await ensure_partition(conn, day)
-                self._days.add(day)
+            await self._ensure_partitions(conn, batch.days())
             async with conn.transaction():
                 cur = await conn.execute(_CLAIM, ([batch.batch_id], [len(batch.events)]))
                 if not await cur.fetchall():
