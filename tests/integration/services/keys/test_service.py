@@ -12,26 +12,13 @@ from keyledger.domain import token
 from keyledger.domain.access import AccessEntry
 from keyledger.domain.errors import ConcurrencyError, KeyNotFound, KeyRevokedError, ValidationError
 from keyledger.domain.recorded import Metadata
-from keyledger.services.config import Settings
-from keyledger.services.keys.hashing import SecretHasher
 from keyledger.services.keys.service import KeyService
 from keyledger.services.storage.event_store import PostgresEventStore
+from tests.support.hashing import CountingHasher
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 META = Metadata(actor="key:admin0000001", ip="198.51.100.7", user_agent="pytest", request_id="r-1")
 GLOBAL_READ = (AccessEntry(resource="global", scopes=("read:data",)),)
-
-
-class CountingHasher(SecretHasher):
-    """A real argon2 hasher (cheap parameters) that counts how often it hashed."""
-
-    def __init__(self) -> None:
-        super().__init__(Settings(argon2_time_cost=1, argon2_memory_kib=1024))
-        self.hashed = 0
-
-    async def hash(self, secret: str) -> str:
-        self.hashed += 1
-        return await super().hash(secret)
 
 
 @pytest.fixture

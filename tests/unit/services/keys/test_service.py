@@ -15,12 +15,12 @@ from keyledger.domain.access import AccessEntry
 from keyledger.domain.errors import Busy, ConcurrencyError, KeyNotFound, KeyRevokedError, ValidationError
 from keyledger.domain.events import Event, KeyAccessChanged, KeyCreated, KeyRevoked, KeyRotated, encode_event
 from keyledger.domain.recorded import Metadata
-from keyledger.services.config import Settings
-from keyledger.services.keys.hashing import Argon2Queue, SecretHasher
+from keyledger.services.keys.hashing import Argon2Queue
 from keyledger.services.keys.service import KeyService
 from keyledger.services.storage.memory import InMemoryEventStore
 from tests.support.clock import SettableClock
 from tests.support.factories import T0, changes, created
+from tests.support.hashing import CountingHasher
 
 NOW = T0 + timedelta(days=1)
 KEY = "K3yId0000001"
@@ -30,16 +30,6 @@ WEBSITE_B = (AccessEntry(resource="website", id="site-b", scopes=("read:data", "
 REVOKED = KeyRevoked(key_id=KEY, at=T0 + timedelta(hours=1), reason="leaked")
 
 
-class CountingHasher(SecretHasher):
-    """The real argon2id hasher with the cheapest parameters, counting how often it hashed."""
-
-    def __init__(self) -> None:
-        super().__init__(Settings(argon2_time_cost=1, argon2_memory_kib=8, argon2_parallelism=1))
-        self.hashed = 0
-
-    async def hash(self, secret: str) -> str:
-        self.hashed += 1
-        return await super().hash(secret)
 
 
 @pytest.fixture

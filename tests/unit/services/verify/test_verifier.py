@@ -13,50 +13,35 @@ from keyledger.domain import token
 from keyledger.domain.access import AccessEntry
 from keyledger.domain.commands import CreateKey, RevokeKey, RotateKey
 from keyledger.domain.key import KeyState, decide, evolve
-from keyledger.services.config import Settings
-from keyledger.services.keys.hashing import SecretHasher
 from keyledger.services.verify.verifier import Verifier
+from tests.support.clock import SettableClock
+from tests.support.hashing import CountingHasher
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CHEAP = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-
-
-class CountingHasher(SecretHasher):
-    def __init__(self) -> None:
-        super().__init__(Settings(argon2_time_cost=1, argon2_memory_kib=1024))
-        self.verifies = 0
-
-    async def verify(self, secret_hash: str, secret: str) -> bool:
-        self.verifies += 1
-        return await super().verify(secret_hash, secret)
 
 
 class Keys(dict[str, KeyState]):
     """The lookup the verifier reads (a dict, like the live cache)."""
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
+World = tuple[Keys, CountingHasher, SettableClock, Verifier, str]  # keys, hasher, clock, verifier, a key's secret
 
 
 @pytest.fixture
-def world() -> tuple[Keys, CountingHasher, Clock, Verifier, str]:
+def world() -> World:
     rng = random.Random(3)
     secret = token.generate(rng.randbytes)
     parsed = token.parse(secret)
     (created,) = decide(None, CreateKey(
         key_id=parsed.key_id, name="svc", access=(AccessEntry(resource="global", scopes=("read:data",)),),
         expires_at=T0 + timedelta(days=1), secret_hash=CHEAP.hash(secret), prefix="kl", start=parsed.start()), T0)
-    keys, hasher, clock = Keys(), CountingHasher(), Clock()
+    keys, hasher, clock = Keys(), CountingHasher(), SettableClock(T0)
     keys[parsed.key_id] = evolve(None, created)
     return keys, hasher, clock, Verifier(keys, hasher, "kl", clock), secret
 
 
-async def test_cold_then_warm(world: tuple[Keys, CountingHasher, Clock, Verifier, str]) -> None:
+async def test_cold_then_warm(world: World) -> None:
     keys, hasher, clock, verifier, secret = world
     assert (await verifier.verify(secret, "read:data")).code == "VALID"
     assert hasher.verifies == 1
@@ -65,7 +50,7 @@ async def test_cold_then_warm(world: tuple[Keys, CountingHasher, Clock, Verifier
     assert hasher.verifies == 1  # warm: no argon2
 
 
-async def test_wrong_secrets_are_not_found_and_bounded(world: tuple[Keys, CountingHasher, Clock, Verifier,
+async def test_wrong_secrets_are_not_found_and_bounded(world: tuple[Keys, CountingHasher, SettableClock, Verifier,
                                                                     str]) -> None:
     keys, hasher, clock, verifier, secret = world
     key_id = token.parse(secret).key_id
@@ -86,7 +71,7 @@ async def test_wrong_secrets_are_not_found_and_bounded(world: tuple[Keys, Counti
     assert (await verifier.verify(wrong[10], "read:data")).code == "NOT_FOUND"  # next minute: checked again
 
 
-async def test_at_most_max_pending_cold_checks_wait(world: tuple[Keys, CountingHasher, Clock, Verifier, str]) -> None:
+async def test_at_most_max_pending_cold_checks_wait(world: World) -> None:
     keys, hasher, clock, _, secret = world
     verifier = Verifier(keys, hasher, "kl", clock, max_pending=2, key_failure_limit=100)
     key_id = token.parse(secret).key_id
@@ -98,7 +83,7 @@ async def test_at_most_max_pending_cold_checks_wait(world: tuple[Keys, CountingH
     assert hasher.verifies == 2
 
 
-async def test_malformed_and_unknown_cost_nothing(world: tuple[Keys, CountingHasher, Clock, Verifier, str]) -> None:
+async def test_malformed_and_unknown_cost_nothing(world: World) -> None:
     keys, hasher, clock, verifier, secret = world
     assert (await verifier.verify(secret[:-1], "read:data")).code == "MALFORMED"
     other = token.generate(random.Random(9).randbytes)
@@ -107,7 +92,7 @@ async def test_malformed_and_unknown_cost_nothing(world: tuple[Keys, CountingHas
 
 
 async def test_rotation_drops_the_remembered_secret_unless_in_grace(
-        world: tuple[Keys, CountingHasher, Clock, Verifier, str]) -> None:
+        world: World) -> None:
     keys, hasher, clock, verifier, secret = world
     key_id = token.parse(secret).key_id
     assert (await verifier.verify(secret, "read:data")).valid
@@ -123,7 +108,7 @@ async def test_rotation_drops_the_remembered_secret_unless_in_grace(
 
 
 async def test_revoked_and_expired_are_told_only_to_the_right_secret(
-        world: tuple[Keys, CountingHasher, Clock, Verifier, str]) -> None:
+        world: World) -> None:
     """A random secret for a known key id used to learn REVOKED/EXPIRED plus the organization, scopes
     and expiry. The secret is checked first: a wrong one is NOT_FOUND and learns nothing."""
     keys, hasher, clock, verifier, secret = world
@@ -142,7 +127,7 @@ async def test_revoked_and_expired_are_told_only_to_the_right_secret(
 
 
 async def test_a_revoke_landing_during_the_secret_check_is_seen(
-        world: tuple[Keys, CountingHasher, Clock, Verifier, str]) -> None:
+        world: World) -> None:
     """A verify already waiting on argon2 when a revoke landed used to answer VALID after the revoke."""
     keys, hasher, clock, verifier, secret = world
     key_id = token.parse(secret).key_id
@@ -162,7 +147,7 @@ async def test_a_revoke_landing_during_the_secret_check_is_seen(
     assert (await answer).code == "REVOKED"
 
 
-async def test_forbidden_names_the_reason(world: tuple[Keys, CountingHasher, Clock, Verifier, str]) -> None:
+async def test_forbidden_names_the_reason(world: World) -> None:
     keys, hasher, clock, verifier, secret = world
     verdict = await verifier.verify(secret, "write:data")
     assert (verdict.valid, verdict.code) == (False, "FORBIDDEN")
@@ -170,7 +155,7 @@ async def test_forbidden_names_the_reason(world: tuple[Keys, CountingHasher, Clo
 
 
 async def test_one_source_cannot_lock_a_key_out_for_another(
-        world: tuple[Keys, CountingHasher, Clock, Verifier, str]) -> None:
+        world: World) -> None:
     """Anyone who knew a key id could make every cold check of it answer RATE_LIMITED."""
     keys, hasher, clock, verifier, secret = world
     key_id = token.parse(secret).key_id
@@ -192,18 +177,22 @@ async def test_a_caller_gets_only_its_share_of_the_argon2_queue() -> None:
         key_id=parsed.key_id, name="svc", access=(AccessEntry(resource="global", scopes=("read:data",)),),
         expires_at=None, secret_hash=CHEAP.hash(secret), prefix="kl", start=parsed.start()), T0)
     keys, hasher = Keys({parsed.key_id: evolve(None, created)}), CountingHasher()
-    release = asyncio.Event()
+    release, both_waiting = asyncio.Event(), asyncio.Event()
     real_verify = hasher.verify
+    waiting = [0]
 
     async def held(secret_hash: str, presented: str) -> bool:
+        waiting[0] += 1
+        if waiting[0] == 2:
+            both_waiting.set()
         await release.wait()
         return await real_verify(secret_hash, presented)
 
     hasher.verify = held  # type: ignore[method-assign,assignment]
-    verifier = Verifier(keys, hasher, "kl", Clock(), max_pending=8)  # each caller: 2 at a time
+    verifier = Verifier(keys, hasher, "kl", SettableClock(T0), max_pending=8)  # each caller: 2 at a time
     flood = [asyncio.create_task(verifier.verify(token.format_token("kl", parsed.key_id, f"{i}" * 32), "read:data",
                                                  source=f"ip:{i}", caller="flooder")) for i in range(2)]
-    await asyncio.sleep(0)  # both are now waiting on argon2
+    await asyncio.wait_for(both_waiting.wait(), 5)  # both hold their argon2 places
     third = await verifier.verify(token.format_token("kl", parsed.key_id, "9" * 32), "read:data",
                                   source="ip:9", caller="flooder")
     assert third.code == "RATE_LIMITED" and "caller" in third.reason
@@ -214,7 +203,7 @@ async def test_a_caller_gets_only_its_share_of_the_argon2_queue() -> None:
 
 
 async def test_a_replica_that_cannot_confirm_it_is_current_never_answers_valid(
-        world: tuple[Keys, CountingHasher, Clock, Verifier, str]) -> None:
+        world: World) -> None:
     keys, hasher, clock, _, secret = world
     current = [True]
     verifier = Verifier(keys, hasher, "kl", clock, is_current=lambda: current[0])
@@ -226,7 +215,7 @@ async def test_a_replica_that_cannot_confirm_it_is_current_never_answers_valid(
 
 
 async def test_the_same_cold_secret_presented_at_once_costs_one_argon2(
-        world: tuple[Keys, CountingHasher, Clock, Verifier, str]) -> None:
+        world: World) -> None:
     """A client's burst of requests with its key before the first check finished: one argon2 run, all
     answered, none refused for the caller's share of the queue."""
     keys, hasher, clock, _, secret = world
