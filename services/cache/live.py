@@ -30,8 +30,9 @@ class LiveKeyCache:
         self.position = 0  # highest global position applied
         self.stream_seq = 0  # JetStream sequence of the last message seen
         self.forged = 0  # messages claiming events the store does not hold
-        self.tailed = 0  # the store's events up to here have been read by follow_store (gapless)
+        self.tailed = 0  # the store's events up to here have been read (gapless)
         self.confirmed_at: float | None = None  # monotonic time the store last confirmed this cache is current
+        self._reading = asyncio.Lock()  # one store reader at a time
 
     def get(self, key_id: str) -> KeyState | None:
         """The key's current state, or None if unknown."""
@@ -77,11 +78,13 @@ class LiveKeyCache:
         await every(stop, interval, self.catch_up_with_store, log, "following the event store", first=True)
 
     async def catch_up_with_store(self) -> None:
-        """Apply every event the store holds beyond what was read from it, then mark the cache confirmed."""
-        while page := await self._store.read_page(self.tailed, 1000):
-            self.apply_local(page)
-            self.tailed = page[-1].global_position
-        self.confirmed_at = self._monotonic()
+        """Apply every event the store holds beyond what was read from it, then mark the cache confirmed.
+        One reader at a time (the poll and the bus's wake-ups share it), so ``tailed`` only moves on."""
+        async with self._reading:
+            while page := await self._store.read_page(self.tailed, 1000):
+                self.apply_local(page)
+                self.tailed = page[-1].global_position
+            self.confirmed_at = self._monotonic()
 
     def is_current(self, max_staleness: float) -> bool:
         """Whether the store confirmed within ``max_staleness`` seconds that this cache misses nothing
@@ -90,32 +93,33 @@ class LiveKeyCache:
             return True
         return self.confirmed_at is not None and self._monotonic() - self.confirmed_at <= max_staleness
 
+    def _version_of(self, key_id: str) -> int:
+        current = self._keys.get(key_id)
+        return current.version if current is not None else 0
+
     async def lag(self) -> int:
         """How many events the store holds beyond what this cache has applied."""
         return max(0, await self._store.head_position() - self.position)
 
     async def _on_event(self, claimed: RecordedEvent, stream_seq: int) -> None:
-        """A message only says that ``claimed.stream_id`` changed: what is applied is what the store holds
-        for that key beyond the version this cache has. Whoever can publish on the bus cannot grant a
-        scope or replace a hash, nor make the real next version be skipped as a duplicate: a claim the
-        store does not hold is logged, counted (``forged``) and changes nothing."""
+        """A message only wakes the store follower: what is applied is what the store holds. Whoever can
+        publish on the bus cannot grant a scope or replace a hash, nor make the real next version be
+        skipped as a duplicate: a claim the store does not hold is logged, counted (``forged``) and
+        changes nothing."""
         self.stream_seq = max(self.stream_seq, stream_seq)
-        current = self._keys.get(claimed.stream_id)
-        have = current.version if current is not None else 0
-        if claimed.version <= have:
+        if claimed.version <= self._version_of(claimed.stream_id):
             return  # a redelivery (or a claim about the past): nothing new to read
         try:
-            stored = await self._store.read_stream(claimed.stream_id, have)
+            await self.catch_up_with_store()
         except StorageError as exc:
-            if isinstance(claimed.event, KeyRevoked) and claimed.version == have + 1:
+            if isinstance(claimed.event, KeyRevoked) and claimed.version == self._version_of(claimed.stream_id) + 1:
                 self.apply_local([claimed])  # unconfirmed, but a revoke can only take access away
                 log.warning("applied an unconfirmed revoke of %s (the store is unreachable: %s)",
                             claimed.stream_id, exc)
             else:
                 log.warning("cannot confirm an event of %s with the store (%s); not applied", claimed.stream_id, exc)
             return
-        self.apply_local(stored)
-        if not any(r.event_id == claimed.event_id and r.version == claimed.version for r in stored):
+        if claimed.version > self._version_of(claimed.stream_id):  # everything the store holds is applied
             self.forged += 1
             log.warning("a message on the bus claims version %d of %s (event %s), which the store does not hold: "
                         "ignored", claimed.version, claimed.stream_id, claimed.event_id)

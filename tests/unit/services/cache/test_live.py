@@ -87,7 +87,7 @@ async def test_with_the_store_unreachable_only_a_revoke_is_applied_unconfirmed()
     async def down(*_: Any, **__: Any) -> Any:
         raise StorageError("OperationalError 08006: the database is gone")
 
-    store.read_stream = down  # type: ignore[method-assign]
+    store.read_page = down  # type: ignore[method-assign]
     renamed = msgspec.structs.replace(first, version=2, event=KeyAccessChanged(key_id="k1", at=T0, name="x"))
     await cache._on_event(renamed, 2)
     assert (state := cache.get("k1")) is not None and (state.version, state.name) == (1, "test key")
