@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="keyledger-bench-"))
     try:
         info = stack_up(data_dir, pg_settings=PG_SETTINGS)
-        pg_version = asyncio.run(_server_version(info.database_url))
-        results = asyncio.run(run_benchmarks(info.database_url, args.only or list(BENCHMARKS), args.events))
+        pg_version = asyncio.run(_server_version(info.admin_database_url))
+        results = asyncio.run(run_benchmarks(info.admin_database_url, args.only or list(BENCHMARKS), args.events))
     finally:
         stack_down(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)

@@ -41,11 +41,21 @@ class Hidden:
         return hash(self._value)
 
 
+NATS_ROLES = ("relay", "api", "projector", "sink")  # who connects to NATS, each with its own permissions
+
+
+def nats_role_variable(role: str) -> str:
+    """The environment variable with the NATS URL (and credentials) of one role."""
+    return f"KEYLEDGER_NATS_URL_{role.upper()}"
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything configurable. ``database_url``/``nats_url`` None means the embedded stack."""
 
     database_url: str | None = None
+    admin_database_url: str | None = None  # migrations, replay, retention (KEYLEDGER_ADMIN_DATABASE_URL)
     nats_url: str | None = None
+    nats_role_urls: dict[str, str] = msgspec.field(default_factory=dict)  # KEYLEDGER_NATS_URL_<ROLE>
     token_prefix: str = DEFAULT_PREFIX
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
@@ -99,7 +109,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     values: dict[str, object] = {
         "database_url": env.get("DATABASE_URL") or None,
+        "admin_database_url": env.get("KEYLEDGER_ADMIN_DATABASE_URL") or None,
         "nats_url": env.get("NATS_URL") or None,
+        "nats_role_urls": {role: url for role in NATS_ROLES if (url := env.get(nats_role_variable(role)))},
         "token_prefix": env.get("KEYLEDGER_TOKEN_PREFIX", DEFAULT_PREFIX),
         "nats_stream": env.get("KEYLEDGER_NATS_STREAM") or "KEYLEDGER_EVENTS",
         "nats_subject_prefix": env.get("KEYLEDGER_NATS_SUBJECT_PREFIX") or "keyledger.events",

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import msgspec
 
 from keyledger.services.clock import Clock, clock_from
-from keyledger.services.config import Settings
-from keyledger.services.devstack.stack import resolve_urls
+from keyledger.services.config import NATS_ROLES, Settings, nats_role_variable
+from keyledger.services.devstack.stack import BusNames, default_data_dir, stack_up
 from keyledger.services.keys.hashing import Argon2Queue, SecretHasher
 from keyledger.services.keys.service import EventsHook, KeyService
 from keyledger.services.storage.database import Database, open_database
@@ -17,16 +19,40 @@ from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.services.storage.migrations import migrate
 
 
+class Endpoints(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the servers are, and as whom each part of keyledger reaches them."""
+
+    database_url: str  # the application role
+    admin_database_url: str  # the tables' owner: migrations, replay, retention
+    nats_url: str  # any role without a URL of its own
+    nats_role_urls: dict[str, str] = msgspec.field(default_factory=dict)
+
+    def nats_url_for(self, role: str) -> str:
+        """The NATS URL of ``role`` (relay, api, projector, sink)."""
+        assert role in NATS_ROLES, role
+        return self.nats_role_urls.get(role, self.nats_url)
+
+    def environment(self) -> dict[str, str]:
+        """These endpoints as the environment variables ``load_settings`` reads (for a child process)."""
+        return {"DATABASE_URL": self.database_url, "KEYLEDGER_ADMIN_DATABASE_URL": self.admin_database_url,
+                "NATS_URL": self.nats_url,
+                **{nats_role_variable(role): url for role, url in self.nats_role_urls.items()}}
+
+
 class Runtime(msgspec.Struct, frozen=True, kw_only=True):
     """The basic services of one process."""
 
     settings: Settings
-    database_url: str
-    nats_url: str
+    endpoints: Endpoints
     db: Database
     store: PostgresEventStore
     hasher: SecretHasher
     clock: Clock
+
+    @property
+    def database_url(self) -> str:
+        """The URL this runtime's pool uses."""
+        return self.db.url
 
     def key_service(self, on_events: EventsHook | None = None, queue: Argon2Queue | None = None) -> KeyService:
         """Command handlers on this store; ``on_events`` sees every event they append; ``queue`` bounds
@@ -35,24 +61,35 @@ class Runtime(msgspec.Struct, frozen=True, kw_only=True):
                           on_events=on_events, rate_tiers=self.settings.rate_tiers(), queue=queue)
 
 
-def server_urls(settings: Settings) -> tuple[str, str]:
-    """The Postgres and NATS URLs: the configured ones, else those of the embedded stack."""
+def server_endpoints(settings: Settings) -> Endpoints:
+    """The configured servers (``DATABASE_URL`` and ``NATS_URL`` both set), else the embedded stack's,
+    started if needed; URLs set in the settings win over the stack's."""
     if settings.database_url and settings.nats_url:
-        return settings.database_url, settings.nats_url
-    env = {name: value for name, value in
-           (("DATABASE_URL", settings.database_url), ("NATS_URL", settings.nats_url)) if value}
-    return resolve_urls(env)
+        return Endpoints(database_url=settings.database_url,
+                         admin_database_url=settings.admin_database_url or settings.database_url,
+                         nats_url=settings.nats_url, nats_role_urls=dict(settings.nats_role_urls))
+    data_dir = os.environ.get("KEYLEDGER_DATA_DIR")
+    names = BusNames(event_stream=settings.nats_stream, event_subjects=f"{settings.nats_subject_prefix}.>",
+                     usage_stream=settings.usage_stream, usage_subject=settings.usage_subject)
+    info = stack_up(Path(data_dir).expanduser() if data_dir else default_data_dir(), names=names)
+    return Endpoints(
+        database_url=settings.database_url or info.database_url,
+        admin_database_url=settings.admin_database_url or settings.database_url or info.admin_database_url,
+        nats_url=settings.nats_url or info.nats_url,
+        nats_role_urls={**({} if settings.nats_url else info.nats_role_urls), **settings.nats_role_urls})
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings, *, pool_size: int = 4) -> AsyncIterator[Runtime]:
-    """Start (or find) the servers, apply migrations and yield the wired basics."""
-    database_url, nats_url = server_urls(settings)
-    await migrate(database_url)
+async def open_runtime(settings: Settings, *, pool_size: int = 4, admin: bool = False) -> AsyncIterator[Runtime]:
+    """Start (or find) the servers, apply migrations (as the tables' owner) and yield the wired basics;
+    the pool connects as the application role, or as the owner when ``admin`` (replay, retention)."""
+    endpoints = server_endpoints(settings)
+    await migrate(endpoints.admin_database_url)
     hasher = SecretHasher(settings)
+    url = endpoints.admin_database_url if admin else endpoints.database_url
     try:
-        async with open_database(database_url, max_size=pool_size) as db:
-            yield Runtime(settings=settings, database_url=database_url, nats_url=nats_url, db=db,
-                          store=PostgresEventStore(db), hasher=hasher, clock=clock_from(settings.clock_start))
+        async with open_database(url, max_size=pool_size) as db:
+            yield Runtime(settings=settings, endpoints=endpoints, db=db, store=PostgresEventStore(db), hasher=hasher,
+                          clock=clock_from(settings.clock_start))
     finally:
         hasher.close()

@@ -23,10 +23,11 @@ EXTERNAL_SERVERS = (os.environ.get("TEST_DATABASE_URL"), os.environ.get("TEST_NA
 
 import psycopg  # noqa: E402
 import pytest  # noqa: E402
-from psycopg.conninfo import make_conninfo  # noqa: E402
+from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 from psycopg_pool import AsyncConnectionPool  # noqa: E402
 
-from keyledger.services.devstack.stack import StackInfo, stack_down, stack_up  # noqa: E402
+from keyledger.services.devstack.stack import ANY_NAMES, StackInfo, stack_down, stack_up  # noqa: E402
+from keyledger.services.runtime import Endpoints  # noqa: E402
 from keyledger.services.storage.database import Database, open_database  # noqa: E402
 from keyledger.services.storage.event_store import PostgresEventStore  # noqa: E402
 from keyledger.services.storage.migrations import migrate  # noqa: E402
@@ -79,7 +80,7 @@ def stack_info(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo |
         return
     data_dir: Path = tmp_path_factory.mktemp("stack")
     try:
-        yield stack_up(data_dir, pg_settings=TEST_PG_SETTINGS)
+        yield stack_up(data_dir, pg_settings=TEST_PG_SETTINGS, names=ANY_NAMES)  # each test has streams of its own
     finally:
         stack_down(data_dir)
 
@@ -91,7 +92,7 @@ def servers(stack_info: StackInfo | None) -> tuple[str, str]:
         database_url, nats_url = EXTERNAL_SERVERS
         assert database_url and nats_url
         return database_url, nats_url
-    return stack_info.database_url, stack_info.nats_url
+    return stack_info.admin_database_url, stack_info.nats_url  # the owner and the NATS operator
 
 
 @pytest.fixture
@@ -112,6 +113,18 @@ def database_url(servers: tuple[str, str]) -> Iterator[str]:
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def endpoints(database_url: str, stack_info: StackInfo | None, servers: tuple[str, str]) -> Endpoints:
+    """How a keyledger process reaches this test's database and NATS: as the application role and one NATS
+    user per role on the session's embedded stack (as ``keyledger serve`` does on its own), else as the
+    external servers' one user."""
+    if stack_info is None:
+        return Endpoints(database_url=database_url, admin_database_url=database_url, nats_url=servers[1])
+    name = conninfo_to_dict(database_url)["dbname"]
+    return Endpoints(database_url=make_conninfo(stack_info.database_url, dbname=name),
+                     admin_database_url=database_url, nats_url=servers[1], nats_role_urls=stack_info.nats_role_urls)
 
 
 @pytest.fixture

@@ -195,6 +195,6 @@ async def _retention(args: argparse.Namespace, settings: Settings) -> None:
     from keyledger.services.storage.usage_partitions import UsagePartitions
 
     keep = args.days or settings.audit_retention_days
-    async with open_runtime(settings, pool_size=1) as rt:
+    async with open_runtime(settings, pool_size=1, admin=True) as rt:  # only the owner drops partitions
         dropped = await UsagePartitions(rt.db).apply_retention(keep, rt.clock(), actor=f"cli:{local_user()}")
     print(f"kept {keep} days; dropped {len(dropped)} partition(s){': ' + ', '.join(dropped) if dropped else ''}")

@@ -107,11 +107,15 @@ def _stack(args: argparse.Namespace) -> int:
     if info is None:
         print("stack is not running")
         return 1
-    payload = {"database_url": info.database_url, "nats_url": info.nats_url, "data_dir": str(info.data_dir)}
+    credentials = info.data_dir / "credentials.json"
+    payload = {"database_url": masked(info.database_url), "admin_database_url": masked(info.admin_database_url),
+               "nats_url": masked(info.nats_url), "credentials": str(credentials), "data_dir": str(info.data_dir)}
     if args.json:
         print(msgspec.json.encode(payload).decode())
     else:
-        print(f"postgres: {masked(info.database_url)}\nnats:     {masked(info.nats_url)}\ndata:     {info.data_dir}")
+        print(f"postgres: {payload['database_url']} (owner: {payload['admin_database_url']})\n"
+              f"nats:     {payload['nats_url']}\ndata:     {info.data_dir}\n"
+              f"passwords: {credentials} (mode 0600)")
     return 0
 
 

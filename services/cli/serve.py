@@ -8,11 +8,11 @@ import sys
 
 from keyledger.services.config import Settings
 from keyledger.services.keys.bootstrap import bootstrap
-from keyledger.services.runtime import open_runtime
+from keyledger.services.runtime import Endpoints, open_runtime
 
 
-async def prepare(settings: Settings) -> tuple[str, str]:
-    """Start or find the servers, migrate, bootstrap; returns the URLs for the workers."""
+async def prepare(settings: Settings) -> Endpoints:
+    """Start or find the servers, migrate, bootstrap; returns where the workers find the servers."""
     async with open_runtime(settings, pool_size=2) as runtime:
         made = await bootstrap(runtime.db, runtime.store, runtime.key_service())
         if made.admin is not None:
@@ -27,7 +27,7 @@ async def prepare(settings: Settings) -> tuple[str, str]:
                 "Shown only this once:\n"
                 f"  {secret}\n  id {credential_id}; more with 'keyledger verify-credentials create --name NAME'\n\n")
         sys.stdout.flush()
-        return runtime.database_url, runtime.nats_url
+        return runtime.endpoints
 
 
 def serve(settings: Settings, workers: bool = True) -> None:
@@ -35,9 +35,8 @@ def serve(settings: Settings, workers: bool = True) -> None:
     from granian import Granian
     from granian.constants import Interfaces
 
-    database_url, nats_url = asyncio.run(prepare(settings))
-    os.environ.update(DATABASE_URL=database_url, NATS_URL=nats_url,
-                      KEYLEDGER_RUN_WORKERS="1" if workers else "0")
+    endpoints = asyncio.run(prepare(settings))
+    os.environ.update(endpoints.environment(), KEYLEDGER_RUN_WORKERS="1" if workers else "0")
     print(f"keyledger API on http://{settings.host}:{settings.port} (OpenAPI at /schema); Ctrl-C stops", flush=True)
     Granian("keyledger.services.http.app:app_from_env", factory=True, address=settings.host, port=settings.port,
             interface=Interfaces.ASGI, workers=1, log_access=False).serve()

@@ -14,7 +14,7 @@ from keyledger.services.audit.sink import AuditSink
 from keyledger.services.cache.projector import Projector
 from keyledger.services.cache.replay import replay
 from keyledger.services.config import Settings, masked
-from keyledger.services.messaging.connection import connect_until
+from keyledger.services.messaging.connection import Bus, connect_until
 from keyledger.services.messaging.events import event_consumer
 from keyledger.services.messaging.relay import Relay
 from keyledger.services.messaging.usage import usage_consumer
@@ -25,6 +25,7 @@ from keyledger.services.storage.replay_source import ReplaySource
 from keyledger.services.storage.usage_table import UsageTable
 
 log = logging.getLogger("keyledger.workers")
+_NATS_ROLE = {"relay": "relay", "projector": "projector", "audit-sink": "sink"}  # worker -> its NATS user
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:
@@ -41,29 +42,33 @@ async def run_workers(args: argparse.Namespace, settings: Settings) -> None:
     roles = {"run": ("relay", "projector", "audit-sink"), "relay": ("relay",), "projector": ("projector",),
              "audit-sink": ("audit-sink",)}[args.group]
     async with open_runtime(settings) as rt:
-        bus = await connect_until(rt.nats_url, f"keyledger-{args.group}", stop)
-        if bus is None:
-            return
-        workers = {
-            "relay": lambda: Relay(rt.db, rt.store, Checkpoints(rt.db), bus, settings).run(stop),
-            "projector": lambda: Projector(KeyCacheTable(rt.db, rt.store),
-                                           event_consumer(bus, settings, "key-cache-projector", 500)).run(stop),
-            "audit-sink": lambda: AuditSink(UsageTable(rt.db), usage_consumer(bus, settings, "audit-sink",
-                                                                              200)).run(stop),
-        }
-        where = f"postgres {masked(rt.database_url)}, nats {masked(rt.nats_url)}"
-        print(f"keyledger {' + '.join(roles)} running ({where}); Ctrl-C stops", flush=True)
+        buses: dict[str, Bus] = {}
         try:
+            for role in roles:  # each on a connection of its own, with only its role's permissions
+                bus = await connect_until(rt.endpoints.nats_url_for(_NATS_ROLE[role]), f"keyledger-{role}", stop)
+                if bus is None:
+                    return
+                buses[role] = bus
+            workers = {
+                "relay": lambda: Relay(rt.db, rt.store, Checkpoints(rt.db), buses["relay"], settings).run(stop),
+                "projector": lambda: Projector(KeyCacheTable(rt.db, rt.store), event_consumer(
+                    buses["projector"], settings, "key-cache-projector", 500)).run(stop),
+                "audit-sink": lambda: AuditSink(UsageTable(rt.db), usage_consumer(
+                    buses["audit-sink"], settings, "audit-sink", 200)).run(stop),
+            }
+            where = f"postgres {masked(rt.database_url)}, nats {masked(rt.endpoints.nats_url)}"
+            print(f"keyledger {' + '.join(roles)} running ({where}); Ctrl-C stops", flush=True)
             await asyncio.gather(*(workers[role]() for role in roles))
         finally:
-            await bus.close()
+            for bus in buses.values():
+                await bus.close()
 
 
 async def run_replay(args: argparse.Namespace, settings: Settings) -> None:
     """Rebuild the key cache from the event store, with a progress bar and the final rate."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    async with open_runtime(settings) as rt:
+    async with open_runtime(settings, admin=True) as rt:  # the rebuild swaps in a new key_cache table
         columns = (TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, console=None, disable=args.json or not sys.stderr.isatty(),
                       transient=True) as bar:

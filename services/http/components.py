@@ -84,7 +84,7 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
         for live in cache_ref:
             await live.resubscribe()
 
-    bus = await connect(runtime.nats_url, "keyledger-api", on_reconnect=follow_again)
+    bus = await connect(runtime.endpoints.nats_url_for("api"), "keyledger-api", on_reconnect=follow_again)
     stack.push_async_callback(bus.close)
     startup_head = await runtime.store.head_position()
     table = KeyCacheTable(db, runtime.store)
@@ -101,10 +101,14 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
     usage = UsageEmitter(UsagePublisher(bus, cfg), spool)
     stop = asyncio.Event()
     workers = [last_used.run, limiter.run, usage.run, callers.run, cache.follow_store]
-    if cfg.run_workers:
-        workers += [Relay(db, runtime.store, Checkpoints(db), bus, cfg).run,
-                    Projector(table, event_consumer(bus, cfg, "key-cache-projector", 500)).run,
-                    AuditSink(UsageTable(db), usage_consumer(bus, cfg, "audit-sink", 200)).run]
+    if cfg.run_workers:  # each on a connection of its own, with only its role's permissions
+        buses = {}
+        for role in ("relay", "projector", "sink"):
+            buses[role] = await connect(runtime.endpoints.nats_url_for(role), f"keyledger-{role}")
+            stack.push_async_callback(buses[role].close)
+        workers += [Relay(db, runtime.store, Checkpoints(db), buses["relay"], cfg).run,
+                    Projector(table, event_consumer(buses["projector"], cfg, "key-cache-projector", 500)).run,
+                    AuditSink(UsageTable(db), usage_consumer(buses["sink"], cfg, "audit-sink", 200)).run]
     tasks = [asyncio.create_task(worker(stop)) for worker in workers]
 
     async def stop_workers() -> None:

@@ -85,6 +85,7 @@ class ReplaySource:
                     await copy.write_row((key_id, state.version, last_positions[key_id], encode_state(state)))
             await conn.execute(
                 "ALTER TABLE key_cache_rebuild ADD CONSTRAINT key_cache_rebuild_pkey PRIMARY KEY (key_id)")
+            await conn.execute("GRANT SELECT, INSERT, UPDATE ON key_cache_rebuild TO keyledger_app")  # as 0010
             async with conn.transaction():
                 await lock_key_cache(conn)
                 position, tail = await _catch_up(conn, model, head)

@@ -7,7 +7,7 @@ DELETE), and every retention run leaves a row in the append-only ``audit_retenti
 from __future__ import annotations
 
 import logging
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from psycopg import AsyncConnection, sql
 
@@ -16,7 +16,6 @@ from keyledger.services.storage.database import Database
 log = logging.getLogger("keyledger.audit_retention")
 
 PARTITION_LOCK = 0x6B6C7570  # advisory lock held while partitions are created or dropped
-_ONE_DAY = timedelta(days=1)
 # Partitions whose range ends at or before the cutoff. The upper bound is read back from the
 # partition's own definition (never from its name); DEFAULT or MAXVALUE partitions never match.
 _EXPIRED = r"""
@@ -42,16 +41,13 @@ def utc_day(at: datetime) -> date:
 async def ensure_partition(conn: AsyncConnection, day: date) -> None:
     """Create the partition for ``day`` (UTC midnight to midnight) unless it exists.
 
-    Runs in its own short transaction under :data:`PARTITION_LOCK`, so sinks creating the same
-    day at once, or a retention run dropping it, never collide.
+    Done by ``keyledger_ensure_usage_partition`` (migration 0010), which runs with the table owner's
+    rights, so the application role can add a day without being able to drop or detach one. It takes
+    :data:`PARTITION_LOCK` in its own short transaction, so sinks creating the same day at once, or a
+    retention run dropping it, never collide.
     """
-    start = datetime.combine(day, time.min, UTC)
-    create = sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF usage_events FOR VALUES FROM ({}) TO ({})").format(
-        sql.Identifier(partition_name(day)), sql.Literal(start.isoformat()),
-        sql.Literal((start + _ONE_DAY).isoformat()))
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
-        await conn.execute(create)
+        await conn.execute("SELECT keyledger_ensure_usage_partition(%s)", (day,))
 
 
 async def apply_retention(conn: AsyncConnection, keep_days: int, now: datetime, actor: str | None) -> list[str]:

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from keyledger.services.config import Settings
+from keyledger.services.runtime import Endpoints
 from tests.support.api import create
 from tests.support.clock import ReferenceClock
 from tests.support.pipeline import isolated_settings
@@ -27,7 +28,8 @@ def clock() -> ReferenceClock:
 
 
 @pytest.fixture
-def start_server(database_url: str, nats_url: str, tmp_path: Path, clock: ReferenceClock) -> Iterator[StartServer]:
+def start_server(database_url: str, nats_url: str, endpoints: Endpoints, tmp_path: Path,
+                 clock: ReferenceClock) -> Iterator[StartServer]:
     """Start an API process on this test's database and clock and wait until it is ready; all are
     stopped after the test. Keywords: ``settings`` (default: streams of its own), ``workers``,
     ``extra_env``, ``ahead`` (a clock that much ahead of the test's)."""
@@ -35,8 +37,8 @@ def start_server(database_url: str, nats_url: str, tmp_path: Path, clock: Refere
 
     def start(settings: Settings | None = None, workers: bool = True, extra_env: dict[str, str] | None = None,
               ahead: timedelta = timedelta(0)) -> ApiServer:
-        server = ApiServer(database_url, nats_url, settings or isolated_settings(), tmp_path,
-                           workers=workers, extra_env=extra_env, clock=clock, ahead=ahead)
+        server = ApiServer(database_url, nats_url, settings or isolated_settings(), tmp_path, workers=workers,
+                           extra_env={**endpoints.environment(), **(extra_env or {})}, clock=clock, ahead=ahead)
         started.append(server)
         return server.wait_ready()
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from keyledger.services.config import SettingsError, load_settings, masked
+from keyledger.services.runtime import server_endpoints
 
 
 def test_settings_from_environment() -> None:
@@ -14,6 +15,19 @@ def test_settings_from_environment() -> None:
                               "KEYLEDGER_ARGON2_TIME_COST": "2"})
     assert (settings.database_url, settings.nats_url, settings.token_prefix, settings.argon2_time_cost) == (
         "postgresql://x", None, "acme", 2)
+
+
+def test_each_part_can_have_its_own_credentials() -> None:
+    env = {"DATABASE_URL": "postgresql://app:a@db/k", "NATS_URL": "nats://n:1@mq",
+           "KEYLEDGER_ADMIN_DATABASE_URL": "postgresql://owner:o@db/k", "KEYLEDGER_NATS_URL_RELAY": "nats://relay:r@mq"}
+    endpoints = server_endpoints(load_settings(env))  # both URLs given: nothing is started
+    assert (endpoints.database_url, endpoints.admin_database_url) == ("postgresql://app:a@db/k",
+                                                                      "postgresql://owner:o@db/k")
+    assert [endpoints.nats_url_for(role) for role in ("relay", "api", "sink")] == [
+        "nats://relay:r@mq", "nats://n:1@mq", "nats://n:1@mq"]
+    assert load_settings(endpoints.environment()) == load_settings(env)  # what `serve` hands its worker
+    assert server_endpoints(load_settings({**env, "KEYLEDGER_ADMIN_DATABASE_URL": ""})).admin_database_url == (
+        "postgresql://app:a@db/k")  # one role for everything, as before
 
 
 @pytest.mark.parametrize("env, message", [

@@ -15,15 +15,16 @@ import nats
 import psycopg
 import pytest
 
+from keyledger.services.config import Settings
 from keyledger.services.devstack import postgres, process, stack
 from keyledger.services.devstack.stack import (
     StackInfo,
     default_data_dir,
-    resolve_urls,
     stack_down,
     stack_status,
     stack_up,
 )
+from keyledger.services.runtime import Endpoints, server_endpoints
 from tests.support.paths import REPO_ROOT as ROOT
 from tests.support.wait import until_sync
 
@@ -55,12 +56,14 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
 async def test_up_serves_postgres_and_jetstream(data_dir: Path) -> None:
     info = stack_up(data_dir, pg_settings=FAST_PG)
     assert info.data_dir == data_dir.resolve()
-    assert info.database_url == f"postgresql://postgres@127.0.0.1:{info.pg_port}/postgres"
-    assert info.nats_url == f"nats://127.0.0.1:{info.nats_port}"
+    assert info.database_url.startswith("postgresql://keyledger:")
+    assert info.database_url.endswith(f"@127.0.0.1:{info.pg_port}/postgres")
+    assert info.admin_database_url.startswith("postgresql://postgres:")
+    assert info.nats_url.startswith("nats://operator:") and info.nats_url.endswith(f"@127.0.0.1:{info.nats_port}")
     assert answers(info.pg_port) and answers(info.nats_port)
-    for name in ("pg", "nats", "pg.log", "nats.log", "stack.json"):
+    for name in ("pg", "nats", "pg.log", "nats.log", "stack.json", "credentials.json", "nats.conf"):
         assert (data_dir / name).exists(), name
-    with psycopg.connect(info.database_url) as conn:
+    with psycopg.connect(info.admin_database_url) as conn:
         assert conn.execute("select 1").fetchone() == (1,)
         assert conn.execute("show max_connections").fetchone() == ("200",)
         assert conn.execute("show fsync").fetchone() == ("off",)
@@ -91,7 +94,7 @@ def test_up_twice_reuses_and_status_tracks_state(data_dir: Path) -> None:
 
 async def test_data_survives_down_and_up(data_dir: Path) -> None:
     info = stack_up(data_dir, pg_settings=FAST_PG)
-    with psycopg.connect(info.database_url, autocommit=True) as conn:
+    with psycopg.connect(info.admin_database_url, autocommit=True) as conn:
         conn.execute("create table kept (v text)")
         conn.execute("insert into kept values ('hello')")
     nc = await nats.connect(info.nats_url)
@@ -104,7 +107,7 @@ async def test_data_survives_down_and_up(data_dir: Path) -> None:
     assert stack_down(data_dir) is True
 
     again = stack_up(data_dir, pg_settings=FAST_PG)
-    with psycopg.connect(again.database_url) as conn:
+    with psycopg.connect(again.admin_database_url) as conn:
         assert conn.execute("select v from kept").fetchall() == [("hello",)]
     nc = await nats.connect(again.nats_url)
     try:
@@ -122,7 +125,7 @@ def test_stack_outlives_the_process_that_started_it(data_dir: Path) -> None:
     assert info is not None and info.pg_port == int(out)
     started = pids(data_dir)
     assert stack_up(data_dir) == info and pids(data_dir) == started  # adopted, nothing new started
-    with psycopg.connect(info.database_url) as conn:
+    with psycopg.connect(info.admin_database_url) as conn:
         assert conn.execute("select 1").fetchone() == (1,)
     assert stack_down(data_dir) is True
     assert not answers(info.pg_port) and not answers(info.nats_port)
@@ -139,7 +142,7 @@ def test_crashed_stack_is_restarted(data_dir: Path) -> None:
     again = stack_up(data_dir, pg_settings=FAST_PG)
     assert pids(data_dir) != (pg_pid, nats_pid)
     assert stack_status(data_dir) == again
-    with psycopg.connect(again.database_url) as conn:
+    with psycopg.connect(again.admin_database_url) as conn:
         assert conn.execute("select 1").fetchone() == (1,)
 
 
@@ -168,23 +171,24 @@ def test_bad_setting_raises_stack_error_with_log_tail(data_dir: Path) -> None:
     assert stack_status(data_dir) is None
 
 
-def test_resolve_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_server_endpoints_prefer_configured_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data_dir = tmp_path / "resolved"
-    env = {"DATABASE_URL": "postgresql://db.example/x", "NATS_URL": "nats://mq.example:4222",
-           "KEYLEDGER_DATA_DIR": str(data_dir)}
-    assert resolve_urls(env) == (env["DATABASE_URL"], env["NATS_URL"])
+    monkeypatch.setenv("KEYLEDGER_DATA_DIR", str(data_dir))
+    given = Settings(database_url="postgresql://db.example/x", nats_url="nats://mq.example:4222")
+    endpoints = server_endpoints(given)
+    assert (endpoints.database_url, endpoints.admin_database_url, endpoints.nats_url_for("relay")) == (
+        given.database_url, given.database_url, given.nats_url)
     assert not data_dir.exists()  # nothing was started
 
-    del env["NATS_URL"]
     try:
-        db_url, nats_url = resolve_urls(env)
+        endpoints = server_endpoints(Settings(database_url="postgresql://db.example/x"))
         info = stack_status(data_dir)
         assert info is not None
-        assert (db_url, nats_url) == (env["DATABASE_URL"], info.nats_url)
-        monkeypatch.setenv("KEYLEDGER_DATA_DIR", str(data_dir))
-        monkeypatch.delenv("DATABASE_URL", raising=False)
-        monkeypatch.delenv("NATS_URL", raising=False)
-        assert resolve_urls() == (info.database_url, info.nats_url)
+        assert (endpoints.database_url, endpoints.nats_url) == ("postgresql://db.example/x", info.nats_url)
+        assert endpoints.nats_url_for("sink") == info.nats_role_urls["sink"]
+        assert server_endpoints(Settings()) == Endpoints(
+            database_url=info.database_url, admin_database_url=info.admin_database_url, nats_url=info.nats_url,
+            nats_role_urls=info.nats_role_urls)
     finally:
         stack_down(data_dir)
 
@@ -195,4 +199,4 @@ def test_default_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert default_data_dir() == tmp_path / ".keyledger"
     monkeypatch.setenv("KEYLEDGER_DATA_DIR", str(tmp_path / "elsewhere"))
     assert default_data_dir() == tmp_path / "elsewhere"
-    assert isinstance(StackInfo(tmp_path, 1, 2, "a", "b").data_dir, Path)
+    assert isinstance(StackInfo(tmp_path, 1, 2, "a", "b", "c", {}).data_dir, Path)
