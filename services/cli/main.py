@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -59,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id")
     revoke.add_argument("--reason", default="")
 
-    for name, text in (("run", "relay + projector + audit sink in one process (embedded stack if no URLs)"),
+    for name, text in (("run", "relay, projector and audit sink, each in a process of its own, restarted when it "
+                               "exits (embedded stack if no URLs)"),
                        ("relay", "publish stored events to NATS JetStream"),
                        ("projector", "build the key cache table from JetStream"),
                        ("audit-sink", "store usage events from JetStream in Postgres")):
@@ -86,8 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     retention.add_argument("--days", type=int, metavar="N",
                            help="keep N days (default KEYLEDGER_AUDIT_RETENTION_DAYS, 400)")
     groups.add_parser("replay", parents=[json_flag], help="rebuild the key cache from the event store")
-    serve = groups.add_parser("serve", help="the HTTP API (with relay + projector) on 127.0.0.1:$PORT (8080)")
-    serve.add_argument("--no-workers", action="store_true", help="do not run relay and projector in this process")
+    serve = groups.add_parser("serve", help="the HTTP API on 127.0.0.1:$PORT (8080), with relay, projector and audit "
+                              "sink as supervised processes")
+    serve.add_argument("--no-workers", action="store_true", help="only the API (another process runs 'keyledger run')")
+    serve.add_argument("--workers", type=int, default=None, metavar="N", dest="processes",
+                       help="API worker processes, each with its own key cache (default: one per core)")
 
     cli_credentials.add_parser(groups, json_flag, _Parser)
 
@@ -132,7 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.group == "serve":
             from keyledger.services.cli.serve import serve
 
-            serve(settings, workers=not args.no_workers)
+            if args.processes is not None and not 1 <= args.processes <= 256:
+                return _fail("--workers must be between 1 and 256", 2)
+            serve(settings, workers=not args.no_workers, processes=args.processes or os.cpu_count() or 1)
         elif args.group == "audit":
             if args.action == "retention" and args.days is not None and args.days < 1:
                 return _fail("--days must be at least 1")
@@ -143,6 +150,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cli_credentials.run(args, settings))
         elif args.group == "replay":
             asyncio.run(cli_workers.run_replay(args, settings))
+        elif args.group == "run":
+            from keyledger.services.cli.serve import prepare
+            from keyledger.services.cli.supervise import run_supervised
+
+            os.environ.update(asyncio.run(prepare(settings, bootstrap_keys=False)).environment())
+            return run_supervised()
         else:
             asyncio.run(cli_workers.run_workers(args, settings))
         return 0

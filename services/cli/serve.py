@@ -6,14 +6,18 @@ import asyncio
 import os
 import sys
 
+from keyledger.services.cli.supervise import Supervisor
 from keyledger.services.config import Settings
 from keyledger.services.keys.bootstrap import bootstrap
 from keyledger.services.runtime import Endpoints, open_runtime
 
 
-async def prepare(settings: Settings) -> Endpoints:
-    """Start or find the servers, migrate, bootstrap; returns where the workers find the servers."""
+async def prepare(settings: Settings, bootstrap_keys: bool = True) -> Endpoints:
+    """Start or find the servers, migrate, bootstrap (unless not ``bootstrap_keys``); returns where the
+    workers find the servers."""
     async with open_runtime(settings, pool_size=2) as runtime:
+        if not bootstrap_keys:
+            return runtime.endpoints
         made = await bootstrap(runtime.db, runtime.store, runtime.key_service())
         if made.admin is not None:
             sys.stdout.write(
@@ -30,13 +34,20 @@ async def prepare(settings: Settings) -> Endpoints:
         return runtime.endpoints
 
 
-def serve(settings: Settings, workers: bool = True) -> None:
-    """Serve the API on ``settings.host:settings.port`` with one granian worker (blocks)."""
+def serve(settings: Settings, workers: bool = True, processes: int = 1) -> None:
+    """Serve the API on ``settings.host:settings.port`` with ``processes`` granian workers (blocks); with
+    ``workers``, the relay, projector and audit sink run beside them as supervised processes."""
     from granian import Granian
     from granian.constants import Interfaces
 
     endpoints = asyncio.run(prepare(settings))
-    os.environ.update(endpoints.environment(), KEYLEDGER_RUN_WORKERS="1" if workers else "0")
-    print(f"keyledger API on http://{settings.host}:{settings.port} (OpenAPI at /schema); Ctrl-C stops", flush=True)
-    Granian("keyledger.services.http.app:app_from_env", factory=True, address=settings.host, port=settings.port,
-            interface=Interfaces.ASGI, workers=1, log_access=False).serve()
+    os.environ.update(endpoints.environment(), KEYLEDGER_RUN_WORKERS="0")
+    supervisor = Supervisor().start() if workers else None
+    print(f"keyledger API on http://{settings.host}:{settings.port} (OpenAPI at /schema), {processes} worker "
+          f"process{'es' if processes > 1 else ''}; Ctrl-C stops", flush=True)
+    try:
+        Granian("keyledger.services.http.app:app_from_env", factory=True, address=settings.host, port=settings.port,
+                interface=Interfaces.ASGI, workers=processes, log_access=False).serve()
+    finally:
+        if supervisor is not None:
+            supervisor.stop()

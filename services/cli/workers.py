@@ -13,6 +13,7 @@ import msgspec
 from keyledger.services.audit.sink import AuditSink
 from keyledger.services.cache.projector import Projector
 from keyledger.services.cache.replay import replay
+from keyledger.services.cli.supervise import watch_parent
 from keyledger.services.config import Settings, masked
 from keyledger.services.messaging.connection import Bus, connect_until
 from keyledger.services.messaging.events import event_consumer
@@ -36,11 +37,12 @@ def stop_on_signals(stop: asyncio.Event) -> None:
 
 
 async def run_workers(args: argparse.Namespace, settings: Settings) -> None:
-    """Run the relay and/or the projector until SIGINT/SIGTERM."""
+    """Run the relay, the projector or the audit sink until SIGINT/SIGTERM (or until the supervisor that
+    started it is gone)."""
     stop = asyncio.Event()
     stop_on_signals(stop)
-    roles = {"run": ("relay", "projector", "audit-sink"), "relay": ("relay",), "projector": ("projector",),
-             "audit-sink": ("audit-sink",)}[args.group]
+    parent = asyncio.create_task(watch_parent(stop))
+    roles = {"relay": ("relay",), "projector": ("projector",), "audit-sink": ("audit-sink",)}[args.group]
     async with open_runtime(settings) as rt:
         buses: dict[str, Bus] = {}
         try:
@@ -62,6 +64,7 @@ async def run_workers(args: argparse.Namespace, settings: Settings) -> None:
         finally:
             for bus in buses.values():
                 await bus.close()
+            parent.cancel()
 
 
 async def run_replay(args: argparse.Namespace, settings: Settings) -> None:

@@ -43,9 +43,10 @@ class ApiServer:
 
     def __init__(self, database_url: str, nats_url: str, settings: Settings, log_dir: Path,
                  workers: bool = True, extra_env: dict[str, str] | None = None,
-                 clock: ReferenceClock | None = None, ahead: timedelta = timedelta(0)) -> None:
+                 clock: ReferenceClock | None = None, ahead: timedelta = timedelta(0), processes: int = 1) -> None:
         self.database_url, self.nats_url, self.settings, self.log_dir = database_url, nats_url, settings, log_dir
         self.workers, self.extra_env, self.clock, self.ahead = workers, extra_env or {}, clock, ahead
+        self.processes = processes  # API worker processes (`serve --workers N`)
         self.log_path = log_dir / f"api-{next(_numbers)}.log"
         self._log = self.log_path.open("w")
         self.ready_after: float | None = None
@@ -73,7 +74,8 @@ class ApiServer:
             "KEYLEDGER_VERIFY_OPEN": "1",  # tests of other things call verify without a credential; the
             # closed default has its own tests (extra_env={"KEYLEDGER_VERIFY_OPEN": ""})
             **CHEAP_ARGON2, **(self.clock.start_env(self.ahead) if self.clock is not None else {}), **self.extra_env})
-        args = [sys.executable, "-m", "keyledger.services.cli", "serve", *([] if self.workers else ["--no-workers"])]
+        args = [sys.executable, "-m", "keyledger.services.cli", "serve", "--workers", str(self.processes),
+                *([] if self.workers else ["--no-workers"])]
         self.process = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL)
 
