@@ -61,13 +61,17 @@ class UsageEmitter:
                 ready = await self._publisher.ready()
             if ready:
                 await self._resend_spooled()
-            await self.flush(spool_only=not ready)
+            await self.flush(spool_only=not ready, drain=False)
         await self.flush()
 
-    async def flush(self, spool_only: bool = False) -> None:
-        """Send every buffered event now (to the spool when NATS is unreachable)."""
-        while self._buffer:
-            batch = self._take(self._max_batch)
+    async def flush(self, spool_only: bool = False, drain: bool = True) -> None:
+        """Send every buffered event now (to the spool when NATS is unreachable). Unless ``drain``, only
+        the events buffered when it starts: those that arrive while a batch is being published wait for
+        the next round, so a busy process publishes a few full batches, not a stream of tiny ones."""
+        pending = len(self._buffer)
+        while self._buffer and (drain or pending > 0):
+            batch = self._take(self._max_batch if drain else min(self._max_batch, pending))
+            pending -= len(batch)
             if spool_only or not await self._send(str(uuid.uuid4()), encode_batch(batch), len(batch)):
                 self._spill(batch)
 

@@ -59,10 +59,14 @@ async def test_verify_answers_and_leaves_one_usage_event(client: Client, admin: 
 
 async def test_verify_refuses_unknown_scopes_and_extra_fields(client: Client) -> None:
     for body in ({"key": "x", "scope": "read:everything"}, {"key": "x", "scope": "read:data", "data": "planets"},
-                 {"key": "x", "scope": "read:data", "extra": 1}, {"key": "x"}):
-        response = await client.post("/v1/verify", json=body)
+                 {"key": "x", "scope": "read:data", "extra": 1}, {"key": "x"}, {"key": 7, "scope": "read:data"},
+                 ["key", "scope"], "not json at all", {"key": "x" * 5000, "scope": "read:data"}):
+        response = await client.post("/v1/verify", content=body if isinstance(body, str) else None,
+                                     json=None if isinstance(body, str) else body)
         assert response.status_code == 400, body
         assert response.json()["success"] is False and response.json()["code"] == "VALIDATION_ERROR"
+    too_big = await client.post("/v1/verify", json={"key": "x", "scope": "read:data", "user_agent": "a" * 70_000})
+    assert (too_big.status_code, too_big.json()["code"]) == (413, "VALIDATION_ERROR")
 
 
 async def test_callers_need_a_valid_admin_key(client: Client, admin: str) -> None:

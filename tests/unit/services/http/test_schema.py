@@ -124,3 +124,11 @@ def test_nothing_imports_the_app_module() -> None:
     for source in package.rglob("*.py"):
         text = source.read_text()
         assert "http.app import" not in text and "services_of" not in text, source
+
+
+def test_every_body_taking_operation_documents_its_request_body(schema: dict[str, Any]) -> None:
+    bodies = {key: op["requestBody"]["content"]["application/json"]["schema"]
+              for key, op in operations(schema).items() if "requestBody" in op}
+    assert bodies[("POST", "/v1/verify")] == {"$ref": "#/components/schemas/VerifyRequest"}  # the lean route too
+    assert bodies[("POST", "/v1/keys")] == {"$ref": "#/components/schemas/CreateKeyRequest"}
+    assert "VerifyRequest" in schema["components"]["schemas"]
