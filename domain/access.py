@@ -24,7 +24,7 @@ MAX_ACCESS_ENTRIES = 100
 MAX_RESOURCE_ID_LENGTH = 200
 
 
-class AccessEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class AccessEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """One grant: ``scopes`` on ``resource`` (``id`` names the website for ``website``)."""
 
     resource: str

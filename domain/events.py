@@ -12,7 +12,7 @@ import msgspec
 from keyledger.domain.access import AccessEntry
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
     """Base of every key event: the key it belongs to and when it happened."""
 
     key_id: str

@@ -149,3 +149,15 @@ def test_errors_carry_codes() -> None:
 def test_event_before_creation_is_rejected() -> None:
     with pytest.raises(ValueError, match="before key.created"):
         evolve(None, KeyRevoked(key_id=KEY, at=T0))
+
+
+def test_states_and_events_are_left_out_of_cyclic_gc() -> None:
+    """A process holds every key's state: none of it may make the cyclic GC rescan it (no cycles possible)."""
+    import gc
+
+    from keyledger.domain.key import evolve
+    from tests.support.factories import created
+
+    event = created("gc-check")
+    state = evolve(None, event)
+    assert not gc.is_tracked(event) and not gc.is_tracked(state) and not gc.is_tracked(state.access[0])
