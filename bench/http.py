@@ -59,13 +59,15 @@ class Measured:
         return self.load.rps
 
 
-async def load(port: int, pid: int, requests: list[bytes], expect: bytes = b'"valid":true',
+async def load(port: int, pid: int | list[int], requests: list[bytes], expect: bytes = b'"valid":true',
                connections: int = CONNECTIONS, seconds: float = SECONDS) -> Measured:
-    """One load phase on the server process ``pid``; fails when any response is not the expected one."""
-    cpu = cpu_seconds(pid)
+    """One load phase on the server process ``pid`` (or processes, whose CPU is summed); fails when any
+    response is not the expected one."""
+    pids = pid if isinstance(pid, list) else [pid]
+    cpu = sum(cpu_seconds(p) for p in pids)
     result = await run_load(LoadSpec(port=port, requests=requests, connections=connections, duration=seconds,
                                      warmup=WARMUP, expect=expect, tally=b'"code":"'))
-    cpu = cpu_seconds(pid) - cpu
+    cpu = sum(cpu_seconds(p) for p in pids) - cpu
     if result.good != result.completed or result.lost_connections:
         raise AssertionError(f"unexpected responses: {result.statuses} {result.tallies} {result.bad_sample}")
     return Measured(result, cpu / max(result.total, 1) * 1e6)
@@ -116,23 +118,31 @@ async def measure_serve(api: Api, trivial: TrivialServer) -> tuple[list[Measured
     verify_requests = [build_request("POST", "/v1/verify", body) for body in bodies]
     trivial_requests = [build_request("POST", "/echo", body) for body in bodies]
     trivials, verifies = [], []
+    background = api.background_pids()
     for round_ in range(ROUNDS):
         trivials.append(await load(trivial.port, worker_pid(trivial.process.pid), trivial_requests))
         _log(describe(f"round {round_ + 1} trivial app", trivials[-1]))
+        beside = sum(cpu_seconds(pid) for pid in background)
         async with profiled(api.worker_pid(), f"verify-http-round{round_ + 1}", SECONDS + WARMUP):
             verifies.append(await load(api.port, api.worker_pid(), verify_requests))
-        _log(describe(f"round {round_ + 1} keyledger serve", verifies[-1]))
+        beside = sum(cpu_seconds(pid) for pid in background) - beside
+        _log(describe(f"round {round_ + 1} keyledger serve", verifies[-1])
+             + f"; relay + projector + audit sink CPU {beside / max(verifies[-1].load.total, 1) * 1e6:.0f} µs/req")
     return trivials, verifies
 
 
-async def measure_api_only(api: Api) -> Measured:
-    """The same load on a ``--no-workers`` replica (no relay, projector or audit sink in-process)."""
+async def measure_api_only(api: Api, name: str = "keyledger serve --no-workers") -> Measured:
+    """The same load on a ``--no-workers`` replica (no relay, projector or audit sink beside it); with
+    ``serve --workers N``, the CPU of all N workers."""
     tokens = [token for _, token in await api.create_keys(KEYS)]
     for token in tokens:
         assert await api.verify(token) == "VALID"
     requests = [build_request("POST", "/v1/verify", body) for body in verify_bodies(tokens)]
-    result = await load(api.port, api.worker_pid(), requests)
-    _log(describe("keyledger serve --no-workers", result))
+    if len(api.worker_pids()) > 1:  # every worker keeps its own cache: warm them all (answers not checked)
+        await run_load(LoadSpec(port=api.port, requests=requests, connections=CONNECTIONS, duration=5.0, warmup=0.0,
+                                expect=b'"code":"', tally=b'"code":"'))
+    result = await load(api.port, api.worker_pids(), requests)
+    _log(describe(name, result))
     return result
 
 
@@ -154,7 +164,8 @@ def _table(trivials: list[Measured], verifies: list[Measured], api_only: Measure
     return "\n".join(lines)
 
 
-def rows(trivial: Measured, serve: Measured, api_only: Measured, cold: Cold, command: str) -> list[Row]:
+def rows(trivial: Measured, serve: Measured, api_only: Measured, cold: Cold, command: str,
+         two: Measured | None = None) -> list[Row]:
     """The result rows (median rounds)."""
     ratio = serve.rps / trivial.rps
     cold_ms, raw_ms = statistics.median(cold.http_ms), statistics.median(cold.raw_ms)
@@ -173,6 +184,13 @@ def rows(trivial: Measured, serve: Measured, api_only: Measured, cold: Cold, com
             "trivial Litestar POST", "(diagnostic)", None, command),
         Row("cold verify over HTTP (first verify of a fresh key, argon2 t=3, 64 MiB)", cold_ms, "ms", raw_ms,
             "raw PasswordHasher.verify", "(diagnostic: ≈ 1, one argon2)", None, command),
+        *([] if two is None else [
+            Row("warm verify throughput, 2 API workers (serve --workers 2 --no-workers)", two.rps, "req/s",
+                api_only.rps, "1 worker (serve --no-workers)",
+                "(diagnostic: the load generator shares the 2 cores)", None, command),
+            Row("server CPU per warm verify, 2 API workers (both workers' CPU)", two.cpu_us, "µs", api_only.cpu_us,
+                "1 worker (serve --no-workers)", "≈ 1 × one worker", two.cpu_us <= 1.2 * api_only.cpu_us, command),
+        ]),
     ]
 
 
@@ -194,9 +212,14 @@ async def run(ctx: BenchContext) -> BenchResult:
                 api_only = await measure_api_only(replica)
             finally:
                 await replica.stop()
+            pair = await start_api(stack, workers=False, env=PRODUCTION_ARGON2, admin_from=api, processes=2)
+            try:
+                two = await measure_api_only(pair, "keyledger serve --workers 2 --no-workers")
+            finally:
+                await pair.stop()
     finally:
         trivial.stop()
     _log(f"  cold verify over HTTP: median {statistics.median(cold.http_ms):.1f} ms; "
          f"raw argon2: median {statistics.median(cold.raw_ms):.1f} ms")
-    return BenchResult(rows(median_round(trivials), median_round(verifies), api_only, cold, ctx.command),
+    return BenchResult(rows(median_round(trivials), median_round(verifies), api_only, cold, ctx.command, two),
                        [_table(trivials, verifies, api_only)])

@@ -85,11 +85,23 @@ async def private_stack(ctx: BenchContext) -> AsyncIterator[Stack]:
                 await bus.close()
 
 
-def worker_pid(main_pid: int) -> int:
-    """The granian worker under ``main_pid``: a forked child with the same command line."""
+def worker_pids(main_pid: int) -> list[int]:
+    """The granian workers under ``main_pid``: forked children with the same command line (not the relay,
+    projector or audit sink that ``keyledger serve`` also starts)."""
     main = psutil.Process(main_pid)
     children = [c for c in main.children() if c.cmdline() == main.cmdline() or "spawn_main" in " ".join(c.cmdline())]
-    return int(children[0].pid) if children else main_pid
+    return [int(c.pid) for c in children] or [main_pid]
+
+
+def background_pids(main_pid: int) -> list[int]:
+    """The relay, projector and audit sink processes ``keyledger serve`` supervises."""
+    workers = set(worker_pids(main_pid))
+    return [int(c.pid) for c in psutil.Process(main_pid).children() if c.pid not in workers]
+
+
+def worker_pid(main_pid: int) -> int:
+    """The (first) granian worker under ``main_pid``."""
+    return worker_pids(main_pid)[0]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -113,6 +125,14 @@ class Api:
     def worker_pid(self) -> int:
         """The pid of the granian worker process that runs the app (for py-spy)."""
         return worker_pid(self.server.process.pid)
+
+    def background_pids(self) -> list[int]:
+        """The pids of the relay, projector and audit sink beside the workers."""
+        return background_pids(self.server.process.pid)
+
+    def worker_pids(self) -> list[int]:
+        """The pids of every granian worker process (``serve --workers N``)."""
+        return worker_pids(self.server.process.pid)
 
     async def create_key(self, name: str, scopes: tuple[str, ...] = ("read:data",), **extra: Any) -> tuple[str, str]:
         """A new key (id, token) with a huge rate limit unless ``rate_limit`` is given."""
@@ -147,7 +167,7 @@ class Api:
 
 
 async def start_api(stack: Stack, *, workers: bool = True, env: dict[str, str] | None = None,
-                    admin_from: Api | None = None) -> Api:
+                    admin_from: Api | None = None, processes: int = 1) -> Api:
     """Start ``keyledger serve`` (``--no-workers`` unless ``workers``) and wait until it is ready.
 
     The first replica on a fresh database prints the bootstrap key; with it the bench admin
@@ -156,7 +176,7 @@ async def start_api(stack: Stack, *, workers: bool = True, env: dict[str, str] |
     extra = {"KEYLEDGER_SPOOL_DIR": str(stack.work_dir / f"spool-{time.monotonic_ns()}"),
              "KEYLEDGER_DATA_DIR": str(stack.work_dir), **(env or {})}
     server = ApiServer(stack.database_url, stack.nats_url, stack.settings, stack.work_dir, workers=workers,
-                       extra_env=extra)
+                       extra_env=extra, processes=processes)
     try:
         await asyncio.to_thread(server.wait_ready, 60.0)
     except AssertionError:
