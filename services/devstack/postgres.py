@@ -140,16 +140,18 @@ GRANT {APP_GROUP} TO {APP_LOGIN};
         raise StackError(f"could not set up the postgres roles (psql exit {rc}): {out}")
 
 
-def start_postgres(data_dir: Path, settings: Mapping[str, str]) -> tuple[int, int]:
-    """Start postgres on a free port (or adopt the one already serving data_dir/pg); returns (pid, port)."""
+def start_postgres(data_dir: Path, settings: Mapping[str, str], port: int | None = None) -> tuple[int, int]:
+    """Start postgres on ``port`` (default: a free one), or adopt the one already serving data_dir/pg;
+    returns (pid, port)."""
     user, pgdata, pglog = _pg_user(), data_dir / "pg", data_dir / "pg.log"
     sockdir = _prepare_pg(data_dir, user, no_sync=settings.get("fsync") == "off")
     running = _postmaster(pgdata)
     if running is not None and process.answers(running[1]):
         return running
     stop_postgres(data_dir)  # alive but not answering: restart it
+    wanted = port
     for attempt in range(3):
-        port, offset = process.free_port(), process.size(pglog)
+        port, offset = wanted or process.free_port(), process.size(pglog)
         opts = ["-p", str(port), "-h", "127.0.0.1", "-k", str(sockdir)]
         opts += [arg for name, value in settings.items() for arg in ("-c", f"{name}={value}")]
         rc, out = _pg(["pg_ctl", "-w", "-t", "60", "-D", str(pgdata), "-l", str(pglog),
@@ -158,7 +160,7 @@ def start_postgres(data_dir: Path, settings: Mapping[str, str]) -> tuple[int, in
         if rc == 0 and started is not None and process.answers(started[1], timeout=5):
             log.info("postgres started on 127.0.0.1:%d (pid %d)", port, started[0])
             return started
-        if "already in use" in process.log_since(pglog, offset) and attempt < 2:
+        if "already in use" in process.log_since(pglog, offset) and attempt < 2 and wanted is None:
             log.info("port %d got taken, retrying postgres on another port", port)
             continue
         raise StackError(f"postgres failed to start (pg_ctl exit {rc}): {process.tail(pglog, offset)}")

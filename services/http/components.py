@@ -27,7 +27,7 @@ from keyledger.services.http.ports import (
 )
 from keyledger.services.keys.hashing import Argon2Queue
 from keyledger.services.keys.service import KeyService
-from keyledger.services.messaging.connection import connect
+from keyledger.services.messaging.connection import connect, connect_in_background
 from keyledger.services.messaging.events import event_consumer
 from keyledger.services.messaging.feed import EventFeed
 from keyledger.services.messaging.relay import Relay
@@ -84,8 +84,10 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
         for live in cache_ref:
             await live.resubscribe()
 
-    bus = await connect(runtime.endpoints.nats_url_for("api"), "keyledger-api", on_reconnect=follow_again)
+    # NATS may be away at start: the API starts anyway, from the store, and follows the bus once it answers
+    bus, connecting = connect_in_background(runtime.endpoints.nats_url_for("api"), "keyledger-api", follow_again)
     stack.push_async_callback(bus.close)
+    stack.callback(connecting.cancel)
     startup_head = await runtime.store.head_position()
     table = KeyCacheTable(db, runtime.store)
     cache = LiveKeyCache(runtime.store, table, EventFeed(bus, cfg))
@@ -119,7 +121,7 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
     queue = Argon2Queue(cfg.argon2_max_pending)  # verify's cold checks and create/rotate hashing share it
     verifier = Verifier(cache, runtime.hasher, cfg.token_prefix, clock, queue=queue,
                         key_failure_limit=cfg.key_failure_limit,
-                        is_current=lambda: cache.is_current(cfg.max_staleness))
+                        is_current=lambda: cache.is_current(cfg.max_staleness, bus.is_connected))
     return Components(
         settings=cfg, clock=clock, keys=runtime.key_service(on_events=cache.apply_local, queue=queue), cache=cache,
         verifier=verifier, limiter=limiter, auth_failures=FailureThrottle(cfg.auth_failure_limit, clock=epoch(clock)),

@@ -32,6 +32,11 @@ class KeyDirectory(Protocol):
         """Messages that claimed events the store does not hold (ignored)."""
         ...
 
+    @property
+    def store_reachable(self) -> bool:
+        """Whether the event store answered the cache's last read."""
+        ...
+
     def get(self, key_id: str) -> KeyState | None:
         """The key's current state, or None if unknown."""
         ...

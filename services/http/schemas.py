@@ -173,13 +173,15 @@ class Health(msgspec.Struct, kw_only=True):
 
 
 class Ready(msgspec.Struct, kw_only=True):
-    """Ready: the key cache has caught up with the store as it was at start, and the bus is connected."""
+    """Ready: the key cache has caught up with the store as it was at start. ``lag`` is null while the
+    store is unreachable; ``degraded`` names what is missing while the process still serves."""
 
     ready: bool
     position: int
-    lag: int
+    lag: int | None
     keys: int
     forged: int = 0  # messages on the bus that claimed events the store does not hold (ignored)
+    degraded: list[str] = msgspec.field(default_factory=list)
 
 
 class ErrorBody(msgspec.Struct, kw_only=True):

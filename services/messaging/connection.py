@@ -61,6 +61,38 @@ async def connect(url: str, name: str, on_reconnect: Callable[[], Awaitable[None
         raise BusError(f"NATS at {url} unreachable ({type(exc).__name__})") from exc
 
 
+def connect_in_background(url: str, name: str,
+                          on_connect: Callable[[], Awaitable[None]]) -> tuple[Bus, asyncio.Task[None]]:
+    """A Bus at once, connected as soon as NATS answers (retrying with backoff until then); ``on_connect``
+    runs on the first connection and on every reconnection. For an API process that must start and serve
+    from the store while NATS is away. Cancel the task (and close the bus) to give up."""
+    nc = Client()
+    bus = Bus(nc)
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats %s: %s", name, exc)
+
+    options: dict[str, Any] = {
+        "name": name, "max_reconnect_attempts": -1, "reconnect_time_wait": 0.25, "connect_timeout": 2,
+        "error_cb": on_error, "allow_reconnect": True, "reconnected_cb": on_connect,
+    }
+
+    async def keep_trying() -> None:
+        delay = 0.2
+        while True:
+            try:
+                await nc.connect(url, **options)
+                break
+            except (TimeoutError, OSError, nats.errors.Error) as exc:
+                log.warning("NATS at %s unreachable (%s); retrying in %.1fs", url.rsplit("@", 1)[-1],
+                            type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        await on_connect()
+
+    return bus, asyncio.create_task(keep_trying())
+
+
 async def connect_until(url: str, name: str, stop: asyncio.Event) -> Bus | None:
     """Connect to NATS, retrying while it is unreachable; None if stopped first."""
     delay = 0.2

@@ -24,6 +24,11 @@ class EventFeed:
         self._bus, self._settings = bus, settings
         self._subscription: object | None = None
 
+    @property
+    def connected(self) -> bool:
+        """Whether NATS is connected now."""
+        return self._bus.is_connected
+
     async def follow(self, after_seq: int, on_event: OnEvent) -> None:
         """(Re)start following after ``after_seq``. A sequence beyond the stream's end means the stream
         was recreated, so it is followed from its beginning (consumers skip versions they have)."""

@@ -14,6 +14,10 @@ from keyledger.services.clock import sleep_or_stop
 
 log = logging.getLogger("keyledger.storage")
 
+WAIT_SECONDS = 3.0  # a caller's wait for a pooled connection
+CONNECT_SECONDS = 3  # libpq connect_timeout of each new connection
+RECONNECT_SECONDS = 24 * 3600.0  # the pool keeps trying to reconnect through an outage this long
+
 
 class StorageError(Exception):
     """Postgres is unreachable or refused a statement (an outage, a missing table...)."""
@@ -22,10 +26,13 @@ class StorageError(Exception):
 class Database:
     """One pool of autocommit connections. Only ``keyledger.services.storage`` reaches inside."""
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4) -> None:
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4, wait: float = WAIT_SECONDS) -> None:
         self.url = url
-        self._pool = AsyncConnectionPool(url, min_size=min_size, max_size=max_size, open=False,
-                                         kwargs={"autocommit": True})
+        # ``wait``: how long a caller waits for a connection before StorageError (the API's 503): short, so
+        # an outage answers at once instead of holding requests (and shutdown) for psycopg's default 30 s
+        self._pool = AsyncConnectionPool(url, min_size=min_size, max_size=max_size, open=False, timeout=wait,
+                                         reconnect_timeout=RECONNECT_SECONDS,
+                                         kwargs={"autocommit": True, "connect_timeout": CONNECT_SECONDS})
 
     async def open(self) -> None:
         """Open the pool and wait for its first connection."""
@@ -51,7 +58,8 @@ class Database:
     async def _dedicated(self) -> AsyncIterator[psycopg.AsyncConnection]:
         """A connection of its own, outside the pool (LISTEN, session locks); storage-internal."""
         try:
-            async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+            async with await psycopg.AsyncConnection.connect(self.url, autocommit=True,
+                                                             connect_timeout=CONNECT_SECONDS) as conn:
                 yield conn
         except psycopg.Error as exc:
             raise StorageError(describe(exc)) from exc

@@ -14,10 +14,12 @@ What they may fall short by is the unspent slices at the window's end: at most 5
 replica (2 replicas accept at least 90 %). Postgres traffic is a lease per key per half-lease of its
 traffic, independent of request rate once leases are rate-sized.
 
-If Postgres does not answer a lease within ``max_wait`` (down, or hung), the process stops asking it
-for ``offline_seconds`` and enforces each window's limit locally: every replica then counts against
-the whole limit on its own (N replicas accept up to N times the limit during an outage), and warm
-verifies keep their usual latency.
+A request that waited ``max_wait`` (1 s) without a lease is refused with ``Retry-After: 1`` (the
+store is slow; budget may remain): slowness never lets a replica accept more than it was granted.
+If a lease fails, or takes longer than ``lease_timeout`` (3 s: Postgres down or hung), the process
+stops asking for ``offline_seconds`` (5 s) and enforces each window's limit locally: every replica
+then counts against the whole limit on its own (N replicas accept up to N times the limit during an
+outage), and warm verifies keep their usual latency.
 """
 
 from __future__ import annotations
@@ -56,10 +58,11 @@ class RateLimiter:
     """Counts requests per key and window; ``hit`` says whether one more is allowed."""
 
     def __init__(self, windows: RateWindows, clock: EpochClock = time.time, window: int = WINDOW_SECONDS,
-                 max_wait: float = 0.2, offline_seconds: float = 5.0,
+                 max_wait: float = 1.0, lease_timeout: float = 3.0, offline_seconds: float = 5.0,
                  monotonic: EpochClock = time.monotonic) -> None:
         self._store, self._clock, self._length = windows, clock, window
-        self._max_wait, self._offline_seconds, self._monotonic = max_wait, offline_seconds, monotonic
+        self._max_wait, self._lease_timeout = max_wait, lease_timeout
+        self._offline_seconds, self._monotonic = offline_seconds, monotonic
         self._windows: dict[str, _Window] = {}
         self._offline_until = -math.inf
         self.waits = 0  # requests that waited for a lease (the rest were decided without Postgres)
@@ -77,6 +80,8 @@ class RateLimiter:
             window.used += 1
             return RateDecision(allowed=True, limit=limit, remaining=limit - window.used, reset=reset)
         if window.used >= window.leased:
+            if not window.exhausted:  # the lease is late: budget may remain, so retry soon, not at the window's end
+                return RateDecision(allowed=False, limit=limit, remaining=0, reset=reset, retry_after=1)
             return refused(limit, reset, self._clock())
         window.used += 1
         if window.leased - window.used <= max(1, self._lease_size(window) // 2):
@@ -103,8 +108,8 @@ class RateLimiter:
             window.refill = asyncio.create_task(self._lease(key_id, window))
 
     async def _wait_for_lease(self, key_id: str, window: _Window) -> None:
-        """Wait (at most ``max_wait``) for budget; past that, or when Postgres is known to be away,
-        this window is counted locally."""
+        """Wait (at most ``max_wait``) for budget; when Postgres is known to be away (a lease failed or
+        took longer than ``lease_timeout``), this window is counted locally instead."""
         if self._offline():
             window.local = True
             return
@@ -120,15 +125,14 @@ class RateLimiter:
             try:
                 await asyncio.wait_for(asyncio.shield(task), self._max_wait)
             except TimeoutError:
-                self._go_offline(f"no lease within {self._max_wait:.2f}s")
-                window.local = True
+                return  # the store is slow: this request is decided with what is in hand (never more)
 
     async def _lease(self, key_id: str, window: _Window) -> None:
         try:
             want = self._lease_size(window)
             self.leases += 1
             granted, window_used = await asyncio.wait_for(
-                self._store.lease(key_id, window.start, want, window.limit), self._max_wait * 10)
+                self._store.lease(key_id, window.start, want, window.limit), self._lease_timeout)
             window.leased += granted
             window.window_used = window_used
             window.exhausted = granted < want and window_used >= window.limit

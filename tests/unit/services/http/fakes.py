@@ -36,6 +36,7 @@ class MemoryKeyCache:
         self.keys: KeyCache = {}
         self.position = 0
         self.forged = 0
+        self.store_reachable = True
 
     def get(self, key_id: str) -> KeyState | None:
         return self.keys.get(key_id)

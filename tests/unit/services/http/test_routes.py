@@ -9,7 +9,7 @@ from litestar.testing import AsyncTestClient
 
 from keyledger.services.http.components import Components
 from keyledger.services.storage.database import StorageError
-from tests.unit.services.http.fakes import Bus, ListAudit, MemoryLastUse, RecordingUsage
+from tests.unit.services.http.fakes import Bus, ListAudit, MemoryKeyCache, MemoryLastUse, RecordingUsage
 
 Client = AsyncTestClient[Litestar]
 KEY_FIELDS = {"id", "prefix", "start", "name", "organization_id", "scopes", "access", "expires_at", "status",
@@ -156,9 +156,17 @@ async def test_health_and_readiness(client: Client, components: Components) -> N
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert ready.status_code == 200 and ready.json() == {"ready": True, "position": 0, "lag": 0, "keys": 0,
-                                                          "forged": 0}
+                                                          "forged": 0, "degraded": []}
     assert isinstance(components.bus, Bus)
-    components.bus.is_connected = False
+    components.bus.is_connected = False  # still serving, from the store alone: ready, and it says so
+    degraded = await client.get("/readyz")
+    assert degraded.status_code == 200 and degraded.json()["degraded"] == [
+        "NATS unreachable: the key cache follows the event store alone"]
+    assert isinstance(components.cache, MemoryKeyCache)
+    components.cache.store_reachable = False
+    assert [reason.split(":")[0] for reason in (await client.get("/readyz")).json()["degraded"]] == [
+        "NATS unreachable", "event store unreachable"]
+    components.cache.position, components.startup_head = 0, 5  # not caught up with the store yet
     not_ready = await client.get("/readyz")
     assert not_ready.status_code == 503 and not_ready.json()["code"] == "NOT_READY"
 
