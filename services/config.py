@@ -65,6 +65,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     nats_subject_prefix: str = "keyledger.events"
     usage_stream: str = "KEYLEDGER_USAGE"
     usage_subject: str = "keyledger.usage"
+    stream_replicas: int = 0  # copies of each JetStream stream; 0: 3 on a NATS cluster, else 1
     audit_retention_days: int = 400
     spool_dir: str | None = None  # where undelivered usage events wait; default <data dir>/spool
     verify_token: str | None = None
@@ -101,6 +102,7 @@ _INTS = {
     "key_failure_limit": ("KEYLEDGER_KEY_FAILURE_LIMIT", 1, 1_000_000),
     "argon2_max_pending": ("KEYLEDGER_ARGON2_MAX_PENDING", 1, 10_000),
     "audit_retention_days": ("KEYLEDGER_AUDIT_RETENTION_DAYS", 1, 100_000),
+    "stream_replicas": ("KEYLEDGER_STREAM_REPLICAS", 0, 5),
 }
 
 

@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     stack = groups.add_parser("stack", help="the embedded Postgres + NATS dev stack")
     stack.add_argument("action", choices=["up", "down", "status"])
     stack.add_argument("--json", action="store_true")
+    stack.add_argument("--nats-cluster", type=int, metavar="N", dest="nats_cluster",
+                       help="up: run N NATS servers as one JetStream cluster (streams then keep 3 copies)")
     return parser
 
 
@@ -108,7 +110,9 @@ def _stack(args: argparse.Namespace) -> int:
         stopped = stack_down(data_dir)
         print("stack stopped" if stopped else "stack was not running")
         return 0
-    info = stack_up(data_dir) if args.action == "up" else stack_status(data_dir)
+    if args.nats_cluster is not None and not 1 <= args.nats_cluster <= 5:
+        return _fail("--nats-cluster must be between 1 and 5", 2)
+    info = stack_up(data_dir, nats_cluster=args.nats_cluster) if args.action == "up" else stack_status(data_dir)
     if info is None:
         print("stack is not running")
         return 1

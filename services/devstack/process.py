@@ -41,7 +41,7 @@ def alive(pid: Any, name: str, marker: Path) -> bool:
     try:
         proc = psutil.Process(pid)
         return bool(proc.status() != psutil.STATUS_ZOMBIE and name in proc.name()
-                    and str(marker) in " ".join(proc.cmdline()))
+                    and f" {marker} " in f" {' '.join(proc.cmdline())} ")  # a whole argument: nats ≠ nats-2
     except psutil.Error:
         return False
 

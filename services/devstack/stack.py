@@ -34,11 +34,12 @@ class StackInfo:
 
     data_dir: Path
     pg_port: int
-    nats_port: int
+    nats_port: int  # the first NATS server's (the only one, unless a cluster)
     database_url: str  # the application role: owns nothing, appends events, cannot alter the audit tables
     admin_database_url: str  # the superuser: migrations, replay, audit retention
     nats_url: str  # the NATS operator (every permission): tools and tests
     nats_role_urls: dict[str, str]  # relay, api, projector, sink: each allowed only what it needs
+    nats_ports: tuple[int, ...] = ()  # every NATS server's client port (a cluster has several)
 
 
 def default_data_dir() -> Path:
@@ -48,11 +49,12 @@ def default_data_dir() -> Path:
 
 
 def stack_up(data_dir: Path, *, pg_settings: Mapping[str, str] | None = None,
-             names: BusNames = DEFAULT_NAMES) -> StackInfo:
+             names: BusNames = DEFAULT_NAMES, nats_cluster: int | None = None) -> StackInfo:
     """Start postgres + NATS JetStream with data under `data_dir`, reusing whatever already runs there.
 
     The first start makes the credentials (``credentials.json``, mode 0600); `names` are the streams
-    and subjects NATS' users get permissions on when NATS starts.
+    and subjects NATS' users get permissions on when NATS starts. ``nats_cluster`` > 1 runs that many
+    NATS servers routed into one JetStream cluster (None: what runs already, else one server).
     """
     data_dir = data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -60,9 +62,11 @@ def stack_up(data_dir: Path, *, pg_settings: Mapping[str, str] | None = None,
         secrets = credentials.load_or_create(data_dir)
         state = _read_state(data_dir)
         pg_ok, nats_ok = _running(data_dir, state)
+        size = nats_cluster or len(_nodes(state)) or 1
+        nats_ok = nats_ok and len(_nodes(state)) == size
         if pg_ok and nats_ok and state.get("credentials"):
             log.info("reusing embedded stack in %s", data_dir)
-            return _info(data_dir, state["pg_port"], state["nats_port"], secrets)
+            return _info(data_dir, state, secrets)
         if pg_ok and not state.get("credentials"):  # started before it had passwords: restart with them
             postgres.stop_postgres(data_dir)
             pg_ok = False
@@ -72,11 +76,15 @@ def stack_up(data_dir: Path, *, pg_settings: Mapping[str, str] | None = None,
             _write_state(data_dir, state)
         postgres.provision(data_dir, state["pg_port"], secrets)
         if not nats_ok or not state.get("credentials"):
-            for pid in {state.get("nats_pid"), process.read_int(data_dir / "nats.pid")}:
-                nats.stop_nats(pid, data_dir)  # an orphan on our store dir would fight over it
-            state["nats_pid"], state["nats_port"] = nats.start_nats(data_dir, secrets, names)
+            _stop_nodes(data_dir, state)  # an orphan on our store dirs would fight over them
+            if size == 1:
+                pid, port = nats.start_nats(data_dir, secrets, names)
+                state["nats_nodes"] = [{"pid": pid, "port": port}]
+            else:
+                state["nats_nodes"] = nats.start_cluster(data_dir, secrets, names, size)
+            state["nats_pid"], state["nats_port"] = state["nats_nodes"][0]["pid"], state["nats_nodes"][0]["port"]
         _write_state(data_dir, {**state, "credentials": True})
-        return _info(data_dir, state["pg_port"], state["nats_port"], secrets)
+        return _info(data_dir, state, secrets)
 
 
 def stack_down(data_dir: Path) -> bool:
@@ -86,10 +94,8 @@ def stack_down(data_dir: Path) -> bool:
         return False
     with _locked(data_dir):
         stopped = postgres.stop_postgres(data_dir)
-        for pid in {_read_state(data_dir).get("nats_pid"), process.read_int(data_dir / "nats.pid")}:
-            stopped = nats.stop_nats(pid, data_dir) or stopped
-        for name in ("stack.json", "nats.pid"):
-            (data_dir / name).unlink(missing_ok=True)
+        stopped = _stop_nodes(data_dir, _read_state(data_dir)) or stopped
+        (data_dir / "stack.json").unlink(missing_ok=True)
         shutil.rmtree(postgres.socket_dir(data_dir), ignore_errors=True)  # incl. sockets left by a crashed postgres
         return stopped
 
@@ -100,25 +106,47 @@ def stack_status(data_dir: Path) -> StackInfo | None:
     state = _read_state(data_dir)
     if not (all(_running(data_dir, state)) and state.get("credentials")):
         return None
-    return _info(data_dir, state["pg_port"], state["nats_port"], credentials.load_or_create(data_dir))
+    return _info(data_dir, state, credentials.load_or_create(data_dir))
 
 
-def _info(data_dir: Path, pg_port: int, nats_port: int, secrets: Credentials) -> StackInfo:
+def _nodes(state: dict[str, Any]) -> list[dict[str, int]]:
+    """The NATS servers a state records (a state written before clusters has one, at the top level)."""
+    nodes = state.get("nats_nodes")
+    if isinstance(nodes, list) and nodes:
+        return nodes
+    return [{"pid": state["nats_pid"], "port": state["nats_port"]}] if "nats_pid" in state else []
+
+
+def _stop_nodes(data_dir: Path, state: dict[str, Any]) -> bool:
+    """Stop every NATS server of the stack (also one known only by its pid file); True if any ran."""
+    stopped = False
+    for node, recorded in enumerate(_nodes(state) or [{}], 1):
+        pidfile = nats.node_dir(data_dir, node).with_suffix(".pid")
+        for pid in {recorded.get("pid"), process.read_int(pidfile)}:
+            stopped = nats.stop_nats(pid, data_dir, node) or stopped
+        pidfile.unlink(missing_ok=True)
+    return stopped
+
+
+def _info(data_dir: Path, state: dict[str, Any], secrets: Credentials) -> StackInfo:
+    pg_port, ports = state["pg_port"], tuple(node["port"] for node in _nodes(state))
+
     def pg(user: str, password: str) -> str:
         return f"postgresql://{user}:{password}@127.0.0.1:{pg_port}/postgres"
 
-    def bus(user: str) -> str:
-        return f"nats://{user}:{secrets.nats[user]}@127.0.0.1:{nats_port}"
+    def bus(user: str) -> str:  # every server of a cluster, so a client reconnects to any of them
+        return ",".join(f"nats://{user}:{secrets.nats[user]}@127.0.0.1:{port}" for port in ports)
 
-    return StackInfo(data_dir, pg_port, nats_port, database_url=pg(APP_LOGIN, secrets.postgres_app),
+    return StackInfo(data_dir, pg_port, ports[0], database_url=pg(APP_LOGIN, secrets.postgres_app),
                      admin_database_url=pg(PG_SUPERUSER, secrets.postgres_superuser), nats_url=bus(NATS_OPERATOR),
-                     nats_role_urls={role: bus(role) for role in NATS_ROLES})
+                     nats_role_urls={role: bus(role) for role in NATS_ROLES}, nats_ports=ports)
 
 
 def _running(data_dir: Path, state: dict[str, Any]) -> tuple[bool, bool]:
+    nodes = _nodes(state)
     return (process.alive(state.get("pg_pid"), "postgres", data_dir / "pg") and process.answers(state.get("pg_port")),
-            process.alive(state.get("nats_pid"), "nats-server",
-                          data_dir / "nats") and process.answers(state.get("nats_port")))
+            bool(nodes) and all(process.alive(node.get("pid"), "nats-server", nats.node_dir(data_dir, i))
+                                and process.answers(node.get("port")) for i, node in enumerate(nodes, 1)))
 
 
 @contextlib.contextmanager

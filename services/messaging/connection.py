@@ -17,6 +17,11 @@ from keyledger.services.clock import sleep_or_stop
 log = logging.getLogger("keyledger.bus")
 
 
+def servers(url: str) -> list[str]:
+    """The servers of ``url``: one, or several comma-separated (a cluster), each with its credentials."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
 class BusError(Exception):
     """NATS is unreachable or refused an operation."""
 
@@ -33,6 +38,11 @@ class Bus:
     def is_connected(self) -> bool:
         """Whether the connection is up right now."""
         return bool(self._nc.is_connected)
+
+    @property
+    def clustered(self) -> bool:
+        """Whether the server this connection reached is part of a cluster (its INFO names one)."""
+        return bool(self._nc._server_info.get("cluster"))
 
     @property
     def max_payload(self) -> int:
@@ -56,7 +66,7 @@ async def connect(url: str, name: str, on_reconnect: Callable[[], Awaitable[None
     if on_reconnect is not None:
         options["reconnected_cb"] = on_reconnect
     try:
-        return Bus(await nats.connect(url, **options))
+        return Bus(await nats.connect(servers(url), **options))
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         raise BusError(f"NATS at {url} unreachable ({type(exc).__name__})") from exc
 
@@ -81,7 +91,7 @@ def connect_in_background(url: str, name: str,
         delay = 0.2
         while True:
             try:
-                await nc.connect(url, **options)
+                await nc.connect(servers(url), **options)
                 break
             except (TimeoutError, OSError, nats.errors.Error) as exc:
                 log.warning("NATS at %s unreachable (%s); retrying in %.1fs", url.rsplit("@", 1)[-1],

@@ -39,23 +39,29 @@ def decode_message(data: bytes) -> RecordedEvent:
     return _decoder.decode(data)
 
 
-async def _ensure(bus: Bus, name: str, subjects: list[str]) -> None:
+def replicas_for(bus: Bus, settings: Settings) -> int:
+    """How many copies a new stream keeps: ``KEYLEDGER_STREAM_REPLICAS``, else 3 on a cluster, 1 alone."""
+    return settings.stream_replicas or (3 if bus.clustered else 1)
+
+
+async def _ensure(bus: Bus, settings: Settings, name: str, subjects: list[str]) -> None:
     try:
         await bus._js.stream_info(name)
     except NotFoundError:
+        replicas = replicas_for(bus, settings)
         await bus._js.add_stream(StreamConfig(name=name, subjects=subjects, storage=StorageType.FILE,
-                                              duplicate_window=DUPLICATE_WINDOW_SECONDS))
-        log.info("created JetStream stream %s", name)
+                                              duplicate_window=DUPLICATE_WINDOW_SECONDS, num_replicas=replicas))
+        log.info("created JetStream stream %s (%d replica%s)", name, replicas, "s" if replicas > 1 else "")
 
 
 async def ensure_event_stream(bus: Bus, settings: Settings) -> None:
     """Create the key events stream if it is missing (file storage, de-duplication window)."""
-    await _ensure(bus, settings.nats_stream, [all_subjects(settings)])
+    await _ensure(bus, settings, settings.nats_stream, [all_subjects(settings)])
 
 
 async def ensure_usage_stream(bus: Bus, settings: Settings) -> None:
     """Create the usage-events stream if it is missing (file storage, de-duplication window)."""
-    await _ensure(bus, settings.usage_stream, [settings.usage_subject])
+    await _ensure(bus, settings, settings.usage_stream, [settings.usage_subject])
 
 
 async def last_sequence(bus: Bus, stream: str) -> int:
