@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration test-e2e typecheck bench stack-up stack-down clean
+.PHONY: install run test test-unit test-integration test-e2e typecheck bench chaos stack-up stack-down clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -44,6 +44,11 @@ test-e2e: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The fault matrix, longer (KEYLEDGER_CHAOS_SECONDS per phase, default 10); writes bench/CHAOS.md.
+chaos: $(STAMP)
+	KEYLEDGER_CHAOS_SECONDS=$${KEYLEDGER_CHAOS_SECONDS:-10} KEYLEDGER_CHAOS_RESULTS=bench/CHAOS.md \
+		$(BIN)/python -m pytest tests/faults -s $(PYTEST_ARGS)
 
 stack-up: $(STAMP)
 	$(BIN)/keyledger stack up

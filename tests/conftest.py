@@ -35,7 +35,7 @@ from keyledger.services.storage.migrations import migrate  # noqa: E402
 # Fast, throw-away durability for the test cluster only.
 TEST_PG_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 TESTS_DIR = Path(__file__).parent
-LAYERS = ("unit", "integration", "e2e")
+LAYERS = ("unit", "integration", "e2e", "faults")
 
 
 @pytest.hookimpl(tryfirst=True)
