@@ -132,13 +132,18 @@ class Gate:
         self._last_used.touch(key.key_id, self._clock())
         return key
 
-    async def identify_caller(self, request: Connection) -> str:
+    async def identify_caller(self, request: Connection, credential_header: str | None = None) -> str:
         """Who calls verify: ``credential:<id>`` (a verify credential), ``service-token``
         (``KEYLEDGER_VERIFY_TOKEN``), ``key:<id>`` (an ``admin:apikeys`` key; not charged to its rate
         limit) or ``open`` (only when ``KEYLEDGER_VERIFY_OPEN`` is set). Else 401, counted against the
-        caller's address (429 past the limit), with its usage event."""
+        caller's address (429 past the limit), with its usage event. ``credential_header`` (forward-auth:
+        ``X-Keyledger-Caller``) carries the credential instead of ``Authorization``/``x-api-key``, which then
+        belong to the end client."""
         client = client_address(request) or "unknown"
-        presented = presented_key(request)
+        if credential_header is None:
+            presented = presented_key(request)
+        else:
+            presented = (request.headers.get(credential_header) or "").strip() or None
         if presented is not None:
             if self._verify_token is not None and hmac.compare_digest(presented.encode(), self._verify_token.encode()):
                 return "service-token"
@@ -158,14 +163,15 @@ class Gate:
             attach_decision(request, refusal)
             raise ApiError(429, "RATE_LIMITED", "Too many failed authentication attempts")
         self._failures.record(client)
-        raise auth_required("verify callers authenticate: Authorization: Bearer <verify credential>")
+        raise auth_required(f"verify callers authenticate: {credential_header or 'Authorization: Bearer'} "
+                            "<verify credential>")
 
-    async def verify(self, request: Connection, ask: VerifyRequest,
-                     caller: str | None = None) -> tuple[Verdict, RateDecision | None]:
+    async def verify(self, request: Connection, ask: VerifyRequest, caller: str | None = None,
+                     action: str = "verify") -> tuple[Verdict, RateDecision | None]:
         """The verdict on ``ask`` and, when a key was identified, its rate-limit decision (charged to the
-        key being verified, never to the caller)."""
+        key being verified, never to the caller). ``action`` names the call in the usage event."""
         verdict, decision = await self._decide(request, ask)
-        self.record(request, action="verify", verdict=verdict, presented=ask.key, scope=ask.scope,
+        self.record(request, action=action, verdict=verdict, presented=ask.key, scope=ask.scope,
                     website_id=ask.website_id, data=ask.data, ip=ask.ip, user_agent=ask.user_agent, caller=caller,
                     caller_ip=client_address(request))
         if verdict.valid and verdict.key is not None:

@@ -35,9 +35,9 @@ _DOMAIN_STATUS: dict[type[DomainError], int] = {
 class ApiError(Exception):
     """An HTTP refusal with its status, machine code and human message."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.headers = status, code, message, headers
 
 
 def auth_required(message: str = "Authentication required") -> ApiError:
@@ -78,7 +78,7 @@ def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
 
 def handle_api_error(_: Request, exc: ApiError) -> Response[ErrorBody]:  # type: ignore[type-arg]
     """ApiError → its structured body."""
-    return error_response(exc.status, exc.code, exc.message)
+    return error_response(exc.status, exc.code, exc.message, headers=exc.headers)
 
 
 def handle_domain_error(_: Request, exc: DomainError) -> Response[ErrorBody]:  # type: ignore[type-arg]

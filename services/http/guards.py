@@ -15,6 +15,8 @@ SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {
     "bearer": SecurityScheme(type="http", scheme="bearer", description="Authorization: Bearer <key>"),
     "apiKey": SecurityScheme(type="apiKey", name="x-api-key", security_scheme_in="header",
                              description="x-api-key: <key>"),
+    "gatewayCaller": SecurityScheme(type="apiKey", name="X-Keyledger-Caller", security_scheme_in="header",
+                                    description="forward-auth: the gateway's verify credential"),
 }
 SECURITY: list[SecurityRequirement] = [{"bearer": []}, {"apiKey": []}]  # either one
 

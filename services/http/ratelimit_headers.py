@@ -10,7 +10,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyledger.services.verify.throttles import RateDecision
 
-_STATE_KEY = "keyledger_ratelimit"
+DECISION_STATE_KEY = _STATE_KEY = "keyledger_ratelimit"  # where the decision waits in the request state
 
 
 def attach_decision(request: ASGIConnection[Any, Any, Any, Any], decision: RateDecision) -> None:

@@ -22,6 +22,7 @@ ERRORS = {  # what each operation can answer besides success: the error body, al
     ("POST", "/v1/keys/{key_id}/rotate"): GUARDED | {400, 404, 409, 413},
     ("POST", "/v1/keys/{key_id}/revoke"): GUARDED | {400, 404, 409, 413},
     ("POST", "/v1/verify"): {400, 401, 413, 429, 503},
+    ("GET", "/v1/forward-auth"): {400, 401, 403, 429, 503},
     ("GET", "/v1/audit"): GUARDED | {400},
     ("GET", "/v1/audit/export"): GUARDED | {400},
     ("GET", "/v1/audit/public-key"): {400, 404, 503},  # public: no credentials
@@ -36,6 +37,7 @@ SUCCESS = {
     ("POST", "/v1/keys/{key_id}/rotate"): ("200", "KeyWithSecret"),
     ("POST", "/v1/keys/{key_id}/revoke"): ("200", "Key"),
     ("POST", "/v1/verify"): ("200", "VerifyAnswer"),
+    ("GET", "/v1/forward-auth"): ("200", "VerifyAnswer"),
     ("GET", "/v1/audit"): ("200", "AuditPage"),
     ("GET", "/v1/audit/public-key"): ("200", "AuditPublicKey"),
     ("GET", "/healthz"): ("200", "Health"),
@@ -113,9 +115,10 @@ def test_injected_collaborators_are_not_parameters(schema: dict[str, Any]) -> No
 
 
 def test_guarded_operations_name_their_credentials(schema: dict[str, Any]) -> None:
-    assert set(schema["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+    assert set(schema["components"]["securitySchemes"]) == {"bearer", "apiKey", "gatewayCaller"}
+    assert operations(schema)[("GET", "/v1/forward-auth")]["security"] == [{"gatewayCaller": []}, {}]
     for key, op in operations(schema).items():
-        if 401 in ERRORS[key] and key[1] != "/v1/verify":
+        if 401 in ERRORS[key] and key[1] not in ("/v1/verify", "/v1/forward-auth"):
             assert op["security"] == [{"bearer": []}, {"apiKey": []}], key
 
 
