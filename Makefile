@@ -6,11 +6,13 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install system-packages run test test-unit test-integration test-e2e typecheck bench chaos stack-up stack-down clean
 
-$(STAMP): pyproject.toml
+CLIENT := clients/python
+
+$(STAMP): pyproject.toml $(CLIENT)/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "keyledger needs Python 3.11 or newer (PYTHON=$(PYTHON))"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' -e $(CLIENT)
 	@mkdir -p $(VENV)/mypy-path/keyledger
 	@for d in domain projections services; do ln -sfn ../../../$$d $(VENV)/mypy-path/keyledger/$$d; done
 	@touch $(STAMP)
@@ -36,11 +38,13 @@ run: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/python -m mypy
+	$(BIN)/python -m mypy --strict $(CLIENT)/keyledger_client $(CLIENT)/tests
 
 # The whole suite: lint, types, then every layer. PYTEST_ARGS passes options, e.g. PYTEST_ARGS=-x.
 test: $(STAMP) system-packages
-	$(BIN)/python -m ruff check domain projections services tests bench
+	$(BIN)/python -m ruff check domain projections services tests bench clients
 	$(BIN)/python -m mypy
+	$(BIN)/python -m mypy --strict $(CLIENT)/keyledger_client $(CLIENT)/tests
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # One layer each (tests/unit, tests/integration, tests/e2e); only the last two start Postgres and NATS.

@@ -1,0 +1,34 @@
+"""keyledger's Python client: :class:`Keyledger` (sync) and :class:`AsyncKeyledger` for verify, key
+management and the audit trail; :mod:`keyledger_client.asgi` protects any ASGI app, and
+:mod:`keyledger_client.litestar` adds a Litestar guard."""
+
+from keyledger_client._calls import NO_RETRIES, RetryPolicy
+from keyledger_client.aio import AsyncKeyledger
+from keyledger_client.client import Keyledger
+from keyledger_client.errors import (
+    AuthenticationError,
+    ConflictError,
+    KeyledgerConnectionError,
+    KeyledgerError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitedError,
+    UnavailableError,
+    ValidationError,
+)
+from keyledger_client.models import (
+    Access,
+    AuditRecord,
+    Key,
+    KeyWithSecret,
+    RateLimit,
+    VerifyCode,
+    VerifyResult,
+)
+
+__all__ = [
+    "NO_RETRIES", "Access", "AsyncKeyledger", "AuditRecord", "AuthenticationError", "ConflictError", "Key",
+    "KeyWithSecret", "Keyledger", "KeyledgerConnectionError", "KeyledgerError", "NotFoundError",
+    "PermissionDeniedError", "RateLimit", "RateLimitedError", "RetryPolicy", "UnavailableError", "ValidationError",
+    "VerifyCode", "VerifyResult",
+]

@@ -1,0 +1,121 @@
+"""What keyledger answers, as typed structs (unknown fields are ignored, so newer servers still decode)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+VerifyCode = Literal["VALID", "MALFORMED", "NOT_FOUND", "REVOKED", "EXPIRED", "FORBIDDEN", "RATE_LIMITED",
+                     "UNAVAILABLE"]
+
+
+class Access(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One resource grant: ``scopes`` on ``resource`` (``id`` names the website of a ``website`` grant)."""
+
+    resource: str
+    scopes: list[str]
+    id: str | None = None
+
+
+class RateLimit(msgspec.Struct, kw_only=True):
+    """The verified key's budget: requests per window, what is left, window end (Unix seconds)."""
+
+    limit: int
+    remaining: int
+    reset: int
+
+    def headers(self) -> dict[str, str]:
+        """As ``X-RateLimit-*`` response headers."""
+        return {"X-RateLimit-Limit": str(self.limit), "X-RateLimit-Remaining": str(self.remaining),
+                "X-RateLimit-Reset": str(self.reset)}
+
+
+class VerifyResult(msgspec.Struct, kw_only=True):
+    """The answer of ``POST /v1/verify``: ``valid`` and the machine-readable ``code`` say it all; ``reason``
+    says why for people. ``ratelimit`` is None when no key was identified."""
+
+    valid: bool
+    code: VerifyCode
+    reason: str = ""
+    key_id: str | None = None
+    organization_id: str | None = None
+    scopes: list[str] = []
+    granted_by: Access | None = None
+    expires_at: datetime | None = None
+    ratelimit: RateLimit | None = None
+
+
+class Key(msgspec.Struct, kw_only=True):
+    """A key as the API shows it (never its secret). ``version`` goes into ``update(..., version=)``."""
+
+    id: str
+    prefix: str
+    start: str
+    name: str
+    organization_id: str | None
+    scopes: list[str]
+    access: list[Access]
+    expires_at: datetime | None
+    status: Literal["active", "revoked", "expired"]
+    version: int
+    created_at: datetime
+    updated_at: datetime | None = None
+    revoked_at: datetime | None = None
+    revoke_reason: str | None = None
+    previous_secret_valid_until: datetime | None = None
+    rate_limit: int | None = None
+    rate_tier: str | None = None
+    last_used_at: datetime | None = None  # in ``get`` and ``list`` answers
+
+
+class KeyWithSecret(Key, kw_only=True):
+    """A key just created or rotated, with its full secret: store it now, it is never shown again."""
+
+    secret: str
+
+
+class KeyPage(msgspec.Struct, kw_only=True):
+    """One page of ``GET /v1/keys``."""
+
+    items: list[Key]
+    next_cursor: str | None
+
+
+class AuditRecord(msgspec.Struct, kw_only=True):
+    """One audit record: a usage (a verification or API call) or a lifecycle event of a key."""
+
+    kind: Literal["usage", "lifecycle"]
+    at: datetime
+    id: str
+    action: str
+    outcome: str
+    key_id: str | None = None
+    start: str | None = None
+    organization_id: str | None = None
+    actor: str | None = None
+    scope: str | None = None
+    granted_by: str | None = None
+    reason: str | None = None
+    website_id: str | None = None
+    data: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+class AuditPage(msgspec.Struct, kw_only=True):
+    """One page of ``GET /v1/audit``."""
+
+    items: list[AuditRecord]
+    next_cursor: str | None
+
+
+class ErrorBody(msgspec.Struct, kw_only=True):
+    """keyledger's structured error: ``{"success": false, "error": ..., "code": ...}``."""
+
+    error: str
+    code: str
+    success: bool = False

@@ -1,0 +1,46 @@
+"""The SDK's tests run against a real ``keyledger serve`` with the suite's own Postgres and NATS: the
+repository's fixtures (``tests/conftest.py``, ``tests/e2e/conftest.py``) are reused here, not copied."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from keyledger_client import Keyledger
+from tests.conftest import (  # noqa: F401 (fixtures and hooks, registered by being named here)
+    database_url,
+    nats_url,
+    pytest_configure,
+    servers,
+    stack_info,
+)
+from tests.e2e.conftest import clock, start_server  # noqa: F401
+from tests.support.server import ApiServer, StartServer
+
+
+@pytest.fixture
+def keyledger_server(start_server: StartServer) -> ApiServer:  # noqa: F811
+    """A keyledger API whose verify callers must authenticate (as outside tests)."""
+    return start_server(extra_env={"KEYLEDGER_VERIFY_OPEN": ""})
+
+
+@pytest.fixture
+def admin_key(keyledger_server: ApiServer) -> str:
+    """The bootstrap admin key (global ``admin:apikeys``)."""
+    assert keyledger_server.bootstrap_secret is not None, keyledger_server.log()
+    return keyledger_server.bootstrap_secret
+
+
+@pytest.fixture
+def verify_credential(keyledger_server: ApiServer) -> str:
+    """The verify credential the server printed on its first start."""
+    assert keyledger_server.verify_credential is not None, keyledger_server.log()
+    return keyledger_server.verify_credential
+
+
+@pytest.fixture
+def admin_client(keyledger_server: ApiServer, admin_key: str) -> Iterator[Keyledger]:
+    """A management client (the bootstrap admin key)."""
+    with Keyledger(keyledger_server.url, admin_key) as client:
+        yield client
