@@ -22,9 +22,9 @@ from keyledger_client import (
 VALID = {"valid": True, "code": "VALID", "reason": "granted by global", "key_id": "k1", "organization_id": None,
          "scopes": ["read:data"], "granted_by": {"resource": "global", "scopes": ["read:data"]}, "expires_at": None,
          "ratelimit": {"limit": 100, "remaining": 99, "reset": 1893456060}}
-KEY: dict[str, object] = {"id": "k1", "prefix": "kl", "start": "kl_k1", "name": "n", "organization_id": None, "scopes": [],
-       "access": [], "expires_at": None, "status": "active", "version": 1, "created_at": "2030-01-01T00:00:00Z",
-       "secret": "kl_secret"}
+KEY: dict[str, object] = {
+    "id": "k1", "prefix": "kl", "start": "kl_k1", "name": "n", "organization_id": None, "scopes": [], "access": [],
+    "expires_at": None, "status": "active", "version": 1, "created_at": "2030-01-01T00:00:00Z", "secret": "kl_secret"}
 Answer = Callable[[httpx.Request], httpx.Response]
 
 

@@ -1,0 +1,203 @@
+"""ASGI middleware that lets only valid keys reach your app (Starlette, FastAPI, Litestar, any ASGI app).
+
+::
+
+    app = KeyledgerMiddleware(app, verifier=AsyncKeyledger(URL, VERIFY_CREDENTIAL), scope="read:data",
+                              routes=[Route("/websites/{website_id}/stats", website_id="website_id"),
+                                      Route("/healthz", public=True)])
+
+Each request's key comes from ``Authorization: Bearer`` or ``x-api-key`` and is verified for the scope of
+the first :class:`Route` whose path matches (else the middleware's own ``scope``), with the website id from
+a path capture or a query parameter and the route's data kind; the end client's IP and user agent go along
+for the audit trail. Refusals are answered here, with the documented bodies, and never reach the app:
+401 ``AUTH_REQUIRED``, 403 ``FORBIDDEN``, 429 ``RATE_LIMITED`` with ``Retry-After``. On success the
+:class:`~keyledger_client.VerifyResult` is in ``scope["state"]["keyledger"]`` (``request.state.keyledger``)
+and the response gets ``X-RateLimit-*``. If keyledger cannot be reached, requests get 503 ``UNAVAILABLE``
+(``fail_open=True`` lets them through instead, with no result in the state; a refusal of the middleware's
+own credential is never failed open).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any, Protocol
+from urllib.parse import parse_qs
+
+from keyledger_client.errors import KeyledgerConnectionError, KeyledgerError, UnavailableError
+from keyledger_client.models import RateLimit, VerifyResult
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+STATE_KEY = "keyledger"
+
+AUTH_REQUIRED = (401, "Authentication required", "AUTH_REQUIRED")
+FORBIDDEN = (403, "Insufficient permissions", "FORBIDDEN")
+RATE_LIMITED = (429, "Rate limit exceeded", "RATE_LIMITED")
+UNAVAILABLE = (503, "The key service is unavailable; retry later", "UNAVAILABLE")
+REFUSALS = {"MALFORMED": AUTH_REQUIRED, "NOT_FOUND": AUTH_REQUIRED, "REVOKED": AUTH_REQUIRED,
+             "EXPIRED": AUTH_REQUIRED, "FORBIDDEN": FORBIDDEN, "RATE_LIMITED": RATE_LIMITED,
+             "UNAVAILABLE": UNAVAILABLE}
+_PARAM = re.compile(r"\{(\w+)(:path)?\}")
+
+
+class Verifies(Protocol):
+    """What answers verify questions: :class:`~keyledger_client.AsyncKeyledger` (over HTTP), or an
+    in-process verifier with the same method."""
+
+    async def verify(self, key: str, scope: str, *, website_id: str | None = None, data: str | None = None,
+                     ip: str | None = None, user_agent: str | None = None) -> VerifyResult: ...
+
+
+class Route:
+    """What a path needs: ``scope`` (default: the middleware's), the website id from the path capture or
+    query parameter named ``website_id``, the ``data`` kind; ``public=True`` opts the path out (no key
+    needed, nothing verified). ``path`` is a template: ``{name}`` matches one segment, ``{name:path}`` the
+    rest; ``methods`` limits the route to those methods."""
+
+    def __init__(self, path: str, *, scope: str | None = None, website_id: str | None = None,
+                 data: str | None = None, public: bool = False, methods: Sequence[str] | None = None) -> None:
+        self.path, self.scope, self.website_id, self.data, self.public = path, scope, website_id, data, public
+        self.methods = {m.upper() for m in methods} if methods else None
+        pattern, end = "", 0
+        for match in _PARAM.finditer(path):
+            pattern += re.escape(path[end:match.start()])
+            pattern += f"(?P<{match.group(1)}>.+)" if match.group(2) else f"(?P<{match.group(1)}>[^/]+)"
+            end = match.end()
+        self._regex = re.compile(pattern + re.escape(path[end:]) + r"\Z")
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        """The path captures when this route covers ``method`` and ``path``; else None."""
+        if self.methods is not None and method not in self.methods:
+            return None
+        found = self._regex.match(path)
+        return found.groupdict() if found else None
+
+
+def presented_key(headers: dict[bytes, bytes]) -> str | None:
+    """The key from ``Authorization: Bearer <key>`` or ``x-api-key: <key>``."""
+    authorization = headers.get(b"authorization", b"").decode("latin-1")
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    api_key = headers.get(b"x-api-key", b"").decode("latin-1").strip()
+    return api_key or None
+
+
+def error_body(status: int, message: str, code: str) -> bytes:
+    """The documented refusal body."""
+    return json.dumps({"success": False, "error": message, "code": code}, separators=(",", ":")).encode()
+
+
+def ratelimit_headers(result: VerifyResult | None) -> list[tuple[bytes, bytes]]:
+    """``X-RateLimit-*`` for the verified key (none when no key was identified)."""
+    limit: RateLimit | None = result.ratelimit if result is not None else None
+    if limit is None:
+        return []
+    return [(name.lower().encode(), value.encode()) for name, value in limit.headers().items()]
+
+
+def retry_after(result: VerifyResult | None, clock: Callable[[], float]) -> int:
+    """Seconds until the key's window ends (at least 1)."""
+    if result is None or result.ratelimit is None:
+        return 1
+    return max(1, int(result.ratelimit.reset - clock()) + 1)
+
+
+async def refuse(send: Send, refusal: tuple[int, str, str], result: VerifyResult | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+    """Answer ``refusal`` (status, message, code) with its body, rate-limit headers and, for 429 and 503,
+    ``Retry-After``."""
+    status, message, code = refusal
+    body = error_body(status, message, code)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               *ratelimit_headers(result)]
+    if status in (429, 503):
+        headers.append((b"retry-after", str(retry_after(result, clock) if status == 429 else 1).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class KeyledgerMiddleware:
+    """Verifies every request's key before the app sees it (see the module's documentation)."""
+
+    def __init__(self, app: ASGIApp, *, verifier: Verifies, scope: str | None = None,
+                 routes: Sequence[Route] = (), data: str | None = None, fail_open: bool = False,
+                 client_ip: Callable[[Scope], str | None] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.app, self.verifier, self.routes, self.fail_open, self.clock = app, verifier, list(routes), fail_open, clock
+        self.default = Route("{any:path}", scope=scope, data=data)
+        self.client_ip = client_ip or _peer
+
+    def rule(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        """The route that covers this request (the default when none does) and its path captures."""
+        for route in self.routes:
+            captures = route.match(method, path)
+            if captures is not None:
+                return route, captures
+        return self.default, {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)  # lifespan; websockets are not checked
+            return
+        route, captures = self.rule(scope["method"], scope["path"])
+        if route.public:
+            await self.app(scope, receive, send)
+            return
+        needed = route.scope or self.default.scope
+        if needed is None:
+            raise ValueError(f"no scope for {scope['path']}: give the middleware a scope or the route one")
+        headers = dict(scope.get("headers") or [])
+        key = presented_key(headers)
+        if key is None:
+            await refuse(send, AUTH_REQUIRED)
+            return
+        website_id = captures.get(route.website_id) if route.website_id else None
+        if route.website_id and website_id is None:
+            values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(route.website_id)
+            website_id = values[0] if values else None
+        user_agent = headers.get(b"user-agent", b"").decode("latin-1") or None
+        try:
+            result = await self.verifier.verify(key, needed, website_id=website_id,
+                                                data=route.data or self.default.data, ip=self.client_ip(scope),
+                                                user_agent=user_agent)
+        except KeyledgerError as exc:
+            if self.fail_open and isinstance(exc, KeyledgerConnectionError | UnavailableError):
+                await self.app(scope, receive, send)
+                return
+            await refuse(send, UNAVAILABLE)
+            return
+        if not result.valid:
+            await refuse(send, REFUSALS.get(result.code, AUTH_REQUIRED), result, self.clock)
+            return
+        scope.setdefault("state", {})[STATE_KEY] = result
+        await self.app(scope, receive, with_headers(send, ratelimit_headers(result)))
+
+
+def with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    """``send`` adding ``extra`` to the response's headers."""
+    if not extra:
+        return send
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), *extra]
+        await send(message)
+    return sending
+
+
+def verify_result(scope: Scope) -> VerifyResult | None:
+    """The verify result the middleware left for this request (None on public routes or when failing open)."""
+    found = scope.get("state", {}).get(STATE_KEY)
+    return found if isinstance(found, VerifyResult) else None
+
+
+def _peer(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
