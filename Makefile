@@ -38,13 +38,13 @@ run: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/python -m mypy
-	$(BIN)/python -m mypy --strict $(CLIENT)/keyledger_client $(CLIENT)/tests
+	$(BIN)/python -m mypy --strict $(CLIENT)/keyledger_client $(CLIENT)/tests examples
 
 # The whole suite: lint, types, then every layer. PYTEST_ARGS passes options, e.g. PYTEST_ARGS=-x.
 test: $(STAMP) system-packages
-	$(BIN)/python -m ruff check domain projections services tests bench clients
+	$(BIN)/python -m ruff check domain projections services tests bench clients examples
 	$(BIN)/python -m mypy
-	$(BIN)/python -m mypy --strict $(CLIENT)/keyledger_client $(CLIENT)/tests
+	$(BIN)/python -m mypy --strict $(CLIENT)/keyledger_client $(CLIENT)/tests examples
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # One layer each (tests/unit, tests/integration, tests/e2e); only the last two start Postgres and NATS.
