@@ -26,6 +26,8 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
+import msgspec
+
 from keyledger_client.errors import KeyledgerConnectionError, KeyledgerError, UnavailableError
 from keyledger_client.models import RateLimit, VerifyResult
 
@@ -47,11 +49,19 @@ _PARAM = re.compile(r"\{(\w+)(:path)?\}")
 
 
 class Verifies(Protocol):
-    """What answers verify questions: :class:`~keyledger_client.AsyncKeyledger` (over HTTP), or an
-    in-process verifier with the same method."""
+    """What answers verify questions: :class:`~keyledger_client.AsyncKeyledger` (over HTTP), or keyledger's
+    ``InProcessVerifier`` (``keyledger.services.inprocess.verifier``: no network hop), whose answers have the
+    same fields."""
 
     async def verify(self, key: str, scope: str, *, website_id: str | None = None, data: str | None = None,
-                     ip: str | None = None, user_agent: str | None = None) -> VerifyResult: ...
+                     ip: str | None = None, user_agent: str | None = None) -> object: ...
+
+
+def as_result(answer: object) -> VerifyResult:
+    """``answer`` as a :class:`VerifyResult` (an in-process verifier's answer has the same fields)."""
+    if isinstance(answer, VerifyResult):
+        return answer
+    return msgspec.convert(msgspec.to_builtins(answer), VerifyResult)
 
 
 class Route:
@@ -164,9 +174,9 @@ class KeyledgerMiddleware:
             website_id = values[0] if values else None
         user_agent = headers.get(b"user-agent", b"").decode("latin-1") or None
         try:
-            result = await self.verifier.verify(key, needed, website_id=website_id,
+            result = as_result(await self.verifier.verify(key, needed, website_id=website_id,
                                                 data=route.data or self.default.data, ip=self.client_ip(scope),
-                                                user_agent=user_agent)
+                                                user_agent=user_agent))
         except KeyledgerError as exc:
             if self.fail_open and isinstance(exc, KeyledgerConnectionError | UnavailableError):
                 await self.app(scope, receive, send)

@@ -33,6 +33,7 @@ from keyledger_client.asgi import (
     STATE_KEY,
     UNAVAILABLE,
     Verifies,
+    as_result,
     presented_key,
     ratelimit_headers,
     retry_after,
@@ -105,9 +106,9 @@ async def _check(connection: Connection, scope: str | None, website_param: str |
     if website_param:
         website_id = connection.path_params.get(website_param) or connection.query_params.get(website_param)
     try:
-        result = await plugin.verifier.verify(key, needed, website_id=str(website_id) if website_id else None,
-                                              data=data, ip=connection.client.host if connection.client else None,
-                                              user_agent=connection.headers.get("user-agent"))
+        result = as_result(await plugin.verifier.verify(
+            key, needed, website_id=str(website_id) if website_id else None, data=data,
+            ip=connection.client.host if connection.client else None, user_agent=connection.headers.get("user-agent")))
     except KeyledgerError as exc:
         if plugin.fail_open and isinstance(exc, KeyledgerConnectionError | UnavailableError):
             return

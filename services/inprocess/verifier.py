@@ -1,0 +1,167 @@
+"""``InProcessVerifier``: the API's own verify path (live key cache, verifier, rate limiter, usage events)
+started inside another Python process, for services that cannot afford a network hop per request."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from pathlib import Path
+from types import TracebackType
+
+import msgspec
+
+from keyledger.domain import token
+from keyledger.domain.access import DATA_KINDS, SCOPES
+from keyledger.domain.errors import ValidationError
+from keyledger.domain.rate import limit_of
+from keyledger.domain.usage import UsageEvent, attempted_start, sanitized
+from keyledger.services.audit.emitter import UsageEmitter
+from keyledger.services.cache.live import LiveKeyCache
+from keyledger.services.clock import clock_from, epoch
+from keyledger.services.config import Settings, load_settings
+from keyledger.services.devstack.stack import default_data_dir
+from keyledger.services.http.auth import new_id
+from keyledger.services.http.routes.verify import answer
+from keyledger.services.http.schemas import VerifyAnswer
+from keyledger.services.keys.hashing import SecretHasher
+from keyledger.services.messaging.connection import connect
+from keyledger.services.messaging.feed import EventFeed
+from keyledger.services.messaging.usage import UsagePublisher
+from keyledger.services.storage.database import open_database
+from keyledger.services.storage.event_store import PostgresEventStore
+from keyledger.services.storage.key_cache_table import KeyCacheTable
+from keyledger.services.storage.last_used_table import LastUsedTable
+from keyledger.services.storage.rate_windows import RateWindows
+from keyledger.services.verify.last_used import LastUsedTracker
+from keyledger.services.verify.rate_limiter import RateLimiter
+from keyledger.services.verify.throttles import FailureThrottle, RateDecision
+from keyledger.services.verify.verifier import Verdict, Verifier
+
+
+class InProcessVerifier:
+    """Verifies keys in this process exactly as an API replica does, with the same answers and codes as
+    ``POST /v1/verify`` (:class:`VerifyAnswer`).
+
+    It needs the servers an API replica needs for verifying: NATS (it follows the key event stream with the
+    API's :class:`LiveKeyCache` and publishes usage events to the usage stream) and Postgres (the live cache
+    loads ``key_cache`` and reads the event store; the rate limiter leases budget in ``rate_windows``;
+    last-used times are written). It sees a revocation within the same bound as an API replica, and once
+    the store has not confirmed its cache for ``KEYLEDGER_MAX_STALENESS`` seconds it answers ``UNAVAILABLE``
+    instead of ``VALID``. argon2 work is bounded the same way (``KEYLEDGER_ARGON2_*``). Use it as ``async
+    with InProcessVerifier(nats_url=..., database_url=...) as verifier: await verifier.verify(...)``.
+    """
+
+    def __init__(self, *, nats_url: str, database_url: str, settings: Settings | None = None,
+                 name: str = "in-process", spool_dir: Path | None = None) -> None:
+        base = settings or load_settings()
+        self.settings = msgspec.structs.replace(base, nats_url=nats_url, database_url=database_url)
+        self.name, self._spool = name, spool_dir
+        self._start_length, self._tiers = token.start_length(self.settings.token_prefix), self.settings.rate_tiers()
+        self._stack: AsyncExitStack | None = None
+        self._cache: LiveKeyCache | None = None
+
+    async def __aenter__(self) -> InProcessVerifier:
+        await self.start()
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()
+
+    @property
+    def cache(self) -> LiveKeyCache:
+        """The live key cache (``position``, ``lag()``: how far it has got)."""
+        assert self._cache is not None, "start() first"
+        return self._cache
+
+    async def start(self) -> None:
+        """Connect, load the key cache, confirm it with the store and start the background work."""
+        cfg, stack = self.settings, AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            assert cfg.database_url is not None and cfg.nats_url is not None
+            db = await stack.enter_async_context(open_database(cfg.database_url, max_size=4))
+            store, hasher, clock = PostgresEventStore(db), SecretHasher(cfg), clock_from(cfg.clock_start)
+            stack.callback(hasher.close)
+            caches: list[LiveKeyCache] = []
+
+            async def follow_again() -> None:
+                for live in caches:
+                    await live.resubscribe()
+
+            bus = await connect(cfg.nats_url, f"keyledger-{self.name}", on_reconnect=follow_again)
+            stack.push_async_callback(bus.close)
+            cache = LiveKeyCache(store, KeyCacheTable(db, store), EventFeed(bus, cfg))
+            await cache.start()
+            await cache.catch_up_with_store()
+            caches.append(cache)
+            stack.push_async_callback(cache.stop)
+            self._cache, self._clock = cache, clock
+            self._limiter = RateLimiter(RateWindows(db), clock=epoch(clock))
+            self._last_used = LastUsedTracker(LastUsedTable(db))
+            spool = self._spool or (Path(cfg.spool_dir) if cfg.spool_dir else default_data_dir() / "spool")
+            self._usage = UsageEmitter(UsagePublisher(bus, cfg), spool)
+            self._forwarded = FailureThrottle(cfg.auth_failure_limit, clock=epoch(clock))
+            self._verifier = Verifier(cache, hasher, cfg.token_prefix, clock, max_pending=cfg.argon2_max_pending,
+                                      key_failure_limit=cfg.key_failure_limit,
+                                      is_current=lambda: cache.is_current(cfg.max_staleness))
+            stop = asyncio.Event()
+            tasks = [asyncio.create_task(work(stop)) for work in
+                     (self._last_used.run, self._limiter.run, self._usage.run, cache.follow_store)]
+
+            async def stop_workers() -> None:
+                stop.set()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+            stack.push_async_callback(stop_workers)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+
+    async def stop(self) -> None:
+        """Flush what is pending (usage events, last-used times) and disconnect."""
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+
+    async def verify(self, key: str, scope: str, *, website_id: str | None = None, data: str | None = None,
+                     ip: str | None = None, user_agent: str | None = None) -> VerifyAnswer:
+        """The answer ``POST /v1/verify`` would give (``valid``, ``code``, ``reason``, the key, ``ratelimit``),
+        with its usage event (caller ``in-process:<name>``). An unknown ``scope`` or ``data`` kind raises
+        :class:`ValidationError` (the endpoint's 400)."""
+        if scope not in SCOPES:
+            raise ValidationError(f"unknown scope {scope!r}")
+        if data is not None and data not in DATA_KINDS:
+            raise ValidationError(f"unknown data kind {data!r}")
+        verdict, decision = await self._decide(key, scope, website_id, data, ip)
+        known = verdict.key
+        granted = verdict.granted_by
+        self._usage.emit(sanitized(UsageEvent(
+            id=new_id(), at=self._clock(), action="verify", outcome=verdict.code,
+            key_id=known.key_id if known else None,
+            start=known.start if known else attempted_start(key, self._start_length, verdict.code != "MALFORMED")
+            or None,
+            organization_id=known.organization_id if known else None, scope=scope,
+            granted_by=granted.label() if granted else None, reason=verdict.reason, website_id=website_id,
+            data=data, ip=ip, user_agent=user_agent, caller=f"in-process:{self.name}")))
+        if verdict.valid and known is not None:
+            self._last_used.touch(known.key_id, self._clock())
+        return answer(verdict, decision)
+
+    async def _decide(self, key: str, scope: str, website_id: str | None, data: str | None,
+                      ip: str | None) -> tuple[Verdict, RateDecision | None]:
+        """The verdict and the key's rate decision, as the API's gate reaches them."""
+        if ip and self._forwarded.refusal(ip) is not None:
+            return Verdict(valid=False, code="RATE_LIMITED", reason="too many failed attempts from this client ip"), \
+                None
+        verdict = await self._verifier.verify(key, scope, website_id, data, source=f"ip:{ip}" if ip else self.name,
+                                              caller=self.name)
+        if ip and verdict.code in ("MALFORMED", "NOT_FOUND"):
+            self._forwarded.record(ip)
+        found, decision = verdict.key, None
+        if found is not None and verdict.code in ("VALID", "FORBIDDEN"):
+            decision = await self._limiter.hit(found.key_id, limit_of(found, self._tiers))
+            if not decision.allowed:
+                verdict = Verdict(valid=False, code="RATE_LIMITED", reason="rate limit exceeded", key=found)
+        return verdict, decision

@@ -1,0 +1,98 @@
+"""``InProcessVerifier`` beside a real ``keyledger serve``: the same answers as ``POST /v1/verify``, the same
+rate limit, its own usage events, and revocations seen as an API replica sees them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from keyledger.domain.errors import ValidationError
+from keyledger.services.inprocess.verifier import InProcessVerifier
+from keyledger_client.asgi import KeyledgerMiddleware, Route, verify_result
+from tests.support.api import create, verify
+from tests.support.clock import ReferenceClock
+from tests.support.server import ApiServer
+from tests.support.wait import until
+
+SITE_A = [{"resource": "website", "id": "site-a", "scopes": ["read:data"]}]
+COMPARED = ("valid", "code", "reason", "key_id", "organization_id", "scopes", "granted_by", "expires_at")
+
+
+def local_verifier(api: ApiServer, database_url: str, nats_url: str, clock: ReferenceClock,
+                   tmp_path: Path) -> InProcessVerifier:
+    settings = msgspec.structs.replace(api.settings, clock_start=clock.now())  # the servers' time
+    return InProcessVerifier(nats_url=nats_url, database_url=database_url, settings=settings, name="svc",
+                             spool_dir=tmp_path / "spool")
+
+
+def fields(answer: Any) -> dict[str, Any]:
+    body = answer if isinstance(answer, dict) else msgspec.to_builtins(answer)
+    return {name: body[name] for name in COMPARED}
+
+
+async def test_it_answers_as_the_api_does(api: ApiServer, client: httpx.Client, admin: str, auditor: str,
+                                          database_url: str, nats_url: str, clock: ReferenceClock,
+                                          tmp_path: Path) -> None:
+    key = create(client, admin, organization_id="org-1", access=SITE_A, rate_limit=5)
+    wrong = key["secret"][:-4] + "AAAA"
+    async with local_verifier(api, database_url, nats_url, clock, tmp_path) as local:
+        for args in ((key["secret"], "read:data", "site-a"), (key["secret"], "read:data", "site-b"),
+                     (wrong, "read:data", "site-a"), ("kl_nonsense", "read:data", None)):
+            here = await local.verify(args[0], args[1], website_id=args[2], ip="203.0.113.9", user_agent="in-proc")
+            there = verify(client, args[0], args[1], website_id=args[2])
+            assert fields(here) == fields(there), args
+        assert [(await local.verify(key["secret"], "read:data", website_id="site-a")).code
+                for _ in range(2)] == ["VALID", "RATE_LIMITED"]  # 4 counted above by both processes; limit 5
+        with pytest.raises(ValidationError):
+            await local.verify(key["secret"], "read:everything")
+    records = client.get("/v1/audit", params={"key_id": key["id"], "kind": "usage", "limit": 1000},
+                         headers={"x-api-key": auditor}).json()["items"]
+    mine = [r for r in records if r["user_agent"] == "in-proc"]
+    assert {(r["outcome"], r["ip"]) for r in mine} >= {("VALID", "203.0.113.9"), ("FORBIDDEN", "203.0.113.9")}, \
+        records
+
+
+async def test_a_revocation_reaches_it_like_an_api_replica(api: ApiServer, client: httpx.Client, admin: str,
+                                                           database_url: str, nats_url: str, clock: ReferenceClock,
+                                                           tmp_path: Path) -> None:
+    key = create(client, admin, access=SITE_A)
+    async with local_verifier(api, database_url, nats_url, clock, tmp_path) as local:
+        assert (await local.verify(key["secret"], "read:data", website_id="site-a")).valid
+        made_later = create(client, admin, access=SITE_A)  # a key created after it started: followed live
+
+        async def known() -> bool:
+            return (await local.verify(made_later["secret"], "read:data", website_id="site-a")).valid
+        await until(known, timeout=10, what="a key created later in the in-process cache")
+        assert client.post(f"/v1/keys/{key['id']}/revoke", headers={"x-api-key": admin}).status_code == 200
+
+        async def revoked() -> bool:
+            return (await local.verify(key["secret"], "read:data", website_id="site-a")).code == "REVOKED"
+        await until(revoked, timeout=10, what="the revocation in the in-process cache")
+
+
+async def test_the_asgi_middleware_can_use_it_instead_of_http(api: ApiServer, client: httpx.Client, admin: str,
+                                                              database_url: str, nats_url: str,
+                                                              clock: ReferenceClock, tmp_path: Path) -> None:
+    key = create(client, admin, access=SITE_A)
+    seen: list[str | None] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:  # a bare ASGI app
+        result = verify_result(scope)
+        seen.append(result.key_id if result else None)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async with local_verifier(api, database_url, nats_url, clock, tmp_path) as local:
+        protected = KeyledgerMiddleware(app, verifier=local, scope="read:data",
+                                        routes=[Route("/sites/{site}", website_id="site")])
+        transport = httpx.ASGITransport(protected)
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc.test") as http:
+            ok = await http.get("/sites/site-a", headers={"x-api-key": key["secret"]})
+            assert ok.status_code == 200 and ok.headers["x-ratelimit-limit"] == "100"
+            refused = await http.get("/sites/site-b", headers={"x-api-key": key["secret"]})
+            assert (refused.status_code, refused.json()["code"]) == (403, "FORBIDDEN")
+    assert seen == [key["id"]]
