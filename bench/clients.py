@@ -1,0 +1,188 @@
+"""The client side: the in-process verifier, and the ASGI middleware's cost per request.
+
+``inprocess``: an ``InProcessVerifier`` (live key cache, verifier, rate limiter, usage events: the whole
+path) in the benchmark's own process beside a ``keyledger serve``. Warm throughput: ``WARM_LOOPS``
+verifies one after another on one core over ``KEYS`` keys already verified once, giving the event loop a
+turn every ``YIELD_EVERY`` (so the usage events are published, and that work counts too). Revocation: for each of
+``REVOCATIONS`` keys, create it on the API, verify it in-process until VALID, revoke it on the API, then
+verify in-process (yielding to the event loop between tries, so the bus can be read) until REVOKED;
+measured from the moment the revoke response has been read.
+
+``middleware``: one small GET endpoint (``bench.protected_app``) served by granian like ``keyledger
+serve``, plain, behind ``KeyledgerMiddleware`` asking keyledger over HTTP, and behind the middleware with an
+in-process verifier; the same load (``CONNECTIONS`` keep-alive connections) against each, one after
+another in the same run. The difference of the median latencies is the middleware's cost per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.client import Client, build_request
+from bench.common import BenchContext, BenchResult, Row
+from bench.loadgen import LoadResult, LoadSpec, run_load
+from bench.revocation import pct
+from bench.servers import ROOT, Api, Stack, private_stack, start_api
+from keyledger.services.inprocess.verifier import InProcessVerifier
+from tests.support.server import free_port
+
+WARM_LOOPS, KEYS, REVOCATIONS = 200_000, 16, 200
+TARGET_RATE, TARGET_P99_MS = 100_000, 50.0
+CONNECTIONS, SECONDS = 8, 4.0
+YIELD_EVERY = 64  # warm verifies between two turns of the event loop
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def local_verifier(stack: Stack, name: str = "bench") -> InProcessVerifier:
+    """An in-process verifier on the benchmark's database and streams."""
+    return InProcessVerifier(nats_url=stack.nats_url, database_url=stack.database_url, settings=stack.settings,
+                             name=name, spool_dir=stack.work_dir / f"spool-{name}")
+
+
+async def valid_soon(local: InProcessVerifier, secret: str, timeout: float = 10.0) -> None:
+    """Verify until VALID (the key reached the cache; its secret is remembered)."""
+    deadline = time.monotonic() + timeout
+    while not (await local.verify(secret, "read:data")).valid:
+        if time.monotonic() > deadline:
+            raise AssertionError("a new key never became VALID in-process")
+        await asyncio.sleep(0.001)
+
+
+async def warm_rate(local: InProcessVerifier, secrets: list[str]) -> float:
+    """Warm in-process verifies per second, one after another."""
+    for secret in secrets:
+        await valid_soon(local, secret)
+    rounds = [secrets[i % len(secrets)] for i in range(WARM_LOOPS)]
+    started = time.perf_counter()
+    for i, secret in enumerate(rounds):
+        await local.verify(secret, "read:data")
+        if i % YIELD_EVERY == 0:  # as a service does between requests: the usage events get published
+            await asyncio.sleep(0)
+    return WARM_LOOPS / (time.perf_counter() - started)
+
+
+async def revocations(api: Api, local: InProcessVerifier, count: int) -> list[float]:
+    """ms from each revoke response until the in-process verifier answers REVOKED."""
+    visible: list[float] = []
+    for i in range(count):
+        key_id, secret = await api.create_key(f"revocation {i}")
+        await valid_soon(local, secret)
+        await api.client.json("POST", f"/v1/keys/{key_id}/revoke", {"reason": "bench"}, api.headers(), expect=200)
+        revoked = time.perf_counter()
+        while (await local.verify(secret, "read:data")).code != "REVOKED":
+            await asyncio.sleep(0.0005)  # let the bus and the store follower run (the resolution: 0.5 ms)
+            if time.perf_counter() - revoked > 10:
+                raise AssertionError("the revocation never reached the in-process verifier")
+        visible.append((time.perf_counter() - revoked) * 1000)
+    return visible
+
+
+async def run_inprocess(ctx: BenchContext) -> BenchResult:
+    """Warm throughput and revocation propagation of the in-process verifier."""
+    async with private_stack(ctx) as stack:
+        api = await start_api(stack, workers=True)
+        try:
+            secrets = [secret for _, secret in await api.create_keys(KEYS)]
+            async with local_verifier(stack) as local:
+                rate = await warm_rate(local, secrets)
+                _log(f"  in-process warm verify: {rate:,.0f}/s ({1e6 / rate:.1f} µs)")
+                visible = await revocations(api, local, REVOCATIONS)
+                _log(f"  in-process revocation: p50 {pct(visible, 0.5):.1f} ms, p99 {pct(visible, 0.99):.1f} ms")
+        finally:
+            await api.stop()
+    p99 = pct(visible, 0.99)
+    return BenchResult([
+        Row("in-process verifier, warm (cache, verifier, rate limit, usage event)", rate, "verifies/s",
+            target=f"≥ {TARGET_RATE:,}/s", met=rate >= TARGET_RATE, command=ctx.command),
+        Row(f"revocation visible in the in-process verifier, p99 of {len(visible)}", p99, "ms",
+            target=f"≤ {TARGET_P99_MS:.0f} ms", met=p99 <= TARGET_P99_MS, command=ctx.command),
+        Row("revocation visible in the in-process verifier, p50", pct(visible, 0.5), "ms", target="(diagnostic)",
+            command=ctx.command),
+    ])
+
+
+class AppServer:
+    """``python -m bench.protected_app PORT MODE`` as a subprocess."""
+
+    def __init__(self, mode: str, env: dict[str, str]) -> None:
+        self.port, self.mode = free_port(), mode
+        self.process = subprocess.Popen([sys.executable, "-m", "bench.protected_app", str(self.port), mode], cwd=ROOT,
+                                        env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+
+    async def wait_ready(self, secret: str, timeout: float = 30.0) -> AppServer:
+        """Until the endpoint lets ``secret`` through."""
+        deadline, client = time.monotonic() + timeout, Client("127.0.0.1", self.port)
+        try:
+            while True:
+                try:
+                    status, _ = await client.request("GET", "/data", headers={"x-api-key": secret})
+                    if status == 200:
+                        return self
+                except (OSError, asyncio.IncompleteReadError):
+                    await client.close()
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.stop()
+                    raise RuntimeError(f"the {self.mode} app did not start")
+                await asyncio.sleep(0.1)
+        finally:
+            await client.close()
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+async def load(mode: str, env: dict[str, str], secret: str) -> LoadResult:
+    """The same load against the app of ``mode``."""
+    server = await AppServer(mode, env).wait_ready(secret)
+    try:
+        spec = LoadSpec(port=server.port, requests=[build_request("GET", "/data", headers={"x-api-key": secret})],
+                        connections=CONNECTIONS, duration=SECONDS, warmup=1.0, expect=b'"ok":true')
+        return await run_load(spec)
+    finally:
+        server.stop()
+
+
+async def run_middleware(ctx: BenchContext) -> BenchResult:
+    """The app plain, behind the middleware over HTTP and behind it in-process: same load, same run."""
+    async with private_stack(ctx) as stack:
+        api = await start_api(stack, workers=True)
+        try:
+            _, secret = await api.create_key("middleware")
+            s = stack.settings
+            env = {"KEYLEDGER_URL": f"http://127.0.0.1:{api.port}",
+                   "KEYLEDGER_VERIFY_CREDENTIAL": str(api.server.verify_credential),
+                   "DATABASE_URL": stack.database_url, "NATS_URL": stack.nats_url,
+                   "KEYLEDGER_NATS_STREAM": s.nats_stream,
+                   "KEYLEDGER_NATS_SUBJECT_PREFIX": s.nats_subject_prefix, "KEYLEDGER_USAGE_STREAM": s.usage_stream,
+                   "KEYLEDGER_USAGE_SUBJECT": s.usage_subject, "KEYLEDGER_SPOOL_DIR": str(Path(stack.work_dir) / "app")}
+            results = {mode: await load(mode, env, secret) for mode in ("plain", "http", "inprocess")}
+        finally:
+            await api.stop()
+    for mode, r in results.items():
+        _log(f"  app {mode}: {r.rps:,.0f} req/s, p50 {r.p50_ms:.2f} ms, p99 {r.p99_ms:.2f} ms ({r.good}/{r.completed})")
+    plain = results["plain"]
+    rows = [Row(f"GET through the app, {CONNECTIONS} conns: plain", plain.rps, "req/s", target="(baseline)",
+                command=ctx.command)]
+    for mode, what in (("http", "middleware asking keyledger over HTTP"), ("inprocess", "middleware, in-process")):
+        r = results[mode]
+        rows += [Row(f"GET through the app: {what}", r.rps, "req/s", plain.rps, "the same app without it",
+                     "(diagnostic)", None, ctx.command),
+                 Row(f"middleware cost per request ({what}): p50 latency difference", r.p50_ms - plain.p50_ms, "ms",
+                     target="(diagnostic)", command=ctx.command)]
+    return BenchResult(rows)
