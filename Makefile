@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+NODE_STAMP := clients/typescript/node_modules/.installed
 
 .PHONY: install system-packages run test test-unit test-integration test-e2e typecheck bench chaos stack-up stack-down clean
 
@@ -17,7 +18,14 @@ $(STAMP): pyproject.toml $(CLIENT)/pyproject.toml
 	@for d in domain projections services; do ln -sfn ../../../$$d $(VENV)/mypy-path/keyledger/$$d; done
 	@touch $(STAMP)
 
-install: $(STAMP) system-packages
+install: $(STAMP) system-packages $(NODE_STAMP)
+
+# npm packages of the TypeScript client check (tests/e2e/test_openapi_codegen.py), when npm is there.
+$(NODE_STAMP): clients/typescript/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix clients/typescript --no-audit --no-fund --silent && touch $@ || \
+		echo "npm ci failed in clients/typescript: the TypeScript client check will skip"; \
+	else echo "npm is not installed: the TypeScript client check will skip"; fi
 
 # Debian packages some tests need (nginx: forward-auth through a real gateway). Installed when we are root
 # with apt-get (as on CI); otherwise those tests skip, saying why (and fail under CI=true).
@@ -41,7 +49,7 @@ typecheck: $(STAMP)
 	$(BIN)/python -m mypy --strict $(CLIENT)/keyledger_client $(CLIENT)/tests examples
 
 # The whole suite: lint, types, then every layer. PYTEST_ARGS passes options, e.g. PYTEST_ARGS=-x.
-test: $(STAMP) system-packages
+test: $(STAMP) system-packages $(NODE_STAMP)
 	$(BIN)/python -m ruff check domain projections services tests bench clients examples
 	$(BIN)/python -m mypy
 	$(BIN)/python -m mypy --strict $(CLIENT)/keyledger_client $(CLIENT)/tests examples
@@ -73,4 +81,4 @@ stack-down: $(STAMP)
 
 clean:
 	-test -x $(BIN)/keyledger && $(BIN)/keyledger stack down
-	rm -rf $(VENV) .keyledger .pytest_cache .mypy_cache .hypothesis *.egg-info
+	rm -rf $(VENV) .keyledger .pytest_cache .mypy_cache .hypothesis *.egg-info clients/typescript/node_modules
