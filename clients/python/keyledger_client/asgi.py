@@ -35,7 +35,7 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+ASGIApp = Callable[..., Awaitable[None]]  # any framework's app (their scope and message types differ)
 STATE_KEY = "keyledger"
 
 AUTH_REQUIRED = (401, "Authentication required", "AUTH_REQUIRED")
