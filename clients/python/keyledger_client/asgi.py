@@ -99,6 +99,19 @@ def presented_key(headers: dict[bytes, bytes]) -> str | None:
     return api_key or None
 
 
+MAX_KEY, MAX_WEBSITE_ID, MAX_USER_AGENT, MAX_IP = 4096, 500, 300, 100  # what keyledger accepts (or keeps)
+
+
+def out_of_bounds(key: str, website_id: str | None) -> tuple[int, str, str] | None:
+    """The refusal for a key or website id longer than keyledger accepts (which would otherwise be its 400):
+    no valid key is that long, and no website id either."""
+    if len(key) > MAX_KEY:
+        return AUTH_REQUIRED
+    if website_id is not None and len(website_id) > MAX_WEBSITE_ID:
+        return FORBIDDEN
+    return None
+
+
 def error_body(status: int, message: str, code: str) -> bytes:
     """The documented refusal body."""
     return json.dumps({"success": False, "error": message, "code": code}, separators=(",", ":")).encode()
@@ -172,11 +185,16 @@ class KeyledgerMiddleware:
         if route.website_id and website_id is None:
             values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(route.website_id)
             website_id = values[0] if values else None
-        user_agent = headers.get(b"user-agent", b"").decode("latin-1") or None
+        user_agent = headers.get(b"user-agent", b"").decode("latin-1")[:MAX_USER_AGENT] or None
+        bounds = out_of_bounds(key, website_id)
+        if bounds is not None:
+            await refuse(send, bounds)
+            return
+        ip = self.client_ip(scope)
         try:
             result = as_result(await self.verifier.verify(key, needed, website_id=website_id,
-                                                data=route.data or self.default.data, ip=self.client_ip(scope),
-                                                user_agent=user_agent))
+                                                data=route.data or self.default.data,
+                                                ip=ip[:MAX_IP] if ip else None, user_agent=user_agent))
         except KeyledgerError as exc:
             if self.fail_open and isinstance(exc, KeyledgerConnectionError | UnavailableError):
                 await self.app(scope, receive, send)

@@ -29,11 +29,14 @@ from litestar.types import ASGIApp, Guard, Message, Receive, Scope, Send
 
 from keyledger_client.asgi import (
     AUTH_REQUIRED,
+    MAX_IP,
+    MAX_USER_AGENT,
     REFUSALS,
     STATE_KEY,
     UNAVAILABLE,
     Verifies,
     as_result,
+    out_of_bounds,
     presented_key,
     ratelimit_headers,
     retry_after,
@@ -105,10 +108,15 @@ async def _check(connection: Connection, scope: str | None, website_param: str |
     website_id = None
     if website_param:
         website_id = connection.path_params.get(website_param) or connection.query_params.get(website_param)
+    website = str(website_id) if website_id else None
+    bounds = out_of_bounds(key, website)
+    if bounds is not None:
+        raise KeyledgerRefused(bounds)
     try:
         result = as_result(await plugin.verifier.verify(
-            key, needed, website_id=str(website_id) if website_id else None, data=data,
-            ip=connection.client.host if connection.client else None, user_agent=connection.headers.get("user-agent")))
+            key, needed, website_id=website, data=data,
+            ip=connection.client.host[:MAX_IP] if connection.client else None,
+            user_agent=(connection.headers.get("user-agent") or "")[:MAX_USER_AGENT] or None))
     except KeyledgerError as exc:
         if plugin.fail_open and isinstance(exc, KeyledgerConnectionError | UnavailableError):
             return

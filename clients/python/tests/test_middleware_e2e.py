@@ -67,7 +67,7 @@ def asgi_client(app: Any) -> httpx.AsyncClient:
 
 async def test_starlette_only_valid_keys_reach_the_handlers(admin_client: Keyledger, service: AsyncKeyledger,
                                                             keyledger_server: ApiServer) -> None:
-    good = admin_client.create("good", access=SITE_A, rate_limit=5)  # FORBIDDEN answers count too
+    good = admin_client.create("good", access=SITE_A, rate_limit=6)  # FORBIDDEN answers count too
     revoked = admin_client.create("revoked", access=SITE_A)
     admin_client.revoke(revoked.id)
     calls: list[str] = []
@@ -75,11 +75,13 @@ async def test_starlette_only_valid_keys_reach_the_handlers(admin_client: Keyled
         ok = await http.get("/websites/site-a/stats", headers={"Authorization": f"Bearer {good.secret}",
                                                                "user-agent": "browser/1"})
         assert ok.status_code == 200 and ok.json() == {"key_id": good.id, "website": "site-a"}
-        assert (ok.headers["x-ratelimit-limit"], ok.headers["x-ratelimit-remaining"]) == ("5", "4")
+        assert (ok.headers["x-ratelimit-limit"], ok.headers["x-ratelimit-remaining"]) == ("6", "5")
         by_query = await http.get("/search", params={"site": "site-a"}, headers={"x-api-key": good.secret})
         assert by_query.status_code == 200 and by_query.json() == {"key_id": good.id}
         assert (await http.get("/healthz")).status_code == 200  # public: no key needed
-        assert calls == ["/websites/site-a/stats", "/search", "/healthz"]
+        long_agent = await http.get("/search?site=site-a", headers={"x-api-key": good.secret, "user-agent": "u" * 900})
+        assert long_agent.status_code == 200  # cut to what keyledger keeps, not refused
+        assert calls == ["/websites/site-a/stats", "/search", "/healthz", "/search"]
         refusals = [
             ("/websites/site-a/stats", {}, 401, AUTH_REQUIRED),
             ("/websites/site-a/stats", {"x-api-key": good.secret[:-4] + "AAAA"}, 401, AUTH_REQUIRED),
@@ -87,6 +89,8 @@ async def test_starlette_only_valid_keys_reach_the_handlers(admin_client: Keyled
             ("/websites/site-b/stats", {"x-api-key": good.secret}, 403, FORBIDDEN),
             ("/search?site=site-b", {"x-api-key": good.secret}, 403, FORBIDDEN),
             ("/search", {"x-api-key": good.secret}, 403, FORBIDDEN),  # a website-only key must name the site
+            ("/search?site=" + "s" * 600, {"x-api-key": good.secret}, 403, FORBIDDEN),  # no site id is that long
+            ("/search?site=site-a", {"x-api-key": "kl_" + "x" * 5000}, 401, AUTH_REQUIRED),
         ]
         for path, headers, status, body in refusals:
             refused = await http.get(path, headers=headers)
@@ -94,7 +98,7 @@ async def test_starlette_only_valid_keys_reach_the_handlers(admin_client: Keyled
         limited = await http.get("/websites/site-a/stats", headers={"x-api-key": good.secret})
         assert (limited.status_code, limited.json()) == (429, RATE_LIMITED)
         assert int(limited.headers["retry-after"]) >= 1 and limited.headers["x-ratelimit-remaining"] == "0"
-        assert len(calls) == 3  # no refused request reached a handler
+        assert len(calls) == 4  # no refused request reached a handler
     auditor = admin_client.create("auditor", scopes=["read:export"], rate_limit=100_000)
     with Keyledger(keyledger_server.url, auditor.secret) as audit:
         def first_use() -> Any:
