@@ -12,6 +12,7 @@ import pytest
 
 from keyledger.domain.errors import ValidationError
 from keyledger.services.inprocess.verifier import InProcessVerifier
+from keyledger.services.runtime import Endpoints
 from keyledger_client.asgi import KeyledgerMiddleware, Route, verify_result
 from tests.support.api import create, verify
 from tests.support.clock import ReferenceClock
@@ -22,11 +23,11 @@ SITE_A = [{"resource": "website", "id": "site-a", "scopes": ["read:data"]}]
 COMPARED = ("valid", "code", "reason", "key_id", "organization_id", "scopes", "granted_by", "expires_at")
 
 
-def local_verifier(api: ApiServer, database_url: str, nats_url: str, clock: ReferenceClock,
-                   tmp_path: Path) -> InProcessVerifier:
+def local_verifier(api: ApiServer, endpoints: Endpoints, clock: ReferenceClock, tmp_path: Path) -> InProcessVerifier:
+    """With what an API replica gets: the application's database role and the api role's NATS user."""
     settings = msgspec.structs.replace(api.settings, clock_start=clock.now())  # the servers' time
-    return InProcessVerifier(nats_url=nats_url, database_url=database_url, settings=settings, name="svc",
-                             spool_dir=tmp_path / "spool")
+    return InProcessVerifier(nats_url=endpoints.nats_url_for("api"), database_url=endpoints.database_url,
+                             settings=settings, name="svc", spool_dir=tmp_path / "spool")
 
 
 def fields(answer: Any) -> dict[str, Any]:
@@ -35,11 +36,11 @@ def fields(answer: Any) -> dict[str, Any]:
 
 
 async def test_it_answers_as_the_api_does(api: ApiServer, client: httpx.Client, admin: str, auditor: str,
-                                          database_url: str, nats_url: str, clock: ReferenceClock,
+                                          endpoints: Endpoints, clock: ReferenceClock,
                                           tmp_path: Path) -> None:
     key = create(client, admin, organization_id="org-1", access=SITE_A, rate_limit=5)
     wrong = key["secret"][:-4] + "AAAA"
-    async with local_verifier(api, database_url, nats_url, clock, tmp_path) as local:
+    async with local_verifier(api, endpoints, clock, tmp_path) as local:
         for args in ((key["secret"], "read:data", "site-a"), (key["secret"], "read:data", "site-b"),
                      (wrong, "read:data", "site-a"), ("kl_nonsense", "read:data", None)):
             here = await local.verify(args[0], args[1], website_id=args[2], ip="203.0.113.9", user_agent="in-proc")
@@ -57,10 +58,10 @@ async def test_it_answers_as_the_api_does(api: ApiServer, client: httpx.Client, 
 
 
 async def test_a_revocation_reaches_it_like_an_api_replica(api: ApiServer, client: httpx.Client, admin: str,
-                                                           database_url: str, nats_url: str, clock: ReferenceClock,
+                                                           endpoints: Endpoints, clock: ReferenceClock,
                                                            tmp_path: Path) -> None:
     key = create(client, admin, access=SITE_A)
-    async with local_verifier(api, database_url, nats_url, clock, tmp_path) as local:
+    async with local_verifier(api, endpoints, clock, tmp_path) as local:
         assert (await local.verify(key["secret"], "read:data", website_id="site-a")).valid
         made_later = create(client, admin, access=SITE_A)  # a key created after it started: followed live
 
@@ -75,7 +76,7 @@ async def test_a_revocation_reaches_it_like_an_api_replica(api: ApiServer, clien
 
 
 async def test_the_asgi_middleware_can_use_it_instead_of_http(api: ApiServer, client: httpx.Client, admin: str,
-                                                              database_url: str, nats_url: str,
+                                                              endpoints: Endpoints,
                                                               clock: ReferenceClock, tmp_path: Path) -> None:
     key = create(client, admin, access=SITE_A)
     seen: list[str | None] = []
@@ -86,7 +87,7 @@ async def test_the_asgi_middleware_can_use_it_instead_of_http(api: ApiServer, cl
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    async with local_verifier(api, database_url, nats_url, clock, tmp_path) as local:
+    async with local_verifier(api, endpoints, clock, tmp_path) as local:
         protected = KeyledgerMiddleware(app, verifier=local, scope="read:data",
                                         routes=[Route("/sites/{site}", website_id="site")])
         transport = httpx.ASGITransport(protected)

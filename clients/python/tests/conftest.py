@@ -10,6 +10,7 @@ import pytest
 from keyledger_client import Keyledger
 from tests.conftest import (  # noqa: F401 (fixtures and hooks, registered by being named here)
     database_url,
+    endpoints,
     nats_url,
     pytest_configure,
     servers,
