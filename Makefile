@@ -33,8 +33,8 @@ system-packages:
 	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			echo "installing nginx (Debian) for the forward-auth tests"; \
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null 2>&1 || \
-			{ apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; } || \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 nginx >/dev/null 2>&1 || \
+			{ apt-get update -qq -o DPkg::Lock::Timeout=300 >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 nginx >/dev/null; } || \
 			echo "could not install nginx: the forward-auth gateway tests will skip"; \
 		else echo "nginx is not installed (needs root and apt-get): the forward-auth gateway tests will skip"; fi; }
 
