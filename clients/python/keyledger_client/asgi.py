@@ -9,7 +9,8 @@
 Each request's key comes from ``Authorization: Bearer`` or ``x-api-key`` and is verified for the scope of
 the first :class:`Route` whose path matches (else the middleware's own ``scope``), with the website id from
 a path capture or a query parameter and the route's data kind; the end client's IP and user agent go along
-for the audit trail. Refusals are answered here, with the documented bodies, and never reach the app:
+for the audit trail. Refusals are answered here, with the documented bodies, and never reach the app
+(a refused websocket handshake is closed with 1008, which the client sees as 403):
 401 ``AUTH_REQUIRED``, 403 ``FORBIDDEN``, 429 ``RATE_LIMITED`` with ``Retry-After``. On success the
 :class:`~keyledger_client.VerifyResult` is in ``scope["state"]["keyledger"]`` (``request.state.keyledger``)
 and the response gets ``X-RateLimit-*``. If keyledger cannot be reached, requests get 503 ``UNAVAILABLE``
@@ -45,6 +46,8 @@ UNAVAILABLE = (503, "The key service is unavailable; retry later", "UNAVAILABLE"
 REFUSALS = {"MALFORMED": AUTH_REQUIRED, "NOT_FOUND": AUTH_REQUIRED, "REVOKED": AUTH_REQUIRED,
              "EXPIRED": AUTH_REQUIRED, "FORBIDDEN": FORBIDDEN, "RATE_LIMITED": RATE_LIMITED,
              "UNAVAILABLE": UNAVAILABLE}
+Refusal = tuple[int, str, str]  # status, message, code
+Refused = tuple[Refusal, VerifyResult | None]  # and the verify result behind it, when there was one
 _PARAM = re.compile(r"\{(\w+)(:path)?\}")
 
 
@@ -166,46 +169,57 @@ class KeyledgerMiddleware:
         return self.default, {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)  # lifespan; websockets are not checked
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)  # lifespan
             return
-        route, captures = self.rule(scope["method"], scope["path"])
+        websocket = scope["type"] == "websocket"
+        route, captures = self.rule("GET" if websocket else scope["method"], scope["path"])
         if route.public:
             await self.app(scope, receive, send)
             return
+        result = await self._check(scope, route, captures)
+        if isinstance(result, tuple):  # refused: the app never runs
+            refusal, known = result
+            if websocket:  # before the handshake is accepted: the client gets 403
+                await send({"type": "websocket.close", "code": 1008, "reason": refusal[2]})
+            else:
+                await refuse(send, refusal, known, self.clock)
+            return
+        if result is not None:
+            scope.setdefault("state", {})[STATE_KEY] = result
+        extra = ratelimit_headers(result) if not websocket else []
+        await self.app(scope, receive, with_headers(send, extra))
+
+    async def _check(self, scope: Scope, route: Route, captures: dict[str, str]) -> VerifyResult | Refused | None:
+        """The valid result, the refusal (and the result behind it), or None (keyledger unreachable and
+        ``fail_open``)."""
         needed = route.scope or self.default.scope
         if needed is None:
             raise ValueError(f"no scope for {scope['path']}: give the middleware a scope or the route one")
         headers = dict(scope.get("headers") or [])
         key = presented_key(headers)
         if key is None:
-            await refuse(send, AUTH_REQUIRED)
-            return
+            return AUTH_REQUIRED, None
         website_id = captures.get(route.website_id) if route.website_id else None
         if route.website_id and website_id is None:
             values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(route.website_id)
             website_id = values[0] if values else None
-        user_agent = headers.get(b"user-agent", b"").decode("latin-1")[:MAX_USER_AGENT] or None
         bounds = out_of_bounds(key, website_id)
         if bounds is not None:
-            await refuse(send, bounds)
-            return
+            return bounds, None
+        user_agent = headers.get(b"user-agent", b"").decode("latin-1")[:MAX_USER_AGENT] or None
         ip = self.client_ip(scope)
         try:
             result = as_result(await self.verifier.verify(key, needed, website_id=website_id,
-                                                data=route.data or self.default.data,
-                                                ip=ip[:MAX_IP] if ip else None, user_agent=user_agent))
+                                                          data=route.data or self.default.data,
+                                                          ip=ip[:MAX_IP] if ip else None, user_agent=user_agent))
         except KeyledgerError as exc:
             if self.fail_open and isinstance(exc, KeyledgerConnectionError | UnavailableError):
-                await self.app(scope, receive, send)
-                return
-            await refuse(send, UNAVAILABLE)
-            return
+                return None
+            return UNAVAILABLE, None
         if not result.valid:
-            await refuse(send, REFUSALS.get(result.code, AUTH_REQUIRED), result, self.clock)
-            return
-        scope.setdefault("state", {})[STATE_KEY] = result
-        await self.app(scope, receive, with_headers(send, ratelimit_headers(result)))
+            return REFUSALS.get(result.code, AUTH_REQUIRED), result
+        return result
 
 
 def with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
@@ -214,7 +228,7 @@ def with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
         return send
 
     async def sending(message: Message) -> None:
-        if message["type"] == "http.response.start":
+        if message["type"] == "http.response.start":  # (websocket messages pass as they are)
             message["headers"] = [*message.get("headers", []), *extra]
         await send(message)
     return sending

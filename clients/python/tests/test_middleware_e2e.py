@@ -6,6 +6,7 @@ keyledger they ask is a real server process.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -17,12 +18,18 @@ from starlette.applications import Starlette
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import JSONResponse
 from starlette.routing import Route as StarletteRoute
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from keyledger_client import NO_RETRIES, Access, AsyncKeyledger, Keyledger
 from keyledger_client.asgi import KeyledgerMiddleware, Route, verify_result
 from keyledger_client.litestar import KeyledgerPlugin, keyledger_guard, requires_key
 from tests.support.server import ApiServer, free_port
 from tests.support.wait import until
+
+with warnings.catch_warnings():  # Starlette's test client (for the websocket test) would rather have another httpx
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
 
 SITE_A = [Access(resource="website", id="site-a", scopes=["read:data"])]
 AUTH_REQUIRED = {"success": False, "error": "Authentication required", "code": "AUTH_REQUIRED"}
@@ -158,3 +165,25 @@ async def test_litestar_guards_refuse_before_the_handler(admin_client: Keyledger
         limited = await http.get("/websites/site-a/stats", headers={"x-api-key": good.secret})
         assert (limited.status_code, limited.json()) == (429, RATE_LIMITED) and int(limited.headers["retry-after"]) >= 1
     assert calls == ["site-a", "errors"]
+
+
+def test_websockets_need_a_valid_key_too(keyledger_server: ApiServer, verify_credential: str,
+                                         admin_client: Keyledger) -> None:
+    good = admin_client.create("websocket", access=SITE_A)
+
+    async def live(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_json({"key_id": websocket.state.keyledger.key_id})
+        await websocket.close()
+
+    app = Starlette(routes=[WebSocketRoute("/sites/{site}/live", live)])
+    verifier = AsyncKeyledger(keyledger_server.url, verify_credential)  # used in the test client's own loop
+    protected = KeyledgerMiddleware(app, verifier=verifier, scope="read:data",
+                                    routes=[Route("/sites/{site}/live", website_id="site")])
+    with TestClient(protected) as client:
+        with client.websocket_connect("/sites/site-a/live", headers={"x-api-key": good.secret}) as connection:
+            assert connection.receive_json() == {"key_id": good.id}
+        for path, headers in (("/sites/site-a/live", {}), ("/sites/site-b/live", {"x-api-key": good.secret})):
+            with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect(path, headers=headers):
+                pass
+            assert closed.value.code == 1008, path
