@@ -50,11 +50,13 @@ async def test_it_answers_as_the_api_does(api: ApiServer, client: httpx.Client, 
                 for _ in range(2)] == ["VALID", "RATE_LIMITED"]  # 4 counted above by both processes; limit 5
         with pytest.raises(ValidationError):
             await local.verify(key["secret"], "read:everything")
-    records = client.get("/v1/audit", params={"key_id": key["id"], "kind": "usage", "limit": 1000},
-                         headers={"x-api-key": auditor}).json()["items"]
-    mine = [r for r in records if r["user_agent"] == "in-proc"]
-    assert {(r["outcome"], r["ip"]) for r in mine} >= {("VALID", "203.0.113.9"), ("FORBIDDEN", "203.0.113.9")}, \
-        records
+
+    def stored() -> set[tuple[str, str]]:  # flushed when it stopped; the audit sink stores them a moment later
+        records = client.get("/v1/audit", params={"key_id": key["id"], "kind": "usage", "limit": 1000},
+                             headers={"x-api-key": auditor}).json()["items"]
+        mine = {(r["outcome"], r["ip"]) for r in records if r["user_agent"] == "in-proc"}
+        return mine if mine >= {("VALID", "203.0.113.9"), ("FORBIDDEN", "203.0.113.9")} else set()
+    await until(stored, timeout=15, what="the in-process verifier's usage events in the audit trail")
 
 
 async def test_a_revocation_reaches_it_like_an_api_replica(api: ApiServer, client: httpx.Client, admin: str,
