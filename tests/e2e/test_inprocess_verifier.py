@@ -46,8 +46,10 @@ async def test_it_answers_as_the_api_does(api: ApiServer, client: httpx.Client, 
             here = await local.verify(args[0], args[1], website_id=args[2], ip="203.0.113.9", user_agent="in-proc")
             there = verify(client, args[0], args[1], website_id=args[2])
             assert fields(here) == fields(there), args
-        assert [(await local.verify(key["secret"], "read:data", website_id="site-a")).code
-                for _ in range(2)] == ["VALID", "RATE_LIMITED"]  # 4 counted above by both processes; limit 5
+        codes = [(await local.verify(key["secret"], "read:data", website_id="site-a")).code for _ in range(5)]
+        # 4 counted above, 2 of them here: with the budget shared through Postgres one more is VALID; even a
+        # process that had to fall back to counting alone never passes the key's limit of 5
+        assert codes.count("VALID") <= 3 and codes[-1] == "RATE_LIMITED", codes
         with pytest.raises(ValidationError):
             await local.verify(key["secret"], "read:everything")
 
