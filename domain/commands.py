@@ -13,6 +13,10 @@ MAX_NAME_LENGTH = 200
 MAX_TEXT_LENGTH = 500
 MAX_GRACE_SECONDS = 7 * 24 * 3600
 MAX_RATE_LIMIT = 10_000_000
+MAX_DESCRIPTION_LENGTH = 1000
+MAX_TAGS = 20
+MAX_TAG_LENGTH = 50
+TAG_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.:/=")
 
 
 class CreateKey(msgspec.Struct, frozen=True, kw_only=True):
@@ -27,6 +31,8 @@ class CreateKey(msgspec.Struct, frozen=True, kw_only=True):
     prefix: str
     start: str
     rate_limit: int | None = None
+    description: str = ""
+    tags: tuple[str, ...] = ()
 
 
 class ChangeAccess(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,6 +42,8 @@ class ChangeAccess(msgspec.Struct, frozen=True, kw_only=True):
     access: tuple[AccessEntry, ...] | None = None
     name: str | None = None
     rate_limit: int | None = None  # 0 removes the override
+    description: str | None = None
+    tags: tuple[str, ...] | None = None
 
 
 class RotateKey(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,6 +87,30 @@ def clean_text(field: str, value: str | None) -> str | None:
     return cleaned
 
 
+def clean_description(value: str) -> str:
+    """The trimmed description: at most 1000 characters; line breaks and tabs are kept, other control
+    characters refused."""
+    cleaned = value.strip()
+    if len(cleaned) > MAX_DESCRIPTION_LENGTH:
+        raise ValidationError(f"description longer than {MAX_DESCRIPTION_LENGTH} characters")
+    _refuse_control_chars("description", cleaned.replace("\n", " ").replace("\t", " ").replace("\r", " "))
+    return cleaned
+
+
+def clean_tags(tags: tuple[str, ...]) -> tuple[str, ...]:
+    """Tags lower-cased and trimmed, duplicates dropped (first kept): at most 20, each 1-50 of
+    ``a-z 0-9 - _ . : / =``."""
+    cleaned = tuple(dict.fromkeys(tag.strip().lower() for tag in tags))
+    if len(cleaned) > MAX_TAGS:
+        raise ValidationError(f"too many tags: {len(cleaned)} (at most {MAX_TAGS})")
+    for tag in cleaned:
+        if not tag or len(tag) > MAX_TAG_LENGTH:
+            raise ValidationError(f"a tag is 1 to {MAX_TAG_LENGTH} characters")
+        if not set(tag) <= TAG_CHARACTERS:
+            raise ValidationError(f"tag {tag[:MAX_TAG_LENGTH]!r} may use only a-z, 0-9 and - _ . : / =")
+    return cleaned
+
+
 def _refuse_control_chars(field: str, value: str) -> None:
     if any(ord(char) < 32 or ord(char) == 127 for char in value):
         raise ValidationError(f"{field} must not contain control characters")
@@ -98,18 +130,24 @@ def check_create(command: CreateKey, now: datetime) -> CreateKey:
         name=clean_name(command.name),
         organization_id=organization,
         access=validate_access(command.access),
+        description=clean_description(command.description),
+        tags=clean_tags(command.tags),
     )
 
 
 def check_change(command: ChangeAccess) -> ChangeAccess:
     """Validate a change-access command: something must change, and all of it be valid."""
-    if command.access is None and command.name is None and command.rate_limit is None:
-        raise ValidationError("nothing to change: give access entries, a name and/or a rate limit")
+    if (command.access is None and command.name is None and command.rate_limit is None
+            and command.description is None and command.tags is None):
+        raise ValidationError("nothing to change: give access entries, a name, a rate limit, a description "
+                              "and/or tags")
     if command.rate_limit is not None:
         _check_rate_limit(command.rate_limit, allow_zero=True)
     access = validate_access(command.access) if command.access is not None else None
     name = clean_name(command.name) if command.name is not None else None
-    return msgspec.structs.replace(command, access=access, name=name)
+    description = clean_description(command.description) if command.description is not None else None
+    tags = clean_tags(command.tags) if command.tags is not None else None
+    return msgspec.structs.replace(command, access=access, name=name, description=description, tags=tags)
 
 
 def check_rotate(command: RotateKey) -> RotateKey:

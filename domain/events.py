@@ -30,14 +30,18 @@ class KeyCreated(Event, tag="key.created", frozen=True, kw_only=True):
     prefix: str
     start: str
     rate_limit: int | None = None  # requests per minute; None: the tier of its rate:* scope
+    description: str = ""  # what the key is for (free text; events before it load as "")
+    tags: tuple[str, ...] = ()  # short labels for finding keys (events before them load as none)
 
 
 class KeyAccessChanged(Event, tag="key.access_changed", frozen=True, kw_only=True):
-    """The key's access entries were replaced (and optionally its name changed)."""
+    """The key's access entries were replaced and/or its name, rate limit, description or tags changed."""
 
     access: tuple[AccessEntry, ...] | None = None
     name: str | None = None
     rate_limit: int | None = None  # None: unchanged; 0: back to the tier's limit
+    description: str | None = None  # None: unchanged
+    tags: tuple[str, ...] | None = None  # None: unchanged; (): no tags
 
 
 class KeyRotated(Event, tag="key.rotated", frozen=True, kw_only=True):

@@ -47,6 +47,8 @@ class KeyState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     revoked_at: datetime | None = None
     revoke_reason: str | None = None
     rate_limit: int | None = None
+    description: str = ""
+    tags: tuple[str, ...] = ()
 
     def status(self, now: datetime) -> Status:
         """``revoked`` (forever), ``expired`` (by the clock) or ``active``."""
@@ -75,6 +77,8 @@ def evolve(state: KeyState | None, event: AnyEvent) -> KeyState:
             prefix=event.prefix,
             start=event.start,
             rate_limit=event.rate_limit,
+            description=event.description,
+            tags=event.tags,
             created_at=event.at,
             updated_at=event.at,
         )
@@ -86,6 +90,8 @@ def evolve(state: KeyState | None, event: AnyEvent) -> KeyState:
                 "access": state.access if access is None else access,
                 "name": state.name if name is None else name,
                 "rate_limit": state.rate_limit if rate_limit is None else (rate_limit or None),
+                "description": state.description if event.description is None else event.description,
+                "tags": state.tags if event.tags is None else event.tags,
             }
         case KeyRotated():
             changes = {
@@ -119,7 +125,8 @@ def decide(state: KeyState | None, command: Command, now: datetime) -> list[AnyE
         case ChangeAccess():
             checked = check_change(command)
             return [KeyAccessChanged(key_id=state.key_id, at=now, access=checked.access, name=checked.name,
-                                     rate_limit=checked.rate_limit)]
+                                     rate_limit=checked.rate_limit, description=checked.description,
+                                     tags=checked.tags)]
         case RotateKey():
             grace = check_rotate(command).grace_seconds
             until = now + timedelta(seconds=grace) if grace else None
@@ -151,4 +158,6 @@ def _created(command: CreateKey, now: datetime) -> KeyCreated:
         prefix=command.prefix,
         start=command.start,
         rate_limit=command.rate_limit,
+        description=command.description,
+        tags=command.tags,
     )

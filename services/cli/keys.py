@@ -1,4 +1,4 @@
-"""``keyledger keys ...``: create, list, show, rotate and revoke from the command line."""
+"""``keyledger keys ...``: create, list, show, edit, rotate and revoke from the command line."""
 
 from __future__ import annotations
 
@@ -48,6 +48,8 @@ def describe(view: dict[str, Any]) -> str:
     return "\n".join([
         f"{view['id']}  {view['start']}...  {view['name']!r}  [{view['status']}]  v{view['version']}",
         f"  organization: {view['organization_id'] or '-'}   expires: {_when(view['expires_at'])}",
+        *([f"  description: {view['description']}"] if view["description"] else []),
+        *([f"  tags: {', '.join(view['tags'])}"] if view["tags"] else []),
         f"  scopes (global): {', '.join(view['scopes']) or '-'}",
         f"  access: {access or '-'}",
     ])
@@ -66,7 +68,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
 async def _create(rt: Runtime, args: argparse.Namespace) -> None:
     access = join_access(args.scope or [], args.access or [])
     issued = await rt.key_service().create(args.name, organization_id=args.org, access=access,
-                                  expires_at=args.expires, rate_limit=args.rate_limit, metadata=cli_metadata())
+                                  expires_at=args.expires, rate_limit=args.rate_limit, metadata=cli_metadata(),
+                                  description=args.description, tags=args.tag or [])
     view = key_view(issued.state, rt.clock())
     output(args, {**view, "secret": issued.token},
          f"{describe(view)}\n  secret: {issued.token}\n  (shown only once: store it now)")
@@ -100,6 +103,14 @@ async def _show(rt: Runtime, args: argparse.Namespace) -> None:
     output(args, {**view, "events": history}, describe(view) + "\n  history:\n" + "\n".join(lines))
 
 
+async def _edit(rt: Runtime, args: argparse.Namespace) -> None:
+    tags = [] if args.no_tags else args.tag
+    state = await rt.key_service().change_access(args.key_id, name=args.name, description=args.description,
+                                                 tags=tags, metadata=cli_metadata())
+    view = key_view(state, rt.clock())
+    output(args, view, describe(view))
+
+
 async def _rotate(rt: Runtime, args: argparse.Namespace) -> None:
     issued = await rt.key_service().rotate(args.key_id, grace_seconds=args.grace, metadata=cli_metadata())
     view = key_view(issued.state, rt.clock())
@@ -115,4 +126,4 @@ async def _revoke(rt: Runtime, args: argparse.Namespace) -> None:
     output(args, view, f"{describe(view)}\n  revoked: this cannot be undone")
 
 
-_COMMANDS = {"create": _create, "list": _list, "show": _show, "rotate": _rotate, "revoke": _revoke}
+_COMMANDS = {"create": _create, "list": _list, "show": _show, "edit": _edit, "rotate": _rotate, "revoke": _revoke}

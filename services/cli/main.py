@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     json_flag.add_argument("--json", action="store_true", help="machine-readable JSON output")
     groups = parser.add_subparsers(dest="group", required=True, parser_class=_Parser)
 
-    keys = groups.add_parser("keys", help="create, list, show, rotate and revoke keys").add_subparsers(
+    keys = groups.add_parser("keys", help="create, list, show, edit, rotate and revoke keys").add_subparsers(
         dest="action", required=True, parser_class=_Parser)
     create = keys.add_parser("create", parents=[json_flag], help="create a key; prints its secret once")
     create.add_argument("--name", required=True)
@@ -47,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="resource access entry, e.g. website:abc=read:data (repeatable)")
     create.add_argument("--expires", type=moment, metavar="TIME|DURATION", help="ISO time or e.g. 30d")
     create.add_argument("--rate-limit", type=int, metavar="N", help="requests per minute (default: by rate:* tier)")
+    create.add_argument("--description", default="", help="what the key is for")
+    create.add_argument("--tag", action="append", metavar="TAG", help="a label, e.g. team:web (repeatable)")
+    edit = keys.add_parser("edit", parents=[json_flag], help="rename, describe or tag a key")
+    edit.add_argument("key_id")
+    edit.add_argument("--name")
+    edit.add_argument("--description")
+    edit.add_argument("--tag", action="append", metavar="TAG", help="the key's tags become these (repeatable)")
+    edit.add_argument("--no-tags", action="store_true", help="remove every tag")
     listing = keys.add_parser("list", parents=[json_flag], help="list keys (prefix/start only)")
     listing.add_argument("--all", action="store_true", help="include revoked and expired keys")
     show = keys.add_parser("show", parents=[json_flag], help="a key's state and event history")

@@ -35,16 +35,20 @@ class CreateKeyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     access: list[Access] = []
     expires_at: datetime | None = None
     rate_limit: int | None = None
+    description: Annotated[str, msgspec.Meta(max_length=4000)] = ""
+    tags: Annotated[list[Annotated[str, msgspec.Meta(max_length=200)]], msgspec.Meta(max_length=100)] = []
 
 
 class ChangeKeyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``PATCH /v1/keys/{id}``: ``scopes`` and ``access`` replace the key's grants together;
-    ``rate_limit`` 0 returns the key to its tier's limit."""
+    ``rate_limit`` 0 returns the key to its tier's limit; ``description`` and ``tags`` replace the key's."""
 
     name: str | None = None
     scopes: list[str] | None = None
     access: list[Access] | None = None
     rate_limit: int | None = None
+    description: Annotated[str, msgspec.Meta(max_length=4000)] | None = None
+    tags: Annotated[list[Annotated[str, msgspec.Meta(max_length=200)]], msgspec.Meta(max_length=100)] | None = None
 
 
 class RotateKeyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -79,6 +83,8 @@ class Key(msgspec.Struct, kw_only=True):
     prefix: str
     start: str
     name: str
+    description: str
+    tags: list[str]
     organization_id: str | None
     scopes: list[str]
     access: list[Access]

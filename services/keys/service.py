@@ -73,6 +73,8 @@ class KeyService:
         rate_limit: int | None = None,
         metadata: Metadata | None = None,
         grantor: KeyState | None = None,
+        description: str = "",
+        tags: Sequence[str] = (),
     ) -> IssuedKey:
         """Create a key; validates first, then hashes the new secret off the event loop. ``grantor`` is
         the acting admin key (None: the operator), which may grant only what it holds (Forbidden)."""
@@ -81,6 +83,7 @@ class KeyService:
         command = CreateKey(
             key_id=parsed.key_id, name=name, organization_id=organization_id, access=tuple(access),
             expires_at=expires_at, secret_hash="", prefix=self._prefix, start=parsed.start(), rate_limit=rate_limit,
+            description=description, tags=tuple(tags),
         )
         check_create(command, self._clock())
         check_grant(grantor, command.access, rate_limit, self._tiers)
@@ -98,11 +101,14 @@ class KeyService:
         expected_version: int | None = None,
         metadata: Metadata | None = None,
         grantor: KeyState | None = None,
+        description: str | None = None,
+        tags: Sequence[str] | None = None,
     ) -> KeyState:
-        """Replace the key's access entries, rename it and/or set its rate limit (0 clears it); the
-        new access and limit must be ``grantor``'s to grant (see :meth:`create`)."""
+        """Replace the key's access entries, rename it, set its rate limit (0 clears it), description and/or
+        tags (None: unchanged); the new access and limit must be ``grantor``'s to grant (see :meth:`create`)."""
         command = ChangeAccess(key_id=key_id, access=None if access is None else tuple(access), name=name,
-                               rate_limit=rate_limit)
+                               rate_limit=rate_limit, description=description,
+                               tags=None if tags is None else tuple(tags))
         check_grant(grantor, command.access, rate_limit, self._tiers)
         return await self._execute(await self._load_state(key_id), command, expected_version, metadata)
 

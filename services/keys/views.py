@@ -32,6 +32,7 @@ def key_view(state: KeyState, now: datetime) -> dict[str, Any]:
     scopes, access = split_access(state.access)
     return {
         "id": state.key_id, "prefix": state.prefix, "start": state.start, "name": state.name,
+        "description": state.description, "tags": list(state.tags),
         "organization_id": state.organization_id, "scopes": scopes, "access": access,
         "expires_at": state.expires_at, "status": state.status(now), "version": state.version,
         "created_at": state.created_at, "updated_at": state.updated_at, "revoked_at": state.revoked_at,

@@ -85,7 +85,7 @@ async def create_key(data: JSONBody[CreateKeyRequest], keys: NamedDependency[Key
         organization = admin.organization_id
     issued = await keys.create(data.name, organization_id=organization, access=_entries(data.scopes, data.access),
                                expires_at=data.expires_at, rate_limit=data.rate_limit, metadata=metadata,
-                               grantor=admin)
+                               grantor=admin, description=data.description, tags=data.tags)
     body = msgspec.convert(_view(issued.state, now, secret=issued.token), KeyWithSecret)
     return _tagged(body, issued.state, 201)
 
@@ -121,11 +121,12 @@ async def change_key(key_id: KeyId, data: JSONBody[ChangeKeyRequest], keys: Name
                      cache: NamedDependency[KeyDirectory], admin: NamedDependency[KeyState],
                      metadata: NamedDependency[Metadata], now: NamedDependency[datetime],
                      if_match: IfMatch = None) -> Response[Key]:
-    """Rename and/or replace scopes and access; ``If-Match`` guards against lost updates."""
+    """Rename, describe, tag and/or replace scopes and access; ``If-Match`` guards against lost updates."""
     _visible(cache, admin, key_id)
     access = None if data.scopes is None and data.access is None else _entries(data.scopes, data.access)
     state = await keys.change_access(key_id, access=access, name=data.name, rate_limit=data.rate_limit,
-                                     expected_version=_expected_version(if_match), metadata=metadata, grantor=admin)
+                                     expected_version=_expected_version(if_match), metadata=metadata, grantor=admin,
+                                     description=data.description, tags=data.tags)
     return _tagged(msgspec.convert(key_view(state, now), Key), state)
 
 

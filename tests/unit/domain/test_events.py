@@ -48,3 +48,12 @@ def test_stored_json_has_named_fields() -> None:
 def test_older_json_without_new_optional_fields_still_decodes() -> None:
     old = b'{"type":"key.revoked","key_id":"k","at":"2026-05-01T12:00:00Z"}'
     assert decode_event(old) == KeyRevoked(key_id="k", at=AT)
+
+
+def test_events_from_before_descriptions_and_tags_still_decode() -> None:
+    old = (b'{"type":"key.created","key_id":"k","at":"2026-05-01T12:00:00Z","name":"n","secret_hash":"h",'
+           b'"prefix":"kl","start":"kl_k"}')
+    created = decode_event(old)
+    assert isinstance(created, KeyCreated) and created.description == "" and created.tags == ()
+    changed = decode_event(b'{"type":"key.access_changed","key_id":"k","at":"2026-05-01T12:00:00Z","name":"m"}')
+    assert isinstance(changed, KeyAccessChanged) and changed.description is None and changed.tags is None

@@ -161,3 +161,38 @@ def test_states_and_events_are_left_out_of_cyclic_gc() -> None:
     event = created("gc-check")
     state = evolve(None, event)
     assert not gc.is_tracked(event) and not gc.is_tracked(state) and not gc.is_tracked(state.access[0])
+
+
+def test_description_and_tags_are_kept_on_create_and_replaced_on_change() -> None:
+    created = when([], create(description="  ingest for the web team\nsecond line ", tags=("Team:Web", "ci", "ci")))
+    assert created[0].description == "ingest for the web team\nsecond line"  # type: ignore[union-attr]
+    assert created[0].tags == ("team:web", "ci")  # type: ignore[union-attr]
+    changed = decide(fold(created), ChangeAccess(key_id=KEY, description="now for ci", tags=()), NOW)
+    state = fold([*created, *changed])
+    assert state is not None and state.description == "now for ci" and state.tags == ()
+    assert state.name == "ingest" and state.access == (READ,)
+    renamed = fold([*created, *changed, *decide(state, ChangeAccess(key_id=KEY, name="renamed"), NOW)])
+    assert renamed is not None and renamed.description == "now for ci" and renamed.tags == ()
+
+
+def test_a_key_created_before_descriptions_has_none() -> None:
+    state = fold([CREATED])
+    assert state is not None and state.description == "" and state.tags == ()
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"description": "x" * 1001}, "description longer than"),
+        ({"description": "bell\x07"}, "control characters"),
+        ({"tags": ("ok", "has space")}, "may use only"),
+        ({"tags": ("",)}, "1 to 50"),
+        ({"tags": ("x" * 51,)}, "1 to 50"),
+        ({"tags": tuple(f"t{i}" for i in range(21))}, "too many tags"),
+    ],
+)
+def test_invalid_description_or_tags_are_refused(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        when([], create(**overrides))
+    with pytest.raises(ValidationError, match=message):
+        when([CREATED], ChangeAccess(key_id=KEY, **overrides))  # type: ignore[arg-type]

@@ -169,3 +169,14 @@ def test_verify_credentials_are_created_listed_and_revoked(cli: Cli, database_ur
     with psycopg.connect(database_url) as conn:
         stored = conn.execute("SELECT secret_sha256 FROM verify_credentials").fetchall()
     assert len(stored) == 1 and made["secret"] not in stored[0][0]  # only its digest is kept
+
+
+def test_description_and_tags_through_create_and_edit(cli: Cli) -> None:
+    created = cli.json("keys", "create", "--name", "web", "--scope", "read:data", "--description", "for the site",
+                       "--tag", "team:web", "--tag", "Prod")
+    assert (created["description"], created["tags"]) == ("for the site", ["team:web", "prod"])
+    edited = cli.json("keys", "edit", created["id"], "--description", "for the new site", "--tag", "staging")
+    assert (edited["description"], edited["tags"], edited["version"]) == ("for the new site", ["staging"], 2)
+    cleared = cli.json("keys", "edit", created["id"], "--no-tags")
+    assert (cleared["description"], cleared["tags"], cleared["name"]) == ("for the new site", [], "web")
+    assert "may use only" in cli.run("keys", "edit", created["id"], "--tag", "bad tag", expect=1).stderr

@@ -12,8 +12,9 @@ from keyledger.services.storage.database import StorageError
 from tests.unit.services.http.fakes import Bus, ListAudit, MemoryKeyCache, MemoryLastUse, RecordingUsage
 
 Client = AsyncTestClient[Litestar]
-KEY_FIELDS = {"id", "prefix", "start", "name", "organization_id", "scopes", "access", "expires_at", "status",
-              "version", "created_at", "updated_at", "revoked_at", "revoke_reason", "previous_secret_valid_until",
+KEY_FIELDS = {"id", "prefix", "start", "name", "description", "tags", "organization_id", "scopes", "access",
+              "expires_at", "status", "version", "created_at", "updated_at", "revoked_at", "revoke_reason",
+              "previous_secret_valid_until",
               "rate_limit", "rate_tier"}
 WEBSITE_A = [{"resource": "website", "id": "site-a", "scopes": ["read:data"]}]
 
@@ -34,6 +35,21 @@ async def test_create_get_and_list_show_the_documented_fields(client: Client, ad
     page = (await client.get("/v1/keys", params={"limit": 1}, headers={"x-api-key": admin})).json()
     assert set(page) == {"items", "next_cursor"} and page["next_cursor"] is not None
     assert all(set(item) == KEY_FIELDS | {"last_used_at"} for item in page["items"])
+
+
+async def test_description_and_tags_on_create_and_edit(client: Client, admin: str) -> None:
+    made = await create(client, admin, description="nightly export", tags=["team:data", "CI"])
+    assert (made["description"], made["tags"]) == ("nightly export", ["team:data", "ci"])
+    headers = {"x-api-key": admin, "If-Match": '"1"'}
+    changed = await client.patch(f"/v1/keys/{made['id']}", json={"tags": []}, headers=headers)
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["description"], changed.json()["tags"]) == ("nightly export", [])
+    stale = await client.patch(f"/v1/keys/{made['id']}", json={"description": "x"}, headers=headers)
+    assert stale.status_code == 409 and stale.json()["code"] == "CONFLICT"
+    bad = await client.patch(f"/v1/keys/{made['id']}", json={"tags": ["no spaces"]}, headers={"x-api-key": admin})
+    assert bad.status_code == 400 and "may use only" in bad.json()["error"]
+    kept = (await client.get(f"/v1/keys/{made['id']}", headers={"x-api-key": admin})).json()
+    assert (kept["description"], kept["tags"], kept["version"]) == ("nightly export", [], 2)
 
 
 async def test_verify_answers_and_leaves_one_usage_event(client: Client, admin: str,

@@ -43,8 +43,9 @@ SUCCESS = {
     ("GET", "/healthz"): ("200", "Health"),
     ("GET", "/readyz"): ("200", "Ready"),
 }
-KEY_FIELDS = {"id", "prefix", "start", "name", "organization_id", "scopes", "access", "expires_at", "status",
-              "version", "created_at", "updated_at", "revoked_at", "revoke_reason", "previous_secret_valid_until",
+KEY_FIELDS = {"id", "prefix", "start", "name", "description", "tags", "organization_id", "scopes", "access",
+              "expires_at", "status", "version", "created_at", "updated_at", "revoked_at", "revoke_reason",
+              "previous_secret_valid_until",
               "rate_limit", "rate_tier"}
 FIELDS = {
     "Key": KEY_FIELDS, "KeyWithSecret": KEY_FIELDS | {"secret"}, "KeyWithLastUse": KEY_FIELDS | {"last_used_at"},
