@@ -22,6 +22,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from psycopg_pool import AsyncConnectionPool
 
 from keyledger.domain.usage import USAGE_COLUMNS, UsageEvent, encode_batch
+from keyledger.projections.usage_hourly import count_hourly
 from keyledger.services.audit.sink import AuditSink, SinkStats
 from keyledger.services.config import Settings
 from keyledger.services.messaging.connection import Bus, connect
@@ -107,6 +108,13 @@ async def scalar(pool: AsyncConnectionPool, query: str) -> object:
     return row[0]
 
 
+async def hourly(pool: AsyncConnectionPool) -> dict[tuple[str, datetime, str], int]:
+    """The ``usage_hourly`` projection as ``(key_id, hour, outcome) -> count``."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT key_id, hour, outcome, count FROM usage_hourly")
+        return {(k, h, o): n for k, h, o, n in await cur.fetchall()}
+
+
 async def partitions(pool: AsyncConnectionPool) -> dict[str, int]:
     """Each partition of usage_events (empty ones too) with its number of rows."""
     async with pool.connection() as conn:
@@ -156,6 +164,7 @@ async def test_a_batch_published_again_is_stored_once(pool: AsyncConnectionPool,
             await until(lambda: reaches(sink, duplicates=3), what="the duplicates")
         assert sink.stats == SinkStats(stored=80, batches=2, duplicates=3)
         assert await stored(pool) == {e.id: e for e in first + second}
+        assert await hourly(pool) == dict(count_hourly(first + second))  # duplicates counted once
 
 
 async def test_a_batch_committed_but_not_acked_is_skipped_when_redelivered(pool: AsyncConnectionPool, db: Database,
@@ -274,6 +283,7 @@ async def test_a_refused_event_is_set_aside_and_its_batch_neighbours_are_stored(
         async with running(sink.run):
             await until(lambda: reaches(sink, stored=699, dead_letters=1, duplicates=1), what="the batches")
     assert await stored(pool) == {e.id: e for e in neighbours + others}
+    assert await hourly(pool) == dict(count_hourly(neighbours + others))
     async with pool.connection() as conn:
         row = await (await conn.execute(
             "SELECT batch_id::text, event_id, reason, body FROM usage_dead_letters")).fetchall()
