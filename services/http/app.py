@@ -10,6 +10,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components as OpenAPIComponents
 
 from keyledger.services.config import Settings, load_settings
+from keyledger.services.dashboard.routes import dashboard_router, template_config
 from keyledger.services.http.components import Components, start_components
 from keyledger.services.http.deps import dependencies, initial_state, publish
 from keyledger.services.http.errors import EXCEPTION_HANDLERS
@@ -40,13 +41,14 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
             yield
 
     return Litestar(
-        route_handlers=ROUTES,
+        route_handlers=[*ROUTES, dashboard_router()],  # the dashboard: /dashboard
         lifespan=[lifespan] if components is None else [],
         state=initial_state(components) if components is not None else None,
         dependencies=dependencies(),
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=MAX_BODY_BYTES,
         middleware=[ratelimit_headers],
+        template_config=template_config(),
         openapi_config=OpenAPIConfig(title="keyledger", version="0.1.0", path="/schema",
                                      components=OpenAPIComponents(security_schemes=SECURITY_SCHEMES)),
     )

@@ -94,13 +94,15 @@ class Gate:
         self._tiers, self._verify_token = rate_tiers, verify_token
         self._start_length = token.start_length(token_prefix)
 
-    async def authenticate(self, request: Connection, scopes: tuple[str, ...]) -> KeyState:
+    async def authenticate(self, request: Connection, scopes: tuple[str, ...],
+                           presented: str | None = None) -> KeyState:
         """The caller's key if it is valid, within its rate limit and holds one of ``scopes`` globally.
+        ``presented``: the key to check instead of the request's headers (the dashboard's session key).
 
         Otherwise 401 (and a failure counted against the client's IP), 429 or 403.
         """
         client = client_address(request) or "unknown"
-        presented = presented_key(request)
+        presented = presented if presented is not None else presented_key(request)
         usage = functools.partial(self.record, request, action=_action(request),
                                   presented=presented, ip=client, user_agent=user_agent_of(request))
         blocked = self._failures.refusal(client)

@@ -20,6 +20,7 @@ from keyledger.services.http.ports import (
     AuditPages,
     CallerRegistry,
     Connectivity,
+    HourlyUsage,
     KeyDirectory,
     LastUse,
     Limiter,
@@ -40,6 +41,7 @@ from keyledger.services.storage.database import open_database
 from keyledger.services.storage.key_cache_table import KeyCacheTable
 from keyledger.services.storage.last_used_table import LastUsedTable
 from keyledger.services.storage.rate_windows import RateWindows
+from keyledger.services.storage.usage_counts import UsageCounts
 from keyledger.services.storage.usage_table import UsageTable
 from keyledger.services.storage.verify_credentials import VerifyCredentials
 from keyledger.services.verify.callers import VerifyCallers
@@ -68,6 +70,7 @@ class Components(msgspec.Struct, kw_only=True):
     startup_head: int
     callers: CallerRegistry | None = None  # verify credentials (None: only the static token, admin keys or open)
     notary: AuditNotary  # signs export manifests, serves the public key, records each export's chain head
+    usage_counts: HourlyUsage | None = None  # per-key hourly verification counts (the dashboard's charts)
 
 
 async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
@@ -126,4 +129,4 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
         settings=cfg, clock=clock, keys=runtime.key_service(on_events=cache.apply_local, queue=queue), cache=cache,
         verifier=verifier, limiter=limiter, auth_failures=FailureThrottle(cfg.auth_failure_limit, clock=epoch(clock)),
         last_used=last_used, usage=usage, audit=AuditQueries(db), export=ExportSource(export_db), bus=bus,
-        startup_head=startup_head, callers=callers, notary=notary_for(db, cfg))
+        startup_head=startup_head, callers=callers, notary=notary_for(db, cfg), usage_counts=UsageCounts(db))

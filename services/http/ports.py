@@ -8,7 +8,7 @@ checks every injected value against its parameter's annotation.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -96,6 +96,15 @@ class AuditPages(Protocol):
     async def page(self, where: AuditFilter, limit: int,
                    cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
         """One page of records and the cursor of the next page (None on the last)."""
+        ...
+
+
+class HourlyUsage(Protocol):
+    """Verifications per key, hour and outcome (a projection of usage events)."""
+
+    async def hourly(self, key_ids: Sequence[str], since: datetime,
+                     until: datetime) -> dict[str, list[tuple[datetime, str, int]]]:
+        """``key_id -> [(hour, outcome, count)]`` for the hours in [since, until)."""
         ...
 
 

@@ -61,7 +61,8 @@ def _expected_version(if_match: str | None) -> int | None:
     return int(value)
 
 
-def _visible(cache: KeyDirectory, admin: KeyState, key_id: str) -> KeyState:
+def visible_key(cache: KeyDirectory, admin: KeyState, key_id: str) -> KeyState:
+    """The key ``admin`` may see and manage (an organization's admin: only its organization's); else 404."""
     state = cache.get(key_id) if is_key_id(key_id) else None
     if state is None or (admin.organization_id is not None and state.organization_id != admin.organization_id):
         raise ApiError(404, "NOT_FOUND", f"key {key_id} not found")
@@ -110,7 +111,7 @@ async def list_keys(admin: NamedDependency[KeyState], cache: NamedDependency[Key
 async def get_key(key_id: KeyId, admin: NamedDependency[KeyState], cache: NamedDependency[KeyDirectory],
                   last_used: NamedDependency[LastUse], now: NamedDependency[datetime]) -> Response[KeyWithLastUse]:
     """One key, with its status and last use."""
-    state = _visible(cache, admin, key_id)
+    state = visible_key(cache, admin, key_id)
     used = await last_used.lookup([key_id])
     return _tagged(msgspec.convert(_view(state, now, last_used_at=used.get(key_id)), KeyWithLastUse), state)
 
@@ -122,7 +123,7 @@ async def change_key(key_id: KeyId, data: JSONBody[ChangeKeyRequest], keys: Name
                      metadata: NamedDependency[Metadata], now: NamedDependency[datetime],
                      if_match: IfMatch = None) -> Response[Key]:
     """Rename, describe, tag and/or replace scopes and access; ``If-Match`` guards against lost updates."""
-    _visible(cache, admin, key_id)
+    visible_key(cache, admin, key_id)
     access = None if data.scopes is None and data.access is None else _entries(data.scopes, data.access)
     state = await keys.change_access(key_id, access=access, name=data.name, rate_limit=data.rate_limit,
                                      expected_version=_expected_version(if_match), metadata=metadata, grantor=admin,
@@ -137,7 +138,7 @@ async def rotate_key(key_id: KeyId, keys: NamedDependency[KeyService], cache: Na
                      now: NamedDependency[datetime], data: JSONBody[RotateKeyRequest | None] = None,
                      if_match: IfMatch = None) -> Response[KeyWithSecret]:
     """A new secret, shown once; the old one works for ``grace_seconds`` (0..7 days) more."""
-    _visible(cache, admin, key_id)
+    visible_key(cache, admin, key_id)
     issued = await keys.rotate(key_id, grace_seconds=(data or RotateKeyRequest()).grace_seconds,
                                expected_version=_expected_version(if_match), metadata=metadata)
     return _tagged(msgspec.convert(_view(issued.state, now, secret=issued.token), KeyWithSecret), issued.state)
@@ -150,7 +151,7 @@ async def revoke_key(key_id: KeyId, keys: NamedDependency[KeyService], cache: Na
                      now: NamedDependency[datetime], data: JSONBody[RevokeKeyRequest | None] = None,
                      if_match: IfMatch = None) -> Response[Key]:
     """Revoke at once and for good."""
-    _visible(cache, admin, key_id)
+    visible_key(cache, admin, key_id)
     state = await keys.revoke(key_id, reason=(data or RevokeKeyRequest()).reason,
                               expected_version=_expected_version(if_match), metadata=metadata)
     return _tagged(msgspec.convert(key_view(state, now), Key), state)

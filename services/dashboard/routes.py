@@ -1,0 +1,577 @@
+"""The dashboard's pages under ``/dashboard``: sign-in, the keys list, create, a key's detail view
+(history, usage, as of), edit, rotate, revoke, and the audit trail with its export.
+
+Every page but sign-in runs :func:`signed_in` first: the session's key is checked through the same
+gate as the API's ``admin:apikeys`` calls (rate limit, usage event, revocation, expiry), and the
+pages call the same key service, visibility rule (:func:`visible_key`) and audit queries as the API.
+Every form carries the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from importlib import resources
+from typing import Annotated, Any, Literal
+
+import jinja2
+from litestar import Request, Response, Router, get, post
+from litestar.connection import ASGIConnection
+from litestar.datastructures import Cookie
+from litestar.di import NamedDependency
+from litestar.handlers.base import BaseRouteHandler
+from litestar.params import QueryParameter
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.response import Redirect, Stream, Template
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+
+from keyledger.domain.errors import Busy, ConcurrencyError, DomainError, Forbidden, KeyNotFound, ValidationError
+from keyledger.domain.key import KeyState, fold
+from keyledger.domain.recorded import Metadata
+from keyledger.services.audit.export import export_lines
+from keyledger.services.audit.notary import AuditNotary
+from keyledger.services.dashboard.charts import hourly_chart, sparkline
+from keyledger.services.dashboard.forms import (
+    KeyForm,
+    field_of,
+    form_of_key,
+    parse_time,
+    read_key_form,
+    with_blank_rows,
+)
+from keyledger.services.dashboard.sessions import COOKIE, MAX_AGE_SECONDS, Session, SessionStore
+from keyledger.services.dashboard.words import (
+    OUTCOMES,
+    RESOURCE_TYPES,
+    SCOPE_GROUPS,
+    SCOPE_NAMES,
+    STATUS_WORDS,
+    access_words,
+    event_words,
+    resource_words,
+    scopes_summary,
+    status_of,
+)
+from keyledger.services.http.deps import ADMIN, components_of, gate_of
+from keyledger.services.http.errors import ApiError
+from keyledger.services.http.ports import AuditPages, KeyDirectory, LastUse
+from keyledger.services.http.routes.keys import KeyId, visible_key
+from keyledger.services.keys.service import KeyService
+from keyledger.services.storage.audit_export_source import ExportSource
+from keyledger.services.storage.audit_queries import AuditFilter
+
+Q = Annotated[str, QueryParameter()]
+MaybeQ = Annotated[str | None, QueryParameter()]
+ScopeQ = Annotated[str, QueryParameter(name="scope")]  # ``scope`` itself is a name Litestar reserves
+RangeQ = Annotated[Literal["24h", "7d"], QueryParameter()]
+FormatQ = Annotated[Literal["ndjson", "csv"], QueryParameter()]
+BASE = "/dashboard"
+SESSION = "dashboard_session"
+PAGE_SIZE = 25
+GRACE_CHOICES = (("0", "None: the old secret stops now"), ("900", "15 minutes"), ("3600", "1 hour"),
+                 ("86400", "24 hours"))
+_STATUS = {400: "Check the form", 401: "Sign in", 403: "Not allowed", 404: "Not found", 409: "Conflict",
+           429: "Too many requests", 503: "Unavailable"}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+ENDED = {"ended": "Your session ended: the key you signed in with is no longer valid (revoked, expired, or "
+                  "without admin:apikeys). Sign in again.",
+         "rotated": "Your session ended because the key was rotated. Sign in with its new secret.",
+         "out": "You are signed out."}
+
+
+_DOMAIN_STATUS: tuple[tuple[type[DomainError], int], ...] = (
+    (ValidationError, 400), (Forbidden, 403), (Busy, 429), (KeyNotFound, 404))
+
+
+class SignInRequired(Exception):
+    """No live session (or its key no longer authenticates): go to the sign-in page."""
+
+    def __init__(self, why: str = "") -> None:
+        super().__init__(why)
+        self.why = why
+
+
+def _store(connection: ASGIConnection[Any, Any, Any, Any]) -> SessionStore:
+    store: SessionStore = connection.route_handler.opt["sessions"]
+    return store
+
+
+async def signed_in(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """The session's key must still authenticate as an ``admin:apikeys`` key, exactly as an API call's
+    (same gate: rate limit, failure throttle, usage event); otherwise the session ends."""
+    store = _store(connection)
+    session_id = connection.cookies.get(COOKIE)
+    session = store.get(session_id)
+    if session is None or session.key is None:
+        raise SignInRequired()
+    try:
+        admin = await gate_of(connection).authenticate(connection, ("admin:apikeys",), presented=session.key)
+    except ApiError as exc:
+        if exc.status in (401, 403):
+            store.end(session_id)
+            raise SignInRequired("ended") from None
+        raise
+    if admin.start != session.start:  # rotated since sign-in (even if the old secret is in its grace period)
+        store.end(session_id)
+        raise SignInRequired("rotated")
+    connection.state[ADMIN] = admin
+    connection.state[SESSION] = session
+
+
+def _session(request: Request[Any, Any, Any]) -> Session:
+    session: Session = request.state[SESSION]
+    return session
+
+
+async def _form(request: Request[Any, Any, Any], session: Session | None = None) -> Any:
+    """The posted form, once its CSRF token is this session's (else 403, nothing done)."""
+    form = await request.form()
+    session = session or _session(request)
+    if not session.csrf_matches(form.get("csrf_token")):
+        raise ApiError(403, "FORBIDDEN", "This form has expired or did not come from this dashboard. "
+                                         "Reload the page and try again.")
+    return form
+
+
+def _secure(request: Request[Any, Any, Any]) -> bool:
+    return request.url.scheme == "https"
+
+
+def _cookie(request: Request[Any, Any, Any], value: str, max_age: int = MAX_AGE_SECONDS) -> Cookie:
+    return Cookie(key=COOKIE, value=value, path=BASE, httponly=True, samesite="strict", secure=_secure(request),
+                  max_age=max_age)
+
+
+def _page(request: Request[Any, Any, Any], name: str, code: int = 200, /, **context: Any) -> Template:
+    """A page with what every page needs: the signed-in admin, the CSRF token, the time."""
+    session: Session | None = request.state.get(SESSION)
+    admin: KeyState | None = request.state.get(ADMIN)
+    comps = components_of(request.app.state)
+    return Template(template_name=name, status_code=code, context={
+        "admin": admin, "csrf": session.csrf if session else "", "now": comps.clock(), "base": BASE,
+        **context})
+
+
+def _when(value: datetime | None) -> str:
+    return f"{value:%Y-%m-%d %H:%M:%S} UTC" if value is not None else "—"
+
+
+def _local(value: datetime | None) -> str:
+    return f"{value:%Y-%m-%dT%H:%M}" if value is not None else ""
+
+
+# ---- sign-in / sign-out -------------------------------------------------------------------------------------
+
+
+@get("/")
+async def home() -> Redirect:
+    """The dashboard starts at Settings → API Keys."""
+    return Redirect(f"{BASE}/keys", status_code=303)
+
+
+@get("/sign-in")
+async def sign_in_page(request: Request[Any, Any, Any], why: MaybeQ = None) -> Template:
+    """The sign-in form, with a signed-out session of its own for the CSRF token."""
+    store = _store(request)
+    session_id, session = store.open()
+    request.state[SESSION] = session
+    page = _page(request, "sign_in.html", message=ENDED.get(why or ""), error=None)
+    page.cookies.append(_cookie(request, session_id))
+    return page
+
+
+@post("/sign-in", status_code=303)
+async def sign_in(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Check the key as the API would (``admin:apikeys``); on success a fresh session holds it."""
+    store = _store(request)
+    old_id = request.cookies.get(COOKIE)
+    session = store.get(old_id)
+    form = await request.form()
+    if session is None or not session.csrf_matches(form.get("csrf_token")):
+        return _sign_in_again(request, "The sign-in form expired. Please try again.", 400)
+    key = form.get("api_key")
+    key = key.strip() if isinstance(key, str) else ""
+    if not key:
+        request.state[SESSION] = session
+        return _page(request, "sign_in.html", 400, message=None, error="Enter an API key.")
+    try:
+        admin = await gate_of(request).authenticate(request, ("admin:apikeys",), presented=key[:4096])
+    except ApiError as exc:
+        request.state[SESSION] = session
+        error = ("Too many attempts. Wait a minute and try again." if exc.status == 429 else
+                 "This key cannot sign in: it must be a valid, active key holding admin:apikeys.")
+        return _page(request, "sign_in.html", exc.status, message=None, error=error)
+    session_id, _ = store.sign_in(old_id, key, admin.key_id, admin.start)
+    response: Response[Any] = Redirect(f"{BASE}/keys", status_code=303)
+    response.cookies.append(_cookie(request, session_id))
+    return response
+
+
+def _sign_in_again(request: Request[Any, Any, Any], error: str, status: int) -> Template:
+    session_id, session = _store(request).open()
+    request.state[SESSION] = session
+    page = _page(request, "sign_in.html", status, message=None, error=error)
+    page.cookies.append(_cookie(request, session_id))
+    return page
+
+
+@post("/sign-out", guards=[signed_in], status_code=303)
+async def sign_out(request: Request[Any, Any, Any]) -> Redirect:
+    """End the session."""
+    await _form(request)
+    _store(request).end(request.cookies.get(COOKIE))
+    response = Redirect(f"{BASE}/sign-in?why=out", status_code=303)
+    response.cookies.append(_cookie(request, "", max_age=0))
+    return response
+
+
+# ---- keys list ----------------------------------------------------------------------------------------------
+
+
+def _visible_states(cache: KeyDirectory, admin: KeyState) -> list[KeyState]:
+    return [s for s in cache.states() if admin.organization_id is None or s.organization_id == admin.organization_id]
+
+
+@get("/keys", guards=[signed_in])
+async def keys_list(request: Request[Any, Any, Any], admin: NamedDependency[KeyState],
+                    cache: NamedDependency[KeyDirectory], last_used: NamedDependency[LastUse],
+                    now: NamedDependency[datetime], q: Q = "", status: Q = "", org: Q = "", scope_: ScopeQ = "",
+                    page: Annotated[int, QueryParameter()] = 1) -> Template:
+    """Settings → API Keys: search, filters, pages; each key with its status and last 24 hours."""
+    visible = _visible_states(cache, admin)
+    organizations = sorted({s.organization_id for s in visible if s.organization_id})
+    needle = q.strip().lower()[:200]
+    rows = []
+    for state in sorted(visible, key=lambda s: (s.created_at, s.key_id), reverse=True):
+        key_status, soon = status_of(state, now)
+        if needle and needle not in state.name.lower() and needle not in state.start.lower() \
+                and needle not in state.key_id.lower() and needle not in state.tags:
+            continue
+        if status and not (status == key_status or (status == "expiring" and soon)):
+            continue
+        if org and state.organization_id != org:
+            continue
+        if scope_ and not any(scope_ in entry.scopes for entry in state.access):
+            continue
+        rows.append((state, key_status, soon))
+    pages = max(1, -(-len(rows) // PAGE_SIZE))
+    page = min(max(page, 1), pages)
+    shown = rows[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]
+    ids = [state.key_id for state, _, _ in shown]
+    used = await last_used.lookup(ids)
+    counts = await _hourly(request, ids, now - timedelta(hours=24), now)
+    items = [{"state": state, "status": key_status, "soon": soon, "scopes": scopes_summary(state),
+              "last_used": used.get(state.key_id), "spark": sparkline(counts.get(state.key_id, []), now)}
+             for state, key_status, soon in shown]
+    return _page(request, "keys.html", items=items, total=len(rows), page=page, pages=pages,
+                 organizations=organizations, scope_names=SCOPE_NAMES,
+                 filters={"q": q[:200], "status": status, "org": org, "scope": scope_})
+
+
+async def _hourly(request: Request[Any, Any, Any], ids: list[str], since: datetime,
+                  until: datetime) -> dict[str, list[tuple[datetime, str, int]]]:
+    counts = components_of(request.app.state).usage_counts
+    if counts is None or not ids:
+        return {}
+    return await counts.hourly(ids, since - timedelta(hours=1), until + timedelta(hours=1))
+
+
+# ---- create -------------------------------------------------------------------------------------------------
+
+
+def _form_page(request: Request[Any, Any, Any], name: str, form: KeyForm, code: int = 200, /,
+               **context: Any) -> Template:
+    return _page(request, name, code, form=with_blank_rows(form), scope_groups=SCOPE_GROUPS,
+                 resource_types=RESOURCE_TYPES, **context)
+
+
+@get("/keys/new", guards=[signed_in])
+async def new_key(request: Request[Any, Any, Any]) -> Template:
+    """The “Create API Key” form."""
+    return _form_page(request, "create.html", KeyForm(errors={}))
+
+
+@post("/keys", guards=[signed_in], status_code=200)
+async def create_key(request: Request[Any, Any, Any], keys: NamedDependency[KeyService],
+                     admin: NamedDependency[KeyState], metadata: NamedDependency[Metadata],
+                     now: NamedDependency[datetime]) -> Template:
+    """Create the key as ``POST /v1/keys`` does; the secret is on this response only."""
+    form = read_key_form(await _form(request))
+    expires, limit = form.expiry(), form.limit()
+    organization = admin.organization_id or (form.organization_id.strip() or None)
+    if form.errors:
+        return _form_page(request, "create.html", form, 400)
+    try:
+        issued = await keys.create(form.name, organization_id=organization, access=form.access(), expires_at=expires,
+                                   rate_limit=limit, metadata=metadata, grantor=admin,
+                                   description=form.description, tags=form.tag_list())
+    except DomainError as exc:
+        form.errors[field_of(str(exc))] = str(exc)
+        return _form_page(request, "create.html", form, _status_of(exc))
+    return _secret_page(request, issued.state, issued.token, now, created=True)
+
+
+def _status_of(exc: DomainError) -> int:
+    """The status the API answers ``exc`` with."""
+    return next((status for kind, status in _DOMAIN_STATUS if isinstance(exc, kind)), 409)
+
+
+def _secret_page(request: Request[Any, Any, Any], state: KeyState, secret: str, now: datetime,
+                 created: bool) -> Template:
+    page = _page(request, "secret.html", state=state, secret=secret, created=created, when=_when,
+                 access=access_words(state.access), status=status_of(state, now)[0])
+    return page
+
+
+# ---- detail -------------------------------------------------------------------------------------------------
+
+
+@get("/keys/{key_id:str}", guards=[signed_in])
+async def key_detail(request: Request[Any, Any, Any], key_id: KeyId, admin: NamedDependency[KeyState],
+                     cache: NamedDependency[KeyDirectory], keys: NamedDependency[KeyService],
+                     last_used: NamedDependency[LastUse], audit: NamedDependency[AuditPages],
+                     now: NamedDependency[datetime], range: RangeQ = "24h", outcome: Q = "",
+                     from_: Q = "", to: Q = "", cursor: MaybeQ = None, as_of: Q = "") -> Template:
+    """Every field, access in words, history, usage (chart and events) and the key as of a past time."""
+    visible_key(cache, admin, key_id)
+    state, events = await keys.history(key_id)
+    errors: dict[str, str] = {}
+    start, end = parse_time(from_, "from", errors), parse_time(to, "to", errors)
+    moment = parse_time(as_of, "as_of", errors)
+    hours = 24 if range == "24h" else 168
+    counts = await _hourly(request, [key_id], now - timedelta(hours=hours), now)
+    chart, totals = hourly_chart(counts.get(key_id, []), now, hours)
+    where = AuditFilter(key_id=key_id, kind="usage", outcome=outcome if outcome in OUTCOMES else None,
+                        start=start, end=end)
+    try:
+        usage, next_cursor = await audit.page(where, PAGE_SIZE, cursor)
+    except DomainError as exc:
+        errors["cursor"] = str(exc)
+        usage, next_cursor = [], None
+    past = None
+    if moment is not None:
+        folded = fold(r.event for r in events if r.event.at <= moment)
+        past = {"at": moment, "state": folded,
+                "status": STATUS_WORDS[folded.status(moment)] if folded else None,
+                "access": access_words(folded.access) if folded else [],
+                "previous": folded.previous_secret_valid(moment) if folded else False}
+    key_status, soon = status_of(state, now)
+    used = (await last_used.lookup([key_id])).get(key_id)
+    history = [{"recorded": r, "words": event_words(r)} for r in reversed(events)]
+    return _page(request, "key.html", state=state, status=key_status, soon=soon, last_used=used, when=_when,
+                 access=access_words(state.access), history=history, chart=chart, totals=totals, range=range,
+                 usage=usage, next_cursor=next_cursor, outcomes=OUTCOMES, past=past, errors=errors,
+                 filters={"outcome": outcome, "from": from_[:40], "to": to[:40], "as_of": as_of[:40]},
+                 resource_words=resource_words)
+
+
+# ---- edit ---------------------------------------------------------------------------------------------------
+
+
+@get("/keys/{key_id:str}/edit", guards=[signed_in])
+async def edit_page(request: Request[Any, Any, Any], key_id: KeyId, admin: NamedDependency[KeyState],
+                    cache: NamedDependency[KeyDirectory], keys: NamedDependency[KeyService]) -> Template:
+    """The edit form, filled in with the key's current values and version."""
+    visible_key(cache, admin, key_id)
+    state, _ = await keys.history(key_id)
+    return _form_page(request, "edit.html", form_of_key(state), state=state, conflict=None)
+
+
+@post("/keys/{key_id:str}/edit", guards=[signed_in], status_code=200)
+async def edit_key(request: Request[Any, Any, Any], key_id: KeyId, admin: NamedDependency[KeyState],
+                   cache: NamedDependency[KeyDirectory], keys: NamedDependency[KeyService],
+                   metadata: NamedDependency[Metadata]) -> Response[Any]:
+    """Apply the edit as ``PATCH /v1/keys/{id}`` with ``If-Match``: a stale form is refused (409) and
+    shown beside the key's current values, never applied over them."""
+    visible_key(cache, admin, key_id)
+    form = read_key_form(await _form(request))
+    limit = form.limit()
+    current, _ = await keys.history(key_id)
+    if form.errors:
+        return _form_page(request, "edit.html", form, 400, state=current, conflict=None)
+    if limit is None and current.rate_limit is not None:
+        limit = 0  # the field was cleared: back to the tier's limit
+    try:
+        await keys.change_access(key_id, access=form.access(), name=form.name, description=form.description,
+                                 tags=form.tag_list(), rate_limit=limit, expected_version=form.expected_version(),
+                                 metadata=metadata, grantor=admin)
+    except ConcurrencyError:
+        latest, _ = await keys.history(key_id)
+        form.version = str(latest.version)  # submitting again applies these values over the current ones
+        form.errors["general"] = ("This key was changed by someone else since you opened this form. Nothing was "
+                                  "saved. Its current values are shown below; submit again to replace them.")
+        return _form_page(request, "edit.html", form, 409, state=latest, conflict=form_of_key(latest),
+                          conflict_access=access_words(latest.access))
+    except DomainError as exc:
+        form.errors[field_of(str(exc))] = str(exc)
+        return _form_page(request, "edit.html", form, _status_of(exc), state=current, conflict=None)
+    return Redirect(f"{BASE}/keys/{key_id}", status_code=303)
+
+
+# ---- rotate / revoke ----------------------------------------------------------------------------------------
+
+
+@get("/keys/{key_id:str}/rotate", guards=[signed_in])
+async def rotate_page(request: Request[Any, Any, Any], key_id: KeyId, admin: NamedDependency[KeyState],
+                      cache: NamedDependency[KeyDirectory]) -> Template:
+    """Choose the grace period of the old secret."""
+    state = visible_key(cache, admin, key_id)
+    return _page(request, "rotate.html", state=state, grace_choices=GRACE_CHOICES, error=None)
+
+
+@post("/keys/{key_id:str}/rotate", guards=[signed_in], status_code=200)
+async def rotate_key(request: Request[Any, Any, Any], key_id: KeyId, admin: NamedDependency[KeyState],
+                     cache: NamedDependency[KeyDirectory], keys: NamedDependency[KeyService],
+                     metadata: NamedDependency[Metadata], now: NamedDependency[datetime]) -> Template:
+    """Rotate as ``POST /v1/keys/{id}/rotate``; the new secret is on this response only."""
+    state = visible_key(cache, admin, key_id)
+    form = await _form(request)
+    grace = form.get("grace_seconds")
+    version = form.get("version")
+    if grace not in {value for value, _ in GRACE_CHOICES}:
+        return _page(request, "rotate.html", 400, state=state, grace_choices=GRACE_CHOICES,
+                     error="Choose a grace period.")
+    try:
+        issued = await keys.rotate(key_id, grace_seconds=int(grace),
+                                   expected_version=int(version) if str(version).isdigit() else None,
+                                   metadata=metadata)
+    except DomainError as exc:
+        return _page(request, "rotate.html", _status_of(exc), state=state, grace_choices=GRACE_CHOICES,
+                     error=_action_error(exc))
+    return _secret_page(request, issued.state, issued.token, now, created=False)
+
+
+def _action_error(exc: DomainError) -> str:
+    if isinstance(exc, ConcurrencyError):
+        return "This key was changed since you opened this page. Nothing was done; review it and try again."
+    return str(exc)
+
+
+@get("/keys/{key_id:str}/revoke", guards=[signed_in])
+async def revoke_page(request: Request[Any, Any, Any], key_id: KeyId, admin: NamedDependency[KeyState],
+                      cache: NamedDependency[KeyDirectory]) -> Template:
+    """Confirm the revocation by typing the key's name."""
+    state = visible_key(cache, admin, key_id)
+    return _page(request, "revoke.html", state=state, error=None)
+
+
+@post("/keys/{key_id:str}/revoke", guards=[signed_in], status_code=303)
+async def revoke_key(request: Request[Any, Any, Any], key_id: KeyId, admin: NamedDependency[KeyState],
+                     cache: NamedDependency[KeyDirectory], keys: NamedDependency[KeyService],
+                     metadata: NamedDependency[Metadata]) -> Response[Any]:
+    """Revoke as ``POST /v1/keys/{id}/revoke`` once the typed name matches."""
+    state = visible_key(cache, admin, key_id)
+    form = await _form(request)
+    typed, reason, version = form.get("confirm_name"), form.get("reason"), form.get("version")
+    if not isinstance(typed, str) or typed.strip() != state.name:
+        return _page(request, "revoke.html", 400, state=state, error="The name you typed is not this key's name.")
+    try:
+        await keys.revoke(key_id, reason=reason[:500] if isinstance(reason, str) else "",
+                          expected_version=int(version) if str(version).isdigit() else None, metadata=metadata)
+    except DomainError as exc:
+        return _page(request, "revoke.html", _status_of(exc), state=state, error=_action_error(exc))
+    return Redirect(f"{BASE}/keys/{key_id}", status_code=303)
+
+
+# ---- audit --------------------------------------------------------------------------------------------------
+
+
+@get("/audit", guards=[signed_in])
+async def audit_page(request: Request[Any, Any, Any], admin: NamedDependency[KeyState],
+                     audit: NamedDependency[AuditPages], key_id: Q = "", outcome: Q = "", kind: Q = "",
+                     from_: Q = "", to: Q = "", cursor: MaybeQ = None) -> Template:
+    """The audit trail of the admin's organization (all of it for a global admin), filtered, newest first."""
+    errors: dict[str, str] = {}
+    start, end = parse_time(from_, "from", errors), parse_time(to, "to", errors)
+    where = AuditFilter(key_id=key_id.strip()[:100] or None, organization_id=admin.organization_id,
+                        outcome=outcome.strip()[:40] or None, kind=kind if kind in ("usage", "lifecycle") else None,
+                        start=start, end=end)
+    try:
+        records, next_cursor = await audit.page(where, 50, cursor)
+    except DomainError as exc:
+        errors["cursor"] = str(exc)
+        records, next_cursor = [], None
+    return _page(request, "audit.html", records=records, next_cursor=next_cursor, errors=errors, when=_when,
+                 origin=str(request.base_url).rstrip("/"),
+                 outcomes=(*OUTCOMES, "OK"), filters={"key_id": key_id[:100], "outcome": outcome[:40], "kind": kind,
+                                                      "from": from_[:40], "to": to[:40]})
+
+
+@get("/audit/export", guards=[signed_in])
+async def audit_export(admin: NamedDependency[KeyState], export: NamedDependency[ExportSource],
+                       notary: NamedDependency[AuditNotary], now: NamedDependency[datetime],
+                       format: FormatQ = "ndjson", from_: Q = "", to: Q = "") -> Stream:
+    """``GET /v1/audit/export`` for the browser: the same signed export, refused to organization admins."""
+    if admin.organization_id is not None:
+        raise ApiError(403, "FORBIDDEN", "The export spans every organization; sign in with a key without one.")
+    errors: dict[str, str] = {}
+    start, end = parse_time(from_, "from", errors), parse_time(to, "to", errors)
+    if errors:
+        raise ApiError(400, "VALIDATION_ERROR", next(iter(errors.values())))
+    key = await notary.signing_key()
+    try:
+        lines = export_lines(export, format, start, end, key=key, anchor=notary.record, generated_at=now)
+    except ValueError as exc:
+        raise ApiError(400, "VALIDATION_ERROR", str(exc)) from None
+    media = "application/x-ndjson" if format == "ndjson" else "text/csv"
+    return Stream(lines, media_type=media,
+                  headers={"Content-Disposition": f'attachment; filename="keyledger-audit.{format}"'})
+
+
+# ---- errors, headers, the router ----------------------------------------------------------------------------
+
+
+def _to_sign_in(request: Request[Any, Any, Any], exc: SignInRequired) -> Response[Any]:
+    response: Response[Any] = Redirect(f"{BASE}/sign-in" + (f"?why={exc.why}" if exc.why else ""), status_code=303)
+    response.headers.update(SECURITY_HEADERS)
+    if exc.why:
+        response.cookies.append(_cookie(request, "", max_age=0))
+    return response
+
+
+def _error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if isinstance(exc, ApiError):
+        status, message = exc.status, exc.message
+    elif isinstance(exc, KeyNotFound):
+        status, message = 404, str(exc)
+    elif isinstance(exc, DomainError):
+        status, message = _status_of(exc), str(exc)
+    else:
+        status, message = 500, "Something went wrong."
+    page = _page(request, "error.html", status, title=_STATUS.get(status, "Error"), message=message)
+    page.headers.update(SECURITY_HEADERS)
+    return page
+
+
+async def _headers(response: Response[Any]) -> Response[Any]:
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def template_config() -> TemplateConfig[JinjaTemplateEngine]:
+    """Jinja over the packaged templates, autoescaped."""
+    env = jinja2.Environment(loader=jinja2.PackageLoader("keyledger.services.dashboard", "templates"),
+                             autoescape=True, undefined=jinja2.StrictUndefined)
+    env.filters["when"] = _when
+    env.filters["local"] = _local
+    env.globals["status_words"] = STATUS_WORDS
+    return TemplateConfig(instance=JinjaTemplateEngine.from_environment(env))
+
+
+def dashboard_router(sessions: SessionStore | None = None) -> Router:
+    """Every dashboard page under ``/dashboard`` (static files under ``/dashboard/static``), with a
+    session store of its own (in this process's memory)."""
+    static_dir = resources.files("keyledger.services.dashboard").joinpath("static")
+    static = create_static_files_router(path="/static", directories=[str(static_dir)], name="dashboard-static",
+                                        include_in_schema=False)
+    handlers = [home, sign_in_page, sign_in, sign_out, keys_list, new_key, create_key, key_detail, edit_page, edit_key,
+                rotate_page, rotate_key, revoke_page, revoke_key, audit_page, audit_export]
+    return Router(path=BASE, route_handlers=[*handlers, static], opt={"sessions": sessions or SessionStore()},
+                  include_in_schema=False, after_request=_headers,
+                  exception_handlers={SignInRequired: _to_sign_in, ApiError: _error_page, DomainError: _error_page})
+
