@@ -23,7 +23,8 @@ async def prepare(settings: Settings, bootstrap_keys: bool = True) -> Endpoints:
             sys.stdout.write(
                 "\nBootstrap admin key (admin:apikeys, global). It is shown only this once; store it now:\n"
                 f"  {made.admin.token}\n"
-                f"  id {made.admin.state.key_id}, start {made.admin.state.start}\n\n")
+                f"  id {made.admin.state.key_id}, start {made.admin.state.start}\n"
+                f"  Sign in with it at http://{settings.host}:{settings.port}/dashboard (Settings → API Keys)\n\n")
         if made.verify_credential is not None:
             credential_id, secret = made.verify_credential
             sys.stdout.write(
@@ -43,7 +44,8 @@ def serve(settings: Settings, workers: bool = True, processes: int = 1) -> None:
     endpoints = asyncio.run(prepare(settings))
     os.environ.update(endpoints.environment(), KEYLEDGER_RUN_WORKERS="0")
     supervisor = Supervisor().start() if workers else None
-    print(f"keyledger API on http://{settings.host}:{settings.port} (OpenAPI at /schema), {processes} worker "
+    print(f"keyledger API on http://{settings.host}:{settings.port} (dashboard at /dashboard, OpenAPI at "
+          f"/schema), {processes} worker "
           f"process{'es' if processes > 1 else ''}; Ctrl-C stops", flush=True)
     try:
         Granian("keyledger.services.http.app:app_from_env", factory=True, address=settings.host, port=settings.port,
