@@ -233,6 +233,10 @@ async def sign_out(request: Request[Any, Any, Any]) -> Redirect:
 # ---- keys list ----------------------------------------------------------------------------------------------
 
 
+def _newest_first(state: KeyState) -> tuple[datetime, str]:
+    return state.created_at, state.key_id
+
+
 def _visible_states(cache: KeyDirectory, admin: KeyState) -> list[KeyState]:
     return [s for s in cache.states() if admin.organization_id is None or s.organization_id == admin.organization_id]
 
@@ -246,28 +250,29 @@ async def keys_list(request: Request[Any, Any, Any], admin: NamedDependency[KeyS
     visible = _visible_states(cache, admin)
     organizations = sorted({s.organization_id for s in visible if s.organization_id})
     needle = q.strip().lower()[:200]
-    rows = []
-    for state in sorted(visible, key=lambda s: (s.created_at, s.key_id), reverse=True):
-        key_status, soon = status_of(state, now)
+    def keep(state: KeyState) -> bool:
         if needle and needle not in state.name.lower() and needle not in state.start.lower() \
                 and needle not in state.key_id.lower() and needle not in state.tags:
-            continue
-        if status and not (status == key_status or (status == "expiring" and soon)):
-            continue
+            return False
+        if status:
+            key_status, soon = status_of(state, now)
+            if not (status == key_status or (status == "expiring" and soon)):
+                return False
         if org and state.organization_id != org:
-            continue
-        if scope_ and not any(scope_ in entry.scopes for entry in state.access):
-            continue
-        rows.append((state, key_status, soon))
+            return False
+        return not scope_ or any(scope_ in entry.scopes for entry in state.access)
+
+    rows = [s for s in visible if keep(s)] if (needle or status or org or scope_) else visible
+    rows.sort(key=_newest_first, reverse=True)
     pages = max(1, -(-len(rows) // PAGE_SIZE))
     page = min(max(page, 1), pages)
     shown = rows[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]
-    ids = [state.key_id for state, _, _ in shown]
+    ids = [state.key_id for state in shown]
     used = await last_used.lookup(ids)
     counts = await _hourly(request, ids, now - timedelta(hours=24), now)
-    items = [{"state": state, "status": key_status, "soon": soon, "scopes": scopes_summary(state),
-              "last_used": used.get(state.key_id), "spark": sparkline(counts.get(state.key_id, []), now)}
-             for state, key_status, soon in shown]
+    items = [{"state": state, "status": status_of(state, now)[0], "soon": status_of(state, now)[1],
+              "scopes": scopes_summary(state), "last_used": used.get(state.key_id),
+              "spark": sparkline(counts.get(state.key_id, []), now)} for state in shown]
     return _page(request, "keys.html", items=items, total=len(rows), page=page, pages=pages,
                  organizations=organizations, scope_names=SCOPE_NAMES,
                  filters={"q": q[:200], "status": status, "org": org, "scope": scope_})

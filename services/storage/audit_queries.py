@@ -15,29 +15,41 @@ from keyledger.services.storage.database import Database
 
 KINDS = ("usage", "lifecycle")
 
+# Each branch is ordered and limited by itself (its ``kind`` is a constant, so its order is (at, id)), so
+# Postgres walks the (key_id, at), (organization_id, at), (at, id) or events (recorded_at) index backwards
+# and stops after one page, instead of sorting every matching row; the outer query merges the two pages.
 _QUERY = """
 SELECT * FROM (
-    SELECT 'usage' AS kind, u.at, u.id::text AS id, u.key_id, u.start, u.organization_id, u.action, u.outcome,
-           NULL::text AS actor, u.scope, u.granted_by, u.reason, u.website_id, u.data, u.ip, u.user_agent,
-           u.request_id, NULL::jsonb AS detail
-    FROM usage_events u
+  (SELECT 'usage' AS kind, u.at, u.id::text AS id, u.key_id, u.start, u.organization_id, u.action, u.outcome,
+          NULL::text AS actor, u.scope, u.granted_by, u.reason, u.website_id, u.data, u.ip, u.user_agent,
+          u.request_id, NULL::jsonb AS detail
+     FROM usage_events u
     WHERE %(usage)s AND (%(key)s::text IS NULL OR u.key_id = %(key)s)
       AND (%(org)s::text IS NULL OR u.organization_id = %(org)s)
       AND (%(outcome)s::text IS NULL OR u.outcome = %(outcome)s)
       AND (%(from)s::timestamptz IS NULL OR u.at >= %(from)s) AND (%(to)s::timestamptz IS NULL OR u.at < %(to)s)
-    UNION ALL
-    SELECT 'lifecycle', e.recorded_at, e.event_id::text, e.stream_id, coalesce(e.data->>'start', k.state->>'start'),
-           k.state->>'organization_id', e.type, 'OK',
-           e.metadata->>'actor', NULL, NULL, '', NULL, NULL, e.metadata->>'ip', e.metadata->>'user_agent',
-           e.metadata->>'request_id', e.data - 'secret_hash' - 'key_id' - 'type'
-    FROM events e LEFT JOIN key_cache k ON k.key_id = e.stream_id
+      AND (%(after_at)s::timestamptz IS NULL OR u.at <= %(after_at)s)
+      AND (%(after_at)s::timestamptz IS NULL
+           OR (u.at, 'usage', u.id::text) < (%(after_at)s, %(after_kind)s, %(after_id)s))
+    ORDER BY u.at DESC, u.id::text DESC
+    LIMIT %(limit)s)
+  UNION ALL
+  (SELECT 'lifecycle', e.recorded_at, e.event_id::text, e.stream_id, coalesce(e.data->>'start', k.state->>'start'),
+          k.state->>'organization_id', e.type, 'OK',
+          e.metadata->>'actor', NULL, NULL, '', NULL, NULL, e.metadata->>'ip', e.metadata->>'user_agent',
+          e.metadata->>'request_id', e.data - 'secret_hash' - 'key_id' - 'type'
+     FROM events e LEFT JOIN key_cache k ON k.key_id = e.stream_id
     WHERE %(lifecycle)s AND (%(key)s::text IS NULL OR e.stream_id = %(key)s)
       AND (%(org)s::text IS NULL OR k.state->>'organization_id' = %(org)s)
       AND (%(outcome)s::text IS NULL OR %(outcome)s = 'OK')
       AND (%(from)s::timestamptz IS NULL OR e.recorded_at >= %(from)s)
       AND (%(to)s::timestamptz IS NULL OR e.recorded_at < %(to)s)
+      AND (%(after_at)s::timestamptz IS NULL OR e.recorded_at <= %(after_at)s)
+      AND (%(after_at)s::timestamptz IS NULL
+           OR (e.recorded_at, 'lifecycle', e.event_id::text) < (%(after_at)s, %(after_kind)s, %(after_id)s))
+    ORDER BY e.recorded_at DESC, e.event_id::text DESC
+    LIMIT %(limit)s)
 ) audit
-WHERE %(after_at)s::timestamptz IS NULL OR (at, kind, id) < (%(after_at)s, %(after_kind)s, %(after_id)s)
 ORDER BY at DESC, kind DESC, id DESC
 LIMIT %(limit)s
 """

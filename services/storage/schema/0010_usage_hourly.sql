@@ -14,3 +14,6 @@ INSERT INTO usage_hourly (key_id, hour, outcome, count)
 SELECT key_id, date_trunc('hour', at, 'UTC'), outcome, count(*)
   FROM usage_events WHERE key_id IS NOT NULL
  GROUP BY 1, 2, 3;
+
+-- An organization admin's audit page reads its organization's newest usage first.
+CREATE INDEX usage_events_org ON usage_events (organization_id, at);

@@ -21,6 +21,7 @@ from keyledger.services.audit.export import FORMATS, count_records, export_lines
 from keyledger.services.audit.export_verify import verify_export
 from keyledger.services.audit.signing import SigningKey
 from keyledger.services.storage.audit_export_source import ExportSource
+from keyledger.services.storage.audit_queries import AuditFilter, AuditQueries
 from keyledger.services.storage.database import Database, open_database
 from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.services.storage.usage_partitions import ensure_partition, utc_day
@@ -183,3 +184,36 @@ async def test_an_abandoned_export_leaves_the_connection_usable(database_url: st
                 break
         assert await count_records(source) == 8
         assert len((await _export(single, "ndjson")).splitlines()) == 9
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 100])
+async def test_audit_pages_walk_the_trail_newest_first_without_gaps_or_repeats(
+        db: Database, pool: AsyncConnectionPool, trail: Trail, limit: int) -> None:
+    tie = trail.order[3][0]
+    extra = [_usage(tie, key_id="key-b", organization_id="org-2") for _ in range(3)]  # more ties on one instant
+    async with pool.connection() as conn:
+        await _write_usage(conn, extra)
+    everything = [(at, "lifecycle" if id_ in trail.lifecycle else "usage", id_) for at, id_ in trail.order]
+    everything += [(row["at"], "usage", row["id"]) for row in extra]
+    for where in (AuditFilter(), AuditFilter(key_id="key-a"), AuditFilter(organization_id="org-2"),
+                  AuditFilter(kind="usage", outcome="REVOKED")):
+        walked, cursor = [], None
+        for _ in range(50):
+            page, cursor = await AuditQueries(db).page(where, limit, cursor)
+            walked += [(r["at"], r["kind"], r["id"]) for r in page]
+            if cursor is None:
+                break
+        wanted = sorted((e for e in everything if _matches(e, where, extra, trail)), reverse=True)
+        assert walked == wanted, where
+
+
+def _matches(entry: tuple[datetime, str, str], where: AuditFilter, extra: list[dict[str, Any]], trail: Trail) -> bool:
+    at, kind, id_ = entry
+    org2 = {row["id"] for row in extra}
+    if where.key_id == "key-a":
+        return id_ not in org2
+    if where.organization_id == "org-2":
+        return id_ in org2
+    if where.outcome == "REVOKED":
+        return kind == "usage" and at > trail.revoked and id_ not in org2
+    return True

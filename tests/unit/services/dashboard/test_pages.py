@@ -194,3 +194,26 @@ async def test_sign_out_ends_the_session(client: Client, admin: str) -> None:
     out = await client.post("/dashboard/sign-out", data={"csrf_token": csrf_of(keys)})
     assert out.status_code == 303 and out.headers["location"] == "/dashboard/sign-in?why=out"
     assert (await client.get("/dashboard/keys")).status_code == 303
+
+
+async def test_the_keys_list_searches_filters_and_pages(client: Client, admin: str, components: Components,
+                                                        clock: Any) -> None:
+    from datetime import timedelta
+    made = []
+    for i in range(30):
+        clock.advance(timedelta(seconds=1))
+        made.append(await components.keys.create(
+            f"key {i:02d}", organization_id="org-a" if i % 2 else "org-b", tags=("batch",) if i < 5 else (),
+            access=(AccessEntry(resource="global", scopes=("read:data",)),) if i < 3 else ()))
+    await components.keys.revoke(made[7].state.key_id)
+    await sign_in(client, admin)
+    first = (await client.get("/dashboard/keys")).text
+    assert "31 keys, page 1 of 2" in first and "key 29" in first and "key 00" not in first  # newest first
+    assert "key 00" in (await client.get("/dashboard/keys", params={"page": 2})).text
+    by_start = (await client.get("/dashboard/keys", params={"q": made[3].state.start})).text
+    assert "1 key<" in by_start and "key 03" in by_start
+    assert "5 keys" in (await client.get("/dashboard/keys", params={"q": "batch"})).text
+    revoked = (await client.get("/dashboard/keys", params={"status": "revoked"})).text
+    assert "1 key<" in revoked and "key 07" in revoked and ">Revoked<" in revoked
+    scoped = (await client.get("/dashboard/keys", params={"scope": "read:data", "org": "org-b"})).text
+    assert "2 keys" in scoped and "key 00" in scoped and "key 02" in scoped
