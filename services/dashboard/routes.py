@@ -18,6 +18,7 @@ from litestar import Request, Response, Router, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
+from litestar.exceptions import HTTPException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import QueryParameter
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -328,9 +329,20 @@ def _status_of(exc: DomainError) -> int:
 
 def _secret_page(request: Request[Any, Any, Any], state: KeyState, secret: str, now: datetime,
                  created: bool) -> Template:
-    page = _page(request, "secret.html", state=state, secret=secret, created=created, when=_when,
-                 access=access_words(state.access), status=status_of(state, now)[0])
-    return page
+    return _page(request, "secret.html", state=state, secret=secret, created=created, when=_when,
+                 access=access_words(state.access), status=status_of(state, now)[0],
+                 origin=str(request.base_url).rstrip("/"), example=_verify_example(state))
+
+
+def _verify_example(state: KeyState) -> str:
+    """A ``POST /v1/verify`` body this key passes: its first grant, on its resource."""
+    entry = next((e for e in state.access if e.scopes), None)
+    if entry is None:
+        return '{"key": "\'"$API_KEY"\'", "scope": "read:data"}'
+    where = (f', "website_id": "{entry.id}"' if entry.resource == "website" else
+             "" if entry.resource == "global" else f', "data": "{entry.resource}"')
+    return f'{{"key": "\'"$API_KEY"\'", "scope": "{entry.scopes[0]}"{where}}}'
+
 
 
 # ---- detail -------------------------------------------------------------------------------------------------
@@ -546,6 +558,8 @@ def _error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any
         status, message = 404, str(exc)
     elif isinstance(exc, DomainError):
         status, message = _status_of(exc), str(exc)
+    elif isinstance(exc, HTTPException):  # e.g. a query parameter of the wrong type
+        status, message = exc.status_code, "That address is not one this dashboard understands."
     else:
         status, message = 500, "Something went wrong."
     page = _page(request, "error.html", status, title=_STATUS.get(status, "Error"), message=message)
@@ -578,5 +592,6 @@ def dashboard_router(sessions: SessionStore | None = None) -> Router:
                 rotate_page, rotate_key, revoke_page, revoke_key, audit_page, audit_export]
     return Router(path=BASE, route_handlers=[*handlers, static], opt={"sessions": sessions or SessionStore()},
                   include_in_schema=False, after_request=_headers,
-                  exception_handlers={SignInRequired: _to_sign_in, ApiError: _error_page, DomainError: _error_page})
+                  exception_handlers={SignInRequired: _to_sign_in, ApiError: _error_page, DomainError: _error_page,
+                                      HTTPException: _error_page})
 

@@ -72,6 +72,7 @@ async def test_create_shows_the_secret_once_and_uses_the_key_service(client: Cli
     assert made.status_code == 200, made.text
     secret = re.search(r'id="secret" name="secret" value="([^"]+)" readonly', made.text)
     assert secret and secret.group(1).startswith("kl_") and "will not be shown again" in made.text
+    assert '"scope": "read:data", "website_id": "site-a"' in made.text.replace("&#34;", '"')  # a verify example
     assert 'data-confirm-leave=' in made.text
     state = next(s for s in components.cache.states() if s.name == "site reader")
     assert (state.description, state.tags, state.organization_id) == ("reads site-a", ("team:web", "prod"), "org-1")
@@ -126,6 +127,8 @@ async def test_an_organization_admin_sees_only_its_organization(client: Client, 
     listing = await client.get("/dashboard/keys")
     assert "our key" in listing.text and "their key" not in listing.text and 'id="organization_id"' not in listing.text
     assert (await client.get(f"/dashboard/keys/{theirs.state.key_id}")).status_code == 404
+    odd = await client.get(f"/dashboard/keys/{ours.state.key_id}", params={"range": "1y"})
+    assert odd.status_code == 400 and "<h1>" in odd.text  # a page, not the API's JSON
     assert (await client.get(f"/dashboard/keys/{theirs.state.key_id}/revoke")).status_code == 404
     assert (await client.get(f"/dashboard/keys/{ours.state.key_id}")).status_code == 200
     made = await post_form(client, "/dashboard/keys/new", "/dashboard/keys", name="new one", organization_id="org-2",
