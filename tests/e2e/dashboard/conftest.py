@@ -1,5 +1,5 @@
 """Headless Chromium (Debian's ``chromium`` package, driven by Playwright; no browser is ever downloaded)
-against real ``keyledger serve`` processes. One browser for the session, a fresh context per test.
+against real ``keyledger serve`` processes. One browser for these tests, a fresh context per test.
 
 Without chromium the tests here are skipped with one line saying how to get it; under ``CI=true`` such a
 skip is a failure (CI must run them: ``make test`` installs chromium when it runs as root with apt-get).
@@ -29,9 +29,10 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or (os.path.exists("/usr/bin/chromium") and "/usr/bin/chromium") or None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for every browser test of the session."""
+    """One headless Chromium for the browser tests, closed after the last of them: Playwright's sync API runs
+    an event loop of its own, which must be gone before other tests run theirs."""
     executable = chromium_path()
     if executable is None:
         pytest.skip(f"browser tests need Debian's chromium, which is not installed: {HOW}")

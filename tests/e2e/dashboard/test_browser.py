@@ -150,3 +150,28 @@ def test_a_stale_edit_shows_the_conflict_and_the_current_values(page: Any, shot:
     shot(page, "conflict")
     now = client.get(f"/v1/keys/{key['id']}", headers={"x-api-key": admin}).json()
     assert (now["description"], now["version"]) == ("theirs", 2)  # never overwritten
+
+
+def test_the_core_forms_work_without_javascript(browser: Any, shot: Any, api: ApiServer, admin: str,
+                                                client: httpx.Client) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    context.set_default_timeout(15_000)
+    try:
+        page = context.new_page()
+        sign_in(page, api, admin)
+        page.get_by_role("link", name="Create API Key").click()
+        page.get_by_label("Name", exact=True).fill("no-script key")
+        page.get_by_label("read:data", exact=True).check()
+        page.get_by_label("track:events", exact=True).check()
+        page.get_by_role("button", name="Create key").click()
+        secret = page.get_by_label("Secret", exact=True).input_value()
+        assert verify(client, secret, "any-site")["code"] == "VALID"  # global read:data
+        page.get_by_role("link", name="I have stored the secret").click()  # no leave confirmation without script
+        page.get_by_role("button", name="Revoke").click()
+        page.get_by_label("Type the key name to confirm").fill("no-script key")
+        page.get_by_role("button", name="Revoke key").click()
+        page.get_by_role("heading", name="no-script key").wait_for()
+        assert status_word(page) == "Revoked" and verify(client, secret, "any-site")["code"] == "REVOKED"
+        shot(page, "revoked-without-script")
+    finally:
+        context.close()
