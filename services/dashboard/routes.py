@@ -9,6 +9,7 @@ Every form carries the session's CSRF token.
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timedelta
 from importlib import resources
 from typing import Annotated, Any, Literal
@@ -40,7 +41,15 @@ from keyledger.services.dashboard.forms import (
     read_key_form,
     with_blank_rows,
 )
-from keyledger.services.dashboard.sessions import COOKIE, MAX_AGE_SECONDS, Session, SessionStore
+from keyledger.services.dashboard.sessions import (
+    COOKIE,
+    MAX_AGE,
+    SIGN_IN_COOKIE,
+    MemorySessionTable,
+    Sessions,
+    SessionTable,
+    tokens_match,
+)
 from keyledger.services.dashboard.words import (
     OUTCOMES,
     RESOURCE_TYPES,
@@ -97,65 +106,57 @@ class SignInRequired(Exception):
         self.why = why
 
 
-def _store(connection: ASGIConnection[Any, Any, Any, Any]) -> SessionStore:
-    store: SessionStore = connection.route_handler.opt["sessions"]
-    return store
+def _sessions(connection: ASGIConnection[Any, Any, Any, Any]) -> Sessions:
+    """The app's sessions: in Postgres (shared by every API process), or in the router's memory when the
+    app was given its components (tests)."""
+    components = components_of(connection.app.state)
+    table: SessionTable = components.dashboard_sessions or connection.route_handler.opt["sessions"]
+    return Sessions(table, components.clock)
 
 
 async def signed_in(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """The session's key must still authenticate as an ``admin:apikeys`` key, exactly as an API call's
     (same gate: rate limit, failure throttle, usage event); otherwise the session ends."""
-    store = _store(connection)
-    session_id = connection.cookies.get(COOKIE)
-    session = store.get(session_id)
-    if session is None or session.key is None:
+    sessions = _sessions(connection)
+    session = await sessions.get(connection.cookies.get(COOKIE))
+    if session is None:
         raise SignInRequired()
     try:
         admin = await gate_of(connection).authenticate(connection, ("admin:apikeys",), presented=session.key)
     except ApiError as exc:
         if exc.status in (401, 403):
-            store.end(session_id)
+            await sessions.end(session.id)
             raise SignInRequired("ended") from None
         raise
     if admin.start != session.start:  # rotated since sign-in (even if the old secret is in its grace period)
-        store.end(session_id)
+        await sessions.end(session.id)
         raise SignInRequired("rotated")
     connection.state[ADMIN] = admin
-    connection.state[SESSION] = session
+    connection.state[SESSION] = session.csrf
 
 
-def _session(request: Request[Any, Any, Any]) -> Session:
-    session: Session = request.state[SESSION]
-    return session
-
-
-async def _form(request: Request[Any, Any, Any], session: Session | None = None) -> Any:
+async def _form(request: Request[Any, Any, Any]) -> Any:
     """The posted form, once its CSRF token is this session's (else 403, nothing done)."""
     form = await request.form()
-    session = session or _session(request)
-    if not session.csrf_matches(form.get("csrf_token")):
+    if not tokens_match(form.get("csrf_token"), request.state[SESSION]):
         raise ApiError(403, "FORBIDDEN", "This form has expired or did not come from this dashboard. "
                                          "Reload the page and try again.")
     return form
 
 
-def _secure(request: Request[Any, Any, Any]) -> bool:
-    return request.url.scheme == "https"
-
-
-def _cookie(request: Request[Any, Any, Any], value: str, max_age: int = MAX_AGE_SECONDS) -> Cookie:
-    return Cookie(key=COOKIE, value=value, path=BASE, httponly=True, samesite="strict", secure=_secure(request),
-                  max_age=max_age)
+def _cookie(request: Request[Any, Any, Any], value: str, name: str = COOKIE,
+            max_age: int = int(MAX_AGE.total_seconds())) -> Cookie:
+    """HttpOnly, SameSite=Strict, only for /dashboard, Secure when the request came over TLS."""
+    return Cookie(key=name, value=value, path=BASE, httponly=True, samesite="strict",
+                  secure=request.url.scheme == "https", max_age=max_age)
 
 
 def _page(request: Request[Any, Any, Any], name: str, code: int = 200, /, **context: Any) -> Template:
     """A page with what every page needs: the signed-in admin, the CSRF token, the time."""
-    session: Session | None = request.state.get(SESSION)
     admin: KeyState | None = request.state.get(ADMIN)
     comps = components_of(request.app.state)
     return Template(template_name=name, status_code=code, context={
-        "admin": admin, "csrf": session.csrf if session else "", "now": comps.clock(), "base": BASE,
-        **context})
+        "admin": admin, "csrf": request.state.get(SESSION, ""), "now": comps.clock(), "base": BASE, **context})
 
 
 def _when(value: datetime | None) -> str:
@@ -175,57 +176,52 @@ async def home() -> Redirect:
     return Redirect(f"{BASE}/keys", status_code=303)
 
 
+def _sign_in_form(request: Request[Any, Any, Any], code: int = 200, /, **context: Any) -> Template:
+    """The sign-in form with a fresh CSRF token, also set as a cookie (double submit: no server state
+    for visitors who have not signed in)."""
+    token = secrets.token_urlsafe(32)
+    request.state[SESSION] = token
+    page = _page(request, "sign_in.html", code, **{"message": None, "error": None, **context})
+    page.cookies.append(_cookie(request, token, name=SIGN_IN_COOKIE, max_age=3600))
+    return page
+
+
 @get("/sign-in")
 async def sign_in_page(request: Request[Any, Any, Any], why: MaybeQ = None) -> Template:
-    """The sign-in form, with a signed-out session of its own for the CSRF token."""
-    store = _store(request)
-    session_id, session = store.open()
-    request.state[SESSION] = session
-    page = _page(request, "sign_in.html", message=ENDED.get(why or ""), error=None)
-    page.cookies.append(_cookie(request, session_id))
-    return page
+    """The sign-in form."""
+    return _sign_in_form(request, message=ENDED.get(why or ""))
 
 
 @post("/sign-in", status_code=303)
 async def sign_in(request: Request[Any, Any, Any]) -> Response[Any]:
-    """Check the key as the API would (``admin:apikeys``); on success a fresh session holds it."""
-    store = _store(request)
-    old_id = request.cookies.get(COOKIE)
-    session = store.get(old_id)
+    """Check the key as the API would (``admin:apikeys``); on success a new session holds it."""
     form = await request.form()
-    if session is None or not session.csrf_matches(form.get("csrf_token")):
-        return _sign_in_again(request, "The sign-in form expired. Please try again.", 400)
+    if not tokens_match(form.get("csrf_token"), request.cookies.get(SIGN_IN_COOKIE, "")):
+        return _sign_in_form(request, 400, error="The sign-in form expired. Please try again.")
     key = form.get("api_key")
     key = key.strip() if isinstance(key, str) else ""
     if not key:
-        request.state[SESSION] = session
-        return _page(request, "sign_in.html", 400, message=None, error="Enter an API key.")
+        return _sign_in_form(request, 400, error="Enter an API key.")
     try:
         admin = await gate_of(request).authenticate(request, ("admin:apikeys",), presented=key[:4096])
     except ApiError as exc:
-        request.state[SESSION] = session
         error = ("Too many attempts. Wait a minute and try again." if exc.status == 429 else
                  "This key cannot sign in: it must be a valid, active key holding admin:apikeys.")
-        return _page(request, "sign_in.html", exc.status, message=None, error=error)
-    session_id, _ = store.sign_in(old_id, key, admin.key_id, admin.start)
+        return _sign_in_form(request, exc.status, error=error)
+    sessions = _sessions(request)
+    await sessions.end(request.cookies.get(COOKIE))  # whatever session this browser had: a new id, always
+    session = await sessions.sign_in(key, admin.key_id, admin.start)
     response: Response[Any] = Redirect(f"{BASE}/keys", status_code=303)
-    response.cookies.append(_cookie(request, session_id))
+    response.cookies.append(_cookie(request, session.id))
+    response.cookies.append(_cookie(request, "", name=SIGN_IN_COOKIE, max_age=0))
     return response
-
-
-def _sign_in_again(request: Request[Any, Any, Any], error: str, status: int) -> Template:
-    session_id, session = _store(request).open()
-    request.state[SESSION] = session
-    page = _page(request, "sign_in.html", status, message=None, error=error)
-    page.cookies.append(_cookie(request, session_id))
-    return page
 
 
 @post("/sign-out", guards=[signed_in], status_code=303)
 async def sign_out(request: Request[Any, Any, Any]) -> Redirect:
     """End the session."""
     await _form(request)
-    _store(request).end(request.cookies.get(COOKIE))
+    await _sessions(request).end(request.cookies.get(COOKIE))
     response = Redirect(f"{BASE}/sign-in?why=out", status_code=303)
     response.cookies.append(_cookie(request, "", max_age=0))
     return response
@@ -582,15 +578,15 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     return TemplateConfig(instance=JinjaTemplateEngine.from_environment(env))
 
 
-def dashboard_router(sessions: SessionStore | None = None) -> Router:
-    """Every dashboard page under ``/dashboard`` (static files under ``/dashboard/static``), with a
-    session store of its own (in this process's memory)."""
+def dashboard_router() -> Router:
+    """Every dashboard page under ``/dashboard`` (static files under ``/dashboard/static``); sessions in
+    memory of its own serve only when the app's components keep none (tests)."""
     static_dir = resources.files("keyledger.services.dashboard").joinpath("static")
     static = create_static_files_router(path="/static", directories=[str(static_dir)], name="dashboard-static",
                                         include_in_schema=False)
     handlers = [home, sign_in_page, sign_in, sign_out, keys_list, new_key, create_key, key_detail, edit_page, edit_key,
                 rotate_page, rotate_key, revoke_page, revoke_key, audit_page, audit_export]
-    return Router(path=BASE, route_handlers=[*handlers, static], opt={"sessions": sessions or SessionStore()},
+    return Router(path=BASE, route_handlers=[*handlers, static], opt={"sessions": MemorySessionTable()},
                   include_in_schema=False, after_request=_headers,
                   exception_handlers={SignInRequired: _to_sign_in, ApiError: _error_page, DomainError: _error_page,
                                       HTTPException: _error_page})

@@ -1,103 +1,164 @@
-"""Dashboard sessions, held in this process's memory only: the cookie carries a random id, never the key.
+"""Dashboard sessions: the browser holds a random 256-bit session id in its cookie; the server keeps, by the
+SHA-256 of that id, the signed-in key's id and start, a CSRF token and the key itself **wrapped** (AES-GCM
+under a key derived from the session id). So the sessions table (Postgres, shared by every API process and
+kept across restarts) holds nothing usable without the cookie, and the cookie holds nothing but the id.
 
-A signed-in session keeps the admin key so that every request can re-check it through the API's gate
-(a revoked, expired or rotated key ends its sessions at the next request); it never leaves memory, so
-sessions do not survive a restart and belong to the replica that made them. Ids are looked up by their
-SHA-256, so the table holds no usable cookie value either.
+Every request unwraps the key and re-checks it through the API's gate, so a revoked, expired or rotated
+key ends its sessions at the next request. Sessions end after ``IDLE`` without a request, ``MAX_AGE``
+after sign-in, and on sign-out.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
-import time
-from collections import OrderedDict
 from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Protocol
 
 import msgspec
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from keyledger.services.storage.dashboard_sessions import StoredSession
 
 COOKIE = "keyledger_session"
-IDLE_SECONDS = 30 * 60  # a session unused this long ends
-MAX_AGE_SECONDS = 12 * 3600  # and any session ends this long after sign-in
-MAX_SESSIONS = 10_000  # the oldest go first beyond this (signed-out visitors cannot exhaust memory)
+SIGN_IN_COOKIE = "keyledger_sign_in"  # the sign-in form's CSRF token (double-submit: no server state)
+IDLE = timedelta(minutes=30)  # a session unused this long ends
+MAX_AGE = timedelta(hours=12)  # and any session ends this long after sign-in
+TOUCH_EVERY = timedelta(minutes=1)  # how stale ``seen_at`` may get before a request writes it again
+_LOOKUP, _WRAP = b"keyledger dashboard session lookup\x00", b"keyledger dashboard session key\x00"
 
 
-class Session(msgspec.Struct, kw_only=True):
-    """One browser's session: its CSRF token and, once signed in, the admin key and what it was."""
+class SessionTable(Protocol):
+    """Where sessions are kept, by the digest of their id."""
 
+    async def insert(self, lookup: bytes, row: StoredSession) -> None:
+        """Add a session."""
+        ...
+
+    async def find(self, lookup: bytes) -> StoredSession | None:
+        """The session with this digest, if any."""
+        ...
+
+    async def touch(self, lookup: bytes, seen_at: datetime) -> None:
+        """Record a request of the session."""
+        ...
+
+    async def delete(self, lookup: bytes) -> None:
+        """Forget one session."""
+        ...
+
+    async def delete_expired(self, seen_before: datetime, created_before: datetime) -> int:
+        """Forget sessions idle since ``seen_before`` or made before ``created_before``; how many."""
+        ...
+
+
+class MemorySessionTable:
+    """Sessions in this process's memory (one process; tests and an app given its components)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[bytes, StoredSession] = {}
+
+    async def insert(self, lookup: bytes, row: StoredSession) -> None:
+        self.rows[lookup] = row
+
+    async def find(self, lookup: bytes) -> StoredSession | None:
+        return self.rows.get(lookup)
+
+    async def touch(self, lookup: bytes, seen_at: datetime) -> None:
+        if lookup in self.rows:
+            self.rows[lookup] = msgspec.structs.replace(self.rows[lookup], seen_at=seen_at)
+
+    async def delete(self, lookup: bytes) -> None:
+        self.rows.pop(lookup, None)
+
+    async def delete_expired(self, seen_before: datetime, created_before: datetime) -> int:
+        gone = [k for k, r in self.rows.items() if r.seen_at < seen_before or r.created_at < created_before]
+        for lookup in gone:
+            del self.rows[lookup]
+        return len(gone)
+
+
+class Session(msgspec.Struct, frozen=True, kw_only=True):
+    """A live, signed-in session: its id (the cookie value), the admin key unwrapped for this request only."""
+
+    id: str
+    key: str
+    key_id: str
+    start: str
     csrf: str
-    created: float
-    seen: float
-    key: str | None = None
-    key_id: str | None = None
-    start: str | None = None  # the key's start at sign-in: a rotation since then ends the session
 
     def __repr__(self) -> str:
-        return f"Session(key_id={self.key_id!r}, signed_in={self.key is not None})"
+        return f"Session(key_id={self.key_id!r})"
 
     __str__ = __repr__
 
-    def csrf_matches(self, token: str | None) -> bool:
-        """Whether ``token`` is this session's CSRF token (constant time)."""
-        return token is not None and hmac.compare_digest(token.encode(), self.csrf.encode())
+
+def lookup_of(session_id: str) -> bytes:
+    """The digest a session is stored under."""
+    return hashlib.sha256(_LOOKUP + session_id.encode()).digest()
 
 
-def _digest(session_id: str) -> str:
-    return hashlib.sha256(session_id.encode()).hexdigest()
+def _cipher(session_id: str) -> AESGCM:
+    return AESGCM(hashlib.sha256(_WRAP + session_id.encode()).digest())
 
 
-class SessionStore:
-    """Sessions by (the digest of) their id, oldest first, with idle and absolute expiry."""
+def wrap(session_id: str, key: str) -> bytes:
+    """``key`` encrypted under the session id (nonce first; the lookup digest is the associated data)."""
+    nonce = os.urandom(12)
+    return nonce + _cipher(session_id).encrypt(nonce, key.encode(), lookup_of(session_id))
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, limit: int = MAX_SESSIONS) -> None:
-        self._clock, self._limit = clock, limit
-        self._sessions: OrderedDict[str, Session] = OrderedDict()
 
-    def __len__(self) -> int:
-        return len(self._sessions)
+def unwrap(session_id: str, wrapped: bytes) -> str | None:
+    """The key ``wrap`` sealed, or None when ``wrapped`` was not sealed under this id."""
+    try:
+        return _cipher(session_id).decrypt(wrapped[:12], wrapped[12:], lookup_of(session_id)).decode()
+    except (InvalidTag, ValueError, UnicodeDecodeError):
+        return None
 
-    def open(self) -> tuple[str, Session]:
-        """A new signed-out session and its id (the cookie value)."""
+
+def tokens_match(given: object, expected: str) -> bool:
+    """Whether a submitted CSRF token is ``expected`` (constant time)."""
+    return isinstance(given, str) and bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+class Sessions:
+    """Sign-in, lookup (with expiry) and sign-out over a :class:`SessionTable`, on the process clock."""
+
+    def __init__(self, table: SessionTable, clock: Callable[[], datetime]) -> None:
+        self._table, self._clock = table, clock
+
+    async def sign_in(self, key: str, key_id: str, start: str) -> Session:
+        """A new session holding ``key`` (and expired ones cleared away)."""
         now = self._clock()
+        await self._table.delete_expired(now - IDLE, now - MAX_AGE)
         session_id = secrets.token_urlsafe(32)
-        session = Session(csrf=secrets.token_urlsafe(32), created=now, seen=now)
-        self._sessions[_digest(session_id)] = session
-        while len(self._sessions) > self._limit:
-            self._sessions.popitem(last=False)
-        return session_id, session
+        csrf = secrets.token_urlsafe(32)
+        await self._table.insert(lookup_of(session_id), StoredSession(
+            key_id=key_id, start=start, wrapped=wrap(session_id, key), csrf=csrf, created_at=now, seen_at=now))
+        return Session(id=session_id, key=key, key_id=key_id, start=start, csrf=csrf)
 
-    def get(self, session_id: str | None) -> Session | None:
-        """The live session with this id (None: unknown or expired, which is then forgotten)."""
+    async def get(self, session_id: str | None) -> Session | None:
+        """The live session with this id; None when unknown, expired (then forgotten) or not unwrappable."""
         if not session_id or len(session_id) > 100:
             return None
-        digest = _digest(session_id)
-        session = self._sessions.get(digest)
-        if session is None:
+        lookup = lookup_of(session_id)
+        row = await self._table.find(lookup)
+        if row is None:
             return None
         now = self._clock()
-        if now - session.seen > IDLE_SECONDS or now - session.created > MAX_AGE_SECONDS:
-            del self._sessions[digest]
+        key = unwrap(session_id, row.wrapped)
+        if key is None or now - row.seen_at > IDLE or now - row.created_at > MAX_AGE:
+            await self._table.delete(lookup)
             return None
-        session.seen = now
-        self._sessions.move_to_end(digest)
-        return session
+        if now - row.seen_at > TOUCH_EVERY:
+            await self._table.touch(lookup, now)
+        return Session(id=session_id, key=key, key_id=row.key_id, start=row.start, csrf=row.csrf)
 
-    def sign_in(self, old_id: str | None, key: str, key_id: str, start: str) -> tuple[str, Session]:
-        """A fresh session (new id and CSRF token: a planted id is worthless) holding ``key``."""
-        self.end(old_id)
-        session_id, session = self.open()
-        session.key, session.key_id, session.start = key, key_id, start
-        return session_id, session
-
-    def end(self, session_id: str | None) -> None:
+    async def end(self, session_id: str | None) -> None:
         """Forget the session (sign-out, or its key no longer authenticates)."""
-        if session_id:
-            self._sessions.pop(_digest(session_id), None)
-
-    def end_key(self, key_id: str) -> int:
-        """End every session signed in with ``key_id``; how many there were."""
-        gone = [digest for digest, s in self._sessions.items() if s.key_id == key_id]
-        for digest in gone:
-            del self._sessions[digest]
-        return len(gone)
+        if session_id and len(session_id) <= 100:
+            await self._table.delete(lookup_of(session_id))

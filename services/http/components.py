@@ -37,6 +37,7 @@ from keyledger.services.runtime import open_runtime
 from keyledger.services.storage.audit_export_source import ExportSource
 from keyledger.services.storage.audit_queries import AuditQueries
 from keyledger.services.storage.checkpoints import Checkpoints
+from keyledger.services.storage.dashboard_sessions import DashboardSessionTable
 from keyledger.services.storage.database import open_database
 from keyledger.services.storage.key_cache_table import KeyCacheTable
 from keyledger.services.storage.last_used_table import LastUsedTable
@@ -71,6 +72,7 @@ class Components(msgspec.Struct, kw_only=True):
     callers: CallerRegistry | None = None  # verify credentials (None: only the static token, admin keys or open)
     notary: AuditNotary  # signs export manifests, serves the public key, records each export's chain head
     usage_counts: HourlyUsage | None = None  # per-key hourly verification counts (the dashboard's charts)
+    dashboard_sessions: DashboardSessionTable | None = None  # None: the dashboard keeps them in memory
 
 
 async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
@@ -129,4 +131,5 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
         settings=cfg, clock=clock, keys=runtime.key_service(on_events=cache.apply_local, queue=queue), cache=cache,
         verifier=verifier, limiter=limiter, auth_failures=FailureThrottle(cfg.auth_failure_limit, clock=epoch(clock)),
         last_used=last_used, usage=usage, audit=AuditQueries(db), export=ExportSource(export_db), bus=bus,
-        startup_head=startup_head, callers=callers, notary=notary_for(db, cfg), usage_counts=UsageCounts(db))
+        startup_head=startup_head, callers=callers, notary=notary_for(db, cfg), usage_counts=UsageCounts(db),
+        dashboard_sessions=DashboardSessionTable(db))

@@ -1,51 +1,69 @@
-"""Dashboard sessions: random ids looked up by digest, a fresh id at sign-in, idle and absolute expiry,
-a bounded table."""
+"""Dashboard sessions: a random id in the cookie, the key stored only wrapped under it, a new id at each
+sign-in, idle and absolute expiry."""
 
-from keyledger.services.dashboard.sessions import IDLE_SECONDS, MAX_AGE_SECONDS, SessionStore
+from datetime import UTC, datetime, timedelta
 
+from keyledger.services.dashboard.sessions import (
+    IDLE,
+    MAX_AGE,
+    MemorySessionTable,
+    Sessions,
+    lookup_of,
+    tokens_match,
+    unwrap,
+    wrap,
+)
+from tests.support.clock import SettableClock
 
-class Ticks:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_sign_in_replaces_the_session_and_its_csrf_token() -> None:
-    store = SessionStore(clock=Ticks())
-    anonymous_id, anonymous = store.open()
-    signed_id, signed = store.sign_in(anonymous_id, "kl_secret", "key1", "kl_key1start")
-    assert signed_id != anonymous_id and signed.csrf != anonymous.csrf
-    assert store.get(anonymous_id) is None and store.get(signed_id) is signed
-    assert "kl_secret" not in repr(signed) and "kl_secret" not in str(signed)
-    assert signed.csrf_matches(signed.csrf) and not signed.csrf_matches(anonymous.csrf)
-    assert not signed.csrf_matches(None) and not signed.csrf_matches("")
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
 
-def test_sessions_end_when_idle_or_old() -> None:
-    ticks = Ticks()
-    store = SessionStore(clock=ticks)
-    session_id, _ = store.sign_in(None, "kl_a", "key1", "s")
-    ticks.now += IDLE_SECONDS - 1
-    assert store.get(session_id) is not None  # each use restarts the idle time
-    ticks.now += IDLE_SECONDS - 1
-    assert store.get(session_id) is not None
-    ticks.now += IDLE_SECONDS + 1
-    assert store.get(session_id) is None and len(store) == 0
-    old_id, _ = store.sign_in(None, "kl_a", "key1", "s")
-    for _ in range(MAX_AGE_SECONDS // (IDLE_SECONDS - 1) + 1):
-        ticks.now += IDLE_SECONDS - 1
-        store.get(old_id)
-    assert store.get(old_id) is None  # kept busy, it still ends after the absolute limit
+async def test_the_table_holds_neither_the_key_nor_the_session_id() -> None:
+    table = MemorySessionTable()
+    sessions = Sessions(table, SettableClock(T0))
+    session = await sessions.sign_in("kl_secret_value", "key1", "kl_key1start")
+    (lookup, row), = table.rows.items()
+    assert lookup == lookup_of(session.id) and session.id.encode() not in lookup
+    assert b"kl_secret_value" not in row.wrapped and unwrap(session.id, row.wrapped) == "kl_secret_value"
+    assert unwrap("another id", row.wrapped) is None  # only the cookie's id unwraps it
+    assert "kl_secret_value" not in repr(session) and "kl_secret_value" not in str(session)
+    again = await sessions.get(session.id)
+    assert again is not None and (again.key, again.key_id, again.csrf) == ("kl_secret_value", "key1", session.csrf)
+    other = await sessions.sign_in("kl_secret_value", "key1", "kl_key1start")
+    assert other.id != session.id and other.csrf != session.csrf
 
 
-def test_the_table_is_bounded_and_keys_end_all_their_sessions() -> None:
-    store = SessionStore(clock=Ticks(), limit=3)
-    first, _ = store.sign_in(None, "kl_a", "key1", "s")
-    second, _ = store.sign_in(None, "kl_a", "key1", "s")
-    for _ in range(2):
-        store.open()
-    assert len(store) == 3 and store.get(first) is None  # the oldest went first
-    assert store.end_key("key1") == 1 and store.get(second) is None
-    assert store.get("x" * 500) is None and store.get(None) is None
+async def test_a_tampered_row_or_a_foreign_id_finds_nothing() -> None:
+    table = MemorySessionTable()
+    sessions = Sessions(table, SettableClock(T0))
+    session = await sessions.sign_in("kl_a", "key1", "s")
+    assert await sessions.get("not-a-session") is None and await sessions.get("x" * 500) is None
+    lookup = lookup_of(session.id)
+    row = table.rows[lookup]
+    table.rows[lookup] = type(row)(**{**{f: getattr(row, f) for f in row.__struct_fields__},
+                                      "wrapped": wrap("someone else", "kl_b")})
+    assert await sessions.get(session.id) is None and not table.rows  # forgotten
+
+
+async def test_sessions_end_when_idle_or_old() -> None:
+    clock = SettableClock(T0)
+    sessions = Sessions(MemorySessionTable(), clock)
+    session = await sessions.sign_in("kl_a", "key1", "s")
+    for _ in range(3):  # each request restarts the idle time
+        clock.advance(IDLE - timedelta(seconds=1))
+        assert await sessions.get(session.id) is not None
+    clock.advance(IDLE + timedelta(seconds=1))
+    assert await sessions.get(session.id) is None
+    busy, signed_in_at = await sessions.sign_in("kl_a", "key1", "s"), clock()
+    while await sessions.get(busy.id) is not None:  # a request every quarter of an hour...
+        clock.advance(IDLE / 2)
+    assert MAX_AGE <= clock() - signed_in_at <= MAX_AGE + IDLE / 2  # ...still ends at the absolute limit
+
+
+async def test_signing_out_forgets_the_session_and_csrf_tokens_compare_exactly() -> None:
+    sessions = Sessions(MemorySessionTable(), SettableClock(T0))
+    session = await sessions.sign_in("kl_a", "key1", "s")
+    await sessions.end(session.id)
+    assert await sessions.get(session.id) is None
+    assert tokens_match(session.csrf, session.csrf) and not tokens_match(session.csrf[:-1], session.csrf)
+    assert not tokens_match(None, session.csrf) and not tokens_match("", "")

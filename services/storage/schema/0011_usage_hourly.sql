@@ -17,3 +17,5 @@ SELECT key_id, date_trunc('hour', at, 'UTC'), outcome, count(*)
 
 -- An organization admin's audit page reads its organization's newest usage first.
 CREATE INDEX usage_events_org ON usage_events (organization_id, at);
+
+GRANT SELECT, INSERT, UPDATE ON usage_hourly TO keyledger_app;
