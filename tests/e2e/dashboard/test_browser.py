@@ -1,18 +1,20 @@
 """The dashboard in headless Chromium against a real ``keyledger serve``: an administrator signs in with the
-bootstrap key, creates a website-scoped key, uses it, watches its usage, rotates and revokes it; an
+bootstrap key, creates a website-scoped key, uses it, watches its usage, rotates it (the old secret works
+for its grace period, and not after) and revokes it; an
 organization's admin sees only its organization; a stale edit shows the conflict. Pages are driven by
 their accessible names (the labels and buttons the issue spells)."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.support.api import create, usage_for
-from tests.support.server import ApiServer
+from tests.support.server import ApiServer, StartServer
 from tests.support.wait import until_sync
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -39,7 +41,7 @@ def status_word(page: Any) -> str:
 
 
 def test_create_use_watch_rotate_and_revoke_a_key(page: Any, shot: Any, api: ApiServer, admin: str,
-                                                   client: httpx.Client, auditor: str) -> None:
+                                                   client: httpx.Client, auditor: str, replica: StartServer) -> None:
     sign_in(page, api, admin)
     shot(page, "keys")
     page.get_by_role("link", name="Create API Key").click()
@@ -90,14 +92,19 @@ def test_create_use_watch_rotate_and_revoke_a_key(page: Any, shot: Any, api: Api
     shot(page, "detail")
 
     page.get_by_role("button", name="Rotate").click()
-    page.get_by_label("Grace period").select_option("0")
+    page.get_by_label("Grace period").select_option(label="15 minutes")
     page.get_by_role("button", name="Rotate key").click()
     rotated = page.get_by_label("Secret", exact=True).input_value()
     assert rotated != secret and rotated.startswith("kl_")
+    assert page.get_by_text("The old secret keeps working until").is_visible()
     shot(page, "rotated")
     page.get_by_role("link", name="I have stored the secret").click()
-    assert verify(client, secret, "site-a")["valid"] is False  # no grace: the old secret is refused at once
+    assert verify(client, secret, "site-a")["valid"] is True  # in its grace period
     assert verify(client, rotated, "site-a")["valid"] is True
+    later = replica(ahead=timedelta(minutes=16))  # the same keys, seen 16 minutes on: the grace is over
+    with httpx.Client(base_url=later.url, timeout=10) as after_grace:
+        assert verify(after_grace, secret, "site-a")["valid"] is False
+        assert verify(after_grace, rotated, "site-a")["valid"] is True
 
     page.get_by_role("button", name="Revoke").click()
     page.get_by_label("Type the key name to confirm").fill("site-a reader")
