@@ -79,7 +79,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """Under CI=true a skipped browser test fails: CI must have run it."""
     outcome = yield
     report = outcome.get_result()
-    here = Path(str(item.fspath)).is_relative_to(Path(__file__).parent)
+    here = item.path.is_relative_to(Path(__file__).parent)
     if report.skipped and here and os.environ.get("CI") == "true":
         report.outcome = "failed"
         report.longrepr = f"browser test skipped on CI (CI=true): {call.excinfo.value if call.excinfo else ''}"
