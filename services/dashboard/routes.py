@@ -76,7 +76,7 @@ ScopeQ = Annotated[str, QueryParameter(name="scope")]  # ``scope`` itself is a n
 RangeQ = Annotated[Literal["24h", "7d"], QueryParameter()]
 FormatQ = Annotated[Literal["ndjson", "csv"], QueryParameter()]
 BASE = "/dashboard"
-SESSION = "dashboard_session"
+CSRF = "dashboard_csrf"  # where the guard leaves the session's CSRF token, in the request's state
 PAGE_SIZE = 25
 GRACE_CHOICES = (("0", "None: the old secret stops now"), ("900", "15 minutes"), ("3600", "1 hour"),
                  ("86400", "24 hours"))
@@ -132,13 +132,13 @@ async def signed_in(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRoute
         await sessions.end(session.id)
         raise SignInRequired("rotated")
     connection.state[ADMIN] = admin
-    connection.state[SESSION] = session.csrf
+    connection.state[CSRF] = session.csrf
 
 
 async def _form(request: Request[Any, Any, Any]) -> Any:
     """The posted form, once its CSRF token is this session's (else 403, nothing done)."""
     form = await request.form()
-    if not tokens_match(form.get("csrf_token"), request.state[SESSION]):
+    if not tokens_match(form.get("csrf_token"), request.state[CSRF]):
         raise ApiError(403, "FORBIDDEN", "This form has expired or did not come from this dashboard. "
                                          "Reload the page and try again.")
     return form
@@ -156,7 +156,7 @@ def _page(request: Request[Any, Any, Any], name: str, code: int = 200, /, **cont
     admin: KeyState | None = request.state.get(ADMIN)
     comps = components_of(request.app.state)
     return Template(template_name=name, status_code=code, context={
-        "admin": admin, "csrf": request.state.get(SESSION, ""), "now": comps.clock(), "base": BASE, **context})
+        "admin": admin, "csrf": request.state.get(CSRF, ""), "now": comps.clock(), "base": BASE, **context})
 
 
 def _when(value: datetime | None) -> str:
@@ -180,7 +180,7 @@ def _sign_in_form(request: Request[Any, Any, Any], code: int = 200, /, **context
     """The sign-in form with a fresh CSRF token, also set as a cookie (double submit: no server state
     for visitors who have not signed in)."""
     token = secrets.token_urlsafe(32)
-    request.state[SESSION] = token
+    request.state[CSRF] = token
     page = _page(request, "sign_in.html", code, **{"message": None, "error": None, **context})
     page.cookies.append(_cookie(request, token, name=SIGN_IN_COOKIE, max_age=3600))
     return page
