@@ -6,8 +6,10 @@ their accessible names (the labels and buttons the issue spells)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -115,6 +117,18 @@ def test_create_use_watch_rotate_and_revoke_a_key(page: Any, shot: Any, api: Api
     assert verify(client, rotated, "site-a")["code"] == "REVOKED"
     assert page.get_by_role("button", name="Rotate").count() == 0
     shot(page, "revoked")
+
+    page.get_by_role("link", name="Audit trail").click()
+    page.get_by_label("Kind").select_option("lifecycle")
+    page.get_by_role("button", name="Filter").click()
+    trail = page.locator("table.audit tbody").inner_text()
+    assert "key.revoked" in trail and "key.rotated" in trail and "key.created" in trail
+    shot(page, "audit")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download NDJSON").click()
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert len(lines) > 3 and all(json.loads(line) for line in lines)
+    assert download.value.suggested_filename == "keyledger-audit.ndjson" and rotated not in "".join(lines)
 
 
 def test_an_organization_admin_sees_only_its_organization_and_loses_its_session_on_revoke(
