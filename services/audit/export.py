@@ -119,7 +119,8 @@ def _utc(moment: datetime | None) -> datetime | None:
 def _iso(moment: datetime | None) -> str | None:
     """The export's time format (as in a record's ``at``)."""
     utc = _utc(moment)
-    return None if utc is None else utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # the year zero-padded by hand: strftime's %Y gives "193" for the year 193 on glibc
+    return None if utc is None else f"{utc.year:04d}-{utc.strftime('%m-%dT%H:%M:%S.%f')}Z"
 
 
 def _range(start: datetime | None, end: datetime | None) -> tuple[datetime | None, datetime | None]:

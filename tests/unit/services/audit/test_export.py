@@ -340,3 +340,10 @@ def test_any_text_survives_the_round_trip_and_any_change_is_caught(values: list[
     else:
         first[CSV_COLUMNS.index("reason")] += "!"
     check(verify_export([data_of(rows, fmt)], KEY.public), "(seq 1)", "altered")
+
+
+def test_a_range_in_the_first_millennium_keeps_four_digit_years() -> None:
+    data = export("ndjson", [], start=datetime(193, 1, 10, 8, 3, 4, 830000, tzinfo=UTC), end=T0)
+    manifest = json.loads(data.splitlines()[-1])["manifest"]
+    assert manifest["from"] == "0193-01-10T08:03:04.830000Z"
+    assert verify_export([data], KEY.public).verified
