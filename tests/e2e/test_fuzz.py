@@ -102,6 +102,8 @@ KNOWN = [
     ("GET", "/v1/audit", {"from": "2000-01-01T00:00:00Z", "to": "0.5"}),
     ("GET", "/v1/audit", {"from": "2000-01-01T00:00:00", "to": "2000-01-01T00:00:00+14:00"}),
     ("GET", "/v1/audit", {"cursor": "\x00"}),
+    ("GET", "/v1/audit", {"outcome": "VALID\x00", "organization_id": "\r\x00"}),  # found by a long run: 503
+    ("GET", "/v1/audit", {"key_id": "x" * 5000}),
     ("GET", "/v1/keys", {"cursor": "!!"}),
 ]
 

@@ -26,7 +26,8 @@ from keyledger.services.storage.audit_queries import AuditFilter
 
 From = Annotated[datetime | None, QueryParameter(name="from", description="Only records at or after this time")]
 To = Annotated[datetime | None, QueryParameter(description="Only records before this time")]
-Query = Annotated[str | None, QueryParameter()]
+# no NUL: Postgres cannot hold one in text, so a filter with one is a 400, never a database error
+Query = Annotated[str | None, QueryParameter(pattern=r"^[^\x00]*$", max_length=200)]
 KeyId = Annotated[str | None, QueryParameter(pattern=r"^ed25519:[0-9a-f]{16}$", description=(
     "An earlier signing key's id (a manifest's key_id); default: the key that signs now"))]
 _MEDIA = {"ndjson": "application/x-ndjson", "csv": "text/csv"}
