@@ -81,6 +81,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     key_failure_limit: int = 10
     argon2_max_pending: int = 16
     audit_signing_key: Hidden | None = None  # base64 Ed25519 private key; None: the one kept in Postgres
+    metrics_port: int | None = None  # relay's metrics port, projector +1, audit sink +2 (None: free ports, printed)
+    log_format: str = "json"  # KEYLEDGER_LOG_FORMAT: "json" (one object per line) or "text" (for a terminal)
     clock_start: datetime | None = None  # test-only: the clock starts at this instant (KEYLEDGER_TEST_CLOCK_START)
 
     def rate_tiers(self) -> dict[str, int]:
@@ -103,7 +105,9 @@ _INTS = {
     "argon2_max_pending": ("KEYLEDGER_ARGON2_MAX_PENDING", 1, 10_000),
     "audit_retention_days": ("KEYLEDGER_AUDIT_RETENTION_DAYS", 1, 100_000),
     "stream_replicas": ("KEYLEDGER_STREAM_REPLICAS", 0, 5),
+    "metrics_port": ("KEYLEDGER_METRICS_PORT", 1, 65533),
 }
+LOG_FORMATS = ("json", "text")
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -124,7 +128,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "verify_open": env.get("KEYLEDGER_VERIFY_OPEN", "").lower() in ("1", "true", "yes"),
         "host": env.get("HOST") or "127.0.0.1",
         "spool_dir": env.get("KEYLEDGER_SPOOL_DIR") or None,
+        "log_format": (env.get("KEYLEDGER_LOG_FORMAT") or "json").strip().lower(),
     }
+    if values["log_format"] not in LOG_FORMATS:
+        raise SettingsError("KEYLEDGER_LOG_FORMAT must be json or text")
     if signing_key := (env.get("KEYLEDGER_AUDIT_SIGNING_KEY") or "").strip():
         try:
             seed = base64.b64decode(signing_key, validate=True)

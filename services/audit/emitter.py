@@ -20,6 +20,7 @@ from pathlib import Path
 
 from keyledger.domain.usage import UsageEvent, decode_batch, encode_batch
 from keyledger.services.messaging.usage import UsagePublisher
+from keyledger.services.observe import metrics
 
 log = logging.getLogger("keyledger.usage")
 
@@ -75,6 +76,15 @@ class UsageEmitter:
             if spool_only or not await self._send(str(uuid.uuid4()), encode_batch(batch), len(batch)):
                 self._spill(batch)
 
+    @property
+    def buffered(self) -> int:
+        """Events in memory, not yet published."""
+        return len(self._buffer)
+
+    def spool_bytes(self) -> int:
+        """Bytes of batches waiting in the spool folder."""
+        return self._spool_size()
+
     def _take(self, count: int) -> list[UsageEvent]:
         return [self._buffer.popleft() for _ in range(min(count, len(self._buffer)))]
 
@@ -82,12 +92,14 @@ class UsageEmitter:
         if not await self._publisher.publish(batch_id, body):
             return False
         self.published += count
+        metrics.USAGE_PUBLISHED.inc(count)
         return True
 
     def _spill(self, batch: list[UsageEvent]) -> None:
         body = encode_batch(batch)
         if self._spool_size() + len(body) > self._max_spool:
             self.dropped += len(batch)
+            metrics.USAGE_DROPPED.inc(len(batch))
             log.error("usage spool full: %d usage events dropped", len(batch))
             return
         self._spool.mkdir(parents=True, exist_ok=True)
@@ -96,6 +108,7 @@ class UsageEmitter:
         tmp.write_bytes(body)
         os.replace(tmp, self._spool / f"{name}.batch")  # whole files only
         self.spooled += len(batch)
+        metrics.USAGE_SPOOLED.inc(len(batch))
 
     def _spool_size(self) -> int:
         return sum(path.stat().st_size for path in self._spool.glob("*.batch")) if self._spool.exists() else 0

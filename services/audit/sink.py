@@ -19,6 +19,7 @@ import msgspec
 from keyledger.domain.usage import clean_text, decode_batch
 from keyledger.services.messaging.consume import Consumer, Delivery
 from keyledger.services.messaging.usage import BATCH_HEADERS
+from keyledger.services.observe import metrics
 from keyledger.services.storage.database import retry_database
 from keyledger.services.storage.usage_partitions import utc_day
 from keyledger.services.storage.usage_table import PoisonBatch, UsageBatch, UsageTable
@@ -125,6 +126,8 @@ class AuditSink:
             except PoisonBatch:
                 stored, dead = await self._table.store_isolating(batch.usage)
                 self.stats.stored += stored
+                metrics.SINK_STORED.inc(stored)
+                metrics.SINK_REJECTED.labels("dead_letter").inc(len(dead))
                 self.stats.batches += 1 if stored or dead else 0
                 self.stats.duplicates += 0 if stored or dead else 1
                 self.stats.dead_letters += len(dead)
@@ -137,10 +140,13 @@ class AuditSink:
         fresh = await self._table.store([b.usage for b in batches])
         self.stats.batches += len(fresh)
         self.stats.duplicates += len(batches) - len(fresh)
-        self.stats.stored += sum(len(b.usage.events) for b in batches if b.batch_id in fresh)
+        stored = sum(len(b.usage.events) for b in batches if b.batch_id in fresh)
+        self.stats.stored += stored
+        metrics.SINK_STORED.inc(stored)
 
     async def _reject(self, delivery: Delivery, why: str) -> None:
         """Terminate a message that can never be stored; the payload is not logged."""
         self.stats.malformed += 1
+        metrics.SINK_REJECTED.labels("malformed").inc()
         log.error("usage message %s (stream seq %s) is malformed and dropped: %s", delivery.subject, delivery.seq, why)
         await delivery.term()

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
+import shutil
 import sys
 
 from keyledger.services.cli.supervise import Supervisor
 from keyledger.services.config import Settings
+from keyledger.services.devstack.stack import default_data_dir
 from keyledger.services.keys.bootstrap import bootstrap
+from keyledger.services.observe.metrics import prepare_multiprocess
 from keyledger.services.runtime import Endpoints, open_runtime
 
 
@@ -44,6 +48,12 @@ def serve(settings: Settings, workers: bool = True, processes: int = 1) -> None:
     endpoints = asyncio.run(prepare(settings))
     os.environ.update(endpoints.environment(), KEYLEDGER_RUN_WORKERS="0")
     supervisor = Supervisor().start() if workers else None
+    # after the supervisor copied the environment: only the API workers share one metrics folder. They are
+    # spawned, not forked, so each imports prometheus_client anew and sees it (a fork would inherit this
+    # process's in-memory metrics)
+    metrics_dir = default_data_dir() / "metrics" / str(os.getpid())
+    prepare_multiprocess(metrics_dir)
+    multiprocessing.set_start_method("spawn", force=True)
     print(f"keyledger API on http://{settings.host}:{settings.port} (dashboard at /dashboard, OpenAPI at "
           f"/schema), {processes} worker "
           f"process{'es' if processes > 1 else ''}; Ctrl-C stops", flush=True)
@@ -53,3 +63,4 @@ def serve(settings: Settings, workers: bool = True, processes: int = 1) -> None:
     finally:
         if supervisor is not None:
             supervisor.stop()
+        shutil.rmtree(metrics_dir, ignore_errors=True)

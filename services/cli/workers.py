@@ -19,7 +19,9 @@ from keyledger.services.messaging.connection import Bus, connect_until
 from keyledger.services.messaging.events import event_consumer
 from keyledger.services.messaging.relay import Relay
 from keyledger.services.messaging.usage import usage_consumer
-from keyledger.services.runtime import open_runtime
+from keyledger.services.observe import metrics
+from keyledger.services.periodic import every
+from keyledger.services.runtime import Runtime, open_runtime
 from keyledger.services.storage.checkpoints import Checkpoints
 from keyledger.services.storage.key_cache_table import KeyCacheTable
 from keyledger.services.storage.replay_source import ReplaySource
@@ -51,8 +53,9 @@ async def run_workers(args: argparse.Namespace, settings: Settings) -> None:
                 if bus is None:
                     return
                 buses[role] = bus
+            relay = Relay(rt.db, rt.store, Checkpoints(rt.db), buses["relay"], settings) if "relay" in roles else None
             workers = {
-                "relay": lambda: Relay(rt.db, rt.store, Checkpoints(rt.db), buses["relay"], settings).run(stop),
+                "relay": lambda: relay.run(stop) if relay is not None else asyncio.sleep(0),
                 "projector": lambda: Projector(KeyCacheTable(rt.db, rt.store), event_consumer(
                     buses["projector"], settings, "key-cache-projector", 500)).run(stop),
                 "audit-sink": lambda: AuditSink(UsageTable(rt.db), usage_consumer(
@@ -60,11 +63,31 @@ async def run_workers(args: argparse.Namespace, settings: Settings) -> None:
             }
             where = f"postgres {masked(rt.database_url)}, nats {masked(rt.endpoints.nats_url)}"
             print(f"keyledger {' + '.join(roles)} running ({where}); Ctrl-C stops", flush=True)
-            await asyncio.gather(*(workers[role]() for role in roles))
+            metrics.serve_worker_metrics(roles[0], settings.metrics_port, settings.host)
+            await asyncio.gather(*(workers[role]() for role in roles), _sample(rt, buses, relay, stop))
         finally:
             for bus in buses.values():
                 await bus.close()
             parent.cancel()
+
+
+async def _sample(rt: Runtime, buses: dict[str, Bus], relay: Relay | None, stop: asyncio.Event) -> None:
+    """A worker's connection gauges (and the relay's lag) every 2 s."""
+    async def sample() -> None:
+        for role, bus in buses.items():
+            metrics.NATS_CONNECTED.labels(role).set(1 if bus.is_connected else 0)
+        try:
+            head = await asyncio.wait_for(rt.store.head_position(), 1.0)
+        except Exception:  # noqa: BLE001 - any failure to reach the store means: Postgres is down
+            for role in buses:
+                metrics.POSTGRES_UP.labels(role).set(0)
+            return
+        for role in buses:
+            metrics.POSTGRES_UP.labels(role).set(1)
+        if relay is not None:
+            metrics.RELAY_LAG.set(max(0, head - relay.position))
+
+    await every(stop, 2.0, sample, log, "sampling metrics", first=True)
 
 
 async def run_replay(args: argparse.Namespace, settings: Settings) -> None:

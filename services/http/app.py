@@ -21,9 +21,10 @@ from keyledger.services.http.routes.forward_auth import FORWARD_AUTH_ROUTES
 from keyledger.services.http.routes.health import HEALTH_ROUTES
 from keyledger.services.http.routes.keys import KEY_ROUTES
 from keyledger.services.http.routes.verify import VERIFY_ROUTES
+from keyledger.services.http.telemetry import METRICS_ROUTES
 
 MAX_BODY_BYTES = 64 * 1024
-ROUTES = [*KEY_ROUTES, *VERIFY_ROUTES, *AUDIT_ROUTES, *HEALTH_ROUTES, *FORWARD_AUTH_ROUTES]
+ROUTES = [*KEY_ROUTES, *VERIFY_ROUTES, *AUDIT_ROUTES, *HEALTH_ROUTES, *FORWARD_AUTH_ROUTES, *METRICS_ROUTES]
 
 
 def create_app(settings: Settings | None = None, *, components: Components | None = None) -> Litestar:

@@ -23,6 +23,7 @@ from keyledger.services.http.ports import CallerRegistry, LastUse, Limiter, Usag
 from keyledger.services.http.ratelimit_headers import attach_decision
 from keyledger.services.http.schemas import VerifyRequest
 from keyledger.services.keys.credentials import CREDENTIAL_PREFIX
+from keyledger.services.observe.metrics import RATE_ALLOWED, RATE_REFUSED
 from keyledger.services.verify.throttles import FailureThrottle, RateDecision
 from keyledger.services.verify.verifier import Verdict, Verifier
 
@@ -125,6 +126,7 @@ class Gate:
         key = verdict.key
         decision = await self._limiter.hit(key.key_id, limit_of(key, self._tiers))
         attach_decision(request, decision)
+        (RATE_ALLOWED if decision.allowed else RATE_REFUSED).inc()
         if not decision.allowed:
             usage(verdict=verdict, scope=scope, outcome="RATE_LIMITED")
             raise ApiError(429, "RATE_LIMITED", "Rate limit exceeded")
@@ -195,6 +197,7 @@ class Gate:
         if key is not None and verdict.code in ("VALID", "FORBIDDEN"):
             decision = await self._limiter.hit(key.key_id, limit_of(key, self._tiers))
             attach_decision(request, decision)
+            (RATE_ALLOWED if decision.allowed else RATE_REFUSED).inc()
             if not decision.allowed:
                 verdict = Verdict(valid=False, code="RATE_LIMITED", reason="rate limit exceeded", key=key)
         return verdict, decision

@@ -33,6 +33,7 @@ from keyledger.services.messaging.events import event_consumer
 from keyledger.services.messaging.feed import EventFeed
 from keyledger.services.messaging.relay import Relay
 from keyledger.services.messaging.usage import UsagePublisher, usage_consumer
+from keyledger.services.observe.sampling import ApiGauges
 from keyledger.services.runtime import open_runtime
 from keyledger.services.storage.audit_export_source import ExportSource
 from keyledger.services.storage.audit_queries import AuditQueries
@@ -73,6 +74,7 @@ class Components(msgspec.Struct, kw_only=True):
     notary: AuditNotary  # signs export manifests, serves the public key, records each export's chain head
     usage_counts: HourlyUsage | None = None  # per-key hourly verification counts (the dashboard's charts)
     dashboard_sessions: DashboardSessionTable | None = None  # None: the dashboard keeps them in memory
+    gauges: ApiGauges | None = None  # samples this process's state for GET /metrics
 
 
 async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
@@ -107,7 +109,9 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
     spool = Path(cfg.spool_dir) if cfg.spool_dir else default_data_dir() / "spool"
     usage = UsageEmitter(UsagePublisher(bus, cfg), spool)
     stop = asyncio.Event()
-    workers = [last_used.run, limiter.run, usage.run, callers.run, cache.follow_store]
+    queue = Argon2Queue(cfg.argon2_max_pending)  # verify's cold checks and create/rotate hashing share it
+    gauges = ApiGauges(cache=cache, queue=queue, usage=usage, bus=bus)
+    workers = [last_used.run, limiter.run, usage.run, callers.run, cache.follow_store, gauges.run]
     if cfg.run_workers:  # each on a connection of its own, with only its role's permissions
         buses = {}
         for role in ("relay", "projector", "sink"):
@@ -123,7 +127,6 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     stack.push_async_callback(stop_workers)
-    queue = Argon2Queue(cfg.argon2_max_pending)  # verify's cold checks and create/rotate hashing share it
     verifier = Verifier(cache, runtime.hasher, cfg.token_prefix, clock, queue=queue,
                         key_failure_limit=cfg.key_failure_limit,
                         is_current=lambda: cache.is_current(cfg.max_staleness, bus.is_connected))
@@ -132,4 +135,4 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
         verifier=verifier, limiter=limiter, auth_failures=FailureThrottle(cfg.auth_failure_limit, clock=epoch(clock)),
         last_used=last_used, usage=usage, audit=AuditQueries(db), export=ExportSource(export_db), bus=bus,
         startup_head=startup_head, callers=callers, notary=notary_for(db, cfg), usage_counts=UsageCounts(db),
-        dashboard_sessions=DashboardSessionTable(db))
+        dashboard_sessions=DashboardSessionTable(db), gauges=gauges)

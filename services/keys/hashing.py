@@ -11,6 +11,7 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from keyledger.services.config import Settings
+from keyledger.services.observe import metrics
 
 
 def _lowest_priority() -> None:
@@ -42,11 +43,13 @@ class SecretHasher:
 
     async def hash(self, secret: str) -> str:
         """The argon2id hash string of ``secret`` (computed off the event loop)."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._hasher.hash, secret)
+        with metrics.ARGON2_WAIT.time():
+            return await asyncio.get_running_loop().run_in_executor(self._pool, self._hasher.hash, secret)
 
     async def verify(self, secret_hash: str, secret: str) -> bool:
         """Whether ``secret`` matches ``secret_hash`` (constant-time inside argon2)."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._check, secret_hash, secret)
+        with metrics.ARGON2_WAIT.time():
+            return await asyncio.get_running_loop().run_in_executor(self._pool, self._check, secret_hash, secret)
 
     def _check(self, secret_hash: str, secret: str) -> bool:
         try:
@@ -72,8 +75,10 @@ class Argon2Queue:
     def admit(self, caller: str) -> str | None:
         """Take a place for ``caller`` (then :meth:`release` it); else why not (nothing taken)."""
         if self.pending >= self.max_pending:
+            metrics.ARGON2_REFUSED.inc()
             return "too much argon2 work in progress; retry"
         if self._by_caller.get(caller, 0) >= self.caller_quota:
+            metrics.ARGON2_REFUSED.inc()
             return "too much argon2 work from this caller; retry"
         self.pending += 1
         self._by_caller[caller] = self._by_caller.get(caller, 0) + 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import nats.errors
@@ -14,6 +15,7 @@ from nats.js.errors import Error as JetStreamError
 
 from keyledger.services.clock import sleep_or_stop
 from keyledger.services.messaging.connection import Bus
+from keyledger.services.observe import metrics
 
 log = logging.getLogger("keyledger.bus")
 ACK_WAIT_SECONDS = 30.0  # a killed consumer's unacked messages come back to another one after this
@@ -81,4 +83,15 @@ class Consumer:
                 await sleep_or_stop(stop, 0.5)
                 continue
             if msgs:
+                started = time.perf_counter()
                 await process([Delivery(msg) for msg in msgs])
+                self._measured(msgs, time.perf_counter() - started)
+
+    def _measured(self, msgs: list[Msg], seconds: float) -> None:
+        metrics.CONSUMED.labels(self._durable).inc(len(msgs))
+        metrics.CONSUMER_BATCH.labels(self._durable).observe(len(msgs))
+        metrics.CONSUMER_SECONDS.labels(self._durable).observe(seconds)
+        try:
+            metrics.CONSUMER_LAG.labels(self._durable).set(msgs[-1].metadata.num_pending)
+        except (nats.errors.Error, ValueError, IndexError):
+            pass

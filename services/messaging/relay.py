@@ -12,6 +12,7 @@ from keyledger.services.clock import sleep_or_stop
 from keyledger.services.config import Settings
 from keyledger.services.messaging.connection import Bus
 from keyledger.services.messaging.streams import encode_message, ensure_event_stream, subject_for
+from keyledger.services.observe import metrics
 from keyledger.services.storage.checkpoints import Checkpoints
 from keyledger.services.storage.database import Database
 from keyledger.services.storage.event_store import EventStore
@@ -34,10 +35,13 @@ class Relay:
         self._db, self._store, self._checkpoints, self._bus, self._settings = db, store, checkpoints, bus, settings
         self._page_size, self._ack_timeout = page_size, ack_timeout
         self.published = 0
+        self.position = 0  # the global position published up to (the checkpoint)
 
     async def publish_pending(self) -> int:
         """Publish every event after the checkpoint, page by page; returns how many."""
         position, _ = await self._checkpoints.read(RELAY)
+        self.position = position
+        metrics.RELAY_POSITION.set(position)
         total = 0
         while page := await self._store.read_page(position, self._page_size):
             futures = [
@@ -51,6 +55,10 @@ class Relay:
             await self._checkpoints.save(RELAY, position, acks[-1].seq)
             total += len(page)
             self.published += len(page)
+            self.position = position
+            metrics.RELAY_PUBLISHED.inc(len(page))
+            metrics.RELAY_BATCH.observe(len(page))
+            metrics.RELAY_POSITION.set(position)
         return total
 
     async def run(self, stop: asyncio.Event, poll_interval: float = 0.5) -> None:

@@ -32,6 +32,7 @@ from keyledger.services.http.schemas import (
     RevokeKeyRequest,
     RotateKeyRequest,
 )
+from keyledger.services.http.telemetry import timed
 from keyledger.services.keys.service import KeyService
 from keyledger.services.keys.views import join_access, key_view
 
@@ -73,7 +74,8 @@ def _view(state: KeyState, now: datetime, **extra: Any) -> dict[str, Any]:
     return {**key_view(state, now), **extra}
 
 
-@post("/v1/keys", status_code=201, response_headers=ETAG, responses=error_responses(400, 401, 403, 409, 413, 429, 503),
+@post("/v1/keys", status_code=201, middleware=[timed("create")], response_headers=ETAG,
+      responses=error_responses(400, 401, 403, 409, 413, 429, 503),
       guards=[admin_guard], security=SECURITY)
 async def create_key(data: JSONBody[CreateKeyRequest], keys: NamedDependency[KeyService],
                      admin: NamedDependency[KeyState],
@@ -116,7 +118,7 @@ async def get_key(key_id: KeyId, admin: NamedDependency[KeyState], cache: NamedD
     return _tagged(msgspec.convert(_view(state, now, last_used_at=used.get(key_id)), KeyWithLastUse), state)
 
 
-@patch("/v1/keys/{key_id:str}", response_headers=ETAG,
+@patch("/v1/keys/{key_id:str}", middleware=[timed("change")], response_headers=ETAG,
        responses=error_responses(400, 401, 403, 404, 409, 413, 429, 503), guards=[admin_guard], security=SECURITY)
 async def change_key(key_id: KeyId, data: JSONBody[ChangeKeyRequest], keys: NamedDependency[KeyService],
                      cache: NamedDependency[KeyDirectory], admin: NamedDependency[KeyState],
@@ -131,7 +133,7 @@ async def change_key(key_id: KeyId, data: JSONBody[ChangeKeyRequest], keys: Name
     return _tagged(msgspec.convert(key_view(state, now), Key), state)
 
 
-@post("/v1/keys/{key_id:str}/rotate", status_code=200, response_headers=ETAG,
+@post("/v1/keys/{key_id:str}/rotate", status_code=200, middleware=[timed("rotate")], response_headers=ETAG,
       responses=error_responses(400, 401, 403, 404, 409, 413, 429, 503), guards=[admin_guard], security=SECURITY)
 async def rotate_key(key_id: KeyId, keys: NamedDependency[KeyService], cache: NamedDependency[KeyDirectory],
                      admin: NamedDependency[KeyState], metadata: NamedDependency[Metadata],
@@ -144,7 +146,7 @@ async def rotate_key(key_id: KeyId, keys: NamedDependency[KeyService], cache: Na
     return _tagged(msgspec.convert(_view(issued.state, now, secret=issued.token), KeyWithSecret), issued.state)
 
 
-@post("/v1/keys/{key_id:str}/revoke", status_code=200, response_headers=ETAG,
+@post("/v1/keys/{key_id:str}/revoke", status_code=200, middleware=[timed("revoke")], response_headers=ETAG,
       responses=error_responses(400, 401, 403, 404, 409, 413, 429, 503), guards=[admin_guard], security=SECURITY)
 async def revoke_key(key_id: KeyId, keys: NamedDependency[KeyService], cache: NamedDependency[KeyDirectory],
                      admin: NamedDependency[KeyState], metadata: NamedDependency[Metadata],

@@ -11,6 +11,7 @@ has none).
 
 from __future__ import annotations
 
+from time import perf_counter
 from typing import Any
 
 import msgspec
@@ -24,6 +25,7 @@ from keyledger.services.http.auth import Gate
 from keyledger.services.http.deps import gate_of
 from keyledger.services.http.errors import ApiError, error_responses
 from keyledger.services.http.schemas import Access, RateLimitState, VerifyAnswer, VerifyRequest
+from keyledger.services.observe.metrics import answered
 from keyledger.services.verify.throttles import RateDecision
 from keyledger.services.verify.verifier import Verdict
 
@@ -43,11 +45,14 @@ async def _documented_body(data: VerifyRequest) -> VerifyRequest:
                  **error_responses(400, 401, 413, 429, 503)})
 async def verify(request: Request[Any, Any, Any]) -> ASGIApp:
     """Always 200 for a well-formed request: ``valid``, ``code`` and why."""
+    started = perf_counter()
     gate: Gate = gate_of(request)
     caller = await gate.identify_caller(request)
     ask = decode(await request.body())
     verdict, decision = await gate.verify(request, ask, caller)  # X-RateLimit-*: added by ratelimit_headers
-    return _Answer(_encoder.encode(answer(verdict, decision)))
+    body = _encoder.encode(answer(verdict, decision))
+    answered(verdict.code, perf_counter() - started)  # keyledger_verify_answers_total, keyledger_verify_seconds
+    return _Answer(body)
 
 
 class _Answer:
