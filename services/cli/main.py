@@ -20,7 +20,11 @@ from keyledger.services.cli import workers as cli_workers
 from keyledger.services.cli.args import access_entry, duration_seconds, moment, past_moment
 from keyledger.services.config import SettingsError, load_settings, masked
 from keyledger.services.devstack.stack import StackError, default_data_dir, stack_down, stack_status, stack_up
+from keyledger.services.observe.logs import configure as configure_logging
 from keyledger.services.storage.database import StorageError
+
+_LONG_RUNNING = {"serve": "serve", "run": "supervisor", "relay": "relay", "projector": "projector",
+                 "audit-sink": "audit-sink"}  # command -> the process kind its log lines name
 
 
 class _Parser(argparse.ArgumentParser):
@@ -144,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.group == "stack":
             return _stack(args)
         settings = load_settings()
+        if args.group in _LONG_RUNNING:  # structured lines (KEYLEDGER_LOG_FORMAT); one-shot commands keep plain ones
+            configure_logging(_LONG_RUNNING[args.group], settings.log_format)
         if args.group == "keys":
             asyncio.run(cli_keys.run(args, settings))
         elif args.group == "serve":

@@ -22,6 +22,7 @@ from keyledger.services.http.routes.health import HEALTH_ROUTES
 from keyledger.services.http.routes.keys import KEY_ROUTES
 from keyledger.services.http.routes.verify import VERIFY_ROUTES
 from keyledger.services.http.telemetry import METRICS_ROUTES
+from keyledger.services.observe.logs import configure as configure_logging
 
 MAX_BODY_BYTES = 64 * 1024
 ROUTES = [*KEY_ROUTES, *VERIFY_ROUTES, *AUDIT_ROUTES, *HEALTH_ROUTES, *FORWARD_AUTH_ROUTES, *METRICS_ROUTES]
@@ -50,11 +51,15 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
         request_max_body_size=MAX_BODY_BYTES,
         middleware=[ratelimit_headers],
         template_config=template_config(),
+        logging_config=None,  # the process's own (services.observe.logs), not Litestar's queue handler
         openapi_config=OpenAPIConfig(title="keyledger", version="0.1.0", path="/schema",
                                      components=OpenAPIComponents(security_schemes=SECURITY_SCHEMES)),
     )
 
 
 def app_from_env() -> Litestar:
-    """App factory for ASGI servers (``granian --factory keyledger.services.http.app:app_from_env``)."""
-    return create_app(load_settings())
+    """App factory for ASGI servers (``granian --factory keyledger.services.http.app:app_from_env``); the
+    process's log lines are structured (``KEYLEDGER_LOG_FORMAT``)."""
+    settings = load_settings()
+    configure_logging("api", settings.log_format)
+    return create_app(settings)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import functools
 import hmac
-import itertools
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +18,7 @@ from keyledger.domain.usage import UsageEvent, attempted_start, sanitized
 from keyledger.services.clock import Clock
 from keyledger.services.http.errors import ApiError, auth_required, forbidden
 from keyledger.services.http.ports import CallerRegistry, LastUse, Limiter, UsageSink
-from keyledger.services.http.ratelimit_headers import attach_decision
+from keyledger.services.http.ratelimit_headers import attach_decision, new_id, scope_request_id
 from keyledger.services.http.schemas import VerifyRequest
 from keyledger.services.keys.credentials import CREDENTIAL_PREFIX
 from keyledger.services.observe.metrics import RATE_ALLOWED, RATE_REFUSED
@@ -28,13 +26,6 @@ from keyledger.services.verify.throttles import FailureThrottle, RateDecision
 from keyledger.services.verify.verifier import Verdict, Verifier
 
 Connection = ASGIConnection[Any, Any, Any, Any]
-_ID_PREFIX, _ID_COUNTER = os.urandom(8).hex(), itertools.count()
-
-
-def new_id() -> str:
-    """A process-unique 32-hex-char id (random per-process prefix + counter): no syscall per call,
-    unlike ``uuid4`` (``os.urandom``, which also releases the GIL to granian's I/O thread)."""
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
 def presented_key(request: Connection) -> str | None:
@@ -49,12 +40,9 @@ def presented_key(request: Connection) -> str | None:
 
 
 def request_id(request: Connection) -> str:
-    """The caller's ``x-request-id`` (trimmed), else one made up once for this request."""
-    state = request.scope.setdefault("state", {})
-    if "request_id" not in state:
-        given = next((v for k, v in request.scope["headers"] if k == b"x-request-id"), b"")
-        state["request_id"] = given.decode("latin-1")[:100] or new_id()
-    return str(state["request_id"])
+    """The caller's ``x-request-id`` (visible ASCII, at most 100 characters), else one made up once for
+    this request (the same one the ``X-Request-Id`` response header and the request's log lines carry)."""
+    return scope_request_id(request.scope)
 
 
 def user_agent_of(request: Connection) -> str | None:

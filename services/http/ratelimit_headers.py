@@ -1,16 +1,42 @@
-"""The rate-limit headers on every response of an authenticated request, errors included."""
+"""Headers of every response, errors included: ``X-Request-Id`` (the caller's, else one made up), and the
+rate-limit headers of an authenticated request. The request id also marks the request's log lines."""
 
 from __future__ import annotations
 
+import itertools
+import os
+import re
 from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from keyledger.services.observe.logs import begin_request, secret_shaped
 from keyledger.services.verify.throttles import RateDecision
 
 DECISION_STATE_KEY = _STATE_KEY = "keyledger_ratelimit"  # where the decision waits in the request state
+_ID_PREFIX, _ID_COUNTER = os.urandom(8).hex(), itertools.count()
+_FAIR_ID = re.compile(rb"[\x21-\x7e]{1,100}")  # visible ASCII: safe to echo in a header and to log
+
+
+def new_id() -> str:
+    """A process-unique 32-hex-char id (random per-process prefix + counter): no syscall per call,
+    unlike ``uuid4`` (``os.urandom``, which also releases the GIL to granian's I/O thread)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
+def scope_request_id(scope: Scope) -> str:
+    """The caller's ``x-request-id`` (trimmed to 100 characters; ignored unless visible ASCII, and when it
+    looks like a key's secret, which would then reach the audit trail and the logs), else one made up once
+    for this request."""
+    state = scope.setdefault("state", {})
+    found = state.get("request_id")
+    if found is None:
+        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").strip()[:100]
+        fair = given.decode("ascii") if _FAIR_ID.fullmatch(given) else ""
+        found = state["request_id"] = fair if fair and not secret_shaped(fair) else new_id()
+    return str(found)
 
 
 def attach_decision(request: ASGIConnection[Any, Any, Any, Any], decision: RateDecision) -> None:
@@ -26,11 +52,16 @@ def ratelimit_headers(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send)
             return
 
+        request_id = scope_request_id(scope)
+        begin_request(request_id)
+
         async def send_with_headers(message: Message) -> None:
-            decision = scope.get("state", {}).get(_STATE_KEY)
-            if message["type"] == "http.response.start" and isinstance(decision, RateDecision):
-                extra = [(k.lower().encode(), v.encode()) for k, v in decision.headers().items()]
-                message["headers"] = [*message.get("headers", []), *extra]
+            if message["type"] == "http.response.start":
+                headers = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                decision = scope.get("state", {}).get(_STATE_KEY)
+                if isinstance(decision, RateDecision):
+                    headers += [(k.lower().encode(), v.encode()) for k, v in decision.headers().items()]
+                message["headers"] = headers
             await send(message)
 
         await app(scope, receive, send_with_headers)

@@ -4,6 +4,7 @@ verify credential or an ``admin:apikeys`` key."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any
@@ -17,6 +18,8 @@ from keyledger.services.http.deps import components_of, gate_of
 from keyledger.services.http.errors import error_responses
 from keyledger.services.http.guards import SECURITY
 from keyledger.services.observe import metrics
+
+log = logging.getLogger("keyledger.http")
 
 
 def timed(command: str) -> Callable[[ASGIApp], ASGIApp]:
@@ -35,7 +38,10 @@ def timed(command: str) -> Callable[[ASGIApp], ASGIApp]:
             try:
                 await app(scope, receive, sending)
             finally:
-                metrics.COMMAND_SECONDS.labels(command, f"{status[0] // 100}xx").observe(perf_counter() - started)
+                seconds = perf_counter() - started
+                metrics.COMMAND_SECONDS.labels(command, f"{status[0] // 100}xx").observe(seconds)
+                log.info("key %s answered %d", command, status[0],
+                         extra={"command": command, "status": status[0], "ms": round(seconds * 1000, 1)})
 
         return timer
 
@@ -50,7 +56,7 @@ async def metrics_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseR
 
 
 @get("/metrics", guards=[metrics_guard], security=SECURITY, include_in_schema=True, media_type=metrics.CONTENT_TYPE,
-     responses=error_responses(401, 429))
+     responses=error_responses(401, 403, 429, 503))
 async def metrics_page(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Prometheus metrics of this process (and, under ``serve --workers N``, of every API worker)."""
     gauges = components_of(request.app.state).gauges

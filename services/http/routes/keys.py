@@ -35,6 +35,7 @@ from keyledger.services.http.schemas import (
 from keyledger.services.http.telemetry import timed
 from keyledger.services.keys.service import KeyService
 from keyledger.services.keys.views import join_access, key_view
+from keyledger.services.observe.logs import annotate
 
 KeyId = Annotated[str, PathParameter(description="The key id (12 characters)")]
 IfMatch = Annotated[str | None, HeaderParameter(name="If-Match", description='The key version you last saw, e.g. "3"; '
@@ -50,6 +51,7 @@ def _entries(scopes: list[str] | None, access: list[Access] | None) -> tuple[Acc
 
 
 def _tagged(body: K, state: KeyState, status: int = 200) -> Response[K]:
+    annotate(key_id=state.key_id, start=state.start)  # the request's log lines name the key (never its secret)
     return Response(body, status_code=status, headers={"ETag": f'"{state.version}"'})
 
 

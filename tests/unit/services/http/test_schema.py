@@ -28,6 +28,7 @@ ERRORS = {  # what each operation can answer besides success: the error body, al
     ("GET", "/v1/audit/public-key"): {400, 404, 503},  # public: no credentials
     ("GET", "/healthz"): set(),
     ("GET", "/readyz"): {503},
+    ("GET", "/metrics"): GUARDED,  # a verify credential, or an admin key (which leases rate budget)
 }
 SUCCESS = {
     ("POST", "/v1/keys"): ("201", "KeyWithSecret"),
@@ -70,7 +71,7 @@ def operations(schema: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def body_schema(response: dict[str, Any]) -> dict[str, Any]:
-    (media,) = response["content"].values()
+    media = next(iter(response["content"].values()))
     return media["schema"]  # type: ignore[no-any-return]
 
 
@@ -87,7 +88,8 @@ def test_every_success_response_has_its_body_schema(schema: dict[str, Any]) -> N
             expected_status, component = SUCCESS[key]
             assert (status, body_schema(response)) == (expected_status, {"$ref": f"#/components/schemas/{component}"})
     export = operations(schema)[("GET", "/v1/audit/export")]["responses"]["200"]
-    assert export["content"] == {"application/x-ndjson": {"schema": {"type": "string"}}}
+    assert export["content"] == {"application/x-ndjson": {"schema": {"type": "string"}},
+                                 "text/csv": {"schema": {"type": "string"}}}
 
 
 def test_every_error_status_has_the_error_body(schema: dict[str, Any]) -> None:

@@ -1,0 +1,52 @@
+"""The log formatters: one JSON object per line with the request's fields, and no secret in any line."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from keyledger.services.observe.logs import JsonFormatter, TextFormatter, annotate, begin_request, redacted
+
+KEY = "kl_pumYK9TDU3VsJeXAtpTpfoifxf3iMLtWngR2XMpKkMdl2KlIuU"
+CREDENTIAL = "klvc_euZFJricz3Xx0lBBPQBukhARFoyUCa0QM780FcePIw8J1qBGJY"
+
+
+def record(message: str, *args: object, **extra: object) -> logging.LogRecord:
+    made = logging.LogRecord("keyledger.test", logging.WARNING, __file__, 1, message, args, None)
+    made.__dict__.update(extra)
+    return made
+
+
+@pytest.mark.parametrize("secret", [KEY, CREDENTIAL])
+def test_secret_shaped_text_keeps_only_its_public_part(secret: str) -> None:
+    cut = redacted(f"presented {secret}, rejected")
+    assert secret not in cut and secret[:10] in cut and cut.endswith("…, rejected")
+
+
+def test_starts_ids_and_ordinary_words_are_left_alone() -> None:
+    for text in ("kl_pumYK9TDU3VsJeXA", "usage_events_20261201", "key pumYK9TDU3Vs", "KL_12871971bc",
+                 "request 5f0c6a1e3b2d4c8e0000000000000001"):
+        assert redacted(text) == text
+
+
+def test_url_passwords_are_masked() -> None:
+    assert redacted("nats://operator:hunter2@127.0.0.1:4222") == "nats://operator:***@127.0.0.1:4222"
+
+
+def test_a_json_line_carries_the_request_and_never_the_secret() -> None:
+    begin_request("req-1")
+    annotate(key_id="pumYK9TDU3Vs", start="kl_pumYK9TDU3VsJeXA", ignored=None)
+    line = json.loads(JsonFormatter("api").format(record("bad key %s", KEY, status=401, hint=CREDENTIAL)))
+    assert line["level"] == "warning" and line["process"] == "api" and line["logger"] == "keyledger.test"
+    assert (line["request_id"], line["key_id"], line["start"], line["status"]) == (
+        "req-1", "pumYK9TDU3Vs", "kl_pumYK9TDU3VsJeXA", 401)
+    assert line["time"].endswith("Z") and "ignored" not in line
+    assert KEY not in json.dumps(line) and CREDENTIAL not in json.dumps(line)
+
+
+def test_a_text_line_names_the_request() -> None:
+    begin_request("req-2")
+    text = TextFormatter("relay").format(record("published %d", 3, ms=1.5))
+    assert "relay[req-2]: published 3" in text and "ms=1.5" in text
