@@ -48,12 +48,13 @@ def serve(settings: Settings, workers: bool = True, processes: int = 1) -> None:
     endpoints = asyncio.run(prepare(settings))
     os.environ.update(endpoints.environment(), KEYLEDGER_RUN_WORKERS="0")
     supervisor = Supervisor().start() if workers else None
-    # after the supervisor copied the environment: only the API workers share one metrics folder. They are
-    # spawned, not forked, so each imports prometheus_client anew and sees it (a fork would inherit this
-    # process's in-memory metrics)
     metrics_dir = default_data_dir() / "metrics" / str(os.getpid())
-    prepare_multiprocess(metrics_dir)
-    multiprocessing.set_start_method("spawn", force=True)
+    if processes > 1:  # one worker keeps its metrics in memory (cheaper: no memory-mapped files)
+        # after the supervisor copied the environment: only the API workers share the metrics folder. They
+        # are spawned, not forked, so each imports prometheus_client anew and sees the folder (a fork would
+        # inherit this process's in-memory metrics)
+        prepare_multiprocess(metrics_dir)
+        multiprocessing.set_start_method("spawn", force=True)
     print(f"keyledger API on http://{settings.host}:{settings.port} (dashboard at /dashboard, OpenAPI at "
           f"/schema), {processes} worker "
           f"process{'es' if processes > 1 else ''}; Ctrl-C stops", flush=True)
