@@ -125,3 +125,8 @@ def _is_stdlib(top: str) -> bool:
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_prometheus_client_is_imported_only_by_observe() -> None:
+    assert importers_of("prometheus_client")
+    assert {m for m in importers_of("prometheus_client") if not m.startswith("keyledger.services.observe")} == set()
