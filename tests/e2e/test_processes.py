@@ -43,8 +43,10 @@ def all_roles(server: ApiServer) -> dict[str, psutil.Process]:
 
 
 def api_workers(server: ApiServer) -> list[psutil.Process]:
-    """The granian worker processes serving HTTP under the server."""
-    return [child for child, command in _children(server) if command[-1:] not in [[role] for role in ROLES]]
+    """The granian worker processes serving HTTP under the server (with ``--workers N`` > 1 they are spawned,
+    beside multiprocessing's resource tracker, which is not one)."""
+    return [child for child, command in _children(server) if command[-1:] not in [[role] for role in ROLES]
+            and not any("resource_tracker" in part for part in command)]
 
 
 def projected(database_url: str, key_id: str) -> bool:
