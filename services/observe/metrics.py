@@ -48,10 +48,9 @@ ARGON2_REFUSED = Counter("keyledger_argon2_refused_total", "argon2 work refused 
 ARGON2_WAIT = Histogram("keyledger_argon2_seconds", "Time an argon2 check took, queueing included", buckets=_SLOW)
 CACHE_POSITION = Gauge("keyledger_cache_position", "Global event position the key cache has applied "
                        "(the lowest of the workers)", multiprocess_mode="livemin")
-CACHE_LAG = Gauge("keyledger_cache_lag_events", "Events the store holds beyond the key cache (the highest of the "
-                  "workers)", multiprocess_mode="livemax")
-CACHE_CONFIRMED_AGE = Gauge("keyledger_cache_confirmed_age_seconds", "Seconds since the store last confirmed the key "
-                            "cache is current (the highest of the workers)", multiprocess_mode="livemax")
+CACHE_CONFIRMED_AGE = Gauge("keyledger_cache_confirmed_age_seconds", "How far the key cache may lag behind the "
+                            "store: seconds since the store last confirmed it holds nothing newer (the highest of the "
+                            "workers)", multiprocess_mode="livemax")
 CACHE_KEYS = Gauge("keyledger_cache_keys", "Keys in the key cache", multiprocess_mode="livemax")
 USAGE_BUFFERED = Gauge("keyledger_usage_buffered", "Usage events in memory, not yet published",
                        multiprocess_mode="livesum")
