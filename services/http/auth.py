@@ -18,7 +18,8 @@ from keyledger.domain.usage import UsageEvent, attempted_start, sanitized
 from keyledger.services.clock import Clock
 from keyledger.services.http.errors import ApiError, auth_required, forbidden
 from keyledger.services.http.ports import CallerRegistry, LastUse, Limiter, UsageSink
-from keyledger.services.http.ratelimit_headers import attach_decision, new_id, scope_request_id
+from keyledger.services.http.ratelimit_headers import attach_decision, scope_request_id
+from keyledger.services.http.ratelimit_headers import new_id as new_id  # re-exported: the in-process verifier uses it
 from keyledger.services.http.schemas import VerifyRequest
 from keyledger.services.keys.credentials import CREDENTIAL_PREFIX
 from keyledger.services.observe.metrics import RATE_ALLOWED, RATE_REFUSED
