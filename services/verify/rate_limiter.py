@@ -14,12 +14,12 @@ What they may fall short by is the unspent slices at the window's end: at most 5
 replica (2 replicas accept at least 90 %). Postgres traffic is a lease per key per half-lease of its
 traffic, independent of request rate once leases are rate-sized.
 
-A request that waited ``max_wait`` (1 s) without a lease is refused with ``Retry-After: 1`` (the
-store is slow; budget may remain): slowness never lets a replica accept more than it was granted.
-If a lease fails, or takes longer than ``lease_timeout`` (3 s: Postgres down or hung), the process
-stops asking for ``offline_seconds`` (5 s) and enforces each window's limit locally: every replica
-then counts against the whole limit on its own (N replicas accept up to N times the limit during an
-outage), and warm verifies keep their usual latency.
+If a lease fails, or a request waits ``max_wait`` (1 s) for it (Postgres down or hung: a pool that
+lost its connections makes a caller wait for one, rather than fail at once), the process stops asking
+for ``offline_seconds`` (5 s) and enforces each window's limit locally: every replica then counts
+against the whole limit on its own (N replicas accept up to N times the limit during an outage), and
+warm verifies keep their usual latency. The request that waited is decided locally too (never a 429
+for a store that is merely slow or gone).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class RateLimiter:
     """Counts requests per key and window; ``hit`` says whether one more is allowed."""
 
     def __init__(self, windows: RateWindows, clock: EpochClock = time.time, window: int = WINDOW_SECONDS,
-                 max_wait: float = 1.0, lease_timeout: float = 3.0, offline_seconds: float = 5.0,
+                 max_wait: float = 1.0, lease_timeout: float = 1.0, offline_seconds: float = 5.0,
                  monotonic: EpochClock = time.monotonic) -> None:
         self._store, self._clock, self._length = windows, clock, window
         self._max_wait, self._lease_timeout = max_wait, lease_timeout
@@ -109,7 +109,8 @@ class RateLimiter:
 
     async def _wait_for_lease(self, key_id: str, window: _Window) -> None:
         """Wait (at most ``max_wait``) for budget; when Postgres is known to be away (a lease failed or
-        took longer than ``lease_timeout``), this window is counted locally instead."""
+        took longer than ``lease_timeout``), or this wait outlasts ``max_wait``, this window is counted
+        locally instead."""
         if self._offline():
             window.local = True
             return
@@ -125,7 +126,9 @@ class RateLimiter:
             try:
                 await asyncio.wait_for(asyncio.shield(task), self._max_wait)
             except TimeoutError:
-                return  # the store is slow: this request is decided with what is in hand (never more)
+                self._go_offline(f"no lease within {self._max_wait:.1f} s")
+                window.local = True
+                return
 
     async def _lease(self, key_id: str, window: _Window) -> None:
         try:

@@ -47,7 +47,9 @@ def test_a_generated_typescript_client_works(api: ApiServer, admin: str, client:
     for name in ("check.ts", "tsconfig.json", "package.json"):
         shutil.copy(PROJECT / name, tmp_path / name)
     (tmp_path / "node_modules").symlink_to(PROJECT / "node_modules")
-    run(str(TOOLS / "openapi-typescript"), "schema.json", "-o", "keyledger.ts", cwd=tmp_path)
+    # request fields with a default (description, tags) stay optional: openapi-typescript 7 would make them required
+    run(str(TOOLS / "openapi-typescript"), "schema.json", "-o", "keyledger.ts", "--default-non-nullable", "false",
+        cwd=tmp_path)
     run(str(TOOLS / "tsc"), "-p", ".", "--outDir", "build", cwd=tmp_path)  # --strict: the types must fit
     out = json.loads(run(node, "build/check.js", cwd=tmp_path,
                          env={"KEYLEDGER_URL": api.url, "KEYLEDGER_ADMIN": admin}))

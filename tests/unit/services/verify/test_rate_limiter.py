@@ -95,10 +95,8 @@ async def test_a_store_that_hangs_means_local_enforcement_without_waiting_again(
     assert (await rl.hit("k", 100)).allowed  # leased normally
     budget.open.clear()  # Postgres hangs: a lease never comes back
     decisions = [await rl.hit("k", 100) for _ in range(150)]
-    late = [d for d in decisions if not d.allowed and d.retry_after == 1]
-    assert 1 <= len(late) <= 4  # refused while the lease is merely late (retry at once: budget may remain)...
-    assert sum(d.allowed for d in decisions) == 99  # ...then the limit, counted here alone
-    assert all(not d.allowed for d in decisions[-(150 - 99 - len(late)):])  # past the limit: refused
+    assert decisions[0].allowed  # waited max_wait for the late lease, then counted here: never a 429 for it
+    assert [d.allowed for d in decisions] == [True] * 99 + [False] * 51  # the limit, counted here alone
     waits = rl.waits
     budget.broken, now.now = True, 1.0  # down (refused), in a new window, still within the offline period
     clock.now = T + 60
