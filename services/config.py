@@ -65,6 +65,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     nats_subject_prefix: str = "keyledger.events"
     usage_stream: str = "KEYLEDGER_USAGE"
     usage_subject: str = "keyledger.usage"
+    replicas_subject: str = "keyledger.replicas"  # where API replicas announce how far their key cache is
     stream_replicas: int = 0  # copies of each JetStream stream; 0: 3 on a NATS cluster, else 1
     audit_retention_days: int = 400
     spool_dir: str | None = None  # where undelivered usage events wait; default <data dir>/spool
@@ -121,6 +122,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "token_prefix": env.get("KEYLEDGER_TOKEN_PREFIX", DEFAULT_PREFIX),
         "nats_stream": env.get("KEYLEDGER_NATS_STREAM") or "KEYLEDGER_EVENTS",
         "nats_subject_prefix": env.get("KEYLEDGER_NATS_SUBJECT_PREFIX") or "keyledger.events",
+        "replicas_subject": env.get("KEYLEDGER_REPLICAS_SUBJECT") or "keyledger.replicas",
         "usage_stream": env.get("KEYLEDGER_USAGE_STREAM") or "KEYLEDGER_USAGE",
         "usage_subject": env.get("KEYLEDGER_USAGE_SUBJECT") or "keyledger.usage",
         "verify_token": env.get("KEYLEDGER_VERIFY_TOKEN") or None,
@@ -152,7 +154,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", str(values[field])):
             raise SettingsError(f"{name} must be 1-64 letters, digits, '_' or '-'")
     for field, name in (("nats_subject_prefix", "KEYLEDGER_NATS_SUBJECT_PREFIX"),
-                        ("usage_subject", "KEYLEDGER_USAGE_SUBJECT")):
+                        ("usage_subject", "KEYLEDGER_USAGE_SUBJECT"),
+                        ("replicas_subject", "KEYLEDGER_REPLICAS_SUBJECT")):
         if not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", str(values[field])):
             raise SettingsError(f"{name} must be dot-separated tokens of letters, digits, '_' or '-'")
     if not is_valid_prefix(str(values["token_prefix"])):

@@ -13,7 +13,7 @@ from keyledger.services.clock import Clock, clock_from
 from keyledger.services.config import NATS_ROLES, Settings, nats_role_variable
 from keyledger.services.devstack.stack import BusNames, default_data_dir, stack_up
 from keyledger.services.keys.hashing import Argon2Queue, SecretHasher
-from keyledger.services.keys.service import EventsHook, KeyService
+from keyledger.services.keys.service import CommitBarrier, EventsHook, KeyService
 from keyledger.services.storage.database import Database, open_database
 from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.services.storage.migrations import migrate
@@ -54,11 +54,13 @@ class Runtime(msgspec.Struct, frozen=True, kw_only=True):
         """The URL this runtime's pool uses."""
         return self.db.url
 
-    def key_service(self, on_events: EventsHook | None = None, queue: Argon2Queue | None = None) -> KeyService:
+    def key_service(self, on_events: EventsHook | None = None, queue: Argon2Queue | None = None,
+                    barrier: CommitBarrier | None = None) -> KeyService:
         """Command handlers on this store; ``on_events`` sees every event they append; ``queue`` bounds
-        their argon2 work together with verify's (API processes)."""
+        their argon2 work together with verify's; ``barrier`` holds each command until every replica has
+        its events (API processes)."""
         return KeyService(self.store, self.hasher, prefix=self.settings.token_prefix, clock=self.clock,
-                          on_events=on_events, rate_tiers=self.settings.rate_tiers(), queue=queue)
+                          on_events=on_events, rate_tiers=self.settings.rate_tiers(), queue=queue, barrier=barrier)
 
 
 def server_endpoints(settings: Settings) -> Endpoints:
@@ -70,7 +72,8 @@ def server_endpoints(settings: Settings) -> Endpoints:
                          nats_url=settings.nats_url, nats_role_urls=dict(settings.nats_role_urls))
     data_dir = os.environ.get("KEYLEDGER_DATA_DIR")
     names = BusNames(event_stream=settings.nats_stream, event_subjects=f"{settings.nats_subject_prefix}.>",
-                     usage_stream=settings.usage_stream, usage_subject=settings.usage_subject)
+                     usage_stream=settings.usage_stream, usage_subject=settings.usage_subject,
+                     replicas_subject=settings.replicas_subject)
     info = stack_up(Path(data_dir).expanduser() if data_dir else default_data_dir(), names=names)
     return Endpoints(
         database_url=settings.database_url or info.database_url,

@@ -36,6 +36,7 @@ class LiveKeyCache:
         self.behind = False  # the bus announced an event the store has not confirmed yet
         self._asked_since: float | None = None  # the store has not answered since then (a read pending or failed)
         self._reading = asyncio.Lock()  # one store reader at a time
+        self.on_advance: Callable[[], None] | None = None  # told whenever ``tailed`` moves (the replica roll)
 
     @property
     def store_reachable(self) -> bool:
@@ -100,6 +101,8 @@ class LiveKeyCache:
                 while page := await self._store.read_page(self.tailed, 1000):
                     self.apply_local(page)
                     self.tailed = page[-1].global_position
+                    if self.on_advance is not None:
+                        self.on_advance()
             except StorageError:
                 if self.unreachable_since is None:
                     self.unreachable_since = asked  # it has not answered since then

@@ -31,16 +31,19 @@ class BusNames:
     event_subjects: str = "keyledger.events.>"
     usage_stream: str = "KEYLEDGER_USAGE"
     usage_subject: str = "keyledger.usage"
+    replicas_subject: str = "keyledger.replicas"
 
 
 DEFAULT_NAMES = BusNames()
-ANY_NAMES = BusNames(event_stream="*", event_subjects="*.events.>", usage_stream="*", usage_subject="*.usage")
+ANY_NAMES = BusNames(event_stream="*", event_subjects="*.events.>", usage_stream="*", usage_subject="*.usage",
+                     replicas_subject="*.replicas")
 
 
 def permissions(names: BusNames) -> dict[str, dict[str, list[str]]]:
     """What each role may publish: the relay alone publishes key events; API processes read them and
     publish usage; the projector and the audit sink each consume their own durable; none may delete or
-    purge a stream or a message. Every role subscribes only to its own replies (``_INBOX.>``)."""
+    purge a stream or a message. Every role subscribes to its own replies (``_INBOX.>``); API processes also
+    to the replicas subject, where they announce how far their key caches are (a command waits for them)."""
     ev, us = names.event_stream, names.usage_stream
 
     def stream(name: str) -> list[str]:
@@ -54,13 +57,16 @@ def permissions(names: BusNames) -> dict[str, dict[str, list[str]]]:
     common = ["$JS.API.INFO", "$JS.API.STREAM.NAMES"]
     publish = {
         "relay": [names.event_subjects, *common, *stream(ev)],
-        "api": [names.usage_subject, *common, *stream(ev), *stream(us), f"$JS.API.CONSUMER.CREATE.{ev}",
+        "api": [names.usage_subject, names.replicas_subject, *common, *stream(ev), *stream(us),
+                f"$JS.API.CONSUMER.CREATE.{ev}",
                 f"$JS.API.CONSUMER.CREATE.{ev}.>", f"$JS.API.CONSUMER.DELETE.{ev}.>", f"$JS.API.CONSUMER.INFO.{ev}.>",
                 f"$JS.FC.{ev}.>"],
         "projector": [*common, *stream(ev), *durable(ev, "key-cache-projector")],
         "sink": [*common, *stream(us), *durable(us, "audit-sink")],
     }
-    return {role: {"publish": allowed, "subscribe": ["_INBOX.>"]} for role, allowed in publish.items()}
+    return {role: {"publish": allowed,
+                   "subscribe": ["_INBOX.>", *([names.replicas_subject] if role == "api" else [])]}
+            for role, allowed in publish.items()}
 
 
 def write_config(data_dir: Path, credentials: Credentials, names: BusNames) -> Path:

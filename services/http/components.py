@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sized
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from keyledger.services.audit.notary import AuditNotary, notary_for
 from keyledger.services.audit.sink import AuditSink
 from keyledger.services.cache.live import LiveKeyCache
 from keyledger.services.cache.projector import Projector
+from keyledger.services.cache.replicas import ReplicaRoll
 from keyledger.services.clock import Clock, epoch
 from keyledger.services.config import Settings
 from keyledger.services.devstack.stack import default_data_dir
@@ -32,6 +34,7 @@ from keyledger.services.messaging.connection import connect, connect_in_backgrou
 from keyledger.services.messaging.events import event_consumer
 from keyledger.services.messaging.feed import EventFeed
 from keyledger.services.messaging.relay import Relay
+from keyledger.services.messaging.replicas import ReplicaChannel
 from keyledger.services.messaging.usage import UsagePublisher, usage_consumer
 from keyledger.services.observe.sampling import ApiGauges
 from keyledger.services.runtime import open_runtime
@@ -75,6 +78,7 @@ class Components(msgspec.Struct, kw_only=True):
     usage_counts: HourlyUsage | None = None  # per-key hourly verification counts (the dashboard's charts)
     dashboard_sessions: DashboardSessionTable | None = None  # None: the dashboard keeps them in memory
     gauges: ApiGauges | None = None  # samples this process's state for GET /metrics
+    replicas: Sized = ()  # the other API replicas this one hears (ReplicaRoll)
 
 
 async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
@@ -101,6 +105,10 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
     await cache.start()
     await cache.catch_up_with_store()  # confirmed current before the first request
     cache_ref.append(cache)
+    # every command waits until each replica's cache holds it: once it returns, no replica accepts what it took away
+    roll = ReplicaRoll(ReplicaChannel(bus, cfg.replicas_subject), lambda: cache.tailed,
+                       max_wait=float(cfg.max_staleness or 1))
+    cache.on_advance = roll.advanced
     stack.push_async_callback(cache.stop)
     last_used = LastUsedTracker(LastUsedTable(db))
     callers = VerifyCallers(VerifyCredentials(db))
@@ -111,7 +119,7 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
     stop = asyncio.Event()
     queue = Argon2Queue(cfg.argon2_max_pending)  # verify's cold checks and create/rotate hashing share it
     gauges = ApiGauges(cache=cache, queue=queue, usage=usage, bus=bus)
-    workers = [last_used.run, limiter.run, usage.run, callers.run, cache.follow_store, gauges.run]
+    workers = [last_used.run, limiter.run, usage.run, callers.run, cache.follow_store, gauges.run, roll.run]
     if cfg.run_workers:  # each on a connection of its own, with only its role's permissions
         buses = {}
         for role in ("relay", "projector", "sink"):
@@ -131,8 +139,9 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
                         key_failure_limit=cfg.key_failure_limit,
                         is_current=lambda: cache.is_current(cfg.max_staleness, bus.is_connected))
     return Components(
-        settings=cfg, clock=clock, keys=runtime.key_service(on_events=cache.apply_local, queue=queue), cache=cache,
+        settings=cfg, clock=clock, cache=cache,
+        keys=runtime.key_service(on_events=cache.apply_local, queue=queue, barrier=roll.wait_for),
         verifier=verifier, limiter=limiter, auth_failures=FailureThrottle(cfg.auth_failure_limit, clock=epoch(clock)),
         last_used=last_used, usage=usage, audit=AuditQueries(db), export=ExportSource(export_db), bus=bus,
         startup_head=startup_head, callers=callers, notary=notary_for(db, cfg), usage_counts=UsageCounts(db),
-        dashboard_sessions=DashboardSessionTable(db), gauges=gauges)
+        dashboard_sessions=DashboardSessionTable(db), gauges=gauges, replicas=roll)

@@ -7,7 +7,7 @@ read them from there (``State``). Guards cannot take injected parameters, so the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from datetime import datetime
 from typing import Any
 
@@ -112,6 +112,11 @@ def provide_bus(state: State) -> Connectivity:
     return _published(state).components.bus
 
 
+def provide_replicas(state: State) -> Sized:
+    """The other API replicas this one hears (commands wait until each holds their events)."""
+    return _published(state).components.replicas
+
+
 def provide_startup_head(state: State) -> int:
     """The store's head position when the process started (readiness waits for the cache to reach it)."""
     return _published(state).components.startup_head
@@ -139,6 +144,7 @@ def dependencies() -> dict[str, Provide]:
     providers: dict[str, Callable[..., Any]] = {
         "gate": provide_gate, "keys": provide_keys, "cache": provide_cache, "last_used": provide_last_used,
         "audit": provide_audit, "export": provide_export, "bus": provide_bus, "startup_head": provide_startup_head,
+        "replicas": provide_replicas,
         "notary": provide_notary, "now": provide_now, "admin": provide_admin, "metadata": provide_metadata,
     }
     return {name: Provide(provider, sync_to_thread=False) for name, provider in providers.items()}

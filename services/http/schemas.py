@@ -188,6 +188,7 @@ class Ready(msgspec.Struct, kw_only=True):
     keys: int
     forged: int = 0  # messages on the bus that claimed events the store does not hold (ignored)
     degraded: list[str] = msgspec.field(default_factory=list)
+    replicas: int = 0  # the other API replicas this one hears: a key command waits until each holds it
 
 
 class ErrorBody(msgspec.Struct, kw_only=True):

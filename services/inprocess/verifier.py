@@ -17,6 +17,7 @@ from keyledger.domain.rate import limit_of
 from keyledger.domain.usage import UsageEvent, attempted_start, sanitized
 from keyledger.services.audit.emitter import UsageEmitter
 from keyledger.services.cache.live import LiveKeyCache
+from keyledger.services.cache.replicas import ReplicaRoll
 from keyledger.services.clock import clock_from, epoch
 from keyledger.services.config import Settings, load_settings
 from keyledger.services.devstack.stack import default_data_dir
@@ -26,6 +27,7 @@ from keyledger.services.http.schemas import VerifyAnswer
 from keyledger.services.keys.hashing import SecretHasher
 from keyledger.services.messaging.connection import connect
 from keyledger.services.messaging.feed import EventFeed
+from keyledger.services.messaging.replicas import ReplicaChannel
 from keyledger.services.messaging.usage import UsagePublisher
 from keyledger.services.storage.database import open_database
 from keyledger.services.storage.event_store import PostgresEventStore
@@ -95,6 +97,10 @@ class InProcessVerifier:
             await cache.start()
             await cache.catch_up_with_store()
             caches.append(cache)
+            # announced like an API replica's: key commands wait until this cache holds them too
+            roll = ReplicaRoll(ReplicaChannel(bus, cfg.replicas_subject), lambda: cache.tailed,
+                               max_wait=float(cfg.max_staleness or 1))
+            cache.on_advance = roll.advanced
             stack.push_async_callback(cache.stop)
             self._cache, self._clock = cache, clock
             self._limiter = RateLimiter(RateWindows(db), clock=epoch(clock))
@@ -107,7 +113,7 @@ class InProcessVerifier:
                                       is_current=lambda: cache.is_current(cfg.max_staleness))
             stop = asyncio.Event()
             tasks = [asyncio.create_task(work(stop)) for work in
-                     (self._last_used.run, self._limiter.run, self._usage.run, cache.follow_store)]
+                     (self._last_used.run, self._limiter.run, self._usage.run, cache.follow_store, roll.run)]
 
             async def stop_workers() -> None:
                 stop.set()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 
 import msgspec
@@ -29,6 +29,7 @@ from keyledger.services.keys.hashing import Argon2Queue, SecretHasher
 from keyledger.services.storage.event_store import EventStore
 
 EventsHook = Callable[[list[RecordedEvent]], None]
+CommitBarrier = Callable[[int], Awaitable[object]]  # waits until every replica holds a global position
 
 
 class IssuedKey(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,12 +57,14 @@ class KeyService:
         on_events: EventsHook | None = None,
         rate_tiers: Mapping[str, int] = DEFAULT_TIERS,
         queue: Argon2Queue | None = None,
+        barrier: CommitBarrier | None = None,
     ) -> None:
         self._store, self._hasher, self._prefix = store, hasher, prefix
         self._random, self._clock = random_bytes, clock
         self._on_events = on_events  # e.g. the live cache applying its own writes at once
         self._tiers = rate_tiers
         self._queue = queue  # the API process's argon2 bound, shared with verify (None: unbounded, e.g. the CLI)
+        self._barrier = barrier  # a command returns once every API replica holds its events (None: at once)
 
     async def create(
         self,
@@ -175,5 +178,7 @@ class KeyService:
             state = evolve(state, recorded.event)
         if self._on_events is not None:
             self._on_events(recorded_events)
+        if self._barrier is not None and recorded_events:
+            await self._barrier(recorded_events[-1].global_position)
         assert state is not None
         return state

@@ -40,7 +40,6 @@ from tests.support.server import ApiServer
 from tests.support.wait import until_sync
 
 PHASE = float(os.environ.get("KEYLEDGER_CHAOS_SECONDS", "2"))  # seconds of traffic before, during, after
-PROPAGATION_BOUND = 1.0  # seconds within which every replica refuses a revoked key (measured below)
 FLUSH_LOSS_SECONDS = 0.2  # a SIGKILLed API replica may lose usage events answered this close to its death
 # Postgres as in production: a commit is on disk when it returns. (The suite's throw-away settings,
 # synchronous_commit=off, lose the last commits to a SIGKILL: the sink's acked batches among them.)
@@ -73,6 +72,7 @@ class World:
     admin: str = ""
     secrets: dict[str, str] = field(default_factory=dict)  # key id -> secret
     revoked: dict[str, float] = field(default_factory=dict)  # key id -> when its revoke call returned
+    revoke_ms: list[float] = field(default_factory=list)  # how long each successful revoke call took
     answers: list[Answer] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     killed: list[tuple[int, float]] = field(default_factory=list)  # (server index, when) of killed replicas
@@ -147,12 +147,14 @@ def commands(world: World, client: httpx.Client, deadline: float) -> None:
         time.sleep(PHASE / 4)
         while time.monotonic() < deadline + 30:
             try:
+                sent = time.monotonic()
                 revoked = client.post(f"/v1/keys/{key['id']}/revoke", headers={"x-api-key": world.admin})
             except httpx.HTTPError:
                 continue
             if revoked.status_code == 200:
                 with world.lock:
-                    world.revoked[key["id"]] = time.monotonic()
+                    world.revoked[key["id"]] = returned = time.monotonic()
+                    world.revoke_ms.append((returned - sent) * 1000)
                 break
             time.sleep(0.2)
 
@@ -216,7 +218,7 @@ def cost(world: World, fault: str, start: float, end: float) -> Cost:
     gaps = [b - a for a, b in zip([start, *answered], [*answered, end], strict=True)]
     latencies = sorted((a.received - a.sent) * 1000 for a in world.answers
                        if start <= a.sent <= end and a.status == 200)
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else float("nan")
+    p99 = percentile(latencies, 0.99)
     return Cost(fault, max(gaps), p99)
 
 
@@ -253,14 +255,11 @@ def test_every_single_fault_under_load(world: World) -> None:
 
     answers = list(world.answers)
     assert sum(a.status == 200 for a in answers) > 100, "the load generator hardly got answers"
-    # 1. no VALID once a revoke has had time to reach every replica. The replica that handled it refuses
-    # at once; the others learn it from the bus or their own read of the store. A revoke call does not
-    # wait for every replica, so "never after the call returned" holds only up to this propagation lag,
-    # which is measured (max and count) and bounded here.
+    # 1. no VALID for a key sent after its revoke call returned, by any replica: a revoke returns once every
+    # replica holds it (or, cut off from the bus, has had time to read it from the store)
     late_valid = [(a.sent - world.revoked[a.key], a) for a in answers
                   if a.code == "VALID" and a.key in world.revoked and a.sent > world.revoked[a.key]]
-    assert all(lag <= PROPAGATION_BOUND for lag, _ in late_valid), sorted(late_valid, key=lambda x: -x[0])[:3]
-    assert not [a for _, a in late_valid if a.server == 0], "the replica that revoked answered VALID after"
+    assert not late_valid, sorted(late_valid, key=lambda x: -x[0])[:3]
 
     # 2. every answered verify's usage event, exactly once (within a stated time after recovery)
     answered = {a.request_id: a for a in answers if a.status == 200}
@@ -298,7 +297,13 @@ def test_every_single_fault_under_load(world: World) -> None:
                 code = client.post("/v1/verify", json={"key": secret, "scope": "read:data"}).json()["code"]
                 assert code == ("REVOKED" if truth[key_id] else "VALID"), (url, key_id, code)
 
-    report(costs, len(answered), len(lost), [lag for lag, _ in late_valid])
+    report(costs, len(answered), len(lost), world.revoke_ms)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (nan when there are none)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
 
 
 def lost_by_kill(world: World, answer: Answer) -> bool:
@@ -307,14 +312,15 @@ def lost_by_kill(world: World, answer: Answer) -> bool:
                for server, at in world.killed)
 
 
-def report(costs: list[Cost], answered: int, lost: int, late: list[float]) -> None:
+def report(costs: list[Cost], answered: int, lost: int, revokes: list[float]) -> None:
     lines = ["| fault (SIGKILL, then restart) | longest gap without an answer | p99 verify latency meanwhile |",
              "| --- | ---: | ---: |"]
     lines += [f"| {c.fault} | {c.longest_gap:.2f} s | {c.p99_ms:.1f} ms |" for c in costs]
     lines.append(f"\n{answered} verifies answered; usage events lost to the replica's SIGKILL: {lost} "
                  f"(answered within {FLUSH_LOSS_SECONDS * 1000:.0f} ms before it); {PHASE:.0f} s per phase. "
-                 f"VALID answers by another replica after a revoke returned: {len(late)}, the latest "
-                 f"{max(late, default=0) * 1000:.1f} ms after it (bound {PROPAGATION_BOUND:.0f} s).")
+                 f"No VALID answer after a revoke returned; the {len(revokes)} revokes took (until every replica "
+                 f"held them) median {percentile(revokes, 0.5):.1f} ms, p99 {percentile(revokes, 0.99):.1f} ms, "
+                 f"max {max(revokes, default=0):.1f} ms.")
     table = "\n".join(lines)
     print("\n" + table)
     target = os.environ.get("KEYLEDGER_CHAOS_RESULTS")

@@ -34,6 +34,7 @@ def isolated_settings() -> Settings:
     tag = uuid.uuid4().hex[:10]
     return Settings(nats_stream=f"KL_{tag}", nats_subject_prefix=f"kl{tag}.events",
                     usage_stream=f"KLU_{tag}", usage_subject=f"kl{tag}.usage",
+                    replicas_subject=f"kl{tag}.replicas",
                     argon2_time_cost=1, argon2_memory_kib=1024)
 
 

@@ -71,6 +71,7 @@ class ApiServer:
             "KEYLEDGER_NATS_SUBJECT_PREFIX": self.settings.nats_subject_prefix,
             "KEYLEDGER_USAGE_STREAM": self.settings.usage_stream,
             "KEYLEDGER_USAGE_SUBJECT": self.settings.usage_subject,
+            "KEYLEDGER_REPLICAS_SUBJECT": self.settings.replicas_subject,
             "KEYLEDGER_VERIFY_OPEN": "1",  # tests of other things call verify without a credential; the
             # closed default has its own tests (extra_env={"KEYLEDGER_VERIFY_OPEN": ""})
             **CHEAP_ARGON2, **(self.clock.start_env(self.ahead) if self.clock is not None else {}), **self.extra_env})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sized
+
 from litestar import get
 from litestar.di import NamedDependency
 
@@ -19,7 +21,7 @@ async def healthz() -> Health:
 
 @get("/readyz", responses=error_responses(503))
 async def readyz(cache: NamedDependency[KeyDirectory], bus: NamedDependency[Connectivity],
-                 startup_head: NamedDependency[int]) -> Ready:
+                 startup_head: NamedDependency[int], replicas: NamedDependency[Sized]) -> Ready:
     """Ready once the key cache has caught up with the store as it was at start. ``degraded`` says what
     is missing while it still serves: NATS (the cache then follows the store alone), or the store
     (commands answer 503; verifies are served while nothing newer is announced)."""
@@ -38,7 +40,7 @@ async def readyz(cache: NamedDependency[KeyDirectory], bus: NamedDependency[Conn
         degraded.append("event store unreachable: commands answer 503; verifies are served from the key cache "
                         "while the bus announces nothing newer")
     return Ready(ready=True, position=cache.position, lag=lag, keys=len(cache), forged=cache.forged,
-                 degraded=degraded)
+                 degraded=degraded, replicas=len(replicas))
 
 
 HEALTH_ROUTES = [healthz, readyz]

@@ -1,0 +1,123 @@
+"""The replica roll: a command waits until every replica heard from holds its position, never for a replica
+that left, is gone or cut off from the bus (it reads the store itself), and never longer than ``max_wait``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from keyledger.services.cache.replicas import FORGET_AFTER, SILENT_AFTER, STORE_POLL_BOUND, ReplicaRoll
+from keyledger.services.messaging.replicas import Announcement
+from tests.support.wait import until
+
+
+class Monotonic:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Channel:
+    """Records what the roll announces; delivers nothing by itself."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int]] = []
+        self.listener: Callable[[Announcement], None] | None = None
+
+    async def listen(self, on_heard: Callable[[Announcement], None]) -> None:
+        self.listener = on_heard
+
+    async def announce(self, replica: str, position: int) -> None:
+        self.sent.append((replica, position))
+
+
+def roll(clock: Monotonic, max_wait: float = 5.0, position: Callable[[], int] = lambda: 0) -> ReplicaRoll:
+    return ReplicaRoll(Channel(), position, max_wait=max_wait, monotonic=clock)
+
+
+async def test_no_other_replica_means_no_wait() -> None:
+    assert await roll(Monotonic()).wait_for(10) == []
+
+
+async def test_waits_until_a_replica_announces_the_position() -> None:
+    clock = Monotonic()
+    replicas = roll(clock)
+    replicas.heard(Announcement("b", 9))
+    waiting = asyncio.create_task(replicas.wait_for(10))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # b is at 9
+    replicas.heard(Announcement("b", 9))  # a heartbeat that says nothing new
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    replicas.heard(Announcement("b", 10))
+    assert await asyncio.wait_for(waiting, 5) == []
+    assert replicas.timeouts == 0
+
+
+async def test_a_leaving_replica_is_not_waited_for() -> None:
+    clock = Monotonic()
+    replicas = roll(clock)
+    replicas.heard(Announcement("b", 3))
+    waiting = asyncio.create_task(replicas.wait_for(10))
+    await asyncio.sleep(0.05)
+    replicas.heard(Announcement("b", -1))
+    assert await asyncio.wait_for(waiting, 5) == []
+    assert len(replicas) == 0
+
+
+async def test_a_silent_replica_is_waited_for_until_it_would_have_read_the_store() -> None:
+    """Silent: killed, or cut off from the bus; the latter reads the store every half second, so after
+    ``STORE_POLL_BOUND`` it holds the position even if it cannot say so."""
+    clock = Monotonic()
+    replicas = roll(clock)
+    replicas.heard(Announcement("b", 3))
+    clock.now += SILENT_AFTER + 0.5  # silent before the command
+    waiting = asyncio.create_task(replicas.wait_for(10))
+    await asyncio.sleep(0.25)
+    assert not waiting.done(), "released before a replica cut off from the bus read the store"
+    clock.now += STORE_POLL_BOUND
+    assert await asyncio.wait_for(waiting, 5) == []
+    assert replicas.timeouts == 0
+
+
+async def test_a_replica_heard_from_but_behind_holds_the_command_at_most_max_wait() -> None:
+    clock = Monotonic()
+    replicas = roll(clock, max_wait=2.0)
+    replicas.heard(Announcement("b", 3))
+    waiting = asyncio.create_task(replicas.wait_for(10))
+    for _ in range(3):  # it keeps announcing an old position (e.g. its store is unreachable)
+        await asyncio.sleep(0.05)
+        clock.now += 0.5
+        replicas.heard(Announcement("b", 3))
+    assert not waiting.done()
+    clock.now += 1.0
+    assert await asyncio.wait_for(waiting, 5) == ["b"]
+    assert replicas.timeouts == 1
+
+
+async def test_own_announcements_are_ignored_and_long_silent_replicas_forgotten() -> None:
+    clock = Monotonic()
+    replicas = roll(clock)
+    replicas.heard(Announcement(replicas.replica, 0))
+    assert len(replicas) == 0
+    replicas.heard(Announcement("b", 0))
+    clock.now += FORGET_AFTER + 1
+    assert replicas.behind(10, clock.now) == []
+    assert len(replicas) == 0
+
+
+async def test_run_announces_when_the_position_moves_and_says_goodbye() -> None:
+    channel, position = Channel(), [1]
+    replicas = ReplicaRoll(channel, lambda: position[0], max_wait=5.0)
+    stop = asyncio.Event()
+    running = asyncio.create_task(replicas.run(stop))
+    await until(lambda: channel.sent, timeout=5, what="the first announcement")
+    assert channel.listener is not None
+    position[0] = 7
+    replicas.advanced()
+    await until(lambda: (replicas.replica, 7) in channel.sent, timeout=5, what="the moved position announced")
+    stop.set()
+    await asyncio.wait_for(running, 5)
+    assert channel.sent[-1] == (replicas.replica, -1)
