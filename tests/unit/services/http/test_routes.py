@@ -172,7 +172,7 @@ async def test_health_and_readiness(client: Client, components: Components) -> N
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert ready.status_code == 200 and ready.json() == {"ready": True, "position": 0, "lag": 0, "keys": 0,
-                                                          "forged": 0, "degraded": []}
+                                                          "forged": 0, "degraded": [], "replicas": 0}
     assert isinstance(components.bus, Bus)
     components.bus.is_connected = False  # still serving, from the store alone: ready, and it says so
     degraded = await client.get("/readyz")

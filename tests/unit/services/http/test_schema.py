@@ -56,7 +56,7 @@ FIELDS = {
                      "ratelimit"},
     "RateLimitState": {"limit", "remaining", "reset"}, "Access": {"resource", "id", "scopes"},
     "ErrorBody": {"success", "error", "code"}, "Health": {"status"}, "Ready": {"ready", "position", "lag", "keys",
-                                                                               "forged", "degraded"},
+                                                                               "forged", "degraded", "replicas"},
 }
 
 
