@@ -11,13 +11,14 @@ from keyledger.domain.events import KeyRevoked
 from keyledger.domain.key import KeyState
 from keyledger.domain.recorded import RecordedEvent
 from keyledger.projections.key_cache import KeyCache, Outcome, apply_at
+from keyledger.services.clock import sleep_or_stop
 from keyledger.services.messaging.feed import EventFeed
-from keyledger.services.periodic import every
 from keyledger.services.storage.database import StorageError
 from keyledger.services.storage.event_store import EventStore
 from keyledger.services.storage.key_cache_table import KeyCacheTable
 
 log = logging.getLogger("keyledger.live_cache")
+CUT_OFF_POLL_SECONDS = 0.05  # how often a replica cut off from NATS reads the store
 
 
 class LiveKeyCache:
@@ -84,11 +85,20 @@ class LiveKeyCache:
         """Stop following the stream."""
         await self._feed.stop()
 
-    async def follow_store(self, stop: asyncio.Event, interval: float = 0.5) -> None:
+    async def follow_store(self, stop: asyncio.Event, interval: float = 0.5,
+                           cut_off_interval: float = CUT_OFF_POLL_SECONDS) -> None:
         """Also read the event store itself every ``interval`` seconds (one cheap query when nothing is
-        new): revocations arrive even while NATS is away, and ``confirmed_at`` says when the store last
-        confirmed that nothing is missing."""
-        await every(stop, interval, self.catch_up_with_store, log, "following the event store", first=True)
+        new), every ``cut_off_interval`` while NATS is away: revocations arrive even then (and this
+        replica cannot tell the others that it holds them: their commands wait a moment for it, see
+        ``keyledger.services.cache.replicas``); ``confirmed_at`` says when the store last confirmed that
+        nothing is missing."""
+        while not stop.is_set():
+            try:
+                await self.catch_up_with_store()
+            except StorageError as exc:
+                log.warning("following the event store failed (%s); will retry", exc)
+            connected = self._feed is not None and self._feed.connected
+            await sleep_or_stop(stop, interval if connected else min(interval, cut_off_interval))
 
     async def catch_up_with_store(self) -> None:
         """Apply every event the store holds beyond what was read from it, then mark the cache confirmed.

@@ -16,8 +16,8 @@ log = logging.getLogger("keyledger.replicas")
 
 HEARTBEAT = 0.5  # seconds between a replica's announcements when its position does not move
 SILENT_AFTER = 4 * HEARTBEAT  # a replica not heard for this long is gone, or cut off from the bus
-STORE_POLL_BOUND = 1.0  # a replica cut off from the bus reads the store every 0.5 s: by then it holds an event
-FORGET_AFTER = 60.0  # a replica not heard for this long leaves the roll
+STORE_POLL_BOUND = 0.25  # a replica cut off from the bus reads the store every 50 ms: by then it holds an event
+FORGET_AFTER = 15.0  # a replica not heard for this long leaves the roll (a killed one costs commands no more)
 
 
 class Channel(Protocol):
@@ -35,8 +35,10 @@ class ReplicaRoll:
     The guarantee a command gets from :meth:`wait_for`: once it returns, every replica that answers verifies
     holds the command's events, or it will not answer VALID — a replica heard from recently has announced the
     position; one silent for ``SILENT_AFTER`` is dead or cut off from the bus, and then reads the store every
-    half second (``STORE_POLL_BOUND``). Never longer than ``max_wait`` (the replicas' ``max_staleness``: a
-    replica the store has not confirmed for that long answers UNAVAILABLE, not VALID)."""
+    50 ms (``STORE_POLL_BOUND`` covers it); one silent for ``FORGET_AFTER`` is no longer waited for (if it
+    is alive but cut off from the bus that long, it may answer VALID for one store read, tens of
+    milliseconds, after a command returned). Never longer than ``max_wait`` (the replicas'
+    ``max_staleness``: a replica the store has not confirmed for that long answers UNAVAILABLE, not VALID)."""
 
     def __init__(self, channel: Channel, position: Callable[[], int], *, max_wait: float,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
