@@ -170,7 +170,8 @@ async def run_middleware(ctx: BenchContext) -> BenchResult:
                    "DATABASE_URL": stack.database_url, "NATS_URL": stack.nats_url,
                    "KEYLEDGER_NATS_STREAM": s.nats_stream,
                    "KEYLEDGER_NATS_SUBJECT_PREFIX": s.nats_subject_prefix, "KEYLEDGER_USAGE_STREAM": s.usage_stream,
-                   "KEYLEDGER_USAGE_SUBJECT": s.usage_subject, "KEYLEDGER_SPOOL_DIR": str(Path(stack.work_dir) / "app")}
+                   "KEYLEDGER_USAGE_SUBJECT": s.usage_subject, "KEYLEDGER_REPLICAS_SUBJECT": s.replicas_subject,
+                   "KEYLEDGER_SPOOL_DIR": str(Path(stack.work_dir) / "app")}
             results = {mode: await load(mode, env, secret) for mode in ("plain", "http", "inprocess")}
         finally:
             await api.stop()

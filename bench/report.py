@@ -15,7 +15,7 @@ HEADER = ("metric", "value", "baseline", "ratio", "target", "command")
 
 
 def _number(value: float, unit: str) -> str:
-    return f"{value:,.0f} {unit}" if unit.endswith("/s") else f"{value:,.2f} {unit}"
+    return f"{value:,.0f} {unit}" if unit.endswith("/s") or unit == "answers" else f"{value:,.2f} {unit}"
 
 
 def cells(row: Row) -> tuple[str, ...]:
