@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import os
 from collections.abc import Callable
@@ -117,7 +116,7 @@ class Verifier:
                             caller: str = "") -> Verdict | None:
         """None when the secret is right; else the refusal (never saying which part was wrong)."""
         accepted = self._accepted_hashes(state, now)
-        digest = hmac.new(self._digest_key, presented.encode(), hashlib.sha256).digest()
+        digest = hmac.digest(self._digest_key, presented.encode(), "sha256")
         known = [entry for entry in self._known.get(state.key_id, ()) if entry[1] in accepted]
         if _remembered(digest, known):
             return None
