@@ -40,6 +40,11 @@ class LiveKeyCache:
         self.on_advance: Callable[[], None] | None = None  # told whenever ``tailed`` moves (the replica roll)
 
     @property
+    def following(self) -> bool:
+        """Whether this cache follows the bus (a subscription is in place)."""
+        return self._feed.following
+
+    @property
     def store_reachable(self) -> bool:
         """Whether the event store answered the last read."""
         return self.unreachable_since is None

@@ -105,6 +105,8 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
     await cache.start()
     await cache.catch_up_with_store()  # confirmed current before the first request
     cache_ref.append(cache)
+    if bus.is_connected and not cache.following:  # NATS answered during the start, before follow_again saw the cache
+        await cache.resubscribe()
     # every command waits until each replica's cache holds it: once it returns, no replica accepts what it took away
     roll = ReplicaRoll(ReplicaChannel(bus, cfg.replicas_subject), lambda: cache.tailed,
                        max_wait=float(cfg.max_staleness or 1))

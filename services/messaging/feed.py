@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -23,6 +24,12 @@ class EventFeed:
     def __init__(self, bus: Bus, settings: Settings) -> None:
         self._bus, self._settings = bus, settings
         self._subscription: object | None = None
+        self._changing = asyncio.Lock()  # a (re)connection and the start may both ask to follow at once
+
+    @property
+    def following(self) -> bool:
+        """Whether a subscription is in place."""
+        return self._subscription is not None
 
     @property
     def connected(self) -> bool:
@@ -32,6 +39,10 @@ class EventFeed:
     async def follow(self, after_seq: int, on_event: OnEvent) -> None:
         """(Re)start following after ``after_seq``. A sequence beyond the stream's end means the stream
         was recreated, so it is followed from its beginning (consumers skip versions they have)."""
+        async with self._changing:
+            await self._follow(after_seq, on_event)
+
+    async def _follow(self, after_seq: int, on_event: OnEvent) -> None:
         await self.stop()
         await ensure_event_stream(self._bus, self._settings)
         last = await last_sequence(self._bus, self._settings.nats_stream)
