@@ -1,7 +1,7 @@
 """Abuse: warm verify latency with and without a flood of wrong secrets for a real key id.
 
 DESIGN: argon2 work must be bounded so a flood of wrong secrets cannot starve valid traffic
-(held to: warm verify p99 under the flood ≤ 2 × without it, measured in the same run).
+(held to: warm verify p99 under the flood ≤ 1.25 × without it, measured in the same run).
 
 ``keyledger serve`` with production argon2 (t=3, 64 MiB). Valid traffic: warm verifies of
 16 keys on 32 connections (closed loop, as in the ``http`` benchmark). The flood: wrong
@@ -32,7 +32,7 @@ from bench.servers import PRODUCTION_ARGON2, Api, Stack, private_stack, start_ap
 from keyledger.domain import token
 
 CONNECTIONS, WARMUP, SECONDS, ROUNDS, KEYS = 32, 1.0, 5.0, 2, 16
-FLOOD_RATE, FLOOD_CONNECTIONS, TARGET_RATIO = 500.0, 64, 2.0
+FLOOD_RATE, FLOOD_CONNECTIONS, TARGET_RATIO = 500.0, 64, 1.25
 VARIANTS = {"default per-key failure throttle (10/min)": {},
             "failure throttle off (argon2 pending bound alone)": {"KEYLEDGER_KEY_FAILURE_LIMIT": "1000000"}}
 
@@ -107,7 +107,7 @@ def variant_rows(name: str, rounds: list[Round], command: str) -> list[Row]:
     flooded_rps = statistics.mean(r.flooded.rps for r in rounds)
     return [
         Row(f"warm verify p99 under a {flood_rps:,.0f}/s wrong-secret flood — {name}", flooded, "ms", quiet,
-            "same load, no flood", f"≤ {TARGET_RATIO:.0f} × no flood", flooded <= TARGET_RATIO * quiet, command),
+            "same load, no flood", f"≤ {TARGET_RATIO:g} × no flood", flooded <= TARGET_RATIO * quiet, command),
         Row(f"warm verify throughput under the flood — {name}", flooded_rps, "req/s", quiet_rps,
             "same load, no flood", "(diagnostic)", None, command),
     ]

@@ -164,6 +164,7 @@ async def app_costs(ctx: BenchContext) -> dict[str, float]:
                                 nats_stream=stack.settings.nats_stream,
                                 nats_subject_prefix=stack.settings.nats_subject_prefix,
                                 usage_stream=stack.settings.usage_stream, usage_subject=stack.settings.usage_subject,
+                                replicas_subject=stack.settings.replicas_subject,
                                 spool_dir=str(stack.work_dir / f"spool-{name[:3]}"), run_workers=workers,
                                 argon2_time_cost=1, argon2_memory_kib=1024,
                                 verify_open=True)  # as the HTTP benchmarks: no caller credential to check

@@ -177,7 +177,7 @@ def rows(trivial: Measured, serve: Measured, api_only: Measured, cold: Cold, com
         Row("warm verify p50, 32 conns (keyledger serve)", serve.load.p50_ms, "ms", trivial.load.p50_ms,
             "trivial Litestar POST p50", "(diagnostic)", None, command),
         Row("server CPU per warm verify (keyledger serve)", serve.cpu_us, "µs", trivial.cpu_us,
-            "trivial Litestar POST", "(diagnostic)", None, command),
+            "trivial Litestar POST", "≤ 1.2 × trivial", serve.cpu_us <= 1.2 * trivial.cpu_us, command),
         Row("warm verify throughput, API only (serve --no-workers)", api_only.rps, "req/s", trivial.rps,
             "trivial Litestar POST", "(diagnostic)", None, command),
         Row("server CPU per warm verify, API only (serve --no-workers)", api_only.cpu_us, "µs", trivial.cpu_us,
