@@ -68,7 +68,7 @@ class LiveKeyCache:
         not even for the milliseconds the round trip through the relay takes.
         """
         for event in recorded:
-            if apply_at(self._keys, event.event, event.version) is Outcome.APPLIED:
+            if apply_at(self._keys, event.event, event.version) is not Outcome.GAP:  # applied, or already held
                 self.position = max(self.position, event.global_position)
 
     async def start(self) -> None:

@@ -85,6 +85,9 @@ class KeyCacheTable:
     async def load(self) -> tuple[KeyCache, int, int]:
         """Every stored key state, with the checkpoint ``(position, stream_seq)`` it is consistent with."""
         async with self._db._connection() as conn, conn.transaction():
+            # one snapshot for both reads: under READ COMMITTED a projector batch committed between them made
+            # the states newer than the checkpoint (their events then read as duplicates, never "applied")
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             position, stream_seq = await read_checkpoint(conn, PROJECTOR)
             return await load_all(conn), position, stream_seq
 

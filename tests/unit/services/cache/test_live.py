@@ -12,7 +12,7 @@ from keyledger.services.cache.live import LiveKeyCache
 from keyledger.services.storage.database import StorageError
 from keyledger.services.storage.memory import InMemoryEventStore
 from tests.support.clock import SettableClock
-from tests.support.factories import T0, created
+from tests.support.factories import T0, changes, created
 from tests.support.wait import until
 
 
@@ -94,3 +94,17 @@ async def test_with_the_store_unreachable_only_a_revoke_is_applied_unconfirmed()
     revoked = msgspec.structs.replace(first, version=2, event=KeyRevoked(key_id="k1", at=T0, reason="leak"))
     await cache._on_event(revoked, 3)
     assert (state := cache.get("k1")) is not None and state.revoked_at == T0
+
+
+async def test_events_the_loaded_states_already_hold_still_count_as_read() -> None:
+    """The key table may hold states newer than its checkpoint (a projector batch landed between the two);
+    reading those events from the store again applies nothing, yet the cache has them: its position must
+    reach the store's head, or the replica never becomes ready."""
+    store, monotonic = InMemoryEventStore(SettableClock(T0)), Monotonic()
+    cache = live(store, monotonic)
+    recorded = await store.append("k1", 0, [created("k1"), *changes("k1", 2)])
+    for event in recorded:  # what the table held: every state, at a checkpoint before the last two events
+        cache.apply_local([event])
+    cache.position = cache.tailed = recorded[0].global_position
+    await cache.catch_up_with_store()
+    assert cache.position == cache.tailed == recorded[-1].global_position == await store.head_position()
