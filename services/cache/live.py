@@ -38,6 +38,8 @@ class LiveKeyCache:
         self._asked_since: float | None = None  # the store has not answered since then (a read pending or failed)
         self._reading = asyncio.Lock()  # one store reader at a time
         self.on_advance: Callable[[], None] | None = None  # told whenever ``tailed`` moves (the replica roll)
+        self._nudged_to = 0  # another replica said the store holds events up to here
+        self._nudge: asyncio.Task[None] | None = None
 
     @property
     def following(self) -> bool:
@@ -124,6 +126,25 @@ class LiveKeyCache:
                 raise
             self.confirmed_at, self.unreachable_since, self._asked_since = self._monotonic(), None, None
             self.behind = False
+
+    def nudge(self, position: int) -> None:
+        """Another replica committed events up to ``position``: read the store now (it is waiting for this
+        cache to hold them). Whoever can publish a nudge can only make this cache read the store, one
+        reader at a time."""
+        self._nudged_to = max(self._nudged_to, position)
+        if self._nudged_to > self.tailed and (self._nudge is None or self._nudge.done()):
+            self._nudge = asyncio.ensure_future(self._read_nudged())
+
+    async def _read_nudged(self) -> None:
+        while self.tailed < self._nudged_to:
+            before = self.tailed
+            try:
+                await self.catch_up_with_store()
+            except StorageError as exc:
+                log.info("a nudged read of the event store failed (%s)", exc)
+                return
+            if self.tailed == before:  # nothing more to read (a nudge beyond the store's head): the poll goes on
+                return
 
     def is_current(self, max_staleness: float, bus_connected: bool = False) -> bool:
         """Whether this cache may answer: the store confirmed within ``max_staleness`` seconds that it

@@ -25,7 +25,7 @@ class Channel(Protocol):
 
     async def listen(self, on_heard: Callable[[Announcement], None]) -> None: ...
 
-    async def announce(self, replica: str, position: int) -> None: ...
+    async def announce(self, replica: str, position: int, nudge: int = 0) -> None: ...
 
 
 class ReplicaRoll:
@@ -49,6 +49,7 @@ class ReplicaRoll:
         self._moved = asyncio.Event()  # this replica's position moved: announce now
         self._news = asyncio.Event()  # set (and replaced) whenever an announcement arrives
         self.timeouts = 0  # waits that ended at max_wait with replicas still behind
+        self.on_nudge: Callable[[int], None] | None = None  # another replica committed up to a position (the cache)
 
     def advanced(self) -> None:
         """This replica's cache read further (called by the cache; cheap)."""
@@ -58,6 +59,8 @@ class ReplicaRoll:
         """Record another replica's announcement (position -1: it is leaving) and wake the waiters."""
         if announcement.replica == self.replica:
             return
+        if announcement.nudge and self.on_nudge is not None:
+            self.on_nudge(announcement.nudge)
         if announcement.position < 0:
             self._peers.pop(announcement.replica, None)
         else:
@@ -77,8 +80,11 @@ class ReplicaRoll:
         return pending
 
     async def wait_for(self, position: int) -> list[str]:
-        """Wait until every replica holds ``position``; the replicas still behind after ``max_wait`` (logged)."""
+        """Wait until every replica holds ``position``; the replicas still behind after ``max_wait`` (logged).
+        The others are nudged to read the store at once, rather than when the relay's message reaches them."""
         since = self._monotonic()
+        if self._peers:
+            await self._channel.announce(self.replica, self._position(), nudge=position)
         while pending := self.behind(position, since):
             remaining = since + self.max_wait - self._monotonic()
             if remaining <= 0:

@@ -110,7 +110,7 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
     # every command waits until each replica's cache holds it: once it returns, no replica accepts what it took away
     roll = ReplicaRoll(ReplicaChannel(bus, cfg.replicas_subject), lambda: cache.tailed,
                        max_wait=float(cfg.max_staleness or 1))
-    cache.on_advance = roll.advanced
+    cache.on_advance, roll.on_nudge = roll.advanced, cache.nudge
     stack.push_async_callback(cache.stop)
     last_used = LastUsedTracker(LastUsedTable(db))
     callers = VerifyCallers(VerifyCredentials(db))

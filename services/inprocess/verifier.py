@@ -100,7 +100,7 @@ class InProcessVerifier:
             # announced like an API replica's: key commands wait until this cache holds them too
             roll = ReplicaRoll(ReplicaChannel(bus, cfg.replicas_subject), lambda: cache.tailed,
                                max_wait=float(cfg.max_staleness or 1))
-            cache.on_advance = roll.advanced
+            cache.on_advance, roll.on_nudge = roll.advanced, cache.nudge
             stack.push_async_callback(cache.stop)
             self._cache, self._clock = cache, clock
             self._limiter = RateLimiter(RateWindows(db), clock=epoch(clock))

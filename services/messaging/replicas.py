@@ -15,10 +15,12 @@ log = logging.getLogger("keyledger.replicas")
 
 
 class Announcement(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One replica's position: every store event up to ``position`` is in its cache (-1: it is leaving)."""
+    """One replica's position: every store event up to ``position`` is in its cache (-1: it is leaving).
+    ``nudge``: this replica just committed events up to there; read the store now (not after the relay)."""
 
     replica: str
     position: int
+    nudge: int = 0
 
 
 _decode = msgspec.json.Decoder(Announcement).decode
@@ -59,11 +61,11 @@ class ReplicaChannel:
             return
         self._listening = True
 
-    async def announce(self, replica: str, position: int) -> None:
+    async def announce(self, replica: str, position: int, nudge: int = 0) -> None:
         """Publish (buffered: returns at once); nothing when NATS is away."""
         if not self._bus.is_connected:
             return
         try:
-            await self._bus._nc.publish(self._subject, _encode(Announcement(replica, position)))
+            await self._bus._nc.publish(self._subject, _encode(Announcement(replica, position, nudge)))
         except (TimeoutError, nats.errors.Error, OSError) as exc:
             log.info("replica announcement not sent (%s)", type(exc).__name__)

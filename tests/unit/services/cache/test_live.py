@@ -108,3 +108,15 @@ async def test_events_the_loaded_states_already_hold_still_count_as_read() -> No
     cache.position = cache.tailed = recorded[0].global_position
     await cache.catch_up_with_store()
     assert cache.position == cache.tailed == recorded[-1].global_position == await store.head_position()
+
+
+async def test_a_nudge_reads_the_store_at_once() -> None:
+    """Another replica committed and waits for this one: no waiting for the relay's message or the poll."""
+    store, monotonic = InMemoryEventStore(SettableClock(T0)), Monotonic()
+    cache = live(store, monotonic)
+    recorded = await store.append("k1", 0, [created("k1"), *changes("k1", 2)])
+    cache.nudge(recorded[-1].global_position)
+    await until(lambda: cache.tailed == recorded[-1].global_position, what="the nudged read")
+    assert (state := cache.get("k1")) is not None and state.version == 3
+    cache.nudge(recorded[-1].global_position + 100)  # beyond the store's head (forged, or not yet visible)
+    await until(lambda: cache._nudge is not None and cache._nudge.done(), what="the nudged read to give up")

@@ -24,13 +24,16 @@ class Channel:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, int]] = []
+        self.nudges: list[int] = []
         self.listener: Callable[[Announcement], None] | None = None
 
     async def listen(self, on_heard: Callable[[Announcement], None]) -> None:
         self.listener = on_heard
 
-    async def announce(self, replica: str, position: int) -> None:
+    async def announce(self, replica: str, position: int, nudge: int = 0) -> None:
         self.sent.append((replica, position))
+        if nudge:
+            self.nudges.append(nudge)
 
 
 def roll(clock: Monotonic, max_wait: float = 5.0, position: Callable[[], int] = lambda: 0) -> ReplicaRoll:
@@ -54,6 +57,19 @@ async def test_waits_until_a_replica_announces_the_position() -> None:
     replicas.heard(Announcement("b", 10))
     assert await asyncio.wait_for(waiting, 5) == []
     assert replicas.timeouts == 0
+
+
+async def test_a_waiting_command_nudges_the_others_and_a_nudge_reaches_the_cache() -> None:
+    clock, channel = Monotonic(), Channel()
+    replicas = ReplicaRoll(channel, lambda: 0, max_wait=5.0, monotonic=clock)
+    assert await replicas.wait_for(7) == [] and channel.nudges == []  # nobody to nudge
+    replicas.heard(Announcement("b", 9))
+    assert await replicas.wait_for(7) == [] and channel.nudges == [7]
+    told: list[int] = []
+    replicas.on_nudge = told.append
+    replicas.heard(Announcement("b", 9, nudge=12))
+    replicas.heard(Announcement("b", 12))
+    assert told == [12]
 
 
 async def test_a_leaving_replica_is_not_waited_for() -> None:
