@@ -62,8 +62,8 @@ def test_each_background_role_is_its_own_process_and_is_restarted_alone(api: Api
     assert len({process.pid for process in roles.values()} | {api.process.pid}) == len(ROLES) + 1
     for role in ROLES:
         os.kill(roles[role].pid, signal.SIGKILL)
-        until_sync(lambda: role in role_processes(api) and role_processes(api)[role].pid != roles[role].pid,  # noqa: B023
-                   timeout=30, what=f"the {role} to be restarted")
+        until_sync(lambda: (now := role_processes(api).get(role)) is not None and now.pid != roles[role].pid,  # noqa: B023
+                   timeout=30, what=f"the {role} to be restarted")  # one listing: processes come and go between two
         others = role_processes(api)
         assert all(others[r].pid == roles[r].pid for r in ROLES if r != role), "only the dead one restarts"
         roles = others

@@ -279,7 +279,7 @@ def test_every_single_fault_under_load(world: World) -> None:
             dead = conn.execute("SELECT count(*) FROM usage_dead_letters WHERE "
                                 + " OR ".join(["position(%s::bytea in body) > 0"] * len(missing[:50]) or ["false"]),
                                 [a.request_id.encode() for a in missing[:50]]).fetchone()
-        before_kill = [min((at - a.received for server, at in world.killed if server == a.server and at >= a.received),
+        before_kill = [min((at - a.received for server, at in world.killed if server == a.server and at >= a.sent),
                            default=None) for a in missing[:5]]
         return (f"{len(missing)} of {len(answered)} missing ({dead} dead letters among the first 50); "
                 f"seconds from answer to its replica's kill (first five): {before_kill}; "
@@ -312,8 +312,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def lost_by_kill(world: World, answer: Answer) -> bool:
-    """Answered by a replica that was SIGKILLed within the flush interval after answering."""
-    return any(answer.server == server and 0 <= at - answer.received <= FLUSH_LOSS_SECONDS
+    """Answered by a replica that was SIGKILLed within ``FLUSH_LOSS_SECONDS`` after answering: asked before
+    the kill, read at most that long before it (or after it: a response already on its way when the signal
+    landed reaches the client after the kill was recorded)."""
+    return any(answer.server == server and answer.sent <= at and at - answer.received <= FLUSH_LOSS_SECONDS
                for server, at in world.killed)
 
 
