@@ -78,11 +78,11 @@ test-e2e: $(STAMP) browser
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-# The long runs. The fault matrix, longer (KEYLEDGER_CHAOS_SECONDS per phase, default 10; writes bench/CHAOS.md),
+# The long runs. The fault matrix, longer (TEST_CHAOS_SECONDS per phase, default 10; writes bench/CHAOS.md),
 # and fuzzing: schemathesis over /schema with TEST_FUZZ_EXAMPLES examples per operation and mode (make test
 # runs 40 with a fixed seed; this runs 500 with a fresh one).
 chaos: $(STAMP)
-	KEYLEDGER_CHAOS_SECONDS=$${KEYLEDGER_CHAOS_SECONDS:-10} KEYLEDGER_CHAOS_RESULTS=bench/CHAOS.md \
+	TEST_CHAOS_SECONDS=$${TEST_CHAOS_SECONDS:-10} TEST_CHAOS_RESULTS=bench/CHAOS.md \
 		$(BIN)/python -m pytest tests/faults -s $(PYTEST_ARGS)
 	TEST_FUZZ_EXAMPLES=$${TEST_FUZZ_EXAMPLES:-500} TEST_FUZZ_SEED=$${TEST_FUZZ_SEED:-random} \
 		$(BIN)/python -m pytest tests/e2e/test_fuzz.py $(PYTEST_ARGS)

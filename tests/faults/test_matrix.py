@@ -10,7 +10,7 @@ sink, NATS and Postgres, then a restart — and, checked from the outside afterw
 - what each fault cost: the longest gap without an answer, and p99 latency while it lasted.
 
 ``make test`` runs the short version (seconds per fault); ``make chaos`` the long one
-(``KEYLEDGER_CHAOS_SECONDS`` per phase) and writes the table to the file ``KEYLEDGER_CHAOS_RESULTS``
+(``TEST_CHAOS_SECONDS`` per phase) and writes the table to the file ``TEST_CHAOS_RESULTS``
 names (``bench/CHAOS.md``).
 """
 
@@ -39,7 +39,7 @@ from tests.support.pipeline import isolated_settings
 from tests.support.server import ApiServer
 from tests.support.wait import until_sync
 
-PHASE = float(os.environ.get("KEYLEDGER_CHAOS_SECONDS", "2"))  # seconds of traffic before, during, after
+PHASE = float(os.environ.get("TEST_CHAOS_SECONDS", "2"))  # seconds of traffic before, during, after
 # a SIGKILLed API replica may lose the usage events JetStream had not acknowledged: those of its last flush
 # interval (50 ms) and of the publish in flight, whose acknowledgement takes hundreds of ms on a loaded machine
 FLUSH_LOSS_SECONDS = 1.0
@@ -330,7 +330,7 @@ def report(costs: list[Cost], answered: int, lost: int, revokes: list[float]) ->
                  f"max {max(revokes, default=0):.1f} ms.")
     table = "\n".join(lines)
     print("\n" + table)
-    target = os.environ.get("KEYLEDGER_CHAOS_RESULTS")
+    target = os.environ.get("TEST_CHAOS_RESULTS")
     if target:
         Path(target).write_text(
             "# The fault matrix (`make chaos`)\n\nWritten by `tests/faults/test_matrix.py`.\n\n" + table + "\n")
