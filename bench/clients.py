@@ -29,7 +29,7 @@ from bench.loadgen import LoadResult, LoadSpec, run_load
 from bench.revocation import pct
 from bench.servers import ROOT, Api, Stack, private_stack, start_api
 from keyledger.services.inprocess.verifier import InProcessVerifier
-from tests.support.server import free_port
+from tests.support.server import free_port, stop_process
 
 WARM_LOOPS, KEYS, REVOCATIONS = 200_000, 16, 200
 TARGET_RATE, TARGET_P99_MS = 100_000, 50.0
@@ -138,13 +138,7 @@ class AppServer:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, grace=10)
 
 
 async def load(mode: str, env: dict[str, str], secret: str) -> LoadResult:

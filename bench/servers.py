@@ -27,7 +27,7 @@ from bench.common import BenchContext, fresh_database
 from keyledger.services.config import Settings
 from keyledger.services.devstack.stack import stack_status
 from keyledger.services.messaging.connection import connect
-from tests.support.server import ApiServer, free_port
+from tests.support.server import ApiServer, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 BIG_LIMIT = 10_000_000  # the largest per-key rate limit the service accepts
@@ -222,10 +222,4 @@ class TrivialServer:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, grace=10)

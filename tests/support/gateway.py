@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.server import free_port
+from tests.support.server import free_port, stop_process
 from tests.support.wait import until_sync
 
 NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx")
@@ -188,11 +188,5 @@ class Nginx:
 
     def stop(self) -> None:
         """Stop nginx (SIGTERM, then SIGKILL)."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, grace=10)
         self._log.close()
