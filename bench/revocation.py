@@ -132,6 +132,7 @@ async def measure_loaded(a: Api, b: Api, nats_url: str, subject_prefix: str) -> 
 def rows(t: Timings, loaded: Timings, load: LoadResult, command: str) -> list[Row]:
     """p99 against the target, plus the diagnostics."""
     p99, loaded_p99 = pct(t.visible, 0.99), pct(loaded.visible, 0.99)
+    late_valid = sum(polls > 1 for polls in t.polls + loaded.polls)  # B's first answer after the call was VALID
     under = f"B serving {load.rps:,.0f} verifies/s on {LOAD_CONNECTIONS} conns"
     out = [
         Row(f"revocation visible on replica B, p99 of {len(t.visible)}", p99, "ms",
@@ -147,8 +148,7 @@ def rows(t: Timings, loaded: Timings, load: LoadResult, command: str) -> list[Ro
             target="(diagnostic)", command=command),
         Row("revoke call, p99", pct(t.call_ms, 0.99), "ms", target="(diagnostic)", command=command),
         Row("revocations B still answered VALID after the call returned (idle + under load)",
-            sum(polls > 1 for polls in t.polls + loaded.polls), "answers", target="0",
-            met=not any(polls > 1 for polls in t.polls + loaded.polls), command=command),
+            late_valid, "answers", target="0", met=late_valid == 0, command=command),
         Row(f"revocation visible on B under load ({under}), p99 of {len(loaded.visible)}", loaded_p99, "ms",
             target=f"≤ {TARGET_P99_MS:.0f} ms", met=loaded_p99 <= TARGET_P99_MS, command=command),
         Row("revocation visible on B under load, p50", pct(loaded.visible, 0.5), "ms", target="(diagnostic)",

@@ -10,15 +10,17 @@ from keyledger.services.clock import sleep_or_stop
 from keyledger.services.storage.database import StorageError
 
 
-async def every(stop: asyncio.Event, interval: float, action: Callable[[], Awaitable[object]], log: logging.Logger,
-                what: str, *, first: bool = False) -> None:
-    """Run ``action`` every ``interval`` seconds until ``stop`` (at once too when ``first``). A storage
-    outage is logged (``what`` failed) and retried at the next turn, never fatal."""
+async def every(stop: asyncio.Event, interval: float | Callable[[], float], action: Callable[[], Awaitable[object]],
+                log: logging.Logger, what: str, *, first: bool = False) -> None:
+    """Run ``action`` every ``interval`` seconds until ``stop`` (at once too when ``first``); ``interval`` may
+    be a function, asked before each pause. A storage outage is logged (``what`` failed) and retried at the
+    next turn, never fatal."""
+    pause = interval if callable(interval) else lambda: interval
     if not first:
-        await sleep_or_stop(stop, interval)
+        await sleep_or_stop(stop, pause())
     while not stop.is_set():
         try:
             await action()
         except StorageError as exc:
             log.warning("%s failed (%s); will retry", what, exc)
-        await sleep_or_stop(stop, interval)
+        await sleep_or_stop(stop, pause())

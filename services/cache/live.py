@@ -11,8 +11,8 @@ from keyledger.domain.events import KeyRevoked
 from keyledger.domain.key import KeyState
 from keyledger.domain.recorded import RecordedEvent
 from keyledger.projections.key_cache import KeyCache, Outcome, apply_at
-from keyledger.services.clock import sleep_or_stop
 from keyledger.services.messaging.feed import EventFeed
+from keyledger.services.periodic import every
 from keyledger.services.storage.database import StorageError
 from keyledger.services.storage.event_store import EventStore
 from keyledger.services.storage.key_cache_table import KeyCacheTable
@@ -99,13 +99,11 @@ class LiveKeyCache:
         replica cannot tell the others that it holds them: their commands wait a moment for it, see
         ``keyledger.services.cache.replicas``); ``confirmed_at`` says when the store last confirmed that
         nothing is missing."""
-        while not stop.is_set():
-            try:
-                await self.catch_up_with_store()
-            except StorageError as exc:
-                log.warning("following the event store failed (%s); will retry", exc)
+        def pause() -> float:
             connected = self._feed is not None and self._feed.connected
-            await sleep_or_stop(stop, interval if connected else min(interval, cut_off_interval))
+            return interval if connected else min(interval, cut_off_interval)
+
+        await every(stop, pause, self.catch_up_with_store, log, "following the event store", first=True)
 
     async def catch_up_with_store(self) -> None:
         """Apply every event the store holds beyond what was read from it, then mark the cache confirmed.
