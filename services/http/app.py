@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
@@ -12,20 +13,35 @@ from litestar.openapi.spec import Components as OpenAPIComponents
 from keyledger.services.config import Settings, load_settings
 from keyledger.services.dashboard.routes import dashboard_router, template_config
 from keyledger.services.http.components import Components, start_components
-from keyledger.services.http.deps import dependencies, initial_state, publish
-from keyledger.services.http.errors import EXCEPTION_HANDLERS
+from keyledger.services.http.deps import dependencies, gate_in, initial_state, publish
+from keyledger.services.http.errors import EXCEPTION_HANDLERS, MAX_BODY_BYTES
 from keyledger.services.http.guards import SECURITY_SCHEMES
 from keyledger.services.http.ratelimit_headers import ratelimit_headers
 from keyledger.services.http.routes.audit import AUDIT_ROUTES
 from keyledger.services.http.routes.forward_auth import FORWARD_AUTH_ROUTES
 from keyledger.services.http.routes.health import HEALTH_ROUTES
 from keyledger.services.http.routes.keys import KEY_ROUTES
-from keyledger.services.http.routes.verify import VERIFY_ROUTES
+from keyledger.services.http.routes.verify import VERIFY_PATH, VERIFY_ROUTES
+from keyledger.services.http.routes.verify import serve as serve_verify
 from keyledger.services.http.telemetry import METRICS_ROUTES
 from keyledger.services.observe.logs import configure as configure_logging
 
-MAX_BODY_BYTES = 64 * 1024
 ROUTES = [*KEY_ROUTES, *VERIFY_ROUTES, *AUDIT_ROUTES, *HEALTH_ROUTES, *FORWARD_AUTH_ROUTES, *METRICS_ROUTES]
+
+
+class KeyledgerApp(Litestar):
+    """The Litestar app, with ``POST /v1/verify`` (the hot path) answered by its raw ASGI route before
+    Litestar's router, exception middleware and request objects see it; everything else as Litestar
+    serves it. The route's ``/schema`` entry is its Litestar handler's (``routes/verify.py``)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == VERIFY_PATH and scope["method"] == "POST":
+            gate = gate_in(self.state)
+            if gate is not None:  # None before the lifespan published the components: Litestar answers
+                scope["app"] = scope["litestar_app"] = self
+                await serve_verify(gate, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, *, components: Components | None = None) -> Litestar:
@@ -42,7 +58,7 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
             publish(app.state, await start_components(stack, cfg))
             yield
 
-    return Litestar(
+    return KeyledgerApp(
         route_handlers=[*ROUTES, dashboard_router()],  # the dashboard: /dashboard
         lifespan=[lifespan] if components is None else [],
         state=initial_state(components) if components is not None else None,

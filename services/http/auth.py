@@ -6,9 +6,9 @@ from __future__ import annotations
 import functools
 import hmac
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
-from litestar.connection import ASGIConnection
+from litestar.datastructures import Address
 
 from keyledger.domain import token
 from keyledger.domain.access import check_access
@@ -26,7 +26,35 @@ from keyledger.services.observe.metrics import RATE_ALLOWED, RATE_REFUSED
 from keyledger.services.verify.throttles import FailureThrottle, RateDecision
 from keyledger.services.verify.verifier import Verdict, Verifier
 
-Connection = ASGIConnection[Any, Any, Any, Any]
+
+class Connection(Protocol):
+    """What the gate reads of a request: a Litestar ``Request``/``ASGIConnection``, or a
+    :class:`ScopeConnection` read straight from the ASGI scope (the raw verify route)."""
+
+    @property
+    def scope(self) -> Any: ...  # the ASGI scope: its ``state`` holds the request id and the rate decision
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def client(self) -> Address | None: ...
+
+
+class ScopeConnection:
+    """A :class:`Connection` on a bare ASGI scope: its headers decoded once (the first of repeated
+    names wins, as ``Request.headers.get``), its peer address as Litestar gives it."""
+
+    __slots__ = ("client", "headers", "scope")
+
+    def __init__(self, scope: Any) -> None:
+        self.scope = scope
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+        self.headers: Mapping[str, str] = headers
+        peer = scope.get("client")
+        self.client = Address(*peer) if peer else None
 
 
 def presented_key(request: Connection) -> str | None:
@@ -97,7 +125,7 @@ class Gate:
                                   presented=presented, ip=client, user_agent=user_agent_of(request))
         blocked = self._failures.refusal(client)
         if blocked is not None:
-            attach_decision(request, blocked)
+            attach_decision(request.scope, blocked)
             usage(verdict=None, scope=scopes[0], outcome="RATE_LIMITED")
             raise ApiError(429, "RATE_LIMITED", "Too many failed authentication attempts")
         verdict = (await self._verifier.verify(presented, scopes[0], source=client, caller=client)
@@ -114,7 +142,7 @@ class Gate:
             raise auth_required()
         key = verdict.key
         decision = await self._limiter.hit(key.key_id, limit_of(key, self._tiers))
-        attach_decision(request, decision)
+        attach_decision(request.scope, decision)
         (RATE_ALLOWED if decision.allowed else RATE_REFUSED).inc()
         if not decision.allowed:
             usage(verdict=verdict, scope=scope, outcome="RATE_LIMITED")
@@ -153,7 +181,7 @@ class Gate:
         self.record(request, action="verify", verdict=None, presented=None, scope=None, outcome="AUTH_REQUIRED",
                     caller_ip=client, reason="the verify caller is not authenticated")
         if refusal is not None:
-            attach_decision(request, refusal)
+            attach_decision(request.scope, refusal)
             raise ApiError(429, "RATE_LIMITED", "Too many failed authentication attempts")
         self._failures.record(client)
         raise auth_required(f"verify callers authenticate: {credential_header or 'Authorization: Bearer'} "
@@ -174,7 +202,7 @@ class Gate:
     async def _decide(self, request: Connection, ask: VerifyRequest) -> tuple[Verdict, RateDecision | None]:
         blocked = self._forwarded_failures.refusal(ask.ip) if ask.ip else None
         if blocked is not None:
-            attach_decision(request, blocked)
+            attach_decision(request.scope, blocked)
             refusal = Verdict(valid=False, code="RATE_LIMITED", reason="too many failed attempts from this client ip")
             return refusal, None
         caller = client_address(request) or "unknown"
@@ -185,7 +213,7 @@ class Gate:
         key, decision = verdict.key, None
         if key is not None and verdict.code in ("VALID", "FORBIDDEN"):
             decision = await self._limiter.hit(key.key_id, limit_of(key, self._tiers))
-            attach_decision(request, decision)
+            attach_decision(request.scope, decision)
             (RATE_ALLOWED if decision.allowed else RATE_REFUSED).inc()
             if not decision.allowed:
                 verdict = Verdict(valid=False, code="RATE_LIMITED", reason="rate limit exceeded", key=key)

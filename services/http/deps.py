@@ -66,6 +66,12 @@ def components_of(state: State) -> Components:
     return _published(state).components
 
 
+def gate_in(state: State) -> Gate | None:
+    """The gate published on ``state``, None until the app's components are published."""
+    found: Published | None = state.get(_STATE_KEY)
+    return found.gate if found is not None else None
+
+
 def gate_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Gate:
     """The gate of the app serving ``connection`` (for guards)."""
     return _published(connection.app.state).gate

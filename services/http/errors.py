@@ -23,6 +23,8 @@ from keyledger.services.storage.database import StorageError
 
 log = logging.getLogger("keyledger.http")
 
+MAX_BODY_BYTES = 64 * 1024  # the largest request body any route reads (413 beyond it)
+
 _CODES = {400: "VALIDATION_ERROR", 401: "AUTH_REQUIRED", 403: "FORBIDDEN", 404: "NOT_FOUND",
           405: "METHOD_NOT_ALLOWED", 409: "CONFLICT", 412: "CONFLICT", 413: "VALIDATION_ERROR",
           415: "VALIDATION_ERROR", 422: "VALIDATION_ERROR", 429: "RATE_LIMITED"}
@@ -57,13 +59,35 @@ def error_response(status: int, code: str, message: str,
                     headers=headers)
 
 
+def refusal_of(exc: Exception) -> ApiError:
+    """What answers ``exc`` raised by a handler: the same status, code, message and headers as the
+    exception handlers below send (a route served outside Litestar's router uses this directly).
+    An unexpected exception is logged here and becomes 500 with no internals."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, DomainError):
+        status = next((s for cls, s in _DOMAIN_STATUS.items() if isinstance(exc, cls)), 400)
+        return ApiError(status, exc.code, str(exc), headers={"Retry-After": "1"} if status == 429 else None)
+    if isinstance(exc, StorageError):
+        log.warning("storage unavailable: %s", exc)
+        return ApiError(503, "UNAVAILABLE", "the database is unavailable; retry later", headers={"Retry-After": "1"})
+    log.error("unhandled %s", type(exc).__name__, exc_info=exc)
+    return ApiError(500, "INTERNAL_ERROR", "internal error")
+
+
+def _refusal_response(_: Request, exc: Exception) -> Response[ErrorBody]:  # type: ignore[type-arg]
+    """The exception handler of everything ``refusal_of`` knows."""
+    refusal = refusal_of(exc)
+    return error_response(refusal.status, refusal.code, refusal.message, headers=refusal.headers)
+
+
 _MEANING = {
     400: "VALIDATION_ERROR: the request is malformed or a value is invalid",
     401: "AUTH_REQUIRED: missing, malformed, unknown, revoked or expired key",
     403: "FORBIDDEN: the key lacks the scope or resource",
     404: "NOT_FOUND: no such key (or not one this caller may see)",
     409: "CONFLICT: stale If-Match, a concurrent change, or a change to a revoked key",
-    413: "VALIDATION_ERROR: the body is larger than 64 KiB",
+    413: f"VALIDATION_ERROR: the body is larger than {MAX_BODY_BYTES // 1024} KiB",
     429: "RATE_LIMITED: over the key's limit, or too many failed attempts (see Retry-After)",
     503: "UNAVAILABLE: the database is unreachable, retry after Retry-After seconds (on /readyz: NOT_READY, "
          "the key cache has not caught up or NATS is disconnected)",
@@ -74,17 +98,6 @@ def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
     """OpenAPI documentation of the error body for each of ``statuses`` (for a handler's ``responses``)."""
     return {status: ResponseSpec(data_container=ErrorBody, description=_MEANING[status], generate_examples=False)
             for status in statuses}
-
-
-def handle_api_error(_: Request, exc: ApiError) -> Response[ErrorBody]:  # type: ignore[type-arg]
-    """ApiError → its structured body."""
-    return error_response(exc.status, exc.code, exc.message, headers=exc.headers)
-
-
-def handle_domain_error(_: Request, exc: DomainError) -> Response[ErrorBody]:  # type: ignore[type-arg]
-    """Domain refusals → 400/403/404/409/429 with their message (429 with ``Retry-After``)."""
-    status = next((s for cls, s in _DOMAIN_STATUS.items() if isinstance(exc, cls)), 400)
-    return error_response(status, exc.code, str(exc), headers={"Retry-After": "1"} if status == 429 else None)
 
 
 def handle_http_exception(_: Request, exc: HTTPException) -> Response[ErrorBody]:  # type: ignore[type-arg]
@@ -99,20 +112,9 @@ def handle_http_exception(_: Request, exc: HTTPException) -> Response[ErrorBody]
     return error_response(exc.status_code, code, message, headers=exc.headers)
 
 
-def handle_unexpected(_: Request, exc: Exception) -> Response[ErrorBody]:  # type: ignore[type-arg]
-    """Anything else → 500 with no internals in the body."""
-    log.error("unhandled %s", type(exc).__name__, exc_info=exc)
-    return error_response(500, "INTERNAL_ERROR", "internal error")
-
-
-def handle_storage_error(_: Request, exc: StorageError) -> Response[ErrorBody]:  # type: ignore[type-arg]
-    """Postgres unreachable or refusing: 503 UNAVAILABLE (retry later); the cause is logged, not sent."""
-    log.warning("storage unavailable: %s", exc)
-    return error_response(503, "UNAVAILABLE", "the database is unavailable; retry later",
-                          headers={"Retry-After": "1"})
-
-
+# ApiError → its body; domain refusals → 400/403/404/409/429 (429 with ``Retry-After``); Postgres unreachable or
+# refusing → 503 UNAVAILABLE (the cause logged, not sent); anything else → 500 with no internals in the body
 EXCEPTION_HANDLERS = {
-    ApiError: handle_api_error, DomainError: handle_domain_error, StorageError: handle_storage_error,
-    HTTPException: handle_http_exception, Exception: handle_unexpected,
+    ApiError: _refusal_response, DomainError: _refusal_response, StorageError: _refusal_response,
+    HTTPException: handle_http_exception, Exception: _refusal_response,
 }

@@ -6,9 +6,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
-from typing import Any
 
-from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -39,9 +37,19 @@ def scope_request_id(scope: Scope) -> str:
     return str(found)
 
 
-def attach_decision(request: ASGIConnection[Any, Any, Any, Any], decision: RateDecision) -> None:
-    """Make ``decision``'s ``X-RateLimit-*`` headers go out with whatever response follows."""
-    request.scope.setdefault("state", {})[_STATE_KEY] = decision
+def attach_decision(scope: Scope, decision: RateDecision) -> None:
+    """Make ``decision``'s ``X-RateLimit-*`` headers go out with whatever response follows the request
+    of ``scope``."""
+    scope.setdefault("state", {})[_STATE_KEY] = decision
+
+
+def response_headers(scope: Scope, request_id: str) -> list[tuple[bytes, bytes]]:
+    """``X-Request-Id`` and, when a rate-limit decision was attached, its ``X-RateLimit-*`` headers."""
+    headers = [(b"x-request-id", request_id.encode())]
+    decision = scope.get("state", {}).get(_STATE_KEY)
+    if isinstance(decision, RateDecision):
+        headers += [(k.lower().encode(), v.encode()) for k, v in decision.headers().items()]
+    return headers
 
 
 def ratelimit_headers(app: ASGIApp) -> ASGIApp:
@@ -57,11 +65,7 @@ def ratelimit_headers(app: ASGIApp) -> ASGIApp:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
-                decision = scope.get("state", {}).get(_STATE_KEY)
-                if isinstance(decision, RateDecision):
-                    headers += [(k.lower().encode(), v.encode()) for k, v in decision.headers().items()]
-                message["headers"] = headers
+                message["headers"] = [*message.get("headers", []), *response_headers(scope, request_id)]
             await send(message)
 
         await app(scope, receive, send_with_headers)

@@ -1,16 +1,18 @@
 """``POST /v1/verify``: may this key do this scope here? For other services; the hot path.
 
-The route is lean: it reads the body and decodes it with msgspec itself (one pass, no signature
-model), and answers with a pre-encoded ASGI response carrying the rate-limit headers, so it costs
-little more than the trivial POST it is benchmarked against (``make bench``). It stays in
-``/schema`` with both models: the response through ``responses``, the request body through
-``verify_request``, a dependency that only documents it (the handler never asks for it, so Litestar
-never runs it; Litestar takes a route's request body from a dependency's ``data`` when the handler
-has none).
+Served as a raw ASGI route (:func:`serve`), ahead of Litestar's router: the app hands it every
+``POST /v1/verify`` before routing (``services.http.app.KeyledgerApp``), and it reads the headers from
+the scope once, decodes the body with msgspec, and writes the answer (or the structured error body)
+with ``X-Request-Id`` and ``X-RateLimit-*`` itself, so it costs about what a trivial POST costs
+(``make bench``). The Litestar handler below documents the operation in ``/schema`` with both models
+(the response through ``responses``, the request body through ``verify_request``, a dependency that
+only documents it: the handler never asks for it, so Litestar never runs it) and answers the same way
+through the same :func:`respond` wherever the router still reaches it (``POST /v1/verify/``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import Any
 
@@ -21,10 +23,12 @@ from litestar.openapi import ResponseSpec
 from litestar.types import ASGIApp, HTTPResponseStartEvent, Receive, Scope, Send
 
 from keyledger.domain.access import DATA_KINDS, SCOPES
-from keyledger.services.http.auth import Gate
+from keyledger.services.http.auth import Connection, Gate, ScopeConnection
 from keyledger.services.http.deps import gate_of
-from keyledger.services.http.errors import ApiError, error_responses
-from keyledger.services.http.schemas import Access, RateLimitState, VerifyAnswer, VerifyRequest
+from keyledger.services.http.errors import MAX_BODY_BYTES, ApiError, error_responses, refusal_of
+from keyledger.services.http.ratelimit_headers import response_headers, scope_request_id
+from keyledger.services.http.schemas import Access, ErrorBody, RateLimitState, VerifyAnswer, VerifyRequest
+from keyledger.services.observe.logs import begin_request
 from keyledger.services.observe.metrics import answered
 from keyledger.services.verify.throttles import RateDecision
 from keyledger.services.verify.verifier import Verdict
@@ -32,6 +36,7 @@ from keyledger.services.verify.verifier import Verdict
 _decoder = msgspec.json.Decoder(VerifyRequest)
 _encoder = msgspec.json.Encoder()
 _HEADERS = ((b"content-type", b"application/json"),)
+VERIFY_PATH = "/v1/verify"
 
 
 async def _documented_body(data: VerifyRequest) -> VerifyRequest:
@@ -39,20 +44,78 @@ async def _documented_body(data: VerifyRequest) -> VerifyRequest:
     return data
 
 
-@post("/v1/verify", status_code=200, security=[{"bearer": []}, {}],  # a verify credential (or admin key); none only
+@post(VERIFY_PATH, status_code=200, security=[{"bearer": []}, {}],  # a verify credential (or admin key); none only
       dependencies={"verify_request": Provide(_documented_body)},    # in open mode
       responses={200: ResponseSpec(VerifyAnswer, description="Always 200 for a well-formed request"),
                  **error_responses(400, 401, 413, 429, 503)})
 async def verify(request: Request[Any, Any, Any]) -> ASGIApp:
     """Always 200 for a well-formed request: ``valid``, ``code`` and why."""
+    return _Answer(await respond(gate_of(request), request, request.body))  # X-RateLimit-*: ratelimit_headers
+
+
+async def respond(gate: Gate, connection: Connection, body: Callable[[], Awaitable[bytes]]) -> bytes:
+    """The encoded answer to a verify call (its caller authenticated first, then its ``body`` read), or
+    the refusal raised as an exception."""
     started = perf_counter()
-    gate: Gate = gate_of(request)
-    caller = await gate.identify_caller(request)
-    ask = decode(await request.body())
-    verdict, decision = await gate.verify(request, ask, caller)  # X-RateLimit-*: added by ratelimit_headers
-    body = _encoder.encode(answer(verdict, decision))
+    caller = await gate.identify_caller(connection)
+    ask = decode(await body())
+    verdict, decision = await gate.verify(connection, ask, caller)
+    encoded = _encoder.encode(answer(verdict, decision))
     answered(verdict.code, perf_counter() - started)  # keyledger_verify_answers_total, keyledger_verify_seconds
-    return _Answer(body)
+    return encoded
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request body arrived: nothing to answer."""
+
+
+async def serve(gate: Gate, scope: Scope, receive: Receive, send: Send) -> None:
+    """``POST /v1/verify`` as a plain ASGI app: the answer, or the structured error body the exception
+    handlers would send, with ``X-Request-Id`` (and the key's ``X-RateLimit-*`` once it was identified)."""
+    request_id = scope_request_id(scope)
+    begin_request(request_id)  # log lines written for this request carry its id
+
+    async def body() -> bytes:
+        return await read_body(scope, receive)
+
+    extra: dict[str, str] | None = None
+    try:
+        status, payload = 200, await respond(gate, ScopeConnection(scope), body)
+    except ClientGone:
+        return
+    except Exception as exc:  # what the app's exception handlers answer for it
+        refusal = refusal_of(exc)
+        status, extra = refusal.status, refusal.headers
+        payload = _encoder.encode(ErrorBody(error=refusal.message, code=refusal.code))
+    headers = [*_HEADERS, (b"content-length", str(len(payload)).encode()), *response_headers(scope, request_id)]
+    if extra:
+        headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in extra.items()]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload, "more_body": False})
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, at most ``limit`` bytes (413 beyond it, as the router's routes answer)."""
+    declared = next((value for name, value in scope["headers"] if name.lower() == b"content-length"), None)
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk: bytes = message.get("body", b"")  # type: ignore[assignment]
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "VALIDATION_ERROR", f"the request body is larger than {limit // 1024} KiB")
 
 
 class _Answer:
