@@ -23,7 +23,17 @@ from bench.client import build_request
 from bench.common import BenchContext, BenchResult, Row
 from bench.loadgen import LoadResult, LoadSpec, run_load
 from bench.pyspy import profiled
-from bench.servers import PRODUCTION_ARGON2, Api, TrivialServer, cpu_seconds, private_stack, start_api, worker_pid
+from bench.servers import (
+    PRODUCTION_ARGON2,
+    Api,
+    TrivialServer,
+    cpu_seconds,
+    listening_pids,
+    private_stack,
+    stack_cpu_seconds,
+    start_api,
+    worker_pid,
+)
 from keyledger.services.config import Settings
 
 CONNECTIONS, WARMUP, SECONDS, ROUNDS, KEYS, COLD_KEYS = 32, 1.0, 5.0, 3, 16, 8
@@ -109,8 +119,10 @@ async def cold_http(api: Api, count: int) -> list[float]:
     return times
 
 
-async def measure_serve(api: Api, trivial: TrivialServer) -> tuple[list[Measured], list[Measured]]:
-    """Alternating rounds: trivial app, then keyledger, ``ROUNDS`` times."""
+async def measure_serve(api: Api, trivial: TrivialServer,
+                        stack_pids: list[int]) -> tuple[list[Measured], list[Measured]]:
+    """Alternating rounds: trivial app, then keyledger, ``ROUNDS`` times (``stack_pids``: the Postgres and NATS
+    servers, whose CPU is reported beside the API's)."""
     tokens = [token for _, token in await api.create_keys(KEYS)]
     for token in tokens:  # warm: the first verify of each secret pays argon2 once
         assert await api.verify(token) == "VALID"
@@ -122,12 +134,14 @@ async def measure_serve(api: Api, trivial: TrivialServer) -> tuple[list[Measured
     for round_ in range(ROUNDS):
         trivials.append(await load(trivial.port, worker_pid(trivial.process.pid), trivial_requests))
         _log(describe(f"round {round_ + 1} trivial app", trivials[-1]))
-        beside = sum(cpu_seconds(pid) for pid in background)
+        beside, servers = sum(cpu_seconds(pid) for pid in background), stack_cpu_seconds(stack_pids)
         async with profiled(api.worker_pid(), f"verify-http-round{round_ + 1}", SECONDS + WARMUP):
             verifies.append(await load(api.port, api.worker_pid(), verify_requests))
-        beside = sum(cpu_seconds(pid) for pid in background) - beside
+        beside, servers = sum(cpu_seconds(pid) for pid in background) - beside, stack_cpu_seconds(stack_pids) - servers
+        per_request = 1e6 / max(verifies[-1].load.total, 1)
         _log(describe(f"round {round_ + 1} keyledger serve", verifies[-1])
-             + f"; relay + projector + audit sink CPU {beside / max(verifies[-1].load.total, 1) * 1e6:.0f} µs/req")
+             + f"; relay + projector + audit sink CPU {beside * per_request:.0f} µs/req, "
+               f"Postgres + NATS CPU {servers * per_request:.0f} µs/req")
     return trivials, verifies
 
 
@@ -202,7 +216,8 @@ async def run(ctx: BenchContext) -> BenchResult:
             api = await start_api(stack, env=PRODUCTION_ARGON2)
             try:
                 await trivial.wait_ready()
-                trivials, verifies = await measure_serve(api, trivial)
+                servers = listening_pids(stack.database_url, stack.nats_url)
+                trivials, verifies = await measure_serve(api, trivial, servers)
                 trivial.stop()
                 cold = Cold(await cold_http(api, COLD_KEYS), raw_argon2_ms(COLD_KEYS))
             finally:

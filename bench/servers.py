@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psutil  # type: ignore[import-untyped,unused-ignore]
 import psycopg
@@ -108,6 +109,26 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds used so far by process ``pid`` (all its threads)."""
     times = psutil.Process(pid).cpu_times()
     return float(times.user + times.system)
+
+
+def listening_pids(*urls: str) -> list[int]:
+    """The processes listening on the ports of ``urls`` (the stack's Postgres and NATS servers)."""
+    ports = {urlsplit(url).port for url in urls}
+    return sorted({c.pid for c in psutil.net_connections(kind="tcp")
+                   if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port in ports and c.pid})
+
+
+def stack_cpu_seconds(roots: list[int]) -> float:
+    """CPU seconds used so far by the ``roots`` processes and their current children (Postgres's backends):
+    the audit pipeline's share of a load phase, beside the API and its workers."""
+    total = 0.0
+    for pid in roots:
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(pid)
+            for process in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    total += cpu_seconds(process.pid)
+    return total
 
 
 class Api:
