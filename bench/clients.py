@@ -56,17 +56,18 @@ async def valid_soon(local: InProcessVerifier, secret: str, timeout: float = 10.
         await asyncio.sleep(0.001)
 
 
-async def warm_rate(local: InProcessVerifier, secrets: list[str]) -> float:
-    """Warm in-process verifies per second, one after another."""
+async def warm_rate(local: InProcessVerifier, secrets: list[str]) -> tuple[float, float]:
+    """Warm in-process verifies per CPU second of this process (publishing their usage events included: "on
+    one core", whatever else shares the machine), and per wall-clock second, one after another."""
     for secret in secrets:
         await valid_soon(local, secret)
     rounds = [secrets[i % len(secrets)] for i in range(WARM_LOOPS)]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for i, secret in enumerate(rounds):
         await local.verify(secret, "read:data")
         if i % YIELD_EVERY == 0:  # as a service does between requests: the usage events get published
             await asyncio.sleep(0)
-    return WARM_LOOPS / (time.perf_counter() - started)
+    return WARM_LOOPS / (time.process_time() - cpu), WARM_LOOPS / (time.perf_counter() - started)
 
 
 async def revocations(api: Api, local: InProcessVerifier, count: int) -> list[float]:
@@ -92,16 +93,19 @@ async def run_inprocess(ctx: BenchContext) -> BenchResult:
         try:
             secrets = [secret for _, secret in await api.create_keys(KEYS)]
             async with local_verifier(stack) as local:
-                rate = await warm_rate(local, secrets)
-                _log(f"  in-process warm verify: {rate:,.0f}/s ({1e6 / rate:.1f} µs)")
+                rate, wall_rate = await warm_rate(local, secrets)
+                _log(f"  in-process warm verify: {rate:,.0f}/s of CPU ({1e6 / rate:.1f} µs), "
+                     f"{wall_rate:,.0f}/s of wall time")
                 visible = await revocations(api, local, REVOCATIONS)
                 _log(f"  in-process revocation: p50 {pct(visible, 0.5):.1f} ms, p99 {pct(visible, 0.99):.1f} ms")
         finally:
             await api.stop()
     p99 = pct(visible, 0.99)
     return BenchResult([
-        Row("in-process verifier, warm (cache, verifier, rate limit, usage event)", rate, "verifies/s",
+        Row("in-process verifier, warm (cache, verifier, rate limit, usage event), per CPU second", rate, "verifies/s",
             target=f"≥ {TARGET_RATE:,}/s", met=rate >= TARGET_RATE, command=ctx.command),
+        Row("in-process verifier, warm, per wall-clock second (the machine's other work shares the cores)", wall_rate,
+            "verifies/s", target="(diagnostic)", command=ctx.command),
         Row(f"revocation visible in the in-process verifier, p99 of {len(visible)}", p99, "ms",
             target=f"≤ {TARGET_P99_MS:.0f} ms", met=p99 <= TARGET_P99_MS, command=ctx.command),
         Row("revocation visible in the in-process verifier, p50", pct(visible, 0.5), "ms", target="(diagnostic)",

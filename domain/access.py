@@ -77,8 +77,22 @@ def _validate_entry(entry: AccessEntry) -> AccessEntry:
 
 
 def granted_scopes(entries: Iterable[AccessEntry]) -> tuple[str, ...]:
-    """All scopes any entry grants, sorted (for display and rate-limit tiers)."""
-    return tuple(sorted({scope for entry in entries for scope in entry.scopes}))
+    """All scopes any entry grants, sorted (for display and rate-limit tiers). Remembered per tuple of
+    entries (a key state's ``access``, asked on every verify of the key): the tuple is held with its answer,
+    so its ``id`` is not reused while remembered."""
+    remembered = _SCOPES_OF.get(id(entries))
+    if remembered is not None and remembered[0] is entries:
+        return remembered[1]
+    scopes = tuple(sorted({scope for entry in entries for scope in entry.scopes}))
+    if isinstance(entries, tuple):
+        if len(_SCOPES_OF) >= _REMEMBERED_SCOPES:
+            _SCOPES_OF.clear()
+        _SCOPES_OF[id(entries)] = (entries, scopes)
+    return scopes
+
+
+_REMEMBERED_SCOPES = 65_536
+_SCOPES_OF: dict[int, tuple[object, tuple[str, ...]]] = {}
 
 
 def check_access(

@@ -81,6 +81,15 @@ def clean_text(value: str, limit: int) -> str:
     return _UNSTORABLE.sub(REPLACEMENT, value[:limit])
 
 
+def caller_text(value: str | None, field: str) -> str | None:
+    """A caller-supplied ``field`` (``website_id``, ``ip``, ``user_agent``...) as it may be stored (see
+    :func:`clean_text`); None stays None. For events whose other fields all come from the key cache."""
+    if value is None:
+        return None
+    limit = FIELD_LIMITS[field]
+    return value if len(value) <= limit and value.isprintable() else clean_text(value, limit)
+
+
 def sanitized(event: UsageEvent) -> UsageEvent:
     """``event`` with every text field made storable (see :func:`clean_text`); the same object when
     nothing needed a change (the common case, checked without a call per field: it is on the hot path)."""

@@ -14,7 +14,7 @@ from keyledger.domain import token
 from keyledger.domain.access import DATA_KINDS, SCOPES
 from keyledger.domain.errors import ValidationError
 from keyledger.domain.rate import limit_of
-from keyledger.domain.usage import UsageEvent, attempted_start, sanitized
+from keyledger.domain.usage import UsageEvent, attempted_start, caller_text, sanitized
 from keyledger.services.audit.emitter import UsageEmitter
 from keyledger.services.cache.live import LiveKeyCache
 from keyledger.services.cache.replicas import ReplicaRoll
@@ -57,7 +57,7 @@ class InProcessVerifier:
                  name: str = "in-process", spool_dir: Path | None = None) -> None:
         base = settings or load_settings()
         self.settings = msgspec.structs.replace(base, nats_url=nats_url, database_url=database_url)
-        self.name, self._spool = name, spool_dir
+        self.name, self._spool, self._caller = name, spool_dir, f"in-process:{name}"
         self._start_length, self._tiers = token.start_length(self.settings.token_prefix), self.settings.rate_tiers()
         self._stack: AsyncExitStack | None = None
         self._cache: LiveKeyCache | None = None
@@ -141,18 +141,20 @@ class InProcessVerifier:
         if data is not None and data not in DATA_KINDS:
             raise ValidationError(f"unknown data kind {data!r}")
         verdict, decision = await self._decide(key, scope, website_id, data, ip)
-        known = verdict.key
-        granted = verdict.granted_by
-        self._usage.emit(sanitized(UsageEvent(
-            id=new_id(), at=self._clock(), action="verify", outcome=verdict.code,
-            key_id=known.key_id if known else None,
+        known, granted, now = verdict.key, verdict.granted_by, self._clock()
+        event = UsageEvent(
+            id=new_id(), at=now, action="verify", outcome=verdict.code, key_id=known.key_id if known else None,
             start=known.start if known else attempted_start(key, self._start_length, verdict.code != "MALFORMED")
             or None,
             organization_id=known.organization_id if known else None, scope=scope,
-            granted_by=granted.label() if granted else None, reason=verdict.reason, website_id=website_id,
-            data=data, ip=ip, user_agent=user_agent, caller=f"in-process:{self.name}")))
+            granted_by=granted.label() if granted else None, reason=verdict.reason,
+            website_id=caller_text(website_id, "website_id"), data=data, ip=caller_text(ip, "ip"),
+            user_agent=caller_text(user_agent, "user_agent"), caller=self._caller)
+        # a known key's fields come from the cache, scope and data were checked: only the caller's text needed
+        # cleaning; anything else may carry what the caller typed as a key
+        self._usage.emit(event if known is not None else sanitized(event))
         if verdict.valid and known is not None:
-            self._last_used.touch(known.key_id, self._clock())
+            self._last_used.touch(known.key_id, now)
         return answer(verdict, decision)
 
     async def _decide(self, key: str, scope: str, website_id: str | None, data: str | None,

@@ -51,6 +51,7 @@ class _Window(msgspec.Struct, kw_only=True):
     window_used: int = 0  # the window's total granted across replicas at our last lease
     exhausted: bool = False  # Postgres has no budget left at ``limit``
     local: bool = False  # Postgres did not answer: this window is counted here alone, against the limit
+    refill_below: int = 1  # refill once no more than this much of the lease is left (half the last one asked)
     refill: asyncio.Task[None] | None = None
 
 
@@ -70,27 +71,29 @@ class RateLimiter:
 
     async def hit(self, key_id: str, limit: int) -> RateDecision:
         """Count one request of ``key_id`` against ``limit`` per window."""
-        window = self._window(key_id, limit)
+        now = self._clock()
+        window = self._window(key_id, limit, now)
         if window.used >= window.leased and not window.exhausted and not window.local:
             await self._wait_for_lease(key_id, window)
+            now = self._clock()
         reset = window.start + self._length
         if window.local:
             if window.used >= limit:
-                return refused(limit, reset, self._clock())
+                return refused(limit, reset, now)
             window.used += 1
             return RateDecision(allowed=True, limit=limit, remaining=limit - window.used, reset=reset)
         if window.used >= window.leased:
             if not window.exhausted:  # the lease is late: budget may remain, so retry soon, not at the window's end
                 return RateDecision(allowed=False, limit=limit, remaining=0, reset=reset, retry_after=1)
-            return refused(limit, reset, self._clock())
+            return refused(limit, reset, now)
         window.used += 1
-        if window.leased - window.used <= max(1, self._lease_size(window) // 2):
+        if window.leased - window.used <= window.refill_below:
             self._start_refill(key_id, window)  # ahead of need: the next requests find budget here
         remaining = max(0, limit - window.window_used + (window.leased - window.used))
         return RateDecision(allowed=True, limit=limit, remaining=remaining, reset=reset)
 
-    def _window(self, key_id: str, limit: int) -> _Window:
-        start = window_start(self._clock(), self._length)
+    def _window(self, key_id: str, limit: int, now: float) -> _Window:
+        start = window_start(now, self._length)
         window = self._windows.get(key_id)
         if window is None or window.start != start:
             window = self._windows[key_id] = _Window(start=start, limit=limit)
@@ -133,6 +136,7 @@ class RateLimiter:
     async def _lease(self, key_id: str, window: _Window) -> None:
         try:
             want = self._lease_size(window)
+            window.refill_below = max(1, want // 2)
             self.leases += 1
             granted, window_used = await asyncio.wait_for(
                 self._store.lease(key_id, window.start, want, window.limit), self._lease_timeout)

@@ -84,7 +84,10 @@ class Verifier:
             if state is None:
                 return Verdict(valid=False, code="NOT_FOUND", reason="unknown key")
             now = self._clock()
-            refusal = await self._check_secret(state, presented, now, source, caller)
+            digest = hmac.digest(self._digest_key, presented.encode(), "sha256")
+            if self._remembers(state, digest, now):  # warm: decided without a pause, so nothing changed meanwhile
+                break
+            refusal = await self._check_secret(state, presented, digest, now, source, caller)
             if refusal is not None:
                 return refusal
             latest = self._keys.get(parsed.key_id)  # re-read after the await: a revoke may have landed
@@ -112,14 +115,19 @@ class Verifier:
             hashes.append(state.previous_hash)
         return hashes
 
-    async def _check_secret(self, state: KeyState, presented: str, now: datetime, source: str = "",
+    def _remembers(self, state: KeyState, digest: bytes, now: datetime) -> bool:
+        """Whether argon2 accepted this secret (its ``digest``) before, for a hash ``state`` still accepts."""
+        for remembered, secret_hash in self._known.get(state.key_id, ()):
+            if hmac.compare_digest(digest, remembered) and _holds(state, secret_hash, now):
+                return True
+        return False
+
+    async def _check_secret(self, state: KeyState, presented: str, digest: bytes, now: datetime, source: str = "",
                             caller: str = "") -> Verdict | None:
-        """None when the secret is right; else the refusal (never saying which part was wrong)."""
+        """None when the secret (``digest``: its HMAC, not remembered as accepted) is right; else the refusal
+        (never saying which part was wrong)."""
         accepted = self._accepted_hashes(state, now)
-        digest = hmac.digest(self._digest_key, presented.encode(), "sha256")
         known = [entry for entry in self._known.get(state.key_id, ()) if entry[1] in accepted]
-        if _remembered(digest, known):
-            return None
         unknown = Verdict(valid=False, code="NOT_FOUND", reason="unknown key")
         wrong = [entry for entry in self._wrong.get(state.key_id, ()) if entry[1] == state.secret_hash]
         if _remembered(digest, wrong):
@@ -149,6 +157,13 @@ class Verifier:
             self._queue.release(caller)
         self._wrong[state.key_id] = [*wrong, (digest, state.secret_hash)][-16:]
         return unknown
+
+
+def _holds(state: KeyState, secret_hash: str, now: datetime) -> bool:
+    """Whether a secret that matched ``secret_hash`` is still accepted for ``state`` (not rotated away, or
+    within the old secret's grace period)."""
+    return secret_hash == state.secret_hash or (secret_hash == state.previous_hash
+                                                 and state.previous_secret_valid(now))
 
 
 def _remembered(digest: bytes, entries: list[tuple[bytes, str]]) -> bool:
