@@ -81,9 +81,9 @@ def clean_text(value: str, limit: int) -> str:
     return _UNSTORABLE.sub(REPLACEMENT, value[:limit])
 
 
-def caller_text(value: str | None, field: str) -> str | None:
-    """A caller-supplied ``field`` (``website_id``, ``ip``, ``user_agent``...) as it may be stored (see
-    :func:`clean_text`); None stays None. For events whose other fields all come from the key cache."""
+def storable(value: str | None, field: str) -> str | None:
+    """``value`` of ``field`` as it may be stored (see :func:`clean_text`); None stays None. For building an
+    event whose other fields need no cleaning (they come from the key cache or were validated)."""
     if value is None:
         return None
     limit = FIELD_LIMITS[field]

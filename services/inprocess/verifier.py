@@ -14,7 +14,7 @@ from keyledger.domain import token
 from keyledger.domain.access import DATA_KINDS, SCOPES
 from keyledger.domain.errors import ValidationError
 from keyledger.domain.rate import limit_of
-from keyledger.domain.usage import UsageEvent, attempted_start, caller_text, sanitized
+from keyledger.domain.usage import FIELD_LIMITS, UsageEvent, attempted_start, clean_text, sanitized, storable
 from keyledger.services.audit.emitter import UsageEmitter
 from keyledger.services.cache.live import LiveKeyCache
 from keyledger.services.cache.replicas import ReplicaRoll
@@ -147,11 +147,12 @@ class InProcessVerifier:
             start=known.start if known else attempted_start(key, self._start_length, verdict.code != "MALFORMED")
             or None,
             organization_id=known.organization_id if known else None, scope=scope,
-            granted_by=granted.label() if granted else None, reason=verdict.reason,
-            website_id=caller_text(website_id, "website_id"), data=data, ip=caller_text(ip, "ip"),
-            user_agent=caller_text(user_agent, "user_agent"), caller=self._caller)
-        # a known key's fields come from the cache, scope and data were checked: only the caller's text needed
-        # cleaning; anything else may carry what the caller typed as a key
+            granted_by=granted.label() if granted else None, reason=clean_text(verdict.reason, FIELD_LIMITS["reason"]),
+            website_id=storable(website_id, "website_id"), data=data, ip=storable(ip, "ip"),
+            user_agent=storable(user_agent, "user_agent"), caller=self._caller)
+        # a known key's fields come from the cache, scope and data were checked: only the caller's own text (and
+        # the reason, which may quote the website asked for) needed cleaning; an unknown key's event may carry
+        # what the caller typed as a key
         self._usage.emit(event if known is not None else sanitized(event))
         if verdict.valid and known is not None:
             self._last_used.touch(known.key_id, now)

@@ -61,6 +61,25 @@ async def test_it_answers_as_the_api_does(api: ApiServer, client: httpx.Client, 
     await until(stored, timeout=15, what="the in-process verifier's usage events in the audit trail")
 
 
+async def test_its_usage_events_store_what_the_caller_typed(api: ApiServer, client: httpx.Client, admin: str,
+                                                            auditor: str, endpoints: Endpoints, clock: ReferenceClock,
+                                                            tmp_path: Path) -> None:
+    """A NUL in the website asked for (quoted by the FORBIDDEN reason) or in the user agent is stored as U+FFFD,
+    not refused by Postgres (which would set the event aside)."""
+    key = create(client, admin, access=SITE_A)
+    async with local_verifier(api, endpoints, clock, tmp_path) as local:
+        answer = await local.verify(key["secret"], "read:data", website_id="site-\x00b", user_agent="nul\x00agent")
+        assert answer.code == "FORBIDDEN" and "site-\x00b" in answer.reason
+
+    def stored() -> list[dict[str, Any]]:
+        records = client.get("/v1/audit", params={"key_id": key["id"], "kind": "usage"},
+                             headers={"x-api-key": auditor}).json()["items"]
+        return [r for r in records if r["outcome"] == "FORBIDDEN"]
+    record = (await until(stored, timeout=15, what="the FORBIDDEN verify in the audit trail"))[0]
+    assert (record["website_id"], record["user_agent"]) == ("site-\ufffdb", "nul\ufffdagent")
+    assert "site-\ufffdb" in record["reason"] and "\x00" not in record["reason"]
+
+
 async def test_a_revocation_reaches_it_like_an_api_replica(api: ApiServer, client: httpx.Client, admin: str,
                                                            endpoints: Endpoints, clock: ReferenceClock,
                                                            tmp_path: Path) -> None:
