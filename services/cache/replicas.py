@@ -41,9 +41,10 @@ class ReplicaRoll:
     ``max_staleness``: a replica the store has not confirmed for that long answers UNAVAILABLE, not VALID)."""
 
     def __init__(self, channel: Channel, position: Callable[[], int], *, max_wait: float,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, member: bool = True) -> None:
         self._channel, self._position, self._monotonic = channel, position, monotonic
         self.max_wait = max_wait
+        self.member = member  # False: waits for the replicas without being one (no cache: the CLI)
         self.replica = uuid.uuid4().hex
         self._peers: dict[str, tuple[int, float]] = {}  # replica -> (position, when heard)
         self._moved = asyncio.Event()  # this replica's position moved: announce now
@@ -83,8 +84,8 @@ class ReplicaRoll:
         """Wait until every replica holds ``position``; the replicas still behind after ``max_wait`` (logged).
         The others are nudged to read the store at once, rather than when the relay's message reaches them."""
         since = self._monotonic()
-        if self._peers:
-            await self._channel.announce(self.replica, self._position(), nudge=position)
+        if self._peers:  # a non-member nudges as one leaving (position -1): no replica starts waiting for it
+            await self._channel.announce(self.replica, self._position() if self.member else -1, nudge=position)
         while pending := self.behind(position, since):
             remaining = since + self.max_wait - self._monotonic()
             if remaining <= 0:

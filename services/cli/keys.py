@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import getpass
 import sys
+import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -15,8 +19,13 @@ from keyledger.domain.errors import KeyNotFound
 from keyledger.domain.key import fold
 from keyledger.domain.recorded import Metadata
 from keyledger.projections.key_cache import apply
+from keyledger.services.cache.replicas import HEARTBEAT, ReplicaRoll
+from keyledger.services.clock import Clock
 from keyledger.services.config import Settings
+from keyledger.services.keys.service import CommitBarrier, KeyService
 from keyledger.services.keys.views import event_view, join_access, key_view
+from keyledger.services.messaging.connection import BusError, connect
+from keyledger.services.messaging.replicas import ReplicaChannel
 from keyledger.services.runtime import Runtime, open_runtime
 
 
@@ -60,17 +69,53 @@ def _when(value: datetime | None) -> str:
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> None:
-    """Dispatch one ``keys`` sub-command."""
+    """Dispatch one ``keys`` sub-command; one that changes a key returns once every API replica holds the
+    change, as the API's own commands do."""
     async with open_runtime(settings, pool_size=2) as runtime:
-        await _COMMANDS[args.action](runtime, args)
+        if args.action in _READS:
+            await _READS[args.action](runtime, args)
+            return
+        async with replica_barrier(runtime) as barrier:
+            await _CHANGES[args.action](runtime.key_service(barrier=barrier), runtime.clock, args)
 
 
-async def _create(rt: Runtime, args: argparse.Namespace) -> None:
+@contextlib.asynccontextmanager
+async def replica_barrier(rt: Runtime) -> AsyncIterator[CommitBarrier | None]:
+    """Wait, after a command, until every API replica announces it holds the command's events (nudging them
+    to read the store at once), as long as the replicas' own bound (``KEYLEDGER_MAX_STALENESS``, at most
+    1 s). The CLI listens for one announcement round first, so it knows every replica on the bus; it never
+    joins the roll itself. Without NATS it says so and returns at once: the replicas then see the change when
+    they next read the store (within their staleness bound, or they answer UNAVAILABLE)."""
+    try:
+        bus = await connect(rt.endpoints.nats_url_for("api"), "keyledger-cli")
+    except BusError as exc:
+        print(f"warning: {exc}: the API replicas are not waited for", file=sys.stderr)
+        yield None
+        return
+    try:
+        channel = ReplicaChannel(bus, rt.settings.replicas_subject)
+        roll = ReplicaRoll(channel, lambda: -1, max_wait=float(min(rt.settings.max_staleness or 1, 1)), member=False)
+        await channel.listen(roll.heard)
+        listening = time.monotonic()
+
+        async def barrier(position: int) -> None:
+            await asyncio.sleep(max(0.0, listening + HEAR_EVERY_REPLICA - time.monotonic()))
+            behind = await roll.wait_for(position)
+            if behind:
+                print(f"warning: {len(behind)} API replica(s) did not confirm the change within {roll.max_wait:.0f} s;"
+                      " they answer UNAVAILABLE rather than VALID until their store confirms them", file=sys.stderr)
+
+        yield barrier
+    finally:
+        await bus.close()
+
+
+async def _create(keys: KeyService, clock: Clock, args: argparse.Namespace) -> None:
     access = join_access(args.scope or [], args.access or [])
-    issued = await rt.key_service().create(args.name, organization_id=args.org, access=access,
-                                  expires_at=args.expires, rate_limit=args.rate_limit, metadata=cli_metadata(),
-                                  description=args.description, tags=args.tag or [])
-    view = key_view(issued.state, rt.clock())
+    issued = await keys.create(args.name, organization_id=args.org, access=access, expires_at=args.expires,
+                               rate_limit=args.rate_limit, metadata=cli_metadata(), description=args.description,
+                               tags=args.tag or [])
+    view = key_view(issued.state, clock())
     output(args, {**view, "secret": issued.token},
          f"{describe(view)}\n  secret: {issued.token}\n  (shown only once: store it now)")
 
@@ -103,27 +148,29 @@ async def _show(rt: Runtime, args: argparse.Namespace) -> None:
     output(args, {**view, "events": history}, describe(view) + "\n  history:\n" + "\n".join(lines))
 
 
-async def _edit(rt: Runtime, args: argparse.Namespace) -> None:
+async def _edit(keys: KeyService, clock: Clock, args: argparse.Namespace) -> None:
     tags = [] if args.no_tags else args.tag
-    state = await rt.key_service().change_access(args.key_id, name=args.name, description=args.description,
-                                                 tags=tags, metadata=cli_metadata())
-    view = key_view(state, rt.clock())
+    state = await keys.change_access(args.key_id, name=args.name, description=args.description, tags=tags,
+                                     metadata=cli_metadata())
+    view = key_view(state, clock())
     output(args, view, describe(view))
 
 
-async def _rotate(rt: Runtime, args: argparse.Namespace) -> None:
-    issued = await rt.key_service().rotate(args.key_id, grace_seconds=args.grace, metadata=cli_metadata())
-    view = key_view(issued.state, rt.clock())
+async def _rotate(keys: KeyService, clock: Clock, args: argparse.Namespace) -> None:
+    issued = await keys.rotate(args.key_id, grace_seconds=args.grace, metadata=cli_metadata())
+    view = key_view(issued.state, clock())
     until = issued.state.previous_valid_until
     note = f"old secret works until {until.isoformat()}" if until else "old secret no longer works"
     output(args, {**view, "secret": issued.token},
          f"{describe(view)}\n  new secret: {issued.token}\n  (shown only once; {note})")
 
 
-async def _revoke(rt: Runtime, args: argparse.Namespace) -> None:
-    state = await rt.key_service().revoke(args.key_id, reason=args.reason, metadata=cli_metadata())
-    view = key_view(state, rt.clock())
+async def _revoke(keys: KeyService, clock: Clock, args: argparse.Namespace) -> None:
+    state = await keys.revoke(args.key_id, reason=args.reason, metadata=cli_metadata())
+    view = key_view(state, clock())
     output(args, view, f"{describe(view)}\n  revoked: this cannot be undone")
 
 
-_COMMANDS = {"create": _create, "list": _list, "show": _show, "edit": _edit, "rotate": _rotate, "revoke": _revoke}
+_READS = {"list": _list, "show": _show}
+_CHANGES = {"create": _create, "edit": _edit, "rotate": _rotate, "revoke": _revoke}
+HEAR_EVERY_REPLICA = 1.5 * HEARTBEAT  # every replica on the bus announces itself within one heartbeat

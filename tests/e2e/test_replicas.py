@@ -4,6 +4,11 @@ a few milliseconds later (how long commands wait for that is measured by ``make 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from typing import Any
+
 import httpx
 
 from tests.support.api import create, verify
@@ -45,3 +50,26 @@ def test_a_stopped_replica_does_not_hold_commands_back(api: ApiServer, admin: st
         key = create(one, admin, scopes=["read:data"])
         assert one.post(f"/v1/keys/{key['id']}/revoke", headers={"x-api-key": admin}).status_code == 200
         assert verify(one, key["secret"], "read:data")["code"] == "REVOKED"
+
+
+def cli(server: ApiServer, *args: str) -> Any:
+    """``keyledger ARGS --json`` beside ``server``, as an operator runs it; its output."""
+    done = subprocess.run([sys.executable, "-m", "keyledger.services.cli", *args, "--json"], env=server.environment(),
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_a_cli_command_returns_once_every_replica_holds_it(start_server: StartServer) -> None:
+    """No relay runs here, so nothing but the command's nudge makes the replicas read the store at once."""
+    first = start_server(workers=False)
+    second = start_server(first.settings, workers=False)
+    until_sync(lambda: hears(first, 1) and hears(second, 1), timeout=20, what="the replicas to hear each other")
+    with httpx.Client(base_url=first.url) as one, httpx.Client(base_url=second.url) as two:
+        for _ in range(3):
+            key = cli(first, "keys", "create", "--name", "from the cli", "--scope", "read:data")
+            assert verify(one, key["secret"], "read:data")["code"] == "VALID"  # at once: no waiting here
+            assert verify(two, key["secret"], "read:data")["code"] == "VALID"
+            assert cli(first, "keys", "revoke", key["id"])["status"] == "revoked"
+            assert verify(one, key["secret"], "read:data")["code"] == "REVOKED"
+            assert verify(two, key["secret"], "read:data")["code"] == "REVOKED"

@@ -76,9 +76,17 @@ class ApiServer:
         self._log.write(f"--- launch {self.launches} on port {self.port}\n")
         self._log.flush()
         self._log_offset = self._log.tell()
-        env = clean_env({
-            "DATABASE_URL": self.database_url, "NATS_URL": self.nats_url, "PORT": str(self.port),
-            "KEYLEDGER_DATA_DIR": str(self.log_dir / f"api-{self.port}"),
+        env = {**self.environment(), "PORT": str(self.port),
+               "KEYLEDGER_DATA_DIR": str(self.log_dir / f"api-{self.port}")}
+        args = [sys.executable, "-m", "keyledger.services.cli", "serve", "--workers", str(self.processes),
+                *([] if self.workers else ["--no-workers"])]
+        self.process = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL)
+
+    def environment(self) -> dict[str, str]:
+        """What this server runs with but its port and data folder: also what a CLI command beside it needs."""
+        return clean_env({
+            "DATABASE_URL": self.database_url, "NATS_URL": self.nats_url,
             "KEYLEDGER_NATS_STREAM": self.settings.nats_stream,
             "KEYLEDGER_NATS_SUBJECT_PREFIX": self.settings.nats_subject_prefix,
             "KEYLEDGER_USAGE_STREAM": self.settings.usage_stream,
@@ -87,10 +95,6 @@ class ApiServer:
             "KEYLEDGER_VERIFY_OPEN": "1",  # tests of other things call verify without a credential; the
             # closed default has its own tests (extra_env={"KEYLEDGER_VERIFY_OPEN": ""})
             **CHEAP_ARGON2, **(self.clock.start_env(self.ahead) if self.clock is not None else {}), **self.extra_env})
-        args = [sys.executable, "-m", "keyledger.services.cli", "serve", "--workers", str(self.processes),
-                *([] if self.workers else ["--no-workers"])]
-        self.process = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL)
 
     @property
     def startup_seconds(self) -> float:
