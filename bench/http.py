@@ -232,9 +232,22 @@ async def run(ctx: BenchContext) -> BenchResult:
                 two = await measure_api_only(pair, "keyledger serve --workers 2 --no-workers")
             finally:
                 await pair.stop()
+            durable = await start_api(stack, workers=False, env={**PRODUCTION_ARGON2, "KEYLEDGER_USAGE_DURABLE": "1"},
+                                      admin_from=api)
+            try:
+                safe = await measure_api_only(durable, "keyledger serve --no-workers, KEYLEDGER_USAGE_DURABLE=1")
+            finally:
+                await durable.stop()
     finally:
         trivial.stop()
     _log(f"  cold verify over HTTP: median {statistics.median(cold.http_ms):.1f} ms; "
          f"raw argon2: median {statistics.median(cold.raw_ms):.1f} ms")
-    return BenchResult(rows(median_round(trivials), median_round(verifies), api_only, cold, ctx.command, two),
-                       [_table(trivials, verifies, api_only)])
+    durable_rows = [
+        Row("warm verify throughput, usage events durable before answering (--no-workers, KEYLEDGER_USAGE_DURABLE=1)",
+            safe.rps, "req/s", api_only.rps, "the same without it", "(diagnostic)", None, ctx.command),
+        Row("warm verify p50, usage events durable before answering", safe.load.p50_ms, "ms", api_only.load.p50_ms,
+            "the same without it", "(diagnostic)", None, ctx.command),
+        Row("warm verify p99, usage events durable before answering", safe.load.p99_ms, "ms", api_only.load.p99_ms,
+            "the same without it", "(diagnostic)", None, ctx.command)]
+    return BenchResult([*rows(median_round(trivials), median_round(verifies), api_only, cold, ctx.command, two),
+                        *durable_rows], [_table(trivials, verifies, api_only)])

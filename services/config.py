@@ -72,6 +72,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     verify_token: str | None = None
     max_staleness: int = 5  # seconds a replica may go unconfirmed by the store before verify says UNAVAILABLE
     verify_open: bool = False  # POST /v1/verify without any caller credential (KEYLEDGER_VERIFY_OPEN)
+    usage_durable: bool = False  # KEYLEDGER_USAGE_DURABLE: answer only once the request's usage event is safe
     run_workers: bool = False
     host: str = "127.0.0.1"
     port: int = 8080
@@ -128,6 +129,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "verify_token": env.get("KEYLEDGER_VERIFY_TOKEN") or None,
         "run_workers": env.get("KEYLEDGER_RUN_WORKERS", "").lower() in ("1", "true", "yes"),
         "verify_open": env.get("KEYLEDGER_VERIFY_OPEN", "").lower() in ("1", "true", "yes"),
+        "usage_durable": env.get("KEYLEDGER_USAGE_DURABLE", "").lower() in ("1", "true", "yes"),
         "host": env.get("HOST") or "127.0.0.1",
         "spool_dir": env.get("KEYLEDGER_SPOOL_DIR") or None,
         "log_format": (env.get("KEYLEDGER_LOG_FORMAT") or "json").strip().lower(),

@@ -6,6 +6,12 @@ NATS is unreachable, batches are written to a spool folder and re-sent, oldest f
 once it is back; shutdown flushes or spools what is left. Memory holds at most
 ``max_buffered`` events; the spool at most ``max_spool_bytes``, past which new events are
 dropped and counted (and logged), never blocking a request.
+
+``durable`` (``KEYLEDGER_USAGE_DURABLE``): ``emit`` also returns a future that completes once the
+event's batch is in JetStream (acknowledged) or in the spool folder, and the API answers a request only
+then, so no answered request loses its audit record even when its process is killed. Batches then leave
+at once (each waits only for the one being published: group commit), at the cost of that round trip
+in every answer.
 """
 
 from __future__ import annotations
@@ -30,39 +36,55 @@ class UsageEmitter:
 
     def __init__(self, publisher: UsagePublisher, spool_dir: Path, max_batch: int = 500,
                  flush_interval: float = 0.05, max_buffered: int = 50_000,
-                 max_spool_bytes: int = 512 * 1024 * 1024) -> None:
+                 max_spool_bytes: int = 512 * 1024 * 1024, durable: bool = False) -> None:
         self._publisher = publisher
         self._spool = spool_dir
         self._max_batch, self._interval = max_batch, flush_interval
         self._max_buffered, self._max_spool = max_buffered, max_spool_bytes
         self._buffer: deque[UsageEvent] = deque()
+        self._settled: deque[asyncio.Future[None]] = deque()  # durable: one per buffered event, in the same order
+        self.durable = durable
         self._wake = asyncio.Event()
         self.published = self.spooled = self.dropped = 0
 
-    def emit(self, event: UsageEvent) -> None:
-        """Queue one usage event (no I/O; never blocks the caller)."""
+    def emit(self, event: UsageEvent) -> asyncio.Future[None] | None:
+        """Queue one usage event (no I/O; never blocks the caller). ``durable``: the future of its batch
+        reaching JetStream or the spool (else None)."""
         self._buffer.append(event)
-        if len(self._buffer) >= self._max_batch:
+        settled = None
+        if self.durable:
+            settled = asyncio.get_running_loop().create_future()
+            self._settled.append(settled)
+            self._wake.set()
+        elif len(self._buffer) >= self._max_batch:
             self._wake.set()
         if len(self._buffer) > self._max_buffered:
             while self._buffer:  # in publishable batches: one file of 50k events exceeds NATS' max payload
-                self._spill(self._take(self._max_batch))
+                batch, waiting = self._take(self._max_batch)
+                self._spill(batch)
+                _settle(waiting)
+        return settled
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until ``stop``; then flush (or spool) everything left."""
         self._spool.mkdir(parents=True, exist_ok=True)
         ready = False
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._interval)
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            if not ready:
-                ready = await self._publisher.ready()
-            if ready:
-                await self._resend_spooled()
-            await self.flush(spool_only=not ready, drain=False)
+        stopping = asyncio.ensure_future(stop.wait())
+        stopping.add_done_callback(lambda _: self._wake.set())  # stop at once, not after a flush interval
+        try:
+            while not stop.is_set():
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self._interval)
+                except TimeoutError:
+                    pass
+                self._wake.clear()
+                if not ready:
+                    ready = await self._publisher.ready()
+                if ready:
+                    await self._resend_spooled()
+                await self.flush(spool_only=not ready, drain=False)
+        finally:
+            stopping.cancel()
         await self.flush()
 
     async def flush(self, spool_only: bool = False, drain: bool = True) -> None:
@@ -71,10 +93,13 @@ class UsageEmitter:
         the next round, so a busy process publishes a few full batches, not a stream of tiny ones."""
         pending = len(self._buffer)
         while self._buffer and (drain or pending > 0):
-            batch = self._take(self._max_batch if drain else min(self._max_batch, pending))
+            batch, waiting = self._take(self._max_batch if drain else min(self._max_batch, pending))
             pending -= len(batch)
-            if spool_only or not await self._send(str(uuid.uuid4()), encode_batch(batch), len(batch)):
-                self._spill(batch)
+            try:
+                if spool_only or not await self._send(str(uuid.uuid4()), encode_batch(batch), len(batch)):
+                    self._spill(batch)
+            finally:
+                _settle(waiting)
 
     @property
     def buffered(self) -> int:
@@ -85,8 +110,12 @@ class UsageEmitter:
         """Bytes of batches waiting in the spool folder."""
         return self._spool_size()
 
-    def _take(self, count: int) -> list[UsageEvent]:
-        return [self._buffer.popleft() for _ in range(min(count, len(self._buffer)))]
+    def _take(self, count: int) -> tuple[list[UsageEvent], list[asyncio.Future[None]]]:
+        """The oldest ``count`` events, and (durable) the futures of those events."""
+        count = min(count, len(self._buffer))
+        settled = self._settled
+        return ([self._buffer.popleft() for _ in range(count)],
+                [settled.popleft() for _ in range(min(count, len(settled)))])
 
     async def _send(self, batch_id: str, body: bytes, count: int) -> bool:
         if not await self._publisher.publish(batch_id, body):
@@ -128,3 +157,10 @@ class UsageEmitter:
             if not await self._send(path.stem.split("-", 1)[1], body, len(decode_batch(body))):
                 return
             path.unlink(missing_ok=True)
+
+
+def _settle(waiting: list[asyncio.Future[None]]) -> None:
+    """Let the requests whose events these were answer (their batch was published, spooled or dropped)."""
+    for future in waiting:
+        if not future.done():
+            future.set_result(None)

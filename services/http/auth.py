@@ -126,17 +126,17 @@ class Gate:
         blocked = self._failures.refusal(client)
         if blocked is not None:
             attach_decision(request.scope, blocked)
-            usage(verdict=None, scope=scopes[0], outcome="RATE_LIMITED")
+            await usage(verdict=None, scope=scopes[0], outcome="RATE_LIMITED")
             raise ApiError(429, "RATE_LIMITED", "Too many failed authentication attempts")
         verdict = (await self._verifier.verify(presented, scopes[0], source=client, caller=client)
                    if presented is not None else None)
         verdict, scope = _any_scope(verdict, scopes)
         if verdict is not None and verdict.code == "UNAVAILABLE":
-            usage(verdict=verdict, scope=scope)
+            await usage(verdict=verdict, scope=scope)
             raise ApiError(503, "UNAVAILABLE", "this replica cannot confirm its keys are current; retry")
         if verdict is None or verdict.key is None or verdict.code not in ("VALID", "FORBIDDEN"):
             self._failures.record(client)
-            usage(verdict=verdict, scope=scope)
+            await usage(verdict=verdict, scope=scope)
             if verdict is not None and verdict.code == "RATE_LIMITED":
                 raise ApiError(429, "RATE_LIMITED", "Too many attempts for this key")
             raise auth_required()
@@ -145,9 +145,9 @@ class Gate:
         attach_decision(request.scope, decision)
         (RATE_ALLOWED if decision.allowed else RATE_REFUSED).inc()
         if not decision.allowed:
-            usage(verdict=verdict, scope=scope, outcome="RATE_LIMITED")
+            await usage(verdict=verdict, scope=scope, outcome="RATE_LIMITED")
             raise ApiError(429, "RATE_LIMITED", "Rate limit exceeded")
-        usage(verdict=verdict, scope=scope)
+        await usage(verdict=verdict, scope=scope)
         if verdict.code == "FORBIDDEN":
             raise forbidden()
         self._last_used.touch(key.key_id, self._clock())
@@ -178,7 +178,7 @@ class Gate:
             verdict = await self._verifier.verify(presented, "admin:apikeys", source=client, caller=client)
             if verdict.valid and verdict.key is not None:
                 return f"key:{verdict.key.key_id}"
-        self.record(request, action="verify", verdict=None, presented=None, scope=None, outcome="AUTH_REQUIRED",
+        await self.record(request, action="verify", verdict=None, presented=None, scope=None, outcome="AUTH_REQUIRED",
                     caller_ip=client, reason="the verify caller is not authenticated")
         if refusal is not None:
             attach_decision(request.scope, refusal)
@@ -192,7 +192,7 @@ class Gate:
         """The verdict on ``ask`` and, when a key was identified, its rate-limit decision (charged to the
         key being verified, never to the caller). ``action`` names the call in the usage event."""
         verdict, decision = await self._decide(request, ask)
-        self.record(request, action=action, verdict=verdict, presented=ask.key, scope=ask.scope,
+        await self.record(request, action=action, verdict=verdict, presented=ask.key, scope=ask.scope,
                     website_id=ask.website_id, data=ask.data, ip=ask.ip, user_agent=ask.user_agent, caller=caller,
                     caller_ip=client_address(request))
         if verdict.valid and verdict.key is not None:
@@ -219,14 +219,16 @@ class Gate:
                 verdict = Verdict(valid=False, code="RATE_LIMITED", reason="rate limit exceeded", key=key)
         return verdict, decision
 
-    def record(self, request: Connection, *, action: str, verdict: Verdict | None, presented: str | None,
-               scope: str | None, website_id: str | None = None, data: str | None = None, ip: str | None = None,
-               user_agent: str | None = None, outcome: str | None = None, caller: str | None = None,
-               caller_ip: str | None = None, reason: str | None = None) -> None:
-        """Queue the usage event of one verification or authenticated call (never the secret)."""
+    async def record(self, request: Connection, *, action: str, verdict: Verdict | None, presented: str | None,
+                     scope: str | None, website_id: str | None = None, data: str | None = None, ip: str | None = None,
+                     user_agent: str | None = None, outcome: str | None = None, caller: str | None = None,
+                     caller_ip: str | None = None, reason: str | None = None) -> None:
+        """Queue the usage event of one verification or authenticated call (never the secret); with a durable
+        usage sink (``KEYLEDGER_USAGE_DURABLE``), return once the event is safe, so that the request is
+        answered only then."""
         key = verdict.key if verdict is not None else None
         granted = verdict.granted_by if verdict is not None else None
-        self._usage.emit(sanitized(UsageEvent(
+        settled = self._usage.emit(sanitized(UsageEvent(
             id=new_id(), at=self._clock(), action=action,
             outcome=outcome or (verdict.code if verdict is not None else "MISSING"),
             key_id=key.key_id if key else None,
@@ -237,6 +239,8 @@ class Gate:
             reason=reason or (verdict.reason if verdict is not None else "no key presented"),
             website_id=website_id, data=data, ip=ip, user_agent=user_agent, request_id=request_id(request),
             caller=caller, caller_ip=caller_ip)))
+        if settled is not None:
+            await settled
 
 
 def _any_scope(verdict: Verdict | None, scopes: tuple[str, ...]) -> tuple[Verdict | None, str]:

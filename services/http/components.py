@@ -117,7 +117,7 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
     await callers.start()
     limiter = RateLimiter(RateWindows(db), clock=epoch(clock))
     spool = Path(cfg.spool_dir) if cfg.spool_dir else default_data_dir() / "spool"
-    usage = UsageEmitter(UsagePublisher(bus, cfg), spool)
+    usage = UsageEmitter(UsagePublisher(bus, cfg), spool, durable=cfg.usage_durable)
     stop = asyncio.Event()
     queue = Argon2Queue(cfg.argon2_max_pending)  # verify's cold checks and create/rotate hashing share it
     gauges = ApiGauges(cache=cache, queue=queue, usage=usage, bus=bus)

@@ -8,7 +8,7 @@ checks every injected value against its parameter's annotation.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -84,8 +84,9 @@ class CallerRegistry(Protocol):
 class UsageSink(Protocol):
     """Where usage events go (batched to the audit trail)."""
 
-    def emit(self, event: UsageEvent) -> None:
-        """Queue one usage event; never blocks."""
+    def emit(self, event: UsageEvent) -> Awaitable[None] | None:
+        """Queue one usage event; never blocks. When the sink is durable, what completes once the event is
+        safe (the request is answered only then); else None."""
         ...
 
 

@@ -106,7 +106,7 @@ class InProcessVerifier:
             self._limiter = RateLimiter(RateWindows(db), clock=epoch(clock))
             self._last_used = LastUsedTracker(LastUsedTable(db))
             spool = self._spool or (Path(cfg.spool_dir) if cfg.spool_dir else default_data_dir() / "spool")
-            self._usage = UsageEmitter(UsagePublisher(bus, cfg), spool)
+            self._usage = UsageEmitter(UsagePublisher(bus, cfg), spool, durable=cfg.usage_durable)
             self._forwarded = FailureThrottle(cfg.auth_failure_limit, clock=epoch(clock))
             self._verifier = Verifier(cache, hasher, cfg.token_prefix, clock, max_pending=cfg.argon2_max_pending,
                                       key_failure_limit=cfg.key_failure_limit,
@@ -153,7 +153,9 @@ class InProcessVerifier:
         # a known key's fields come from the cache, scope and data were checked: only the caller's own text (and
         # the reason, which may quote the website asked for) needed cleaning; an unknown key's event may carry
         # what the caller typed as a key
-        self._usage.emit(event if known is not None else sanitized(event))
+        settled = self._usage.emit(event if known is not None else sanitized(event))
+        if settled is not None:  # KEYLEDGER_USAGE_DURABLE: answer once the event is safe
+            await settled
         if verdict.valid and known is not None:
             self._last_used.touch(known.key_id, now)
         return answer(verdict, decision)

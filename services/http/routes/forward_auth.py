@@ -151,9 +151,9 @@ async def _forward_auth(request: Request[Any, Any, Any], gate: Gate, by_path: bo
     action = f"forward-auth {original_method(request, by_path)} {original_uri(request, by_path)}".rstrip()
     key = presented_key(request)
     if key is None:
-        gate.record(request, action=action, verdict=None, presented=None, scope=scope, website_id=asked["website_id"],
-                    data=asked["data"], ip=client_ip(request), user_agent=user_agent_of(request), caller=caller,
-                    caller_ip=client_address(request))
+        await gate.record(request, action=action, verdict=None, presented=None, scope=scope,
+                          website_id=asked["website_id"], data=asked["data"], ip=client_ip(request),
+                          user_agent=user_agent_of(request), caller=caller, caller_ip=client_address(request))
         raise auth_required()
     ask = VerifyRequest(key=key[:4096], scope=scope, website_id=asked["website_id"], data=asked["data"],
                         ip=client_ip(request), user_agent=user_agent_of(request))

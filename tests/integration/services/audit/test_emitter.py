@@ -106,3 +106,36 @@ async def test_an_overflowing_buffer_spills_in_publishable_batches(tmp_path: Pat
         assert all(len(decode_batch(path.read_bytes())) <= 10 for path in files)
     finally:
         await nc.close()
+
+
+async def test_durable_events_settle_only_once_in_jetstream_or_the_spool(tmp_path: Path) -> None:
+    """``durable``: each event's future completes after its batch was acknowledged (or spooled while NATS is
+    down), never before; batches leave at once, so a waiting request waits one publish, not a flush interval."""
+    settings = isolated_settings()
+    server = NatsServer(tmp_path / "nats")
+    server.start()
+    try:
+        nc = await connect(server.url, "durable")
+        emitter = UsageEmitter(UsagePublisher(nc, settings), tmp_path / "spool", flush_interval=60.0, durable=True)
+        first = usage(40)
+        settled = [emitter.emit(event) for event in first]
+        assert all(future is not None and not future.done() for future in settled)  # nothing sent yet
+        async with running(emitter.run):
+            for future in settled:
+                assert future is not None
+                await future  # within the test's time, although the flush interval is a minute
+            checker = await connect(server.url, "checker")
+            assert sorted(await delivered(checker._js, settings)) == sorted(e.id for e in first)
+            await checker.close()
+            server.stop()
+            await until(lambda: not nc.is_connected, what="the client to notice NATS is gone")
+            later = usage(5)
+            for event in later:
+                future = emitter.emit(event)
+                assert future is not None
+                await future
+            spooled = [e.id for path in (tmp_path / "spool").glob("*.batch") for e in decode_batch(path.read_bytes())]
+            assert sorted(spooled) == sorted(e.id for e in later)
+        await nc.close()
+    finally:
+        server.stop()
