@@ -60,11 +60,13 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-async def fold(source: ReplaySource, head: int, progress: Progress | None = None, page_size: int = 20_000,
+async def fold(source: ReplaySource, head: int, progress: Progress | None = None, page_size: int = 5_000,
                decode: Callable[[str], list[AnyEvent]] | None = None, share: Share = ALL,
                ) -> tuple[KeyCache, int, dict[str, int]]:
     """Fold every event of ``share`` up to ``head`` into a new key cache: the model, the event count and
-    each key's last position. ``decode`` turns a page's JSON array into events (a benchmark may time it)."""
+    each key's last position. ``decode`` turns a page's JSON array into events (a benchmark may time it).
+    Pages of 5,000 events (~1 MB of JSON) cost ~15 % less CPU to fold than pages of 20,000: fewer fresh
+    memory pages to fault in, and a page's objects still in the caches when they are applied."""
     decode = decode or _page_decoder.decode
     model: KeyCache = {}
     last: dict[str, int] = {}
@@ -91,7 +93,7 @@ async def fold_share(url: str, head: int, page_size: int, share: Share,
             return count, len(model)
 
 
-async def replay(source: ReplaySource, progress: Progress | None = None, page_size: int = 20_000,
+async def replay(source: ReplaySource, progress: Progress | None = None, page_size: int = 5_000,
                  workers: int | None = None) -> ReplayResult:
     """Rebuild ``key_cache`` from the store in ``workers`` processes (default: one per core) and swap it in
     atomically; events committed meanwhile are applied in the swap, so nothing falls between the rebuilt

@@ -28,6 +28,11 @@ def encode_state(state: KeyState) -> str:
     return _encoder.encode(state).decode()
 
 
+def encode_state_into(state: KeyState, buffer: bytearray) -> None:
+    """Append a key's state as JSON (as :func:`encode_state` writes it) to ``buffer``."""
+    _encoder.encode_into(state, buffer, -1)
+
+
 def decode_state(text: str | bytes) -> KeyState:
     """The KeyState stored as JSON text."""
     return _state_decoder.decode(text)

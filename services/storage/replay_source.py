@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, NamedTuple
 
 from psycopg import AsyncConnection
@@ -17,7 +17,7 @@ from keyledger.services.storage.database import Database
 from keyledger.services.storage.event_store import head_on
 from keyledger.services.storage.key_cache_table import (
     PROJECTOR,
-    encode_state,
+    encode_state_into,
     load_keys,
     lock_key_cache,
     upsert_keys,
@@ -110,8 +110,8 @@ class ReplaySource:
         """COPY ``model``'s keys, each with its last event's position, into the rebuild table."""
         async with self._db._connection() as conn, conn.cursor().copy(
                 f"COPY {REBUILD} (key_id, version, position, state) FROM STDIN") as copy:
-            for key_id, state in model.items():
-                await copy.write_row((key_id, state.version, last_positions[key_id], encode_state(state)))
+            for chunk in copy_text(model, last_positions):
+                await copy.write(chunk)
 
     async def drop_rebuild(self) -> None:
         """Drop the rebuild table (a failed replay: nothing is swapped in)."""
@@ -143,6 +143,31 @@ class ReplaySource:
         await self.create_rebuild()
         await self.write_rebuild(model, last_positions)
         return await self.swap_rebuilt(head)
+
+
+def copy_text(model: KeyCache, last_positions: dict[str, int], chunk_bytes: int = 1 << 20) -> Iterator[bytearray]:
+    """The rebuild table's rows in COPY's text format, in chunks of about ``chunk_bytes``. Each state is
+    encoded straight into the chunk (no bytes object per row: half the cost of ``write_row``)."""
+    chunk = bytearray()
+    for key_id, state in model.items():
+        chunk += b"%s\t%d\t%d\t" % (_copy_field(key_id), state.version, last_positions[key_id])
+        start = len(chunk)
+        encode_state_into(state, chunk)
+        if chunk.find(b"\\", start) >= 0:  # COPY text escapes backslashes (JSON has no raw tabs or newlines)
+            chunk[start:] = chunk[start:].replace(b"\\", b"\\\\")
+        chunk += b"\n"
+        if len(chunk) >= chunk_bytes:
+            yield chunk
+            chunk = bytearray()
+    if chunk:
+        yield chunk
+
+
+def _copy_field(text: str) -> bytes:
+    """``text`` escaped for COPY's text format."""
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return text.encode()
 
 
 async def _fetch(conn: AsyncConnection, query: str, params: tuple[int, ...]) -> tuple[Any, ...] | None:
