@@ -41,7 +41,7 @@ from keyledger.domain.events import AnyEvent
 from keyledger.projections.key_cache import KeyCache
 from keyledger.services.cache.replay import replay
 from keyledger.services.storage.database import Database
-from keyledger.services.storage.replay_source import EventPage, ReplaySource
+from keyledger.services.storage.replay_source import ALL, EventPage, ReplaySource, Share
 
 GC = "cyclic GC collections (within replay)"
 HEAD = "head position query"
@@ -111,10 +111,10 @@ class TimedReplaySource(ReplaySource):
         with self.timings.span(HEAD):
             return await super().head_position()
 
-    async def pages(self, head: int, page_size: int) -> AsyncIterator[EventPage]:
+    async def pages(self, head: int, page_size: int, share: Share = ALL) -> AsyncIterator[EventPage]:
         timings = self.timings
         asked = timings.begin()
-        async for page in super().pages(head, page_size):
+        async for page in super().pages(head, page_size, share):
             timings.end(asked, WAIT, RECEIVE)
             handed = timings.begin()
             yield page
@@ -122,8 +122,7 @@ class TimedReplaySource(ReplaySource):
             asked = timings.begin()
         timings.end(asked, WAIT, RECEIVE)
 
-    async def swap_in(self, model: KeyCache, last_positions: dict[str, int] | None,
-                      head: int) -> tuple[int, int]:
+    async def swap_in(self, model: KeyCache, last_positions: dict[str, int], head: int) -> tuple[int, int]:
         with self.timings.span(WRITE_WAIT, WRITE_CPU):
             written = await super().swap_in(model, last_positions, head)
         self.timings.gc_until_written = self.timings.gc_seconds
@@ -195,7 +194,7 @@ async def timed_replay(db: Database, head: int, page_size: int) -> Breakdown:
     try:
         with _decoder_timed(timings) as decode_in_run:
             started = time.perf_counter()
-            result = await replay(TimedReplaySource(db, timings), page_size=page_size)
+            result = await replay(TimedReplaySource(db, timings), page_size=page_size, workers=1)
             call_seconds = time.perf_counter() - started
     finally:
         gc.callbacks.remove(timings.on_gc)
@@ -217,8 +216,10 @@ def markdown(breakdown: Breakdown, events: int) -> str:
     total, phases = breakdown.total, breakdown.phases
     decoder = ("around replay's page decoder" if DECODE in phases else
                "decode in a separate pass of the same pages (replay's page decoder could not be wrapped)")
-    lines = [f"### Where replay's time goes ({events:,} events; instrumented second run: {total:.2f} s)", "",
-             "Timed around the storage half (`ReplaySource`: pages, `swap_in`) as the real `replay` calls it, "
+    lines = [f"### Where replay's time goes in one process ({events:,} events; instrumented run with "
+             f"`--workers 1`: {total:.2f} s)", "",
+             "Each folding process does the same per event for its share of the keys. Timed around the storage "
+             "half (`ReplaySource`: pages, `swap_in`) as the real `replay` calls it, "
              f"and {decoder}; fetch and write are split into Python CPU and waiting by this thread's CPU clock; "
              "fold is page handling minus decode.", "",
              "| phase | seconds | share |", "| --- | ---: | ---: |"]

@@ -3,7 +3,8 @@
 Baseline, measured in the same run on the same rows: streaming the events' JSON out of
 Postgres in position order with ``COPY ... TO STDOUT`` into a null sink (no decode, no fold),
 on a plain psycopg connection. Replay itself runs as ``keyledger replay`` runs it:
-``replay(ReplaySource(db))`` on a ``Database`` of its own.
+``replay(ReplaySource(db))`` on a ``Database`` of its own, folding in one process per core; it is also
+measured in one process (``--workers 1``), and that run is the one broken down by phase.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ async def paged_read_seconds(source: ReplaySource, head: int, page_size: int = P
     """Seconds to read the whole store through replay's own page source, without decoding or folding."""
     started, events = time.perf_counter(), 0
     async for page in source.pages(head, page_size):
-        events += page.count
+        events += page.positions.count(",") + 1  # a JSON array of positions, never empty
     seconds = time.perf_counter() - started
     assert events == head, f"read {events} events, the store's head is {head}"
     return seconds
@@ -109,13 +110,14 @@ class Passes:
     paged_seconds: float
     replay: ReplayResult
     call_seconds: float  # the caller's wall clock around that replay
+    one_process: ReplayResult
     gc_paused: ReplayResult
     breakdown: breakdown.Breakdown
 
 
 async def measure(conn: AsyncConnection, db: Database, expected: Expected, head: int) -> Passes:
-    """Baseline read (on ``conn``), replay's read alone, replay (verified), then replay instrumented
-    and GC-paused (replay's passes on ``db``, as the service runs it)."""
+    """Baseline read (on ``conn``), replay's read alone, replay (verified), replay in one process, then
+    replay instrumented (in one process) and GC-paused (replay's passes on ``db``, as the service runs it)."""
     await raw_read_seconds(conn)  # warm-up: the same pages are cached for every pass
     with timed("baseline: COPY TO STDOUT null sink", _log):
         raw = await raw_read_seconds(conn)
@@ -124,9 +126,13 @@ async def measure(conn: AsyncConnection, db: Database, expected: Expected, head:
     gc.collect()
     with timed("replay (keyledger.services.cache.replay.replay)", _log) as call:
         result = await replay(ReplaySource(db))
-    _log(f"  (replay's own clock: {result.seconds:.2f} s)")
+    _log(f"  (replay's own clock: {result.seconds:.2f} s, {result.workers} folding processes)")
     with timed("verify", _log):
         await verify(conn, expected, head)
+    gc.collect()
+    with timed("replay in one process (workers=1)", _log):
+        one = await replay(ReplaySource(db), workers=1)
+    await verify(conn, expected, head)
     gc.collect()
     with timed("replay again, instrumented", _log):
         instrumented = await breakdown.timed_replay(db, head, PAGE_SIZE)
@@ -134,7 +140,7 @@ async def measure(conn: AsyncConnection, db: Database, expected: Expected, head:
     with timed("replay again, cyclic GC paused by the caller", _log):
         paused = await _replay_gc_paused(db)
     await verify(conn, expected, head)
-    return Passes(raw, paged, result, call.seconds, paused, instrumented)
+    return Passes(raw, paged, result, call.seconds, one, paused, instrumented)
 
 
 def rows(passes: Passes, head: int, command: str) -> list[Row]:
@@ -146,6 +152,9 @@ def rows(passes: Passes, head: int, command: str) -> list[Row]:
             rate >= target, command),
         Row(f"replay wall time, {head:,} events", seconds, "s", target=f"≤ {head / target:.1f} s",
             met=seconds <= head / target, command=command),
+        Row(f"replay in one process (`--workers 1`; above: {passes.replay.workers})",
+            passes.one_process.events_per_second, "events/s", raw_rate, "raw COPY read", "(diagnostic)", None,
+            command),
         Row("replay's page query alone (read, no decode/fold)", head / passes.paged_seconds, "events/s", raw_rate,
             "raw COPY read", "(diagnostic)", None, command),
         Row("replay as its caller waits for it (incl. freeing and GC after replay's own clock)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 
 from keyledger.domain.events import AnyEvent
 from keyledger.domain.key import KeyState, evolve
@@ -34,3 +35,15 @@ def apply_at(model: KeyCache, event: AnyEvent, version: int) -> Outcome:
         return Outcome.GAP
     model[event.key_id] = evolve(current, event)
     return Outcome.APPLIED
+
+
+def apply_all(model: KeyCache, last_positions: dict[str, int], events: Iterable[AnyEvent],
+              positions: Iterable[int]) -> KeyCache:
+    """Apply ``events`` in order (in place), recording each key's last position from ``positions``
+    (one per event): a replay's inner loop."""
+    get = model.get
+    for position, event in zip(positions, events, strict=True):
+        key_id = event.key_id
+        model[key_id] = evolve(get(key_id), event)
+        last_positions[key_id] = position
+    return model

@@ -13,6 +13,7 @@ from typing import NoReturn
 import msgspec
 
 from keyledger.domain.errors import DomainError
+from keyledger.services.cache.replay import ReplayFailed
 from keyledger.services.cli import audit as cli_audit
 from keyledger.services.cli import credentials as cli_credentials
 from keyledger.services.cli import keys as cli_keys
@@ -99,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     retention = audit.add_parser("retention", help="drop usage partitions older than the retention period")
     retention.add_argument("--days", type=int, metavar="N",
                            help="keep N days (default KEYLEDGER_AUDIT_RETENTION_DAYS, 400)")
-    groups.add_parser("replay", parents=[json_flag], help="rebuild the key cache from the event store")
+    replay = groups.add_parser("replay", parents=[json_flag], help="rebuild the key cache from the event store")
+    replay.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="fold the keys in N processes, each its share of them (default: one per core)")
     serve = groups.add_parser("serve", help="the HTTP API on 127.0.0.1:$PORT (8080), with relay, projector and audit "
                               "sink as supervised processes")
     serve.add_argument("--no-workers", action="store_true", help="only the API (another process runs 'keyledger run')")
@@ -167,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.group == "verify-credentials":
             return asyncio.run(cli_credentials.run(args, settings))
         elif args.group == "replay":
+            if args.workers is not None and not 1 <= args.workers <= 256:
+                return _fail("--workers must be between 1 and 256", 2)
             asyncio.run(cli_workers.run_replay(args, settings))
         elif args.group == "run":
             from keyledger.services.cli.serve import prepare
@@ -183,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc))
     except StorageError as exc:
         return _fail(f"database unavailable: {exc}")
+    except ReplayFailed as exc:
+        return _fail(f"replay failed, nothing swapped in: {exc}")
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
 

@@ -91,7 +91,8 @@ async def _sample(rt: Runtime, buses: dict[str, Bus], relay: Relay | None, stop:
 
 
 async def run_replay(args: argparse.Namespace, settings: Settings) -> None:
-    """Rebuild the key cache from the event store, with a progress bar and the final rate."""
+    """Rebuild the key cache from the event store in ``--workers`` processes (default: one per core), with a
+    progress bar and the final rate."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     async with open_runtime(settings, admin=True) as rt:  # the rebuild swaps in a new key_cache table
@@ -99,11 +100,12 @@ async def run_replay(args: argparse.Namespace, settings: Settings) -> None:
         with Progress(*columns, console=None, disable=args.json or not sys.stderr.isatty(),
                       transient=True) as bar:
             task = bar.add_task("replay", total=None)
-            result = await replay(ReplaySource(rt.db),
+            result = await replay(ReplaySource(rt.db), workers=args.workers,
                                   progress=lambda done, total: bar.update(task, completed=done, total=total))
     summary = {**msgspec.structs.asdict(result), "events_per_second": round(result.events_per_second)}
     if args.json:
         print(msgspec.json.encode(summary).decode())
     else:
         print(f"replayed {result.events} events into {result.keys} keys up to position {result.position} "
-              f"in {result.seconds:.2f}s ({summary['events_per_second']:,} events/s)")
+              f"in {result.seconds:.2f}s ({summary['events_per_second']:,} events/s, {result.workers} "
+              f"process{'es' if result.workers > 1 else ''})")

@@ -26,13 +26,15 @@ class StorageError(Exception):
 class Database:
     """One pool of autocommit connections. Only ``keyledger.services.storage`` reaches inside."""
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4, wait: float = WAIT_SECONDS) -> None:
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4, wait: float = WAIT_SECONDS,
+                 application_name: str | None = None) -> None:
         self.url = url
+        named = {"application_name": application_name} if application_name else {}  # in pg_stat_activity
         # ``wait``: how long a caller waits for a connection before StorageError (the API's 503): short, so
         # an outage answers at once instead of holding requests (and shutdown) for psycopg's default 30 s
         self._pool = AsyncConnectionPool(url, min_size=min_size, max_size=max_size, open=False, timeout=wait,
                                          reconnect_timeout=RECONNECT_SECONDS,
-                                         kwargs={"autocommit": True, "connect_timeout": CONNECT_SECONDS})
+                                         kwargs={"autocommit": True, "connect_timeout": CONNECT_SECONDS, **named})
 
     async def open(self) -> None:
         """Open the pool and wait for its first connection."""
@@ -66,9 +68,10 @@ class Database:
 
 
 @asynccontextmanager
-async def open_database(url: str, *, min_size: int = 1, max_size: int = 4) -> AsyncIterator[Database]:
+async def open_database(url: str, *, min_size: int = 1, max_size: int = 4,
+                        application_name: str | None = None) -> AsyncIterator[Database]:
     """An open Database, closed on exit."""
-    db = Database(url, min_size=min_size, max_size=max_size)
+    db = Database(url, min_size=min_size, max_size=max_size, application_name=application_name)
     await db.open()
     try:
         yield db

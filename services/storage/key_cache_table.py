@@ -28,6 +28,11 @@ def encode_state(state: KeyState) -> str:
     return _encoder.encode(state).decode()
 
 
+def encode_state_into(state: KeyState, buffer: bytearray) -> None:
+    """Append a key's state as JSON (as :func:`encode_state` writes it) to ``buffer``."""
+    _encoder.encode_into(state, buffer, -1)
+
+
 def decode_state(text: str | bytes) -> KeyState:
     """The KeyState stored as JSON text."""
     return _state_decoder.decode(text)
@@ -38,9 +43,9 @@ async def lock_key_cache(conn: AsyncConnection) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
 
 
-async def load_keys(conn: AsyncConnection, key_ids: Iterable[str]) -> KeyCache:
+async def load_keys(conn: AsyncConnection, key_ids: Iterable[str], table: str = "key_cache") -> KeyCache:
     """The stored states of ``key_ids`` (missing keys are simply absent)."""
-    cur = await conn.execute("SELECT state::text FROM key_cache WHERE key_id = ANY(%s)", (list(key_ids),))
+    cur = await conn.execute(f"SELECT state::text FROM {table} WHERE key_id = ANY(%s)", (list(key_ids),))
     return {state.key_id: state for state in (decode_state(row[0]) for row in await cur.fetchall())}
 
 

@@ -1,4 +1,5 @@
-"""Property: for random command sequences, live projection == replay == folding each stream."""
+"""Property: for random command sequences, live projection == replay (in one process and in two) ==
+folding each stream."""
 
 from __future__ import annotations
 
@@ -98,11 +99,14 @@ async def scenario(admin_url: str, nats_url: str, ops: list[tuple[str, int, int]
             await live.stop()
             expected = await folded_streams(store)
             projected = await table_model(db)
-            await replay(ReplaySource(db), page_size=3)
+            await replay(ReplaySource(db), page_size=3, workers=1)
             replayed = await table_model(db)
+            await replay(ReplaySource(db), page_size=3, workers=2)
+            replayed_in_processes = await table_model(db)
             live_model = {key_id: live.get(key_id) for key_id in expected}
             assert projected == expected
             assert replayed == expected
+            assert replayed_in_processes == expected
             assert live_model == expected and len(live) == len(expected)
             assert projector.stats.applied == head
     finally:

@@ -62,7 +62,8 @@ async def test_replay_rebuilds_the_same_table(db: Database, store: PostgresEvent
     for key_id in ids[::3]:
         await keys.revoke(key_id)
     progress: list[tuple[int, int]] = []
-    result = await replay(ReplaySource(db), progress=lambda done, total: progress.append((done, total)), page_size=7)
+    result = await replay(ReplaySource(db), progress=lambda done, total: progress.append((done, total)), page_size=7,
+                          workers=1)
     head = await store.head_position()
     assert (result.events, result.keys, result.position) == (head, 20, head)
     assert progress[-1] == (head, head) and len(progress) == -(-head // 7)

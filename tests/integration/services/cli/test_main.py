@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -126,6 +127,7 @@ def _pg_dump() -> str:
         (["keys", "show", "../../etc"], 1, "not found"),
         (["keys", "rotate", "AAAAAAAAAAAA", "--grace", "1 hour"], 2, "must look like 30s"),
         (["keys", "frobnicate"], 2, "invalid choice"),
+        (["replay", "--workers", "0"], 2, "--workers must be between 1 and 256"),
     ],
 )
 def test_bad_arguments_give_one_line_and_change_nothing(cli: Cli, args: list[str], code: int, message: str) -> None:
@@ -153,7 +155,10 @@ def test_show_as_of_a_past_moment_and_replay(cli: Cli) -> None:
     assert "did not exist at 2001-01-01T00:00:00+00:00" in error
     summary = cli.json("replay")
     assert (summary["events"], summary["keys"], summary["position"]) == (2, 1, 2)
-    assert "events/s" in cli.run("replay").stdout
+    assert summary["workers"] == (os.cpu_count() or 1)
+    assert "events/s, 1 process)" in cli.run("replay", "--workers", "1").stdout
+    summary = cli.json("replay", "--workers", "3")
+    assert (summary["events"], summary["keys"], summary["position"], summary["workers"]) == (2, 1, 2, 3)
 
 
 def test_verify_credentials_are_created_listed_and_revoked(cli: Cli, database_url: str) -> None:
