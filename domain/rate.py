@@ -10,12 +10,13 @@ from keyledger.domain.key import KeyState
 WINDOW_SECONDS = 60
 DEFAULT_TIERS: Mapping[str, int] = {"standard": 100, "premium": 1_000, "enterprise": 10_000}
 _TIER_ORDER = ("enterprise", "premium", "standard")
+_TIER_SCOPES = tuple((tier, f"rate:{tier}") for tier in _TIER_ORDER)
 
 
 def tier_of(state: KeyState) -> str:
     """The key's tier: the highest ``rate:*`` scope it holds, ``standard`` when none."""
-    scopes = set(granted_scopes(state.access))
-    return next((tier for tier in _TIER_ORDER if f"rate:{tier}" in scopes), "standard")
+    scopes = granted_scopes(state.access)  # remembered per access tuple: a few names, no set to build
+    return next((tier for tier, scope in _TIER_SCOPES if scope in scopes), "standard")
 
 
 def limit_of(state: KeyState, tiers: Mapping[str, int] = DEFAULT_TIERS) -> int:

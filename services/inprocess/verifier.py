@@ -140,7 +140,19 @@ class InProcessVerifier:
             raise ValidationError(f"unknown scope {scope!r}")
         if data is not None and data not in DATA_KINDS:
             raise ValidationError(f"unknown data kind {data!r}")
-        verdict, decision = await self._decide(key, scope, website_id, data, ip)
+        decision: RateDecision | None = None
+        if ip and self._forwarded.refusal(ip) is not None:  # as the API's gate decides, step by step
+            verdict = Verdict(valid=False, code="RATE_LIMITED", reason="too many failed attempts from this client ip")
+        else:
+            verdict = await self._verifier.verify(key, scope, website_id, data,
+                                                  source=f"ip:{ip}" if ip else self.name, caller=self.name)
+            if ip and verdict.code in ("MALFORMED", "NOT_FOUND"):
+                self._forwarded.record(ip)
+            found = verdict.key
+            if found is not None and verdict.code in ("VALID", "FORBIDDEN"):
+                decision = await self._limiter.hit(found.key_id, limit_of(found, self._tiers))
+                if not decision.allowed:
+                    verdict = Verdict(valid=False, code="RATE_LIMITED", reason="rate limit exceeded", key=found)
         known, granted, now = verdict.key, verdict.granted_by, self._clock()
         event = UsageEvent(
             id=new_id(), at=now, action="verify", outcome=verdict.code, key_id=known.key_id if known else None,
@@ -159,20 +171,3 @@ class InProcessVerifier:
         if verdict.valid and known is not None:
             self._last_used.touch(known.key_id, now)
         return answer(verdict, decision)
-
-    async def _decide(self, key: str, scope: str, website_id: str | None, data: str | None,
-                      ip: str | None) -> tuple[Verdict, RateDecision | None]:
-        """The verdict and the key's rate decision, as the API's gate reaches them."""
-        if ip and self._forwarded.refusal(ip) is not None:
-            return Verdict(valid=False, code="RATE_LIMITED", reason="too many failed attempts from this client ip"), \
-                None
-        verdict = await self._verifier.verify(key, scope, website_id, data, source=f"ip:{ip}" if ip else self.name,
-                                              caller=self.name)
-        if ip and verdict.code in ("MALFORMED", "NOT_FOUND"):
-            self._forwarded.record(ip)
-        found, decision = verdict.key, None
-        if found is not None and verdict.code in ("VALID", "FORBIDDEN"):
-            decision = await self._limiter.hit(found.key_id, limit_of(found, self._tiers))
-            if not decision.allowed:
-                verdict = Verdict(valid=False, code="RATE_LIMITED", reason="rate limit exceeded", key=found)
-        return verdict, decision
