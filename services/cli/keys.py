@@ -82,10 +82,11 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
 @contextlib.asynccontextmanager
 async def replica_barrier(rt: Runtime) -> AsyncIterator[CommitBarrier | None]:
     """Wait, after a command, until every API replica announces it holds the command's events (nudging them
-    to read the store at once), as long as the replicas' own bound (``KEYLEDGER_MAX_STALENESS``, at most
-    1 s). The CLI listens for one announcement round first, so it knows every replica on the bus; it never
-    joins the roll itself. Without NATS it says so and returns at once: the replicas then see the change when
-    they next read the store (within their staleness bound, or they answer UNAVAILABLE)."""
+    to read the store at once), at most the replicas' own bound (``KEYLEDGER_MAX_STALENESS``; 1 s when that
+    is 0), as an API process does. The CLI listens for one announcement round first, so it knows every
+    replica on the bus; it never joins the roll itself. Without NATS it says so and returns at once: the
+    replicas then see the change when they next read the store (within their staleness bound, or they
+    answer UNAVAILABLE)."""
     try:
         bus = await connect(rt.endpoints.nats_url_for("api"), "keyledger-cli")
     except BusError as exc:
@@ -94,7 +95,7 @@ async def replica_barrier(rt: Runtime) -> AsyncIterator[CommitBarrier | None]:
         return
     try:
         channel = ReplicaChannel(bus, rt.settings.replicas_subject)
-        roll = ReplicaRoll(channel, lambda: -1, max_wait=float(min(rt.settings.max_staleness or 1, 1)), member=False)
+        roll = ReplicaRoll(channel, lambda: -1, max_wait=float(rt.settings.max_staleness or 1), member=False)
         await channel.listen(roll.heard)
         listening = time.monotonic()
 
