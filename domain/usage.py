@@ -84,10 +84,7 @@ def clean_text(value: str, limit: int) -> str:
 def storable(value: str | None, field: str) -> str | None:
     """``value`` of ``field`` as it may be stored (see :func:`clean_text`); None stays None. For building an
     event whose other fields need no cleaning (they come from the key cache or were validated)."""
-    if value is None:
-        return None
-    limit = FIELD_LIMITS[field]
-    return value if len(value) <= limit and value.isprintable() else clean_text(value, limit)
+    return None if value is None else clean_text(value, FIELD_LIMITS[field])
 
 
 def sanitized(event: UsageEvent) -> UsageEvent:

@@ -179,7 +179,7 @@ class Gate:
             if verdict.valid and verdict.key is not None:
                 return f"key:{verdict.key.key_id}"
         await self.record(request, action="verify", verdict=None, presented=None, scope=None, outcome="AUTH_REQUIRED",
-                    caller_ip=client, reason="the verify caller is not authenticated")
+                          caller_ip=client, reason="the verify caller is not authenticated")
         if refusal is not None:
             attach_decision(request.scope, refusal)
             raise ApiError(429, "RATE_LIMITED", "Too many failed authentication attempts")
@@ -193,8 +193,8 @@ class Gate:
         key being verified, never to the caller). ``action`` names the call in the usage event."""
         verdict, decision = await self._decide(request, ask)
         await self.record(request, action=action, verdict=verdict, presented=ask.key, scope=ask.scope,
-                    website_id=ask.website_id, data=ask.data, ip=ask.ip, user_agent=ask.user_agent, caller=caller,
-                    caller_ip=client_address(request))
+                          website_id=ask.website_id, data=ask.data, ip=ask.ip, user_agent=ask.user_agent,
+                          caller=caller, caller_ip=client_address(request))
         if verdict.valid and verdict.key is not None:
             self._last_used.touch(verdict.key.key_id, self._clock())
         return verdict, decision

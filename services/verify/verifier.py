@@ -110,10 +110,7 @@ class Verifier:
         return Verdict(valid=True, code="VALID", reason=decision.reason, key=state, granted_by=decision.granted_by)
 
     def _accepted_hashes(self, state: KeyState, now: datetime) -> list[str]:
-        hashes = [state.secret_hash]
-        if state.previous_hash is not None and state.previous_secret_valid(now):
-            hashes.append(state.previous_hash)
-        return hashes
+        return [h for h in (state.secret_hash, state.previous_hash) if h is not None and _holds(state, h, now)]
 
     def _remembers(self, state: KeyState, digest: bytes, now: datetime) -> bool:
         """Whether argon2 accepted this secret (its ``digest``) before, for a hash ``state`` still accepts."""
@@ -127,7 +124,7 @@ class Verifier:
         """None when the secret (``digest``: its HMAC, not remembered as accepted) is right; else the refusal
         (never saying which part was wrong)."""
         accepted = self._accepted_hashes(state, now)
-        known = [entry for entry in self._known.get(state.key_id, ()) if entry[1] in accepted]
+        known = [entry for entry in self._known.get(state.key_id, ()) if _holds(state, entry[1], now)]
         unknown = Verdict(valid=False, code="NOT_FOUND", reason="unknown key")
         wrong = [entry for entry in self._wrong.get(state.key_id, ()) if entry[1] == state.secret_hash]
         if _remembered(digest, wrong):
