@@ -138,6 +138,11 @@ def generate(
     return format_token(prefix, key_id, new_secret(random_bytes))
 
 
+def token_length(prefix: str) -> int:
+    """How long every well-formed token under ``prefix`` is."""
+    return len(prefix) + 1 + _BODY_LENGTH
+
+
 def start_length(prefix: str) -> int:
     """How long a token's ``start`` is under ``prefix``: prefix, ``_``, key id and a few secret chars."""
     return len(prefix) + 1 + KEY_ID_LENGTH + START_SECRET_CHARS

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import hmac
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Protocol
 
 from litestar.datastructures import Address
@@ -191,15 +192,17 @@ class Gate:
                      action: str = "verify") -> tuple[Verdict, RateDecision | None]:
         """The verdict on ``ask`` and, when a key was identified, its rate-limit decision (charged to the
         key being verified, never to the caller). ``action`` names the call in the usage event."""
-        verdict, decision = await self._decide(request, ask)
+        now = self._clock()
+        verdict, decision = await self._decide(request, ask, now)
         await self.record(request, action=action, verdict=verdict, presented=ask.key, scope=ask.scope,
                           website_id=ask.website_id, data=ask.data, ip=ask.ip, user_agent=ask.user_agent,
-                          caller=caller, caller_ip=client_address(request))
+                          caller=caller, caller_ip=client_address(request), at=now)
         if verdict.valid and verdict.key is not None:
-            self._last_used.touch(verdict.key.key_id, self._clock())
+            self._last_used.touch(verdict.key.key_id, now)
         return verdict, decision
 
-    async def _decide(self, request: Connection, ask: VerifyRequest) -> tuple[Verdict, RateDecision | None]:
+    async def _decide(self, request: Connection, ask: VerifyRequest,
+                      now: datetime) -> tuple[Verdict, RateDecision | None]:
         blocked = self._forwarded_failures.refusal(ask.ip) if ask.ip else None
         if blocked is not None:
             attach_decision(request.scope, blocked)
@@ -207,7 +210,7 @@ class Gate:
             return refusal, None
         caller = client_address(request) or "unknown"
         verdict = await self._verifier.verify(ask.key, ask.scope, ask.website_id, ask.data,
-                                              source=f"ip:{ask.ip}" if ask.ip else caller, caller=caller)
+                                              source=f"ip:{ask.ip}" if ask.ip else caller, caller=caller, now=now)
         if ask.ip and verdict.code in ("MALFORMED", "NOT_FOUND"):
             self._forwarded_failures.record(ask.ip)
         key, decision = verdict.key, None
@@ -222,14 +225,14 @@ class Gate:
     async def record(self, request: Connection, *, action: str, verdict: Verdict | None, presented: str | None,
                      scope: str | None, website_id: str | None = None, data: str | None = None, ip: str | None = None,
                      user_agent: str | None = None, outcome: str | None = None, caller: str | None = None,
-                     caller_ip: str | None = None, reason: str | None = None) -> None:
+                     caller_ip: str | None = None, reason: str | None = None, at: datetime | None = None) -> None:
         """Queue the usage event of one verification or authenticated call (never the secret); with a durable
         usage sink (``KEYLEDGER_USAGE_DURABLE``), return once the event is safe, so that the request is
         answered only then."""
         key = verdict.key if verdict is not None else None
         granted = verdict.granted_by if verdict is not None else None
         settled = self._usage.emit(sanitized(UsageEvent(
-            id=new_id(), at=self._clock(), action=action,
+            id=new_id(), at=at or self._clock(), action=action,
             outcome=outcome or (verdict.code if verdict is not None else "MISSING"),
             key_id=key.key_id if key else None,
             start=key.start if key else (attempted_start(presented, self._start_length, _well_formed(verdict))

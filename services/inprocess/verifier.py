@@ -141,11 +141,12 @@ class InProcessVerifier:
         if data is not None and data not in DATA_KINDS:
             raise ValidationError(f"unknown data kind {data!r}")
         decision: RateDecision | None = None
+        now = self._clock()
         if ip and self._forwarded.refusal(ip) is not None:  # as the API's gate decides, step by step
             verdict = Verdict(valid=False, code="RATE_LIMITED", reason="too many failed attempts from this client ip")
         else:
             verdict = await self._verifier.verify(key, scope, website_id, data,
-                                                  source=f"ip:{ip}" if ip else self.name, caller=self.name)
+                                                  source=f"ip:{ip}" if ip else self.name, caller=self.name, now=now)
             if ip and verdict.code in ("MALFORMED", "NOT_FOUND"):
                 self._forwarded.record(ip)
             found = verdict.key
@@ -153,7 +154,7 @@ class InProcessVerifier:
                 decision = await self._limiter.hit(found.key_id, limit_of(found, self._tiers))
                 if not decision.allowed:
                     verdict = Verdict(valid=False, code="RATE_LIMITED", reason="rate limit exceeded", key=found)
-        known, granted, now = verdict.key, verdict.granted_by, self._clock()
+        known, granted = verdict.key, verdict.granted_by
         event = UsageEvent(
             id=new_id(), at=now, action="verify", outcome=verdict.code, key_id=known.key_id if known else None,
             start=known.start if known else attempted_start(key, self._start_length, verdict.code != "MALFORMED")

@@ -45,6 +45,7 @@ LOOKAHEAD_SECONDS = 0.5  # a lease covers about this much of the key's observed 
 
 class _Window(msgspec.Struct, kw_only=True):
     start: int
+    end: int  # the next window's start
     limit: int
     leased: int = 0  # budget this process holds for the window
     used: int = 0  # requests this process accepted in the window
@@ -72,11 +73,13 @@ class RateLimiter:
     async def hit(self, key_id: str, limit: int) -> RateDecision:
         """Count one request of ``key_id`` against ``limit`` per window."""
         now = self._clock()
-        window = self._window(key_id, limit, now)
+        window = self._windows.get(key_id)
+        if window is None or not window.start <= now < window.end or window.limit != limit:
+            window = self._window(key_id, limit, now)
         if window.used >= window.leased and not window.exhausted and not window.local:
             await self._wait_for_lease(key_id, window)
             now = self._clock()
-        reset = window.start + self._length
+        reset = window.end
         if window.local:
             if window.used >= limit:
                 return refused(limit, reset, now)
@@ -96,7 +99,7 @@ class RateLimiter:
         start = window_start(now, self._length)
         window = self._windows.get(key_id)
         if window is None or window.start != start:
-            window = self._windows[key_id] = _Window(start=start, limit=limit)
+            window = self._windows[key_id] = _Window(start=start, end=start + self._length, limit=limit)
         elif window.limit != limit:  # the key's limit changed: the budget may have grown
             window.limit, window.exhausted = limit, False
         return window

@@ -222,3 +222,19 @@ async def test_the_same_cold_secret_presented_at_once_costs_one_argon2(
     verifier = Verifier(keys, hasher, "kl", clock, max_pending=4)  # a caller's share: 1
     verdicts = await asyncio.gather(*(verifier.verify(secret, "read:data", caller="one service") for _ in range(32)))
     assert {v.code for v in verdicts} == {"VALID"} and hasher.verifies == 1
+
+
+async def test_a_remembered_token_changed_anywhere_is_judged_in_full(world: World) -> None:
+    """Warm verifies skip parsing only for the exact token argon2 accepted: the same length and key id with any
+    one character changed (checksum, secret, a non-ASCII or control character) gets the full path's answer."""
+    keys, hasher, clock, verifier, secret = world
+    assert (await verifier.verify(secret, "read:data")).valid
+    assert hasher.verifies == 1
+    cold = Verifier(keys, CountingHasher(), "kl", clock)  # never saw the token: decides every variant in full
+    for at in range(len(secret)):
+        for char in ("A" if secret[at] != "A" else "B", "é", "\x00", "\ud800"):
+            changed = secret[:at] + char + secret[at + 1:]
+            warm, full = await verifier.verify(changed, "read:data"), await cold.verify(changed, "read:data")
+            assert not warm.valid
+            assert (warm.code, warm.reason) == (full.code, full.reason), (at, char)
+    assert (await verifier.verify(secret, "read:data")).valid
