@@ -102,8 +102,29 @@ def check_access(
 
     ``global`` covers everything; ``website`` covers requests naming that website id; a
     data kind covers requests naming that data kind. The reason names the granting entry
-    or explains why none did.
+    or explains why none did. Decisions on a tuple of entries (a key state's ``access``, asked on every
+    verify of the key) are remembered with the tuple, as :func:`granted_scopes` does, for website ids
+    no longer than an id may be (the memory it takes stays bounded whatever callers send).
     """
+    if not isinstance(entries, tuple) or (website_id is not None and len(website_id) > MAX_RESOURCE_ID_LENGTH):
+        return _decide_access(entries, scope, website_id, data)
+    asked = (id(entries), scope, website_id, data)
+    remembered = _DECISIONS.get(asked)
+    if remembered is not None and remembered[0] is entries:
+        return remembered[1]
+    decision = _decide_access(entries, scope, website_id, data)
+    if len(_DECISIONS) >= _REMEMBERED_DECISIONS:
+        _DECISIONS.clear()
+    _DECISIONS[asked] = (entries, decision)
+    return decision
+
+
+_REMEMBERED_DECISIONS = 16_384
+_DECISIONS: dict[tuple[int, str, str | None, str | None], tuple[object, AccessDecision]] = {}
+
+
+def _decide_access(entries: Iterable[AccessEntry], scope: str, website_id: str | None,
+                   data: str | None) -> AccessDecision:
     holders = [entry for entry in entries if scope in entry.scopes]
     if not holders:
         return AccessDecision(allowed=False, reason=f"scope {scope} is not granted by any access entry")

@@ -4,6 +4,7 @@ started inside another Python process, for services that cannot afford a network
 from __future__ import annotations
 
 import asyncio
+import functools
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
@@ -110,7 +111,7 @@ class InProcessVerifier:
             self._forwarded = FailureThrottle(cfg.auth_failure_limit, clock=epoch(clock))
             self._verifier = Verifier(cache, hasher, cfg.token_prefix, clock, max_pending=cfg.argon2_max_pending,
                                       key_failure_limit=cfg.key_failure_limit,
-                                      is_current=lambda: cache.is_current(cfg.max_staleness))
+                                      is_current=functools.partial(cache.is_current, cfg.max_staleness))
             stop = asyncio.Event()
             tasks = [asyncio.create_task(work(stop)) for work in
                      (self._last_used.run, self._limiter.run, self._usage.run, cache.follow_store, roll.run)]
