@@ -56,9 +56,13 @@ class Consumer:
     """A durable pull consumer on one stream, created when missing (an existing one is used as it is)."""
 
     def __init__(self, bus: Bus, stream: str, subject: str, durable: str, batch_size: int,
-                 ensure_stream: Callable[[], Awaitable[None]], ack_wait: float = ACK_WAIT_SECONDS) -> None:
+                 ensure_stream: Callable[[], Awaitable[None]], ack_wait: float = ACK_WAIT_SECONDS,
+                 linger: float = 0.0) -> None:
+        """``linger``: after a fetch that brought fewer than ``batch_size`` messages, keep fetching for up to
+        this many seconds, so that one ``process`` call (one transaction) covers more of them."""
         self._bus, self._stream, self._subject, self._durable = bus, stream, subject, durable
         self._batch_size, self._ensure_stream, self._ack_wait = batch_size, ensure_stream, ack_wait
+        self._linger = linger
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
         await self._ensure_stream()
@@ -82,10 +86,30 @@ class Consumer:
                 log.warning("%s: consumer unavailable (%s); retrying", self._durable, type(exc).__name__)
                 await sleep_or_stop(stop, 0.5)
                 continue
+            if self._linger > 0:
+                msgs += await self._more(subscription, stop, len(msgs))
             if msgs:
                 started = time.perf_counter()
                 await process([Delivery(msg) for msg in msgs])
                 self._measured(msgs, time.perf_counter() - started)
+
+    async def _more(self, subscription: JetStreamContext.PullSubscription, stop: asyncio.Event,
+                    have: int) -> list[Msg]:
+        """Messages arriving within ``linger`` seconds of the first, up to a full batch (fewer on stop, or
+        when the bus fails: what was fetched is processed either way)."""
+        more: list[Msg] = []
+        until = time.monotonic() + self._linger
+        while have + len(more) < self._batch_size and not stop.is_set():
+            left = until - time.monotonic()
+            if left < 0.001:
+                break
+            try:
+                more += await subscription.fetch(self._batch_size - have - len(more), timeout=min(left, 0.25))
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue  # nothing yet: a stop is noticed within a quarter second
+            except (nats.errors.Error, JetStreamError):
+                break
+        return more
 
     def _measured(self, msgs: list[Msg], seconds: float) -> None:
         metrics.CONSUMED.labels(self._durable).inc(len(msgs))

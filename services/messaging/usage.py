@@ -56,4 +56,4 @@ class UsagePublisher:
 def usage_consumer(bus: Bus, settings: Settings, durable: str, batch_size: int) -> Consumer:
     """The audit sink's durable consumer of usage batches."""
     return Consumer(bus, settings.usage_stream, settings.usage_subject, durable, batch_size,
-                    lambda: ensure_usage_stream(bus, settings))
+                    lambda: ensure_usage_stream(bus, settings), linger=settings.sink_linger_ms / 1000)

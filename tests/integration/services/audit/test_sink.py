@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 from psycopg_pool import AsyncConnectionPool
 
 from keyledger.domain.usage import USAGE_COLUMNS, UsageEvent, encode_batch
@@ -28,6 +29,7 @@ from keyledger.services.config import Settings
 from keyledger.services.messaging.connection import Bus, connect
 from keyledger.services.messaging.consume import Delivery
 from keyledger.services.messaging.streams import ensure_usage_stream
+from keyledger.services.messaging.usage import usage_consumer
 from keyledger.services.storage.database import Database
 from keyledger.services.storage.usage_partitions import UsagePartitions, apply_retention
 from tests.support.env import clean_env
@@ -423,3 +425,55 @@ async def test_audit_tables_cannot_be_truncated(pool: AsyncConnectionPool) -> No
         for table in ("usage_events", "audit_retention_log"):
             with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
                 await conn.execute(f"TRUNCATE {table}")
+
+
+async def _delivered_unacked(js: JetStreamContext, settings: Settings, durable: str) -> int:
+    """Messages the consumer ``durable`` was handed and has not acked (0 before it exists)."""
+    try:
+        return int((await js.consumer_info(settings.usage_stream, durable)).num_ack_pending)
+    except NotFoundError:
+        return 0
+
+
+async def test_messages_arriving_while_the_sink_lingers_are_stored_in_one_transaction(nats_url: str) -> None:
+    """KEYLEDGER_SINK_LINGER_MS: after a fetch that brought fewer messages than a full batch, the sink keeps
+    fetching for a while, so one transaction (one ``process`` call) covers the messages that arrive meanwhile."""
+    settings = msgspec.structs.replace(isolated_settings(), sink_linger_ms=10_000)
+    calls: list[int] = []
+
+    async def process(deliveries: list[Delivery]) -> None:
+        calls.append(len(deliveries))
+        for delivery in deliveries:
+            await delivery.ack()
+
+    async with usage_stream(nats_url, settings) as js:
+        consumer = usage_consumer(BUSES[id(js)], settings, "lingering", 5)
+        async with running(lambda stop: consumer.run(stop, process)):
+            await publish(js, settings, usage_events(3, seed=11))
+            await until(lambda: _delivered_unacked(js, settings, "lingering"), what="the first message, held")
+            assert calls == []  # fetched, not yet processed: the sink lingers
+            for seed in range(12, 16):
+                await publish(js, settings, usage_events(3, seed=seed))
+            await until(lambda: calls, what="one transaction of five messages (a full batch ends the linger)")
+        assert calls == [5]
+
+
+async def test_a_lingering_sink_stops_at_once_and_stores_what_it_holds(nats_url: str) -> None:
+    settings = msgspec.structs.replace(isolated_settings(), sink_linger_ms=10_000)
+    calls: list[int] = []
+
+    async def process(deliveries: list[Delivery]) -> None:
+        calls.append(len(deliveries))
+        for delivery in deliveries:
+            await delivery.ack()
+
+    async with usage_stream(nats_url, settings) as js:
+        consumer = usage_consumer(BUSES[id(js)], settings, "stopping", 200)
+        stop = asyncio.Event()
+        task = asyncio.create_task(consumer.run(stop, process))
+        await publish(js, settings, usage_events(3, seed=21))
+        await until(lambda: _delivered_unacked(js, settings, "stopping"), what="the message, held")
+        stop.set()
+        await asyncio.wait_for(task, 5)  # not the 10 s linger
+        assert calls == [1]
+        assert await _delivered_unacked(js, settings, "stopping") == 0
