@@ -16,9 +16,12 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
+import msgspec
 from argon2 import PasswordHasher, Type
 
+from bench import wrk
 from bench.client import build_request
 from bench.common import BenchContext, BenchResult, Row
 from bench.loadgen import LoadResult, LoadSpec, run_load
@@ -34,6 +37,7 @@ from bench.servers import (
     start_api,
     worker_pid,
 )
+from bench.wrk import WrkResult
 from keyledger.services.config import Settings
 
 CONNECTIONS, WARMUP, SECONDS, ROUNDS, KEYS, COLD_KEYS = 32, 1.0, 5.0, 3, 16, 8
@@ -83,7 +87,15 @@ async def load(port: int, pid: int | list[int], requests: list[bytes], expect: b
     return Measured(result, cpu / max(result.total, 1) * 1e6)
 
 
-def median_round(results: list[Measured]) -> Measured:
+class _Round(Protocol):
+    @property
+    def rps(self) -> float: ...
+
+
+R = TypeVar("R", bound=_Round)
+
+
+def median_round(results: list[R]) -> R:
     """The round with the median throughput."""
     return sorted(results, key=lambda r: r.rps)[len(results) // 2]
 
@@ -218,6 +230,7 @@ async def run(ctx: BenchContext) -> BenchResult:
                 await trivial.wait_ready()
                 servers = listening_pids(stack.database_url, stack.nats_url)
                 trivials, verifies = await measure_serve(api, trivial, servers)
+                by_wrk = await measure_with_wrk(api, trivial)
                 trivial.stop()
                 cold = Cold(await cold_http(api, COLD_KEYS), raw_argon2_ms(COLD_KEYS))
             finally:
@@ -250,4 +263,44 @@ async def run(ctx: BenchContext) -> BenchResult:
         Row("warm verify p99, usage events durable before answering", safe.load.p99_ms, "ms", api_only.load.p99_ms,
             "the same without it", "(diagnostic)", None, ctx.command)]
     return BenchResult([*rows(median_round(trivials), median_round(verifies), api_only, cold, ctx.command, two),
-                        *durable_rows], [_table(trivials, verifies, api_only)])
+                        *wrk_rows(by_wrk, ctx.command), *durable_rows], [_table(trivials, verifies, api_only)])
+
+
+async def measure_with_wrk(api: Api, trivial: TrivialServer) -> tuple[WrkResult, WrkResult] | None:
+    """The trivial app and keyledger serve under ``wrk`` (alternating, ``ROUNDS`` rounds each; the median
+    rounds by throughput), or None without wrk."""
+    binary = wrk.available()
+    if binary is None:
+        _log("  wrk is not installed (Debian package wrk; make bench installs it as root): its rows are left out")
+        return None
+    tokens = [token for _, token in await api.create_keys(KEYS)]
+    for token in tokens:
+        assert await api.verify(token) == "VALID"
+    bodies = [msgspec.json.encode(body) for body in verify_bodies(tokens)]
+    trivials: list[WrkResult] = []
+    verifies: list[WrkResult] = []
+    for round_ in range(ROUNDS):
+        for name, port, path, out in (("trivial app", trivial.port, "/echo", trivials),
+                                      ("keyledger serve", api.port, "/v1/verify", verifies)):
+            result = await wrk.run_wrk(binary, port, path, bodies, CONNECTIONS, SECONDS, WARMUP)
+            if result.not_ok:
+                raise AssertionError(f"wrk: {result.not_ok} responses of {name} were not 2xx")
+            _log(f"  round {round_ + 1} {name}, wrk: {result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms, "
+                 f"p99 {result.p99_ms:.2f} ms")
+            out.append(result)
+    return median_round(trivials), median_round(verifies)
+
+
+def wrk_rows(measured: tuple[WrkResult, WrkResult] | None, command: str) -> list[Row]:
+    """The rows of the wrk rounds (none without wrk)."""
+    if measured is None:
+        return []
+    trivial, serve = measured
+    return [
+        Row("warm verify throughput, 32 conns, load by wrk (keyledger serve)", serve.rps, "req/s", trivial.rps,
+            "trivial Litestar POST, wrk", "(diagnostic: the same rounds with a load generator in C)", None, command),
+        Row("warm verify p99, 32 conns, load by wrk (keyledger serve)", serve.p99_ms, "ms", trivial.p99_ms,
+            "trivial Litestar POST p99, wrk", "(diagnostic)", None, command),
+        Row("warm verify p50, 32 conns, load by wrk (keyledger serve)", serve.p50_ms, "ms", trivial.p50_ms,
+            "trivial Litestar POST p50, wrk", "(diagnostic)", None, command),
+    ]

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable
 
 import msgspec
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 
 from keyledger.domain.key import KeyState
 from keyledger.domain.recorded import RecordedEvent
@@ -45,7 +45,8 @@ async def lock_key_cache(conn: AsyncConnection) -> None:
 
 async def load_keys(conn: AsyncConnection, key_ids: Iterable[str], table: str = "key_cache") -> KeyCache:
     """The stored states of ``key_ids`` (missing keys are simply absent)."""
-    cur = await conn.execute(f"SELECT state::text FROM {table} WHERE key_id = ANY(%s)", (list(key_ids),))
+    query = sql.SQL("SELECT state::text FROM {} WHERE key_id = ANY(%s)").format(sql.Identifier(table))
+    cur = await conn.execute(query, (list(key_ids),))
     return {state.key_id: state for state in (decode_state(row[0]) for row in await cur.fetchall())}
 
 
@@ -61,10 +62,10 @@ async def upsert_keys(conn: AsyncConnection, rows: Iterable[tuple[KeyState, int]
     if not params:
         return
     async with conn.cursor() as cur:
-        await cur.executemany(
-            f"INSERT INTO {table} (key_id, version, position, state) VALUES (%s, %s, %s, %s::jsonb) "
-            f"ON CONFLICT (key_id) DO UPDATE SET version = excluded.version, position = excluded.position, "
-            f"state = excluded.state WHERE {table}.version < excluded.version",
+        await cur.executemany(sql.SQL(
+            "INSERT INTO {table} (key_id, version, position, state) VALUES (%s, %s, %s, %s::jsonb) "
+            "ON CONFLICT (key_id) DO UPDATE SET version = excluded.version, position = excluded.position, "
+            "state = excluded.state WHERE {table}.version < excluded.version").format(table=sql.Identifier(table)),
             params,
         )
 

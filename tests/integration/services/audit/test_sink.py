@@ -476,4 +476,8 @@ async def test_a_lingering_sink_stops_at_once_and_stores_what_it_holds(nats_url:
         stop.set()
         await asyncio.wait_for(task, 5)  # not the 10 s linger
         assert calls == [1]
-        assert await _delivered_unacked(js, settings, "stopping") == 0
+        await until(lambda: _acked_all(js, settings, "stopping"), what="the message acked")
+
+
+async def _acked_all(js: JetStreamContext, settings: Settings, durable: str) -> bool:
+    return await _delivered_unacked(js, settings, durable) == 0
