@@ -13,6 +13,7 @@ from keyledger.services.config import Settings
 from keyledger.services.devstack.stack import default_data_dir
 from keyledger.services.keys.bootstrap import bootstrap
 from keyledger.services.observe.metrics import prepare_multiprocess
+from keyledger.services.parent import PARENT_ENV
 from keyledger.services.runtime import Endpoints, open_runtime
 
 
@@ -46,7 +47,8 @@ def serve(settings: Settings, workers: bool = True, processes: int = 1) -> None:
     from granian.constants import Interfaces
 
     endpoints = asyncio.run(prepare(settings))
-    os.environ.update(endpoints.environment(), KEYLEDGER_RUN_WORKERS="0")
+    # the API workers (and the supervised processes) end with this process, even when it is SIGKILLed
+    os.environ.update(endpoints.environment(), KEYLEDGER_RUN_WORKERS="0", **{PARENT_ENV: str(os.getpid())})
     supervisor = Supervisor().start() if workers else None
     metrics_dir = default_data_dir() / "metrics" / str(os.getpid())
     if processes > 1:  # one worker keeps its metrics in memory (cheaper: no memory-mapped files)

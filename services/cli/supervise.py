@@ -4,12 +4,11 @@ their parent. ``keyledger run`` supervises them; so does ``keyledger serve`` bes
 whose event loops then do only HTTP, the live cache and usage batching.
 
 A child also stops by itself when its parent is gone (``KEYLEDGER_PARENT_PID``; see
-:func:`watch_parent`), so a parent killed with SIGKILL leaves no orphan behind.
+:func:`keyledger.services.parent.watch_parent`), so a parent killed with SIGKILL leaves no orphan behind.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -20,10 +19,11 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from keyledger.services.parent import PARENT_ENV
+
 log = logging.getLogger("keyledger.supervise")
 
 ROLES = ("relay", "projector", "audit-sink")
-PARENT_ENV = "KEYLEDGER_PARENT_PID"
 STOP_SECONDS = 10.0  # SIGTERM, then SIGKILL after this long
 _FIRST_BACKOFF, _MAX_BACKOFF, _HEALTHY_AFTER = 0.5, 15.0, 30.0
 
@@ -116,21 +116,6 @@ class Supervisor:
         log.warning("%s exited with %s; restarting in %.1fs", child.role, code, child.backoff)
         child.restart_at = now + child.backoff
         child.backoff = min(child.backoff * 2, _MAX_BACKOFF)
-
-
-async def watch_parent(stop: asyncio.Event, interval: float = 0.5) -> None:
-    """Set ``stop`` once the supervising parent (``KEYLEDGER_PARENT_PID``) is gone."""
-    raw = os.environ.get(PARENT_ENV, "")
-    if not raw.isdigit():
-        return
-    parent = int(raw)
-    while not stop.is_set():
-        if os.getppid() != parent:
-            log.warning("supervisor (pid %d) is gone; stopping", parent)
-            stop.set()
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
 
 
 def run_supervised(roles: Sequence[str] = ROLES) -> int:

@@ -13,13 +13,13 @@ import msgspec
 from keyledger.services.audit.sink import AuditSink
 from keyledger.services.cache.projector import Projector
 from keyledger.services.cache.replay import replay
-from keyledger.services.cli.supervise import watch_parent
 from keyledger.services.config import Settings, masked
 from keyledger.services.messaging.connection import Bus, connect_until
 from keyledger.services.messaging.events import event_consumer
 from keyledger.services.messaging.relay import Relay
 from keyledger.services.messaging.usage import usage_consumer
 from keyledger.services.observe import metrics
+from keyledger.services.parent import watch_parent
 from keyledger.services.periodic import every
 from keyledger.services.runtime import Runtime, open_runtime
 from keyledger.services.storage.checkpoints import Checkpoints

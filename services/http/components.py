@@ -37,6 +37,7 @@ from keyledger.services.messaging.relay import Relay
 from keyledger.services.messaging.replicas import ReplicaChannel
 from keyledger.services.messaging.usage import UsagePublisher, usage_consumer
 from keyledger.services.observe.sampling import ApiGauges
+from keyledger.services.parent import end_with_parent
 from keyledger.services.runtime import open_runtime
 from keyledger.services.storage.audit_export_source import ExportSource
 from keyledger.services.storage.audit_queries import AuditQueries
@@ -121,7 +122,8 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
     stop = asyncio.Event()
     queue = Argon2Queue(cfg.argon2_max_pending)  # verify's cold checks and create/rotate hashing share it
     gauges = ApiGauges(cache=cache, queue=queue, usage=usage, bus=bus)
-    workers = [last_used.run, limiter.run, usage.run, callers.run, cache.follow_store, gauges.run, roll.run]
+    workers = [last_used.run, limiter.run, usage.run, callers.run, cache.follow_store, gauges.run, roll.run,
+               end_with_parent]  # in a worker of `keyledger serve`: the process ends with serve
     if cfg.run_workers:  # each on a connection of its own, with only its role's permissions
         buses = {}
         for role in ("relay", "projector", "sink"):

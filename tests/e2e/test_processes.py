@@ -74,12 +74,15 @@ def test_each_background_role_is_its_own_process_and_is_restarted_alone(api: Api
     assert usage_for(client, auditor, rid)  # and the restarted sink stores usage
 
 
-def test_no_background_process_outlives_the_server(start_server: StartServer) -> None:
-    server = start_server()
-    children = all_roles(server)
+@pytest.mark.parametrize("processes", [1, 2])
+def test_no_process_outlives_the_server(start_server: StartServer, processes: int) -> None:
+    """Neither the relay, projector and audit sink nor the API workers (which would go on holding the port)."""
+    server = start_server(processes=processes)
+    children = [*all_roles(server).values(), *api_workers(server)]
+    assert len(children) == len(ROLES) + processes
     os.kill(server.process.pid, signal.SIGKILL)  # no chance to stop them itself
     server.process.wait()
-    gone, alive = psutil.wait_procs(list(children.values()), timeout=15)
+    gone, alive = psutil.wait_procs(children, timeout=15)
     assert not alive, f"still running after their parent died: {alive}"
 
 

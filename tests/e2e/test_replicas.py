@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 import httpx
+import psutil  # type: ignore[import-untyped,unused-ignore]
 
 from tests.support.api import create, verify
 from tests.support.server import ApiServer, StartServer
@@ -45,6 +46,8 @@ def test_a_stopped_replica_does_not_hold_commands_back(api: ApiServer, admin: st
     until_sync(lambda: hears(api, 2), timeout=20, what="the first replica to hear the two others")
     second.stop()  # SIGTERM: it says goodbye
     until_sync(lambda: hears(api, 1), timeout=20, what="the stopped replica to leave the roll")
+    for worker in psutil.Process(third.process.pid).children(recursive=True):
+        worker.kill()  # its API worker first (left alone, it would stop by itself when serve is gone, saying goodbye)
     third.process.kill()  # no goodbye: silent from now on
     with httpx.Client(base_url=api.url) as one:
         key = create(one, admin, scopes=["read:data"])
