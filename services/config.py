@@ -73,7 +73,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_staleness: int = 5  # seconds a replica may go unconfirmed by the store before verify says UNAVAILABLE
     verify_open: bool = False  # POST /v1/verify without any caller credential (KEYLEDGER_VERIFY_OPEN)
     usage_durable: bool = False  # KEYLEDGER_USAGE_DURABLE: answer only once the request's usage event is safe
-    sink_linger_ms: int = 500  # KEYLEDGER_SINK_LINGER_MS: how long the audit sink gathers messages for one transaction
+    sink_linger_ms: int = 200  # KEYLEDGER_SINK_LINGER_MS: how long the audit sink gathers messages for one transaction
     run_workers: bool = False
     host: str = "127.0.0.1"
     port: int = 8080
