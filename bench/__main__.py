@@ -19,6 +19,7 @@ import psycopg
 from bench import abuse, clients, commands, core, dashboard, export, replay, report, revocation, sink
 from bench import http as verify_http
 from bench.common import BenchContext, Benchmark, BenchResult
+from bench.servers import SERVER_ENV, server_overrides
 from keyledger.services.devstack.stack import stack_down, stack_up
 
 BENCHMARKS: dict[str, Benchmark] = {"replay": replay.run, "sink": sink.run, "export": export.run}
@@ -85,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     print(report.console_table(rows))
     print(f"\nwhole run: {seconds:.0f} s", file=sys.stderr)
     target = args.results or (None if args.quick else RESULTS)
+    if target == RESULTS and server_overrides():
+        target = None  # an A/B run of a setting is not the record of the defaults
+        print(f"not writing {RESULTS.name}: {SERVER_ENV} overrides the servers' settings (use --results FILE)",
+              file=sys.stderr)
     if target is not None:
         report.write(target, report.markdown(results, events=args.events, seconds=seconds, pg_version=pg_version,
                                              pg_settings=PG_SETTINGS, command="python -m bench", load=load))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import sys
 import tempfile
@@ -187,6 +188,22 @@ class Api:
         await asyncio.to_thread(self.server.stop)
 
 
+SERVER_ENV = "KEYLEDGER_BENCH_SERVER_ENV"
+
+
+def server_overrides() -> dict[str, str]:
+    """Settings every API server of the run gets, from ``KEYLEDGER_BENCH_SERVER_ENV`` (space-separated
+    ``NAME=value``): the servers start from a clean environment, so a ``KEYLEDGER_*`` variable set around
+    ``python -m bench`` would not reach them. For A/B runs of one setting."""
+    overrides: dict[str, str] = {}
+    for item in os.environ.get(SERVER_ENV, "").split():
+        name, equals, value = item.partition("=")
+        if not equals or not name:
+            raise SystemExit(f"{SERVER_ENV}: {item!r} is not NAME=value")
+        overrides[name] = value
+    return overrides
+
+
 async def start_api(stack: Stack, *, workers: bool = True, env: dict[str, str] | None = None,
                     admin_from: Api | None = None, processes: int = 1) -> Api:
     """Start ``keyledger serve`` (``--no-workers`` unless ``workers``) and wait until it is ready.
@@ -195,7 +212,7 @@ async def start_api(stack: Stack, *, workers: bool = True, env: dict[str, str] |
     key is created. Later replicas reuse the admin key of ``admin_from``.
     """
     extra = {"KEYLEDGER_SPOOL_DIR": str(stack.work_dir / f"spool-{time.monotonic_ns()}"),
-             "KEYLEDGER_DATA_DIR": str(stack.work_dir), **(env or {})}
+             "KEYLEDGER_DATA_DIR": str(stack.work_dir), **server_overrides(), **(env or {})}
     server = ApiServer(stack.database_url, stack.nats_url, stack.settings, stack.work_dir, workers=workers,
                        extra_env=extra, processes=processes)
     try:
