@@ -60,7 +60,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 1
-    argon2_max_concurrency: int = 2
+    # argon2 computations at once per process: half the cores (at least one), so wrong secrets that get past
+    # the throttles can take no more than that from the warm verifies (KEYLEDGER_ARGON2_MAX_CONCURRENCY)
+    argon2_max_concurrency: int = msgspec.field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2))
     nats_stream: str = "KEYLEDGER_EVENTS"
     nats_subject_prefix: str = "keyledger.events"
     usage_stream: str = "KEYLEDGER_USAGE"

@@ -70,3 +70,11 @@ def test_the_audit_signing_key_is_checked_and_never_shown() -> None:
         with pytest.raises(SettingsError, match="KEYLEDGER_AUDIT_SIGNING_KEY") as refused:
             load_settings({"KEYLEDGER_AUDIT_SIGNING_KEY": bad})
         assert bad not in str(refused.value)
+
+
+@pytest.mark.parametrize(("cores", "threads"), [(None, 1), (1, 1), (2, 1), (3, 1), (8, 4)])
+def test_argon2_runs_on_half_the_cores_unless_told(monkeypatch: pytest.MonkeyPatch, cores: int | None,
+                                                   threads: int) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    assert load_settings({}).argon2_max_concurrency == threads
+    assert load_settings({"KEYLEDGER_ARGON2_MAX_CONCURRENCY": "3"}).argon2_max_concurrency == 3
