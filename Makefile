@@ -27,16 +27,22 @@ $(NODE_STAMP): clients/typescript/package-lock.json
 		echo "npm ci failed in clients/typescript: the TypeScript client check will skip"; \
 	else echo "npm is not installed: the TypeScript client check will skip"; fi
 
+# $(call debian-package,PACKAGE,what it is for,what happens without it): install the Debian PACKAGE unless its
+# command is there, when we are root with apt-get (as on CI); otherwise say what goes without it.
+define debian-package
+command -v $(1) >/dev/null 2>&1 || test -x /usr/sbin/$(1) || { \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing $(1) (Debian) for $(2)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 $(1) >/dev/null 2>&1 || \
+		{ apt-get update -qq -o DPkg::Lock::Timeout=300 >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 $(1) >/dev/null; } || \
+		echo "could not install $(1): $(3)"; \
+	else echo "$(1) is not installed (needs root and apt-get): $(3)"; fi; }
+endef
+
 # Debian packages some tests need (nginx: forward-auth through a real gateway). Installed when we are root
 # with apt-get (as on CI); otherwise those tests skip, saying why (and fail under CI=true).
 system-packages:
-	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "installing nginx (Debian) for the forward-auth tests"; \
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 nginx >/dev/null 2>&1 || \
-			{ apt-get update -qq -o DPkg::Lock::Timeout=300 >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 nginx >/dev/null; } || \
-			echo "could not install nginx: the forward-auth gateway tests will skip"; \
-		else echo "nginx is not installed (needs root and apt-get): the forward-auth gateway tests will skip"; fi; }
+	@$(call debian-package,nginx,the forward-auth tests,the forward-auth gateway tests will skip)
 
 # The dashboard's browser tests drive Debian's chromium (never a downloaded browser): installed here when we
 # are root with apt-get, as on CI; elsewhere those tests are skipped with a one-line reason (a failure on CI).
@@ -78,13 +84,7 @@ test-e2e: $(STAMP) browser
 # wrk (Debian) measures the warm-verify rounds a second time with a load generator in C; without it those rows
 # are left out.
 bench-packages:
-	@command -v wrk >/dev/null 2>&1 || { \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "installing wrk (Debian) for the benchmarks"; \
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 wrk >/dev/null 2>&1 || \
-			{ apt-get update -qq -o DPkg::Lock::Timeout=300 >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 wrk >/dev/null; } || \
-			echo "could not install wrk: its benchmark rows are left out"; \
-		else echo "wrk is not installed (needs root and apt-get): its benchmark rows are left out"; fi; }
+	@$(call debian-package,wrk,the benchmarks,its benchmark rows are left out)
 
 bench: $(STAMP) bench-packages
 	$(BIN)/python -m bench
