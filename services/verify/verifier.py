@@ -83,6 +83,7 @@ class Verifier:
         clock, when it has one (else this reads it)."""
         if now is None:
             now = self._clock()
+        digest: bytes | None = None
         # warm: a token argon2 accepted before is byte for byte a token that parsed, so it needs no parsing
         # again; its key id is where every well-formed token has it, and its MAC must be remembered
         if type(presented) is str and len(presented) == self._length and presented.isascii():
@@ -99,7 +100,7 @@ class Verifier:
         for _ in range(_MAX_RECHECKS):  # the secret first: a wrong one learns nothing about the key
             if state is None:
                 return Verdict(valid=False, code="NOT_FOUND", reason="unknown key")
-            digest = self._digest(presented)
+            digest = digest or self._digest(presented)  # once per verify (the warm check may have made it)
             if self._remembers(state, digest, now):  # decided without a pause, so nothing changed meanwhile
                 break
             refusal = await self._check_secret(state, presented, digest, now, source, caller)

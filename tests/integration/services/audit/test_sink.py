@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -435,10 +435,8 @@ async def _delivered_unacked(js: JetStreamContext, settings: Settings, durable: 
         return 0
 
 
-async def test_messages_arriving_while_the_sink_lingers_are_stored_in_one_transaction(nats_url: str) -> None:
-    """KEYLEDGER_SINK_LINGER_MS: after a fetch that brought fewer messages than a full batch, the sink keeps
-    fetching for a while, so one transaction (one ``process`` call) covers the messages that arrive meanwhile."""
-    settings = msgspec.structs.replace(isolated_settings(), sink_linger_ms=10_000)
+def acking_recorder() -> tuple[list[int], Callable[[list[Delivery]], Awaitable[None]]]:
+    """A consumer's ``process`` that acks every delivery, and the list of how many each call got."""
     calls: list[int] = []
 
     async def process(deliveries: list[Delivery]) -> None:
@@ -446,6 +444,14 @@ async def test_messages_arriving_while_the_sink_lingers_are_stored_in_one_transa
         for delivery in deliveries:
             await delivery.ack()
 
+    return calls, process
+
+
+async def test_messages_arriving_while_the_sink_lingers_are_stored_in_one_transaction(nats_url: str) -> None:
+    """KEYLEDGER_SINK_LINGER_MS: after a fetch that brought fewer messages than a full batch, the sink keeps
+    fetching for a while, so one transaction (one ``process`` call) covers the messages that arrive meanwhile."""
+    settings = msgspec.structs.replace(isolated_settings(), sink_linger_ms=10_000)
+    calls, process = acking_recorder()
     async with usage_stream(nats_url, settings) as js:
         consumer = usage_consumer(BUSES[id(js)], settings, "lingering", 5)
         async with running(lambda stop: consumer.run(stop, process)):
@@ -460,13 +466,7 @@ async def test_messages_arriving_while_the_sink_lingers_are_stored_in_one_transa
 
 async def test_a_lingering_sink_stops_at_once_and_stores_what_it_holds(nats_url: str) -> None:
     settings = msgspec.structs.replace(isolated_settings(), sink_linger_ms=10_000)
-    calls: list[int] = []
-
-    async def process(deliveries: list[Delivery]) -> None:
-        calls.append(len(deliveries))
-        for delivery in deliveries:
-            await delivery.ack()
-
+    calls, process = acking_recorder()
     async with usage_stream(nats_url, settings) as js:
         consumer = usage_consumer(BUSES[id(js)], settings, "stopping", 200)
         stop = asyncio.Event()
