@@ -9,15 +9,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import httpx
 
-from keyledger_client import _calls as calls
+from keyledger_client import _plans as plans
 from keyledger_client._calls import AccessLike, Call, RetryPolicy
 from keyledger_client.client import DEFAULT_TIMEOUT, USER_AGENT
-from keyledger_client.errors import KeyledgerConnectionError, error_from
-from keyledger_client.models import AuditPage, AuditRecord, Key, KeyPage, KeyWithSecret, VerifyResult
+from keyledger_client.models import AuditRecord, Key, KeyWithSecret, VerifyResult
+
+T = TypeVar("T")
 
 
 class AsyncKeyledger:
@@ -35,7 +36,8 @@ class AsyncKeyledger:
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, rng: random.Random | None = None) -> None:
         headers = {"user-agent": USER_AGENT, **({"authorization": f"Bearer {api_key}"} if api_key else {})}
         self._http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout, transport=transport)
-        self._retry, self._sleep, self._rng = retry or RetryPolicy(), sleep, rng or random.Random()
+        self._retrier = plans.Retrier(retry or RetryPolicy(), rng or random.Random())
+        self._sleep = sleep
 
     async def __aenter__(self) -> AsyncKeyledger:
         return self
@@ -48,109 +50,98 @@ class AsyncKeyledger:
         """Close the connection pool."""
         await self._http.aclose()
 
-    async def _send(self, call: Call) -> httpx.Response:
-        attempt = 0
-        while True:
+    async def _perform(self, step: Call | plans.Sleep | plans.Download) -> tuple[Any, BaseException | None]:
+        """Do one I/O step of a plan: its outcome, or the transport error it raised."""
+        try:
+            if isinstance(step, plans.Sleep):
+                await self._sleep(step.seconds)
+                return None, None
+            if isinstance(step, plans.Download):
+                return await self._download(step), None
+            return await self._http.request(step.method, step.path, params=step.params, content=step.body,
+                                            headers=step.request_headers()), None
+        except httpx.TransportError as exc:
+            return None, exc
+
+    async def _download(self, step: plans.Download) -> httpx.Response | int:
+        async with self._http.stream(step.call.method, step.call.path, params=step.call.params) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                return response
+            written = 0
             try:
-                response = await self._http.request(call.method, call.path, params=call.params, content=call.body,
-                                              headers=call.request_headers())
-            except httpx.TransportError as exc:
-                delay = self._retry.after_error(exc, call, attempt, self._rng)
-                if delay is None:
-                    raise KeyledgerConnectionError(f"{call.method} {call.path}: {type(exc).__name__}: {exc}") from exc
+                with step.partial.open("wb") as out:
+                    async for chunk in response.aiter_bytes():
+                        written += out.write(chunk)
+            except httpx.TransportError:
+                step.partial.unlink(missing_ok=True)
+                raise
+            step.partial.replace(step.target)
+            return written
+
+    async def _items(self, runner: plans.Runner) -> AsyncIterator[Any]:
+        step = runner.advance()
+        while step is not None:
+            if isinstance(step, plans.Items):
+                for item in step.items:
+                    yield item
+                step = runner.advance()
             else:
-                delay = self._retry.after_response(response, call, attempt, self._rng)
-                if delay is None:
-                    return response
-            await self._sleep(delay)
-            attempt += 1
+                step = runner.advance(*await self._perform(step))
+
+    async def _run(self, plan: plans.Plan[T]) -> T:
+        runner = plans.Runner(plan)
+        async for _ in self._items(runner):
+            pass
+        result: T = runner.result
+        return result
 
     async def verify(self, key: str, scope: str, *, website_id: str | None = None, data: str | None = None,
-               ip: str | None = None, user_agent: str | None = None) -> VerifyResult:
+                     ip: str | None = None, user_agent: str | None = None) -> VerifyResult:
         """May ``key`` do ``scope`` (on this website / data kind)? ``ip`` and ``user_agent`` are your end
         client's, for the audit trail. Every well-formed question is answered: check ``valid`` / ``code``."""
-        call = calls.verify_call(key, scope, website_id, data, ip, user_agent)
-        return calls.decoded(await self._send(call), VerifyResult)
+        return await self._run(plans.verify(self._retrier, key, scope, website_id, data, ip, user_agent))
 
     async def create(self, name: str, *, organization_id: str | None = None, scopes: Iterable[str] | None = None,
-               access: Iterable[AccessLike] | None = None, expires_at: datetime | None = None,
-               rate_limit: int | None = None) -> KeyWithSecret:
+                     access: Iterable[AccessLike] | None = None, expires_at: datetime | None = None,
+                     rate_limit: int | None = None) -> KeyWithSecret:
         """Create a key; the result's ``secret`` is shown this once."""
-        call = calls.create_call(name, organization_id, scopes, access, expires_at, rate_limit)
-        return calls.decoded(await self._send(call), KeyWithSecret)
+        plan = plans.create(self._retrier, name, organization_id, scopes, access, expires_at, rate_limit)
+        return await self._run(plan)
 
-    async def list(self, *, page_size: int = 100) -> AsyncIterator[Key]:
+    def list(self, *, page_size: int = 100) -> AsyncIterator[Key]:
         """Every key this credential may see, ordered by id, fetching page after page as you iterate."""
-        cursor: str | None = None
-        while True:
-            page = calls.decoded(await self._send(calls.list_call(cursor, page_size)), KeyPage)
-            for item in page.items:
-                yield item
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        return self._items(plans.Runner(plans.keys(self._retrier, page_size)))
 
     async def get(self, key_id: str) -> Key:
         """One key, with its status and ``last_used_at``."""
-        return calls.decoded(await self._send(Call(method="GET", path=calls.key_path(key_id))), Key)
+        return await self._run(plans.get(self._retrier, key_id))
 
     async def update(self, key_id: str, *, version: int | None, name: str | None = None,
-               scopes: Iterable[str] | None = None, access: Iterable[AccessLike] | None = None,
-               rate_limit: int | None = None) -> Key:
+                     scopes: Iterable[str] | None = None, access: Iterable[AccessLike] | None = None,
+                     rate_limit: int | None = None) -> Key:
         """Rename and/or replace the grants (``scopes`` and ``access`` together). ``version`` is the key's
         version you last saw (sent as ``If-Match``): if it changed since, :class:`ConflictError`. ``None``
         overwrites whatever is there (and is then not retried)."""
-        call = calls.update_call(key_id, version, name, scopes, access, rate_limit)
-        return calls.decoded(await self._send(call), Key)
+        return await self._run(plans.update(self._retrier, key_id, version, name, scopes, access, rate_limit))
 
     async def rotate(self, key_id: str, *, grace_seconds: int = 0, version: int | None = None) -> KeyWithSecret:
         """A new secret (shown this once); the old one keeps working for ``grace_seconds``."""
-        return calls.decoded(await self._send(calls.rotate_call(key_id, grace_seconds, version)), KeyWithSecret)
+        return await self._run(plans.rotate(self._retrier, key_id, grace_seconds, version))
 
     async def revoke(self, key_id: str, *, reason: str = "", version: int | None = None) -> Key:
         """Revoke at once and for good."""
-        return calls.decoded(await self._send(calls.revoke_call(key_id, reason, version)), Key)
+        return await self._run(plans.revoke(self._retrier, key_id, reason, version))
 
-    async def audit(self, *, key_id: str | None = None, organization_id: str | None = None, outcome: str | None = None,
+    def audit(self, *, key_id: str | None = None, organization_id: str | None = None, outcome: str | None = None,
               kind: Literal["usage", "lifecycle"] | None = None, since: datetime | None = None,
               until: datetime | None = None, page_size: int = 100) -> AsyncIterator[AuditRecord]:
         """Audit records matching the filters, newest first, page after page as you iterate."""
-        cursor: str | None = None
-        while True:
-            call = calls.audit_call(cursor, page_size, key_id, organization_id, outcome, kind, since, until)
-            page = calls.decoded(await self._send(call), AuditPage)
-            for item in page.items:
-                yield item
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        plan = plans.audit(self._retrier, key_id, organization_id, outcome, kind, since, until, page_size)
+        return self._items(plans.Runner(plan))
 
     async def export(self, path: str | os.PathLike[str], *, format: Literal["ndjson", "csv"] = "ndjson",
-               since: datetime | None = None, until: datetime | None = None) -> int:
+                     since: datetime | None = None, until: datetime | None = None) -> int:
         """Stream the signed compliance export into ``path`` (written beside it as ``.part`` and renamed when
         complete, so a broken download never looks like an export); returns the bytes written."""
-        call, target = calls.export_call(format, since, until), Path(path)
-        partial = target.with_name(target.name + ".part")
-        for attempt in range(self._retry.max_attempts):
-            try:
-                async with self._http.stream(call.method, call.path, params=call.params) as response:
-                    if response.status_code >= 400:
-                        await response.aread()
-                        delay = self._retry.after_response(response, call, attempt, self._rng)
-                        if delay is None:
-                            raise error_from(response.status_code, response.content,
-                                             response.headers.get("retry-after"))
-                    else:
-                        written = 0
-                        with partial.open("wb") as out:
-                            async for chunk in response.aiter_bytes():
-                                written += out.write(chunk)
-                        partial.replace(target)
-                        return written
-            except httpx.TransportError as exc:
-                partial.unlink(missing_ok=True)
-                delay = self._retry.after_error(exc, call, attempt, self._rng)
-                if delay is None:
-                    raise KeyledgerConnectionError(f"export: {type(exc).__name__}: {exc}") from exc
-            await self._sleep(delay)
-        raise KeyledgerConnectionError("export: no attempts left")
+        return await self._run(plans.export(self._retrier, Path(path), format, since, until))

@@ -9,17 +9,17 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import httpx
 
-from keyledger_client import _calls as calls
+from keyledger_client import _plans as plans
 from keyledger_client._calls import AccessLike, Call, RetryPolicy
-from keyledger_client.errors import KeyledgerConnectionError, error_from
-from keyledger_client.models import AuditPage, AuditRecord, Key, KeyPage, KeyWithSecret, VerifyResult
+from keyledger_client.models import AuditRecord, Key, KeyWithSecret, VerifyResult
 
 DEFAULT_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
 USER_AGENT = "keyledger-client-python/0.1"
+T = TypeVar("T")
 
 
 class Keyledger:
@@ -36,7 +36,8 @@ class Keyledger:
                  sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None) -> None:
         headers = {"user-agent": USER_AGENT, **({"authorization": f"Bearer {api_key}"} if api_key else {})}
         self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout, transport=transport)
-        self._retry, self._sleep, self._rng = retry or RetryPolicy(), sleep, rng or random.Random()
+        self._retrier = plans.Retrier(retry or RetryPolicy(), rng or random.Random())
+        self._sleep = sleep
 
     def __enter__(self) -> Keyledger:
         return self
@@ -48,50 +49,70 @@ class Keyledger:
         """Close the connection pool."""
         self._http.close()
 
-    def _send(self, call: Call) -> httpx.Response:
-        attempt = 0
-        while True:
+    def _perform(self, step: Call | plans.Sleep | plans.Download) -> tuple[Any, BaseException | None]:
+        """Do one I/O step of a plan: its outcome, or the transport error it raised."""
+        try:
+            if isinstance(step, plans.Sleep):
+                self._sleep(step.seconds)
+                return None, None
+            if isinstance(step, plans.Download):
+                return self._download(step), None
+            return self._http.request(step.method, step.path, params=step.params, content=step.body,
+                                      headers=step.request_headers()), None
+        except httpx.TransportError as exc:
+            return None, exc
+
+    def _download(self, step: plans.Download) -> httpx.Response | int:
+        with self._http.stream(step.call.method, step.call.path, params=step.call.params) as response:
+            if response.status_code >= 400:
+                response.read()
+                return response
+            written = 0
             try:
-                response = self._http.request(call.method, call.path, params=call.params, content=call.body,
-                                              headers=call.request_headers())
-            except httpx.TransportError as exc:
-                delay = self._retry.after_error(exc, call, attempt, self._rng)
-                if delay is None:
-                    raise KeyledgerConnectionError(f"{call.method} {call.path}: {type(exc).__name__}: {exc}") from exc
+                with step.partial.open("wb") as out:
+                    for chunk in response.iter_bytes():
+                        written += out.write(chunk)
+            except httpx.TransportError:
+                step.partial.unlink(missing_ok=True)
+                raise
+            step.partial.replace(step.target)
+            return written
+
+    def _items(self, runner: plans.Runner) -> Iterator[Any]:
+        step = runner.advance()
+        while step is not None:
+            if isinstance(step, plans.Items):
+                yield from step.items
+                step = runner.advance()
             else:
-                delay = self._retry.after_response(response, call, attempt, self._rng)
-                if delay is None:
-                    return response
-            self._sleep(delay)
-            attempt += 1
+                step = runner.advance(*self._perform(step))
+
+    def _run(self, plan: plans.Plan[T]) -> T:
+        runner = plans.Runner(plan)
+        for _ in self._items(runner):
+            pass
+        result: T = runner.result
+        return result
 
     def verify(self, key: str, scope: str, *, website_id: str | None = None, data: str | None = None,
                ip: str | None = None, user_agent: str | None = None) -> VerifyResult:
         """May ``key`` do ``scope`` (on this website / data kind)? ``ip`` and ``user_agent`` are your end
         client's, for the audit trail. Every well-formed question is answered: check ``valid`` / ``code``."""
-        call = calls.verify_call(key, scope, website_id, data, ip, user_agent)
-        return calls.decoded(self._send(call), VerifyResult)
+        return self._run(plans.verify(self._retrier, key, scope, website_id, data, ip, user_agent))
 
     def create(self, name: str, *, organization_id: str | None = None, scopes: Iterable[str] | None = None,
                access: Iterable[AccessLike] | None = None, expires_at: datetime | None = None,
                rate_limit: int | None = None) -> KeyWithSecret:
         """Create a key; the result's ``secret`` is shown this once."""
-        call = calls.create_call(name, organization_id, scopes, access, expires_at, rate_limit)
-        return calls.decoded(self._send(call), KeyWithSecret)
+        return self._run(plans.create(self._retrier, name, organization_id, scopes, access, expires_at, rate_limit))
 
     def list(self, *, page_size: int = 100) -> Iterator[Key]:
         """Every key this credential may see, ordered by id, fetching page after page as you iterate."""
-        cursor: str | None = None
-        while True:
-            page = calls.decoded(self._send(calls.list_call(cursor, page_size)), KeyPage)
-            yield from page.items
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        return self._items(plans.Runner(plans.keys(self._retrier, page_size)))
 
     def get(self, key_id: str) -> Key:
         """One key, with its status and ``last_used_at``."""
-        return calls.decoded(self._send(Call(method="GET", path=calls.key_path(key_id))), Key)
+        return self._run(plans.get(self._retrier, key_id))
 
     def update(self, key_id: str, *, version: int | None, name: str | None = None,
                scopes: Iterable[str] | None = None, access: Iterable[AccessLike] | None = None,
@@ -99,56 +120,25 @@ class Keyledger:
         """Rename and/or replace the grants (``scopes`` and ``access`` together). ``version`` is the key's
         version you last saw (sent as ``If-Match``): if it changed since, :class:`ConflictError`. ``None``
         overwrites whatever is there (and is then not retried)."""
-        call = calls.update_call(key_id, version, name, scopes, access, rate_limit)
-        return calls.decoded(self._send(call), Key)
+        return self._run(plans.update(self._retrier, key_id, version, name, scopes, access, rate_limit))
 
     def rotate(self, key_id: str, *, grace_seconds: int = 0, version: int | None = None) -> KeyWithSecret:
         """A new secret (shown this once); the old one keeps working for ``grace_seconds``."""
-        return calls.decoded(self._send(calls.rotate_call(key_id, grace_seconds, version)), KeyWithSecret)
+        return self._run(plans.rotate(self._retrier, key_id, grace_seconds, version))
 
     def revoke(self, key_id: str, *, reason: str = "", version: int | None = None) -> Key:
         """Revoke at once and for good."""
-        return calls.decoded(self._send(calls.revoke_call(key_id, reason, version)), Key)
+        return self._run(plans.revoke(self._retrier, key_id, reason, version))
 
     def audit(self, *, key_id: str | None = None, organization_id: str | None = None, outcome: str | None = None,
               kind: Literal["usage", "lifecycle"] | None = None, since: datetime | None = None,
               until: datetime | None = None, page_size: int = 100) -> Iterator[AuditRecord]:
         """Audit records matching the filters, newest first, page after page as you iterate."""
-        cursor: str | None = None
-        while True:
-            call = calls.audit_call(cursor, page_size, key_id, organization_id, outcome, kind, since, until)
-            page = calls.decoded(self._send(call), AuditPage)
-            yield from page.items
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        plan = plans.audit(self._retrier, key_id, organization_id, outcome, kind, since, until, page_size)
+        return self._items(plans.Runner(plan))
 
     def export(self, path: str | os.PathLike[str], *, format: Literal["ndjson", "csv"] = "ndjson",
                since: datetime | None = None, until: datetime | None = None) -> int:
         """Stream the signed compliance export into ``path`` (written beside it as ``.part`` and renamed when
         complete, so a broken download never looks like an export); returns the bytes written."""
-        call, target = calls.export_call(format, since, until), Path(path)
-        partial = target.with_name(target.name + ".part")
-        for attempt in range(self._retry.max_attempts):
-            try:
-                with self._http.stream(call.method, call.path, params=call.params) as response:
-                    if response.status_code >= 400:
-                        response.read()
-                        delay = self._retry.after_response(response, call, attempt, self._rng)
-                        if delay is None:
-                            raise error_from(response.status_code, response.content,
-                                             response.headers.get("retry-after"))
-                    else:
-                        written = 0
-                        with partial.open("wb") as out:
-                            for chunk in response.iter_bytes():
-                                written += out.write(chunk)
-                        partial.replace(target)
-                        return written
-            except httpx.TransportError as exc:
-                partial.unlink(missing_ok=True)
-                delay = self._retry.after_error(exc, call, attempt, self._rng)
-                if delay is None:
-                    raise KeyledgerConnectionError(f"export: {type(exc).__name__}: {exc}") from exc
-            self._sleep(delay)
-        raise KeyledgerConnectionError("export: no attempts left")
+        return self._run(plans.export(self._retrier, Path(path), format, since, until))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -116,3 +117,65 @@ async def test_the_async_client_retries_the_same_way() -> None:
                               transport=httpx.MockTransport(transport.handle_request)) as async_client:
         assert (await async_client.verify("kl_x", "read:data")).valid
     assert len(seen) == 3 and len(waits) == 2
+
+
+class BreaksMidway(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A body that sends one chunk and then loses the connection."""
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield b'{"line": 1}\n'
+        raise httpx.ReadError("connection lost")
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b'{"line": 1}\n'
+        raise httpx.ReadError("connection lost")
+
+
+def export_script() -> tuple[list[httpx.Request], httpx.MockTransport]:
+    """A 503, then a download that breaks midway, then the whole export."""
+    return scripted(status(503), lambda request: httpx.Response(200, stream=BreaksMidway()),
+                    lambda request: httpx.Response(200, content=b'{"line": 1}\n{"line": 2}\n'))
+
+
+def test_export_retries_and_never_leaves_a_broken_download(tmp_path: Path) -> None:
+    seen, transport = export_script()
+    waits: list[float] = []
+    target = tmp_path / "audit.ndjson"
+    assert client(transport, waits).export(target) == 24
+    assert target.read_bytes() == b'{"line": 1}\n{"line": 2}\n' and len(seen) == 3 and len(waits) == 2
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["audit.ndjson"]  # no .part left behind
+
+
+def test_a_broken_download_out_of_attempts_is_a_connection_error_with_no_file(tmp_path: Path) -> None:
+    seen, transport = scripted(lambda request: httpx.Response(200, stream=BreaksMidway()))
+    with pytest.raises(KeyledgerConnectionError):
+        client(transport, [], max_attempts=1).export(tmp_path / "audit.ndjson")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_pages_are_fetched_as_the_caller_iterates() -> None:
+    page = {"items": [KEY], "next_cursor": "c2"}
+    seen, transport = scripted(status(200, page), status(503), status(200, {"items": [KEY], "next_cursor": None}))
+    listing = client(transport, []).list(page_size=1)
+    assert next(listing).id == "k1" and len(seen) == 1  # nothing more asked for yet
+    assert [key.id for key in listing] == ["k1"] and len(seen) == 3
+    assert seen[1].url.params["cursor"] == "c2"
+
+
+async def test_the_async_client_exports_and_pages_the_same_way(tmp_path: Path) -> None:
+    waits: list[float] = []
+
+    async def record(wait: float) -> None:
+        waits.append(wait)
+
+    seen, transport = export_script()
+    async with AsyncKeyledger("http://keyledger.test", "klvc_x", sleep=record, rng=random.Random(1),
+                              transport=httpx.MockTransport(transport.handle_request)) as async_client:
+        assert await async_client.export(tmp_path / "a.ndjson") == 24
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a.ndjson"] and len(seen) == 3 and len(waits) == 2
+    pages, transport = scripted(status(200, {"items": [KEY], "next_cursor": "c2"}),
+                                status(200, {"items": [KEY, KEY], "next_cursor": None}))
+    async with AsyncKeyledger("http://keyledger.test", "klvc_x", sleep=record,
+                              transport=httpx.MockTransport(transport.handle_request)) as async_client:
+        assert [key.id async for key in async_client.list(page_size=2)] == ["k1", "k1", "k1"]
+    assert pages[1].url.params["cursor"] == "c2"
