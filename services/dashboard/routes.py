@@ -50,6 +50,7 @@ from keyledger.services.dashboard.sessions import (
     SessionTable,
     tokens_match,
 )
+from keyledger.services.dashboard.shell import audit_verify_examples, verify_example
 from keyledger.services.dashboard.words import (
     OUTCOMES,
     RESOURCE_TYPES,
@@ -327,18 +328,7 @@ def _secret_page(request: Request[Any, Any, Any], state: KeyState, secret: str, 
                  created: bool) -> Template:
     return _page(request, "secret.html", state=state, secret=secret, created=created, when=_when,
                  access=access_words(state.access), status=status_of(state, now)[0],
-                 origin=str(request.base_url).rstrip("/"), example=_verify_example(state))
-
-
-def _verify_example(state: KeyState) -> str:
-    """A ``POST /v1/verify`` body this key passes: its first grant, on its resource."""
-    entry = next((e for e in state.access if e.scopes), None)
-    if entry is None:
-        return '{"key": "\'"$API_KEY"\'", "scope": "read:data"}'
-    where = (f', "website_id": "{entry.id}"' if entry.resource == "website" else
-             "" if entry.resource == "global" else f', "data": "{entry.resource}"')
-    return f'{{"key": "\'"$API_KEY"\'", "scope": "{entry.scopes[0]}"{where}}}'
-
+                 example=verify_example(state, secret, str(request.base_url).rstrip("/")))
 
 
 # ---- detail -------------------------------------------------------------------------------------------------
@@ -511,6 +501,7 @@ async def audit_page(request: Request[Any, Any, Any], admin: NamedDependency[Key
         records, next_cursor = [], None
     return _page(request, "audit.html", records=records, next_cursor=next_cursor, errors=errors, when=_when,
                  origin=str(request.base_url).rstrip("/"),
+                 examples=audit_verify_examples(str(request.base_url).rstrip("/")),
                  outcomes=(*OUTCOMES, "OK"), filters={"key_id": key_id[:100], "outcome": outcome[:40], "kind": kind,
                                                       "from": from_[:40], "to": to[:40]})
 
