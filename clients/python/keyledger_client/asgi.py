@@ -11,7 +11,9 @@ the first :class:`Route` whose path matches (else the middleware's own ``scope``
 a path capture or a query parameter and the route's data kind; the end client's IP and user agent go along
 for the audit trail. Refusals are answered here, with the documented bodies, and never reach the app
 (a refused websocket handshake is closed with 1008, which the client sees as 403):
-401 ``AUTH_REQUIRED``, 403 ``FORBIDDEN``, 429 ``RATE_LIMITED`` with ``Retry-After``. On success the
+400 ``VALIDATION_ERROR`` for an ambiguous request (:func:`presented_key`, :func:`website_id_of`: a key or
+website id given more than once, before anything is verified), 401 ``AUTH_REQUIRED``, 403 ``FORBIDDEN``,
+429 ``RATE_LIMITED`` with ``Retry-After``. On success the
 :class:`~keyledger_client.VerifyResult` is in ``scope["state"]["keyledger"]`` (``request.state.keyledger``)
 and the response gets ``X-RateLimit-*``. If keyledger cannot be reached, requests get 503 ``UNAVAILABLE``
 (``fail_open=True`` lets them through instead, with no result in the state; a refusal of the middleware's
@@ -23,9 +25,9 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from typing import Any, Protocol
-from urllib.parse import parse_qs
+from urllib.parse import parse_qsl
 
 import msgspec
 
@@ -92,14 +94,65 @@ class Route:
         return found.groupdict() if found else None
 
 
-def presented_key(headers: dict[bytes, bytes]) -> str | None:
-    """The key from ``Authorization: Bearer <key>`` or ``x-api-key: <key>``."""
-    authorization = headers.get(b"authorization", b"").decode("latin-1")
-    scheme, _, value = authorization.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    api_key = headers.get(b"x-api-key", b"").decode("latin-1").strip()
-    return api_key or None
+class AmbiguousRequest(ValueError):
+    """A value the access decision depends on that the request gives more than once (or that frameworks
+    could read differently), or gives empty: refused with 400 ``VALIDATION_ERROR`` before anything is
+    verified, because the value checked might not be the one the app acts on."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.refusal: Refusal = (400, message, "VALIDATION_ERROR")
+
+
+def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The key from ``Authorization: Bearer <key>`` or ``x-api-key: <key>`` (header names in any case), from the
+    request's raw header list. Raises :class:`AmbiguousRequest` when either header is repeated (servers and
+    frameworks differ on which copy they keep) or both carry a key; another scheme in ``Authorization``
+    (``Basic ...``) is the app's own and not a key."""
+    authorization: list[bytes] = []
+    api_keys: list[bytes] = []
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"authorization":
+            authorization.append(value)
+        elif lowered == b"x-api-key":
+            api_keys.append(value)
+    for header, values in (("authorization", authorization), ("x-api-key", api_keys)):
+        if len(values) > 1:
+            raise AmbiguousRequest(f"Ambiguous request: header '{header}' is repeated")
+    bearer = None
+    if authorization:
+        scheme, _, credential = authorization[0].decode("latin-1").partition(" ")
+        bearer = credential.strip() if scheme.lower() == "bearer" else None
+    api_key = api_keys[0].decode("latin-1").strip() if api_keys else None
+    if bearer and api_key:
+        raise AmbiguousRequest("Ambiguous request: a key is given in both 'authorization' and 'x-api-key'")
+    return bearer or api_key or None
+
+
+def website_id_of(name: str, path_params: Mapping[str, object], query_string: bytes) -> str | None:
+    """The website id a request names in its path parameter or query parameter ``name``; None when it names
+    none. The query is read exactly as Starlette, FastAPI and Litestar read it (``&``-separated, names and
+    values percent-decoded, ``+`` as a space, blank values kept), so the value checked is the value the
+    handler gets. Raises :class:`AmbiguousRequest` when the parameter is repeated in the query (even with
+    equal values or a blank one: frameworks differ on which copy a handler gets), when the query would give
+    other values with ``;`` as a separator too, when it is both a path and a query parameter (even equal),
+    or when it is empty."""
+    query = query_string.decode("latin-1")
+    values = [value for key, value in parse_qsl(query, keep_blank_values=True) if key == name]
+    if len(values) > 1:
+        raise AmbiguousRequest(f"Ambiguous request: query parameter '{name}' is repeated")
+    split = [value for part in query.split("&")
+             for key, value in parse_qsl(part, keep_blank_values=True, separator=";") if key == name]
+    if split != values:
+        raise AmbiguousRequest(f"Ambiguous request: query parameter '{name}' reads differently with ';' as a separator")
+    if name in path_params:
+        if values:
+            raise AmbiguousRequest(f"Ambiguous request: '{name}' is both a path parameter and a query parameter")
+        values = [str(path_params[name])]
+    if values and not values[0]:
+        raise AmbiguousRequest(f"Invalid request: '{name}' is empty")
+    return values[0] if values else None
 
 
 MAX_KEY, MAX_WEBSITE_ID, MAX_USER_AGENT, MAX_IP = 4096, 500, 300, 100  # what keyledger accepts (or keeps)
@@ -196,17 +249,19 @@ class KeyledgerMiddleware:
         needed = route.scope or self.default.scope
         if needed is None:
             raise ValueError(f"no scope for {scope['path']}: give the middleware a scope or the route one")
-        headers = dict(scope.get("headers") or [])
-        key = presented_key(headers)
+        raw_headers = scope.get("headers") or []
+        try:
+            key = presented_key(raw_headers)
+            website_id = website_id_of(route.website_id, captures, scope.get("query_string", b"")) \
+                if route.website_id else None
+        except AmbiguousRequest as exc:
+            return exc.refusal, None
         if key is None:
             return AUTH_REQUIRED, None
-        website_id = captures.get(route.website_id) if route.website_id else None
-        if route.website_id and website_id is None:
-            values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(route.website_id)
-            website_id = values[0] if values else None
         bounds = out_of_bounds(key, website_id)
         if bounds is not None:
             return bounds, None
+        headers = dict(raw_headers)
         user_agent = headers.get(b"user-agent", b"").decode("latin-1")[:MAX_USER_AGENT] or None
         ip = self.client_ip(scope)
         try:

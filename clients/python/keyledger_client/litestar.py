@@ -9,9 +9,11 @@
 
 Or one guard for a whole app or router, configured per route through ``opt``: ``guards=[keyledger_guard]``
 and ``opt={"keyledger_scope": "read:data", "keyledger_website_id": "website_id", "keyledger_data": ...}``;
-``opt={"keyledger_public": True}`` opts a route out. Refusals answer the documented bodies (401
-``AUTH_REQUIRED``, 403 ``FORBIDDEN``, 429 ``RATE_LIMITED`` with ``Retry-After``) before the handler runs;
-keyledger unreachable → 503 unless the plugin was made with ``fail_open=True``.
+``opt={"keyledger_public": True}`` opts a route out. Refusals answer the documented bodies (400
+``VALIDATION_ERROR`` for a key or website id given more than once, by the middleware's rule:
+:func:`keyledger_client.asgi.website_id_of`; 401 ``AUTH_REQUIRED``, 403 ``FORBIDDEN``, 429 ``RATE_LIMITED``
+with ``Retry-After``) before the handler runs; keyledger unreachable → 503 unless the plugin was made with
+``fail_open=True``.
 """
 
 from __future__ import annotations
@@ -34,12 +36,14 @@ from keyledger_client.asgi import (
     REFUSALS,
     STATE_KEY,
     UNAVAILABLE,
+    AmbiguousRequest,
     Verifies,
     as_result,
     out_of_bounds,
     presented_key,
     ratelimit_headers,
     retry_after,
+    website_id_of,
 )
 from keyledger_client.errors import KeyledgerConnectionError, KeyledgerError, UnavailableError
 from keyledger_client.models import VerifyResult
@@ -102,13 +106,14 @@ async def _check(connection: Connection, scope: str | None, website_param: str |
     needed = scope or plugin.scope
     if needed is None:
         raise ValueError(f"no keyledger scope for {connection.url.path}: set opt['keyledger_scope']")
-    key = presented_key(dict(connection.scope["headers"]))
+    try:
+        key = presented_key(connection.scope["headers"])
+        website = website_id_of(website_param, connection.path_params, connection.scope["query_string"]) \
+            if website_param else None
+    except AmbiguousRequest as exc:
+        raise KeyledgerRefused(exc.refusal) from None
     if key is None:
         raise KeyledgerRefused(AUTH_REQUIRED)
-    website_id = None
-    if website_param:
-        website_id = connection.path_params.get(website_param) or connection.query_params.get(website_param)
-    website = str(website_id) if website_id else None
     bounds = out_of_bounds(key, website)
     if bounds is not None:
         raise KeyledgerRefused(bounds)
