@@ -442,7 +442,7 @@ async def rotate_key(request: Request[Any, Any, Any], key_id: KeyId, admin: Name
     try:
         issued = await keys.rotate(key_id, grace_seconds=int(grace),
                                    expected_version=int(version) if str(version).isdigit() else None,
-                                   metadata=metadata)
+                                   metadata=metadata, grantor=admin)
     except DomainError as exc:
         return _page(request, "rotate.html", _status_of(exc), state=state, grace_choices=GRACE_CHOICES,
                      error=_action_error(exc))

@@ -20,7 +20,7 @@ from keyledger.domain.commands import (
     check_rotate,
 )
 from keyledger.domain.errors import Busy, ConcurrencyError, KeyNotFound
-from keyledger.domain.grants import check_grant
+from keyledger.domain.grants import check_grant, check_holds
 from keyledger.domain.key import KeyState, decide, ensure_open, evolve, fold
 from keyledger.domain.rate import DEFAULT_TIERS
 from keyledger.domain.recorded import Metadata, RecordedEvent
@@ -108,12 +108,21 @@ class KeyService:
         tags: Sequence[str] | None = None,
     ) -> KeyState:
         """Replace the key's access entries, rename it, set its rate limit (0 clears it), description and/or
-        tags (None: unchanged); the new access and limit must be ``grantor``'s to grant (see :meth:`create`)."""
+        tags (None: unchanged); the new access and limit must be ``grantor``'s to grant (see :meth:`create`),
+        and a change of either must leave a key ``grantor`` could have granted in full: an organization's
+        admin does not re-scope a stronger key while it keeps grants or a limit the admin lacks. Renaming,
+        describing and tagging change no grant and need none."""
         command = ChangeAccess(key_id=key_id, access=None if access is None else tuple(access), name=name,
                                rate_limit=rate_limit, description=description,
                                tags=None if tags is None else tuple(tags))
         check_grant(grantor, command.access, rate_limit, self._tiers)
-        return await self._execute(await self._load_state(key_id), command, expected_version, metadata)
+        state = await self._load_state(key_id)
+        if command.access is not None or rate_limit is not None:
+            ensure_open(state, key_id)  # a revoked key answers as such, whoever asks
+            kept_limit = state.rate_limit if rate_limit is None else (rate_limit or None)
+            check_holds(grantor, state.access if command.access is None else command.access, kept_limit,
+                        "change the access or rate limit of", self._tiers)
+        return await self._execute(state, command, expected_version, metadata)
 
     async def rotate(
         self,
@@ -122,13 +131,17 @@ class KeyService:
         grace_seconds: int = 0,
         expected_version: int | None = None,
         metadata: Metadata | None = None,
+        grantor: KeyState | None = None,
     ) -> IssuedKey:
-        """Give the key a new secret; the old one works for ``grace_seconds`` more."""
+        """Give the key a new secret; the old one works for ``grace_seconds`` more. The new secret hands
+        over everything the key can do, so ``grantor`` (the acting admin key; None: the operator) must be
+        able to grant all of the key's access and rate limit itself (Forbidden, naming what it lacks)."""
         state = await self._load_state(key_id)
         secret = token.generate(self._random, state.prefix, key_id=state.key_id)
         start = token.parse(secret, state.prefix).start()
         check_rotate(RotateKey(key_id=key_id, secret_hash="", start=start, grace_seconds=grace_seconds))
         ensure_open(state, key_id)  # refuse a revoked key before spending argon2 work
+        check_holds(grantor, state.access, state.rate_limit, "rotate", self._tiers)  # a change since: a conflict
         command = RotateKey(key_id=key_id, secret_hash=await self._hash(secret, metadata), start=start,
                             grace_seconds=grace_seconds)
         new_state = await self._execute(state, command, expected_version, metadata)

@@ -141,10 +141,11 @@ async def rotate_key(key_id: KeyId, keys: NamedDependency[KeyService], cache: Na
                      admin: NamedDependency[KeyState], metadata: NamedDependency[Metadata],
                      now: NamedDependency[datetime], data: JSONBody[RotateKeyRequest | None] = None,
                      if_match: IfMatch = None) -> Response[KeyWithSecret]:
-    """A new secret, shown once; the old one works for ``grace_seconds`` (0..7 days) more."""
+    """A new secret, shown once; the old one works for ``grace_seconds`` (0..7 days) more. An organization's
+    admin rotates only keys it could have granted in full (403 naming what it lacks)."""
     visible_key(cache, admin, key_id)
     issued = await keys.rotate(key_id, grace_seconds=(data or RotateKeyRequest()).grace_seconds,
-                               expected_version=_expected_version(if_match), metadata=metadata)
+                               expected_version=_expected_version(if_match), metadata=metadata, grantor=admin)
     return _tagged(msgspec.convert(_view(issued.state, now, secret=issued.token), KeyWithSecret), issued.state)
 
 

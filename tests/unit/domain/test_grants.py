@@ -8,7 +8,7 @@ import pytest
 
 from keyledger.domain.access import AccessEntry
 from keyledger.domain.errors import Forbidden
-from keyledger.domain.grants import check_grant
+from keyledger.domain.grants import check_grant, check_holds, lacking
 from keyledger.domain.key import KeyState
 
 ADMIN = AccessEntry(resource="global", scopes=("admin:apikeys",))
@@ -57,3 +57,27 @@ def test_the_operator_and_a_global_admin_may_grant_anything() -> None:
     everything = [AccessEntry(resource="global", scopes=("write:custom-sql", "admin:organizations"))]
     check_grant(None, everything, 10_000_000)
     check_grant(admin_key(None), everything, 10_000_000)
+
+
+STRONG = (AccessEntry(resource="global", scopes=("write:custom-sql", "admin:users")),
+          AccessEntry(resource="export_data", scopes=("read:export",)))
+
+
+def test_holding_a_key_means_holding_its_every_grant_and_its_limit() -> None:
+    """What rotation hands over: the key's whole access and per-key limit, each part named when lacking."""
+    assert lacking(ORG_ADMIN, STRONG, 50_000) == ["write:custom-sql on global", "admin:users on global",
+                                                 "read:export on export_data",
+                                                 "a per-key rate_limit of 50000/min (its own: 100/min)"]
+    with pytest.raises(Forbidden, match=r"can rotate only a key .* it lacks write:custom-sql on global, .* and a "
+                                        r"per-key rate_limit of 50000/min"):
+        check_holds(ORG_ADMIN, STRONG, 50_000, "rotate")
+    check_holds(ORG_ADMIN, ORG_ADMIN.access, 100, "rotate")  # a key it could have made: all its own
+    check_holds(None, STRONG, 50_000, "rotate")
+    check_holds(admin_key(None), STRONG, 50_000, "rotate")
+    assert lacking(admin_key(None), STRONG, 50_000) == []
+
+
+def test_a_refused_grant_names_every_scope_it_lacks() -> None:
+    with pytest.raises(Forbidden, match="write:custom-sql on global, admin:users on global and read:export on "
+                                        "export_data are not granted to it"):
+        check_grant(ORG_ADMIN, STRONG, None)
