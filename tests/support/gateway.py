@@ -1,16 +1,19 @@
 """A real nginx in front of a tiny upstream, using keyledger's ``/v1/forward-auth`` (e2e tests).
 
-nginx runs from the Debian package (``make install`` installs it as root), on a free port, with its
-config, temporary folders, pid and logs in a folder of the test's own. The upstream echoes the headers it
-was given and counts its requests, so a test can tell whether a refused request ever reached it.
+nginx runs from the Debian package (``make install`` installs it as root), on a free port, with the
+configuration the README documents (read from README.md, with this test's addresses and credential filled
+in), and its temporary folders, state and logs in a folder of the test's own. The upstream echoes the
+headers it was given and counts its requests, so a test can tell whether a refused request ever reached it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
+import textwrap
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -72,8 +75,38 @@ class EchoUpstream:
         self._server.server_close()
 
 
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_block(language: str, marker: str) -> str:
+    """The README's fenced ``language`` block holding ``marker``: a documented gateway configuration, which
+    the tests run as it is written."""
+    blocks = re.findall(rf"^```{language}\n(.*?)^```$", README.read_text(), flags=re.MULTILINE | re.DOTALL)
+    found: list[str] = [block for block in blocks if marker in block]
+    if len(found) != 1:
+        raise AssertionError(f"README.md has {len(found)} ```{language} blocks holding {marker!r}, not one")
+    return found[0]
+
+
+def fill(block: str, values: dict[str, str]) -> str:
+    """``block`` with each placeholder (a key of ``values``, which must occur exactly once) replaced."""
+    for placeholder, value in values.items():
+        if block.count(placeholder) != 1:
+            raise AssertionError(f"{placeholder!r} occurs {block.count(placeholder)} times in the block, not once")
+        block = block.replace(placeholder, value)
+    return block
+
+
+def nginx_locations(keyledger_port: int, upstream_port: int, credential: str) -> str:
+    """The README's nginx locations, pointed at this test's keyledger and upstream, with its credential."""
+    return fill(readme_block("nginx", "location = /_keyledger"), {
+        "http://my-service;": f"http://127.0.0.1:{upstream_port};",
+        "http://keyledger:8080/": f"http://127.0.0.1:{keyledger_port}/",
+        '"klvc_..."': f'"{credential}"'})
+
+
 NGINX_CONF = """\
-# keyledger forward-auth in front of an upstream (README "Gateways"); paths are the test's own
+# around the README's locations (section "Gateways: forward-auth"); paths are the test's own
 pid {dir}/nginx.pid;
 error_log {dir}/error.log info;
 events {{ worker_connections 64; }}
@@ -89,104 +122,59 @@ http {{
     server {{
         listen 127.0.0.1:{port};
 
-        location /api/ {{
-            auth_request /_keyledger;
-            # what keyledger answered, for the upstream and for the client
-            auth_request_set $kl_key_id       $upstream_http_x_keyledger_key_id;
-            auth_request_set $kl_organization $upstream_http_x_keyledger_organization_id;
-            auth_request_set $kl_scopes       $upstream_http_x_keyledger_scopes;
-            auth_request_set $kl_limit        $upstream_http_x_ratelimit_limit;
-            auth_request_set $kl_remaining    $upstream_http_x_ratelimit_remaining;
-            auth_request_set $kl_reset        $upstream_http_x_ratelimit_reset;
-            auth_request_set $kl_retry_after  $upstream_http_retry_after;
-            auth_request_set $kl_status       $upstream_status;
-            # set, never passed through: a client's own X-Keyledger-* headers do not reach the upstream
-            proxy_set_header X-Keyledger-Key-Id          $kl_key_id;
-            proxy_set_header X-Keyledger-Organization-Id $kl_organization;
-            proxy_set_header X-Keyledger-Scopes          $kl_scopes;
-            add_header X-RateLimit-Limit     $kl_limit always;
-            add_header X-RateLimit-Remaining $kl_remaining always;
-            add_header X-RateLimit-Reset     $kl_reset always;
-            # auth_request passes only 401 and 403 on (without keyledger's body), anything else is a 500:
-            # answer each with the structured body, and turn the 500 of a 429 back into a 429
-            error_page 401 = @keyledger_401;
-            error_page 403 = @keyledger_403;
-            error_page 500 = @keyledger_other;
-            proxy_pass http://127.0.0.1:{upstream_port};
-        }}
-
-        location = /_keyledger {{
-            internal;
-            proxy_pass http://127.0.0.1:{keyledger_port}/v1/forward-auth?scope=read:data&website_id=site-a;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Keyledger-Caller "{credential}";
-            proxy_set_header X-Original-Method $request_method;
-            proxy_set_header X-Original-URI $request_uri;
-            proxy_set_header X-Forwarded-For $remote_addr;
-        }}
-
-        location @keyledger_401 {{
-            add_header X-RateLimit-Limit     $kl_limit always;
-            add_header X-RateLimit-Remaining $kl_remaining always;
-            add_header X-RateLimit-Reset     $kl_reset always;
-            return 401 '{{"success":false,"error":"Authentication required","code":"AUTH_REQUIRED"}}';
-        }}
-        location @keyledger_403 {{
-            add_header X-RateLimit-Limit     $kl_limit always;
-            add_header X-RateLimit-Remaining $kl_remaining always;
-            add_header X-RateLimit-Reset     $kl_reset always;
-            return 403 '{{"success":false,"error":"Insufficient permissions","code":"FORBIDDEN"}}';
-        }}
-        location @keyledger_other {{
-            add_header X-RateLimit-Limit     $kl_limit always;
-            add_header X-RateLimit-Remaining $kl_remaining always;
-            add_header X-RateLimit-Reset     $kl_reset always;
-            add_header Retry-After           $kl_retry_after always;
-            if ($kl_status = 429) {{
-                return 429 '{{"success":false,"error":"Rate limit exceeded","code":"RATE_LIMITED"}}';
-            }}
-            return 503 '{{"success":false,"error":"the key service is unavailable; retry later","code":"UNAVAILABLE"}}';
-        }}
+{locations}
     }}
 }}
 """
 
 
-class Nginx:
-    """nginx (one process, in the foreground) with :data:`NGINX_CONF` on a free port."""
+class Gateway:
+    """A gateway process in the foreground, on a free port, with its files in a folder of the test's own."""
 
-    def __init__(self, binary: str, folder: Path, keyledger_port: int, upstream_port: int, credential: str) -> None:
+    name = "gateway"
+
+    def __init__(self, folder: Path, command: list[str], env: dict[str, str] | None = None) -> None:
         self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        conf = folder / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(dir=folder, port=self.port, upstream_port=upstream_port,
-                                          keyledger_port=keyledger_port, credential=credential))
         self._log = (folder / "stdout.log").open("w")
-        self.process = subprocess.Popen(
-            [binary, "-p", str(folder), "-c", str(conf), "-e", str(folder / "error.log"),
-             "-g", "daemon off; master_process off;"],
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        until_sync(self._up, timeout=15, interval=0.05, what=f"nginx on port {self.port}", explain=self.log)
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, env=env)
+        until_sync(self._up, timeout=15, interval=0.05, what=f"{self.name} on port {self.port}", explain=self.log)
+
+    port: int
+    url: str
 
     def _up(self) -> bool:
         if self.process.poll() is not None:
-            raise AssertionError(f"nginx exited with {self.process.returncode}:\n{self.log()}")
+            raise AssertionError(f"{self.name} exited with {self.process.returncode}:\n{self.log()}")
         try:
-            httpx.get(f"{self.url}/healthz-of-nginx", timeout=1)
+            httpx.get(f"{self.url}/healthz-of-gateway", timeout=1)
             return True
         except httpx.HTTPError:
             return False
 
     def log(self) -> str:
-        """nginx's own output and its error log."""
-        error_log = self.folder / "error.log"
-        return (self.folder / "stdout.log").read_text(errors="replace") + (
-            error_log.read_text(errors="replace") if error_log.exists() else "")
+        """The gateway's own output and its log files."""
+        logs = [self.folder / "stdout.log", self.folder / "error.log"]
+        return "".join(path.read_text(errors="replace") for path in logs if path.exists())
 
     def stop(self) -> None:
-        """Stop nginx (SIGTERM, then SIGKILL)."""
+        """Stop the gateway (SIGTERM, then SIGKILL)."""
         stop_process(self.process, grace=10)
         self._log.close()
+
+
+class Nginx(Gateway):
+    """nginx (one process, in the foreground) with the README's locations in :data:`NGINX_CONF`."""
+
+    name = "nginx"
+
+    def __init__(self, binary: str, folder: Path, keyledger_port: int, upstream_port: int, credential: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        conf = folder / "nginx.conf"
+        locations = textwrap.indent(nginx_locations(keyledger_port, upstream_port, credential), " " * 8)
+        conf.write_text(NGINX_CONF.format(dir=folder, port=self.port, locations=locations))
+        super().__init__(folder, [binary, "-p", str(folder), "-c", str(conf), "-e", str(folder / "error.log"),
+                                  "-g", "daemon off; master_process off;"])
+

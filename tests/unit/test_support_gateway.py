@@ -1,10 +1,13 @@
-"""A test that needs a Debian package skips without it, saying why, except on CI, where it fails."""
+"""A test that needs a Debian package skips without it, saying why, except on CI, where it fails; the
+gateway tests run the README's configurations, which set every header keyledger reads about the request."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from tests.support.gateway import require_binary
+from tests.support.gateway import fill, nginx_locations, readme_block, require_binary
 
 MISSING = ("keyledger-no-such-binary", "/nonexistent/keyledger-no-such-binary")
 
@@ -23,3 +26,23 @@ def test_on_ci_a_missing_package_fails(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_an_installed_binary_is_found() -> None:
     assert require_binary(("sh",), package="dash").endswith("sh")
+
+
+def test_the_readme_nginx_locations_are_filled_in_and_set_the_request_line() -> None:
+    nginx = nginx_locations(8080, 9090, "klvc_test")
+    assert "proxy_pass http://127.0.0.1:8080/v1/forward-auth?scope=" in nginx
+    assert "proxy_pass http://127.0.0.1:9090;" in nginx and 'X-Keyledger-Caller "klvc_test"' in nginx
+    auth = nginx[nginx.index("location = /_keyledger"):]
+    auth = auth[:auth.index("}")]
+    for header in ("X-Forwarded-Method", "X-Forwarded-Uri", "X-Forwarded-For"):
+        assert re.search(rf"^ *proxy_set_header {header} +\$", auth, flags=re.MULTILINE), header
+
+
+def test_the_untested_readme_configurations_keep_what_makes_the_gateway_set_the_headers() -> None:
+    assert re.search(r"trustForwardHeader: false\b", readme_block("yaml", "forwardAuth:"))
+    assert re.search(r"^use_remote_address: true\b", readme_block("yaml", "ext_authz"), flags=re.MULTILINE)
+
+
+def test_a_placeholder_missing_from_a_block_is_an_error() -> None:
+    with pytest.raises(AssertionError, match="occurs 0 times"):
+        fill("proxy_pass http://elsewhere;", {"http://my-service;": "http://127.0.0.1:1;"})

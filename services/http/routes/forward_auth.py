@@ -1,4 +1,5 @@
-"""``GET /v1/forward-auth``: verify for gateways (nginx ``auth_request``, Traefik ForwardAuth, Envoy ext_authz).
+"""``GET /v1/forward-auth``: verify for gateways (nginx ``auth_request``, Traefik ForwardAuth, Caddy
+``forward_auth``, Envoy ext_authz).
 
 The end client's key comes from the original request's ``Authorization: Bearer`` or ``x-api-key``; the
 gateway authenticates itself with ``X-Keyledger-Caller: <verify credential>``. What is asked comes from
@@ -8,6 +9,12 @@ mix, so a client cannot add a header to a route configured by query. Envoy appen
 the auth path (``/v1/forward-auth/<original path>``): there the query is the client's, so only headers
 count. The same verdict as ``POST /v1/verify`` (same codes, usage event and rate limit), answered as a
 status: 200 with ``X-Keyledger-*`` identity headers, else 401/403/429 (503) with the error body.
+
+The audit trail's request line and client address come only from headers that every documented gateway
+configuration sets itself, overwriting the client's: ``X-Forwarded-Method``, ``X-Forwarded-Uri`` and the
+last ``X-Forwarded-For`` entry (Envoy: the check's own method and path). Gateways pass the client's other
+headers on, so ``X-Original-*``, ``X-Real-IP`` and ``Forwarded`` are never read, and a repeated
+``X-Forwarded-Method``/``-Uri`` (a gateway that sets one leaves exactly one) is refused.
 """
 
 from __future__ import annotations
@@ -50,30 +57,38 @@ def _asked(request: Request[Any, Any, Any], by_path: bool) -> dict[str, str | No
     return asked
 
 
+def gateway_header(request: Request[Any, Any, Any], name: str) -> str:
+    """The value of ``name``, a header the gateway sets itself (replacing any the client sent); "" when
+    absent. Repeated, it cannot have been set by the gateway, so the request is refused (400)."""
+    values = request.headers.getall(name, [])
+    if len(values) > 1:
+        raise ApiError(400, "VALIDATION_ERROR", f"{name} is repeated: the gateway must set it, not pass it on")
+    return values[0].strip() if values else ""
+
+
 def original_uri(request: Request[Any, Any, Any], by_path: bool) -> str:
-    """The path the end client asked for, without its query (which may carry secrets)."""
+    """The path the end client asked for (``X-Forwarded-Uri``; Envoy: the check's own path after the auth
+    path), without its query (which may carry secrets)."""
     if by_path:
         uri = request.scope["path"].removeprefix("/v1/forward-auth") or "/"
     else:
-        uri = (request.headers.get("x-forwarded-uri") or request.headers.get("x-original-uri") or "").strip()
+        uri = gateway_header(request, "X-Forwarded-Uri")
     return uri.split("?", 1)[0][:160]
 
 
 def original_method(request: Request[Any, Any, Any], by_path: bool) -> str:
-    """The end client's method (Envoy sends it as the check's own method)."""
+    """The end client's method (``X-Forwarded-Method``; Envoy sends it as the check's own method)."""
     if by_path:
         return str(request.method)
-    return (request.headers.get("x-forwarded-method") or request.headers.get("x-original-method") or "").strip()[:16]
+    return gateway_header(request, "X-Forwarded-Method")[:16]
 
 
 def client_ip(request: Request[Any, Any, Any]) -> str | None:
-    """The end client's address as the gateway saw it: the last ``X-Forwarded-For`` entry (the one the
-    gateway itself added; entries before it are the client's own claims), else ``X-Real-IP``."""
-    forwarded = request.headers.get("x-forwarded-for")
-    if forwarded and forwarded.strip(" ,"):
-        return forwarded.rsplit(",", 1)[-1].strip()[:100] or None
-    real = (request.headers.get("x-real-ip") or "").strip()
-    return real[:100] or None
+    """The end client's address as the gateway saw it: the last ``X-Forwarded-For`` entry (repeated headers
+    read as one list), the one the gateway itself set or appended; entries before it are the client's own
+    claims. No other header (``X-Real-IP``, ``Forwarded``) is read: gateways pass the client's on."""
+    forwarded = ",".join(request.headers.getall("x-forwarded-for", []))
+    return forwarded.rsplit(",", 1)[-1].strip()[:100] or None
 
 
 def _allowed(body: VerifyAnswer) -> Response[VerifyAnswer]:
@@ -121,13 +136,13 @@ async def forward_auth(request: Request[Any, Any, Any], gate: NamedDependency[Sk
                        scope_name: ScopeQuery = None, website_id: WebsiteQuery = None, data_kind: DataQuery = None,
                        scope_header: ScopeHeader = None, website_header: WebsiteHeader = None,
                        data_header: DataHeader = None) -> Response[VerifyAnswer]:
-    """For nginx ``auth_request`` and Traefik ForwardAuth: 200 with ``X-Keyledger-Key-Id``,
+    """For nginx ``auth_request``, Traefik ForwardAuth and Caddy ``forward_auth``: 200 with ``X-Keyledger-Key-Id``,
     ``X-Keyledger-Organization-Id``, ``X-Keyledger-Scopes`` and ``X-RateLimit-*`` when the end client's key
     (its ``Authorization: Bearer`` or ``x-api-key``) may do the configured scope; else 401/403/429 (with
     ``Retry-After``) and the error body. The gateway authenticates with ``X-Keyledger-Caller``; the original
-    method, URI and client come from ``X-Forwarded-Method``/``X-Original-Method``,
-    ``X-Forwarded-Uri``/``X-Original-URI`` and ``X-Forwarded-For``/``X-Real-IP``. (The parameters are read
-    from the request in one place, :func:`_asked`; they are declared here for the OpenAPI document.)"""
+    method, URI and client come only from ``X-Forwarded-Method``, ``X-Forwarded-Uri`` and the last
+    ``X-Forwarded-For`` entry, which the gateway must set itself. (The parameters are read from the request
+    in one place, :func:`_asked`; they are declared here for the OpenAPI document.)"""
     return await _forward_auth(request, gate, by_path=False)
 
 
