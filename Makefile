@@ -39,10 +39,11 @@ command -v $(1) >/dev/null 2>&1 || test -x /usr/sbin/$(1) || { \
 	else echo "$(1) is not installed (needs root and apt-get): $(3)"; fi; }
 endef
 
-# Debian packages some tests need (nginx: forward-auth through a real gateway). Installed when we are root
-# with apt-get (as on CI); otherwise those tests skip, saying why (and fail under CI=true).
+# Debian packages some tests need (nginx and caddy: forward-auth through a real gateway). Installed when we are
+# root with apt-get (as on CI); otherwise those tests skip, saying why (and fail under CI=true).
 system-packages:
 	@$(call debian-package,nginx,the forward-auth tests,the forward-auth gateway tests will skip)
+	@$(call debian-package,caddy,the forward-auth tests,the Caddy forward-auth tests will skip)
 
 # The dashboard's browser tests drive Debian's chromium (never a downloaded browser): installed here when we
 # are root with apt-get, as on CI; elsewhere those tests are skipped with a one-line reason (a failure on CI).

@@ -15,7 +15,15 @@ import httpx
 import pytest
 
 from tests.support.api import create, usage_for, usage_with
-from tests.support.gateway import NGINX_CANDIDATES, EchoUpstream, Gateway, Nginx, require_binary
+from tests.support.gateway import (
+    CADDY_CANDIDATES,
+    NGINX_CANDIDATES,
+    Caddy,
+    EchoUpstream,
+    Gateway,
+    Nginx,
+    require_binary,
+)
 from tests.support.server import ApiServer, StartServer
 
 SITE_A = [{"resource": "website", "id": "site-a", "scopes": ["read:data"]}]
@@ -46,13 +54,18 @@ def upstream() -> Iterator[EchoUpstream]:
         server.stop()
 
 
-@pytest.fixture
-def gateway(closed_api: ApiServer, upstream: EchoUpstream, tmp_path: Path) -> Iterator[Gateway]:
-    """Debian's nginx with the README's configuration."""
+@pytest.fixture(params=["nginx", "caddy"])
+def gateway(request: pytest.FixtureRequest, closed_api: ApiServer, upstream: EchoUpstream,
+            tmp_path: Path) -> Iterator[Gateway]:
+    """nginx or Caddy (Debian's), with the README's configuration."""
     credential = closed_api.verify_credential
     assert credential is not None, closed_api.log()
-    started = Nginx(require_binary(NGINX_CANDIDATES, "nginx"), tmp_path / "nginx", closed_api.port, upstream.port,
-                    credential)
+    folder = tmp_path / request.param
+    started: Gateway
+    if request.param == "nginx":
+        started = Nginx(require_binary(NGINX_CANDIDATES, "nginx"), folder, closed_api.port, upstream.port, credential)
+    else:
+        started = Caddy(require_binary(CADDY_CANDIDATES, "caddy"), folder, closed_api.port, upstream.port, credential)
     try:
         yield started
     finally:

@@ -1,6 +1,6 @@
-"""A real nginx in front of a tiny upstream, using keyledger's ``/v1/forward-auth`` (e2e tests).
+"""A real nginx or Caddy in front of a tiny upstream, using keyledger's ``/v1/forward-auth`` (e2e tests).
 
-nginx runs from the Debian package (``make install`` installs it as root), on a free port, with the
+Each runs from its Debian package (``make install`` installs them as root), on a free port, with the
 configuration the README documents (read from README.md, with this test's addresses and credential filled
 in), and its temporary folders, state and logs in a folder of the test's own. The upstream echoes the
 headers it was given and counts its requests, so a test can tell whether a refused request ever reached it.
@@ -25,6 +25,7 @@ from tests.support.server import free_port, stop_process
 from tests.support.wait import until_sync
 
 NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx")
+CADDY_CANDIDATES = ("caddy", "/usr/bin/caddy")
 
 
 def require_binary(names: tuple[str, ...], package: str) -> str:
@@ -128,6 +129,33 @@ http {{
 """
 
 
+def caddy_site(port: int, keyledger_port: int, upstream_port: int, credential: str) -> str:
+    """The README's Caddyfile site, on this test's port (plain HTTP), pointed at this test's keyledger and
+    upstream, with its credential."""
+    return fill(readme_block("caddyfile", "forward_auth"), {
+        "api.example.com {": f"http://127.0.0.1:{port} {{",
+        "forward_auth keyledger:8080 {": f"forward_auth 127.0.0.1:{keyledger_port} {{",
+        "reverse_proxy my-service:8000": f"reverse_proxy 127.0.0.1:{upstream_port}",
+        '"klvc_..."': f'"{credential}"'})
+
+
+CADDY_GLOBALS = """\
+# the test's own global options: no admin endpoint, no HTTPS (so no certificate or ACME traffic), state in
+# the test's folder; then the README's site (section "Gateways: forward-auth")
+{{
+    admin off
+    auto_https off
+    storage file_system {dir}/storage
+    grace_period 2s
+    log {{
+        output file {dir}/caddy.log
+        level INFO
+    }}
+}}
+
+"""
+
+
 class Gateway:
     """A gateway process in the foreground, on a free port, with its files in a folder of the test's own."""
 
@@ -154,7 +182,7 @@ class Gateway:
 
     def log(self) -> str:
         """The gateway's own output and its log files."""
-        logs = [self.folder / "stdout.log", self.folder / "error.log"]
+        logs = [self.folder / "stdout.log", self.folder / "error.log", self.folder / "caddy.log"]
         return "".join(path.read_text(errors="replace") for path in logs if path.exists())
 
     def stop(self) -> None:
@@ -178,3 +206,20 @@ class Nginx(Gateway):
         super().__init__(folder, [binary, "-p", str(folder), "-c", str(conf), "-e", str(folder / "error.log"),
                                   "-g", "daemon off; master_process off;"])
 
+
+class Caddy(Gateway):
+    """Caddy (``caddy run``) with :data:`CADDY_GLOBALS` and the README's site; its home, data and config
+    folders are the test's own."""
+
+    name = "caddy"
+
+    def __init__(self, binary: str, folder: Path, keyledger_port: int, upstream_port: int, credential: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        conf = folder / "Caddyfile"
+        conf.write_text(CADDY_GLOBALS.format(dir=folder)
+                        + caddy_site(self.port, keyledger_port, upstream_port, credential))
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(folder),
+               "XDG_DATA_HOME": str(folder / "data"), "XDG_CONFIG_HOME": str(folder / "config")}
+        super().__init__(folder, [binary, "run", "--config", str(conf), "--adapter", "caddyfile"], env=env)

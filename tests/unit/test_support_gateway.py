@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.support.gateway import fill, nginx_locations, readme_block, require_binary
+from tests.support.gateway import caddy_site, fill, nginx_locations, readme_block, require_binary
 
 MISSING = ("keyledger-no-such-binary", "/nonexistent/keyledger-no-such-binary")
 
@@ -36,6 +36,12 @@ def test_the_readme_nginx_locations_are_filled_in_and_set_the_request_line() -> 
     auth = auth[:auth.index("}")]
     for header in ("X-Forwarded-Method", "X-Forwarded-Uri", "X-Forwarded-For"):
         assert re.search(rf"^ *proxy_set_header {header} +\$", auth, flags=re.MULTILINE), header
+
+
+def test_the_readme_caddy_site_is_filled_in() -> None:
+    caddy = caddy_site(8443, 8080, 9090, "klvc_test")
+    assert caddy.startswith("http://127.0.0.1:8443 {") and "forward_auth 127.0.0.1:8080 {" in caddy
+    assert "reverse_proxy 127.0.0.1:9090" in caddy and 'X-Keyledger-Caller "klvc_test"' in caddy
 
 
 def test_the_untested_readme_configurations_keep_what_makes_the_gateway_set_the_headers() -> None:
