@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -88,6 +89,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     audit_signing_key: Hidden | None = None  # base64 Ed25519 private key; None: the one kept in Postgres
     metrics_port: int | None = None  # relay's metrics port, projector +1, audit sink +2 (None: free ports, printed)
     log_format: str = "json"  # KEYLEDGER_LOG_FORMAT: "json" (one object per line) or "text" (for a terminal)
+    # KEYLEDGER_TRUSTED_PROXIES: networks (CIDRs) of the reverse proxies whose X-Forwarded-For/Forwarded name
+    # the client; none: a request's address is its socket peer
+    trusted_proxies: tuple[str, ...] = ()
     clock_start: datetime | None = None  # test-only: the clock starts at this instant (KEYLEDGER_TEST_CLOCK_START)
 
     def rate_tiers(self) -> dict[str, int]:
@@ -138,6 +142,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "spool_dir": env.get("KEYLEDGER_SPOOL_DIR") or None,
         "log_format": (env.get("KEYLEDGER_LOG_FORMAT") or "json").strip().lower(),
     }
+    values["trusted_proxies"] = trusted_proxies(env.get("KEYLEDGER_TRUSTED_PROXIES") or "")
     if values["log_format"] not in LOG_FORMATS:
         raise SettingsError("KEYLEDGER_LOG_FORMAT must be json or text")
     if signing_key := (env.get("KEYLEDGER_AUDIT_SIGNING_KEY") or "").strip():
@@ -178,6 +183,24 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise SettingsError(f"{name} must be between {low} and {high}")
         values[field] = number
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def trusted_proxies(raw: str) -> tuple[str, ...]:
+    """``KEYLEDGER_TRUSTED_PROXIES``: CIDRs or single addresses, separated by commas or spaces, as
+    normalized networks; a clear error for anything else, for a network with host bits set (``10.0.0.1/8``:
+    which was meant?) and for one that holds every address (every client could name any address)."""
+    networks: list[str] = []
+    for item in raw.replace(",", " ").split():
+        try:
+            network = ipaddress.ip_network(item)
+        except ValueError as exc:
+            raise SettingsError(f"KEYLEDGER_TRUSTED_PROXIES: {item!r} is not a network (CIDR) or address: "
+                                f"{exc}") from None
+        if network.prefixlen == 0:
+            raise SettingsError(f"KEYLEDGER_TRUSTED_PROXIES: {item!r} would trust every address, so any client "
+                                "could name the address it is counted and recorded as; list your proxies' networks")
+        networks.append(str(network))
+    return tuple(networks)
 
 
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^@\s]*)(?=@)", re.IGNORECASE)
