@@ -115,6 +115,19 @@ class Verifier:
             return Verdict(valid=False, code="NOT_FOUND", reason="the key kept changing during the check; retry")
         return self._decide(state, scope, website_id, data, now)
 
+    def warm(self, presented: str, scope: str, now: datetime | None = None) -> Verdict | None:
+        """The verdict on ``presented`` if argon2 already accepted this exact token (for a hash its key still
+        accepts), decided as :meth:`verify` decides it; None for anything else, without parsing, argon2 or
+        I/O, and without saying why (unknown id, wrong or unchecked secret, garbage). What a failure lockout
+        still serves: proof that the caller holds a good secret, which no wrong one can produce."""
+        if now is None:
+            now = self._clock()
+        if type(presented) is str and len(presented) == self._length and presented.isascii():
+            state = self._keys.get(presented[self._id_at:self._id_end])
+            if state is not None and self._remembers(state, self._digest(presented), now):
+                return self._decide(state, scope, None, None, now)
+        return None
+
     def _decide(self, state: KeyState, scope: str, website_id: str | None, data: str | None,
                 now: datetime) -> Verdict:
         """The verdict for a key whose secret was accepted: its status, then its access, then whether the
