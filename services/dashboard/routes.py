@@ -117,13 +117,15 @@ def _sessions(connection: ASGIConnection[Any, Any, Any, Any]) -> Sessions:
 
 async def signed_in(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """The session's key must still authenticate as an ``admin:apikeys`` key, exactly as an API call's
-    (same gate: rate limit, failure throttle, usage event); otherwise the session ends."""
+    (same gate: rate limit, usage event); otherwise the session ends. A live session is a proven
+    credential: a failure lockout of its address does not refuse it."""
     sessions = _sessions(connection)
     session = await sessions.get(connection.cookies.get(COOKIE))
     if session is None:
         raise SignInRequired()
     try:
-        admin = await gate_of(connection).authenticate(connection, ("admin:apikeys",), presented=session.key)
+        admin = await gate_of(connection).authenticate(connection, ("admin:apikeys",), presented=session.key,
+                                                        proven=True)
     except ApiError as exc:
         if exc.status in (401, 403):
             await sessions.end(session.id)

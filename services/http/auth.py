@@ -19,6 +19,7 @@ from keyledger.domain.usage import UsageEvent, attempted_start, sanitized
 from keyledger.services.clock import Clock
 from keyledger.services.http.errors import ApiError, auth_required, forbidden
 from keyledger.services.http.ports import CallerRegistry, LastUse, Limiter, UsageSink
+from keyledger.services.http.proxies import TrustedProxies
 from keyledger.services.http.ratelimit_headers import attach_decision, scope_request_id
 from keyledger.services.http.ratelimit_headers import new_id as new_id  # re-exported: the in-process verifier uses it
 from keyledger.services.http.schemas import VerifyRequest
@@ -80,9 +81,28 @@ def user_agent_of(request: Connection) -> str | None:
     return (request.headers.get("user-agent") or "")[:300] or None
 
 
-def client_address(request: Connection) -> str | None:
-    """The address of the connection's peer (the caller itself, never an address it forwards)."""
+def peer_address(request: Connection) -> str | None:
+    """The address of the connection's peer: the caller itself, or the last proxy on its way (the client
+    behind trusted proxies: :meth:`Gate.address_of`)."""
     return request.client.host if request.client else None
+
+
+_CLIENT = "keyledger.client"  # where the scope keeps the client address resolved through trusted proxies
+_CALLER = "keyledger.caller_ip"  # and the address identify_caller charged (verify records it as the caller's)
+
+
+def forwarding_headers(request: Connection) -> tuple[str | None, str | None]:
+    """``X-Forwarded-For`` and ``Forwarded``, each with its repeated headers joined by commas in the
+    order received (a proxy may append a header of its own rather than extend the client's)."""
+    x_forwarded_for: list[str] = []
+    forwarded: list[str] = []
+    for name, value in request.scope["headers"]:
+        name = name.lower()
+        if name == b"x-forwarded-for":
+            x_forwarded_for.append(value.decode("latin-1"))
+        elif name == b"forwarded":
+            forwarded.append(value.decode("latin-1"))
+    return (",".join(x_forwarded_for) if x_forwarded_for else None, ",".join(forwarded) if forwarded else None)
 
 
 def _well_formed(verdict: Verdict | None) -> bool:
@@ -103,8 +123,10 @@ class Gate:
     def __init__(self, *, verifier: Verifier, limiter: Limiter, auth_failures: FailureThrottle, last_used: LastUse,
                  usage: UsageSink, clock: Clock, rate_tiers: Mapping[str, int], verify_token: str | None,
                  token_prefix: str = token.DEFAULT_PREFIX, forwarded_failures: FailureThrottle | None = None,
-                 callers: CallerRegistry | None = None, verify_open: bool = False) -> None:
+                 callers: CallerRegistry | None = None, verify_open: bool = False,
+                 proxies: TrustedProxies | None = None) -> None:
         self._callers, self._verify_open = callers, verify_open
+        self._proxies = proxies or TrustedProxies()
         self._verifier, self._limiter, self._failures = verifier, limiter, auth_failures
         # the end-client IPs a verify caller forwards are the caller's to name: counted apart from real
         # callers' addresses, so naming an admin's IP in verify bodies cannot lock that admin out
@@ -113,30 +135,50 @@ class Gate:
         self._tiers, self._verify_token = rate_tiers, verify_token
         self._start_length = token.start_length(token_prefix)
 
-    async def authenticate(self, request: Connection, scopes: tuple[str, ...],
-                           presented: str | None = None) -> KeyState:
-        """The caller's key if it is valid, within its rate limit and holds one of ``scopes`` globally.
-        ``presented``: the key to check instead of the request's headers (the dashboard's session key).
+    def address_of(self, request: Connection) -> str | None:
+        """Where the request comes from: its socket peer, or, when that peer is a trusted proxy
+        (``KEYLEDGER_TRUSTED_PROXIES``), the client its ``X-Forwarded-For``/``Forwarded`` hops lead to
+        (``services.http.proxies``). Resolved once per request."""
+        peer = peer_address(request)
+        if not self._proxies.trusts_peer(peer):
+            return peer
+        scope = request.scope
+        if _CLIENT not in scope:
+            scope[_CLIENT] = self._proxies.client(peer, *forwarding_headers(request))
+        found: str | None = scope[_CLIENT]
+        return found
 
-        Otherwise 401 (and a failure counted against the client's IP), 429 or 403.
+    async def authenticate(self, request: Connection, scopes: tuple[str, ...],
+                           presented: str | None = None, proven: bool = False) -> KeyState:
+        """The caller's key if it is valid, within its rate limit and holds one of ``scopes`` globally.
+        ``presented``: the key to check instead of the request's headers (the dashboard's session key);
+        ``proven``: that key already proved itself (a live dashboard session signed in with it).
+
+        Otherwise 401 (and a failure counted against the client's address when a key was presented), 429
+        or 403. A client past ``KEYLEDGER_AUTH_FAILURE_LIMIT`` failures gets 429 for anything but a proven
+        credential: a proven session, or a key whose secret this process already accepted (no argon2).
         """
-        client = client_address(request) or "unknown"
+        client = self.address_of(request) or "unknown"
         presented = presented if presented is not None else presented_key(request)
         usage = functools.partial(self.record, request, action=_action(request),
                                   presented=presented, ip=client, user_agent=user_agent_of(request))
-        blocked = self._failures.refusal(client)
-        if blocked is not None:
-            attach_decision(request.scope, blocked)
-            await usage(verdict=None, scope=scopes[0], outcome="RATE_LIMITED")
-            raise ApiError(429, "RATE_LIMITED", "Too many failed authentication attempts")
-        verdict = (await self._verifier.verify(presented, scopes[0], source=client, caller=client)
-                   if presented is not None else None)
+        blocked = None if proven else self._failures.refusal(client)
+        if blocked is None:
+            verdict = (await self._verifier.verify(presented, scopes[0], source=client, caller=client)
+                       if presented is not None else None)
+        else:
+            verdict = self._verifier.warm(presented, scopes[0]) if presented is not None else None
+            if verdict is None:
+                attach_decision(request.scope, blocked)
+                await usage(verdict=None, scope=scopes[0], outcome="RATE_LIMITED")
+                raise ApiError(429, "RATE_LIMITED", "Too many failed authentication attempts")
         verdict, scope = _any_scope(verdict, scopes)
         if verdict is not None and verdict.code == "UNAVAILABLE":
             await usage(verdict=verdict, scope=scope)
             raise ApiError(503, "UNAVAILABLE", "this replica cannot confirm its keys are current; retry")
         if verdict is None or verdict.key is None or verdict.code not in ("VALID", "FORBIDDEN"):
-            self._failures.record(client)
+            if presented is not None:  # nothing presented, nothing tried: no failure to count
+                self._failures.record(client)
             await usage(verdict=verdict, scope=scope)
             if verdict is not None and verdict.code == "RATE_LIMITED":
                 raise ApiError(429, "RATE_LIMITED", "Too many attempts for this key")
@@ -157,11 +199,16 @@ class Gate:
     async def identify_caller(self, request: Connection, credential_header: str | None = None) -> str:
         """Who calls verify: ``credential:<id>`` (a verify credential), ``service-token``
         (``KEYLEDGER_VERIFY_TOKEN``), ``key:<id>`` (an ``admin:apikeys`` key; not charged to its rate
-        limit) or ``open`` (only when ``KEYLEDGER_VERIFY_OPEN`` is set). Else 401, counted against the
-        caller's address (429 past the limit), with its usage event. ``credential_header`` (forward-auth:
-        ``X-Keyledger-Caller``) carries the credential instead of ``Authorization``/``x-api-key``, which then
-        belong to the end client."""
-        client = client_address(request) or "unknown"
+        limit) or ``open`` (only when ``KEYLEDGER_VERIFY_OPEN`` is set). Else 401 with its usage event;
+        a credential that fails counts against the caller's address (past the limit, 429 for all but a
+        verify credential, the service token or an admin key this process already accepted), a missing
+        one does not (it tried nothing, and the body it may still be sending is never read).
+        ``credential_header`` (forward-auth: ``X-Keyledger-Caller``) carries the credential instead of
+        ``Authorization``/``x-api-key``, which then belong to the end client; the caller is then the
+        gateway, its socket peer (its ``X-Forwarded-For`` names the end client)."""
+        client = (peer_address(request) if credential_header is not None else self.address_of(request)) \
+            or "unknown"
+        request.scope[_CALLER] = client
         if credential_header is None:
             presented = presented_key(request)
         else:
@@ -175,40 +222,45 @@ class Gate:
         if self._verify_open:
             return "open"
         refusal = self._failures.refusal(client)
-        if refusal is None and presented is not None and not presented.startswith(CREDENTIAL_PREFIX + "_"):
-            verdict = await self._verifier.verify(presented, "admin:apikeys", source=client, caller=client)
-            if verdict.valid and verdict.key is not None:
+        if presented is not None and not presented.startswith(CREDENTIAL_PREFIX + "_"):
+            verdict = (await self._verifier.verify(presented, "admin:apikeys", source=client, caller=client)
+                       if refusal is None else self._verifier.warm(presented, "admin:apikeys"))
+            if verdict is not None and verdict.valid and verdict.key is not None:
                 return f"key:{verdict.key.key_id}"
         await self.record(request, action="verify", verdict=None, presented=None, scope=None, outcome="AUTH_REQUIRED",
                           caller_ip=client, reason="the verify caller is not authenticated")
         if refusal is not None:
             attach_decision(request.scope, refusal)
             raise ApiError(429, "RATE_LIMITED", "Too many failed authentication attempts")
-        self._failures.record(client)
+        if presented is not None:
+            self._failures.record(client)
         raise auth_required(f"verify callers authenticate: {credential_header or 'Authorization: Bearer'} "
                             "<verify credential>")
 
     async def verify(self, request: Connection, ask: VerifyRequest, caller: str | None = None,
-                     action: str = "verify") -> tuple[Verdict, RateDecision | None]:
+                     action: str = "verify", caller_ip: str | None = None) -> tuple[Verdict, RateDecision | None]:
         """The verdict on ``ask`` and, when a key was identified, its rate-limit decision (charged to the
-        key being verified, never to the caller). ``action`` names the call in the usage event."""
+        key being verified, never to the caller). ``action`` names the call in the usage event; ``caller_ip``
+        the caller's address, by default the one :meth:`identify_caller` settled on (forward-auth: the
+        gateway's socket peer), else :meth:`address_of`."""
         now = self._clock()
-        verdict, decision = await self._decide(request, ask, now)
+        if caller_ip is None:
+            caller_ip = request.scope[_CALLER] if _CALLER in request.scope else self.address_of(request)
+        verdict, decision = await self._decide(request, ask, now, caller_ip or "unknown")
         await self.record(request, action=action, verdict=verdict, presented=ask.key, scope=ask.scope,
                           website_id=ask.website_id, data=ask.data, ip=ask.ip, user_agent=ask.user_agent,
-                          caller=caller, caller_ip=client_address(request), at=now)
+                          caller=caller, caller_ip=caller_ip, at=now)
         if verdict.valid and verdict.key is not None:
             self._last_used.touch(verdict.key.key_id, now)
         return verdict, decision
 
-    async def _decide(self, request: Connection, ask: VerifyRequest,
-                      now: datetime) -> tuple[Verdict, RateDecision | None]:
+    async def _decide(self, request: Connection, ask: VerifyRequest, now: datetime,
+                      caller: str) -> tuple[Verdict, RateDecision | None]:
         blocked = self._forwarded_failures.refusal(ask.ip) if ask.ip else None
         if blocked is not None:
             attach_decision(request.scope, blocked)
             refusal = Verdict(valid=False, code="RATE_LIMITED", reason="too many failed attempts from this client ip")
             return refusal, None
-        caller = client_address(request) or "unknown"
         verdict = await self._verifier.verify(ask.key, ask.scope, ask.website_id, ask.data,
                                               source=f"ip:{ask.ip}" if ask.ip else caller, caller=caller, now=now)
         if ask.ip and verdict.code in ("MALFORMED", "NOT_FOUND"):

@@ -20,9 +20,10 @@ from litestar.di import NamedDependency, Provide
 from keyledger.domain.key import KeyState
 from keyledger.domain.recorded import Metadata
 from keyledger.services.audit.notary import AuditNotary
-from keyledger.services.http.auth import Gate, client_address, request_id, user_agent_of
+from keyledger.services.http.auth import Gate, request_id, user_agent_of
 from keyledger.services.http.components import Components
 from keyledger.services.http.ports import AuditPages, Connectivity, KeyDirectory, LastUse
+from keyledger.services.http.proxies import TrustedProxies
 from keyledger.services.keys.service import KeyService
 from keyledger.services.storage.audit_export_source import ExportSource
 
@@ -42,7 +43,8 @@ def published(components: Components) -> Published:
     c = components
     gate = Gate(verifier=c.verifier, limiter=c.limiter, auth_failures=c.auth_failures, last_used=c.last_used,
                 usage=c.usage, clock=c.clock, rate_tiers=c.settings.rate_tiers(), verify_token=c.settings.verify_token,
-                token_prefix=c.settings.token_prefix, callers=c.callers, verify_open=c.settings.verify_open)
+                token_prefix=c.settings.token_prefix, callers=c.callers, verify_open=c.settings.verify_open,
+                proxies=TrustedProxies(c.settings.trusted_proxies))
     return Published(components=components, gate=gate)
 
 
@@ -140,8 +142,9 @@ def provide_admin(request: Request[Any, Any, Any]) -> KeyState:
 
 
 def provide_metadata(request: Request[Any, Any, Any], admin: NamedDependency[KeyState]) -> Metadata:
-    """Who does it (the acting key), from where (IP, user agent), and the request id: kept with the events."""
-    return Metadata(actor=f"key:{admin.key_id}", ip=client_address(request),
+    """Who does it (the acting key), from where (the client's address, through trusted proxies; user agent),
+    and the request id: kept with the events."""
+    return Metadata(actor=f"key:{admin.key_id}", ip=_published(request.app.state).gate.address_of(request),
                     user_agent=user_agent_of(request), request_id=request_id(request))
 
 

@@ -78,7 +78,8 @@ def test_repeated_authentication_failures_from_one_ip_are_throttled(start_server
     server = start_server(extra_env={"KEYLEDGER_AUTH_FAILURE_LIMIT": "3"})
     clock.shared_window(needed=20, lag=server.startup_seconds)
     with httpx.Client(base_url=server.url) as client:
-        for attempt in ("kl_wrong", "", "kl_" + "A" * 50):
+        assert client.get("/v1/keys").status_code == 401  # no key: nothing tried, no failure counted
+        for attempt in ("kl_wrong", "wrong", "kl_" + "A" * 50):
             assert client.get("/v1/keys", headers={"x-api-key": attempt}).status_code == 401
         blocked = client.get("/v1/keys", headers={"x-api-key": server.bootstrap_secret or ""})
         assert blocked.status_code == 429 and blocked.json()["code"] == "RATE_LIMITED"

@@ -28,7 +28,7 @@ from litestar.enums import HttpMethod
 from litestar.params import HeaderParameter, PathParameter, QueryParameter, SkipValidation
 
 from keyledger.domain.access import DATA_KINDS, SCOPES
-from keyledger.services.http.auth import Gate, client_address, presented_key, user_agent_of
+from keyledger.services.http.auth import Gate, peer_address, presented_key, user_agent_of
 from keyledger.services.http.errors import ApiError, auth_required, error_responses, forbidden
 from keyledger.services.http.ratelimit_headers import DECISION_STATE_KEY
 from keyledger.services.http.routes.verify import answer
@@ -168,11 +168,11 @@ async def _forward_auth(request: Request[Any, Any, Any], gate: Gate, by_path: bo
     if key is None:
         await gate.record(request, action=action, verdict=None, presented=None, scope=scope,
                           website_id=asked["website_id"], data=asked["data"], ip=client_ip(request),
-                          user_agent=user_agent_of(request), caller=caller, caller_ip=client_address(request))
+                          user_agent=user_agent_of(request), caller=caller, caller_ip=peer_address(request))
         raise auth_required()
     ask = VerifyRequest(key=key[:4096], scope=scope, website_id=asked["website_id"], data=asked["data"],
                         ip=client_ip(request), user_agent=user_agent_of(request))
-    verdict, decision = await gate.verify(request, ask, caller, action=action)
+    verdict, decision = await gate.verify(request, ask, caller, action=action, caller_ip=peer_address(request))
     if verdict.valid:
         return _allowed(answer(verdict, decision))
     raise _refusal(request, verdict)
