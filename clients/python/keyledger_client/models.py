@@ -54,6 +54,8 @@ class Key(msgspec.Struct, kw_only=True):
     prefix: str
     start: str
     name: str
+    description: str = ""
+    tags: list[str] = []
     organization_id: str | None
     scopes: list[str]
     access: list[Access]
