@@ -6,7 +6,10 @@ import asyncio
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
+import threading
+from typing import TYPE_CHECKING
 
 from keyledger.services.cli.supervise import Supervisor
 from keyledger.services.config import Settings
@@ -15,6 +18,12 @@ from keyledger.services.keys.bootstrap import bootstrap
 from keyledger.services.observe.metrics import prepare_multiprocess
 from keyledger.services.parent import PARENT_ENV
 from keyledger.services.runtime import Endpoints, open_runtime
+from keyledger.services.signals import SignalPipe
+
+if TYPE_CHECKING:
+    from keyledger.services.cli.granian_server import KeyledgerGranian
+
+WORKER_STOP_SECONDS = 5  # an API worker still running this long after SIGTERM is killed (granian's kill timeout)
 
 
 async def prepare(settings: Settings, bootstrap_keys: bool = True) -> Endpoints:
@@ -42,11 +51,18 @@ async def prepare(settings: Settings, bootstrap_keys: bool = True) -> Endpoints:
 
 def serve(settings: Settings, workers: bool = True, processes: int = 1) -> None:
     """Serve the API on ``settings.host:settings.port`` with ``processes`` granian workers (blocks); with
-    ``workers``, the relay, projector and audit sink run beside them as supervised processes."""
-    from granian import Granian
+    ``workers``, the relay, projector and audit sink run beside them as supervised processes.
+
+    SIGINT or SIGTERM stops everything within seconds: before the servers are prepared it ends the process
+    at once (nothing runs beside it yet); from then on the handlers only note the signal
+    (:class:`~keyledger.services.signals.SignalPipe`) and a thread stops granian and, meanwhile, the
+    supervised processes. An API worker that does not stop within ``WORKER_STOP_SECONDS`` is killed."""
     from granian.constants import Interfaces
 
+    from keyledger.services.cli.granian_server import KeyledgerGranian
+
     endpoints = asyncio.run(prepare(settings))
+    signals = SignalPipe().install()  # before any child exists: no signal goes unnoticed from here on
     # the API workers (and the supervised processes) end with this process, even when it is SIGKILLed
     os.environ.update(endpoints.environment(), KEYLEDGER_RUN_WORKERS="0", **{PARENT_ENV: str(os.getpid())})
     supervisor = Supervisor().start() if workers else None
@@ -60,10 +76,30 @@ def serve(settings: Settings, workers: bool = True, processes: int = 1) -> None:
     print(f"keyledger API on http://{settings.host}:{settings.port} (dashboard at /dashboard, OpenAPI at "
           f"/schema), {processes} worker "
           f"process{'es' if processes > 1 else ''}; Ctrl-C stops", flush=True)
+    server = KeyledgerGranian("keyledger.services.http.app:app_from_env", factory=True, address=settings.host,
+                              port=settings.port, interface=Interfaces.ASGI, workers=processes, log_access=False,
+                              workers_kill_timeout=WORKER_STOP_SECONDS, signals=signals)
+    threading.Thread(target=_act_on_signals, args=(signals, server, supervisor), name="keyledger-signals",
+                     daemon=True).start()
     try:
-        Granian("keyledger.services.http.app:app_from_env", factory=True, address=settings.host, port=settings.port,
-                interface=Interfaces.ASGI, workers=processes, log_access=False).serve()
+        if signals.received is None:  # a signal that came earlier makes the serve loop return at once anyway
+            server.serve()
     finally:
         if supervisor is not None:
             supervisor.stop()
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _act_on_signals(signals: SignalPipe, server: KeyledgerGranian, supervisor: Supervisor | None) -> None:
+    """What serve's signal handlers only note, done in a thread: SIGHUP respawns the API workers; SIGINT or
+    SIGTERM stops granian (its serve loop stops the API workers) and, at the same time, the supervised
+    processes."""
+    while True:
+        for number in signals.wait():
+            if number == signal.SIGHUP:
+                server.reload()
+                continue
+            server.interrupt()
+            if supervisor is not None:
+                supervisor.stop()
+            return

@@ -20,11 +20,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from keyledger.services.parent import PARENT_ENV
+from keyledger.services.signals import SignalPipe
 
 log = logging.getLogger("keyledger.supervise")
 
 ROLES = ("relay", "projector", "audit-sink")
-STOP_SECONDS = 10.0  # SIGTERM, then SIGKILL after this long
+STOP_SECONDS = 5.0  # SIGTERM, then SIGKILL after this long (each role stops in well under a second)
 _FIRST_BACKOFF, _MAX_BACKOFF, _HEALTHY_AFTER = 0.5, 15.0, 30.0
 
 
@@ -48,7 +49,8 @@ class Supervisor:
         self._env = {**(os.environ if env is None else env), PARENT_ENV: str(os.getpid())}
         self._poll, self._stopping = poll_interval, threading.Event()
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._lock, self._stop_lock = threading.Lock(), threading.Lock()
+        self._stopped = False
 
     def start(self) -> Supervisor:
         """Start every child, and a thread that restarts those that exit."""
@@ -71,7 +73,14 @@ class Supervisor:
             return {role: c.restarts for role, c in self._children.items()}
 
     def stop(self, timeout: float = STOP_SECONDS) -> None:
-        """SIGTERM every child, SIGKILL those still running after ``timeout``; waits for all."""
+        """SIGTERM every child, SIGKILL those still running after ``timeout``; waits for all. Safe to call
+        from several threads: the first does the work, the others wait for it."""
+        with self._stop_lock:
+            if not self._stopped:
+                self._stop(timeout)
+                self._stopped = True
+
+    def _stop(self, timeout: float) -> None:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join()
@@ -119,16 +128,13 @@ class Supervisor:
 
 
 def run_supervised(roles: Sequence[str] = ROLES) -> int:
-    """``keyledger run``: supervise one process per role until SIGINT or SIGTERM."""
-    import signal
-
-    stopped = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopped.set())
+    """``keyledger run``: supervise one process per role until SIGINT or SIGTERM (the handlers only write to
+    a pipe this thread reads: :mod:`keyledger.services.signals`)."""
+    signals = SignalPipe().install()
     supervisor = Supervisor(roles).start()
     print(f"keyledger {' + '.join(roles)} running as processes {supervisor.pids()}; Ctrl-C stops", flush=True)
     try:
-        while not stopped.wait(0.5):
+        while not signals.wait():
             pass
     finally:
         supervisor.stop()
