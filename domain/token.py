@@ -23,6 +23,7 @@ KEY_ID_LENGTH = 12
 SECRET_LENGTH = 32
 CHECKSUM_LENGTH = 6
 DEFAULT_PREFIX = "kl"
+CREDENTIAL_PREFIX = "klvc"  # verify credentials: the same format under a prefix of their own
 START_SECRET_CHARS = 4  # secret characters shown in a key's ``start``
 
 RandomBytes = Callable[[int], bytes]

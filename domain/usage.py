@@ -1,4 +1,5 @@
-"""Usage events: one per verification and per authenticated API call (never a secret)."""
+"""Usage events: one per verification and per authenticated API call (never a secret: every text field
+passes :func:`sanitized` or :func:`storable`, which redact anything shaped like a token to its start)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import re
 from datetime import datetime
 
 import msgspec
+
+from keyledger.domain.redaction import DEFAULT_REDACTION, Redaction, find_token_shape, redact
 
 START_LENGTH_OF_MALFORMED = 8  # how much of an unparseable token is kept: never enough to matter
 
@@ -73,32 +76,41 @@ _UNSTORABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")  # control characters (
 REPLACEMENT = "\ufffd"
 
 
-def clean_text(value: str, limit: int) -> str:
-    """``value`` as Postgres will store it: control characters and lone surrogates replaced by U+FFFD,
-    cut to ``limit`` characters. Printable text within the limit comes back as it is (the common case)."""
-    if len(value) <= limit and value.isprintable():
-        return value
-    return _UNSTORABLE.sub(REPLACEMENT, value[:limit])
+def clean_text(value: str, limit: int, redaction: Redaction = DEFAULT_REDACTION) -> str:
+    """``value`` as it may be stored: cut to ``limit`` characters, control characters and lone surrogates
+    replaced by U+FFFD (Postgres refuses them), and every token-shaped part replaced by its start
+    (:func:`~keyledger.domain.redaction.redact`, under the deployment's ``redaction``). Printable text within
+    the limit that holds no ``_`` or ``%`` comes back as it is (the common case, without a call)."""
+    if len(value) > limit:
+        value = value[:limit]
+    if not value.isprintable():
+        value = _UNSTORABLE.sub(REPLACEMENT, value)
+    if len(value) >= redaction.shortest and ("_" in value or "%" in value):
+        return redact(value, redaction)
+    return value
 
 
-def storable(value: str | None, field: str) -> str | None:
+def storable(value: str | None, field: str, redaction: Redaction = DEFAULT_REDACTION) -> str | None:
     """``value`` of ``field`` as it may be stored (see :func:`clean_text`); None stays None. For building an
     event whose other fields need no cleaning (they come from the key cache or were validated)."""
-    return None if value is None else clean_text(value, FIELD_LIMITS[field])
+    return None if value is None else clean_text(value, FIELD_LIMITS[field], redaction)
 
 
-def sanitized(event: UsageEvent) -> UsageEvent:
-    """``event`` with every text field made storable (see :func:`clean_text`); the same object when
-    nothing needed a change (the common case, checked without a call per field: it is on the hot path)."""
+def sanitized(event: UsageEvent, redaction: Redaction = DEFAULT_REDACTION) -> UsageEvent:
+    """``event`` with every text field made storable (see :func:`clean_text`: no secret, no control
+    character, within its limit); the same object when nothing needed a change. The common case is checked
+    without a call per field (it is on the hot path): a field needs work only when it is too long, not
+    printable, or long enough to hold a secret and holds a ``_`` or ``%`` that starts a token's shape."""
+    shortest = redaction.shortest
     for value, limit in zip(_text_fields(event), _LIMITS, strict=True):
-        if value is not None and (len(value) > limit or not value.isprintable()):
+        if value is not None and ((size := len(value)) > limit or not value.isprintable() or size >= shortest
+                                  and ("_" in value or "%" in value) and find_token_shape(value) is not None):
             break
     else:
         return event
-    changes = {name: clean_text(value, limit) for (name, limit), value in zip(FIELD_LIMITS.items(),
-                                                                              _text_fields(event), strict=True)
-               if value is not None}
-    return msgspec.structs.replace(event, **changes)
+    changes = {name: cleaned for (name, limit), value in zip(FIELD_LIMITS.items(), _text_fields(event), strict=True)
+               if value is not None and (cleaned := clean_text(value, limit, redaction)) != value}
+    return msgspec.structs.replace(event, **changes) if changes else event
 
 
 _text_fields = operator.attrgetter(*FIELD_LIMITS)

@@ -152,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _stack(args)
         settings = load_settings()
         if args.group in _LONG_RUNNING:  # structured lines (KEYLEDGER_LOG_FORMAT); one-shot commands keep plain ones
-            configure_logging(_LONG_RUNNING[args.group], settings.log_format)
+            configure_logging(_LONG_RUNNING[args.group], settings.log_format, token_prefix=settings.token_prefix)
         if args.group == "keys":
             asyncio.run(cli_keys.run(args, settings))
         elif args.group == "serve":

@@ -77,5 +77,5 @@ def app_from_env() -> Litestar:
     """App factory for ASGI servers (``granian --factory keyledger.services.http.app:app_from_env``); the
     process's log lines are structured (``KEYLEDGER_LOG_FORMAT``)."""
     settings = load_settings()
-    configure_logging("api", settings.log_format)
+    configure_logging("api", settings.log_format, token_prefix=settings.token_prefix)
     return create_app(settings)

@@ -15,6 +15,7 @@ from keyledger.domain import token
 from keyledger.domain.access import check_access
 from keyledger.domain.key import KeyState
 from keyledger.domain.rate import limit_of
+from keyledger.domain.redaction import redaction_for
 from keyledger.domain.usage import UsageEvent, attempted_start, sanitized
 from keyledger.services.clock import Clock
 from keyledger.services.http.errors import ApiError, auth_required, forbidden
@@ -133,7 +134,7 @@ class Gate:
         self._forwarded_failures = forwarded_failures or FailureThrottle(auth_failures.limit, clock=auth_failures.clock)
         self._last_used, self._usage, self._clock = last_used, usage, clock
         self._tiers, self._verify_token = rate_tiers, verify_token
-        self._start_length = token.start_length(token_prefix)
+        self._start_length, self._redaction = token.start_length(token_prefix), redaction_for(token_prefix)
 
     def address_of(self, request: Connection) -> str | None:
         """Where the request comes from: its socket peer, or, when that peer is a trusted proxy
@@ -293,7 +294,7 @@ class Gate:
             granted_by=granted.label() if granted else None,
             reason=reason or (verdict.reason if verdict is not None else "no key presented"),
             website_id=website_id, data=data, ip=ip, user_agent=user_agent, request_id=request_id(request),
-            caller=caller, caller_ip=caller_ip)))
+            caller=caller, caller_ip=caller_ip), self._redaction))
         if settled is not None:
             await settled
 

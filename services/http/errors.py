@@ -18,6 +18,7 @@ from keyledger.domain.errors import (
     KeyRevokedError,
     ValidationError,
 )
+from keyledger.domain.redaction import redact
 from keyledger.services.http.schemas import ErrorBody
 from keyledger.services.storage.database import StorageError
 
@@ -52,11 +53,16 @@ def forbidden(message: str = "Insufficient permissions") -> ApiError:
     return ApiError(403, "FORBIDDEN", message)
 
 
+def error_body(code: str, message: str) -> ErrorBody:
+    """The structured error body; a message that quotes what the caller sent (``key <id> not found``) never
+    carries a secret: token-shaped parts are cut to their start (``domain.redaction``)."""
+    return ErrorBody(error=redact(message), code=code)
+
+
 def error_response(status: int, code: str, message: str,
                    headers: dict[str, str] | None = None) -> Response[ErrorBody]:
     """The structured error body with ``status``."""
-    return Response(ErrorBody(error=message, code=code), status_code=status, media_type=MediaType.JSON,
-                    headers=headers)
+    return Response(error_body(code, message), status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
 def refusal_of(exc: Exception) -> ApiError:

@@ -15,6 +15,7 @@ from keyledger.domain import token
 from keyledger.domain.access import DATA_KINDS, SCOPES
 from keyledger.domain.errors import ValidationError
 from keyledger.domain.rate import limit_of
+from keyledger.domain.redaction import redaction_for
 from keyledger.domain.usage import FIELD_LIMITS, UsageEvent, attempted_start, clean_text, sanitized, storable
 from keyledger.services.audit.emitter import UsageEmitter
 from keyledger.services.cache.live import LiveKeyCache
@@ -60,6 +61,7 @@ class InProcessVerifier:
         self.settings = msgspec.structs.replace(base, nats_url=nats_url, database_url=database_url)
         self.name, self._spool, self._caller = name, spool_dir, f"in-process:{name}"
         self._start_length, self._tiers = token.start_length(self.settings.token_prefix), self.settings.rate_tiers()
+        self._redaction = redaction_for(self.settings.token_prefix)  # what usage events' text is redacted under
         self._stack: AsyncExitStack | None = None
         self._cache: LiveKeyCache | None = None
 
@@ -161,13 +163,15 @@ class InProcessVerifier:
             start=known.start if known else attempted_start(key, self._start_length, verdict.code != "MALFORMED")
             or None,
             organization_id=known.organization_id if known else None, scope=scope,
-            granted_by=granted.label() if granted else None, reason=clean_text(verdict.reason, FIELD_LIMITS["reason"]),
-            website_id=storable(website_id, "website_id"), data=data, ip=storable(ip, "ip"),
-            user_agent=storable(user_agent, "user_agent"), caller=self._caller)
+            granted_by=granted.label() if granted else None,
+            reason=clean_text(verdict.reason, FIELD_LIMITS["reason"], self._redaction),
+            website_id=storable(website_id, "website_id", self._redaction), data=data,
+            ip=storable(ip, "ip", self._redaction), user_agent=storable(user_agent, "user_agent", self._redaction),
+            caller=self._caller)
         # a known key's fields come from the cache, scope and data were checked: only the caller's own text (and
-        # the reason, which may quote the website asked for) needed cleaning; an unknown key's event may carry
-        # what the caller typed as a key
-        settled = self._usage.emit(event if known is not None else sanitized(event))
+        # the reason, which may quote the website asked for) needed cleaning and redacting; an unknown key's event
+        # may carry what the caller typed as a key
+        settled = self._usage.emit(event if known is not None else sanitized(event, self._redaction))
         if settled is not None:  # KEYLEDGER_USAGE_DURABLE: answer once the event is safe
             await settled
         if verdict.valid and known is not None:

@@ -7,9 +7,8 @@ import hashlib
 import secrets
 
 from keyledger.domain import token
+from keyledger.domain.token import CREDENTIAL_PREFIX as CREDENTIAL_PREFIX  # klvc_<id><secret><checksum>
 from keyledger.services.storage.verify_credentials import VerifyCredentials
-
-CREDENTIAL_PREFIX = "klvc"  # klvc_<id><secret><checksum>, the key format with a prefix of its own
 
 
 def digest(secret: str) -> str:

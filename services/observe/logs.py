@@ -5,9 +5,10 @@ Every line carries ``time`` (UTC), ``level``, ``process`` (api, relay, projector
 its ``request_id`` and, once a handler named the key it works on, ``key_id`` and ``start`` (the public
 start of a token, never its secret). Extra fields given with ``extra={...}`` are added as they are.
 
-No secret reaches a line: besides the code never logging one, the formatter replaces anything shaped
-like a full key or verify credential (``<prefix>_<id><secret>``, longer than a start) with its first
-characters and ``…``, and any ``scheme://user:password@`` with ``***``.
+No secret reaches a line: besides the code never logging one, every field of every line passes the
+redaction the usage events pass (:func:`keyledger.domain.redaction.redact`, under the deployment's token
+prefix): anything shaped like a key or verify credential is replaced by its start; and any
+``scheme://user:password@`` has its password replaced by ``***``.
 """
 
 from __future__ import annotations
@@ -22,20 +23,23 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+from keyledger.domain.redaction import DEFAULT_REDACTION, Redaction, redact, redaction_for
+from keyledger.domain.token import DEFAULT_PREFIX
+
 REQUEST: ContextVar[dict[str, str] | None] = ContextVar("keyledger_request", default=None)
-_SECRET_SHAPED = re.compile(r"\b([a-z][a-z0-9]{0,15}_[A-Za-z0-9]{12})[A-Za-z0-9_-]{20,}")
 _URL_PASSWORD = re.compile(r"([a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 
 
 def secret_shaped(text: str) -> bool:
-    """Whether ``text`` holds something shaped like a full key or credential."""
-    return _SECRET_SHAPED.search(text) is not None
+    """Whether ``text`` holds something shaped like a key or credential (see :func:`redacted`)."""
+    return redact(text) != text
 
 
-def redacted(text: str) -> str:
-    """``text`` with secret-shaped tokens cut to their public part and URL passwords masked."""
-    return _URL_PASSWORD.sub(r"\1***@", _SECRET_SHAPED.sub(r"\1…", text))
+def redacted(text: str, redaction: Redaction = DEFAULT_REDACTION) -> str:
+    """``text`` with token-shaped parts cut to their start (:func:`keyledger.domain.redaction.redact`) and
+    URL passwords masked."""
+    return _URL_PASSWORD.sub(r"\1***@", redact(text, redaction))
 
 
 def begin_request(request_id: str) -> dict[str, str]:
@@ -53,34 +57,35 @@ def annotate(**fields: str | None) -> None:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record."""
+    """One JSON object per record; ``token_prefix``: the deployment's, whose tokens are redacted."""
 
-    def __init__(self, process: str) -> None:
+    def __init__(self, process: str, token_prefix: str = DEFAULT_PREFIX) -> None:
         super().__init__()
-        self._process, self._pid = process, os.getpid()
+        self._process, self._pid, self._redaction = process, os.getpid(), redaction_for(token_prefix)
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace(
                 "+00:00", "Z"),
             "level": record.levelname.lower(), "process": self._process, "pid": self._pid,
-            "logger": record.name, "event": redacted(record.getMessage()),
+            "logger": record.name, "event": redacted(record.getMessage(), self._redaction),
         }
-        line.update({name: redacted(value) for name, value in (REQUEST.get() or {}).items()})
+        line.update({name: redacted(value, self._redaction) for name, value in (REQUEST.get() or {}).items()})
         for name, value in vars(record).items():
             if name not in _STANDARD and not name.startswith("_"):
-                line[name] = redacted(value) if isinstance(value, str) else value
+                line[name] = redacted(value, self._redaction) if isinstance(value, str) else value
         if record.exc_info:
-            line["exception"] = redacted(self.formatException(record.exc_info))
-        return json.dumps(line, default=str, ensure_ascii=False)
+            line["exception"] = redacted(self.formatException(record.exc_info), self._redaction)
+        # the line once more as a whole: a value that is not a string (a dict, a list, an object shown by str)
+        return redact(json.dumps(line, default=str, ensure_ascii=False), self._redaction)
 
 
 class TextFormatter(logging.Formatter):
-    """``time level process[request id]: message key=value...`` for people."""
+    """``time level process[request id]: message key=value...`` for people (redacted as the JSON lines)."""
 
-    def __init__(self, process: str) -> None:
+    def __init__(self, process: str, token_prefix: str = DEFAULT_PREFIX) -> None:
         super().__init__()
-        self._process = process
+        self._process, self._redaction = process, redaction_for(token_prefix)
 
     def format(self, record: logging.LogRecord) -> str:
         context = REQUEST.get() or {}
@@ -92,14 +97,16 @@ class TextFormatter(logging.Formatter):
         text = f"{moment} {record.levelname.lower():<7} {where}: {record.getMessage()}{tail}"
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
-        return redacted(text)
+        return redacted(text, self._redaction)
 
 
-def configure(process: str, fmt: str = "json", level: int = logging.INFO) -> None:
-    """Send every log record of this process to stderr, formatted as ``fmt`` (json or text). Library
-    loggers stay at WARNING; keyledger's own at ``level``."""
+def configure(process: str, fmt: str = "json", level: int = logging.INFO, token_prefix: str = DEFAULT_PREFIX) -> None:
+    """Send every log record of this process to stderr, formatted as ``fmt`` (json or text), tokens under
+    ``token_prefix`` (and ``kl``, ``klvc``) redacted. Library loggers stay at WARNING; keyledger's own at
+    ``level``."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(TextFormatter(process) if fmt == "text" else JsonFormatter(process))
+    formatter = TextFormatter if fmt == "text" else JsonFormatter
+    handler.setFormatter(formatter(process, token_prefix))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

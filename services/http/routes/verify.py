@@ -25,9 +25,9 @@ from litestar.types import ASGIApp, HTTPResponseStartEvent, Receive, Scope, Send
 from keyledger.domain.access import DATA_KINDS, SCOPES
 from keyledger.services.http.auth import Connection, Gate, ScopeConnection
 from keyledger.services.http.deps import gate_of
-from keyledger.services.http.errors import MAX_BODY_BYTES, ApiError, error_responses, refusal_of
+from keyledger.services.http.errors import MAX_BODY_BYTES, ApiError, error_body, error_responses, refusal_of
 from keyledger.services.http.ratelimit_headers import response_headers, scope_request_id
-from keyledger.services.http.schemas import Access, ErrorBody, RateLimitState, VerifyAnswer, VerifyRequest
+from keyledger.services.http.schemas import Access, RateLimitState, VerifyAnswer, VerifyRequest
 from keyledger.services.observe.logs import begin_request
 from keyledger.services.observe.metrics import answered
 from keyledger.services.verify.throttles import RateDecision
@@ -86,7 +86,7 @@ async def serve(gate: Gate, scope: Scope, receive: Receive, send: Send) -> None:
     except Exception as exc:  # what the app's exception handlers answer for it
         refusal = refusal_of(exc)
         status, extra = refusal.status, refusal.headers
-        payload = _encoder.encode(ErrorBody(error=refusal.message, code=refusal.code))
+        payload = _encoder.encode(error_body(refusal.code, refusal.message))
     headers = [*_HEADERS, (b"content-length", str(len(payload)).encode()), *response_headers(scope, request_id)]
     if extra:
         headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in extra.items()]
