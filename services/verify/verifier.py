@@ -97,7 +97,8 @@ class Verifier:
         except token.MalformedToken as exc:
             return Verdict(valid=False, code="MALFORMED", reason=exc.reason)
         state = self._keys.get(parsed.key_id)
-        for _ in range(_MAX_RECHECKS):  # the secret first: a wrong one learns nothing about the key
+        # the secret first: a wrong one learns nothing about the key but that its id (no secret) exists
+        for _ in range(_MAX_RECHECKS):
             if state is None:
                 return Verdict(valid=False, code="NOT_FOUND", reason="unknown key")
             digest = digest or self._digest(presented)  # once per verify (the warm check may have made it)
