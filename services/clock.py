@@ -10,6 +10,18 @@ from datetime import UTC, datetime, timedelta
 Clock = Callable[[], datetime]
 
 
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC (a naive one is taken to be UTC already). ValueError when its UTC instant falls
+    outside the years 1 to 9999 that a datetime holds: ``0001-01-01T00:00+14:00`` is still year 0 in UTC."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"time {moment.isoformat()} is out of range: in UTC it falls outside the years 1 to 9999"
+                         ) from None
+
+
 def utc_now() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)

@@ -58,6 +58,7 @@ from typing import Any
 import msgspec
 
 from keyledger.services.audit.signing import SigningKey
+from keyledger.services.clock import as_utc
 from keyledger.services.storage.audit_export_anchors import ExportAnchor
 from keyledger.services.storage.audit_export_source import ExportSource
 
@@ -110,10 +111,8 @@ _HEX_DIGEST = re.compile("[0-9a-f]{64}")
 
 
 def _utc(moment: datetime | None) -> datetime | None:
-    """``moment`` as an aware UTC datetime (a naive one is taken to be UTC)."""
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    """``moment`` as an aware UTC datetime (a naive one is taken to be UTC); ValueError when out of range."""
+    return None if moment is None else as_utc(moment)
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from keyledger.domain.access import AccessEntry
+from keyledger.services.clock import as_utc
 
 _DURATION = re.compile(r"^(\d+)([smhdw]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -39,11 +40,17 @@ def moment(text: str, now: datetime | None = None, direction: int = 1) -> dateti
         return (now or datetime.now(UTC)) + direction * timedelta(seconds=duration_seconds(text))
     except argparse.ArgumentTypeError:
         pass
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"duration {text!r} is out of range: it reaches beyond the years 1 to 9999"
+                                         ) from None
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"time {text!r} must be ISO-8601 (2027-01-31T00:00:00Z) or like 30d") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        return as_utc(value)
+    except ValueError as exc:  # e.g. 0001-01-01T00:00+14:00, which is year 0 in UTC
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def past_moment(text: str, now: datetime | None = None) -> datetime:

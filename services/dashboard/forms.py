@@ -6,13 +6,14 @@ where the API validates them, in the domain, and its refusals are shown beside t
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 import msgspec
 
 from keyledger.domain.access import AccessEntry
 from keyledger.domain.key import KeyState
+from keyledger.services.clock import as_utc
 from keyledger.services.dashboard.words import SCOPE_NAMES
 
 ACCESS_ROWS = 3  # blank resource-access rows a form offers (and the most it reads beyond a key's own)
@@ -133,11 +134,10 @@ def parse_time(value: str, field: str, errors: dict[str, str]) -> datetime | Non
     if not text:
         return None
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except ValueError:  # not a time, or (e.g. 0001-01-01T00:00+14:00) one before year 1 or after 9999 in UTC
         errors[field] = "Give a date and time, e.g. 2031-01-31T12:00 (UTC)"
         return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 FIELD_WORDS: tuple[tuple[str, str], ...] = (

@@ -368,10 +368,10 @@ async def key_detail(request: Request[Any, Any, Any], key_id: KeyId, admin: Name
     key_status, soon = status_of(state, now)
     used = (await last_used.lookup([key_id])).get(key_id)
     history = [{"recorded": r, "words": event_words(r)} for r in reversed(events)]
-    return _page(request, "key.html", state=state, status=key_status, soon=soon, last_used=used, when=_when,
-                 access=access_words(state.access), history=history, chart=chart, totals=totals, range=range,
-                 usage=usage, next_cursor=next_cursor, outcomes=OUTCOMES, past=past, errors=errors,
-                 filters={"outcome": outcome, "from": from_[:40], "to": to[:40], "as_of": as_of[:40]},
+    return _page(request, "key.html", 400 if errors else 200, state=state, status=key_status, soon=soon,
+                 last_used=used, when=_when, access=access_words(state.access), history=history, chart=chart,
+                 totals=totals, range=range, usage=usage, next_cursor=next_cursor, outcomes=OUTCOMES, past=past,
+                 errors=errors, filters={"outcome": outcome, "from": from_[:40], "to": to[:40], "as_of": as_of[:40]},
                  resource_words=resource_words)
 
 
@@ -501,8 +501,8 @@ async def audit_page(request: Request[Any, Any, Any], admin: NamedDependency[Key
     except DomainError as exc:
         errors["cursor"] = str(exc)
         records, next_cursor = [], None
-    return _page(request, "audit.html", records=records, next_cursor=next_cursor, errors=errors, when=_when,
-                 origin=str(request.base_url).rstrip("/"),
+    return _page(request, "audit.html", 400 if errors else 200, records=records, next_cursor=next_cursor,
+                 errors=errors, when=_when, origin=str(request.base_url).rstrip("/"),
                  examples=audit_verify_examples(str(request.base_url).rstrip("/")),
                  outcomes=(*OUTCOMES, "OK"), filters={"key_id": key_id[:100], "outcome": outcome[:40], "kind": kind,
                                                       "from": from_[:40], "to": to[:40]})

@@ -17,6 +17,7 @@ from litestar.response import Stream
 from keyledger.domain.key import KeyState
 from keyledger.services.audit.export import export_lines
 from keyledger.services.audit.notary import AuditNotary
+from keyledger.services.clock import as_utc
 from keyledger.services.http.errors import ApiError, error_responses
 from keyledger.services.http.guards import SECURITY, audit_guard
 from keyledger.services.http.ports import AuditPages
@@ -46,6 +47,14 @@ class _ExportOperation(Operation):
             ok.content = {media: OpenAPIMediaType(schema=schema) for media in _MEDIA.values()}
 
 
+def _in_range(moment: datetime | None, name: str) -> datetime | None:
+    """A ``from``/``to`` bound in UTC; 400 when its UTC instant falls outside the years 1 to 9999."""
+    try:
+        return None if moment is None else as_utc(moment)
+    except ValueError as exc:
+        raise ApiError(400, "VALIDATION_ERROR", f"{name}: {exc}") from None
+
+
 def _organization(admin: KeyState, asked: str | None) -> str | None:
     """An organization's key sees only its organization's records."""
     own = admin.organization_id
@@ -61,7 +70,7 @@ async def audit_records(admin: NamedDependency[KeyState], audit: NamedDependency
                         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100) -> AuditPage:
     """Usage and lifecycle records, newest first; ``next_cursor`` continues. ``from``/``to`` bound ``at``."""
     where = AuditFilter(key_id=key_id, organization_id=_organization(admin, organization_id), outcome=outcome,
-                        kind=kind, start=from_, end=to)
+                        kind=kind, start=_in_range(from_, "from"), end=_in_range(to, "to"))
     items, next_cursor = await audit.page(where, limit, cursor)
     return AuditPage(items=msgspec.convert(items, list[AuditRecord]), next_cursor=next_cursor)
 
@@ -76,6 +85,7 @@ async def export_audit(admin: NamedDependency[KeyState], export: NamedDependency
     key (``GET /v1/audit/public-key``); the export's chain head is recorded before the manifest is sent."""
     if admin.organization_id is not None:
         raise ApiError(403, "FORBIDDEN", "the export spans every organization; use a key without one")
+    from_, to = _in_range(from_, "from"), _in_range(to, "to")
     key = await notary.signing_key()
     try:
         lines = export_lines(export, format, from_, to, key=key, anchor=notary.record, generated_at=now)
