@@ -50,6 +50,13 @@ def nats_role_variable(role: str) -> str:
     return f"KEYLEDGER_NATS_URL_{role.upper()}"
 
 
+def nats_inbox_prefix(role: str) -> str:
+    """Where NATS replies to ``role`` arrive (``_INBOX_<role>.…``: JetStream acks, API answers, pushed and
+    fetched messages): its user may subscribe to this inbox and no other, so no part reads another's replies."""
+    assert role in NATS_ROLES, role
+    return f"_INBOX_{role}"
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything configurable. ``database_url``/``nats_url`` None means the embedded stack."""
 

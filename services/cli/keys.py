@@ -88,7 +88,7 @@ async def replica_barrier(rt: Runtime) -> AsyncIterator[CommitBarrier | None]:
     replicas then see the change when they next read the store (within their staleness bound, or they
     answer UNAVAILABLE)."""
     try:
-        bus = await connect(rt.endpoints.nats_url_for("api"), "keyledger-cli")
+        bus = await connect(rt.endpoints.nats_url_for("api"), "keyledger-cli", role="api")
     except BusError as exc:
         print(f"warning: {exc}: the API replicas are not waited for", file=sys.stderr)
         yield None

@@ -49,7 +49,8 @@ async def run_workers(args: argparse.Namespace, settings: Settings) -> None:
         buses: dict[str, Bus] = {}
         try:
             for role in roles:  # each on a connection of its own, with only its role's permissions
-                bus = await connect_until(rt.endpoints.nats_url_for(_NATS_ROLE[role]), f"keyledger-{role}", stop)
+                bus = await connect_until(rt.endpoints.nats_url_for(_NATS_ROLE[role]), f"keyledger-{role}", stop,
+                                          role=_NATS_ROLE[role])
                 if bus is None:
                     return
                 buses[role] = bus

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from keyledger.services.config import nats_inbox_prefix
 from keyledger.services.devstack import process
-from keyledger.services.devstack.credentials import NATS_OPERATOR, Credentials
+from keyledger.services.devstack.credentials import NATS_OPERATOR, NATS_ROLES, Credentials
 from keyledger.services.devstack.process import StackError
 
 log = logging.getLogger("keyledger.stack")
@@ -42,8 +43,11 @@ ANY_NAMES = BusNames(event_stream="*", event_subjects="*.events.>", usage_stream
 def permissions(names: BusNames) -> dict[str, dict[str, list[str]]]:
     """What each role may publish: the relay alone publishes key events; API processes read them and
     publish usage; the projector and the audit sink each consume their own durable; none may delete or
-    purge a stream or a message. Every role subscribes to its own replies (``_INBOX.>``); API processes also
-    to the replicas subject, where they announce how far their key caches are (a command waits for them)."""
+    purge a stream or a message, nor publish into any inbox. Every role subscribes to its own replies only
+    (``_INBOX_<role>.>``, see :func:`~keyledger.services.config.nats_inbox_prefix`): replies carry what the
+    server sends that role (the API's live key events, the consumers' fetched messages, acks). API processes
+    also subscribe to the replicas subject, where they announce how far their key caches are (a command
+    waits for them)."""
     ev, us = names.event_stream, names.usage_stream
 
     def stream(name: str) -> list[str]:
@@ -65,7 +69,7 @@ def permissions(names: BusNames) -> dict[str, dict[str, list[str]]]:
         "sink": [*common, *stream(us), *durable(us, "audit-sink")],
     }
     return {role: {"publish": allowed,
-                   "subscribe": ["_INBOX.>", *([names.replicas_subject] if role == "api" else [])]}
+                   "subscribe": [f"{nats_inbox_prefix(role)}.>", *([names.replicas_subject] if role == "api" else [])]}
             for role, allowed in publish.items()}
 
 
@@ -76,13 +80,62 @@ def write_config(data_dir: Path, credentials: Credentials, names: BusNames) -> P
         "publish": {"allow": grant["publish"]}, "subscribe": {"allow": grant["subscribe"]}}}
         for role, grant in permissions(names).items()]
     path = data_dir / "nats.conf"
+    _write_private(path, {"authorization": {"users": users}})
+    return path
+
+
+def update_config(data_dir: Path) -> bool:
+    """Bring the ``nats.conf`` of a running stack, written by an earlier keyledger, to today's inbox rule: each
+    role's user may subscribe to its own inbox (``_INBOX_<role>.>``) and no other. The rest of its permissions,
+    made for the streams and subjects named when the stack started, stays as it is. True if the file changed
+    (the servers then need :func:`reload_nats`); a file keyledger did not write is left alone."""
+    path = data_dir / "nats.conf"
+    try:
+        config = json.loads(path.read_text())
+        users = config["authorization"]["users"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    changed = False
+    for user in users if isinstance(users, list) else []:
+        role = user.get("user") if isinstance(user, dict) else None
+        allow = user.get("permissions", {}).get("subscribe", {}).get("allow") if role in NATS_ROLES else None
+        if not isinstance(role, str) or not isinstance(allow, list):
+            continue
+        wanted = [f"{nats_inbox_prefix(role)}.>", *(s for s in allow if not str(s).startswith("_INBOX"))]
+        if sorted(map(str, allow)) != sorted(wanted):
+            user["permissions"]["subscribe"]["allow"], changed = wanted, True
+    if changed:
+        _write_private(path, config)
+        log.info("nats.conf: each role now subscribes to its own inbox only")
+    return changed
+
+
+def _write_private(path: Path, config: dict[str, Any]) -> None:
+    """Write ``config`` to ``path`` (mode 0600) in one step."""
     tmp = path.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:  # the config format accepts JSON
-        f.write(json.dumps({"authorization": {"users": users}}, indent=2) + "\n")
+        f.write(json.dumps(config, indent=2) + "\n")
     os.replace(tmp, path)
-    return path
+
+
+def reload_nats(pid: int, data_dir: Path, node: int = 1) -> None:
+    """Have the running nats-server ``pid`` of node ``node`` read ``nats.conf`` again (SIGHUP) and wait until it
+    has: its clients hold the new permissions from then on, and subscriptions these refuse are gone."""
+    nlog = node_dir(data_dir, node).with_suffix(".log")
+    offset = process.size(nlog)
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        logged = process.log_since(nlog, offset)
+        if "Reloaded server configuration" in logged:
+            log.info("nats-server %d reloaded its configuration (pid %d)", node, pid)
+            return
+        if "Failed to reload" in logged:
+            break
+        time.sleep(0.05)
+    raise StackError(f"nats-server pid {pid} did not reload its configuration: {process.tail(nlog, offset)}")
 
 
 def node_dir(data_dir: Path, node: int = 1) -> Path:

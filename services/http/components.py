@@ -97,7 +97,8 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
             await live.resubscribe()
 
     # NATS may be away at start: the API starts anyway, from the store, and follows the bus once it answers
-    bus, connecting = connect_in_background(runtime.endpoints.nats_url_for("api"), "keyledger-api", follow_again)
+    bus, connecting = connect_in_background(runtime.endpoints.nats_url_for("api"), "keyledger-api", follow_again,
+                                            role="api")
     stack.push_async_callback(bus.close)
     stack.callback(connecting.cancel)
     startup_head = await runtime.store.head_position()
@@ -127,7 +128,7 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
     if cfg.run_workers:  # each on a connection of its own, with only its role's permissions
         buses = {}
         for role in ("relay", "projector", "sink"):
-            buses[role] = await connect(runtime.endpoints.nats_url_for(role), f"keyledger-{role}")
+            buses[role] = await connect(runtime.endpoints.nats_url_for(role), f"keyledger-{role}", role=role)
             stack.push_async_callback(buses[role].close)
         workers += [Relay(db, runtime.store, Checkpoints(db), buses["relay"], cfg).run,
                     Projector(table, event_consumer(buses["projector"], cfg, "key-cache-projector", 500)).run,

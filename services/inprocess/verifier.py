@@ -94,7 +94,7 @@ class InProcessVerifier:
                 for live in caches:
                     await live.resubscribe()
 
-            bus = await connect(cfg.nats_url, f"keyledger-{self.name}", on_reconnect=follow_again)
+            bus = await connect(cfg.nats_url, f"keyledger-{self.name}", on_reconnect=follow_again, role="api")
             stack.push_async_callback(bus.close)
             cache = LiveKeyCache(store, KeyCacheTable(db, store), EventFeed(bus, cfg))
             await cache.start()

@@ -13,6 +13,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from keyledger.services.clock import sleep_or_stop
+from keyledger.services.config import nats_inbox_prefix
 
 log = logging.getLogger("keyledger.bus")
 
@@ -54,14 +55,22 @@ class Bus:
         await self._nc.close()
 
 
-async def connect(url: str, name: str, on_reconnect: Callable[[], Awaitable[None]] | None = None) -> Bus:
-    """Connect to NATS (BusError if it is unreachable now); later outages are ridden out by reconnecting."""
+def _inbox(role: str | None) -> dict[str, Any]:
+    """The connect option that puts ``role``'s replies on its own inbox (none: NATS' shared ``_INBOX``)."""
+    return {"inbox_prefix": nats_inbox_prefix(role)} if role is not None else {}
+
+
+async def connect(url: str, name: str, on_reconnect: Callable[[], Awaitable[None]] | None = None, *,
+                  role: str | None = None) -> Bus:
+    """Connect to NATS (BusError if it is unreachable now); later outages are ridden out by reconnecting.
+    ``role`` (relay, api, projector, sink): the part of keyledger connecting, whose replies then come back on
+    its own inbox, the only one its NATS user may read; None for a plain client (tools, the operator)."""
     async def on_error(exc: Exception) -> None:
         log.warning("nats %s: %s", name, exc)
 
     options: dict[str, Any] = {
         "name": name, "max_reconnect_attempts": -1, "reconnect_time_wait": 0.25,
-        "connect_timeout": 2, "error_cb": on_error, "allow_reconnect": True,
+        "connect_timeout": 2, "error_cb": on_error, "allow_reconnect": True, **_inbox(role),
     }
     if on_reconnect is not None:
         options["reconnected_cb"] = on_reconnect
@@ -71,11 +80,12 @@ async def connect(url: str, name: str, on_reconnect: Callable[[], Awaitable[None
         raise BusError(f"NATS at {url} unreachable ({type(exc).__name__})") from exc
 
 
-def connect_in_background(url: str, name: str,
-                          on_connect: Callable[[], Awaitable[None]]) -> tuple[Bus, asyncio.Task[None]]:
+def connect_in_background(url: str, name: str, on_connect: Callable[[], Awaitable[None]], *,
+                          role: str | None = None) -> tuple[Bus, asyncio.Task[None]]:
     """A Bus at once, connected as soon as NATS answers (retrying with backoff until then); ``on_connect``
     runs on the first connection and on every reconnection. For an API process that must start and serve
-    from the store while NATS is away. Cancel the task (and close the bus) to give up."""
+    from the store while NATS is away. Cancel the task (and close the bus) to give up. ``role`` as for
+    :func:`connect`."""
     nc = Client()
     bus = Bus(nc)
 
@@ -84,7 +94,7 @@ def connect_in_background(url: str, name: str,
 
     options: dict[str, Any] = {
         "name": name, "max_reconnect_attempts": -1, "reconnect_time_wait": 0.25, "connect_timeout": 2,
-        "error_cb": on_error, "allow_reconnect": True, "reconnected_cb": on_connect,
+        "error_cb": on_error, "allow_reconnect": True, "reconnected_cb": on_connect, **_inbox(role),
     }
 
     async def keep_trying() -> None:
@@ -103,12 +113,13 @@ def connect_in_background(url: str, name: str,
     return bus, asyncio.create_task(keep_trying())
 
 
-async def connect_until(url: str, name: str, stop: asyncio.Event) -> Bus | None:
-    """Connect to NATS, retrying while it is unreachable; None if stopped first."""
+async def connect_until(url: str, name: str, stop: asyncio.Event, *, role: str | None = None) -> Bus | None:
+    """Connect to NATS (as ``role``, see :func:`connect`), retrying while it is unreachable; None if stopped
+    first."""
     delay = 0.2
     while not stop.is_set():
         try:
-            return await connect(url, name)
+            return await connect(url, name, role=role)
         except BusError as exc:
             log.warning("%s; retrying in %.1fs", exc, delay)
             await sleep_or_stop(stop, delay)

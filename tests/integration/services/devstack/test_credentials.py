@@ -21,6 +21,7 @@ import pytest
 from nats.aio.client import Client
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from keyledger.services.config import nats_inbox_prefix
 from keyledger.services.devstack.stack import StackInfo, stack_down, stack_up
 from keyledger.services.messaging.streams import ensure_usage_stream, last_sequence
 from keyledger.services.storage.database import open_database
@@ -101,7 +102,8 @@ async def connect_as(stack: StackInfo) -> AsyncIterator[dict[str, Client]]:
         pass
 
     for role, url in stack.nats_role_urls.items():
-        clients[role] = await nats.connect(url, error_cb=noisy, allow_reconnect=False)
+        clients[role] = await nats.connect(url, error_cb=noisy, allow_reconnect=False,
+                                           inbox_prefix=nats_inbox_prefix(role))  # the only inbox it may read
     try:
         yield clients
     finally:
