@@ -84,6 +84,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     verify_open: bool = False  # POST /v1/verify without any caller credential (KEYLEDGER_VERIFY_OPEN)
     usage_durable: bool = False  # KEYLEDGER_USAGE_DURABLE: answer only once the request's usage event is safe
     sink_linger_ms: int = 200  # KEYLEDGER_SINK_LINGER_MS: how long the audit sink gathers messages for one transaction
+    body_timeout: int = 10  # KEYLEDGER_BODY_TIMEOUT: seconds a request may take to send its body, then 408
     run_workers: bool = False
     host: str = "127.0.0.1"
     port: int = 8080
@@ -123,6 +124,7 @@ _INTS = {
     "stream_replicas": ("KEYLEDGER_STREAM_REPLICAS", 0, 5),
     "metrics_port": ("KEYLEDGER_METRICS_PORT", 1, 65533),
     "sink_linger_ms": ("KEYLEDGER_SINK_LINGER_MS", 0, 10_000),
+    "body_timeout": ("KEYLEDGER_BODY_TIMEOUT", 1, 3_600),
 }
 LOG_FORMATS = ("json", "text")
 

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from keyledger.services.cli.granian_server import KeyledgerGranian
 
 WORKER_STOP_SECONDS = 5  # an API worker still running this long after SIGTERM is killed (granian's kill timeout)
+# a request's headers must arrive within this long, and an idle keep-alive connection is closed after it (hyper's
+# HTTP/1 header read timeout, granian's default 30 s); the body has KEYLEDGER_BODY_TIMEOUT (services.http.body_deadline)
+HEADER_TIMEOUT_MS = 10_000
 
 
 async def prepare(settings: Settings, bootstrap_keys: bool = True) -> Endpoints:
@@ -58,6 +61,7 @@ def serve(settings: Settings, workers: bool = True, processes: int = 1) -> None:
     (:class:`~keyledger.services.signals.SignalPipe`) and a thread stops granian and, meanwhile, the
     supervised processes. An API worker that does not stop within ``WORKER_STOP_SECONDS`` is killed."""
     from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
 
     from keyledger.services.cli.granian_server import KeyledgerGranian
 
@@ -78,6 +82,7 @@ def serve(settings: Settings, workers: bool = True, processes: int = 1) -> None:
           f"process{'es' if processes > 1 else ''}; Ctrl-C stops", flush=True)
     server = KeyledgerGranian("keyledger.services.http.app:app_from_env", factory=True, address=settings.host,
                               port=settings.port, interface=Interfaces.ASGI, workers=processes, log_access=False,
+                              http1_settings=HTTP1Settings(header_read_timeout=HEADER_TIMEOUT_MS),
                               workers_kill_timeout=WORKER_STOP_SECONDS, signals=signals)
     threading.Thread(target=_act_on_signals, args=(signals, server, supervisor), name="keyledger-signals",
                      daemon=True).start()

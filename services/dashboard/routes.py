@@ -81,8 +81,8 @@ CSRF = "dashboard_csrf"  # where the guard leaves the session's CSRF token, in t
 PAGE_SIZE = 25
 GRACE_CHOICES = (("0", "None: the old secret stops now"), ("900", "15 minutes"), ("3600", "1 hour"),
                  ("86400", "24 hours"))
-_STATUS = {400: "Check the form", 401: "Sign in", 403: "Not allowed", 404: "Not found", 409: "Conflict",
-           429: "Too many requests", 503: "Unavailable"}
+_STATUS = {400: "Check the form", 401: "Sign in", 403: "Not allowed", 404: "Not found", 408: "Too slow",
+           409: "Conflict", 429: "Too many requests", 503: "Unavailable"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -553,6 +553,8 @@ def _error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any
         status, message = 500, "Something went wrong."
     page = _page(request, "error.html", status, title=_STATUS.get(status, "Error"), message=message)
     page.headers.update(SECURITY_HEADERS)
+    if isinstance(exc, ApiError) and exc.headers:  # Retry-After; Connection: close after a body that came too late
+        page.headers.update(exc.headers)
     return page
 
 

@@ -12,6 +12,7 @@ from litestar.openapi.spec import Components as OpenAPIComponents
 
 from keyledger.services.config import Settings, load_settings
 from keyledger.services.dashboard.routes import dashboard_router, template_config
+from keyledger.services.http.body_deadline import BodyDeadline
 from keyledger.services.http.components import Components, start_components
 from keyledger.services.http.deps import dependencies, gate_in, initial_state, publish
 from keyledger.services.http.errors import EXCEPTION_HANDLERS, MAX_BODY_BYTES
@@ -32,15 +33,21 @@ ROUTES = [*KEY_ROUTES, *VERIFY_ROUTES, *AUDIT_ROUTES, *HEALTH_ROUTES, *FORWARD_A
 class KeyledgerApp(Litestar):
     """The Litestar app, with ``POST /v1/verify`` (the hot path) answered by its raw ASGI route before
     Litestar's router, exception middleware and request objects see it; everything else as Litestar
-    serves it. The route's ``/schema`` entry is its Litestar handler's (``routes/verify.py``)."""
+    serves it. The route's ``/schema`` entry is its Litestar handler's (``routes/verify.py``).
+
+    Every HTTP request reads its body under ``body_deadline`` (408 ``REQUEST_TIMEOUT`` once it is late)."""
+
+    body_deadline: BodyDeadline
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == VERIFY_PATH and scope["method"] == "POST":
-            gate = gate_in(self.state)
-            if gate is not None:  # None before the lifespan published the components: Litestar answers
-                scope["app"] = scope["litestar_app"] = self
-                await serve_verify(gate, scope, receive, send)
-                return
+        if scope["type"] == "http":
+            receive = self.body_deadline.receive(receive)
+            if scope["path"] == VERIFY_PATH and scope["method"] == "POST":
+                gate = gate_in(self.state)
+                if gate is not None:  # None before the lifespan published the components: Litestar answers
+                    scope["app"] = scope["litestar_app"] = self
+                    await serve_verify(gate, scope, receive, send)
+                    return
         await super().__call__(scope, receive, send)
 
 
@@ -58,7 +65,7 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
             publish(app.state, await start_components(stack, cfg))
             yield
 
-    return KeyledgerApp(
+    app = KeyledgerApp(
         route_handlers=[*ROUTES, dashboard_router()],  # the dashboard: /dashboard
         lifespan=[lifespan] if components is None else [],
         state=initial_state(components) if components is not None else None,
@@ -71,6 +78,8 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
         openapi_config=OpenAPIConfig(title="keyledger", version="0.1.0", path="/schema",
                                      components=OpenAPIComponents(security_schemes=SECURITY_SCHEMES)),
     )
+    app.body_deadline = BodyDeadline(cfg.body_timeout)
+    return app
 
 
 def app_from_env() -> Litestar:

@@ -27,7 +27,7 @@ log = logging.getLogger("keyledger.http")
 MAX_BODY_BYTES = 64 * 1024  # the largest request body any route reads (413 beyond it)
 
 _CODES = {400: "VALIDATION_ERROR", 401: "AUTH_REQUIRED", 403: "FORBIDDEN", 404: "NOT_FOUND",
-          405: "METHOD_NOT_ALLOWED", 409: "CONFLICT", 412: "CONFLICT", 413: "VALIDATION_ERROR",
+          405: "METHOD_NOT_ALLOWED", 408: "REQUEST_TIMEOUT", 409: "CONFLICT", 412: "CONFLICT", 413: "VALIDATION_ERROR",
           415: "VALIDATION_ERROR", 422: "VALIDATION_ERROR", 429: "RATE_LIMITED"}
 _DOMAIN_STATUS: dict[type[DomainError], int] = {
     ValidationError: 400, Forbidden: 403, Busy: 429, KeyNotFound: 404, KeyAlreadyExists: 409, KeyRevokedError: 409,
@@ -92,6 +92,8 @@ _MEANING = {
     401: "AUTH_REQUIRED: missing, malformed, unknown, revoked or expired key",
     403: "FORBIDDEN: the key lacks the scope or resource",
     404: "NOT_FOUND: no such key (or not one this caller may see)",
+    408: "REQUEST_TIMEOUT: the request body did not arrive within KEYLEDGER_BODY_TIMEOUT seconds; the "
+         "connection is closed",
     409: "CONFLICT: stale If-Match, a concurrent change, or a change to a revoked key",
     413: f"VALIDATION_ERROR: the body is larger than {MAX_BODY_BYTES // 1024} KiB",
     429: "RATE_LIMITED: over the key's limit, or too many failed attempts (see Retry-After)",
