@@ -15,10 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from keyledger.services.config import nats_inbox_prefix
 from keyledger.services.devstack import process
 from keyledger.services.devstack.credentials import NATS_OPERATOR, NATS_ROLES, Credentials
 from keyledger.services.devstack.process import StackError
+
+
+def inbox_prefix(role: str) -> str:
+    """Where NATS replies to ``role`` arrive; the one prefix its user may subscribe to. keyledger's
+    processes connect with the same prefix (``services.config.nats_inbox_prefix``; a test keeps the two equal)."""
+    return f"_INBOX_{role}"
 
 log = logging.getLogger("keyledger.stack")
 
@@ -44,7 +49,7 @@ def permissions(names: BusNames) -> dict[str, dict[str, list[str]]]:
     """What each role may publish: the relay alone publishes key events; API processes read them and
     publish usage; the projector and the audit sink each consume their own durable; none may delete or
     purge a stream or a message, nor publish into any inbox. Every role subscribes to its own replies only
-    (``_INBOX_<role>.>``, see :func:`~keyledger.services.config.nats_inbox_prefix`): replies carry what the
+    (``_INBOX_<role>.>``, :func:`inbox_prefix`): replies carry what the
     server sends that role (the API's live key events, the consumers' fetched messages, acks). API processes
     also subscribe to the replicas subject, where they announce how far their key caches are (a command
     waits for them)."""
@@ -69,7 +74,7 @@ def permissions(names: BusNames) -> dict[str, dict[str, list[str]]]:
         "sink": [*common, *stream(us), *durable(us, "audit-sink")],
     }
     return {role: {"publish": allowed,
-                   "subscribe": [f"{nats_inbox_prefix(role)}.>", *([names.replicas_subject] if role == "api" else [])]}
+                   "subscribe": [f"{inbox_prefix(role)}.>", *([names.replicas_subject] if role == "api" else [])]}
             for role, allowed in publish.items()}
 
 
@@ -101,7 +106,7 @@ def update_config(data_dir: Path) -> bool:
         allow = user.get("permissions", {}).get("subscribe", {}).get("allow") if role in NATS_ROLES else None
         if not isinstance(role, str) or not isinstance(allow, list):
             continue
-        wanted = [f"{nats_inbox_prefix(role)}.>", *(s for s in allow if not str(s).startswith("_INBOX"))]
+        wanted = [f"{inbox_prefix(role)}.>", *(s for s in allow if not str(s).startswith("_INBOX"))]
         if sorted(map(str, allow)) != sorted(wanted):
             user["permissions"]["subscribe"]["allow"], changed = wanted, True
     if changed:
