@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -171,3 +171,7 @@ def _check_rate_limit(value: int, allow_zero: bool) -> None:
 def _require_aware(field: str, value: datetime) -> None:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValidationError(f"{field} must carry a time zone")
+    try:
+        value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-14:00 is in the year 10000 in UTC: no reader could show it
+        raise ValidationError(f"{field} is out of range (it must fall within the years 1 to 9999 in UTC)") from None

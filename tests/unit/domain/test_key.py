@@ -1,6 +1,6 @@
 """The key aggregate: given these events, when this command, then these events (or an error)."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -54,6 +54,7 @@ def test_create_twice_is_refused() -> None:
          "too many access entries"),
         ({"expires_at": NOW - timedelta(seconds=1)}, "in the future"),
         ({"expires_at": datetime(2030, 1, 1)}, "time zone"),
+        ({"expires_at": datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(-timedelta(hours=14)))}, "out of range"),
     ],
 )
 def test_invalid_create_is_refused(overrides: dict[str, object], message: str) -> None:
