@@ -1,5 +1,6 @@
-"""The key cache read model: the projector (JetStream → Postgres table), the live in-memory cache
-of API processes, and replay (store → fresh table, swapped in).
+"""The key cache read model and the events that feed it: the relay (store → JetStream), the projector
+(JetStream → Postgres table), the live in-memory cache of API processes, the replica roll commands wait
+for, and replay (store → fresh table, swapped in).
 
-May import: domain, projections, services.storage, services.messaging.
+May import: domain, projections, the adapters, observe and the kernel; no other application package.
 """

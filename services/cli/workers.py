@@ -12,11 +12,11 @@ import msgspec
 
 from keyledger.services.audit.sink import AuditSink
 from keyledger.services.cache.projector import Projector
+from keyledger.services.cache.relay import Relay
 from keyledger.services.cache.replay import replay
 from keyledger.services.config import Settings, masked
 from keyledger.services.messaging.connection import Bus, connect_until
 from keyledger.services.messaging.events import event_consumer
-from keyledger.services.messaging.relay import Relay
 from keyledger.services.messaging.usage import usage_consumer
 from keyledger.services.observe import metrics
 from keyledger.services.parent import watch_parent

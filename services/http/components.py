@@ -14,6 +14,7 @@ from keyledger.services.audit.notary import AuditNotary, notary_for
 from keyledger.services.audit.sink import AuditSink
 from keyledger.services.cache.live import LiveKeyCache
 from keyledger.services.cache.projector import Projector
+from keyledger.services.cache.relay import Relay
 from keyledger.services.cache.replicas import ReplicaRoll
 from keyledger.services.clock import Clock, epoch
 from keyledger.services.config import Settings
@@ -33,7 +34,6 @@ from keyledger.services.keys.service import KeyService
 from keyledger.services.messaging.connection import connect, connect_in_background
 from keyledger.services.messaging.events import event_consumer
 from keyledger.services.messaging.feed import EventFeed
-from keyledger.services.messaging.relay import Relay
 from keyledger.services.messaging.replicas import ReplicaChannel
 from keyledger.services.messaging.usage import UsagePublisher, usage_consumer
 from keyledger.services.observe.sampling import ApiGauges

@@ -15,11 +15,11 @@ from keyledger.projections.key_cache import KeyCache
 from keyledger.services.audit.sink import AuditSink
 from keyledger.services.cache.live import LiveKeyCache
 from keyledger.services.cache.projector import Projector
+from keyledger.services.cache.relay import Relay
 from keyledger.services.config import Settings
 from keyledger.services.messaging.connection import Bus, connect
 from keyledger.services.messaging.events import event_consumer
 from keyledger.services.messaging.feed import EventFeed
-from keyledger.services.messaging.relay import Relay
 from keyledger.services.messaging.streams import ensure_event_stream
 from keyledger.services.messaging.usage import usage_consumer
 from keyledger.services.storage.checkpoints import Checkpoints

@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import nats.errors
-from nats.js.errors import Error as JetStreamError
-
 from keyledger.services.clock import sleep_or_stop
 from keyledger.services.config import Settings
-from keyledger.services.messaging.connection import Bus
-from keyledger.services.messaging.streams import encode_message, ensure_event_stream, subject_for
+from keyledger.services.messaging.connection import Bus, BusError
+from keyledger.services.messaging.events import EventPublisher
 from keyledger.services.observe import metrics
 from keyledger.services.storage.checkpoints import Checkpoints
 from keyledger.services.storage.database import Database
@@ -20,7 +17,6 @@ from keyledger.services.storage.notifications import listening
 
 log = logging.getLogger("keyledger.relay")
 RELAY = "relay"
-_PUBLISH_ERRORS = (asyncio.TimeoutError, nats.errors.Error, JetStreamError)
 
 
 class Relay:
@@ -32,8 +28,9 @@ class Relay:
 
     def __init__(self, db: Database, store: EventStore, checkpoints: Checkpoints, bus: Bus, settings: Settings,
                  page_size: int = 1000, ack_timeout: float = 5.0) -> None:
-        self._db, self._store, self._checkpoints, self._bus, self._settings = db, store, checkpoints, bus, settings
-        self._page_size, self._ack_timeout = page_size, ack_timeout
+        self._db, self._store, self._checkpoints = db, store, checkpoints
+        self._publisher = EventPublisher(bus, settings, ack_timeout)
+        self._page_size = page_size
         self.published = 0
         self.position = 0  # the global position published up to (the checkpoint)
 
@@ -44,15 +41,9 @@ class Relay:
         metrics.RELAY_POSITION.set(position)
         total = 0
         while page := await self._store.read_page(position, self._page_size):
-            futures = [
-                await self._bus._js.publish_async(
-                    subject_for(self._settings, recorded.stream_id), encode_message(recorded),
-                    headers={"Nats-Msg-Id": str(recorded.event_id)})
-                for recorded in page
-            ]
-            acks = await asyncio.wait_for(asyncio.gather(*futures), self._ack_timeout)
+            sequence = await self._publisher.publish(page)
             position = page[-1].global_position
-            await self._checkpoints.save(RELAY, position, acks[-1].seq)
+            await self._checkpoints.save(RELAY, position, sequence)
             total += len(page)
             self.published += len(page)
             self.position = position
@@ -68,15 +59,14 @@ class Relay:
             while not stop.is_set():
                 try:
                     if not ready:
-                        await ensure_event_stream(self._bus, self._settings)
+                        await self._publisher.ready()
                         ready = True
                     if await self.publish_pending():
                         backoff = 0.1
                         continue
-                except _PUBLISH_ERRORS as exc:
-                    log.warning("publishing paused (%s); retrying in %.1fs", type(exc).__name__, backoff)
+                except BusError as exc:
+                    log.warning("publishing paused (%s); retrying in %.1fs", exc, backoff)
                     await sleep_or_stop(stop, backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
                 await notified(poll_interval)
-
