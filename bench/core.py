@@ -37,9 +37,9 @@ from keyledger.domain.access import AccessEntry, check_access
 from keyledger.domain.key import KeyState
 from keyledger.services.clock import utc_now
 from keyledger.services.config import Settings
+from keyledger.services.hashing import SecretHasher
 from keyledger.services.http.app import create_app
 from keyledger.services.http.deps import components_of
-from keyledger.services.keys.hashing import SecretHasher
 from keyledger.services.verify.verifier import Verifier
 
 WARM_LOOPS, PART_LOOPS, KEYS, COLD_KEYS, ASGI_REQUESTS = 200_000, 200_000, 16, 8, 20_000

@@ -12,7 +12,7 @@ import msgspec
 from keyledger.services.clock import Clock, clock_from
 from keyledger.services.config import NATS_ROLES, Settings, nats_role_variable
 from keyledger.services.devstack.stack import BusNames, default_data_dir, stack_up
-from keyledger.services.keys.hashing import Argon2Queue, SecretHasher
+from keyledger.services.hashing import Argon2Queue, SecretHasher
 from keyledger.services.keys.service import CommitBarrier, EventsHook, KeyService
 from keyledger.services.storage.database import Database, open_database
 from keyledger.services.storage.event_store import PostgresEventStore

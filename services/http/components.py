@@ -19,6 +19,7 @@ from keyledger.services.cache.replicas import ReplicaRoll
 from keyledger.services.clock import Clock, epoch
 from keyledger.services.config import Settings
 from keyledger.services.devstack.stack import default_data_dir
+from keyledger.services.hashing import Argon2Queue
 from keyledger.services.http.ports import (
     AuditPages,
     CallerRegistry,
@@ -29,7 +30,6 @@ from keyledger.services.http.ports import (
     Limiter,
     UsageSink,
 )
-from keyledger.services.keys.hashing import Argon2Queue
 from keyledger.services.keys.service import KeyService
 from keyledger.services.messaging.connection import connect, connect_in_background
 from keyledger.services.messaging.events import event_consumer

@@ -23,10 +23,10 @@ from keyledger.services.cache.replicas import ReplicaRoll
 from keyledger.services.clock import clock_from, epoch
 from keyledger.services.config import Settings, load_settings
 from keyledger.services.devstack.stack import default_data_dir
+from keyledger.services.hashing import SecretHasher
 from keyledger.services.http.auth import new_id
 from keyledger.services.http.routes.verify import answer
 from keyledger.services.http.schemas import VerifyAnswer
-from keyledger.services.keys.hashing import SecretHasher
 from keyledger.services.messaging.connection import connect
 from keyledger.services.messaging.feed import EventFeed
 from keyledger.services.messaging.replicas import ReplicaChannel

@@ -1,5 +1,7 @@
 """Key lifecycle commands: load a stream, ``domain.decide``, append; the only place secrets are born.
 
-Owns the command handlers (``KeyService``), argon2 hashing, the bootstrap admin key and how a
-key is shown (views). May import: domain, projections, services.storage, config, clock.
+Owns the command handlers (``KeyService``), the bootstrap admin key, issuing verify credentials and
+how a key is shown (views).
+
+May import: domain, projections, the adapters, observe and the kernel; no other application package.
 """

@@ -25,7 +25,7 @@ from keyledger.domain.key import KeyState, decide, ensure_open, evolve, fold
 from keyledger.domain.rate import DEFAULT_TIERS
 from keyledger.domain.recorded import Metadata, RecordedEvent
 from keyledger.services.clock import Clock, utc_now
-from keyledger.services.keys.hashing import Argon2Queue, SecretHasher
+from keyledger.services.hashing import Argon2Queue, SecretHasher
 from keyledger.services.storage.event_store import EventStore
 
 EventsHook = Callable[[list[RecordedEvent]], None]

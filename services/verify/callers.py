@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from keyledger.services.keys.credentials import CREDENTIAL_PREFIX, digest
+from keyledger.domain.token import CREDENTIAL_PREFIX
+from keyledger.services.hashing import credential_digest
 from keyledger.services.periodic import every
 from keyledger.services.storage.verify_credentials import VerifyCredentials
 
@@ -30,7 +31,7 @@ class VerifyCallers:
         """``credential:<id>`` for an active credential's secret, else None (a dict lookup by digest)."""
         if not presented.startswith(CREDENTIAL_PREFIX + "_"):
             return None
-        credential_id = self._active.get(digest(presented))
+        credential_id = self._active.get(credential_digest(presented))
         return f"credential:{credential_id}" if credential_id is not None else None
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -16,7 +16,7 @@ from keyledger.domain import token
 from keyledger.domain.access import AccessEntry, check_access, granted_scopes
 from keyledger.domain.key import KeyState
 from keyledger.services.clock import epoch
-from keyledger.services.keys.hashing import Argon2Queue, SecretHasher
+from keyledger.services.hashing import Argon2Queue, SecretHasher
 from keyledger.services.verify.throttles import FailureThrottle
 
 _MAX_RECHECKS = 4  # a key changing more often than this during one check is refused (retry)

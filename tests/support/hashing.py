@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from keyledger.services.config import Settings
-from keyledger.services.keys.hashing import SecretHasher
+from keyledger.services.hashing import SecretHasher
 
 
 class CountingHasher(SecretHasher):

@@ -32,7 +32,7 @@ from keyledger.services.cache.projector import Projector, ProjectorStats
 from keyledger.services.cache.relay import RELAY
 from keyledger.services.cache.replay import replay
 from keyledger.services.config import Settings
-from keyledger.services.keys.hashing import SecretHasher
+from keyledger.services.hashing import SecretHasher
 from keyledger.services.keys.service import KeyService
 from keyledger.services.messaging.connection import Bus, connect
 from keyledger.services.messaging.streams import all_subjects, encode_message, subject_for

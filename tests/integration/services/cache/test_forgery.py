@@ -10,7 +10,7 @@ from datetime import timedelta
 from keyledger.domain.access import AccessEntry
 from keyledger.domain.events import KeyAccessChanged, KeyRotated
 from keyledger.domain.recorded import Metadata, RecordedEvent
-from keyledger.services.keys.hashing import SecretHasher
+from keyledger.services.hashing import SecretHasher
 from keyledger.services.keys.service import KeyService
 from keyledger.services.messaging.streams import encode_message, subject_for
 from keyledger.services.storage.database import Database

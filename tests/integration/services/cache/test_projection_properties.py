@@ -18,7 +18,7 @@ from keyledger.domain.access import AccessEntry
 from keyledger.domain.errors import DomainError
 from keyledger.services.cache.live import LiveKeyCache
 from keyledger.services.cache.replay import replay
-from keyledger.services.keys.hashing import SecretHasher
+from keyledger.services.hashing import SecretHasher
 from keyledger.services.keys.service import KeyService
 from keyledger.services.storage.database import open_database
 from keyledger.services.storage.event_store import PostgresEventStore

@@ -7,7 +7,7 @@ import random
 from keyledger.domain.access import AccessEntry
 from keyledger.services.cache.live import LiveKeyCache
 from keyledger.services.cache.replay import replay
-from keyledger.services.keys.hashing import SecretHasher
+from keyledger.services.hashing import SecretHasher
 from keyledger.services.keys.service import KeyService
 from keyledger.services.storage.database import Database
 from keyledger.services.storage.event_store import PostgresEventStore

@@ -14,8 +14,8 @@ from keyledger.domain.usage import UsageEvent
 from keyledger.projections.key_cache import KeyCache, apply_at
 from keyledger.services.clock import epoch
 from keyledger.services.config import Settings
+from keyledger.services.hashing import SecretHasher
 from keyledger.services.http.components import Components
-from keyledger.services.keys.hashing import SecretHasher
 from keyledger.services.keys.service import KeyService
 from keyledger.services.storage.audit_export_source import ExportSource
 from keyledger.services.storage.audit_queries import AuditFilter

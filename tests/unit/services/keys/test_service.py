@@ -15,7 +15,7 @@ from keyledger.domain.access import AccessEntry
 from keyledger.domain.errors import Busy, ConcurrencyError, KeyNotFound, KeyRevokedError, ValidationError
 from keyledger.domain.events import Event, KeyAccessChanged, KeyCreated, KeyRevoked, KeyRotated, encode_event
 from keyledger.domain.recorded import Metadata
-from keyledger.services.keys.hashing import Argon2Queue
+from keyledger.services.hashing import Argon2Queue
 from keyledger.services.keys.service import KeyService
 from keyledger.services.storage.memory import InMemoryEventStore
 from tests.support.clock import SettableClock

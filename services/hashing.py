@@ -1,8 +1,14 @@
-"""argon2id hashing of secrets, off the event loop and with bounded concurrency."""
+"""How secrets are kept and checked: argon2id for key secrets (slow on purpose, so off the event loop and
+with bounded concurrency), SHA-256 for verify credentials (190 random bits need no slow hash). The only
+argon2 importer; shared by the command side (create, rotate) and the verify side.
+
+An adapter: may import domain, projections, observe and the kernel; no other adapter.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +28,11 @@ def _lowest_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
     except (AttributeError, OSError):  # not Linux, or not permitted: keep the default priority
         pass
+
+
+def credential_digest(secret: str) -> str:
+    """The stored form of a verify credential's secret (SHA-256, hex)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 class SecretHasher:
