@@ -103,7 +103,8 @@ class LiveKeyCache:
             connected = self._feed is not None and self._feed.connected
             return interval if connected else min(interval, cut_off_interval)
 
-        await every(stop, pause, self.catch_up_with_store, log, "following the event store", first=True)
+        await every(stop, pause, self.catch_up_with_store, log, "following the event store", first=True,
+                    retry=(StorageError,))
 
     async def catch_up_with_store(self) -> None:
         """Apply every event the store holds beyond what was read from it, then mark the cache confirmed.

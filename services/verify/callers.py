@@ -10,6 +10,7 @@ import logging
 from keyledger.domain.token import CREDENTIAL_PREFIX
 from keyledger.services.hashing import credential_digest
 from keyledger.services.periodic import every
+from keyledger.services.storage.database import StorageError
 from keyledger.services.storage.verify_credentials import VerifyCredentials
 
 log = logging.getLogger("keyledger.verify_callers")
@@ -36,4 +37,5 @@ class VerifyCallers:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Refresh until ``stop``; a database outage keeps the last known set."""
-        await every(stop, self._interval, self.start, log, "refreshing the verify credentials")
+        await every(stop, self._interval, self.start, log, "refreshing the verify credentials",
+                    retry=(StorageError,))

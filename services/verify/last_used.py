@@ -42,7 +42,7 @@ class LastUsedTracker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Flush every ``interval`` seconds until ``stop``."""
-        await every(stop, self._interval, self.flush, log, "last-used flush")
+        await every(stop, self._interval, self.flush, log, "last-used flush", retry=(StorageError,))
 
     async def lookup(self, key_ids: Iterable[str]) -> dict[str, datetime]:
         """Last-used times of ``key_ids``: the newer of memory and Postgres."""

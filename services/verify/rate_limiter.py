@@ -171,4 +171,4 @@ class RateLimiter:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Prune once a window until ``stop``."""
-        await every(stop, self._length, self.prune, log, "pruning rate windows")
+        await every(stop, self._length, self.prune, log, "pruning rate windows", retry=(StorageError,))
