@@ -1,5 +1,7 @@
 """The HTTP API (Litestar): app factory, the components an API process runs, dependency providers,
-authentication guard, errors, request/response Structs, rate-limit headers and ``routes/``.
+authentication guard, errors, request/response Structs, rate-limit headers, ``routes/`` and the
+administrator pages (``dashboard/``).
 
-May import every other services subpackage except cli; nothing imports ``http.app``.
+May import every package of services but the other entry points (cli, inprocess). Inside: nothing
+imports ``app``; the dashboard may use the API's routes (their visibility rule), never the reverse.
 """

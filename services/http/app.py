@@ -11,9 +11,9 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components as OpenAPIComponents
 
 from keyledger.services.config import Settings, load_settings
-from keyledger.services.dashboard.routes import dashboard_router, template_config
 from keyledger.services.http.body_deadline import BodyDeadline
 from keyledger.services.http.components import Components, start_components
+from keyledger.services.http.dashboard.routes import dashboard_router, template_config
 from keyledger.services.http.deps import dependencies, gate_in, initial_state, publish
 from keyledger.services.http.errors import EXCEPTION_HANDLERS, MAX_BODY_BYTES
 from keyledger.services.http.guards import SECURITY_SCHEMES

@@ -24,7 +24,7 @@ class StoredSession(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DashboardSessionTable:
-    """Sessions in Postgres (see ``keyledger.services.dashboard.sessions``)."""
+    """Sessions in Postgres (see ``keyledger.services.http.dashboard.sessions``)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 from psycopg_pool import AsyncConnectionPool
 
-from keyledger.services.dashboard.sessions import IDLE, Sessions
+from keyledger.services.http.dashboard.sessions import IDLE, Sessions
 from keyledger.services.storage.dashboard_sessions import DashboardSessionTable
 from keyledger.services.storage.database import Database
 from tests.support.clock import SettableClock

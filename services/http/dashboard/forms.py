@@ -14,7 +14,7 @@ import msgspec
 from keyledger.domain.access import AccessEntry
 from keyledger.domain.key import KeyState
 from keyledger.services.clock import as_utc
-from keyledger.services.dashboard.words import SCOPE_NAMES
+from keyledger.services.http.dashboard.words import SCOPE_NAMES
 
 ACCESS_ROWS = 3  # blank resource-access rows a form offers (and the most it reads beyond a key's own)
 MAX_ROWS = 100

@@ -8,14 +8,14 @@ from litestar.testing import AsyncTestClient
 
 from keyledger.domain.access import AccessEntry
 from keyledger.services.clock import epoch
-from keyledger.services.dashboard.sessions import COOKIE, MemorySessionTable
 from keyledger.services.http.app import create_app
 from keyledger.services.http.components import Components
+from keyledger.services.http.dashboard.sessions import COOKIE, MemorySessionTable
 from keyledger.services.verify.throttles import FailureThrottle
 from keyledger.services.verify.verifier import Verifier
 from tests.support.clock import SettableClock
 from tests.support.hashing import CountingHasher
-from tests.unit.services.dashboard.test_pages import sign_in
+from tests.unit.services.http.dashboard.test_pages import sign_in
 from tests.unit.services.http.fakes import memory_components
 
 PEER = "testclient"  # the test client's address

@@ -4,9 +4,9 @@ form field a refusal belongs to."""
 from datetime import UTC, datetime, timedelta
 
 from keyledger.domain.access import AccessEntry
-from keyledger.services.dashboard.charts import hourly_chart, hours_ending, per_hour, sparkline
-from keyledger.services.dashboard.forms import field_of
-from keyledger.services.dashboard.words import SCOPE_GROUPS, SCOPE_NAMES, access_words
+from keyledger.services.http.dashboard.charts import hourly_chart, hours_ending, per_hour, sparkline
+from keyledger.services.http.dashboard.forms import field_of
+from keyledger.services.http.dashboard.words import SCOPE_GROUPS, SCOPE_NAMES, access_words
 
 NOW = datetime(2030, 1, 2, 10, 30, tzinfo=UTC)
 

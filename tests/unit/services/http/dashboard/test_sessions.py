@@ -3,7 +3,7 @@ sign-in, idle and absolute expiry."""
 
 from datetime import UTC, datetime, timedelta
 
-from keyledger.services.dashboard.sessions import (
+from keyledger.services.http.dashboard.sessions import (
     IDLE,
     MAX_AGE,
     MemorySessionTable,

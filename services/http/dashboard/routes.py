@@ -32,8 +32,8 @@ from keyledger.domain.key import KeyState, fold
 from keyledger.domain.recorded import Metadata
 from keyledger.services.audit.export import export_lines
 from keyledger.services.audit.notary import AuditNotary
-from keyledger.services.dashboard.charts import hourly_chart, sparkline
-from keyledger.services.dashboard.forms import (
+from keyledger.services.http.dashboard.charts import hourly_chart, sparkline
+from keyledger.services.http.dashboard.forms import (
     KeyForm,
     field_of,
     form_of_key,
@@ -41,7 +41,7 @@ from keyledger.services.dashboard.forms import (
     read_key_form,
     with_blank_rows,
 )
-from keyledger.services.dashboard.sessions import (
+from keyledger.services.http.dashboard.sessions import (
     COOKIE,
     MAX_AGE,
     SIGN_IN_COOKIE,
@@ -50,8 +50,8 @@ from keyledger.services.dashboard.sessions import (
     SessionTable,
     tokens_match,
 )
-from keyledger.services.dashboard.shell import audit_verify_examples, verify_example
-from keyledger.services.dashboard.words import (
+from keyledger.services.http.dashboard.shell import audit_verify_examples, verify_example
+from keyledger.services.http.dashboard.words import (
     OUTCOMES,
     RESOURCE_TYPES,
     SCOPE_GROUPS,
@@ -565,7 +565,7 @@ async def _headers(response: Response[Any]) -> Response[Any]:
 
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     """Jinja over the packaged templates, autoescaped."""
-    env = jinja2.Environment(loader=jinja2.PackageLoader("keyledger.services.dashboard", "templates"),
+    env = jinja2.Environment(loader=jinja2.PackageLoader("keyledger.services.http.dashboard", "templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["when"] = _when
     env.filters["local"] = _local
@@ -576,7 +576,7 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
 def dashboard_router() -> Router:
     """Every dashboard page under ``/dashboard`` (static files under ``/dashboard/static``); sessions in
     memory of its own serve only when the app's components keep none (tests)."""
-    static_dir = resources.files("keyledger.services.dashboard").joinpath("static")
+    static_dir = resources.files("keyledger.services.http.dashboard").joinpath("static")
     static = create_static_files_router(path="/static", directories=[str(static_dir)], name="dashboard-static",
                                         include_in_schema=False)
     handlers = [home, sign_in_page, sign_in, sign_out, keys_list, new_key, create_key, key_detail, edit_page, edit_key,

@@ -11,7 +11,7 @@ import pytest
 
 from keyledger.domain.access import AccessEntry
 from keyledger.domain.key import KeyState
-from keyledger.services.dashboard.shell import audit_verify_examples, verify_body, verify_example
+from keyledger.services.http.dashboard.shell import audit_verify_examples, verify_body, verify_example
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 SECRET = "kl_0123456789abcdefghijklmnopqrstuvwxyzABCDEF"
