@@ -28,6 +28,7 @@ from keyledger.services.http.ports import (
     KeyDirectory,
     LastUse,
     Limiter,
+    SessionTable,
     UsageSink,
 )
 from keyledger.services.keys.service import KeyService
@@ -76,8 +77,8 @@ class Components(msgspec.Struct, kw_only=True):
     startup_head: int
     callers: CallerRegistry | None = None  # verify credentials (None: only the static token, admin keys or open)
     notary: AuditNotary  # signs export manifests, serves the public key, records each export's chain head
-    usage_counts: HourlyUsage | None = None  # per-key hourly verification counts (the dashboard's charts)
-    dashboard_sessions: DashboardSessionTable | None = None  # None: the dashboard keeps them in memory
+    usage_counts: HourlyUsage  # per-key hourly verification counts (the dashboard's charts)
+    dashboard_sessions: SessionTable  # the dashboard's signed-in sessions (in Postgres: every API process's)
     gauges: ApiGauges | None = None  # samples this process's state for GET /metrics
     replicas: Sized = ()  # the other API replicas this one hears (ReplicaRoll)
 

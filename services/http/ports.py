@@ -1,9 +1,10 @@
 """What the HTTP layer needs from the rest of the process, as protocols.
 
 The real components (live key cache, rate limiter, last-used tracker, usage emitter, audit
-queries, NATS bus) satisfy them as they are; route tests pass in-memory fakes instead. The
-ones handlers receive by dependency injection are ``runtime_checkable``, because Litestar
-checks every injected value against its parameter's annotation.
+queries, hourly usage counts, dashboard sessions, NATS bus) satisfy them as they are; route
+tests pass in-memory fakes instead. The ones handlers receive by dependency injection are
+``runtime_checkable``, because Litestar checks every injected value against its parameter's
+annotation.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 from keyledger.domain.key import KeyState
 from keyledger.domain.usage import UsageEvent
 from keyledger.services.storage.audit_queries import AuditFilter
+from keyledger.services.storage.dashboard_sessions import StoredSession
 from keyledger.services.verify.throttles import RateDecision
 
 
@@ -100,12 +102,37 @@ class AuditPages(Protocol):
         ...
 
 
+@runtime_checkable
 class HourlyUsage(Protocol):
     """Verifications per key, hour and outcome (a projection of usage events)."""
 
     async def hourly(self, key_ids: Sequence[str], since: datetime,
                      until: datetime) -> dict[str, list[tuple[datetime, str, int]]]:
         """``key_id -> [(hour, outcome, count)]`` for the hours in [since, until)."""
+        ...
+
+
+class SessionTable(Protocol):
+    """Where the dashboard's sessions are kept, by the digest of their id."""
+
+    async def insert(self, lookup: bytes, row: StoredSession) -> None:
+        """Add a session."""
+        ...
+
+    async def find(self, lookup: bytes) -> StoredSession | None:
+        """The session with this digest, if any."""
+        ...
+
+    async def touch(self, lookup: bytes, seen_at: datetime) -> None:
+        """Record a request of the session."""
+        ...
+
+    async def delete(self, lookup: bytes) -> None:
+        """Forget one session."""
+        ...
+
+    async def delete_expired(self, seen_before: datetime, created_before: datetime) -> int:
+        """Forget sessions idle since ``seen_before`` or made before ``created_before``; how many."""
         ...
 
 

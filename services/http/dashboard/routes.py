@@ -32,7 +32,9 @@ from keyledger.domain.key import KeyState, fold
 from keyledger.domain.recorded import Metadata
 from keyledger.services.audit.export import export_lines
 from keyledger.services.audit.notary import AuditNotary
+from keyledger.services.http.auth import Gate
 from keyledger.services.http.dashboard.charts import hourly_chart, sparkline
+from keyledger.services.http.dashboard.deps import dependencies, sessions_of
 from keyledger.services.http.dashboard.forms import (
     KeyForm,
     field_of,
@@ -41,15 +43,7 @@ from keyledger.services.http.dashboard.forms import (
     read_key_form,
     with_blank_rows,
 )
-from keyledger.services.http.dashboard.sessions import (
-    COOKIE,
-    MAX_AGE,
-    SIGN_IN_COOKIE,
-    MemorySessionTable,
-    Sessions,
-    SessionTable,
-    tokens_match,
-)
+from keyledger.services.http.dashboard.sessions import COOKIE, MAX_AGE, SIGN_IN_COOKIE, Sessions, tokens_match
 from keyledger.services.http.dashboard.shell import audit_verify_examples, verify_example
 from keyledger.services.http.dashboard.words import (
     OUTCOMES,
@@ -63,9 +57,9 @@ from keyledger.services.http.dashboard.words import (
     scopes_summary,
     status_of,
 )
-from keyledger.services.http.deps import ADMIN, components_of, gate_of
+from keyledger.services.http.deps import ADMIN, gate_of
 from keyledger.services.http.errors import ApiError
-from keyledger.services.http.ports import AuditPages, KeyDirectory, LastUse
+from keyledger.services.http.ports import AuditPages, HourlyUsage, KeyDirectory, LastUse
 from keyledger.services.http.routes.keys import KeyId, visible_key
 from keyledger.services.keys.service import KeyService
 from keyledger.services.storage.audit_export_source import ExportSource
@@ -107,19 +101,11 @@ class SignInRequired(Exception):
         self.why = why
 
 
-def _sessions(connection: ASGIConnection[Any, Any, Any, Any]) -> Sessions:
-    """The app's sessions: in Postgres (shared by every API process), or in the router's memory when the
-    app was given its components (tests)."""
-    components = components_of(connection.app.state)
-    table: SessionTable = components.dashboard_sessions or connection.route_handler.opt["sessions"]
-    return Sessions(table, components.clock)
-
-
 async def signed_in(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """The session's key must still authenticate as an ``admin:apikeys`` key, exactly as an API call's
     (same gate: rate limit, usage event); otherwise the session ends. A live session is a proven
     credential: a failure lockout of its address does not refuse it."""
-    sessions = _sessions(connection)
+    sessions = sessions_of(connection)
     session = await sessions.get(connection.cookies.get(COOKIE))
     if session is None:
         raise SignInRequired()
@@ -155,11 +141,10 @@ def _cookie(request: Request[Any, Any, Any], value: str, name: str = COOKIE,
 
 
 def _page(request: Request[Any, Any, Any], name: str, code: int = 200, /, **context: Any) -> Template:
-    """A page with what every page needs: the signed-in admin, the CSRF token, the time."""
+    """A page with what every page needs: the signed-in admin and the CSRF token."""
     admin: KeyState | None = request.state.get(ADMIN)
-    comps = components_of(request.app.state)
     return Template(template_name=name, status_code=code, context={
-        "admin": admin, "csrf": request.state.get(CSRF, ""), "now": comps.clock(), "base": BASE, **context})
+        "admin": admin, "csrf": request.state.get(CSRF, ""), "base": BASE, **context})
 
 
 def _when(value: datetime | None) -> str:
@@ -196,7 +181,8 @@ async def sign_in_page(request: Request[Any, Any, Any], why: MaybeQ = None) -> T
 
 
 @post("/sign-in", status_code=303)
-async def sign_in(request: Request[Any, Any, Any]) -> Response[Any]:
+async def sign_in(request: Request[Any, Any, Any], gate: NamedDependency[Gate],
+                  sessions: NamedDependency[Sessions]) -> Response[Any]:
     """Check the key as the API would (``admin:apikeys``); on success a new session holds it."""
     form = await request.form()
     if not tokens_match(form.get("csrf_token"), request.cookies.get(SIGN_IN_COOKIE, "")):
@@ -206,12 +192,11 @@ async def sign_in(request: Request[Any, Any, Any]) -> Response[Any]:
     if not key:
         return _sign_in_form(request, 400, error="Enter an API key.")
     try:
-        admin = await gate_of(request).authenticate(request, ("admin:apikeys",), presented=key[:4096])
+        admin = await gate.authenticate(request, ("admin:apikeys",), presented=key[:4096])
     except ApiError as exc:
         error = ("Too many attempts. Wait a minute and try again." if exc.status == 429 else
                  "This key cannot sign in: it must be a valid, active key holding admin:apikeys.")
         return _sign_in_form(request, exc.status, error=error)
-    sessions = _sessions(request)
     await sessions.end(request.cookies.get(COOKIE))  # whatever session this browser had: a new id, always
     session = await sessions.sign_in(key, admin.key_id, admin.start)
     response: Response[Any] = Redirect(f"{BASE}/keys", status_code=303)
@@ -221,10 +206,10 @@ async def sign_in(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 @post("/sign-out", guards=[signed_in], status_code=303)
-async def sign_out(request: Request[Any, Any, Any]) -> Redirect:
+async def sign_out(request: Request[Any, Any, Any], sessions: NamedDependency[Sessions]) -> Redirect:
     """End the session."""
     await _form(request)
-    await _sessions(request).end(request.cookies.get(COOKIE))
+    await sessions.end(request.cookies.get(COOKIE))
     response = Redirect(f"{BASE}/sign-in?why=out", status_code=303)
     response.cookies.append(_cookie(request, "", max_age=0))
     return response
@@ -244,7 +229,8 @@ def _visible_states(cache: KeyDirectory, admin: KeyState) -> list[KeyState]:
 @get("/keys", guards=[signed_in])
 async def keys_list(request: Request[Any, Any, Any], admin: NamedDependency[KeyState],
                     cache: NamedDependency[KeyDirectory], last_used: NamedDependency[LastUse],
-                    now: NamedDependency[datetime], q: Q = "", status: Q = "", org: Q = "", scope_: ScopeQ = "",
+                    usage_counts: NamedDependency[HourlyUsage], now: NamedDependency[datetime], q: Q = "",
+                    status: Q = "", org: Q = "", scope_: ScopeQ = "",
                     page: Annotated[int, QueryParameter()] = 1) -> Template:
     """Settings → API Keys: search, filters, pages; each key with its status and last 24 hours."""
     visible = _visible_states(cache, admin)
@@ -269,7 +255,7 @@ async def keys_list(request: Request[Any, Any, Any], admin: NamedDependency[KeyS
     shown = rows[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]
     ids = [state.key_id for state in shown]
     used = await last_used.lookup(ids)
-    counts = await _hourly(request, ids, now - timedelta(hours=24), now)
+    counts = await _hourly(usage_counts, ids, now - timedelta(hours=24), now)
     items = [{"state": state, "status": status_of(state, now)[0], "soon": status_of(state, now)[1],
               "scopes": scopes_summary(state), "last_used": used.get(state.key_id),
               "spark": sparkline(counts.get(state.key_id, []), now)} for state in shown]
@@ -278,10 +264,9 @@ async def keys_list(request: Request[Any, Any, Any], admin: NamedDependency[KeyS
                  filters={"q": q[:200], "status": status, "org": org, "scope": scope_})
 
 
-async def _hourly(request: Request[Any, Any, Any], ids: list[str], since: datetime,
+async def _hourly(counts: HourlyUsage, ids: list[str], since: datetime,
                   until: datetime) -> dict[str, list[tuple[datetime, str, int]]]:
-    counts = components_of(request.app.state).usage_counts
-    if counts is None or not ids:
+    if not ids:
         return {}
     return await counts.hourly(ids, since - timedelta(hours=1), until + timedelta(hours=1))
 
@@ -340,8 +325,9 @@ def _secret_page(request: Request[Any, Any, Any], state: KeyState, secret: str, 
 async def key_detail(request: Request[Any, Any, Any], key_id: KeyId, admin: NamedDependency[KeyState],
                      cache: NamedDependency[KeyDirectory], keys: NamedDependency[KeyService],
                      last_used: NamedDependency[LastUse], audit: NamedDependency[AuditPages],
-                     now: NamedDependency[datetime], range: RangeQ = "24h", outcome: Q = "",
-                     from_: Q = "", to: Q = "", cursor: MaybeQ = None, as_of: Q = "") -> Template:
+                     usage_counts: NamedDependency[HourlyUsage], now: NamedDependency[datetime],
+                     range: RangeQ = "24h", outcome: Q = "", from_: Q = "", to: Q = "", cursor: MaybeQ = None,
+                     as_of: Q = "") -> Template:
     """Every field, access in words, history, usage (chart and events) and the key as of a past time."""
     visible_key(cache, admin, key_id)
     state, events = await keys.history(key_id)
@@ -349,7 +335,7 @@ async def key_detail(request: Request[Any, Any, Any], key_id: KeyId, admin: Name
     start, end = parse_time(from_, "from", errors), parse_time(to, "to", errors)
     moment = parse_time(as_of, "as_of", errors)
     hours = 24 if range == "24h" else 168
-    counts = await _hourly(request, [key_id], now - timedelta(hours=hours), now)
+    counts = await _hourly(usage_counts, [key_id], now - timedelta(hours=hours), now)
     chart, totals = hourly_chart(counts.get(key_id, []), now, hours)
     where = AuditFilter(key_id=key_id, kind="usage", outcome=outcome if outcome in OUTCOMES else None,
                         start=start, end=end)
@@ -574,14 +560,14 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
 
 
 def dashboard_router() -> Router:
-    """Every dashboard page under ``/dashboard`` (static files under ``/dashboard/static``); sessions in
-    memory of its own serve only when the app's components keep none (tests)."""
+    """Every dashboard page under ``/dashboard`` (static files under ``/dashboard/static``), with the
+    dashboard's own providers beside the app's."""
     static_dir = resources.files("keyledger.services.http.dashboard").joinpath("static")
     static = create_static_files_router(path="/static", directories=[str(static_dir)], name="dashboard-static",
                                         include_in_schema=False)
     handlers = [home, sign_in_page, sign_in, sign_out, keys_list, new_key, create_key, key_detail, edit_page, edit_key,
                 rotate_page, rotate_key, revoke_page, revoke_key, audit_page, audit_export]
-    return Router(path=BASE, route_handlers=[*handlers, static], opt={"sessions": MemorySessionTable()},
+    return Router(path=BASE, route_handlers=[*handlers, static], dependencies=dependencies(),
                   include_in_schema=False, after_request=_headers,
                   exception_handlers={SignInRequired: _to_sign_in, ApiError: _error_page, DomainError: _error_page,
                                       HTTPException: _error_page})

@@ -16,12 +16,12 @@ import os
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Protocol
 
 import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from keyledger.services.http.ports import SessionTable
 from keyledger.services.storage.dashboard_sessions import StoredSession
 
 COOKIE = "keyledger_session"
@@ -30,56 +30,6 @@ IDLE = timedelta(minutes=30)  # a session unused this long ends
 MAX_AGE = timedelta(hours=12)  # and any session ends this long after sign-in
 TOUCH_EVERY = timedelta(minutes=1)  # how stale ``seen_at`` may get before a request writes it again
 _LOOKUP, _WRAP = b"keyledger dashboard session lookup\x00", b"keyledger dashboard session key\x00"
-
-
-class SessionTable(Protocol):
-    """Where sessions are kept, by the digest of their id."""
-
-    async def insert(self, lookup: bytes, row: StoredSession) -> None:
-        """Add a session."""
-        ...
-
-    async def find(self, lookup: bytes) -> StoredSession | None:
-        """The session with this digest, if any."""
-        ...
-
-    async def touch(self, lookup: bytes, seen_at: datetime) -> None:
-        """Record a request of the session."""
-        ...
-
-    async def delete(self, lookup: bytes) -> None:
-        """Forget one session."""
-        ...
-
-    async def delete_expired(self, seen_before: datetime, created_before: datetime) -> int:
-        """Forget sessions idle since ``seen_before`` or made before ``created_before``; how many."""
-        ...
-
-
-class MemorySessionTable:
-    """Sessions in this process's memory (one process; tests and an app given its components)."""
-
-    def __init__(self) -> None:
-        self.rows: dict[bytes, StoredSession] = {}
-
-    async def insert(self, lookup: bytes, row: StoredSession) -> None:
-        self.rows[lookup] = row
-
-    async def find(self, lookup: bytes) -> StoredSession | None:
-        return self.rows.get(lookup)
-
-    async def touch(self, lookup: bytes, seen_at: datetime) -> None:
-        if lookup in self.rows:
-            self.rows[lookup] = msgspec.structs.replace(self.rows[lookup], seen_at=seen_at)
-
-    async def delete(self, lookup: bytes) -> None:
-        self.rows.pop(lookup, None)
-
-    async def delete_expired(self, seen_before: datetime, created_before: datetime) -> int:
-        gone = [k for k, r in self.rows.items() if r.seen_at < seen_before or r.created_at < created_before]
-        for lookup in gone:
-            del self.rows[lookup]
-        return len(gone)
 
 
 class Session(msgspec.Struct, frozen=True, kw_only=True):

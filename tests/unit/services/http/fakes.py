@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from datetime import datetime
 from typing import Any
+
+import msgspec
 
 from keyledger.domain.key import KeyState
 from keyledger.domain.rate import window_start
@@ -19,6 +21,7 @@ from keyledger.services.http.components import Components
 from keyledger.services.keys.service import KeyService
 from keyledger.services.storage.audit_export_source import ExportSource
 from keyledger.services.storage.audit_queries import AuditFilter
+from keyledger.services.storage.dashboard_sessions import StoredSession
 from keyledger.services.storage.memory import InMemoryEventStore
 from keyledger.services.verify.throttles import FailureThrottle, RateDecision, refused
 from keyledger.services.verify.verifier import Verifier
@@ -123,6 +126,40 @@ class Bus:
         self.is_connected = True
 
 
+class NoUsageCounts:
+    """Hourly usage counts with no verification counted yet (the dashboard's charts show empty hours)."""
+
+    async def hourly(self, key_ids: Sequence[str], since: datetime,
+                     until: datetime) -> dict[str, list[tuple[datetime, str, int]]]:
+        return {}
+
+
+class MemorySessionTable:
+    """The dashboard's sessions in this process's memory (``DashboardSessionTable`` keeps them in Postgres)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[bytes, StoredSession] = {}
+
+    async def insert(self, lookup: bytes, row: StoredSession) -> None:
+        self.rows[lookup] = row
+
+    async def find(self, lookup: bytes) -> StoredSession | None:
+        return self.rows.get(lookup)
+
+    async def touch(self, lookup: bytes, seen_at: datetime) -> None:
+        if lookup in self.rows:
+            self.rows[lookup] = msgspec.structs.replace(self.rows[lookup], seen_at=seen_at)
+
+    async def delete(self, lookup: bytes) -> None:
+        self.rows.pop(lookup, None)
+
+    async def delete_expired(self, seen_before: datetime, created_before: datetime) -> int:
+        gone = [k for k, r in self.rows.items() if r.seen_at < seen_before or r.created_at < created_before]
+        for lookup in gone:
+            del self.rows[lookup]
+        return len(gone)
+
+
 def memory_components(clock: SettableClock, settings: Settings = CHEAP) -> Components:
     """Everything the HTTP layer uses, in memory; the key service's writes reach the cache at once."""
     cache, hasher = MemoryKeyCache(), SecretHasher(settings)
@@ -133,4 +170,5 @@ def memory_components(clock: SettableClock, settings: Settings = CHEAP) -> Compo
                                                                                    clock),
         limiter=MemoryLimiter(clock), auth_failures=FailureThrottle(settings.auth_failure_limit, clock=epoch(clock)),
         last_used=MemoryLastUse(), usage=RecordingUsage(), audit=ListAudit(), export=NoRows(), bus=Bus(),
-        startup_head=0, notary=memory_notary())
+        startup_head=0, notary=memory_notary(), usage_counts=NoUsageCounts(),
+        dashboard_sessions=MemorySessionTable())

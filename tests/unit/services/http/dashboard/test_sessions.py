@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 from keyledger.services.http.dashboard.sessions import (
     IDLE,
     MAX_AGE,
-    MemorySessionTable,
     Sessions,
     lookup_of,
     tokens_match,
@@ -14,6 +13,7 @@ from keyledger.services.http.dashboard.sessions import (
     wrap,
 )
 from tests.support.clock import SettableClock
+from tests.unit.services.http.fakes import MemorySessionTable
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ from keyledger.domain.access import AccessEntry
 from keyledger.services.clock import epoch
 from keyledger.services.http.app import create_app
 from keyledger.services.http.components import Components
-from keyledger.services.http.dashboard.sessions import COOKIE, MemorySessionTable
+from keyledger.services.http.dashboard.sessions import COOKIE
 from keyledger.services.verify.throttles import FailureThrottle
 from keyledger.services.verify.verifier import Verifier
 from tests.support.clock import SettableClock
@@ -22,7 +22,8 @@ PEER = "testclient"  # the test client's address
 
 
 def process(shared: Components, clock: SettableClock, hasher: CountingHasher) -> Components:
-    """One API process over ``shared``'s keys and sessions: its own verifier memory and failure counters."""
+    """One API process over ``shared``'s keys and sessions (the table every process reads): its own verifier
+    memory and failure counters."""
     return msgspec.structs.replace(
         shared, verifier=Verifier(shared.cache, hasher, shared.settings.token_prefix, clock),
         auth_failures=FailureThrottle(shared.settings.auth_failure_limit, clock=epoch(clock)))
@@ -30,7 +31,6 @@ def process(shared: Components, clock: SettableClock, hasher: CountingHasher) ->
 
 async def test_a_session_is_served_while_its_address_is_locked_out(clock: SettableClock) -> None:
     shared = memory_components(clock)
-    shared.dashboard_sessions = MemorySessionTable()  # type: ignore[assignment]  # the table every process reads
     admin = (await shared.keys.create("admin", access=(AccessEntry(resource="global", scopes=("admin:apikeys",)),))
              ).token
     hasher = CountingHasher()
