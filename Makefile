@@ -65,9 +65,11 @@ typecheck: $(STAMP)
 	$(BIN)/python -m mypy
 	$(BIN)/python -m mypy --strict $(CLIENT)/keyledger_client $(CLIENT)/tests examples
 
-# The whole suite: lint, types, then every layer. PYTEST_ARGS passes options, e.g. PYTEST_ARGS=-x.
+# The whole suite: lint, import contracts (.importlinter), types, then every layer. PYTEST_ARGS passes options,
+# e.g. PYTEST_ARGS=-x.
 test: $(STAMP) system-packages browser $(NODE_STAMP)
 	$(BIN)/python -m ruff check domain projections services tests bench clients examples
+	PYTHONPATH=$(VENV)/mypy-path $(BIN)/lint-imports --no-logo --cache-dir $(VENV)/import-linter-cache
 	$(BIN)/python -m mypy
 	$(BIN)/python -m mypy --strict $(CLIENT)/keyledger_client $(CLIENT)/tests examples
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

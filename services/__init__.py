@@ -1,26 +1,31 @@
 """Everything with I/O, one boundary per subpackage (``domain`` and ``projections`` stay pure).
 
-==============  ===========================================================  ==============================
-subpackage      owns                                                         may import (besides stdlib, msgspec)
-==============  ===========================================================  ==============================
-``storage``     the only psycopg importer: pool (``Database``), error         domain, projections, config,
-                mapping (``StorageError``), migrations, event store, read-   clock
-                model tables, usage table, audit queries, rate windows
-``messaging``   the only nats importer: ``Bus``, streams, consumers, the     domain, config, storage
-                live feed, usage publishing, the relay
-``keys``        command handlers, secret hashing, bootstrap, key views       domain, projections, storage,
-                                                                             config, clock
-``cache``       projector, live in-memory cache, replay                      domain, projections, storage,
-                                                                             messaging
-``verify``      verifier, rate limiter, failure throttles, last-used         domain, storage, keys, config
-``audit``       usage emitter, audit sink, signed export, verification       domain, storage, messaging
-``http``        Litestar app, DI providers, auth guard, errors, schemas,     everything above (not cli)
-                routes, the components an API process runs
-``cli``         the ``keyledger`` command                                    everything above
-``devstack``    embedded Postgres + NATS for development and tests           stdlib only
-==============  ===========================================================  ==============================
+The layers below are the import contract in ``.importlinter`` (checked by ``lint-imports`` in ``make test``).
+A package may import ``domain``, ``projections`` and any package of a lower layer; packages of one layer
+(``|``) do not import each other, except in the kernel and the composition layer (``:``); no package
+cycles, nor module cycles inside a package. Only ``storage`` imports psycopg, only ``messaging`` nats, only
+``hashing`` argon2, only ``observe`` prometheus_client; ``devstack`` imports nothing of keyledger.
 
-``config`` (settings), ``clock`` (time as an input) and ``runtime`` (wiring shared by every
-process) sit at the top. tests/unit/test_layout.py enforces the psycopg/nats rule and that
-there are no import cycles.
+===============  =====================================================================================
+layer            packages and what they own
+===============  =====================================================================================
+entry points     ``cli``: the ``keyledger`` command |
+                 ``http``: the Litestar app, DI providers, the auth gate, errors, schemas, ``routes/``
+                 and ``dashboard/`` (the /dashboard pages; the app mounts them, the API's routes
+                 never import them) |
+                 ``inprocess``: the verify path inside another Python service
+composition      ``bootstrap`` : ``runtime``: what every process kind is built from (store, hasher,
+                 key service, the embedded stack when nothing is configured)
+application      ``keys``: command handlers, the bootstrap admin key, verify credentials, key views |
+                 ``verify``: verifier, verify callers, rate limiter, throttles, last-used |
+                 ``cache``: the relay (store → JetStream), projector, live cache, replica roll, replay |
+                 ``audit``: usage emitter, audit sink, signed export and its verification
+adapters         ``storage``: Postgres (pool, migrations, event store and its in-memory fake, tables) |
+                 ``messaging``: NATS JetStream (``Bus``, streams, consumers, publishers, the live feed) |
+                 ``devstack``: embedded Postgres + NATS for development and tests |
+                 ``hashing``: argon2id for key secrets, SHA-256 for verify credentials
+observe          Prometheus metrics, structured logs, the API's sampled gauges
+kernel           ``config`` : ``clock`` : ``periodic`` : ``signals`` : ``parent``: settings, time as an
+                 input, the periodic loop, signals noted without locks, ending with the parent process
+===============  =====================================================================================
 """

@@ -1,3 +1,4 @@
 """The ``keyledger`` command (``python -m keyledger.services.cli``): keys, workers, replay, audit,
-serve and the dev stack. May import everything in services.
+serve and the dev stack. May import every package of services but the other entry points (http,
+inprocess).
 """

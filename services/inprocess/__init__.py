@@ -1,5 +1,5 @@
 """keyledger's verify path inside another Python service: no network hop (``InProcessVerifier``).
 
-May import: domain, projections, services.storage, services.messaging, services.cache, services.verify,
-services.audit, services.keys, services.http (the verify answer and its helpers), config, clock.
+May import every package of services but the other entry points (cli, http); its last imports of http
+(the verify answer and its helpers) go once it adapts the one verify flow (``.importlinter`` lists them).
 """

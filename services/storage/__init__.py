@@ -6,5 +6,5 @@ replay's page source and table swap, the usage table and its partitions, audit q
 export's rows, the audit signing keys and export anchors, rate windows, last-used times, advisory
 locks and NOTIFY. Public classes take a ``Database`` and speak domain types only;
 ``Database._connection`` is for this package alone.
-May import: domain, projections, services.config, services.clock.
+May import: domain, projections, observe and the kernel; no other adapter.
 """
