@@ -4,8 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_STAMP := clients/typescript/node_modules/.installed
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs
 
-.PHONY: install system-packages bench-packages browser run test test-unit test-integration test-e2e typecheck bench chaos stack-up stack-down clean
+.PHONY: install system-packages bench-packages browser run test test-unit test-integration test-e2e typecheck docs bench chaos stack-up stack-down clean
 
 CLIENT := clients/python
 
@@ -65,14 +66,21 @@ typecheck: $(STAMP)
 	$(BIN)/python -m mypy
 	$(BIN)/python -m mypy --strict $(CLIENT)/keyledger_client $(CLIENT)/tests examples
 
-# The whole suite: lint, import contracts (.importlinter), types, then every layer. PYTEST_ARGS passes options,
-# e.g. PYTEST_ARGS=-x.
+# The whole suite: lint, import contracts (.importlinter), types, the docs site, then every layer. PYTEST_ARGS
+# passes options, e.g. PYTEST_ARGS=-x.
 test: $(STAMP) system-packages browser $(NODE_STAMP)
 	$(BIN)/python -m ruff check domain projections services tests bench clients examples
 	PYTHONPATH=$(VENV)/mypy-path $(BIN)/lint-imports --no-logo --cache-dir $(VENV)/import-linter-cache
 	$(BIN)/python -m mypy
 	$(BIN)/python -m mypy --strict $(CLIENT)/keyledger_client $(CLIENT)/tests examples
+	$(MKDOCS) build --strict --quiet
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The documentation site (mkdocs.yml, pages in docs/) into site/. --strict: a link to a page or heading that
+# does not exist, or a page missing from the navigation, fails the build (make test runs it too). Offline:
+# no plugin fetches anything at build time. '$(BIN)/mkdocs serve' shows the site while you edit.
+docs: $(STAMP)
+	$(MKDOCS) build --strict
 
 # One layer each (tests/unit, tests/integration, tests/e2e); only the last two start Postgres and NATS.
 test-unit: $(STAMP)
@@ -109,4 +117,4 @@ stack-down: $(STAMP)
 
 clean:
 	-test -x $(BIN)/keyledger && $(BIN)/keyledger stack down
-	rm -rf $(VENV) .keyledger .pytest_cache .mypy_cache .hypothesis *.egg-info clients/typescript/node_modules
+	rm -rf $(VENV) .keyledger site .pytest_cache .mypy_cache .hypothesis *.egg-info clients/typescript/node_modules

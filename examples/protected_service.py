@@ -1,4 +1,4 @@
-"""A service whose endpoint only valid keyledger keys reach (the README's "Python client and middleware").
+"""A service whose endpoint only valid keyledger keys reach (docs/python-client.md, "Python client and middleware").
 
     pip install ./clients/python litestar granian
     KEYLEDGER_URL=http://127.0.0.1:8080 KEYLEDGER_VERIFY_CREDENTIAL=klvc_... \

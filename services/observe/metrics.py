@@ -1,7 +1,7 @@
 """Prometheus metrics of every process kind, and how each process exposes them.
 
 All metric objects live here (the only module that imports ``prometheus_client``), so their names are
-in one place (README "Operating keyledger" lists them). Recording is cheap on purpose: the verify hot
+in one place (docs/operations.md, "Metrics", lists them). Recording is cheap on purpose: the verify hot
 path does one counter increment and one histogram observation, through children resolved once
 (no ``labels()`` lookup per request).
 

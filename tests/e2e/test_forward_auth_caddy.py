@@ -1,4 +1,4 @@
-"""A real Caddy (``forward_auth``, the README's site) in front of an upstream, using ``/v1/forward-auth``."""
+"""A real Caddy (``forward_auth``, the documented site) in front of an upstream, using ``/v1/forward-auth``."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """An end client cannot write the request line or the address that forward-auth records.
 
-Through a real gateway running the README's configuration, a client sends its own ``X-Forwarded-*``,
-``X-Original-*``, ``X-Real-IP`` and ``Forwarded`` headers naming a harmless page, another method and
-another address; the audit trail records the path, method and address the gateway itself saw.
+Through a real gateway running the documented configuration (docs/verify.md), a client sends its own
+``X-Forwarded-*``, ``X-Original-*``, ``X-Real-IP`` and ``Forwarded`` headers naming a harmless page, another
+method and another address; the audit trail records the path, method and address the gateway itself saw.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def upstream() -> Iterator[EchoUpstream]:
 @pytest.fixture(params=["nginx", "caddy"])
 def gateway(request: pytest.FixtureRequest, closed_api: ApiServer, upstream: EchoUpstream,
             tmp_path: Path) -> Iterator[Gateway]:
-    """nginx or Caddy (Debian's), with the README's configuration."""
+    """nginx or Caddy (Debian's), with the documented configuration."""
     credential = closed_api.verify_credential
     assert credential is not None, closed_api.log()
     folder = tmp_path / request.param

@@ -1,7 +1,7 @@
 """A real nginx or Caddy in front of a tiny upstream, using keyledger's ``/v1/forward-auth`` (e2e tests).
 
 Each runs from its Debian package (``make install`` installs them as root), on a free port, with the
-configuration the README documents (read from README.md, with this test's addresses and credential filled
+configuration the docs show (read from docs/verify.md, with this test's addresses and credential filled
 in), and its temporary folders, state and logs in a folder of the test's own. The upstream echoes the
 headers it was given and counts its requests, so a test can tell whether a refused request ever reached it.
 """
@@ -76,16 +76,18 @@ class EchoUpstream:
         self._server.server_close()
 
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+GATEWAYS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "verify.md"
+"""The docs page whose section "Gateways: forward-auth" holds the gateway configurations."""
 
 
-def readme_block(language: str, marker: str) -> str:
-    """The README's fenced ``language`` block holding ``marker``: a documented gateway configuration, which
-    the tests run as it is written."""
-    blocks = re.findall(rf"^```{language}\n(.*?)^```$", README.read_text(), flags=re.MULTILINE | re.DOTALL)
+def documented_block(language: str, marker: str) -> str:
+    """The fenced ``language`` block of :data:`GATEWAYS_PAGE` holding ``marker``: a documented gateway
+    configuration, which the tests run as it is written."""
+    text = GATEWAYS_PAGE.read_text()
+    blocks = re.findall(rf"^```{language}\n(.*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
     found: list[str] = [block for block in blocks if marker in block]
     if len(found) != 1:
-        raise AssertionError(f"README.md has {len(found)} ```{language} blocks holding {marker!r}, not one")
+        raise AssertionError(f"docs/verify.md has {len(found)} ```{language} blocks holding {marker!r}, not one")
     return found[0]
 
 
@@ -99,15 +101,15 @@ def fill(block: str, values: dict[str, str]) -> str:
 
 
 def nginx_locations(keyledger_port: int, upstream_port: int, credential: str) -> str:
-    """The README's nginx locations, pointed at this test's keyledger and upstream, with its credential."""
-    return fill(readme_block("nginx", "location = /_keyledger"), {
+    """The documented nginx locations, pointed at this test's keyledger and upstream, with its credential."""
+    return fill(documented_block("nginx", "location = /_keyledger"), {
         "http://my-service;": f"http://127.0.0.1:{upstream_port};",
         "http://keyledger:8080/": f"http://127.0.0.1:{keyledger_port}/",
         '"klvc_..."': f'"{credential}"'})
 
 
 NGINX_CONF = """\
-# around the README's locations (section "Gateways: forward-auth"); paths are the test's own
+# around the documented locations (docs/verify.md, "Gateways: forward-auth"); paths are the test's own
 pid {dir}/nginx.pid;
 error_log {dir}/error.log info;
 events {{ worker_connections 64; }}
@@ -130,9 +132,9 @@ http {{
 
 
 def caddy_site(port: int, keyledger_port: int, upstream_port: int, credential: str) -> str:
-    """The README's Caddyfile site, on this test's port (plain HTTP), pointed at this test's keyledger and
+    """The documented Caddyfile site, on this test's port (plain HTTP), pointed at this test's keyledger and
     upstream, with its credential."""
-    return fill(readme_block("caddyfile", "forward_auth"), {
+    return fill(documented_block("caddyfile", "forward_auth"), {
         "api.example.com {": f"http://127.0.0.1:{port} {{",
         "forward_auth keyledger:8080 {": f"forward_auth 127.0.0.1:{keyledger_port} {{",
         "reverse_proxy my-service:8000": f"reverse_proxy 127.0.0.1:{upstream_port}",
@@ -141,7 +143,7 @@ def caddy_site(port: int, keyledger_port: int, upstream_port: int, credential: s
 
 CADDY_GLOBALS = """\
 # the test's own global options: no admin endpoint, no HTTPS (so no certificate or ACME traffic), state in
-# the test's folder; then the README's site (section "Gateways: forward-auth")
+# the test's folder; then the documented site (docs/verify.md, "Gateways: forward-auth")
 {{
     admin off
     auto_https off
@@ -192,7 +194,7 @@ class Gateway:
 
 
 class Nginx(Gateway):
-    """nginx (one process, in the foreground) with the README's locations in :data:`NGINX_CONF`."""
+    """nginx (one process, in the foreground) with the documented locations in :data:`NGINX_CONF`."""
 
     name = "nginx"
 
@@ -208,7 +210,7 @@ class Nginx(Gateway):
 
 
 class Caddy(Gateway):
-    """Caddy (``caddy run``) with :data:`CADDY_GLOBALS` and the README's site; its home, data and config
+    """Caddy (``caddy run``) with :data:`CADDY_GLOBALS` and the documented site; its home, data and config
     folders are the test's own."""
 
     name = "caddy"
