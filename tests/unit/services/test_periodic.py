@@ -16,7 +16,7 @@ class Outage(Exception):
 
 
 async def test_a_named_failure_is_logged_and_retried(caplog: pytest.LogCaptureFixture) -> None:
-    stop, calls = asyncio.Event(), []
+    stop, calls = asyncio.Event(), list[int]()
 
     async def action() -> None:
         calls.append(len(calls))
