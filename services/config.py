@@ -95,8 +95,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     key_failure_limit: int = 10
     argon2_max_pending: int = 16
     audit_signing_key: Hidden | None = None  # base64 Ed25519 private key; None: the one kept in Postgres
-    metrics_port: int | None = None  # relay's metrics port, projector +1, audit sink +2 (None: free ports, printed)
-    log_format: str = "json"  # KEYLEDGER_LOG_FORMAT: "json" (one object per line) or "text" (for a terminal)
+    metrics_port: int | None = None  # relay's metrics port, projector +1, audit sink +2 (None: free ports, logged)
+    # KEYLEDGER_LOG_FORMAT: "auto" (human lines when stderr is a terminal, else JSON), "json" (one object per
+    # line) or "text" (human lines)
+    log_format: str = "auto"
     # KEYLEDGER_TRUSTED_PROXIES: networks (CIDRs) of the reverse proxies whose X-Forwarded-For/Forwarded name
     # the client; none: a request's address is its socket peer
     trusted_proxies: tuple[str, ...] = ()
@@ -126,7 +128,7 @@ _INTS = {
     "sink_linger_ms": ("KEYLEDGER_SINK_LINGER_MS", 0, 10_000),
     "body_timeout": ("KEYLEDGER_BODY_TIMEOUT", 1, 3_600),
 }
-LOG_FORMATS = ("json", "text")
+LOG_FORMATS = ("auto", "json", "text")
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -149,11 +151,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "usage_durable": env.get("KEYLEDGER_USAGE_DURABLE", "").lower() in ("1", "true", "yes"),
         "host": env.get("HOST") or "127.0.0.1",
         "spool_dir": env.get("KEYLEDGER_SPOOL_DIR") or None,
-        "log_format": (env.get("KEYLEDGER_LOG_FORMAT") or "json").strip().lower(),
+        "log_format": (env.get("KEYLEDGER_LOG_FORMAT") or "auto").strip().lower(),
     }
     values["trusted_proxies"] = trusted_proxies(env.get("KEYLEDGER_TRUSTED_PROXIES") or "")
     if values["log_format"] not in LOG_FORMATS:
-        raise SettingsError("KEYLEDGER_LOG_FORMAT must be json or text")
+        raise SettingsError("KEYLEDGER_LOG_FORMAT must be auto, json or text")
     if signing_key := (env.get("KEYLEDGER_AUDIT_SIGNING_KEY") or "").strip():
         try:
             seed = base64.b64decode(signing_key, validate=True)

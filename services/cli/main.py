@@ -147,12 +147,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``keyledger`` console script; returns the exit code."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    logged = False  # once a long-running command set up its log lines, an error ending it is one of them
     try:
         if args.group == "stack":
             return _stack(args)
         settings = load_settings()
         if args.group in _LONG_RUNNING:  # structured lines (KEYLEDGER_LOG_FORMAT); one-shot commands keep plain ones
             configure_logging(_LONG_RUNNING[args.group], settings.log_format, token_prefix=settings.token_prefix)
+            logged = True
         if args.group == "keys":
             asyncio.run(cli_keys.run(args, settings))
         elif args.group == "serve":
@@ -183,18 +185,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(cli_workers.run_workers(args, settings))
         return 0
     except DomainError as exc:
-        return _fail(str(exc))
+        return _fail(str(exc), logged=logged)
     except (SettingsError, StackError) as exc:
-        return _fail(str(exc))
+        return _fail(str(exc), logged=logged)
     except StorageError as exc:
-        return _fail(f"database unavailable: {exc}")
+        return _fail(f"database unavailable: {exc}", logged=logged)
     except ReplayFailed as exc:
-        return _fail(f"replay failed, nothing swapped in: {exc}")
+        return _fail(f"replay failed, nothing swapped in: {exc}", logged=logged)
     except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+        return _fail("interrupted", 130, logged=logged)
 
 
-def _fail(message: str, code: int = 1) -> int:
-    sys.stderr.write(f"keyledger: error: {message}\n")
+def _fail(message: str, code: int = 1, logged: bool = False) -> int:
+    """Say why the command ends (``logged``: as an error log line, in the process's log format) and return
+    ``code``."""
+    if logged:
+        logging.getLogger("keyledger.cli").error(message)
+    else:
+        sys.stderr.write(f"keyledger: error: {message}\n")
     return code
 

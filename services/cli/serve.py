@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import os
 import shutil
@@ -23,10 +24,16 @@ from keyledger.services.signals import SignalPipe
 if TYPE_CHECKING:
     from keyledger.services.cli.granian_server import KeyledgerGranian
 
+log = logging.getLogger("keyledger.serve")
+
 WORKER_STOP_SECONDS = 5  # an API worker still running this long after SIGTERM is killed (granian's kill timeout)
 # a request's headers must arrive within this long, and an idle keep-alive connection is closed after it (hyper's
 # HTTP/1 header read timeout, granian's default 30 s); the body has KEYLEDGER_BODY_TIMEOUT (services.http.body_deadline)
 HEADER_TIMEOUT_MS = 10_000
+# granian's own lines (listening, workers spawned and stopped) go to this process's log handler, in its format
+# (services.observe.logs), rather than to stdout in granian's: a terminal shows one kind of line, a pipe only JSON
+GRANIAN_LOGGING = {"version": 1, "disable_existing_loggers": False,
+                   "loggers": {"_granian": {"propagate": True}, "granian.access": {"propagate": True}}}
 
 
 async def prepare(settings: Settings, bootstrap_keys: bool = True) -> Endpoints:
@@ -77,13 +84,13 @@ def serve(settings: Settings, workers: bool = True, processes: int = 1) -> None:
         # inherit this process's in-memory metrics)
         prepare_multiprocess(metrics_dir)
         multiprocessing.set_start_method("spawn", force=True)
-    print(f"keyledger API on http://{settings.host}:{settings.port} (dashboard at /dashboard, OpenAPI at "
-          f"/schema), {processes} worker "
-          f"process{'es' if processes > 1 else ''}; Ctrl-C stops", flush=True)
+    log.info("keyledger API on http://%s:%d (dashboard at /dashboard, OpenAPI at /schema), %d worker process%s; "
+             "Ctrl-C stops", settings.host, settings.port, processes, "es" if processes > 1 else "")
     server = KeyledgerGranian("keyledger.services.http.app:app_from_env", factory=True, address=settings.host,
                               port=settings.port, interface=Interfaces.ASGI, workers=processes, log_access=False,
                               http1_settings=HTTP1Settings(header_read_timeout=HEADER_TIMEOUT_MS),
-                              workers_kill_timeout=WORKER_STOP_SECONDS, signals=signals)
+                              workers_kill_timeout=WORKER_STOP_SECONDS, log_dictconfig=GRANIAN_LOGGING,
+                              signals=signals)
     threading.Thread(target=_act_on_signals, args=(signals, server, supervisor), name="keyledger-signals",
                      daemon=True).start()
     try:

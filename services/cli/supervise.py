@@ -132,7 +132,7 @@ def run_supervised(roles: Sequence[str] = ROLES) -> int:
     a pipe this thread reads: :mod:`keyledger.services.signals`)."""
     signals = SignalPipe().install()
     supervisor = Supervisor(roles).start()
-    print(f"keyledger {' + '.join(roles)} running as processes {supervisor.pids()}; Ctrl-C stops", flush=True)
+    log.info("keyledger %s running as processes %s; Ctrl-C stops", " + ".join(roles), supervisor.pids())
     try:
         while not signals.wait():
             pass

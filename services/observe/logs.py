@@ -1,9 +1,11 @@
-"""Structured logs: one JSON object per line (``KEYLEDGER_LOG_FORMAT=text``: plain lines for a terminal).
+"""Logs on stderr: human-readable lines when stderr is a terminal, one JSON object per line otherwise (a
+file, a pipe, a log collector); ``KEYLEDGER_LOG_FORMAT=json`` or ``text`` chooses one whatever stderr is.
 
-Every line carries ``time`` (UTC), ``level``, ``process`` (api, relay, projector, audit-sink, cli...),
+Every JSON line carries ``time`` (UTC), ``level``, ``process`` (api, relay, projector, audit-sink, cli...),
 ``pid``, ``logger`` and ``event`` (the message); a line written while a request is handled also carries
 its ``request_id`` and, once a handler named the key it works on, ``key_id`` and ``start`` (the public
 start of a token, never its secret). Extra fields given with ``extra={...}`` are added as they are.
+A human line: ``HH:MM:SS level process[request id]: event key=value...`` (local time).
 
 No secret reaches a line: besides the code never logging one, every field of every line passes the
 redaction the usage events pass (:func:`keyledger.domain.redaction.redact`, under the deployment's token
@@ -21,7 +23,7 @@ import sys
 import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from keyledger.domain.redaction import DEFAULT_REDACTION, Redaction, redact, redaction_for
 from keyledger.domain.token import DEFAULT_PREFIX
@@ -100,12 +102,25 @@ class TextFormatter(logging.Formatter):
         return redacted(text, self._redaction)
 
 
-def configure(process: str, fmt: str = "json", level: int = logging.INFO, token_prefix: str = DEFAULT_PREFIX) -> None:
-    """Send every log record of this process to stderr, formatted as ``fmt`` (json or text), tokens under
-    ``token_prefix`` (and ``kl``, ``klvc``) redacted. Library loggers stay at WARNING; keyledger's own at
-    ``level``."""
-    handler = logging.StreamHandler(sys.stderr)
-    formatter = TextFormatter if fmt == "text" else JsonFormatter
+def chosen_format(fmt: str, stream: TextIO) -> str:
+    """The format of the lines written to ``stream``: ``fmt`` when it is ``json`` or ``text``; for ``auto``,
+    ``text`` when ``stream`` is a terminal (a person reads it) and ``json`` otherwise."""
+    if fmt != "auto":
+        return fmt
+    try:
+        return "text" if stream.isatty() else "json"
+    except (AttributeError, ValueError):  # no file behind it, or closed: nobody at a terminal
+        return "json"
+
+
+def configure(process: str, fmt: str = "auto", level: int = logging.INFO, token_prefix: str = DEFAULT_PREFIX,
+              stream: TextIO | None = None) -> None:
+    """Send every log record of this process (and Python's warnings) to ``stream`` (default stderr), formatted
+    as ``fmt`` (``auto``: see :func:`chosen_format`), tokens under ``token_prefix`` (and ``kl``, ``klvc``)
+    redacted. Library loggers stay at WARNING; keyledger's own at ``level``."""
+    stream = sys.stderr if stream is None else stream
+    handler = logging.StreamHandler(stream)
+    formatter = TextFormatter if chosen_format(fmt, stream) == "text" else JsonFormatter
     handler.setFormatter(formatter(process, token_prefix))
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -113,3 +128,4 @@ def configure(process: str, fmt: str = "json", level: int = logging.INFO, token_
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     logging.getLogger("keyledger").setLevel(level)
+    logging.captureWarnings(True)  # a warning is a line in the same format, not a plain one in between

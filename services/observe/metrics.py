@@ -129,14 +129,13 @@ def serve_worker_metrics(role: str, base_port: int | None, host: str = "127.0.0.
     """Serve this worker process's metrics over HTTP at ``/metrics``; returns the port.
 
     ``base_port`` (``KEYLEDGER_METRICS_PORT``): relay on it, projector on +1, audit sink on +2; None: a
-    free port chosen by the system, printed at start.
+    free port chosen by the system, logged at start.
     """
     offset = {"relay": 0, "projector": 1, "audit-sink": 2}.get(role, 0)
     port = 0 if base_port is None else base_port + offset
     server, _ = start_http_server(port, addr=host, registry=_own_registry())
     chosen = int(server.server_address[1])
     log.info("metrics of %s on http://%s:%d/metrics", role, host, chosen)
-    print(f"keyledger {role} metrics on http://{host}:{chosen}/metrics", flush=True)
     return chosen
 
 

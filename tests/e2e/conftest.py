@@ -19,6 +19,7 @@ from tests.support.api import create
 from tests.support.clock import ReferenceClock
 from tests.support.pipeline import isolated_settings
 from tests.support.server import ApiServer, StartServer
+from tests.support.stderr import Stderr
 
 
 @pytest.fixture
@@ -32,14 +33,15 @@ def start_server(database_url: str, nats_url: str, endpoints: Endpoints, tmp_pat
                  clock: ReferenceClock) -> Iterator[StartServer]:
     """Start an API process on this test's database and clock and wait until it is ready; all are
     stopped after the test. Keywords: ``settings`` (default: streams of its own), ``workers``,
-    ``extra_env``, ``ahead`` (a clock that much ahead of the test's), ``processes`` (API workers)."""
+    ``extra_env``, ``ahead`` (a clock that much ahead of the test's), ``processes`` (API workers), ``stderr``
+    (where its stderr goes, apart from its stdout)."""
     started: list[ApiServer] = []
 
     def start(settings: Settings | None = None, workers: bool = True, extra_env: dict[str, str] | None = None,
-              ahead: timedelta = timedelta(0), processes: int = 1) -> ApiServer:
+              ahead: timedelta = timedelta(0), processes: int = 1, stderr: Stderr | None = None) -> ApiServer:
         server = ApiServer(database_url, nats_url, settings or isolated_settings(), tmp_path, workers=workers,
                            extra_env={**endpoints.environment(), **(extra_env or {})}, clock=clock, ahead=ahead,
-                           processes=processes)
+                           processes=processes, stderr=stderr)
         started.append(server)
         return server.wait_ready()
 

@@ -31,5 +31,5 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 def worker_metrics_urls(log: str) -> dict[str, str]:
-    """The metrics URL each worker process printed (the latest one of each role)."""
-    return dict(re.findall(r"keyledger (relay|projector|audit-sink) metrics on (http://\S+/metrics)", log))
+    """The metrics URL each worker process logged (the latest one of each role), from JSON or human lines."""
+    return dict(re.findall(r"metrics of (relay|projector|audit-sink) on (http://[^\s\"]+/metrics)", log))

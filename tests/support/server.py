@@ -18,6 +18,7 @@ import httpx
 from keyledger.services.config import Settings
 from tests.support.clock import ReferenceClock
 from tests.support.env import clean_env
+from tests.support.stderr import Stderr
 from tests.support.wait import until_sync
 
 CHEAP_ARGON2 = {"KEYLEDGER_ARGON2_TIME_COST": "1", "KEYLEDGER_ARGON2_MEMORY_KIB": "1024"}
@@ -51,14 +52,17 @@ class ApiServer:
     streams and cheap argon2 of the test, a data folder of its own (its spool), the clock of
     ``clock`` (plus ``ahead``) when given, and ``extra_env`` last. If its port is taken between
     choosing it and binding it (other test sessions run beside this one), it starts again on another.
+    Its stdout and stderr go to one log file, or its stderr to ``stderr`` (a pipe or a terminal) when given.
     """
 
     def __init__(self, database_url: str, nats_url: str, settings: Settings, log_dir: Path,
                  workers: bool = True, extra_env: dict[str, str] | None = None,
-                 clock: ReferenceClock | None = None, ahead: timedelta = timedelta(0), processes: int = 1) -> None:
+                 clock: ReferenceClock | None = None, ahead: timedelta = timedelta(0), processes: int = 1,
+                 stderr: Stderr | None = None) -> None:
         self.database_url, self.nats_url, self.settings, self.log_dir = database_url, nats_url, settings, log_dir
         self.workers, self.extra_env, self.clock, self.ahead = workers, extra_env or {}, clock, ahead
         self.processes = processes  # API worker processes (`serve --workers N`)
+        self.stderr = stderr
         self.log_path = log_dir / f"api-{next(_numbers)}.log"
         self._log = self.log_path.open("w")
         self.ready_after: float | None = None
@@ -76,12 +80,13 @@ class ApiServer:
         self._log.write(f"--- launch {self.launches} on port {self.port}\n")
         self._log.flush()
         self._log_offset = self._log.tell()
+        self._stderr_offset = len(self.stderr.lines()) if self.stderr is not None else 0
         env = {**self.environment(), "PORT": str(self.port),
                "KEYLEDGER_DATA_DIR": str(self.log_dir / f"api-{self.port}")}
         args = [sys.executable, "-m", "keyledger.services.cli", "serve", "--workers", str(self.processes),
                 *([] if self.workers else ["--no-workers"])]
-        self.process = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(args, env=env, stdout=self._log, stdin=subprocess.DEVNULL,
+                                        stderr=subprocess.STDOUT if self.stderr is None else self.stderr.child_end)
 
     def environment(self) -> dict[str, str]:
         """What this server runs with but its port and data folder: also what a CLI command beside it needs."""
@@ -116,7 +121,10 @@ class ApiServer:
     def _ready(self) -> bool:
         if self.process.poll() is not None:
             self._log.flush()
-            lost_port = PORT_TAKEN in self.log_path.read_bytes()[self._log_offset:].decode(errors="replace")
+            printed = self.log_path.read_bytes()[self._log_offset:].decode(errors="replace")
+            if self.stderr is not None:
+                printed += "\n".join(self.stderr.lines()[self._stderr_offset:])
+            lost_port = PORT_TAKEN in printed
             if lost_port and self.launches < MAX_LAUNCHES:
                 self._launch()
                 return False
@@ -127,15 +135,19 @@ class ApiServer:
             return False
 
     def log(self) -> str:
-        """Everything the process printed so far (all of it once stopped)."""
+        """Everything the process printed so far (all of it once stopped); its own ``stderr``, when it has
+        one, after the rest."""
         if not self._log.closed:
             self._log.flush()
-        return self.log_path.read_text(errors="replace")
+        printed = self.log_path.read_text(errors="replace")
+        return printed if self.stderr is None else f"{printed}\n--- stderr\n{self.stderr.text()}"
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it does not stop. Stopping twice is harmless."""
         stop_process(self.process, grace=15)
         self._log.close()
+        if self.stderr is not None:
+            self.stderr.close()
 
 
 StartServer = Callable[..., ApiServer]
