@@ -50,7 +50,7 @@ import io
 import operator
 import re
 from binascii import hexlify
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from itertools import chain, count, islice, repeat, starmap
 from typing import Any
@@ -176,18 +176,15 @@ class _Chain:
         return pieces, digests
 
     def manifest(self, start: datetime | None, end: datetime | None, generated_at: datetime,
-                 key: SigningKey | None) -> dict[str, Any]:
+                 key: SigningKey) -> dict[str, Any]:
         """The closing manifest, with its own digest chained from the last record's, signed by ``key``."""
         last = hexlify(self.prev).decode() if self.count else None
         manifest: dict[str, Any] = {
             "format": FORMAT, "count": self.count, "from": _iso(start), "to": _iso(end),
             "first_digest": self.first.decode() if self.first else None, "last_digest": last,
-            "generated_at": _iso(generated_at)}
-        if key is not None:
-            manifest["key_id"] = key.key_id
+            "generated_at": _iso(generated_at), "key_id": key.key_id}
         manifest["digest"] = manifest_digest(manifest)
-        if key is not None:
-            manifest["signature"] = key.sign(manifest)
+        manifest["signature"] = key.sign(manifest)
         return manifest
 
 
@@ -263,7 +260,7 @@ def csv_row(record: ExportRecord, prev: str, digest: str) -> str:
 class _Writer:
     """Turns batches of records into the bytes of one format, chaining them as it goes."""
 
-    def __init__(self, fmt: str, key: SigningKey | None) -> None:
+    def __init__(self, fmt: str, key: SigningKey) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
         self.fmt, self.key, self.chain = fmt, key, _Chain()
@@ -282,7 +279,7 @@ class _Writer:
         return "".join([csv_row(record, hexes[i], hexes[i + 1]) for i, record in enumerate(records)]).encode()
 
     def manifest(self, start: datetime | None, end: datetime | None, generated_at: datetime) -> dict[str, Any]:
-        """The closing manifest (signed when the writer has a key)."""
+        """The closing manifest, signed with the writer's key."""
         return self.chain.manifest(start, end, generated_at, self.key)
 
     def manifest_line(self, manifest: Mapping[str, Any]) -> bytes:
@@ -323,22 +320,3 @@ def export_lines(source: ExportSource, fmt: str, start: datetime | None = None, 
         yield writer.manifest_line(manifest)
 
     return chunks()
-
-
-def encode_export(records: Iterable[Mapping[str, str | None]], fmt: str, start: datetime | None = None,
-                  end: datetime | None = None, *, generated_at: datetime | None = None,
-                  key: SigningKey | None = None) -> Iterator[bytes]:
-    """An export of plain records (dicts of :data:`FIELDS`, already in order), without a database; its
-    manifest is signed with ``key`` (unsigned without one)."""
-    writer, (start, end) = _Writer(fmt, key), _range(start, end)
-    if header := writer.header():
-        yield header
-    batch: list[ExportRecord] = []
-    for seq, fields in enumerate(records, start=1):
-        batch.append(ExportRecord(seq, **{name: value or None for name, value in fields.items()}))
-        if len(batch) == BATCH:
-            yield writer.batch(batch)
-            batch = []
-    if batch:
-        yield writer.batch(batch)
-    yield writer.manifest_line(writer.manifest(start, end, generated_at or datetime.now(UTC)))

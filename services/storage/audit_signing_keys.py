@@ -43,16 +43,10 @@ NewKey = Callable[[bytes], tuple[str, bytes]]  # a new key's 32-byte seed → (k
 
 
 class SigningKeyTable:
-    """``audit_signing_keys``: read the newest key, make the first one, look up public keys by id."""
+    """``audit_signing_keys``: the newest key (made first when there is none), public keys by id."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
-
-    async def newest(self) -> StoredSigningKey | None:
-        """The key that signs now, or None when none was made yet."""
-        async with self._db._connection() as conn:
-            row = await (await conn.execute(_NEWEST)).fetchone()
-        return None if row is None else StoredSigningKey(str(row[0]), bytes(row[1]), bytes(row[2]), row[3])
 
     async def newest_or_create(self, derive: NewKey) -> StoredSigningKey:
         """The key that signs now; when there is none, one is made first (one process at a time) from a seed

@@ -28,11 +28,6 @@ SELECT n.nspname, c.relname
 _LOG = "INSERT INTO audit_retention_log (actor, keep_days, cutoff, dropped) VALUES (%s, %s, %s, %s)"
 
 
-def partition_name(day: date) -> str:
-    """The name of the ``usage_events`` partition holding ``day`` (UTC): ``usage_events_YYYYMMDD``."""
-    return f"usage_events_{day:%Y%m%d}"
-
-
 def utc_day(at: datetime) -> date:
     """The UTC day of an aware time: the partition it belongs to."""
     return at.astimezone(UTC).date()
@@ -79,11 +74,6 @@ class UsagePartitions:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-
-    async def ensure(self, day: date) -> None:
-        """Create the partition of ``day`` unless it exists."""
-        async with self._db._connection() as conn:
-            await ensure_partition(conn, day)
 
     async def apply_retention(self, keep_days: int, now: datetime, actor: str | None) -> list[str]:
         """:func:`apply_retention` on a pooled connection."""

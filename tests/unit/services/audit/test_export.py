@@ -4,9 +4,7 @@ and that every kind of tampering is caught and named by the verifier (signing, t
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -18,105 +16,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keyledger.domain.events import EVENT_CLASSES
-from keyledger.services.audit.export import (
-    CSV_COLUMNS,
-    FIELDS,
-    FORMATS,
-    GENESIS,
-    MANIFEST_FIELDS,
-    ExportRecord,
-    csv_row,
-    encode_export,
-    manifest_line,
-)
-from keyledger.services.audit.export_verify import VerifyReport, verify_export
-from keyledger.services.audit.signing import SigningKey
+from keyledger.services.audit.export import CSV_COLUMNS, FIELDS, FORMATS, GENESIS, MANIFEST_FIELDS, export_lines
+from keyledger.services.audit.export_verify import verify_export
 from keyledger.services.storage.audit_export_source import NOT_IN_DETAIL
-
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-KEY = SigningKey.generate()  # the server's key, made at run time: no private key is kept in the tests
-TRICKY = ('say "hi", \\o/ ; é ✓ 😀', "line\nbreak\r\nand\ttab", "=HYPERLINK(\"http://x\")", "-1+1", "'quoted",
-          "@SUM(A1)")
-
-
-def record(i: int, **fields: str | None) -> dict[str, str | None]:
-    """A plausible record number ``i`` (usage, or lifecycle every fourth)."""
-    at = (T0 + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    base: dict[str, str | None] = dict.fromkeys(FIELDS)
-    if i % 4 == 3:
-        base.update(kind="lifecycle", action="key.rotated", outcome="OK", actor="admin-1", key_id=f"key{i % 5}",
-                    detail='{"at": "2026-03-01T12:00:00Z", "previous_valid_until": null}')
-    else:
-        base.update(kind="usage", action="verify", outcome="VALID", key_id=f"key{i % 5}", scope="read:data",
-                    granted_by="website:site-1", reason="granted by website:site-1", website_id="site-1",
-                    ip="203.0.113.5", user_agent=TRICKY[i % len(TRICKY)], start=f"kl_key{i % 5}Ab9z")
-    base.update(at=at, id=f"{i:08x}-0000-4000-8000-000000000000", **fields)
-    return base
-
-
-RECORDS = [record(i) for i in range(1, 13)]
-
-
-def export(fmt: str, records: list[dict[str, str | None]] = RECORDS, **kwargs: Any) -> bytes:
-    """An export signed with KEY (unless ``key=`` says otherwise)."""
-    return b"".join(encode_export(records, fmt, generated_at=T0, **{"key": KEY, **kwargs}))
-
-
-# -- a format-neutral view of an export, to tamper with -------------------------------------------------
-
-def rows_of(data: bytes, fmt: str) -> list[Any]:
-    """NDJSON: one decoded object per line. CSV: the header, then one list of cells per row."""
-    if fmt == "ndjson":
-        return [json.loads(line) for line in data.splitlines()]
-    return list(csv.reader(io.StringIO(data.decode(), newline="")))
-
-
-def compact(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def data_of(rows: list[Any], fmt: str) -> bytes:
-    """The rows written back in the exporter's canonical form (as a careful forger would): NDJSON rebuilt
-    with the standard library, CSV rows rendered as the exporter renders them."""
-    if fmt == "ndjson":
-        return b"".join(ndjson_line(row) for row in rows)
-    out = []
-    for row in rows:
-        if tuple(row) == CSV_COLUMNS:
-            out.append((",".join(row) + "\r\n").encode())
-        elif row and row[0] == "#manifest" and len(row) == 2:
-            out.append(manifest_line(json.loads(row[1]), "csv"))
-        elif len(row) == len(CSV_COLUMNS):
-            values = dict(zip(CSV_COLUMNS, row, strict=True))
-            fields = {name: None if values[name] == "" else values[name].removeprefix("'") for name in FIELDS}
-            out.append(csv_row(ExportRecord(int(values["seq"]), **fields), values["prev"], values["digest"]).encode())
-        else:
-            buffer = io.StringIO()
-            csv.writer(buffer, lineterminator="\r\n").writerow(row)
-            out.append(buffer.getvalue().encode())
-    return b"".join(out)
-
-
-def ndjson_line(row: dict[str, Any]) -> bytes:
-    """One NDJSON line as the exporter writes it, rebuilt independently with the standard library."""
-    if set(row) == {"manifest"}:
-        manifest = row["manifest"]
-        ordered = {name: manifest[name] for name in MANIFEST_FIELDS if name in manifest}
-        return b'{"manifest":' + compact({**ordered, **manifest}) + b"}\n"
-    fields = {name: value for name, value in row.items() if name not in ("seq", "prev", "digest")}
-    return canonical(row["seq"], fields)[:-1] + b',"prev":"%s","digest":"%s"}\n' % (
-        row["prev"].encode(), row["digest"].encode())
-
-
-def records_start(fmt: str) -> int:
-    """Index of the first record in rows_of(...)."""
-    return 0 if fmt == "ndjson" else 1
-
-
-def canonical(seq: int, fields: dict[str, str | None]) -> bytes:
-    """The documented canonical form, rebuilt independently with the standard library."""
-    body = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return b'{"seq":%d,' % seq + body[1:].encode()
+from tests.support.export import (
+    KEY,
+    RECORDS,
+    T0,
+    RecordSource,
+    canonical,
+    check,
+    data_of,
+    export,
+    record,
+    records_start,
+    rows_of,
+)
 
 
 def forged_row(fmt: str, seq: int, prev: str, fields: dict[str, str | None]) -> Any:
@@ -130,15 +45,6 @@ def forged_row(fmt: str, seq: int, prev: str, fields: dict[str, str | None]) -> 
 
 def digest_of(row: Any, fmt: str) -> str:
     return str(row["digest"] if fmt == "ndjson" else row[-1])
-
-
-def check(report: VerifyReport, *expected: str) -> str:
-    """The report says not ok, and its problems mention every expected fragment; returns them joined."""
-    text = "\n".join(report.problems)
-    assert report.ok is False, "tampering went unnoticed"
-    for fragment in expected:
-        assert fragment in text, f"{fragment!r} not in:\n{text}"
-    return text
 
 
 # -- an untouched export ---------------------------------------------------------------------------------
@@ -212,11 +118,11 @@ def test_empty_strings_are_exported_as_null() -> None:
     assert verify_export([export("csv", [record(1, reason="")])], KEY.public).verified
 
 
-def test_unknown_format_and_reversed_range_are_refused() -> None:
+def test_unknown_format_and_reversed_range_are_refused_at_once() -> None:
     with pytest.raises(ValueError, match="format"):
-        next(encode_export(RECORDS, "xml"))
+        export_lines(RecordSource(RECORDS), "xml", key=KEY)
     with pytest.raises(ValueError, match="range"):
-        next(encode_export(RECORDS, "csv", T0, T0 - timedelta(seconds=1)))
+        export_lines(RecordSource(RECORDS), "csv", T0, T0 - timedelta(seconds=1), key=KEY)
 
 
 def test_no_secret_event_field_reaches_the_detail() -> None:

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from keyledger.services.audit.export import CSV_COLUMNS, FIELDS, FORMATS, GENESIS, manifest_digest
 from keyledger.services.audit.export_verify import VerifyReport, check_since, read_manifest, verify_export
 from keyledger.services.audit.signing import PublicKey, SigningKey, key_id_for
-from tests.unit.services.audit.test_export import (
+from tests.support.export import (
     KEY,
     RECORDS,
     T0,
@@ -125,8 +125,10 @@ def test_a_manifest_signed_with_another_key_or_unsigned_is_refused(fmt: str) -> 
     assert unsigned.signature == "missing"
 
 
-def test_an_export_made_without_a_key_is_refused_when_a_key_is_given() -> None:
-    data = export("ndjson", key=None)
+def test_an_unsigned_export_is_refused_when_a_key_is_given() -> None:
+    rows = rows_of(export("ndjson"), "ndjson")
+    rechain(rows, "ndjson", keep_signature=False)  # the same records, a manifest without key_id and signature
+    data = data_of(rows, "ndjson")
     assert b'"signature"' not in data and verify_export([data]).ok
     check(verify_export([data], KEY.public), "the manifest is not signed")
 

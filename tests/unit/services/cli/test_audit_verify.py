@@ -10,7 +10,7 @@ import pytest
 
 from keyledger.services.cli.audit import REFUSED, UNCHECKED, USAGE, VERIFIED
 from keyledger.services.cli.main import main
-from tests.unit.services.audit.test_export import KEY, RECORDS, export, record
+from tests.support.export import KEY, RECORDS, export, record
 
 
 @pytest.fixture
