@@ -12,11 +12,23 @@ from tests.support.wait import until
 
 
 class Monotonic:
+    """The roll's clock: moved by the test, and counting its reads (a waiting command reads it each time it
+    checks the replicas again)."""
+
     def __init__(self) -> None:
         self.now = 100.0
+        self.reads = 0
 
     def __call__(self) -> float:
+        self.reads += 1
         return self.now
+
+
+async def checked(clock: Monotonic, waiting: asyncio.Task[list[str]]) -> None:
+    """Until ``waiting`` has checked the replicas as they are now (it read the clock after this call began) and
+    gone back to waiting, or returned: never a fixed time."""
+    seen = clock.reads
+    await until(lambda: waiting.done() or clock.reads > seen, timeout=5, what="the command to check again")
 
 
 class Channel:
@@ -49,10 +61,10 @@ async def test_waits_until_a_replica_announces_the_position() -> None:
     replicas = roll(clock)
     replicas.heard(Announcement("b", 9))
     waiting = asyncio.create_task(replicas.wait_for(10))
-    await asyncio.sleep(0.05)
+    await checked(clock, waiting)
     assert not waiting.done()  # b is at 9
     replicas.heard(Announcement("b", 9))  # a heartbeat that says nothing new
-    await asyncio.sleep(0.05)
+    await checked(clock, waiting)
     assert not waiting.done()
     replicas.heard(Announcement("b", 10))
     assert await asyncio.wait_for(waiting, 5) == []
@@ -77,7 +89,8 @@ async def test_a_leaving_replica_is_not_waited_for() -> None:
     replicas = roll(clock)
     replicas.heard(Announcement("b", 3))
     waiting = asyncio.create_task(replicas.wait_for(10))
-    await asyncio.sleep(0.05)
+    await checked(clock, waiting)
+    assert not waiting.done()
     replicas.heard(Announcement("b", -1))
     assert await asyncio.wait_for(waiting, 5) == []
     assert len(replicas) == 0
@@ -91,7 +104,7 @@ async def test_a_silent_replica_is_waited_for_until_it_would_have_read_the_store
     replicas.heard(Announcement("b", 3))
     clock.now += SILENT_AFTER + 0.5  # silent before the command
     waiting = asyncio.create_task(replicas.wait_for(10))
-    await asyncio.sleep(0.25)
+    await checked(clock, waiting)
     assert not waiting.done(), "released before a replica cut off from the bus read the store"
     clock.now += STORE_POLL_BOUND
     assert await asyncio.wait_for(waiting, 5) == []
@@ -104,9 +117,11 @@ async def test_a_replica_heard_from_but_behind_holds_the_command_at_most_max_wai
     replicas.heard(Announcement("b", 3))
     waiting = asyncio.create_task(replicas.wait_for(10))
     for _ in range(3):  # it keeps announcing an old position (e.g. its store is unreachable)
-        await asyncio.sleep(0.05)
+        await checked(clock, waiting)
+        assert not waiting.done()
         clock.now += 0.5
         replicas.heard(Announcement("b", 3))
+    await checked(clock, waiting)
     assert not waiting.done()
     clock.now += 1.0
     assert await asyncio.wait_for(waiting, 5) == ["b"]

@@ -11,7 +11,6 @@ import pytest
 
 from keyledger.services.http.body_deadline import BodyDeadline
 from keyledger.services.http.errors import ApiError
-from tests.support.wait import until
 
 
 class Client:
@@ -54,14 +53,16 @@ async def test_a_body_that_stops_arriving_is_refused_with_408_and_connection_clo
 
 async def test_a_complete_body_leaves_receive_without_a_deadline() -> None:
     """A streaming response listens on ``receive`` for the disconnect for as long as it streams."""
+    deadlines = BodyDeadline(0.05, tick=0.01)
     client = Client(b"{}")
     client.released.set()
-    receive = reader(BodyDeadline(0.05, tick=0.01), client)
+    receive = reader(deadlines, client)
     assert (await receive())["more_body"] is False
     listening = asyncio.create_task(receive())
-    loop = asyncio.get_running_loop()
-    past = loop.time() + 0.3  # six deadlines, thirty checks
-    await until(lambda: loop.time() > past, timeout=10, interval=0.01)
+    late = reader(deadlines, Client(b'{"key": ', b'"kl_..."}'))  # a body begun after it, that stops arriving
+    assert (await late())["more_body"] is True
+    with pytest.raises(ApiError):  # refused at its deadline: by then the first body's deadline passed too
+        await asyncio.wait_for(late(), 10)
     assert not listening.done(), listening
     client.gone.set()
     assert (await listening)["type"] == "http.disconnect"
