@@ -8,6 +8,7 @@ import os
 import re
 from collections.abc import Mapping
 from datetime import datetime
+from pathlib import Path
 
 import msgspec
 
@@ -78,6 +79,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     replicas_subject: str = "keyledger.replicas"  # where API replicas announce how far their key cache is
     stream_replicas: int = 0  # copies of each JetStream stream; 0: 3 on a NATS cluster, else 1
     audit_retention_days: int = 400
+    # KEYLEDGER_DATA_DIR: the embedded stack's data, the usage spool, serve's metrics files (relative: to the
+    # working directory); read nowhere else
+    data_dir: str = ".keyledger"
     spool_dir: str | None = None  # where undelivered usage events wait; default <data dir>/spool
     verify_token: str | None = None
     max_staleness: int = 5  # seconds a replica may go unconfirmed by the store before verify says UNAVAILABLE
@@ -103,6 +107,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # the client; none: a request's address is its socket peer
     trusted_proxies: tuple[str, ...] = ()
     clock_start: datetime | None = None  # test-only: the clock starts at this instant (KEYLEDGER_TEST_CLOCK_START)
+
+    def data_path(self, *parts: str) -> Path:
+        """The data folder (``data_dir``, made absolute), or ``parts`` inside it."""
+        return Path(self.data_dir).expanduser().absolute().joinpath(*parts)
 
     def rate_tiers(self) -> dict[str, int]:
         """Requests per minute for each tier."""
@@ -150,6 +158,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "verify_open": env.get("KEYLEDGER_VERIFY_OPEN", "").lower() in ("1", "true", "yes"),
         "usage_durable": env.get("KEYLEDGER_USAGE_DURABLE", "").lower() in ("1", "true", "yes"),
         "host": env.get("HOST") or "127.0.0.1",
+        "data_dir": env.get("KEYLEDGER_DATA_DIR") or ".keyledger",
         "spool_dir": env.get("KEYLEDGER_SPOOL_DIR") or None,
         "log_format": (env.get("KEYLEDGER_LOG_FORMAT") or "auto").strip().lower(),
     }

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import msgspec
 
 from keyledger.services.clock import Clock, clock_from
 from keyledger.services.config import NATS_ROLES, Settings, nats_role_variable
-from keyledger.services.devstack.stack import BusNames, default_data_dir, stack_up
+from keyledger.services.devstack.stack import BusNames, stack_up
 from keyledger.services.hashing import Argon2Queue, SecretHasher
 from keyledger.services.keys.service import CommitBarrier, EventsHook, KeyService
 from keyledger.services.storage.database import Database, open_database
@@ -64,17 +62,16 @@ class Runtime(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def server_endpoints(settings: Settings) -> Endpoints:
-    """The configured servers (``DATABASE_URL`` and ``NATS_URL`` both set), else the embedded stack's,
-    started if needed; URLs set in the settings win over the stack's."""
+    """The configured servers (``DATABASE_URL`` and ``NATS_URL`` both set), else the embedded stack's in
+    ``settings.data_dir``, started if needed; URLs set in the settings win over the stack's."""
     if settings.database_url and settings.nats_url:
         return Endpoints(database_url=settings.database_url,
                          admin_database_url=settings.admin_database_url or settings.database_url,
                          nats_url=settings.nats_url, nats_role_urls=dict(settings.nats_role_urls))
-    data_dir = os.environ.get("KEYLEDGER_DATA_DIR")
     names = BusNames(event_stream=settings.nats_stream, event_subjects=f"{settings.nats_subject_prefix}.>",
                      usage_stream=settings.usage_stream, usage_subject=settings.usage_subject,
                      replicas_subject=settings.replicas_subject)
-    info = stack_up(Path(data_dir).expanduser() if data_dir else default_data_dir(), names=names)
+    info = stack_up(settings.data_path(), names=names)
     return Endpoints(
         database_url=settings.database_url or info.database_url,
         admin_database_url=settings.admin_database_url or settings.database_url or info.admin_database_url,

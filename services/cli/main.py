@@ -19,8 +19,8 @@ from keyledger.services.cli import credentials as cli_credentials
 from keyledger.services.cli import keys as cli_keys
 from keyledger.services.cli import workers as cli_workers
 from keyledger.services.cli.args import access_entry, duration_seconds, moment, past_moment
-from keyledger.services.config import SettingsError, load_settings, masked
-from keyledger.services.devstack.stack import StackError, default_data_dir, stack_down, stack_status, stack_up
+from keyledger.services.config import Settings, SettingsError, load_settings, masked
+from keyledger.services.devstack.stack import StackError, stack_down, stack_status, stack_up
 from keyledger.services.observe.logs import configure as configure_logging
 from keyledger.services.storage.database import StorageError
 
@@ -119,8 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _stack(args: argparse.Namespace) -> int:
-    data_dir = default_data_dir()
+def _stack(args: argparse.Namespace, settings: Settings) -> int:
+    data_dir = settings.data_path()
     if args.action == "down":
         stopped = stack_down(data_dir)
         print("stack stopped" if stopped else "stack was not running")
@@ -149,9 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logged = False  # once a long-running command set up its log lines, an error ending it is one of them
     try:
-        if args.group == "stack":
-            return _stack(args)
         settings = load_settings()
+        if args.group == "stack":
+            return _stack(args, settings)
         if args.group in _LONG_RUNNING:  # structured lines (KEYLEDGER_LOG_FORMAT); one-shot commands keep plain ones
             configure_logging(_LONG_RUNNING[args.group], settings.log_format, token_prefix=settings.token_prefix)
             logged = True

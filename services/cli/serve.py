@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from keyledger.services.cli.supervise import Supervisor
 from keyledger.services.config import Settings
-from keyledger.services.devstack.stack import default_data_dir
 from keyledger.services.keys.bootstrap import bootstrap
 from keyledger.services.observe.metrics import prepare_multiprocess
 from keyledger.services.parent import PARENT_ENV
@@ -77,7 +76,7 @@ def serve(settings: Settings, workers: bool = True, processes: int = 1) -> None:
     # the API workers (and the supervised processes) end with this process, even when it is SIGKILLed
     os.environ.update(endpoints.environment(), KEYLEDGER_RUN_WORKERS="0", **{PARENT_ENV: str(os.getpid())})
     supervisor = Supervisor().start() if workers else None
-    metrics_dir = default_data_dir() / "metrics" / str(os.getpid())
+    metrics_dir = settings.data_path("metrics", str(os.getpid()))
     if processes > 1:  # one worker keeps its metrics in memory (cheaper: no memory-mapped files)
         # after the supervisor copied the environment: only the API workers share the metrics folder. They
         # are spawned, not forked, so each imports prometheus_client anew and sees the folder (a fork would

@@ -23,8 +23,7 @@ from keyledger.services.devstack.nats import ANY_NAMES, DEFAULT_NAMES, BusNames
 from keyledger.services.devstack.postgres import PG_SUPERUSER
 from keyledger.services.devstack.process import StackError
 
-__all__ = ["ANY_NAMES", "BusNames", "StackError", "StackInfo", "default_data_dir", "stack_down", "stack_status",
-           "stack_up"]
+__all__ = ["ANY_NAMES", "BusNames", "StackError", "StackInfo", "stack_down", "stack_status", "stack_up"]
 log = logging.getLogger("keyledger.stack")
 
 
@@ -40,12 +39,6 @@ class StackInfo:
     nats_url: str  # the NATS operator (every permission): tools and tests
     nats_role_urls: dict[str, str]  # relay, api, projector, sink: each allowed only what it needs
     nats_ports: tuple[int, ...] = ()  # every NATS server's client port (a cluster has several)
-
-
-def default_data_dir() -> Path:
-    """The stack's data folder: $KEYLEDGER_DATA_DIR, else ./.keyledger."""
-    env = os.environ.get("KEYLEDGER_DATA_DIR")
-    return Path(env).expanduser() if env else Path.cwd() / ".keyledger"
 
 
 def stack_up(data_dir: Path, *, pg_settings: Mapping[str, str] | None = None,

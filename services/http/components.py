@@ -18,7 +18,6 @@ from keyledger.services.cache.relay import Relay
 from keyledger.services.cache.replicas import ReplicaRoll
 from keyledger.services.clock import Clock, epoch
 from keyledger.services.config import Settings
-from keyledger.services.devstack.stack import default_data_dir
 from keyledger.services.hashing import Argon2Queue
 from keyledger.services.http.ports import (
     AuditPages,
@@ -119,7 +118,7 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
     callers = VerifyCallers(VerifyCredentials(db))
     await callers.start()
     limiter = RateLimiter(RateWindows(db), clock=epoch(clock))
-    spool = Path(cfg.spool_dir) if cfg.spool_dir else default_data_dir() / "spool"
+    spool = Path(cfg.spool_dir) if cfg.spool_dir else cfg.data_path("spool")
     usage = UsageEmitter(UsagePublisher(bus, cfg), spool, durable=cfg.usage_durable)
     stop = asyncio.Event()
     queue = Argon2Queue(cfg.argon2_max_pending)  # verify's cold checks and create/rotate hashing share it

@@ -22,7 +22,6 @@ from keyledger.services.cache.live import LiveKeyCache
 from keyledger.services.cache.replicas import ReplicaRoll
 from keyledger.services.clock import clock_from, epoch
 from keyledger.services.config import Settings, load_settings
-from keyledger.services.devstack.stack import default_data_dir
 from keyledger.services.hashing import SecretHasher
 from keyledger.services.http.auth import new_id
 from keyledger.services.http.routes.verify import answer
@@ -108,7 +107,7 @@ class InProcessVerifier:
             self._cache, self._clock = cache, clock
             self._limiter = RateLimiter(RateWindows(db), clock=epoch(clock))
             self._last_used = LastUsedTracker(LastUsedTable(db))
-            spool = self._spool or (Path(cfg.spool_dir) if cfg.spool_dir else default_data_dir() / "spool")
+            spool = self._spool or (Path(cfg.spool_dir) if cfg.spool_dir else cfg.data_path("spool"))
             self._usage = UsageEmitter(UsagePublisher(bus, cfg), spool, durable=cfg.usage_durable)
             self._forwarded = FailureThrottle(cfg.auth_failure_limit, clock=epoch(clock))
             self._verifier = Verifier(cache, hasher, cfg.token_prefix, clock, max_pending=cfg.argon2_max_pending,

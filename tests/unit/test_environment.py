@@ -10,17 +10,17 @@ from pathlib import Path
 import pytest
 
 from keyledger.services.config import Settings, load_settings
-from keyledger.services.devstack.stack import default_data_dir
 from tests.support.env import DATA_DIR, clean_env, configures_keyledger
 
 
 def test_no_setting_of_the_caller_reaches_the_tests() -> None:
     assert [name for name in os.environ if configures_keyledger(name)] == [DATA_DIR]
-    assert load_settings() == Settings()  # every default, whatever the caller's shell holds
+    # every default, whatever the caller's shell holds, but the data folder: the session's own
+    assert load_settings() == Settings(data_dir=os.environ[DATA_DIR])
 
 
 def test_data_goes_to_the_sessions_own_folder_never_the_users() -> None:
-    data = default_data_dir()
+    data = load_settings().data_path()
     assert data == Path(os.environ[DATA_DIR])
     assert data != Path.cwd() / ".keyledger" and data.parent.name.startswith("keyledger-tests-")
 

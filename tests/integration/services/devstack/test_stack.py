@@ -19,7 +19,6 @@ from keyledger.services.config import Settings
 from keyledger.services.devstack import postgres, process, stack
 from keyledger.services.devstack.stack import (
     StackInfo,
-    default_data_dir,
     stack_down,
     stack_status,
     stack_up,
@@ -171,32 +170,28 @@ def test_bad_setting_raises_stack_error_with_log_tail(data_dir: Path) -> None:
     assert stack_status(data_dir) is None
 
 
-def test_server_endpoints_prefer_configured_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_server_endpoints_prefer_configured_urls(tmp_path: Path) -> None:
     data_dir = tmp_path / "resolved"
-    monkeypatch.setenv("KEYLEDGER_DATA_DIR", str(data_dir))
-    given = Settings(database_url="postgresql://db.example/x", nats_url="nats://mq.example:4222")
+    given = Settings(database_url="postgresql://db.example/x", nats_url="nats://mq.example:4222",
+                     data_dir=str(data_dir))
     endpoints = server_endpoints(given)
     assert (endpoints.database_url, endpoints.admin_database_url, endpoints.nats_url_for("relay")) == (
         given.database_url, given.database_url, given.nats_url)
     assert not data_dir.exists()  # nothing was started
 
     try:
-        endpoints = server_endpoints(Settings(database_url="postgresql://db.example/x"))
+        endpoints = server_endpoints(Settings(database_url="postgresql://db.example/x", data_dir=str(data_dir)))
         info = stack_status(data_dir)
         assert info is not None
         assert (endpoints.database_url, endpoints.nats_url) == ("postgresql://db.example/x", info.nats_url)
         assert endpoints.nats_url_for("sink") == info.nats_role_urls["sink"]
-        assert server_endpoints(Settings()) == Endpoints(
+        assert server_endpoints(Settings(data_dir=str(data_dir))) == Endpoints(
             database_url=info.database_url, admin_database_url=info.admin_database_url, nats_url=info.nats_url,
             nats_role_urls=info.nats_role_urls)
     finally:
         stack_down(data_dir)
 
 
-def test_default_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("KEYLEDGER_DATA_DIR", raising=False)
-    monkeypatch.chdir(tmp_path)
-    assert default_data_dir() == tmp_path / ".keyledger"
-    monkeypatch.setenv("KEYLEDGER_DATA_DIR", str(tmp_path / "elsewhere"))
-    assert default_data_dir() == tmp_path / "elsewhere"
+def test_stack_info_names_its_data_folder_as_a_path(tmp_path: Path) -> None:
+    # which folder is the settings' (KEYLEDGER_DATA_DIR): tests/unit/services/test_data_dir.py
     assert isinstance(StackInfo(tmp_path, 1, 2, "a", "b", "c", {}).data_dir, Path)
