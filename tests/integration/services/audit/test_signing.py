@@ -23,7 +23,7 @@ from keyledger.services.storage.audit_export_anchors import ExportAnchors
 from keyledger.services.storage.audit_export_source import ExportSource
 from keyledger.services.storage.audit_signing_keys import SigningKeyTable
 from keyledger.services.storage.database import Database, StorageError, open_database
-from tests.integration.services.audit.test_export import Trail, _usage, _write_usage
+from tests.support.audit_trail import Trail, usage_row, write_usage
 
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
 
@@ -147,7 +147,7 @@ async def test_a_later_export_is_checked_against_an_earlier_one(db: Database, po
     old, _ = read_manifest([earlier], key.public)
     assert old is not None
     async with pool.connection() as conn:  # more usage arrives, after everything exported so far
-        await _write_usage(conn, [_usage(trail.revoked + timedelta(days=2), outcome="VALID")])
+        await write_usage(conn, [usage_row(trail.revoked + timedelta(days=2), outcome="VALID")])
     extended = await _export(db, notary, T0 + timedelta(hours=1))
     assert verify_export([extended], key.public, since=old).verified
     async with pool.connection() as conn:  # someone with the database's superuser rewrites an exported record

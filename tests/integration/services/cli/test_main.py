@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
-import sys
 from typing import Any
 
 import psycopg
@@ -14,34 +12,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from keyledger.services.devstack.stack import StackInfo
-from tests.support.env import clean_env
-
-CHEAP_ARGON2 = {"KEYLEDGER_ARGON2_TIME_COST": "1", "KEYLEDGER_ARGON2_MEMORY_KIB": "1024"}
-
-
-class Cli:
-    """Runs ``python -m keyledger.services.cli`` with the test database and records all output."""
-
-    def __init__(self, database_url: str, nats_url: str) -> None:
-        self.env = clean_env({**CHEAP_ARGON2, "DATABASE_URL": database_url, "NATS_URL": nats_url})
-        self.output: list[str] = []
-
-    def run(self, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, "-m", "keyledger.services.cli", *args], env=self.env,
-                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
-        self.output += [proc.stdout, proc.stderr]
-        assert proc.returncode == expect, (proc.returncode, proc.stdout, proc.stderr)
-        return proc
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.run(*args, "--json").stdout)
-
-
-@pytest.fixture
-def cli(database_url: str, nats_url: str) -> Cli:
-    with psycopg.connect(database_url, autocommit=True) as conn:  # every statement into the server log
-        conn.execute(f"ALTER DATABASE {conn.info.dbname} SET log_statement = 'all'")
-    return Cli(database_url, nats_url)
+from tests.support.cli import Cli
 
 
 def test_key_lifecycle_through_the_cli(cli: Cli) -> None:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.services.cli.test_main import Cli, cli  # noqa: F401
+from tests.support.cli import Cli
 
 OUT_OF_RANGE = ["0001-01-01T00:00+14:00", "9999-12-31T23:59:59-14:00", "99999999999d"]
 
 
 @pytest.mark.parametrize("moment", OUT_OF_RANGE)
-def test_out_of_range_times_are_a_usage_error(cli: Cli, moment: str) -> None:  # noqa: F811
+def test_out_of_range_times_are_a_usage_error(cli: Cli, moment: str) -> None:
     key_id = cli.json("keys", "create", "--name", "dated", "--scope", "read:data")["id"]
     for args in (["keys", "show", key_id, "--as-of", moment], ["audit", "export", "--from", moment],
                  ["audit", "export", "--to", moment], ["keys", "create", "--name", "far", "--expires", moment]):

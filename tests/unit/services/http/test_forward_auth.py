@@ -6,8 +6,8 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from keyledger.services.http.components import Components
+from tests.support.asgi import WEBSITE_A, create
 from tests.unit.services.http.fakes import RecordingUsage
-from tests.unit.services.http.test_routes import WEBSITE_A, create
 
 Client = AsyncTestClient[Litestar]
 AUTH = "/v1/forward-auth"

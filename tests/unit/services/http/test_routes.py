@@ -9,6 +9,7 @@ from litestar.testing import AsyncTestClient
 
 from keyledger.services.http.components import Components
 from keyledger.services.storage.database import StorageError
+from tests.support.asgi import WEBSITE_A, create
 from tests.unit.services.http.fakes import Bus, ListAudit, MemoryKeyCache, MemoryLastUse, RecordingUsage
 
 Client = AsyncTestClient[Litestar]
@@ -16,13 +17,6 @@ KEY_FIELDS = {"id", "prefix", "start", "name", "description", "tags", "organizat
               "expires_at", "status", "version", "created_at", "updated_at", "revoked_at", "revoke_reason",
               "previous_secret_valid_until",
               "rate_limit", "rate_tier"}
-WEBSITE_A = [{"resource": "website", "id": "site-a", "scopes": ["read:data"]}]
-
-
-async def create(client: Client, admin: str, **body: Any) -> dict[str, Any]:
-    response = await client.post("/v1/keys", json={"name": "test key", **body}, headers={"x-api-key": admin})
-    assert response.status_code == 201, response.text
-    return response.json()  # type: ignore[no-any-return]
 
 
 async def test_create_get_and_list_show_the_documented_fields(client: Client, admin: str) -> None:

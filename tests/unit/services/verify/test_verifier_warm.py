@@ -9,9 +9,7 @@ from datetime import timedelta
 from keyledger.domain import token
 from keyledger.domain.commands import RevokeKey, RotateKey
 from keyledger.domain.key import decide, evolve
-from tests.unit.services.verify.test_verifier import CHEAP, World, world
-
-__all__ = ["world"]  # the fixture, shared with the verifier's tests
+from tests.support.verifier import CHEAP, World
 
 
 async def test_only_a_token_already_accepted_is_warm(world: World) -> None:

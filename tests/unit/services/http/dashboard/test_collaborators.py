@@ -13,8 +13,8 @@ from litestar.testing import AsyncTestClient
 from keyledger.domain.access import AccessEntry
 from keyledger.services.http.app import create_app
 from keyledger.services.http.components import Components
+from tests.support.asgi import csrf_of, sign_in
 from tests.support.clock import SettableClock
-from tests.unit.services.http.dashboard.test_pages import csrf_of, sign_in
 from tests.unit.services.http.fakes import MemorySessionTable
 
 Client = AsyncTestClient[Litestar]

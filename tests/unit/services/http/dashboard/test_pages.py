@@ -12,22 +12,9 @@ from litestar.testing import AsyncTestClient
 
 from keyledger.domain.access import AccessEntry
 from keyledger.services.http.components import Components
+from tests.support.asgi import csrf_of, sign_in
 
 Client = AsyncTestClient[Litestar]
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def csrf_of(page: httpx.Response) -> str:
-    match = CSRF.search(page.text)
-    assert match, page.text
-    return match.group(1)
-
-
-async def sign_in(client: Client, key: str) -> httpx.Response:
-    page = await client.get("/dashboard/sign-in")
-    return await client.post("/dashboard/sign-in", data={"api_key": key, "csrf_token": csrf_of(page)})
-
-
 async def post_form(client: Client, page_path: str, action: str, **fields: Any) -> httpx.Response:
     page = await client.get(page_path)
     assert page.status_code == 200, page.text

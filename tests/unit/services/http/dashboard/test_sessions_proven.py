@@ -13,9 +13,9 @@ from keyledger.services.http.components import Components
 from keyledger.services.http.dashboard.sessions import COOKIE
 from keyledger.services.verify.throttles import FailureThrottle
 from keyledger.services.verify.verifier import Verifier
+from tests.support.asgi import sign_in
 from tests.support.clock import SettableClock
 from tests.support.hashing import CountingHasher
-from tests.unit.services.http.dashboard.test_pages import sign_in
 from tests.unit.services.http.fakes import memory_components
 
 PEER = "testclient"  # the test client's address
