@@ -2,10 +2,10 @@
 
 The events (N = --events / 5, in batches of 500) are published to a JetStream usage stream first
 (by the service's ``UsagePublisher``); the clock runs from starting the sink until it has committed
-them all. The sink is wired as an API process wires it: ``AuditSink(UsageTable(db),
-usage_consumer(bus, settings, "audit-sink", 200))``. Baseline, measured in the same run on the same
-rows: one COPY of them into a plain table with the same columns and indexes (no NATS, no decoding,
-no de-duplication, no partitions), on a plain psycopg connection.
+them all. The sink is wired as ``keyledger audit-sink`` wires it (``services.bootstrap.workers``):
+``AuditSink(UsageTable(db), usage_consumer(bus, settings, SINK.consumer, SINK.batch))``. Baseline,
+measured in the same run on the same rows: one COPY of them into a plain table with the same columns and
+indexes (no NATS, no decoding, no de-duplication, no partitions), on a plain psycopg connection.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import psycopg
 from bench.common import BenchContext, BenchResult, Row, fresh_database, timed
 from keyledger.domain.usage import USAGE_COLUMNS, UsageEvent, encode_batch
 from keyledger.services.audit.sink import AuditSink
+from keyledger.services.bootstrap.roles import SINK
 from keyledger.services.config import Settings
 from keyledger.services.messaging.connection import Bus, connect
 from keyledger.services.messaging.streams import ensure_usage_stream
@@ -36,7 +37,7 @@ from keyledger.services.storage.usage_table import UsageTable
 
 TARGET_EVENTS_PER_SECOND = 20_000
 PER_MESSAGE = 500
-DURABLE, FETCH_BATCH = "audit-sink", 200  # as http/components.py wires the API process's sink
+DURABLE, FETCH_BATCH = SINK.consumer, SINK.batch  # the audit sink's, as services/bootstrap wires it
 SETTINGS = Settings(usage_stream="KL_BENCH_USAGE", usage_subject="bench.usage")
 AGENTS = ("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", "curl/8.5.0",
           "python-httpx/0.27.0", "analytics-ingest/2.3 (+https://example.com)")

@@ -26,8 +26,8 @@ import pytest  # noqa: E402
 from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 from psycopg_pool import AsyncConnectionPool  # noqa: E402
 
+from keyledger.services.bootstrap.runtime import Endpoints  # noqa: E402
 from keyledger.services.devstack.stack import ANY_NAMES, StackInfo, stack_down, stack_up  # noqa: E402
-from keyledger.services.runtime import Endpoints  # noqa: E402
 from keyledger.services.storage.database import Database, open_database  # noqa: E402
 from keyledger.services.storage.event_store import PostgresEventStore  # noqa: E402
 from keyledger.services.storage.migrations import migrate  # noqa: E402

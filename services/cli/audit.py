@@ -13,9 +13,9 @@ from urllib.request import Request, urlopen
 
 import msgspec
 
+from keyledger.services.bootstrap.runtime import open_runtime
 from keyledger.services.cli.keys import local_user
 from keyledger.services.config import Settings
-from keyledger.services.runtime import open_runtime
 
 if TYPE_CHECKING:
     from keyledger.services.audit.signing import PublicKey

@@ -6,10 +6,10 @@ import argparse
 
 import msgspec
 
+from keyledger.services.bootstrap.runtime import open_runtime
 from keyledger.services.cli.keys import local_user
 from keyledger.services.config import Settings
 from keyledger.services.keys.credentials import issue
-from keyledger.services.runtime import open_runtime
 from keyledger.services.storage.verify_credentials import VerifyCredentials
 
 

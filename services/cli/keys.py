@@ -19,6 +19,7 @@ from keyledger.domain.errors import KeyNotFound
 from keyledger.domain.key import fold
 from keyledger.domain.recorded import Metadata
 from keyledger.projections.key_cache import apply
+from keyledger.services.bootstrap.runtime import Runtime, open_runtime
 from keyledger.services.cache.replicas import HEARTBEAT, ReplicaRoll
 from keyledger.services.clock import Clock
 from keyledger.services.config import Settings
@@ -26,7 +27,6 @@ from keyledger.services.keys.service import CommitBarrier, KeyService
 from keyledger.services.keys.views import event_view, join_access, key_view
 from keyledger.services.messaging.connection import BusError, connect
 from keyledger.services.messaging.replicas import ReplicaChannel
-from keyledger.services.runtime import Runtime, open_runtime
 
 
 def local_user() -> str:

@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ.update(asyncio.run(prepare(settings, bootstrap_keys=False)).environment())
             return run_supervised()
         else:
-            asyncio.run(cli_workers.run_workers(args, settings))
+            asyncio.run(cli_workers.run_worker(args.group, settings))
         return 0
     except DomainError as exc:
         return _fail(str(exc), logged=logged)

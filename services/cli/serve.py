@@ -12,12 +12,12 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
+from keyledger.services.bootstrap.runtime import Endpoints, open_runtime
 from keyledger.services.cli.supervise import Supervisor
 from keyledger.services.config import Settings
 from keyledger.services.keys.bootstrap import bootstrap
 from keyledger.services.observe.metrics import prepare_multiprocess
 from keyledger.services.parent import PARENT_ENV
-from keyledger.services.runtime import Endpoints, open_runtime
 from keyledger.services.signals import SignalPipe
 
 if TYPE_CHECKING:

@@ -19,12 +19,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from keyledger.services.bootstrap.roles import ROLES as WORKER_ROLES
 from keyledger.services.parent import PARENT_ENV
 from keyledger.services.signals import SignalPipe
 
 log = logging.getLogger("keyledger.supervise")
 
-ROLES = ("relay", "projector", "audit-sink")
+ROLES = tuple(WORKER_ROLES)  # relay, projector, audit-sink: the commands
 STOP_SECONDS = 5.0  # SIGTERM, then SIGKILL after this long (each role stops in well under a second)
 _FIRST_BACKOFF, _MAX_BACKOFF, _HEALTHY_AFTER = 0.5, 15.0, 30.0
 

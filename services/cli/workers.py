@@ -1,4 +1,4 @@
-"""``keyledger run | relay | projector | replay``: the long-running workers and the rebuild."""
+"""``keyledger relay | projector | audit-sink | replay``: a long-running worker, and the rebuild."""
 
 from __future__ import annotations
 
@@ -10,25 +10,18 @@ import sys
 
 import msgspec
 
-from keyledger.services.audit.sink import AuditSink
-from keyledger.services.cache.projector import Projector
+from keyledger.services.bootstrap.roles import ROLES
+from keyledger.services.bootstrap.runtime import open_runtime
+from keyledger.services.bootstrap.workers import RoleProcess, open_role
 from keyledger.services.cache.relay import Relay
 from keyledger.services.cache.replay import replay
 from keyledger.services.config import Settings, masked
-from keyledger.services.messaging.connection import Bus, connect_until
-from keyledger.services.messaging.events import event_consumer
-from keyledger.services.messaging.usage import usage_consumer
 from keyledger.services.observe import metrics
 from keyledger.services.parent import watch_parent
 from keyledger.services.periodic import every
-from keyledger.services.runtime import Runtime, open_runtime
-from keyledger.services.storage.checkpoints import Checkpoints
-from keyledger.services.storage.key_cache_table import KeyCacheTable
 from keyledger.services.storage.replay_source import ReplaySource
-from keyledger.services.storage.usage_table import UsageTable
 
 log = logging.getLogger("keyledger.workers")
-_NATS_ROLE = {"relay": "relay", "projector": "projector", "audit-sink": "sink"}  # worker -> its NATS user
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:
@@ -38,53 +31,37 @@ def stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def run_workers(args: argparse.Namespace, settings: Settings) -> None:
-    """Run the relay, the projector or the audit sink until SIGINT/SIGTERM (or until the supervisor that
-    started it is gone)."""
+async def run_worker(command: str, settings: Settings) -> None:
+    """Run the relay, the projector or the audit sink (``command``) until SIGINT/SIGTERM (or until the
+    supervisor that started it is gone)."""
     stop = asyncio.Event()
     stop_on_signals(stop)
     parent = asyncio.create_task(watch_parent(stop))
-    roles = {"relay": ("relay",), "projector": ("projector",), "audit-sink": ("audit-sink",)}[args.group]
-    async with open_runtime(settings) as rt:
-        buses: dict[str, Bus] = {}
-        try:
-            for role in roles:  # each on a connection of its own, with only its role's permissions
-                bus = await connect_until(rt.endpoints.nats_url_for(_NATS_ROLE[role]), f"keyledger-{role}", stop,
-                                          role=_NATS_ROLE[role])
-                if bus is None:
-                    return
-                buses[role] = bus
-            relay = Relay(rt.db, rt.store, Checkpoints(rt.db), buses["relay"], settings) if "relay" in roles else None
-            workers = {
-                "relay": lambda: relay.run(stop) if relay is not None else asyncio.sleep(0),
-                "projector": lambda: Projector(KeyCacheTable(rt.db, rt.store), event_consumer(
-                    buses["projector"], settings, "key-cache-projector", 500)).run(stop),
-                "audit-sink": lambda: AuditSink(UsageTable(rt.db), usage_consumer(
-                    buses["audit-sink"], settings, "audit-sink", 200)).run(stop),
-            }
+    try:
+        async with open_role(ROLES[command], settings, stop) as running:
+            if running is None:
+                return
+            rt = running.runtime
             where = f"postgres {masked(rt.database_url)}, nats {masked(rt.endpoints.nats_url)}"
-            print(f"keyledger {' + '.join(roles)} running ({where}); Ctrl-C stops", flush=True)
-            metrics.serve_worker_metrics(roles[0], settings.metrics_port, settings.host)
-            await asyncio.gather(*(workers[role]() for role in roles), _sample(rt, buses, relay, stop))
-        finally:
-            for bus in buses.values():
-                await bus.close()
-            parent.cancel()
+            print(f"keyledger {command} running ({where}); Ctrl-C stops", flush=True)
+            metrics.serve_worker_metrics(command, settings.metrics_port, settings.host)
+            await asyncio.gather(running.worker.run(stop), _sample(running, stop))
+    finally:
+        parent.cancel()
 
 
-async def _sample(rt: Runtime, buses: dict[str, Bus], relay: Relay | None, stop: asyncio.Event) -> None:
-    """A worker's connection gauges (and the relay's lag) every 2 s."""
+async def _sample(running: RoleProcess, stop: asyncio.Event) -> None:
+    """The worker's connection gauges (and the relay's lag) every 2 s."""
+    role, relay = running.role.command, running.worker if isinstance(running.worker, Relay) else None
+
     async def sample() -> None:
-        for role, bus in buses.items():
-            metrics.NATS_CONNECTED.labels(role).set(1 if bus.is_connected else 0)
+        metrics.NATS_CONNECTED.labels(role).set(1 if running.bus.is_connected else 0)
         try:
-            head = await asyncio.wait_for(rt.store.head_position(), 1.0)
+            head = await asyncio.wait_for(running.runtime.store.head_position(), 1.0)
         except Exception:  # noqa: BLE001 - any failure to reach the store means: Postgres is down
-            for role in buses:
-                metrics.POSTGRES_UP.labels(role).set(0)
+            metrics.POSTGRES_UP.labels(role).set(0)
             return
-        for role in buses:
-            metrics.POSTGRES_UP.labels(role).set(1)
+        metrics.POSTGRES_UP.labels(role).set(1)
         if relay is not None:
             metrics.RELAY_LAG.set(max(0, head - relay.position))
 

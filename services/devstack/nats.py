@@ -30,14 +30,18 @@ log = logging.getLogger("keyledger.stack")
 
 @dataclass(frozen=True)
 class BusNames:
-    """The streams and subjects the NATS users get permissions on; ``*`` stands for any one name
-    (a test session whose tests each use streams of their own)."""
+    """The streams, subjects and durable consumers the NATS users get permissions on; ``*`` stands for any
+    one name (a test session whose tests each use streams of their own). keyledger's processes pass the
+    names they use (``services.bootstrap.runtime.bus_names``); these defaults are the same (a test keeps
+    them equal), for a stack started on its own (``keyledger stack up``)."""
 
     event_stream: str = "KEYLEDGER_EVENTS"
     event_subjects: str = "keyledger.events.>"
     usage_stream: str = "KEYLEDGER_USAGE"
     usage_subject: str = "keyledger.usage"
     replicas_subject: str = "keyledger.replicas"
+    projector_consumer: str = "key-cache-projector"
+    sink_consumer: str = "audit-sink"
 
 
 DEFAULT_NAMES = BusNames()
@@ -70,8 +74,8 @@ def permissions(names: BusNames) -> dict[str, dict[str, list[str]]]:
                 f"$JS.API.CONSUMER.CREATE.{ev}",
                 f"$JS.API.CONSUMER.CREATE.{ev}.>", f"$JS.API.CONSUMER.DELETE.{ev}.>", f"$JS.API.CONSUMER.INFO.{ev}.>",
                 f"$JS.FC.{ev}.>"],
-        "projector": [*common, *stream(ev), *durable(ev, "key-cache-projector")],
-        "sink": [*common, *stream(us), *durable(us, "audit-sink")],
+        "projector": [*common, *stream(ev), *durable(ev, names.projector_consumer)],
+        "sink": [*common, *stream(us), *durable(us, names.sink_consumer)],
     }
     return {role: {"publish": allowed,
                    "subscribe": [f"{inbox_prefix(role)}.>", *([names.replicas_subject] if role == "api" else [])]}

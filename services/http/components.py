@@ -11,10 +11,10 @@ import msgspec
 
 from keyledger.services.audit.emitter import UsageEmitter
 from keyledger.services.audit.notary import AuditNotary, notary_for
-from keyledger.services.audit.sink import AuditSink
+from keyledger.services.bootstrap.background import Work
+from keyledger.services.bootstrap.runtime import open_runtime
+from keyledger.services.bootstrap.workers import start_roles
 from keyledger.services.cache.live import LiveKeyCache
-from keyledger.services.cache.projector import Projector
-from keyledger.services.cache.relay import Relay
 from keyledger.services.cache.replicas import ReplicaRoll
 from keyledger.services.clock import Clock, epoch
 from keyledger.services.config import Settings
@@ -31,24 +31,20 @@ from keyledger.services.http.ports import (
     UsageSink,
 )
 from keyledger.services.keys.service import KeyService
-from keyledger.services.messaging.connection import connect, connect_in_background
-from keyledger.services.messaging.events import event_consumer
+from keyledger.services.messaging.connection import connect_in_background
 from keyledger.services.messaging.feed import EventFeed
 from keyledger.services.messaging.replicas import ReplicaChannel
-from keyledger.services.messaging.usage import UsagePublisher, usage_consumer
+from keyledger.services.messaging.usage import UsagePublisher
 from keyledger.services.observe.sampling import ApiGauges
 from keyledger.services.parent import end_with_parent
-from keyledger.services.runtime import open_runtime
 from keyledger.services.storage.audit_export_source import ExportSource
 from keyledger.services.storage.audit_queries import AuditQueries
-from keyledger.services.storage.checkpoints import Checkpoints
 from keyledger.services.storage.dashboard_sessions import DashboardSessionTable
 from keyledger.services.storage.database import open_database
 from keyledger.services.storage.key_cache_table import KeyCacheTable
 from keyledger.services.storage.last_used_table import LastUsedTable
 from keyledger.services.storage.rate_windows import RateWindows
 from keyledger.services.storage.usage_counts import UsageCounts
-from keyledger.services.storage.usage_table import UsageTable
 from keyledger.services.storage.verify_credentials import VerifyCredentials
 from keyledger.services.verify.callers import VerifyCallers
 from keyledger.services.verify.last_used import LastUsedTracker
@@ -123,16 +119,10 @@ async def start_components(stack: AsyncExitStack, cfg: Settings) -> Components:
     stop = asyncio.Event()
     queue = Argon2Queue(cfg.argon2_max_pending)  # verify's cold checks and create/rotate hashing share it
     gauges = ApiGauges(cache=cache, queue=queue, usage=usage, bus=bus)
-    workers = [last_used.run, limiter.run, usage.run, callers.run, cache.follow_store, gauges.run, roll.run,
-               end_with_parent]  # in a worker of `keyledger serve`: the process ends with serve
+    workers: list[Work] = [last_used.run, limiter.run, usage.run, callers.run, cache.follow_store, gauges.run,
+                           roll.run, end_with_parent]  # in a worker of `keyledger serve`: the process ends with serve
     if cfg.run_workers:  # each on a connection of its own, with only its role's permissions
-        buses = {}
-        for role in ("relay", "projector", "sink"):
-            buses[role] = await connect(runtime.endpoints.nats_url_for(role), f"keyledger-{role}", role=role)
-            stack.push_async_callback(buses[role].close)
-        workers += [Relay(db, runtime.store, Checkpoints(db), buses["relay"], cfg).run,
-                    Projector(table, event_consumer(buses["projector"], cfg, "key-cache-projector", 500)).run,
-                    AuditSink(UsageTable(db), usage_consumer(buses["sink"], cfg, "audit-sink", 200)).run]
+        workers += await start_roles(stack, runtime)
     tasks = [asyncio.create_task(worker(stop)) for worker in workers]
 
     async def stop_workers() -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from keyledger.services.bootstrap.runtime import Endpoints
 from keyledger.services.config import Settings
-from keyledger.services.runtime import Endpoints
 from tests.support.api import create
 from tests.support.clock import ReferenceClock
 from tests.support.pipeline import isolated_settings

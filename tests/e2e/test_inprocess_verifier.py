@@ -11,8 +11,8 @@ import msgspec
 import pytest
 
 from keyledger.domain.errors import ValidationError
+from keyledger.services.bootstrap.runtime import Endpoints
 from keyledger.services.inprocess.verifier import InProcessVerifier
-from keyledger.services.runtime import Endpoints
 from keyledger_client.asgi import KeyledgerMiddleware, Route, verify_result
 from tests.support.api import create, verify
 from tests.support.clock import ReferenceClock

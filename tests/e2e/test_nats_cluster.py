@@ -15,9 +15,9 @@ import httpx
 import nats
 import pytest
 
+from keyledger.services.bootstrap.runtime import Endpoints
 from keyledger.services.devstack.stack import ANY_NAMES, StackInfo, stack_down, stack_up
 from keyledger.services.messaging.connection import servers
-from keyledger.services.runtime import Endpoints
 from tests.conftest import TEST_PG_SETTINGS
 from tests.support.api import create, usage_for, verify
 from tests.support.pipeline import isolated_settings

@@ -14,9 +14,9 @@ import httpx
 import psutil  # type: ignore[import-untyped,unused-ignore]
 import pytest
 
+from keyledger.services.bootstrap.runtime import Endpoints
 from keyledger.services.devstack import credentials, nats, postgres
 from keyledger.services.devstack.stack import ANY_NAMES, StackInfo, stack_down, stack_up
-from keyledger.services.runtime import Endpoints
 from tests.conftest import TEST_PG_SETTINGS
 from tests.support.api import create, verify
 from tests.support.pipeline import isolated_settings

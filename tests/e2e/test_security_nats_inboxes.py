@@ -16,8 +16,8 @@ import nats
 import pytest
 from nats.aio.msg import Msg
 
+from keyledger.services.bootstrap.runtime import Endpoints
 from keyledger.services.devstack.stack import StackInfo
-from keyledger.services.runtime import Endpoints
 from tests.support.api import create, verify
 from tests.support.server import ApiServer
 from tests.support.wait import until

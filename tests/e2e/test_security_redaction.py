@@ -14,8 +14,8 @@ import httpx
 import msgspec
 import pytest
 
+from keyledger.services.bootstrap.runtime import Endpoints
 from keyledger.services.inprocess.verifier import InProcessVerifier
-from keyledger.services.runtime import Endpoints
 from tests.support.api import create, usage_for
 from tests.support.clock import ReferenceClock
 from tests.support.server import ApiServer, StartServer

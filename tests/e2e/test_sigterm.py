@@ -22,7 +22,7 @@ import httpx
 import psutil  # type: ignore[import-untyped,unused-ignore]
 import pytest
 
-from keyledger.services.runtime import Endpoints
+from keyledger.services.bootstrap.runtime import Endpoints
 from tests.support.clock import ReferenceClock
 from tests.support.env import DATA_DIR, clean_env
 from tests.support.pipeline import isolated_settings

@@ -31,10 +31,10 @@ import psutil  # type: ignore[import-untyped,unused-ignore]
 import psycopg
 import pytest
 
+from keyledger.services.bootstrap.runtime import Endpoints
 from keyledger.services.cli.supervise import ROLES
 from keyledger.services.devstack import credentials, nats, postgres
 from keyledger.services.devstack.stack import ANY_NAMES, StackInfo, stack_down, stack_up
-from keyledger.services.runtime import Endpoints
 from tests.support.api import create
 from tests.support.pipeline import isolated_settings
 from tests.support.server import ApiServer

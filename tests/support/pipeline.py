@@ -13,6 +13,7 @@ from nats.js import JetStreamContext
 from keyledger.domain.key import KeyState, fold
 from keyledger.projections.key_cache import KeyCache
 from keyledger.services.audit.sink import AuditSink
+from keyledger.services.bootstrap import roles
 from keyledger.services.cache.live import LiveKeyCache
 from keyledger.services.cache.projector import Projector
 from keyledger.services.cache.relay import Relay
@@ -102,8 +103,8 @@ def relay_for(db: Database, bus: Bus, settings: Settings, **options: Any) -> Rel
     return Relay(db, store, Checkpoints(db), bus, settings, **options)
 
 
-def projector_for(db: Database, bus: Bus, settings: Settings, durable: str = "key-cache-projector",
-                  batch_size: int = 500) -> Projector:
+def projector_for(db: Database, bus: Bus, settings: Settings, durable: str = roles.PROJECTOR.consumer,
+                  batch_size: int = roles.PROJECTOR.batch) -> Projector:
     """A Projector wired as the service wires it."""
     return Projector(KeyCacheTable(db, PostgresEventStore(db)), event_consumer(bus, settings, durable, batch_size))
 
@@ -114,7 +115,7 @@ def live_cache_for(db: Database, bus: Bus, settings: Settings) -> LiveKeyCache:
     return LiveKeyCache(store, KeyCacheTable(db, store), EventFeed(bus, settings))
 
 
-def sink_for(db: Database, bus: Bus, settings: Settings, durable: str = "audit-sink",
-             fetch_batch: int = 200) -> AuditSink:
+def sink_for(db: Database, bus: Bus, settings: Settings, durable: str = roles.SINK.consumer,
+             fetch_batch: int = roles.SINK.batch) -> AuditSink:
     """An AuditSink wired as the service wires it."""
     return AuditSink(UsageTable(db), usage_consumer(bus, settings, durable, fetch_batch))

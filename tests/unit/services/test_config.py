@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from keyledger.services.bootstrap.runtime import server_endpoints
 from keyledger.services.config import SettingsError, load_settings, masked
-from keyledger.services.runtime import server_endpoints
 
 
 def test_settings_from_environment() -> None:

@@ -27,6 +27,7 @@ from keyledger.domain.access import AccessEntry
 from keyledger.domain.events import Event, KeyRevoked, KeyRotated
 from keyledger.domain.key import KeyState
 from keyledger.domain.recorded import RecordedEvent
+from keyledger.services.bootstrap import roles
 from keyledger.services.cache.live import LiveKeyCache
 from keyledger.services.cache.projector import Projector, ProjectorStats
 from keyledger.services.cache.relay import RELAY
@@ -174,7 +175,7 @@ async def kill(proc: subprocess.Popen[bytes]) -> None:
 
 # ---------------------------------------------------------------- 1. projector SIGKILLed mid-stream
 
-DURABLE = "key-cache-projector"  # the projector's default durable consumer
+DURABLE = roles.PROJECTOR.consumer  # the projector's durable consumer
 
 
 async def kill_mid_batch(group: Workers, pool: AsyncConnectionPool, js: JetStreamContext,
@@ -308,7 +309,7 @@ async def test_nats_restart_while_commands_run_every_event_reaches_the_cache_exa
         async with jetstream(server.url, settings) as (bus, js):
             caches: list[LiveKeyCache] = []
 
-            async def follow_again() -> None:  # as services/http/components.py wires it
+            async def follow_again() -> None:  # as services/bootstrap/verify_side.py wires it (OnConnect)
                 for live in caches:
                     await live.resubscribe()
 

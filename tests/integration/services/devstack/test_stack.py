@@ -15,6 +15,7 @@ import nats
 import psycopg
 import pytest
 
+from keyledger.services.bootstrap.runtime import Endpoints, server_endpoints
 from keyledger.services.config import Settings
 from keyledger.services.devstack import postgres, process, stack
 from keyledger.services.devstack.stack import (
@@ -23,7 +24,6 @@ from keyledger.services.devstack.stack import (
     stack_status,
     stack_up,
 )
-from keyledger.services.runtime import Endpoints, server_endpoints
 from tests.support.paths import REPO_ROOT as ROOT
 from tests.support.wait import until_sync
 

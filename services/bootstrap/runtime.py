@@ -1,4 +1,5 @@
-"""Wiring shared by every process: resolve the servers, migrate, open the database, build the basics."""
+"""What every process starts with: resolve the servers (starting the embedded stack when none is
+configured), migrate, open the database and build the basics."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from contextlib import asynccontextmanager
 
 import msgspec
 
+from keyledger.services.bootstrap.roles import PROJECTOR, SINK
 from keyledger.services.clock import Clock, clock_from
 from keyledger.services.config import NATS_ROLES, Settings, nats_role_variable
 from keyledger.services.devstack.stack import BusNames, stack_up
@@ -61,6 +63,15 @@ class Runtime(msgspec.Struct, frozen=True, kw_only=True):
                           on_events=on_events, rate_tiers=self.settings.rate_tiers(), queue=queue, barrier=barrier)
 
 
+def bus_names(settings: Settings) -> BusNames:
+    """The streams, subjects and durable consumers the embedded NATS grants its users, as ``settings`` and
+    the worker roles name them."""
+    return BusNames(event_stream=settings.nats_stream, event_subjects=f"{settings.nats_subject_prefix}.>",
+                    usage_stream=settings.usage_stream, usage_subject=settings.usage_subject,
+                    replicas_subject=settings.replicas_subject, projector_consumer=PROJECTOR.consumer,
+                    sink_consumer=SINK.consumer)
+
+
 def server_endpoints(settings: Settings) -> Endpoints:
     """The configured servers (``DATABASE_URL`` and ``NATS_URL`` both set), else the embedded stack's in
     ``settings.data_dir``, started if needed; URLs set in the settings win over the stack's."""
@@ -68,10 +79,7 @@ def server_endpoints(settings: Settings) -> Endpoints:
         return Endpoints(database_url=settings.database_url,
                          admin_database_url=settings.admin_database_url or settings.database_url,
                          nats_url=settings.nats_url, nats_role_urls=dict(settings.nats_role_urls))
-    names = BusNames(event_stream=settings.nats_stream, event_subjects=f"{settings.nats_subject_prefix}.>",
-                     usage_stream=settings.usage_stream, usage_subject=settings.usage_subject,
-                     replicas_subject=settings.replicas_subject)
-    info = stack_up(settings.data_path(), names=names)
+    info = stack_up(settings.data_path(), names=bus_names(settings))
     return Endpoints(
         database_url=settings.database_url or info.database_url,
         admin_database_url=settings.admin_database_url or settings.database_url or info.admin_database_url,
