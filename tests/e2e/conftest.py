@@ -1,55 +1,20 @@
-"""End-to-end fixtures: real API processes over the session's Postgres and NATS, on test time.
+"""End-to-end fixtures: real API processes over the session's Postgres and NATS, on test time, started with
+``start_server`` (``tests.support.server_fixtures``, shared with the client SDK's tests).
 
-Every server of a test follows the test's ``clock`` (``tests.support.clock``): it starts at
-2030-01-01T00:00:00Z, on a minute, so rate windows begin when the test begins, whatever the wall time.
+Every server of a test follows the test's ``clock``: it starts at 2030-01-01T00:00:00Z, on a minute, so rate
+windows begin when the test begins, whatever the wall time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
 
-from keyledger.services.bootstrap.runtime import Endpoints
-from keyledger.services.config import Settings
 from tests.support.api import create
-from tests.support.clock import ReferenceClock
-from tests.support.pipeline import isolated_settings
 from tests.support.server import ApiServer, StartServer
-from tests.support.stderr import Stderr
-
-
-@pytest.fixture
-def clock() -> ReferenceClock:
-    """The time this test's servers share (they read at most their start-up time behind it)."""
-    return ReferenceClock()
-
-
-@pytest.fixture
-def start_server(database_url: str, nats_url: str, endpoints: Endpoints, tmp_path: Path,
-                 clock: ReferenceClock) -> Iterator[StartServer]:
-    """Start an API process on this test's database and clock and wait until it is ready; all are
-    stopped after the test. Keywords: ``settings`` (default: streams of its own), ``workers``,
-    ``extra_env``, ``ahead`` (a clock that much ahead of the test's), ``processes`` (API workers), ``stderr``
-    (where its stderr goes, apart from its stdout)."""
-    started: list[ApiServer] = []
-
-    def start(settings: Settings | None = None, workers: bool = True, extra_env: dict[str, str] | None = None,
-              ahead: timedelta = timedelta(0), processes: int = 1, stderr: Stderr | None = None) -> ApiServer:
-        server = ApiServer(database_url, nats_url, settings or isolated_settings(), tmp_path, workers=workers,
-                           extra_env={**endpoints.environment(), **(extra_env or {})}, clock=clock, ahead=ahead,
-                           processes=processes, stderr=stderr)
-        started.append(server)
-        return server.wait_ready()
-
-    try:
-        yield start
-    finally:
-        for server in reversed(started):
-            server.stop()
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ import pytest
 from keyledger.services.bootstrap.runtime import Endpoints
 from keyledger.services.devstack.stack import ANY_NAMES, StackInfo, stack_down, stack_up
 from keyledger.services.messaging.connection import servers
-from tests.conftest import TEST_PG_SETTINGS
 from tests.support.api import create, usage_for, verify
+from tests.support.fixtures import TEST_PG_SETTINGS
 from tests.support.pipeline import isolated_settings
 from tests.support.server import ApiServer
 from tests.support.wait import until_sync

@@ -1,5 +1,6 @@
 """The SDK's tests run against a real ``keyledger serve`` with the suite's own Postgres and NATS: the
-repository's fixtures (``tests/conftest.py``, ``tests/e2e/conftest.py``) are reused here, not copied."""
+repository's session and ``start_server`` fixtures (``tests.support.fixtures``, ``tests.support.server_fixtures``,
+registered by the root ``conftest.py``) are reused here, not copied."""
 
 from __future__ import annotations
 
@@ -8,20 +9,11 @@ from collections.abc import Iterator
 import pytest
 
 from keyledger_client import Keyledger
-from tests.conftest import (  # noqa: F401 (fixtures and hooks, registered by being named here)
-    database_url,
-    endpoints,
-    nats_url,
-    pytest_configure,
-    servers,
-    stack_info,
-)
-from tests.e2e.conftest import clock, start_server  # noqa: F401
 from tests.support.server import ApiServer, StartServer
 
 
 @pytest.fixture
-def keyledger_server(start_server: StartServer) -> ApiServer:  # noqa: F811
+def keyledger_server(start_server: StartServer) -> ApiServer:
     """A keyledger API whose verify callers must authenticate (as outside tests)."""
     return start_server(extra_env={"KEYLEDGER_VERIFY_OPEN": ""})
 
