@@ -2,7 +2,7 @@
 
 The layers below are the import contract in ``.importlinter`` (checked by ``lint-imports`` in ``make test``).
 A package may import ``domain``, ``projections`` and any package of a lower layer; packages of one layer
-(``|``) do not import each other, except in the kernel and the composition layer (``:``); no package
+(``|``) do not import each other, except in the kernel (``:``); no package
 cycles, nor module cycles inside a package. Only ``storage`` imports psycopg, only ``messaging`` nats, only
 ``hashing`` argon2, only ``observe`` prometheus_client; ``devstack`` imports nothing of keyledger.
 
@@ -14,8 +14,9 @@ entry points     ``cli``: the ``keyledger`` command |
                  and ``dashboard/`` (the /dashboard pages; the app mounts them, the API's routes
                  never import them) |
                  ``inprocess``: the verify path inside another Python service
-composition      ``bootstrap`` : ``runtime``: what every process kind is built from (store, hasher,
-                 key service, the embedded stack when nothing is configured)
+composition      ``bootstrap``: the composition root, where every process kind is built from its settings:
+                 the servers (the embedded stack when none is configured), the API, the verify side (also
+                 the in-process verifier's), each worker role
 application      ``keys``: command handlers, the bootstrap admin key, verify credentials, key views |
                  ``verify``: verifier, verify callers, rate limiter, throttles, last-used |
                  ``cache``: the relay (store → JetStream), projector, live cache, replica roll, replay |

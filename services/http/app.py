@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components as OpenAPIComponents
 
+from keyledger.services.bootstrap.api import open_api
 from keyledger.services.config import Settings, load_settings
 from keyledger.services.http.body_deadline import BodyDeadline
-from keyledger.services.http.components import Components, start_components
+from keyledger.services.http.components import Components, api_components
 from keyledger.services.http.dashboard.routes import dashboard_router, template_config
 from keyledger.services.http.deps import dependencies, gate_in, initial_state, publish
 from keyledger.services.http.errors import EXCEPTION_HANDLERS, MAX_BODY_BYTES
@@ -61,8 +62,8 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with AsyncExitStack() as stack:
-            publish(app.state, await start_components(stack, cfg))
+        async with open_api(cfg) as api:  # the composition root builds the process; the handlers get its parts
+            publish(app.state, api_components(api))
             yield
 
     app = KeyledgerApp(

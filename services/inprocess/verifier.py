@@ -3,8 +3,6 @@ started inside another Python process, for services that cannot afford a network
 
 from __future__ import annotations
 
-import asyncio
-import functools
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
@@ -17,28 +15,14 @@ from keyledger.domain.errors import ValidationError
 from keyledger.domain.rate import limit_of
 from keyledger.domain.redaction import redaction_for
 from keyledger.domain.usage import FIELD_LIMITS, UsageEvent, attempted_start, clean_text, sanitized, storable
-from keyledger.services.audit.emitter import UsageEmitter
+from keyledger.services.bootstrap.verify_side import open_local_verify_side
 from keyledger.services.cache.live import LiveKeyCache
-from keyledger.services.cache.replicas import ReplicaRoll
-from keyledger.services.clock import clock_from, epoch
 from keyledger.services.config import Settings, load_settings
-from keyledger.services.hashing import SecretHasher
 from keyledger.services.http.auth import new_id
 from keyledger.services.http.routes.verify import answer
 from keyledger.services.http.schemas import VerifyAnswer
-from keyledger.services.messaging.connection import connect
-from keyledger.services.messaging.feed import EventFeed
-from keyledger.services.messaging.replicas import ReplicaChannel
-from keyledger.services.messaging.usage import UsagePublisher
-from keyledger.services.storage.database import open_database
-from keyledger.services.storage.event_store import PostgresEventStore
-from keyledger.services.storage.key_cache_table import KeyCacheTable
-from keyledger.services.storage.last_used_table import LastUsedTable
-from keyledger.services.storage.rate_windows import RateWindows
-from keyledger.services.verify.last_used import LastUsedTracker
-from keyledger.services.verify.rate_limiter import RateLimiter
-from keyledger.services.verify.throttles import FailureThrottle, RateDecision
-from keyledger.services.verify.verifier import Verdict, Verifier
+from keyledger.services.verify.throttles import RateDecision
+from keyledger.services.verify.verifier import Verdict
 
 
 class InProcessVerifier:
@@ -50,7 +34,8 @@ class InProcessVerifier:
     loads ``key_cache`` and reads the event store; the rate limiter leases budget in ``rate_windows``;
     last-used times are written). It sees a revocation within the same bound as an API replica, and once
     the store has not confirmed its cache for ``KEYLEDGER_MAX_STALENESS`` seconds it answers ``UNAVAILABLE``
-    instead of ``VALID``. argon2 work is bounded the same way (``KEYLEDGER_ARGON2_*``). Use it as ``async
+    instead of ``VALID``, unless, as an API replica, it is serving through a store outage with the bus
+    connected. argon2 work is bounded the same way (``KEYLEDGER_ARGON2_*``). Use it as ``async
     with InProcessVerifier(nats_url=..., database_url=...) as verifier: await verifier.verify(...)``.
     """
 
@@ -79,53 +64,14 @@ class InProcessVerifier:
         return self._cache
 
     async def start(self) -> None:
-        """Connect, load the key cache, confirm it with the store and start the background work."""
-        cfg, stack = self.settings, AsyncExitStack()
-        await stack.__aenter__()
-        try:
-            assert cfg.database_url is not None and cfg.nats_url is not None
-            db = await stack.enter_async_context(open_database(cfg.database_url, max_size=4))
-            store, hasher, clock = PostgresEventStore(db), SecretHasher(cfg), clock_from(cfg.clock_start)
-            stack.callback(hasher.close)
-            caches: list[LiveKeyCache] = []
-
-            async def follow_again() -> None:
-                for live in caches:
-                    await live.resubscribe()
-
-            bus = await connect(cfg.nats_url, f"keyledger-{self.name}", on_reconnect=follow_again, role="api")
-            stack.push_async_callback(bus.close)
-            cache = LiveKeyCache(store, KeyCacheTable(db, store), EventFeed(bus, cfg))
-            await cache.start()
-            await cache.catch_up_with_store()
-            caches.append(cache)
-            # announced like an API replica's: key commands wait until this cache holds them too
-            roll = ReplicaRoll(ReplicaChannel(bus, cfg.replicas_subject), lambda: cache.tailed,
-                               max_wait=float(cfg.max_staleness or 1))
-            cache.on_advance, roll.on_nudge = roll.advanced, cache.nudge
-            stack.push_async_callback(cache.stop)
-            self._cache, self._clock = cache, clock
-            self._limiter = RateLimiter(RateWindows(db), clock=epoch(clock))
-            self._last_used = LastUsedTracker(LastUsedTable(db))
-            spool = self._spool or (Path(cfg.spool_dir) if cfg.spool_dir else cfg.data_path("spool"))
-            self._usage = UsageEmitter(UsagePublisher(bus, cfg), spool, durable=cfg.usage_durable)
-            self._forwarded = FailureThrottle(cfg.auth_failure_limit, clock=epoch(clock))
-            self._verifier = Verifier(cache, hasher, cfg.token_prefix, clock, max_pending=cfg.argon2_max_pending,
-                                      key_failure_limit=cfg.key_failure_limit,
-                                      is_current=functools.partial(cache.is_current, cfg.max_staleness))
-            stop = asyncio.Event()
-            tasks = [asyncio.create_task(work(stop)) for work in
-                     (self._last_used.run, self._limiter.run, self._usage.run, cache.follow_store, roll.run)]
-
-            async def stop_workers() -> None:
-                stop.set()
-                await asyncio.gather(*tasks, return_exceptions=True)
-
-            stack.push_async_callback(stop_workers)
-        except BaseException:
-            await stack.aclose()
-            raise
-        self._stack = stack
+        """Connect, load the key cache, confirm it with the store and start the background work: the verify
+        side an API process has (:func:`~keyledger.services.bootstrap.verify_side.open_local_verify_side`)."""
+        stack = AsyncExitStack()
+        side = await stack.enter_async_context(open_local_verify_side(self.settings, name=self.name,
+                                                                      spool=self._spool))
+        self._cache, self._clock, self._stack = side.cache, side.clock, stack
+        self._verifier, self._limiter, self._forwarded = side.verifier, side.limiter, side.forwarded_failures
+        self._last_used, self._usage = side.last_used, side.usage
 
     async def stop(self) -> None:
         """Flush what is pending (usage events, last-used times) and disconnect."""

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from keyledger.services.config import load_settings
+from keyledger.services.bootstrap.verify_side import spool_dir
+from keyledger.services.config import Settings, load_settings
 from tests.support.paths import REPO_ROOT
 
 
@@ -20,6 +21,11 @@ def test_the_data_folder_is_keyledger_under_the_working_directory_unless_set(
     elsewhere = load_settings({"KEYLEDGER_DATA_DIR": str(tmp_path / "elsewhere")})
     assert elsewhere.data_path("metrics", "1") == tmp_path / "elsewhere" / "metrics" / "1"
     assert load_settings({"KEYLEDGER_DATA_DIR": "~/kl"}).data_path() == Path.home() / "kl"
+
+
+def test_usage_events_spool_under_the_data_folder_unless_told_otherwise(tmp_path: Path) -> None:
+    assert spool_dir(Settings(data_dir=str(tmp_path))) == tmp_path / "spool"
+    assert spool_dir(Settings(data_dir=str(tmp_path), spool_dir=str(tmp_path / "s"))) == tmp_path / "s"
 
 
 def test_the_data_folder_variable_is_read_once_with_the_other_settings() -> None:
