@@ -9,6 +9,7 @@ from datetime import datetime
 
 import msgspec
 
+from keyledger.domain.access import MAX_RESOURCE_ID_LENGTH
 from keyledger.domain.redaction import DEFAULT_REDACTION, Redaction, find_token_shape, redact
 
 START_LENGTH_OF_MALFORMED = 8  # how much of an unparseable token is kept: never enough to matter
@@ -66,11 +67,13 @@ def attempted_start(presented: str, start_length: int, well_formed: bool) -> str
     return prefix[:START_LENGTH_OF_MALFORMED] + underscore if underscore else ""
 
 
-# The longest value kept per field; longer ones are cut (an attacker controls most of them).
+# The longest value kept per field; longer ones are cut (an attacker controls most of them). A verify
+# request's scope, website id and data kind longer than theirs are refused (services.verify.call): no grant
+# names a longer website id.
 FIELD_LIMITS: dict[str, int] = {
     "id": 64, "action": 200, "outcome": 32, "key_id": 64, "start": 40, "organization_id": 200, "scope": 64,
-    "granted_by": 300, "reason": 500, "website_id": 200, "data": 64, "ip": 100, "user_agent": 300, "request_id": 100,
-    "caller": 100, "caller_ip": 100,
+    "granted_by": 300, "reason": 500, "website_id": MAX_RESOURCE_ID_LENGTH, "data": 64, "ip": 100, "user_agent": 300,
+    "request_id": 100, "caller": 100, "caller_ip": 100,
 }
 _UNSTORABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")  # control characters (NUL!) and lone surrogates
 REPLACEMENT = "\ufffd"

@@ -27,6 +27,7 @@ from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.services.storage.key_cache_table import KeyCacheTable
 from keyledger.services.storage.last_used_table import LastUsedTable
 from keyledger.services.storage.rate_windows import RateWindows
+from keyledger.services.verify.flow import staleness_rule
 from keyledger.services.verify.last_used import LastUsedTracker
 from keyledger.services.verify.rate_limiter import RateLimiter
 from keyledger.services.verify.throttles import FailureThrottle
@@ -93,10 +94,7 @@ async def open_verify_side(stack: AsyncExitStack, settings: Settings, *, db: Dat
     queue = Argon2Queue(settings.argon2_max_pending)
     verifier = Verifier(cache, hasher, settings.token_prefix, clock, queue=queue,
                         key_failure_limit=settings.key_failure_limit,
-                        # the same rule in every API replica and in-process verifier: the store confirmed the
-                        # cache lately, or went away while it was current and the connected bus announced
-                        # nothing it lacks (LiveKeyCache.is_current)
-                        is_current=lambda: cache.is_current(settings.max_staleness, bus.is_connected))
+                        is_current=staleness_rule(cache, bus, settings.max_staleness))
     limiter, last_used = RateLimiter(RateWindows(db), clock=epoch(clock)), LastUsedTracker(LastUsedTable(db))
     usage = UsageEmitter(UsagePublisher(bus, settings), spool or spool_dir(settings), durable=settings.usage_durable)
     forwarded = FailureThrottle(settings.auth_failure_limit, clock=epoch(clock))

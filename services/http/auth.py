@@ -1,12 +1,12 @@
-"""The gate: authenticates API callers by their key and answers verify requests; each call leaves
-exactly one usage event, and the key's rate-limit numbers go out as ``X-RateLimit-*`` headers."""
+"""The gate: authenticates API callers by their key, and hands verify requests to the one verify flow
+(``services.verify.flow``); each call leaves exactly one usage event, and the key's rate-limit numbers go
+out as ``X-RateLimit-*`` headers."""
 
 from __future__ import annotations
 
 import functools
 import hmac
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any, Protocol
 
 from litestar.datastructures import Address
@@ -14,20 +14,20 @@ from litestar.datastructures import Address
 from keyledger.domain import token
 from keyledger.domain.access import check_access
 from keyledger.domain.key import KeyState
-from keyledger.domain.rate import limit_of
-from keyledger.domain.redaction import redaction_for
-from keyledger.domain.usage import UsageEvent, attempted_start, sanitized
+from keyledger.domain.usage import FIELD_LIMITS
 from keyledger.services.clock import Clock
 from keyledger.services.http.errors import ApiError, auth_required, forbidden
 from keyledger.services.http.ports import CallerRegistry, LastUse, Limiter, UsageSink
 from keyledger.services.http.proxies import TrustedProxies
 from keyledger.services.http.ratelimit_headers import attach_decision, scope_request_id
-from keyledger.services.http.ratelimit_headers import new_id as new_id  # re-exported: the in-process verifier uses it
-from keyledger.services.http.schemas import VerifyRequest
 from keyledger.services.keys.credentials import CREDENTIAL_PREFIX
 from keyledger.services.observe.metrics import RATE_ALLOWED, RATE_REFUSED
+from keyledger.services.verify.call import VerifyCall, verify_call
+from keyledger.services.verify.flow import VerifyFlow
 from keyledger.services.verify.throttles import FailureThrottle, RateDecision
 from keyledger.services.verify.verifier import Verdict, Verifier
+
+_USER_AGENT_LENGTH = FIELD_LIMITS["user_agent"]
 
 
 class Connection(Protocol):
@@ -78,8 +78,8 @@ def request_id(request: Connection) -> str:
 
 
 def user_agent_of(request: Connection) -> str | None:
-    """The caller's user agent, at most 300 characters."""
-    return (request.headers.get("user-agent") or "")[:300] or None
+    """The caller's user agent, cut to what the audit trail keeps of one (``FIELD_LIMITS``)."""
+    return (request.headers.get("user-agent") or "")[:_USER_AGENT_LENGTH] or None
 
 
 def peer_address(request: Connection) -> str | None:
@@ -106,11 +106,6 @@ def forwarding_headers(request: Connection) -> tuple[str | None, str | None]:
     return (",".join(x_forwarded_for) if x_forwarded_for else None, ",".join(forwarded) if forwarded else None)
 
 
-def _well_formed(verdict: Verdict | None) -> bool:
-    """Whether the presented token parsed (so its ``start`` is the public part of a token)."""
-    return verdict is not None and verdict.code != "MALFORMED"
-
-
 def _action(request: Connection) -> str:
     """``METHOD /route/template`` (``GET /v1/keys/{key_id}``): never the raw path, which is the caller's to
     fill (a token pasted into a URL, a NUL byte...)."""
@@ -119,7 +114,8 @@ def _action(request: Connection) -> str:
 
 
 class Gate:
-    """Who may call, and the verify answer; built once per process from the components."""
+    """Who may call, and the verify answer (through the :class:`VerifyFlow` it builds from the same
+    verifier, limiter, last-used tracker and usage sink); built once per process from the components."""
 
     def __init__(self, *, verifier: Verifier, limiter: Limiter, auth_failures: FailureThrottle, last_used: LastUse,
                  usage: UsageSink, clock: Clock, rate_tiers: Mapping[str, int], verify_token: str | None,
@@ -128,13 +124,11 @@ class Gate:
                  proxies: TrustedProxies | None = None) -> None:
         self._callers, self._verify_open = callers, verify_open
         self._proxies = proxies or TrustedProxies()
-        self._verifier, self._limiter, self._failures = verifier, limiter, auth_failures
-        # the end-client IPs a verify caller forwards are the caller's to name: counted apart from real
-        # callers' addresses, so naming an admin's IP in verify bodies cannot lock that admin out
-        self._forwarded_failures = forwarded_failures or FailureThrottle(auth_failures.limit, clock=auth_failures.clock)
-        self._last_used, self._usage, self._clock = last_used, usage, clock
-        self._tiers, self._verify_token = rate_tiers, verify_token
-        self._start_length, self._redaction = token.start_length(token_prefix), redaction_for(token_prefix)
+        self._verifier, self._failures, self._clock, self._verify_token = verifier, auth_failures, clock, verify_token
+        self.flow = VerifyFlow(verifier=verifier, limiter=limiter, last_used=last_used, usage=usage, clock=clock,
+                               rate_tiers=rate_tiers, token_prefix=token_prefix,
+                               forwarded_failures=forwarded_failures
+                               or FailureThrottle(auth_failures.limit, clock=auth_failures.clock))
 
     def address_of(self, request: Connection) -> str | None:
         """Where the request comes from: its socket peer, or, when that peer is a trusted proxy
@@ -185,7 +179,7 @@ class Gate:
                 raise ApiError(429, "RATE_LIMITED", "Too many attempts for this key")
             raise auth_required()
         key = verdict.key
-        decision = await self._limiter.hit(key.key_id, limit_of(key, self._tiers))
+        decision = await self.flow.charge(key)
         attach_decision(request.scope, decision)
         (RATE_ALLOWED if decision.allowed else RATE_REFUSED).inc()
         if not decision.allowed:
@@ -194,7 +188,7 @@ class Gate:
         await usage(verdict=verdict, scope=scope)
         if verdict.code == "FORBIDDEN":
             raise forbidden()
-        self._last_used.touch(key.key_id, self._clock())
+        self.flow.touch(key, self._clock())
         return key
 
     async def identify_caller(self, request: Connection, credential_header: str | None = None) -> str:
@@ -238,65 +232,41 @@ class Gate:
         raise auth_required(f"verify callers authenticate: {credential_header or 'Authorization: Bearer'} "
                             "<verify credential>")
 
-    async def verify(self, request: Connection, ask: VerifyRequest, caller: str | None = None,
-                     action: str = "verify", caller_ip: str | None = None) -> tuple[Verdict, RateDecision | None]:
-        """The verdict on ``ask`` and, when a key was identified, its rate-limit decision (charged to the
-        key being verified, never to the caller). ``action`` names the call in the usage event; ``caller_ip``
-        the caller's address, by default the one :meth:`identify_caller` settled on (forward-auth: the
-        gateway's socket peer), else :meth:`address_of`."""
-        now = self._clock()
+    def call(self, request: Connection, *, key: str | None, scope: str, website_id: str | None = None,
+             data: str | None = None, ip: str | None = None, user_agent: str | None = None, caller: str | None = None,
+             action: str = "verify", caller_ip: str | None = None) -> VerifyCall:
+        """The verify request ``request`` carries, validated as every transport's is (:func:`verify_call`:
+        :class:`~keyledger.domain.errors.ValidationError`, a 400), with its request id and the time it is
+        decided by. ``action`` names the call in the usage event; ``caller_ip`` the caller's address, by
+        default the one :meth:`identify_caller` settled on (forward-auth: the gateway's socket peer), else
+        :meth:`address_of`."""
         if caller_ip is None:
             caller_ip = request.scope[_CALLER] if _CALLER in request.scope else self.address_of(request)
-        verdict, decision = await self._decide(request, ask, now, caller_ip or "unknown")
-        await self.record(request, action=action, verdict=verdict, presented=ask.key, scope=ask.scope,
-                          website_id=ask.website_id, data=ask.data, ip=ask.ip, user_agent=ask.user_agent,
-                          caller=caller, caller_ip=caller_ip, at=now)
-        if verdict.valid and verdict.key is not None:
-            self._last_used.touch(verdict.key.key_id, now)
-        return verdict, decision
+        return verify_call(key=key, scope=scope, at=self._clock(), website_id=website_id, data=data, ip=ip,
+                           user_agent=user_agent, caller=caller, caller_ip=caller_ip, request_id=request_id(request),
+                           action=action)
 
-    async def _decide(self, request: Connection, ask: VerifyRequest, now: datetime,
-                      caller: str) -> tuple[Verdict, RateDecision | None]:
-        blocked = self._forwarded_failures.refusal(ask.ip) if ask.ip else None
-        if blocked is not None:
-            attach_decision(request.scope, blocked)
-            refusal = Verdict(valid=False, code="RATE_LIMITED", reason="too many failed attempts from this client ip")
-            return refusal, None
-        verdict = await self._verifier.verify(ask.key, ask.scope, ask.website_id, ask.data,
-                                              source=f"ip:{ask.ip}" if ask.ip else caller, caller=caller, now=now)
-        if ask.ip and verdict.code in ("MALFORMED", "NOT_FOUND"):
-            self._forwarded_failures.record(ask.ip)
-        key, decision = verdict.key, None
-        if key is not None and verdict.code in ("VALID", "FORBIDDEN"):
-            decision = await self._limiter.hit(key.key_id, limit_of(key, self._tiers))
+    async def verify(self, request: Connection, call: VerifyCall) -> tuple[Verdict, RateDecision | None]:
+        """The flow's verdict on ``call`` and, when a key was identified, its rate-limit decision (charged to
+        the key being verified, never to the caller), whose ``X-RateLimit-*`` headers go out with the answer
+        (those of the client-ip throttle's refusal, when that refused)."""
+        verified = await self.flow.verify(call)
+        rate, decision = verified.rate, verified.decision
+        if decision is not None:
             attach_decision(request.scope, decision)
-            (RATE_ALLOWED if decision.allowed else RATE_REFUSED).inc()
-            if not decision.allowed:
-                verdict = Verdict(valid=False, code="RATE_LIMITED", reason="rate limit exceeded", key=key)
-        return verdict, decision
+        if rate is not None:
+            (RATE_ALLOWED if rate.allowed else RATE_REFUSED).inc()
+        return verified.verdict, rate
 
     async def record(self, request: Connection, *, action: str, verdict: Verdict | None, presented: str | None,
-                     scope: str | None, website_id: str | None = None, data: str | None = None, ip: str | None = None,
-                     user_agent: str | None = None, outcome: str | None = None, caller: str | None = None,
-                     caller_ip: str | None = None, reason: str | None = None, at: datetime | None = None) -> None:
-        """Queue the usage event of one verification or authenticated call (never the secret); with a durable
-        usage sink (``KEYLEDGER_USAGE_DURABLE``), return once the event is safe, so that the request is
-        answered only then."""
-        key = verdict.key if verdict is not None else None
-        granted = verdict.granted_by if verdict is not None else None
-        settled = self._usage.emit(sanitized(UsageEvent(
-            id=new_id(), at=at or self._clock(), action=action,
-            outcome=outcome or (verdict.code if verdict is not None else "MISSING"),
-            key_id=key.key_id if key else None,
-            start=key.start if key else (attempted_start(presented, self._start_length, _well_formed(verdict))
-                                         or None if presented else None),
-            organization_id=key.organization_id if key else None, scope=scope,
-            granted_by=granted.label() if granted else None,
-            reason=reason or (verdict.reason if verdict is not None else "no key presented"),
-            website_id=website_id, data=data, ip=ip, user_agent=user_agent, request_id=request_id(request),
-            caller=caller, caller_ip=caller_ip), self._redaction))
-        if settled is not None:
-            await settled
+                     scope: str | None, ip: str | None = None, user_agent: str | None = None,
+                     outcome: str | None = None, caller_ip: str | None = None, reason: str | None = None) -> None:
+        """Record the usage event of an authenticated call (or of a verify caller that failed to authenticate)
+        through the verify flow's one builder (never the secret)."""
+        await self.flow.record(self.flow.usage_event(
+            action=action, at=self._clock(), verdict=verdict, presented=presented, scope=scope, ip=ip,
+            user_agent=user_agent, outcome=outcome, caller_ip=caller_ip, reason=reason,
+            request_id=request_id(request)))
 
 
 def _any_scope(verdict: Verdict | None, scopes: tuple[str, ...]) -> tuple[Verdict | None, str]:

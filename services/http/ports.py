@@ -9,15 +9,17 @@ annotation.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from keyledger.domain.key import KeyState
-from keyledger.domain.usage import UsageEvent
 from keyledger.services.storage.audit_queries import AuditFilter
 from keyledger.services.storage.dashboard_sessions import StoredSession
-from keyledger.services.verify.throttles import RateDecision
+from keyledger.services.verify.ports import Connectivity as Connectivity  # the verify flow's ports, re-exported
+from keyledger.services.verify.ports import LastTouch
+from keyledger.services.verify.ports import Limiter as Limiter
+from keyledger.services.verify.ports import UsageSink as UsageSink
 
 
 @runtime_checkable
@@ -55,23 +57,11 @@ class KeyDirectory(Protocol):
 
 
 @runtime_checkable
-class LastUse(Protocol):
-    """When each key was last used successfully."""
-
-    def touch(self, key_id: str, at: datetime) -> None:
-        """Record a use (no I/O)."""
-        ...
+class LastUse(LastTouch, Protocol):
+    """When each key was last used successfully (``touch``: record a use, no I/O)."""
 
     async def lookup(self, key_ids: Iterable[str]) -> dict[str, datetime]:
         """Last-used times of ``key_ids`` (keys never used are absent)."""
-        ...
-
-
-class Limiter(Protocol):
-    """Per-key request budgets (``X-RateLimit-*``)."""
-
-    async def hit(self, key_id: str, limit: int) -> RateDecision:
-        """Count one request of ``key_id`` against ``limit`` per window."""
         ...
 
 
@@ -80,15 +70,6 @@ class CallerRegistry(Protocol):
 
     def identify(self, presented: str) -> str | None:
         """``credential:<id>`` for an active credential, else None."""
-        ...
-
-
-class UsageSink(Protocol):
-    """Where usage events go (batched to the audit trail)."""
-
-    def emit(self, event: UsageEvent) -> Awaitable[None] | None:
-        """Queue one usage event; never blocks. When the sink is durable, what completes once the event is
-        safe (the request is answered only then); else None."""
         ...
 
 
@@ -133,14 +114,4 @@ class SessionTable(Protocol):
 
     async def delete_expired(self, seen_before: datetime, created_before: datetime) -> int:
         """Forget sessions idle since ``seen_before`` or made before ``created_before``; how many."""
-        ...
-
-
-@runtime_checkable
-class Connectivity(Protocol):
-    """The message bus connection, as far as readiness is concerned."""
-
-    @property
-    def is_connected(self) -> bool:
-        """Whether the connection is up right now."""
         ...

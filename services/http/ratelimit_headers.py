@@ -3,35 +3,29 @@ rate-limit headers of an authenticated request. The request id also marks the re
 
 from __future__ import annotations
 
-import itertools
-import os
 import re
 
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from keyledger.domain.usage import FIELD_LIMITS
+from keyledger.services.observe.ids import new_id
 from keyledger.services.observe.logs import begin_request, secret_shaped
 from keyledger.services.verify.throttles import RateDecision
 
 DECISION_STATE_KEY = _STATE_KEY = "keyledger_ratelimit"  # where the decision waits in the request state
-_ID_PREFIX, _ID_COUNTER = os.urandom(8).hex(), itertools.count()
-_FAIR_ID = re.compile(rb"[\x21-\x7e]{1,100}")  # visible ASCII: safe to echo in a header and to log
-
-
-def new_id() -> str:
-    """A process-unique 32-hex-char id (random per-process prefix + counter): no syscall per call,
-    unlike ``uuid4`` (``os.urandom``, which also releases the GIL to granian's I/O thread)."""
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+_ID_LENGTH = FIELD_LIMITS["request_id"]
+_FAIR_ID = re.compile(rb"[\x21-\x7e]{1,%d}" % _ID_LENGTH)  # visible ASCII: safe to echo in a header and to log
 
 
 def scope_request_id(scope: Scope) -> str:
-    """The caller's ``x-request-id`` (trimmed to 100 characters; ignored unless visible ASCII, and when it
-    looks like a key's secret, which would then reach the audit trail and the logs), else one made up once
-    for this request."""
+    """The caller's ``x-request-id`` (trimmed to the 100 characters the audit trail keeps; ignored unless
+    visible ASCII, and when it looks like a key's secret, which would then reach the audit trail and the
+    logs), else one made up once for this request."""
     state = scope.setdefault("state", {})
     found = state.get("request_id")
     if found is None:
-        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").strip()[:100]
+        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").strip()[:_ID_LENGTH]
         fair = given.decode("ascii") if _FAIR_ID.fullmatch(given) else ""
         found = state["request_id"] = fair if fair and not secret_shaped(fair) else new_id()
     return str(found)

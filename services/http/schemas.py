@@ -13,17 +13,10 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from keyledger.domain.key import Status
-from keyledger.services.verify.verifier import VerdictCode
-
-Capped = Annotated[str, msgspec.Meta(max_length=500)]
-
-
-class Access(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
-    """One resource grant: ``scopes`` on ``resource`` (``id`` names the website of a ``website`` grant)."""
-
-    resource: str
-    scopes: list[str]
-    id: str | None = None
+from keyledger.services.verify.answer import Access as Access  # the verify answer's structs, shared with every
+from keyledger.services.verify.answer import RateLimitState as RateLimitState  # verify transport: re-exported
+from keyledger.services.verify.answer import VerifyAnswer as VerifyAnswer
+from keyledger.services.verify.call import DATA_LENGTH, MAX_PRESENTED_LENGTH, SCOPE_LENGTH, WEBSITE_ID_LENGTH
 
 
 class CreateKeyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -65,15 +58,16 @@ class RevokeKeyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
 
 class VerifyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``POST /v1/verify``: may ``key`` do ``scope`` on this website / data kind? ``ip`` and
-    ``user_agent`` are the end client's, for the audit trail. Lengths are capped here because
-    these values go into the audit trail as they are."""
+    ``user_agent`` are the end client's, for the audit trail (which keeps 100 and 300 characters of
+    them). The values are checked as every verify transport's are (``services.verify.call``); the
+    lengths here are the same ones, for ``/schema``."""
 
-    key: Annotated[str, msgspec.Meta(max_length=4096)]
-    scope: Annotated[str, msgspec.Meta(max_length=64)]
-    website_id: Capped | None = None
-    data: Annotated[str, msgspec.Meta(max_length=64)] | None = None
-    ip: Capped | None = None
-    user_agent: Capped | None = None
+    key: Annotated[str, msgspec.Meta(max_length=MAX_PRESENTED_LENGTH)]
+    scope: Annotated[str, msgspec.Meta(max_length=SCOPE_LENGTH)]
+    website_id: Annotated[str, msgspec.Meta(max_length=WEBSITE_ID_LENGTH)] | None = None
+    data: Annotated[str, msgspec.Meta(max_length=DATA_LENGTH)] | None = None
+    ip: str | None = None
+    user_agent: str | None = None
 
 
 class Key(msgspec.Struct, kw_only=True):
@@ -117,29 +111,6 @@ class KeyPage(msgspec.Struct, kw_only=True):
 
     items: list[KeyWithLastUse]
     next_cursor: str | None
-
-
-class RateLimitState(msgspec.Struct, kw_only=True):
-    """The verified key's budget: requests per window, what is left, window end (Unix seconds)."""
-
-    limit: int
-    remaining: int
-    reset: int
-
-
-class VerifyAnswer(msgspec.Struct, kw_only=True):
-    """The answer to a well-formed verify request (always HTTP 200). ``ratelimit`` is null when
-    no key was identified; ``granted_by`` is the access entry that granted the scope."""
-
-    valid: bool
-    code: VerdictCode
-    reason: str
-    key_id: str | None
-    organization_id: str | None
-    scopes: list[str]
-    granted_by: Access | None
-    expires_at: datetime | None
-    ratelimit: RateLimitState | None
 
 
 class AuditRecord(msgspec.Struct, kw_only=True):

@@ -1,5 +1,5 @@
-"""keyledger's verify path inside another Python service: no network hop (``InProcessVerifier``).
+"""keyledger's verify path inside another Python service: no network hop (``InProcessVerifier``), a thin
+adapter over the one verify flow (``services.verify.flow``).
 
-May import every package of services but the other entry points (cli, http); its last imports of http
-(the verify answer and its helpers) go once it adapts the one verify flow (``.importlinter`` lists them).
+May import every package of services but the other entry points (cli, http).
 """

@@ -27,34 +27,29 @@ from litestar.di import NamedDependency
 from litestar.enums import HttpMethod
 from litestar.params import HeaderParameter, PathParameter, QueryParameter, SkipValidation
 
-from keyledger.domain.access import DATA_KINDS, SCOPES
 from keyledger.services.http.auth import Gate, peer_address, presented_key, user_agent_of
 from keyledger.services.http.errors import ApiError, auth_required, error_responses, forbidden
 from keyledger.services.http.ratelimit_headers import DECISION_STATE_KEY
-from keyledger.services.http.routes.verify import answer
-from keyledger.services.http.schemas import VerifyAnswer, VerifyRequest
+from keyledger.services.http.schemas import VerifyAnswer
+from keyledger.services.verify.answer import answer
+from keyledger.services.verify.call import MAX_PRESENTED_LENGTH
 from keyledger.services.verify.throttles import RateDecision
 from keyledger.services.verify.verifier import Verdict
 
 CALLER_HEADER = "x-keyledger-caller"
 ASKED_HEADERS = {"scope": "x-keyledger-scope", "website_id": "x-keyledger-website-id", "data": "x-keyledger-data"}
-_LIMITS = {"scope": 64, "website_id": 500, "data": 64}
 _METHODS: list[HttpMethod] = [HttpMethod.GET, HttpMethod.POST, HttpMethod.PUT, HttpMethod.PATCH, HttpMethod.DELETE]
 _REFUSED = {"MALFORMED": 401, "NOT_FOUND": 401, "REVOKED": 401, "EXPIRED": 401, "FORBIDDEN": 403,
             "RATE_LIMITED": 429, "UNAVAILABLE": 503}
 
 
 def _asked(request: Request[Any, Any, Any], by_path: bool) -> dict[str, str | None]:
-    """scope, website_id and data: from the query when it names a scope (and is the gateway's), else headers."""
+    """scope, website_id and data: from the query when it names a scope (and is the gateway's), else headers
+    (checked, as every transport's, by ``Gate.call``)."""
     query = request.query_params
     use_query = not by_path and "scope" in query
-    asked: dict[str, str | None] = {}
-    for name, header in ASKED_HEADERS.items():
-        value = (query.get(name) if use_query else request.headers.get(header)) or None
-        if value is not None and len(value) > _LIMITS[name]:
-            raise ApiError(400, "VALIDATION_ERROR", f"{name} is longer than {_LIMITS[name]} characters")
-        asked[name] = value
-    return asked
+    return {name: (query.get(name) if use_query else request.headers.get(header)) or None
+            for name, header in ASKED_HEADERS.items()}
 
 
 def gateway_header(request: Request[Any, Any, Any], name: str) -> str:
@@ -88,7 +83,7 @@ def client_ip(request: Request[Any, Any, Any]) -> str | None:
     read as one list), the one the gateway itself set or appended; entries before it are the client's own
     claims. No other header (``X-Real-IP``, ``Forwarded``) is read: gateways pass the client's on."""
     forwarded = ",".join(request.headers.getall("x-forwarded-for", []))
-    return forwarded.rsplit(",", 1)[-1].strip()[:100] or None
+    return forwarded.rsplit(",", 1)[-1].strip() or None
 
 
 def _allowed(body: VerifyAnswer) -> Response[VerifyAnswer]:
@@ -159,20 +154,15 @@ async def _forward_auth(request: Request[Any, Any, Any], gate: Gate, by_path: bo
     scope = asked["scope"]
     if scope is None:
         raise ApiError(400, "VALIDATION_ERROR", "forward-auth needs a scope: ?scope= or X-Keyledger-Scope")
-    if scope not in SCOPES:
-        raise ApiError(400, "VALIDATION_ERROR", f"unknown scope {scope!r}")
-    if asked["data"] is not None and asked["data"] not in DATA_KINDS:
-        raise ApiError(400, "VALIDATION_ERROR", f"unknown data kind {asked['data']!r}")
     action = f"forward-auth {original_method(request, by_path)} {original_uri(request, by_path)}".rstrip()
     key = presented_key(request)
-    if key is None:
-        await gate.record(request, action=action, verdict=None, presented=None, scope=scope,
-                          website_id=asked["website_id"], data=asked["data"], ip=client_ip(request),
-                          user_agent=user_agent_of(request), caller=caller, caller_ip=peer_address(request))
+    call = gate.call(request, key=key[:MAX_PRESENTED_LENGTH] if key is not None else None, scope=scope,
+                     website_id=asked["website_id"], data=asked["data"], ip=client_ip(request),
+                     user_agent=user_agent_of(request), caller=caller, action=action, caller_ip=peer_address(request))
+    if call.key is None:
+        await gate.flow.missing(call)
         raise auth_required()
-    ask = VerifyRequest(key=key[:4096], scope=scope, website_id=asked["website_id"], data=asked["data"],
-                        ip=client_ip(request), user_agent=user_agent_of(request))
-    verdict, decision = await gate.verify(request, ask, caller, action=action, caller_ip=peer_address(request))
+    verdict, decision = await gate.verify(request, call)
     if verdict.valid:
         return _allowed(answer(verdict, decision))
     raise _refusal(request, verdict)

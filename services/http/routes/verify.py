@@ -22,16 +22,14 @@ from litestar.di import Provide
 from litestar.openapi import ResponseSpec
 from litestar.types import ASGIApp, HTTPResponseStartEvent, Receive, Scope, Send
 
-from keyledger.domain.access import DATA_KINDS, SCOPES
 from keyledger.services.http.auth import Connection, Gate, ScopeConnection
 from keyledger.services.http.deps import gate_of
 from keyledger.services.http.errors import MAX_BODY_BYTES, ApiError, error_body, error_responses, refusal_of
 from keyledger.services.http.ratelimit_headers import response_headers, scope_request_id
-from keyledger.services.http.schemas import Access, RateLimitState, VerifyAnswer, VerifyRequest
+from keyledger.services.http.schemas import VerifyAnswer, VerifyRequest
 from keyledger.services.observe.logs import begin_request
 from keyledger.services.observe.metrics import answered
-from keyledger.services.verify.throttles import RateDecision
-from keyledger.services.verify.verifier import Verdict
+from keyledger.services.verify.answer import answer
 
 _decoder = msgspec.json.Decoder(VerifyRequest)
 _encoder = msgspec.json.Encoder()
@@ -54,12 +52,14 @@ async def verify(request: Request[Any, Any, Any]) -> ASGIApp:
 
 
 async def respond(gate: Gate, connection: Connection, body: Callable[[], Awaitable[bytes]]) -> bytes:
-    """The encoded answer to a verify call (its caller authenticated first, then its ``body`` read), or
-    the refusal raised as an exception."""
+    """The encoded answer to a verify call (its caller authenticated first, then its ``body`` read and
+    handed to the verify flow), or the refusal raised as an exception."""
     started = perf_counter()
     caller = await gate.identify_caller(connection)
     ask = decode(await body())
-    verdict, decision = await gate.verify(connection, ask, caller)
+    call = gate.call(connection, key=ask.key, scope=ask.scope, website_id=ask.website_id, data=ask.data, ip=ask.ip,
+                     user_agent=ask.user_agent, caller=caller)
+    verdict, decision = await gate.verify(connection, call)
     encoded = _encoder.encode(answer(verdict, decision))
     answered(verdict.code, perf_counter() - started)  # keyledger_verify_answers_total, keyledger_verify_seconds
     return encoded
@@ -141,32 +141,14 @@ class _Answer:
 
 
 def decode(body: bytes) -> VerifyRequest:
-    """The verify request in ``body``, or 400 saying what is wrong with it."""
+    """The verify request in ``body`` (its shape; its values are checked by ``Gate.call``, as every
+    transport's are), or 400 saying what is wrong with it."""
     try:
-        ask = _decoder.decode(body)
+        return _decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise ApiError(400, "VALIDATION_ERROR", f"invalid request body: {exc}") from None
     except msgspec.DecodeError:
         raise ApiError(400, "VALIDATION_ERROR", "the request body is not valid JSON") from None
-    if ask.scope not in SCOPES:
-        raise ApiError(400, "VALIDATION_ERROR", f"unknown scope {ask.scope!r}")
-    if ask.data is not None and ask.data not in DATA_KINDS:
-        raise ApiError(400, "VALIDATION_ERROR", f"unknown data kind {ask.data!r}")
-    return ask
-
-
-def answer(verdict: Verdict, decision: RateDecision | None) -> VerifyAnswer:
-    """The response body for ``verdict`` (and the key's rate-limit state, when a key was identified)."""
-    key, granted = verdict.key, verdict.granted_by
-    return VerifyAnswer(
-        valid=verdict.valid, code=verdict.code, reason=verdict.reason,
-        key_id=key.key_id if key else None, organization_id=key.organization_id if key else None,
-        scopes=list(verdict.scopes),
-        granted_by=Access(resource=granted.resource, scopes=list(granted.scopes), id=granted.id) if granted else None,
-        expires_at=key.expires_at if key else None,
-        ratelimit=RateLimitState(limit=decision.limit, remaining=decision.remaining, reset=decision.reset)
-        if decision else None,
-    )
 
 
 VERIFY_ROUTES = [verify]

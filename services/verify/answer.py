@@ -1,0 +1,56 @@
+"""The verify answer every transport gives (``POST /v1/verify``'s body, forward-auth's 200 body, what the
+in-process verifier returns), and the access entry as the API shows it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from keyledger.services.verify.throttles import RateDecision
+from keyledger.services.verify.verifier import Verdict, VerdictCode
+
+
+class Access(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """One resource grant: ``scopes`` on ``resource`` (``id`` names the website of a ``website`` grant)."""
+
+    resource: str
+    scopes: list[str]
+    id: str | None = None
+
+
+class RateLimitState(msgspec.Struct, kw_only=True):
+    """The verified key's budget: requests per window, what is left, window end (Unix seconds)."""
+
+    limit: int
+    remaining: int
+    reset: int
+
+
+class VerifyAnswer(msgspec.Struct, kw_only=True):
+    """The answer to a well-formed verify request (always HTTP 200). ``ratelimit`` is null when
+    no key was identified; ``granted_by`` is the access entry that granted the scope."""
+
+    valid: bool
+    code: VerdictCode
+    reason: str
+    key_id: str | None
+    organization_id: str | None
+    scopes: list[str]
+    granted_by: Access | None
+    expires_at: datetime | None
+    ratelimit: RateLimitState | None
+
+
+def answer(verdict: Verdict, decision: RateDecision | None) -> VerifyAnswer:
+    """The answer for ``verdict`` (and the key's rate-limit state, when a key was identified)."""
+    key, granted = verdict.key, verdict.granted_by
+    return VerifyAnswer(
+        valid=verdict.valid, code=verdict.code, reason=verdict.reason,
+        key_id=key.key_id if key else None, organization_id=key.organization_id if key else None,
+        scopes=list(verdict.scopes),
+        granted_by=Access(resource=granted.resource, scopes=list(granted.scopes), id=granted.id) if granted else None,
+        expires_at=key.expires_at if key else None,
+        ratelimit=RateLimitState(limit=decision.limit, remaining=decision.remaining, reset=decision.reset)
+        if decision else None,
+    )

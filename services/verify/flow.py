@@ -1,0 +1,152 @@
+"""The one verify flow: every transport (``POST /v1/verify`` and its Litestar twin, forward-auth, the
+in-process verifier) parses its request into a :class:`~keyledger.services.verify.call.VerifyCall` and
+hands it to :meth:`VerifyFlow.verify`, which decides and records it the same way for all of them:
+
+forwarded-ip failure throttle → verifier (token → cached key → remembered digest or argon2 → access →
+the staleness rule) → rate limit charged to the key → verdict → the one usage event (sanitized and
+redacted here) → last-used time. The transports only render the result (body, status, headers) and count
+their metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+
+import msgspec
+
+from keyledger.domain import token
+from keyledger.domain.key import KeyState
+from keyledger.domain.rate import limit_of
+from keyledger.domain.redaction import redaction_for
+from keyledger.domain.usage import UsageEvent, attempted_start, sanitized
+from keyledger.services.clock import Clock
+from keyledger.services.observe.ids import new_id
+from keyledger.services.verify.call import VerifyCall
+from keyledger.services.verify.ports import Confirmable, Connectivity, LastTouch, Limiter, UsageSink
+from keyledger.services.verify.throttles import FailureThrottle, RateDecision
+from keyledger.services.verify.verifier import Verdict, Verifier
+
+_THROTTLED = Verdict(valid=False, code="RATE_LIMITED", reason="too many failed attempts from this client ip")
+
+
+def staleness_rule(cache: Confirmable, bus: Connectivity, max_staleness: float) -> Callable[[], bool]:
+    """Whether this process may answer VALID now (the verifier's ``is_current``), the same in every API
+    replica and in-process verifier: the store confirmed the cache within ``max_staleness`` seconds, or the
+    store went away while the cache was current and the bus, connected, has announced nothing it lacks
+    (``LiveKeyCache.is_current``; SECURITY.md "Never a stale VALID"). The bus is asked only when the store's
+    confirmation is older than that (the warm path reads no connection state)."""
+    is_current = cache.is_current
+
+    def current() -> bool:
+        return is_current(max_staleness) or is_current(max_staleness, bus.is_connected)
+    return current
+
+
+class Verified(msgspec.Struct, frozen=True, gc=False):
+    """What the flow decided: the ``verdict``, the key's ``rate`` decision (None when no key was charged),
+    the client-ip throttle's refusal (``throttled``: its ``X-RateLimit-*``/``Retry-After``, no key's), and
+    the one usage ``event`` it recorded."""
+
+    verdict: Verdict
+    rate: RateDecision | None
+    throttled: RateDecision | None
+    event: UsageEvent
+
+    @property
+    def decision(self) -> RateDecision | None:
+        """The decision whose ``X-RateLimit-*`` headers go out with the answer."""
+        return self.rate or self.throttled
+
+
+class VerifyFlow:
+    """Decides and records verify requests (:meth:`verify`); built once per process, beside the verifier."""
+
+    def __init__(self, *, verifier: Verifier, limiter: Limiter, last_used: LastTouch, usage: UsageSink, clock: Clock,
+                 rate_tiers: Mapping[str, int], forwarded_failures: FailureThrottle,
+                 token_prefix: str = token.DEFAULT_PREFIX) -> None:
+        self._verifier, self._limiter, self._last_used, self._usage = verifier, limiter, last_used, usage
+        self._clock, self._tiers = clock, rate_tiers
+        # the end-client IPs a caller forwards are the caller's to name: counted apart from real callers'
+        # addresses (the gate's throttle), so naming an admin's IP in verify requests cannot lock that admin out
+        self._forwarded = forwarded_failures
+        self._start_length, self._redaction = token.start_length(token_prefix), redaction_for(token_prefix)
+
+    async def verify(self, call: VerifyCall) -> Verified:
+        """The verdict on ``call.key`` (which must be present) and its rate decision, with its usage event
+        recorded (with a durable usage sink, once it is safe) and, when VALID, the key's last use noted."""
+        presented = call.key
+        assert presented is not None, "a verify without a key is recorded with missing()"
+        rate = throttled = None
+        ip = call.ip
+        if ip and (throttled := self._forwarded.refusal(ip)) is not None:
+            verdict = _THROTTLED
+        else:
+            who = call.caller_ip or call.caller or "unknown"  # the argon2 queue's fair share is per caller
+            verdict = await self._verifier.verify(presented, call.scope, call.website_id, call.data,
+                                                  source=f"ip:{ip}" if ip else who, caller=who, now=call.at)
+            if ip and verdict.code in ("MALFORMED", "NOT_FOUND"):
+                self._forwarded.record(ip)
+            key = verdict.key
+            if key is not None and verdict.code in ("VALID", "FORBIDDEN"):
+                rate = await self.charge(key)
+                if not rate.allowed:
+                    verdict = Verdict(valid=False, code="RATE_LIMITED", reason="rate limit exceeded", key=key)
+        event = self.usage_event(call.action, call.at, verdict, presented, call.scope, call.website_id, call.data, ip,
+                                 call.user_agent, None, call.caller, call.caller_ip, None, call.request_id)
+        settled = self._usage.emit(event)
+        if settled is not None:  # a durable usage sink: answered once the event is safe
+            await settled
+        if verdict.valid and verdict.key is not None:
+            self._last_used.touch(verdict.key.key_id, call.at)
+        return Verified(verdict, rate, throttled, event)
+
+    async def missing(self, call: VerifyCall) -> UsageEvent:
+        """Record a verify whose end client presented no key (nothing tried, nothing charged)."""
+        event = self.usage_event(action=call.action, at=call.at, verdict=None, presented=None, scope=call.scope,
+                                 website_id=call.website_id, data=call.data, ip=call.ip, user_agent=call.user_agent,
+                                 caller=call.caller, caller_ip=call.caller_ip, request_id=call.request_id)
+        await self.record(event)
+        return event
+
+    def charge(self, key: KeyState) -> Awaitable[RateDecision]:
+        """Count one request against ``key``'s rate limit (its own, else its tier's)."""
+        return self._limiter.hit(key.key_id, limit_of(key, self._tiers))
+
+    def touch(self, key: KeyState, at: datetime) -> None:
+        """Note a successful use of ``key`` (no I/O)."""
+        self._last_used.touch(key.key_id, at)
+
+    def usage_event(self, action: str, at: datetime | None, verdict: Verdict | None, presented: str | None,
+                    scope: str | None, website_id: str | None = None, data: str | None = None, ip: str | None = None,
+                    user_agent: str | None = None, outcome: str | None = None, caller: str | None = None,
+                    caller_ip: str | None = None, reason: str | None = None,
+                    request_id: str | None = None) -> UsageEvent:
+        """The usage event of one verification or authenticated call, every text field made storable and
+        redacted (:func:`~keyledger.domain.usage.sanitized`: never a secret); of an unverified key only
+        what :func:`~keyledger.domain.usage.attempted_start` allows."""
+        key = verdict.key if verdict is not None else None
+        granted = verdict.granted_by if verdict is not None else None
+        if key is not None:
+            start: str | None = key.start
+        elif presented:
+            well_formed = verdict is not None and verdict.code != "MALFORMED"
+            start = attempted_start(presented, self._start_length, well_formed) or None
+        else:
+            start = None
+        return sanitized(UsageEvent(
+            id=new_id(), at=at or self._clock(), action=action,
+            outcome=outcome or (verdict.code if verdict is not None else "MISSING"),
+            key_id=key.key_id if key else None, start=start,
+            organization_id=key.organization_id if key else None, scope=scope,
+            granted_by=granted.label() if granted else None,
+            reason=reason or (verdict.reason if verdict is not None else "no key presented"),
+            website_id=website_id, data=data, ip=ip, user_agent=user_agent, request_id=request_id,
+            caller=caller, caller_ip=caller_ip), self._redaction)
+
+    async def record(self, event: UsageEvent) -> None:
+        """Queue ``event`` for the audit trail; with a durable usage sink (``KEYLEDGER_USAGE_DURABLE``),
+        return once it is safe, so that the request is answered only then."""
+        settled = self._usage.emit(event)
+        if settled is not None:
+            await settled
