@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import operator
 import re
+from collections import defaultdict
 from datetime import datetime
 
 import msgspec
@@ -101,20 +102,52 @@ def storable(value: str | None, field: str, redaction: Redaction = DEFAULT_REDAC
 
 def sanitized(event: UsageEvent, redaction: Redaction = DEFAULT_REDACTION) -> UsageEvent:
     """``event`` with every text field made storable (see :func:`clean_text`: no secret, no control
-    character, within its limit); the same object when nothing needed a change. The common case is checked
-    without a call per field (it is on the hot path): a field needs work only when it is too long, not
-    printable, or long enough to hold a secret and holds a ``_`` or ``%`` that starts a token's shape."""
+    character, within its limit); the same object when nothing needed a change.
+
+    It is on every verify's path, so the common case is checked with few calls: the texts that recur from
+    event to event (the action, outcome, key, scope, grant, reason, website, data kind and caller) are checked
+    together once and then remembered (:data:`_STORABLE`); only the others (the event's id, the request id,
+    the client's ip, user agent and address) are checked every time (an id holding a ``_`` or ``%`` takes
+    the long way)."""
     shortest = redaction.shortest
-    for value, limit in zip(_text_fields(event), _LIMITS, strict=True):
+    recurring = _recurring(event)
+    if recurring in _STORABLE[shortest] and len(own := event.id) <= _ID and own.isprintable() \
+            and "_" not in own and "%" not in own \
+            and ((request_id := event.request_id) is None or _fits(request_id, _REQUEST_ID, shortest)) \
+            and ((ip := event.ip) is None or _fits(ip, _IP, shortest)) \
+            and ((agent := event.user_agent) is None or _fits(agent, _USER_AGENT, shortest)) \
+            and ((caller_ip := event.caller_ip) is None or _fits(caller_ip, _CALLER_IP, shortest)):
+        return event
+    texts = _text_fields(event)
+    for value, limit in zip(texts, _LIMITS, strict=True):  # _fits, without a call per field
         if value is not None and ((size := len(value)) > limit or not value.isprintable() or size >= shortest
                                   and ("_" in value or "%" in value) and find_token_shape(value) is not None):
             break
     else:
+        remembered = _STORABLE[shortest]
+        if len(remembered) >= _REMEMBER:  # callers choose some of these texts: they cannot grow the set
+            remembered.clear()
+        remembered.add(recurring)
         return event
-    changes = {name: cleaned for (name, limit), value in zip(FIELD_LIMITS.items(), _text_fields(event), strict=True)
+    changes = {name: cleaned for name, limit, value in zip(FIELD_LIMITS, _LIMITS, texts, strict=True)
                if value is not None and (cleaned := clean_text(value, limit, redaction)) != value}
     return msgspec.structs.replace(event, **changes) if changes else event
 
 
-_text_fields = operator.attrgetter(*FIELD_LIMITS)
-_LIMITS = tuple(FIELD_LIMITS.values())
+def _fits(value: str, limit: int, shortest: int) -> bool:
+    """Whether ``value`` is storable as it is in a field of ``limit`` characters (:func:`clean_text` would
+    leave it so): within the limit, printable, and too short to hold a secret or without a ``_``/``%``
+    that starts a token's shape. Only ``shortest`` of the redaction matters."""
+    size = len(value)
+    return size <= limit and value.isprintable() and not (
+        size >= shortest and ("_" in value or "%" in value) and find_token_shape(value) is not None)
+
+
+_CHANGING = ("id", "request_id", "ip", "user_agent", "caller_ip")  # new with (nearly) every event
+_text_fields, _LIMITS = operator.attrgetter(*FIELD_LIMITS), tuple(FIELD_LIMITS.values())
+_recurring = operator.attrgetter(*(name for name in FIELD_LIMITS if name not in _CHANGING))
+_ID, _REQUEST_ID, _IP, _USER_AGENT, _CALLER_IP = (FIELD_LIMITS[name] for name in _CHANGING)
+_REMEMBER = 65_536
+_STORABLE: defaultdict[int, set[tuple[str | None, ...]]] = defaultdict(set)
+"""By a redaction's ``shortest`` (all that :func:`sanitized`'s check depends on): the recurring texts of
+events found storable as they are, each in its own field."""
