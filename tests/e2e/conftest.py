@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 
+from keyledger.services.devstack.stack import stack_down
 from tests.support.api import create
+from tests.support.own_stack import Stack
 from tests.support.server import ApiServer, StartServer
 
 
@@ -51,3 +54,13 @@ def auditor(client: httpx.Client, admin: str) -> str:
     """A key that reads the audit trail and keys as often as a test polls (its own, huge rate limit)."""
     secret: str = create(client, admin, scopes=["admin:apikeys", "read:export"], rate_limit=1_000_000)["secret"]
     return secret
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    """A private embedded stack of the test's own, whose Postgres or NATS it may stop (taken down after)."""
+    own = Stack(tmp_path / "stack")
+    try:
+        yield own
+    finally:
+        stack_down(own.data_dir)

@@ -4,70 +4,15 @@ and SIGTERM stops the server within seconds with its Postgres gone."""
 
 from __future__ import annotations
 
-import json
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psutil  # type: ignore[import-untyped,unused-ignore]
-import pytest
 
-from keyledger.services.bootstrap.runtime import Endpoints
-from keyledger.services.devstack import credentials, nats, postgres
-from keyledger.services.devstack.stack import ANY_NAMES, StackInfo, stack_down, stack_up
 from tests.support.api import create, verify
-from tests.support.fixtures import TEST_PG_SETTINGS
-from tests.support.pipeline import isolated_settings
-from tests.support.server import ApiServer
+from tests.support.own_stack import STALENESS, Stack
 from tests.support.wait import until_sync
-
-STALENESS = 2  # seconds: the outage outlasts it several times over
-
-
-class Stack:
-    """A private embedded stack whose servers the test stops and starts again on the same ports."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.info: StackInfo = stack_up(data_dir, pg_settings=TEST_PG_SETTINGS, names=ANY_NAMES)
-        self.settings = isolated_settings()
-
-    def state(self) -> dict[str, int]:
-        return json.loads((self.data_dir / "stack.json").read_text())  # type: ignore[no-any-return]
-
-    def kill_postgres(self) -> None:
-        """SIGKILL the postmaster and its backends at once (no shutdown: as a crash of the host)."""
-        postmaster = psutil.Process(self.state()["pg_pid"])
-        processes = [postmaster, *postmaster.children(recursive=True)]
-        for process in processes:
-            process.kill()
-        psutil.wait_procs(processes, timeout=10)
-
-    def start_postgres(self) -> None:
-        postgres.start_postgres(self.data_dir, TEST_PG_SETTINGS, port=self.info.pg_port)
-
-    def stop_nats(self) -> None:
-        nats.stop_nats(self.state()["nats_pid"], self.data_dir)
-
-    def start_nats(self) -> None:
-        nats.start_nats(self.data_dir, credentials.load_or_create(self.data_dir), ANY_NAMES, port=self.info.nats_port)
-
-    def server(self, log_dir: Path, workers: bool = True) -> ApiServer:
-        endpoints = Endpoints(database_url=self.info.database_url, admin_database_url=self.info.admin_database_url,
-                              nats_url=self.info.nats_url, nats_role_urls=self.info.nats_role_urls)
-        return ApiServer(self.info.admin_database_url, self.info.nats_url, self.settings, log_dir, workers=workers,
-                         extra_env={**endpoints.environment(), "KEYLEDGER_MAX_STALENESS": str(STALENESS)})
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    own = Stack(tmp_path / "stack")
-    try:
-        yield own
-    finally:
-        stack_down(own.data_dir)
 
 
 def test_warm_verifies_keep_answering_through_a_postgres_outage(stack: Stack, tmp_path: Path) -> None:
