@@ -16,6 +16,7 @@ import pytest
 
 from keyledger.services.devstack.stack import stack_down
 from tests.support.api import create
+from tests.support.gateway import EchoUpstream
 from tests.support.own_stack import Stack
 from tests.support.server import ApiServer, StartServer
 
@@ -64,3 +65,33 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         yield own
     finally:
         stack_down(own.data_dir)
+
+
+@pytest.fixture
+def closed_api(start_server: StartServer) -> ApiServer:
+    """A server whose verify callers must authenticate (the default outside tests)."""
+    return start_server(extra_env={"KEYLEDGER_VERIFY_OPEN": ""})
+
+
+@pytest.fixture
+def admin_of(closed_api: ApiServer) -> str:
+    """The bootstrap admin key of ``closed_api``."""
+    assert closed_api.bootstrap_secret is not None, closed_api.log()
+    return closed_api.bootstrap_secret
+
+
+@pytest.fixture
+def http(closed_api: ApiServer) -> Iterator[httpx.Client]:
+    """An HTTP client for ``closed_api``."""
+    with httpx.Client(base_url=closed_api.url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def upstream() -> Iterator[EchoUpstream]:
+    """The application behind a test's gateway: it echoes what reached it."""
+    server = EchoUpstream()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -10,30 +10,12 @@ import pytest
 
 from tests.support.api import create, usage_for
 from tests.support.gateway import NGINX_CANDIDATES, EchoUpstream, Nginx, require_binary
-from tests.support.server import ApiServer, StartServer
+from tests.support.server import ApiServer
 
 SITE_A = [{"resource": "website", "id": "site-a", "scopes": ["read:data"]}]
 AUTH_REQUIRED = {"success": False, "error": "Authentication required", "code": "AUTH_REQUIRED"}
 FORBIDDEN = {"success": False, "error": "Insufficient permissions", "code": "FORBIDDEN"}
 RATE_LIMITED = {"success": False, "error": "Rate limit exceeded", "code": "RATE_LIMITED"}
-
-
-@pytest.fixture
-def closed_api(start_server: StartServer) -> ApiServer:
-    """A server whose verify callers must authenticate (the default outside tests)."""
-    return start_server(extra_env={"KEYLEDGER_VERIFY_OPEN": ""})
-
-
-@pytest.fixture
-def admin_of(closed_api: ApiServer) -> str:
-    assert closed_api.bootstrap_secret is not None, closed_api.log()
-    return closed_api.bootstrap_secret
-
-
-@pytest.fixture
-def http(closed_api: ApiServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=closed_api.url, timeout=10) as client:
-        yield client
 
 
 def test_the_gateway_must_authenticate_and_the_original_request_is_audited(
@@ -57,15 +39,6 @@ def test_the_gateway_must_authenticate_and_the_original_request_is_audited(
     (event,) = usage_for(http, auditor, "fa-e2e-1")
     assert (event["action"], event["outcome"], event["ip"], event["user_agent"], event["key_id"]) == (
         "forward-auth DELETE /api/stats", "VALID", "203.0.113.7", "client/2", key["id"])
-
-
-@pytest.fixture
-def upstream() -> Iterator[EchoUpstream]:
-    server = EchoUpstream()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.api import create
 from tests.support.gateway import CADDY_CANDIDATES, Caddy, EchoUpstream, require_binary
-from tests.support.server import ApiServer, StartServer
+from tests.support.server import ApiServer
 
 SITE_A = [{"resource": "website", "id": "site-a", "scopes": ["read:data"]}]
 AUTH_REQUIRED = {"success": False, "error": "Authentication required", "code": "AUTH_REQUIRED"}
@@ -18,33 +18,6 @@ FORBIDDEN = {"success": False, "error": "Insufficient permissions", "code": "FOR
 RATE_LIMITED = {"success": False, "error": "Rate limit exceeded", "code": "RATE_LIMITED"}
 FORGED_IDENTITY = {"X-Keyledger-Key-Id": "forged", "X-Keyledger-Organization-Id": "org-forged",
                    "X-Keyledger-Scopes": "admin:apikeys"}
-
-
-@pytest.fixture
-def closed_api(start_server: StartServer) -> ApiServer:
-    """A server whose verify callers must authenticate (the default outside tests)."""
-    return start_server(extra_env={"KEYLEDGER_VERIFY_OPEN": ""})
-
-
-@pytest.fixture
-def admin_of(closed_api: ApiServer) -> str:
-    assert closed_api.bootstrap_secret is not None, closed_api.log()
-    return closed_api.bootstrap_secret
-
-
-@pytest.fixture
-def http(closed_api: ApiServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=closed_api.url, timeout=10) as client:
-        yield client
-
-
-@pytest.fixture
-def upstream() -> Iterator[EchoUpstream]:
-    server = EchoUpstream()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -24,34 +24,13 @@ from tests.support.gateway import (
     Nginx,
     require_binary,
 )
-from tests.support.server import ApiServer, StartServer
+from tests.support.server import ApiServer
 
 SITE_A = [{"resource": "website", "id": "site-a", "scopes": ["read:data"]}]
 FORGED = {"X-Forwarded-Uri": "/api/harmless-page", "X-Forwarded-Method": "HEAD",
           "X-Original-URI": "/api/harmless-page", "X-Original-Method": "HEAD",
           "X-Forwarded-For": "198.51.100.9", "X-Real-IP": "198.51.100.9", "Forwarded": "for=198.51.100.9",
           "X-Forwarded-Host": "harmless.example"}
-
-
-@pytest.fixture
-def closed_api(start_server: StartServer) -> ApiServer:
-    """A server whose verify callers must authenticate (the default outside tests)."""
-    return start_server(extra_env={"KEYLEDGER_VERIFY_OPEN": ""})
-
-
-@pytest.fixture
-def http(closed_api: ApiServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=closed_api.url, timeout=10) as client:
-        yield client
-
-
-@pytest.fixture
-def upstream() -> Iterator[EchoUpstream]:
-    server = EchoUpstream()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=["nginx", "caddy"])

@@ -6,40 +6,20 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
-import pytest
 
 from keyledger.services.bootstrap.runtime import Endpoints
 from keyledger.services.inprocess.verifier import InProcessVerifier
 from tests.support.api import create, usage_for
 from tests.support.clock import ReferenceClock
-from tests.support.server import ApiServer, StartServer
+from tests.support.server import ApiServer
 from tests.support.wait import until
 
 SITE_A = [{"resource": "website", "id": "site-a", "scopes": ["read:data"]}]
-
-
-@pytest.fixture
-def closed_api(start_server: StartServer) -> ApiServer:
-    """A server whose verify callers authenticate (the default outside tests)."""
-    return start_server(extra_env={"KEYLEDGER_VERIFY_OPEN": ""})
-
-
-@pytest.fixture
-def http(closed_api: ApiServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=closed_api.url, timeout=10) as client:
-        yield client
-
-
-@pytest.fixture
-def admin_of(closed_api: ApiServer) -> str:
-    assert closed_api.bootstrap_secret is not None, closed_api.log()
-    return closed_api.bootstrap_secret
 
 
 def hidden(key: dict[str, Any]) -> str:
