@@ -10,7 +10,6 @@ failure at all. Real servers; the test client plays the proxy on 127.0.0.1.
 
 from __future__ import annotations
 
-import re
 import socket
 from typing import Any
 
@@ -18,7 +17,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.support.api import create, usage_for
+from tests.support.api import create, sign_in, usage_for
 from tests.support.clock import ReferenceClock
 from tests.support.server import ApiServer, StartServer
 from tests.support.wait import until_sync
@@ -47,14 +46,6 @@ def locked_out(client: httpx.Client, headers: dict[str, str]) -> None:
 def browser_of(server: ApiServer, headers: dict[str, str] | None = None) -> httpx.Client:
     """A client that keeps the dashboard's cookies."""
     return httpx.Client(base_url=server.url, timeout=10, headers=headers or {})
-
-
-def sign_in(browser: httpx.Client, key: str) -> httpx.Response:
-    """The dashboard's sign-in form, posted with ``key``."""
-    form = browser.get("/dashboard/sign-in")
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-    assert csrf is not None, form.text
-    return browser.post("/dashboard/sign-in", data={"api_key": key, "csrf_token": csrf.group(1)})
 
 
 def auditor_of(client: httpx.Client, admin: str) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from keyledger.domain import token
-from tests.support.api import create, verify
+from tests.support.api import create, sign_in, verify
 
 SITE_A = [{"resource": "website", "id": "site-a", "scopes": ["read:data"]}]
 STRONG_SCOPES = ["write:custom-sql", "admin:users", "read:export"]
@@ -107,10 +107,7 @@ def _id_of(secret: str) -> str:
 
 
 def _sign_in(browser: httpx.Client, key: str) -> None:
-    form = browser.get("/dashboard/sign-in")
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-    assert csrf is not None, form.text
-    signed = browser.post("/dashboard/sign-in", data={"api_key": key, "csrf_token": csrf.group(1)})
+    signed = sign_in(browser, key)
     assert signed.status_code == 303, signed.text
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 
+from tests.support.asgi import csrf_of
 from tests.support.wait import until_sync
 
 
@@ -33,3 +34,9 @@ def usage_for(client: httpx.Client, auditor: str, request_id: str) -> list[dict[
     """The usage records carrying ``request_id``, once the sink has stored at least one."""
     return until_sync(lambda: usage_with(client, auditor, request_id), timeout=15, interval=0.05,
                       what=f"a usage event with request id {request_id}")
+
+
+def sign_in(browser: httpx.Client, key: str) -> httpx.Response:
+    """Post the dashboard's sign-in form (with its CSRF token) as ``key``; the answer (303 when signed in)."""
+    return browser.post("/dashboard/sign-in", data={"api_key": key, "csrf_token": csrf_of(browser.get(
+        "/dashboard/sign-in"))})

@@ -14,9 +14,12 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from tests.support.api import sign_in
 from tests.support.paths import REPO_ROOT
+from tests.support.server import ApiServer
 
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "dashboard"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -83,3 +86,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.skipped and here and os.environ.get("CI") == "true":
         report.outcome = "failed"
         report.longrepr = f"browser test skipped on CI (CI=true): {call.excinfo.value if call.excinfo else ''}"
+
+
+@pytest.fixture
+def dashboard(api: ApiServer, admin: str) -> Iterator[httpx.Client]:
+    """An HTTP client signed in to the dashboard with the bootstrap admin key."""
+    with httpx.Client(base_url=api.url, timeout=10) as browser:
+        signed = sign_in(browser, admin)
+        assert signed.status_code == 303, signed.text
+        yield browser

@@ -4,35 +4,20 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
 from tests.support.api import create
-from tests.support.server import ApiServer
+from tests.support.asgi import csrf_of
 
 pytestmark = pytest.mark.e2e
 
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 FORM_MESSAGE = "Give a date and time, e.g. 2031-01-31T12:00 (UTC)"
 # Times whose UTC instant lies before year 1 or after year 9999, though they are written within them (the API
 # takes RFC 3339 times, with seconds; the dashboard's datetime-local fields may leave them out).
 OUT_OF_RANGE = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+23:59"]
 FORM_OUT_OF_RANGE = ["0001-01-01T00:00+14:00", "9999-12-31T23:59-14:00", *OUT_OF_RANGE]
 
-
-@pytest.fixture
-def dashboard(api: ApiServer, admin: str) -> Iterator[httpx.Client]:
-    """An HTTP client signed in to the dashboard with the bootstrap admin key."""
-    with httpx.Client(base_url=api.url, timeout=10) as browser:
-        form = browser.get("/dashboard/sign-in")
-        token = CSRF.search(form.text)
-        assert token is not None, form.text
-        signed = browser.post("/dashboard/sign-in", data={"api_key": admin, "csrf_token": token.group(1)})
-        assert signed.status_code == 303, signed.text
-        yield browser
 
 
 @pytest.mark.parametrize("moment", FORM_OUT_OF_RANGE)
@@ -47,10 +32,8 @@ def test_dashboard_pages_answer_an_out_of_range_time_with_the_forms_message(
     for name in ("from_", "to"):
         export = dashboard.get("/dashboard/audit/export", params={name: moment})
         assert (export.status_code, FORM_MESSAGE in export.text) == (400, True), (name, export.text)
-    form = dashboard.get("/dashboard/keys/new")
-    token = CSRF.search(form.text)
-    assert token is not None
-    made = dashboard.post("/dashboard/keys", data={"csrf_token": token.group(1), "name": "far off",
+    token = csrf_of(dashboard.get("/dashboard/keys/new"))
+    made = dashboard.post("/dashboard/keys", data={"csrf_token": token, "name": "far off",
                                                    "scope": "read:data", "expires_at": moment})
     assert (made.status_code, FORM_MESSAGE in made.text) == (400, True), made.text
     assert "far off" not in client.get("/v1/keys", headers={"x-api-key": admin}).text  # nothing was created

@@ -13,18 +13,17 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.support.asgi import csrf_of
 from tests.support.server import ApiServer
 
 pytestmark = pytest.mark.e2e
 
 EXAMPLE = re.compile(r'<pre class="example"[^>]*>(.*?)</pre>', re.S)
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 # Stands in for curl where it is missing: the options the example uses, the request sent with httpx.
 CURL_STAND_IN = """#!{python}
 import sys, httpx
@@ -54,25 +53,11 @@ def hostile_ids(marker: Path) -> list[str]:
             f'site-d" ; touch {marker}-4 ; echo "']
 
 
-@pytest.fixture
-def dashboard(api: ApiServer, admin: str) -> Iterator[httpx.Client]:
-    """An HTTP client signed in to the dashboard with the bootstrap admin key."""
-    with httpx.Client(base_url=api.url, timeout=10) as browser:
-        form = browser.get("/dashboard/sign-in")
-        token = CSRF.search(form.text)
-        assert token is not None, form.text
-        signed = browser.post("/dashboard/sign-in", data={"api_key": admin, "csrf_token": token.group(1)})
-        assert signed.status_code == 303, signed.text
-        yield browser
-
-
 def create_page(browser: httpx.Client, website_id: str) -> str:
     """The secret page the dashboard answers a create with (the key may read ``website_id``)."""
-    form = browser.get("/dashboard/keys/new")
-    token = CSRF.search(form.text)
-    assert token is not None, form.text
+    token = csrf_of(browser.get("/dashboard/keys/new"))
     made = browser.post("/dashboard/keys", data={
-        "csrf_token": token.group(1), "name": "pasted example", "access_1_resource": "website",
+        "csrf_token": token, "name": "pasted example", "access_1_resource": "website",
         "access_1_id": website_id, "access_1_scopes": "read:data"})
     assert made.status_code == 200 and "will not be shown again" in made.text, made.text
     return made.text

@@ -8,6 +8,7 @@ import re
 import httpx
 import pytest
 
+from tests.support.api import sign_in
 from tests.support.server import StartServer
 from tests.support.wait import until_sync
 
@@ -26,10 +27,7 @@ def test_a_session_is_honoured_by_every_worker_and_replica_until_its_key_is_revo
     admin = api.bootstrap_secret
     assert admin is not None, api.log()
     with httpx.Client(base_url=api.url, timeout=10) as browser:
-        form = browser.get("/dashboard/sign-in")
-        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-        assert token is not None
-        signed = browser.post("/dashboard/sign-in", data={"api_key": admin, "csrf_token": token.group(1)})
+        signed = sign_in(browser, admin)
         assert signed.status_code == 303, signed.text
         cookie = browser.cookies["keyledger_session"]
     pages = [fresh_connection(api.url, cookie) for _ in range(12)]
