@@ -16,11 +16,13 @@ from keyledger.domain.redaction import DEFAULT_REDACTION, Redaction, find_token_
 START_LENGTH_OF_MALFORMED = 8  # how much of an unparseable token is kept: never enough to matter
 
 
-class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
+class UsageEvent(msgspec.Struct, frozen=True):
     """Who used which key for what, from where, and what keyledger answered.
 
     ``start`` is the key's ``start`` (prefix, key id and 4 secret characters) or, for a
-    token that did not parse, at most its first 8 characters.
+    token that did not parse, at most its first 8 characters. Build it with keywords; the verify flow
+    alone passes its fields by position (in this order: several times faster than 17 keywords, on every
+    verify's path).
     """
 
     id: str  # uuid, hex

@@ -27,7 +27,7 @@ class RateLimitState(msgspec.Struct, kw_only=True):
     reset: int
 
 
-class VerifyAnswer(msgspec.Struct, kw_only=True):
+class VerifyAnswer(msgspec.Struct):
     """The answer to a well-formed verify request (always HTTP 200). ``ratelimit`` is null when
     no key was identified; ``granted_by`` is the access entry that granted the scope."""
 
@@ -45,12 +45,11 @@ class VerifyAnswer(msgspec.Struct, kw_only=True):
 def answer(verdict: Verdict, decision: RateDecision | None) -> VerifyAnswer:
     """The answer for ``verdict`` (and the key's rate-limit state, when a key was identified)."""
     key, granted = verdict.key, verdict.granted_by
+    rate = None if decision is None else RateLimitState(limit=decision.limit, remaining=decision.remaining,
+                                                        reset=decision.reset)
+    # by position, in VerifyAnswer's field order (several times faster than keywords; tests compare each field)
     return VerifyAnswer(
-        valid=verdict.valid, code=verdict.code, reason=verdict.reason,
-        key_id=key.key_id if key else None, organization_id=key.organization_id if key else None,
-        scopes=list(verdict.scopes),
-        granted_by=Access(resource=granted.resource, scopes=list(granted.scopes), id=granted.id) if granted else None,
-        expires_at=key.expires_at if key else None,
-        ratelimit=RateLimitState(limit=decision.limit, remaining=decision.remaining, reset=decision.reset)
-        if decision else None,
-    )
+        verdict.valid, verdict.code, verdict.reason, key.key_id if key else None, key.organization_id if key else None,
+        list(verdict.scopes),
+        Access(resource=granted.resource, scopes=list(granted.scopes), id=granted.id) if granted else None,
+        key.expires_at if key else None, rate)

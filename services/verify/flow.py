@@ -89,7 +89,7 @@ class VerifyFlow:
                 self._forwarded.record(ip)
             key = verdict.key
             if key is not None and verdict.code in ("VALID", "FORBIDDEN"):
-                rate = await self.charge(key)
+                rate = await self._limiter.hit(key.key_id, limit_of(key, self._tiers))  # self.charge(key), inlined
                 if not rate.allowed:
                     verdict = Verdict(valid=False, code="RATE_LIMITED", reason="rate limit exceeded", key=key)
         event = self.usage_event(call.action, call.at, verdict, presented, call.scope, call.website_id, call.data, ip,
@@ -134,15 +134,13 @@ class VerifyFlow:
             start = attempted_start(presented, self._start_length, well_formed) or None
         else:
             start = None
+        # by position, in UsageEvent's field order (tests/unit/services/verify/test_flow.py checks each field)
         return sanitized(UsageEvent(
-            id=new_id(), at=at or self._clock(), action=action,
-            outcome=outcome or (verdict.code if verdict is not None else "MISSING"),
-            key_id=key.key_id if key else None, start=start,
-            organization_id=key.organization_id if key else None, scope=scope,
-            granted_by=granted.label() if granted else None,
-            reason=reason or (verdict.reason if verdict is not None else "no key presented"),
-            website_id=website_id, data=data, ip=ip, user_agent=user_agent, request_id=request_id,
-            caller=caller, caller_ip=caller_ip), self._redaction)
+            new_id(), at or self._clock(), action, outcome or (verdict.code if verdict is not None else "MISSING"),
+            key.key_id if key else None, start, key.organization_id if key else None, scope,
+            granted.label() if granted else None,
+            reason or (verdict.reason if verdict is not None else "no key presented"),
+            website_id, data, ip, user_agent, request_id, caller, caller_ip), self._redaction)
 
     async def record(self, event: UsageEvent) -> None:
         """Queue ``event`` for the audit trail; with a durable usage sink (``KEYLEDGER_USAGE_DURABLE``),
