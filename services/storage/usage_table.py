@@ -1,5 +1,6 @@
 """The ``usage_events`` table: batches claimed by id (``usage_batches``) and their events COPYed, in one
-transaction, into daily partitions created on demand, with their per-key hourly counts (``usage_hourly``)."""
+transaction, into daily partitions created on demand, with their per-key hourly counts (``usage_hourly``) and
+allowed requests (``usage_grants``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from psycopg import AsyncConnection
 from keyledger.domain.usage import USAGE_COLUMNS, UsageEvent, clean_text
 from keyledger.services.storage.database import Database
 from keyledger.services.storage.usage_counts import add_hourly
+from keyledger.services.storage.usage_grants import add_grants
 from keyledger.services.storage.usage_partitions import ensure_partition, utc_day
 
 _CLAIM = ("INSERT INTO usage_batches (batch_id, events) SELECT * FROM unnest(%s::uuid[], %s::int[]) "
@@ -90,7 +92,9 @@ class UsageTable:
                     except _REFUSED as exc:
                         dead.append((event, _why(exc)))
                 dead_ids = {id(event) for event, _ in dead}
-                await add_hourly(conn, (event for event in batch.events if id(event) not in dead_ids))
+                kept = [event for event in batch.events if id(event) not in dead_ids]
+                await add_hourly(conn, kept)
+                await add_grants(conn, kept)
                 for event, reason in dead:
                     await conn.execute(_DEAD_LETTER, (batch.batch_id, clean_text(event.id, 64), reason,
                                                       _dead_body(event)))
@@ -123,4 +127,5 @@ async def _insert(conn: AsyncConnection, batches: Sequence[UsageBatch]) -> set[u
                     for event in batch.events:
                         await copy.write_row(msgspec.structs.astuple(event))
             await add_hourly(conn, (event for batch in fresh for event in batch.events))
+            await add_grants(conn, (event for batch in fresh for event in batch.events))
     return claimed
