@@ -79,6 +79,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     replicas_subject: str = "keyledger.replicas"  # where API replicas announce how far their key cache is
     stream_replicas: int = 0  # copies of each JetStream stream; 0: 3 on a NATS cluster, else 1
     audit_retention_days: int = 400
+    hygiene_unused_days: int = 30  # KEYLEDGER_HYGIENE_UNUSED_DAYS: no use this long: "unused" (also the uses' window)
+    hygiene_rotate_days: int = 90  # KEYLEDGER_HYGIENE_ROTATE_DAYS: a secret this old: "not_rotated"
     # KEYLEDGER_DATA_DIR: the embedded stack's data, the usage spool, serve's metrics files (relative: to the
     # working directory); read nowhere else
     data_dir: str = ".keyledger"
@@ -131,6 +133,8 @@ _INTS = {
     "key_failure_limit": ("KEYLEDGER_KEY_FAILURE_LIMIT", 1, 1_000_000),
     "argon2_max_pending": ("KEYLEDGER_ARGON2_MAX_PENDING", 1, 10_000),
     "audit_retention_days": ("KEYLEDGER_AUDIT_RETENTION_DAYS", 1, 100_000),
+    "hygiene_unused_days": ("KEYLEDGER_HYGIENE_UNUSED_DAYS", 1, 3_650),
+    "hygiene_rotate_days": ("KEYLEDGER_HYGIENE_ROTATE_DAYS", 1, 3_650),
     "stream_replicas": ("KEYLEDGER_STREAM_REPLICAS", 0, 5),
     "metrics_port": ("KEYLEDGER_METRICS_PORT", 1, 65533),
     "sink_linger_ms": ("KEYLEDGER_SINK_LINGER_MS", 0, 10_000),

@@ -15,6 +15,7 @@ from keyledger.services.bootstrap.verify_side import OnConnect, VerifySide, open
 from keyledger.services.bootstrap.workers import start_roles
 from keyledger.services.clock import epoch
 from keyledger.services.config import Settings
+from keyledger.services.keys.hygiene import HygieneReports, hygiene_rules
 from keyledger.services.keys.service import KeyService
 from keyledger.services.messaging.connection import connect_in_background
 from keyledger.services.observe.sampling import ApiGauges
@@ -24,6 +25,7 @@ from keyledger.services.storage.audit_queries import AuditQueries
 from keyledger.services.storage.dashboard_sessions import DashboardSessionTable
 from keyledger.services.storage.database import open_database
 from keyledger.services.storage.usage_counts import UsageCounts
+from keyledger.services.storage.usage_grants import KeyUsage
 from keyledger.services.storage.verify_credentials import VerifyCredentials
 from keyledger.services.verify.callers import VerifyCallers
 from keyledger.services.verify.throttles import FailureThrottle
@@ -43,6 +45,7 @@ class Api(msgspec.Struct, kw_only=True):
     export: ExportSource  # on a pool of its own
     notary: AuditNotary  # signs export manifests, serves the public key, records each export's chain head
     usage_counts: UsageCounts  # per-key hourly verification counts (the dashboard's charts)
+    hygiene: HygieneReports  # the hygiene report (last uses, rotations, least-privilege suggestions)
     dashboard_sessions: DashboardSessionTable
     gauges: ApiGauges  # samples this process's state for GET /metrics
     startup_head: int  # the store's head when the process started (readiness waits for the cache to reach it)
@@ -80,4 +83,5 @@ async def open_api(settings: Settings) -> AsyncIterator[Api]:
         auth_failures = FailureThrottle(settings.auth_failure_limit, clock=epoch(runtime.clock))
         yield Api(verify=side, keys=keys, callers=callers, auth_failures=auth_failures, audit=AuditQueries(db),
                   export=ExportSource(export_db), notary=notary_for(db, settings), usage_counts=UsageCounts(db),
-                  dashboard_sessions=DashboardSessionTable(db), gauges=gauges, startup_head=startup_head)
+                  dashboard_sessions=DashboardSessionTable(db), gauges=gauges, startup_head=startup_head,
+                  hygiene=HygieneReports(KeyUsage(db), side.last_used.lookup, hygiene_rules(settings)))

@@ -17,6 +17,7 @@ from keyledger.services.cache.replay import ReplayFailed
 from keyledger.services.cli import audit as cli_audit
 from keyledger.services.cli import credentials as cli_credentials
 from keyledger.services.cli import keys as cli_keys
+from keyledger.services.cli import report as cli_report
 from keyledger.services.cli import workers as cli_workers
 from keyledger.services.cli.args import access_entry, duration_seconds, moment, past_moment
 from keyledger.services.config import Settings, SettingsError, load_settings, masked
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="API worker processes, each with its own key cache (default: one per core)")
 
     cli_credentials.add_parser(groups, json_flag, _Parser)
+    cli_report.add_parser(groups, json_flag, _Parser)
 
     stack = groups.add_parser("stack", help="the embedded Postgres + NATS dev stack")
     stack.add_argument("action", choices=["up", "down", "status"])
@@ -171,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cli_audit.run(args, settings))
         elif args.group == "verify-credentials":
             return asyncio.run(cli_credentials.run(args, settings))
+        elif args.group == "report":
+            return asyncio.run(cli_report.run(args, settings))
         elif args.group == "replay":
             if args.workers is not None and not 1 <= args.workers <= 256:
                 return _fail("--workers must be between 1 and 256", 2)

@@ -22,6 +22,7 @@ from keyledger.services.http.ports import (
     SessionTable,
     UsageSink,
 )
+from keyledger.services.keys.hygiene import HygieneReports
 from keyledger.services.keys.service import KeyService
 from keyledger.services.observe.sampling import ApiGauges
 from keyledger.services.storage.audit_export_source import ExportSource
@@ -52,6 +53,7 @@ class Components(msgspec.Struct, kw_only=True):
     dashboard_sessions: SessionTable  # the dashboard's signed-in sessions (in Postgres: every API process's)
     gauges: ApiGauges | None = None  # samples this process's state for GET /metrics
     replicas: Sized = ()  # the other API replicas this one hears (ReplicaRoll)
+    hygiene: HygieneReports | None = None  # the hygiene report (None: none, e.g. route tests without Postgres)
 
 
 def api_components(api: Api) -> Components:
@@ -62,4 +64,4 @@ def api_components(api: Api) -> Components:
         limiter=side.limiter, auth_failures=api.auth_failures, last_used=side.last_used, usage=side.usage,
         audit=api.audit, export=api.export, bus=side.bus, startup_head=api.startup_head, callers=api.callers,
         notary=api.notary, usage_counts=api.usage_counts, dashboard_sessions=api.dashboard_sessions,
-        gauges=api.gauges, replicas=side.roll)
+        gauges=api.gauges, replicas=side.roll, hygiene=api.hygiene)

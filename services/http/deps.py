@@ -22,8 +22,10 @@ from keyledger.domain.recorded import Metadata
 from keyledger.services.audit.notary import AuditNotary
 from keyledger.services.http.auth import Gate, request_id, user_agent_of
 from keyledger.services.http.components import Components
+from keyledger.services.http.errors import ApiError
 from keyledger.services.http.ports import AuditPages, Connectivity, KeyDirectory, LastUse
 from keyledger.services.http.proxies import TrustedProxies
+from keyledger.services.keys.hygiene import HygieneReports
 from keyledger.services.keys.service import KeyService
 from keyledger.services.storage.audit_export_source import ExportSource
 
@@ -105,6 +107,14 @@ def provide_audit(state: State) -> AuditPages:
     return _published(state).components.audit
 
 
+def provide_hygiene(state: State) -> HygieneReports:
+    """The hygiene report (503 in a process built without one)."""
+    found = _published(state).components.hygiene
+    if found is None:
+        raise ApiError(503, "UNAVAILABLE", "this process has no hygiene report")
+    return found
+
+
 def provide_export(state: State) -> ExportSource:
     """The rows of a compliance export."""
     return _published(state).components.export
@@ -153,7 +163,7 @@ def dependencies() -> dict[str, Provide]:
     providers: dict[str, Callable[..., Any]] = {
         "gate": provide_gate, "keys": provide_keys, "cache": provide_cache, "last_used": provide_last_used,
         "audit": provide_audit, "export": provide_export, "bus": provide_bus, "startup_head": provide_startup_head,
-        "replicas": provide_replicas,
+        "replicas": provide_replicas, "hygiene": provide_hygiene,
         "notary": provide_notary, "now": provide_now, "admin": provide_admin, "metadata": provide_metadata,
     }
     return {name: Provide(provider, sync_to_thread=False) for name, provider in providers.items()}
