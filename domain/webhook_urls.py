@@ -135,9 +135,9 @@ def refusal(address: Address, allowed: Sequence[Network] = ()) -> str | None:
         why = refusal(inner)
         return None if why is None else f"{why} (inside the IPv6 address {address})"
     kinds = ((address.is_unspecified, "an unspecified"), (address.is_loopback, "a loopback"),
-             (address.is_link_local, "a link-local (cloud metadata lives there)"), (address.is_multicast, "a multicast"),
-             (getattr(address, "is_site_local", False), "a site-local"), (address.is_private, "a private"),
-             (address.is_reserved, "a reserved"))
+             (address.is_link_local, "a link-local (cloud metadata lives there)"),
+             (address.is_multicast, "a multicast"), (getattr(address, "is_site_local", False), "a site-local"),
+             (address.is_private, "a private"), (address.is_reserved, "a reserved"))
     for matches, what in kinds:
         if matches:
             return f"{address} is {what} address"

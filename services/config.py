@@ -101,7 +101,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     key_failure_limit: int = 10
     argon2_max_pending: int = 16
     audit_signing_key: Hidden | None = None  # base64 Ed25519 private key; None: the one kept in Postgres
-    metrics_port: int | None = None  # relay's metrics port, projector +1, audit sink +2 (None: free ports, logged)
+    metrics_port: int | None = None  # relay's metrics port, projector +1, sink +2, webhooks +3 (None: free ports)
     # KEYLEDGER_LOG_FORMAT: "auto" (human lines when stderr is a terminal, else JSON), "json" (one object per
     # line) or "text" (human lines)
     log_format: str = "auto"
@@ -109,6 +109,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # the client; none: a request's address is its socket peer
     trusted_proxies: tuple[str, ...] = ()
     clock_start: datetime | None = None  # test-only: the clock starts at this instant (KEYLEDGER_TEST_CLOCK_START)
+    # webhooks: the first retry after KEYLEDGER_WEBHOOK_RETRY_FIRST_MS, doubling, at most KEYLEDGER_WEBHOOK_RETRY_MAX
+    # seconds apart, for KEYLEDGER_WEBHOOK_RETRY_FOR seconds (then the endpoint is failing)
+    webhook_retry_first_ms: int = 1000
+    webhook_retry_max: int = 3600
+    webhook_retry_for: int = 86400
+    # KEYLEDGER_WEBHOOK_ALLOWED_NETWORKS: CIDRs webhooks may reach although not public (e.g. 10.0.0.0/8)
+    webhook_allowed_networks: tuple[str, ...] = ()
 
     def data_path(self, *parts: str) -> Path:
         """The data folder (``data_dir``, made absolute), or ``parts`` inside it."""
@@ -136,9 +143,12 @@ _INTS = {
     "hygiene_unused_days": ("KEYLEDGER_HYGIENE_UNUSED_DAYS", 1, 3_650),
     "hygiene_rotate_days": ("KEYLEDGER_HYGIENE_ROTATE_DAYS", 1, 3_650),
     "stream_replicas": ("KEYLEDGER_STREAM_REPLICAS", 0, 5),
-    "metrics_port": ("KEYLEDGER_METRICS_PORT", 1, 65533),
+    "metrics_port": ("KEYLEDGER_METRICS_PORT", 1, 65532),
     "sink_linger_ms": ("KEYLEDGER_SINK_LINGER_MS", 0, 10_000),
     "body_timeout": ("KEYLEDGER_BODY_TIMEOUT", 1, 3_600),
+    "webhook_retry_first_ms": ("KEYLEDGER_WEBHOOK_RETRY_FIRST_MS", 1, 3_600_000),
+    "webhook_retry_max": ("KEYLEDGER_WEBHOOK_RETRY_MAX", 1, 86_400),
+    "webhook_retry_for": ("KEYLEDGER_WEBHOOK_RETRY_FOR", 1, 30 * 86_400),
 }
 LOG_FORMATS = ("auto", "json", "text")
 
@@ -167,6 +177,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "log_format": (env.get("KEYLEDGER_LOG_FORMAT") or "auto").strip().lower(),
     }
     values["trusted_proxies"] = trusted_proxies(env.get("KEYLEDGER_TRUSTED_PROXIES") or "")
+    values["webhook_allowed_networks"] = allowed_networks(env.get("KEYLEDGER_WEBHOOK_ALLOWED_NETWORKS") or "")
     if values["log_format"] not in LOG_FORMATS:
         raise SettingsError("KEYLEDGER_LOG_FORMAT must be auto, json or text")
     if signing_key := (env.get("KEYLEDGER_AUDIT_SIGNING_KEY") or "").strip():
@@ -224,6 +235,20 @@ def trusted_proxies(raw: str) -> tuple[str, ...]:
             raise SettingsError(f"KEYLEDGER_TRUSTED_PROXIES: {item!r} would trust every address, so any client "
                                 "could name the address it is counted and recorded as; list your proxies' networks")
         networks.append(str(network))
+    return tuple(networks)
+
+
+def allowed_networks(raw: str) -> tuple[str, ...]:
+    """``KEYLEDGER_WEBHOOK_ALLOWED_NETWORKS``: CIDRs or addresses, separated by commas or spaces, that webhooks
+    may reach although they are not public (a test's receiver on 127.0.0.0/8, a receiver on the private
+    network); a clear error for anything else or for a network with host bits set."""
+    networks: list[str] = []
+    for item in raw.replace(",", " ").split():
+        try:
+            networks.append(str(ipaddress.ip_network(item)))
+        except ValueError as exc:
+            raise SettingsError(f"KEYLEDGER_WEBHOOK_ALLOWED_NETWORKS: {item!r} is not a network (CIDR) or address: "
+                                f"{exc}") from None
     return tuple(networks)
 
 

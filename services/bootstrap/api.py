@@ -12,6 +12,7 @@ from keyledger.services.audit.notary import AuditNotary, notary_for
 from keyledger.services.bootstrap.background import Work, run_beside
 from keyledger.services.bootstrap.runtime import open_runtime
 from keyledger.services.bootstrap.verify_side import OnConnect, VerifySide, open_verify_side
+from keyledger.services.bootstrap.webhooks import webhook_service
 from keyledger.services.bootstrap.workers import start_roles
 from keyledger.services.clock import epoch
 from keyledger.services.config import Settings
@@ -29,6 +30,7 @@ from keyledger.services.storage.usage_grants import KeyUsage
 from keyledger.services.storage.verify_credentials import VerifyCredentials
 from keyledger.services.verify.callers import VerifyCallers
 from keyledger.services.verify.throttles import FailureThrottle
+from keyledger.services.webhooks.endpoints import WebhookService
 
 API_POOL_SIZE = 8  # database connections of an API process (verify's leases, last-used, commands, reads)
 EXPORT_POOL_SIZE = 2  # compliance exports at once; a further one waits for a connection
@@ -47,6 +49,7 @@ class Api(msgspec.Struct, kw_only=True):
     usage_counts: UsageCounts  # per-key hourly verification counts (the dashboard's charts)
     hygiene: HygieneReports  # the hygiene report (last uses, rotations, least-privilege suggestions)
     dashboard_sessions: DashboardSessionTable
+    webhooks: WebhookService  # webhook endpoints: register, list, delete, enable, deliveries
     gauges: ApiGauges  # samples this process's state for GET /metrics
     startup_head: int  # the store's head when the process started (readiness waits for the cache to reach it)
 
@@ -84,4 +87,5 @@ async def open_api(settings: Settings) -> AsyncIterator[Api]:
         yield Api(verify=side, keys=keys, callers=callers, auth_failures=auth_failures, audit=AuditQueries(db),
                   export=ExportSource(export_db), notary=notary_for(db, settings), usage_counts=UsageCounts(db),
                   dashboard_sessions=DashboardSessionTable(db), gauges=gauges, startup_head=startup_head,
+                  webhooks=webhook_service(db, settings, runtime.clock),
                   hygiene=HygieneReports(KeyUsage(db), side.last_used.lookup, hygiene_rules(settings)))

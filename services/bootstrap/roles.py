@@ -10,7 +10,7 @@ class Role:
     """One worker role."""
 
     command: str  # ``keyledger <command>``; also the name its process's log lines and metrics carry
-    nats_user: str  # its NATS user (``config.NATS_ROLES``), allowed only what the role needs
+    nats_user: str  # its NATS user (``config.NATS_ROLES``), allowed only what the role needs ("": no NATS at all)
     consumer: str = ""  # its durable JetStream consumer ("": it consumes nothing)
     batch: int = 0  # messages it fetches at once
 
@@ -18,4 +18,5 @@ class Role:
 RELAY = Role("relay", "relay")  # publishes the store's events to NATS
 PROJECTOR = Role("projector", "projector", consumer="key-cache-projector", batch=500)  # key events → key_cache
 SINK = Role("audit-sink", "sink", consumer="audit-sink", batch=200)  # usage batches → usage_events
-ROLES = {role.command: role for role in (RELAY, PROJECTOR, SINK)}  # by command
+WEBHOOKS = Role("webhooks", "")  # notices from the store and the clock → signed deliveries (Postgres only)
+ROLES = {role.command: role for role in (RELAY, PROJECTOR, SINK, WEBHOOKS)}  # by command

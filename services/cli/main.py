@@ -18,6 +18,7 @@ from keyledger.services.cli import audit as cli_audit
 from keyledger.services.cli import credentials as cli_credentials
 from keyledger.services.cli import keys as cli_keys
 from keyledger.services.cli import report as cli_report
+from keyledger.services.cli import webhooks as cli_webhooks
 from keyledger.services.cli import workers as cli_workers
 from keyledger.services.cli.args import access_entry, duration_seconds, moment, past_moment
 from keyledger.services.config import Settings, SettingsError, load_settings, masked
@@ -26,7 +27,7 @@ from keyledger.services.observe.logs import configure as configure_logging
 from keyledger.services.storage.database import StorageError
 
 _LONG_RUNNING = {"serve": "serve", "run": "supervisor", "relay": "relay", "projector": "projector",
-                 "audit-sink": "audit-sink"}  # command -> the process kind its log lines name
+                 "audit-sink": "audit-sink", "webhooks": "webhooks"}  # command -> the process kind its log lines name
 
 
 class _Parser(argparse.ArgumentParser):
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="API worker processes, each with its own key cache (default: one per core)")
 
     cli_credentials.add_parser(groups, json_flag, _Parser)
+    cli_webhooks.add_parser(groups, json_flag, _Parser)
     cli_report.add_parser(groups, json_flag, _Parser)
 
     stack = groups.add_parser("stack", help="the embedded Postgres + NATS dev stack")
@@ -154,7 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         if args.group == "stack":
             return _stack(args, settings)
-        if args.group in _LONG_RUNNING:  # structured lines (KEYLEDGER_LOG_FORMAT); one-shot commands keep plain ones
+        managing = args.group == "webhooks" and args.action is not None  # `keyledger webhooks` alone: a worker
+        # structured lines (KEYLEDGER_LOG_FORMAT); one-shot commands keep plain ones
+        if args.group in _LONG_RUNNING and not managing:
             configure_logging(_LONG_RUNNING[args.group], settings.log_format, token_prefix=settings.token_prefix)
             logged = True
         if args.group == "keys":
@@ -173,6 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cli_audit.run(args, settings))
         elif args.group == "verify-credentials":
             return asyncio.run(cli_credentials.run(args, settings))
+        elif managing:
+            if args.action == "deliveries" and not 1 <= args.limit <= 1000:
+                return _fail("--limit must be between 1 and 1000", 2)
+            return asyncio.run(cli_webhooks.run(args, settings))
         elif args.group == "report":
             return asyncio.run(cli_report.run(args, settings))
         elif args.group == "replay":

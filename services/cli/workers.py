@@ -1,4 +1,4 @@
-"""``keyledger relay | projector | audit-sink | replay``: a long-running worker, and the rebuild."""
+"""``keyledger relay | projector | audit-sink | webhooks | replay``: a long-running worker, and the rebuild."""
 
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ def stop_on_signals(stop: asyncio.Event) -> None:
 
 
 async def run_worker(command: str, settings: Settings) -> None:
-    """Run the relay, the projector or the audit sink (``command``) until SIGINT/SIGTERM (or until the
-    supervisor that started it is gone)."""
+    """Run the relay, the projector, the audit sink or the webhooks (``command``) until SIGINT/SIGTERM (or until
+    the supervisor that started it is gone)."""
     stop = asyncio.Event()
     stop_on_signals(stop)
     parent = asyncio.create_task(watch_parent(stop))
@@ -42,7 +42,8 @@ async def run_worker(command: str, settings: Settings) -> None:
             if running is None:
                 return
             rt = running.runtime
-            where = f"postgres {masked(rt.database_url)}, nats {masked(rt.endpoints.nats_url)}"
+            where = f"postgres {masked(rt.database_url)}" + (
+                f", nats {masked(rt.endpoints.nats_url)}" if running.bus is not None else "")
             print(f"keyledger {command} running ({where}); Ctrl-C stops", flush=True)
             metrics.serve_worker_metrics(command, settings.metrics_port, settings.host)
             await asyncio.gather(running.worker.run(stop), _sample(running, stop))
@@ -55,7 +56,8 @@ async def _sample(running: RoleProcess, stop: asyncio.Event) -> None:
     role, relay = running.role.command, running.worker if isinstance(running.worker, Relay) else None
 
     async def sample() -> None:
-        metrics.NATS_CONNECTED.labels(role).set(1 if running.bus.is_connected else 0)
+        if running.bus is not None:
+            metrics.NATS_CONNECTED.labels(role).set(1 if running.bus.is_connected else 0)
         try:
             head = await asyncio.wait_for(running.runtime.store.head_position(), 1.0)
         except Exception:  # noqa: BLE001 - any failure to reach the store means: Postgres is down

@@ -26,11 +26,12 @@ from keyledger.services.http.routes.keys import KEY_ROUTES
 from keyledger.services.http.routes.reports import REPORT_ROUTES
 from keyledger.services.http.routes.verify import VERIFY_PATH, VERIFY_ROUTES
 from keyledger.services.http.routes.verify import serve as serve_verify
+from keyledger.services.http.routes.webhooks import WEBHOOK_ROUTES
 from keyledger.services.http.telemetry import METRICS_ROUTES
 from keyledger.services.observe.logs import configure as configure_logging
 
 ROUTES = [*KEY_ROUTES, *VERIFY_ROUTES, *AUDIT_ROUTES, *HEALTH_ROUTES, *FORWARD_AUTH_ROUTES, *METRICS_ROUTES,
-          *REPORT_ROUTES]
+          *REPORT_ROUTES, *WEBHOOK_ROUTES]
 
 
 class KeyledgerApp(Litestar):

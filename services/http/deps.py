@@ -28,6 +28,7 @@ from keyledger.services.http.proxies import TrustedProxies
 from keyledger.services.keys.hygiene import HygieneReports
 from keyledger.services.keys.service import KeyService
 from keyledger.services.storage.audit_export_source import ExportSource
+from keyledger.services.webhooks.endpoints import WebhookService
 
 _STATE_KEY = "keyledger"
 ADMIN = "admin"  # where a guard leaves the key it authenticated, in the request's state
@@ -115,6 +116,14 @@ def provide_hygiene(state: State) -> HygieneReports:
     return found
 
 
+def provide_webhooks(state: State) -> WebhookService:
+    """Webhook endpoints (503 in a process built without them)."""
+    found = _published(state).components.webhooks
+    if found is None:
+        raise ApiError(503, "UNAVAILABLE", "this process has no webhook endpoints")
+    return found
+
+
 def provide_export(state: State) -> ExportSource:
     """The rows of a compliance export."""
     return _published(state).components.export
@@ -163,7 +172,7 @@ def dependencies() -> dict[str, Provide]:
     providers: dict[str, Callable[..., Any]] = {
         "gate": provide_gate, "keys": provide_keys, "cache": provide_cache, "last_used": provide_last_used,
         "audit": provide_audit, "export": provide_export, "bus": provide_bus, "startup_head": provide_startup_head,
-        "replicas": provide_replicas, "hygiene": provide_hygiene,
+        "replicas": provide_replicas, "hygiene": provide_hygiene, "webhooks": provide_webhooks,
         "notary": provide_notary, "now": provide_now, "admin": provide_admin, "metadata": provide_metadata,
     }
     return {name: Provide(provider, sync_to_thread=False) for name, provider in providers.items()}

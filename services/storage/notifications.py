@@ -1,4 +1,5 @@
-"""``NOTIFY keyledger_events`` (sent by every append): wake the relay without polling fast."""
+"""``NOTIFY keyledger_events`` (sent by every append): wake the relay without polling fast; ``keyledger_notices``
+(sent when notices or webhook endpoints change) wakes the webhook dispatcher."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ Wait = Callable[[float], Awaitable[None]]
 
 
 @asynccontextmanager
-async def listening(db: Database) -> AsyncIterator[Wait]:
-    """While open, ``await wait(timeout)`` returns at the next append's notification or after ``timeout``."""
+async def listening(db: Database, channel: str = "keyledger_events") -> AsyncIterator[Wait]:
+    """While open, ``await wait(timeout)`` returns at the next notification on ``channel`` (by default: the
+    next append of events) or after ``timeout``."""
+    assert channel in ("keyledger_events", "keyledger_notices"), channel
     async with db._dedicated() as conn:
-        await conn.execute("LISTEN keyledger_events")
+        await conn.execute(f"LISTEN {channel}")
 
         async def wait(timeout: float) -> None:
             try:

@@ -29,6 +29,13 @@ ERRORS = {  # what each operation can answer besides success: the error body, al
     ("GET", "/healthz"): set(),
     ("GET", "/readyz"): {503},
     ("GET", "/metrics"): GUARDED,  # a verify credential, or an admin key (which leases rate budget)
+    ("POST", "/v1/webhooks"): GUARDED | {400, 413},
+    ("GET", "/v1/webhooks"): GUARDED,
+    ("GET", "/v1/webhooks/{endpoint_id}"): GUARDED | {404},
+    ("DELETE", "/v1/webhooks/{endpoint_id}"): GUARDED | {404},
+    ("POST", "/v1/webhooks/{endpoint_id}/enable"): GUARDED | {404},
+    ("POST", "/v1/webhooks/{endpoint_id}/disable"): GUARDED | {404},
+    ("GET", "/v1/webhooks/{endpoint_id}/deliveries"): GUARDED | {400, 404},
 }
 SUCCESS = {
     ("POST", "/v1/keys"): ("201", "KeyWithSecret"),
@@ -43,6 +50,10 @@ SUCCESS = {
     ("GET", "/v1/audit/public-key"): ("200", "AuditPublicKey"),
     ("GET", "/healthz"): ("200", "Health"),
     ("GET", "/readyz"): ("200", "Ready"),
+    ("POST", "/v1/webhooks"): ("201", "WebhookWithSecret"),
+    ("GET", "/v1/webhooks"): ("200", "WebhookList"),
+    ("GET", "/v1/webhooks/{endpoint_id}"): ("200", "Webhook"),
+    ("GET", "/v1/webhooks/{endpoint_id}/deliveries"): ("200", "DeliveryPage"),
 }
 KEY_FIELDS = {"id", "prefix", "start", "name", "description", "tags", "organization_id", "scopes", "access",
               "expires_at", "status", "version", "created_at", "updated_at", "revoked_at", "revoke_reason",

@@ -1,0 +1,233 @@
+"""Webhooks through a real ``keyledger serve`` (its supervised ``webhooks`` worker) over the session's Postgres
+and NATS, to a real receiver on 127.0.0.1 that checks every delivery with the ``standardwebhooks`` library.
+
+One server for the module (endpoints of different tests have different paths, so their deliveries never mix);
+its retries are short (50 ms doubling, at most 1 s apart) so failing receivers cost the tests little time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil  # type: ignore[import-untyped,unused-ignore]
+import pytest
+
+from keyledger.services.devstack.stack import StackInfo
+from tests.support.api import create
+from tests.support.clock import ReferenceClock
+from tests.support.pipeline import isolated_settings
+from tests.support.server import ApiServer
+from tests.support.wait import until_sync
+from tests.support.webhooks import Received, Receiver, endpoints_of, own_database
+
+HOOK_ENV = {"KEYLEDGER_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8", "KEYLEDGER_WEBHOOK_RETRY_FIRST_MS": "50",
+            "KEYLEDGER_WEBHOOK_RETRY_MAX": "1"}
+LIFECYCLE = ["key.created", "key.access_changed", "key.rotated", "key.revoked"]
+
+
+@pytest.fixture(scope="module")
+def server(servers: tuple[str, str], stack_info: StackInfo | None,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """One API process with its workers (the webhooks worker among them) for the whole module."""
+    with own_database(servers[0]) as database_url:
+        endpoints = endpoints_of(database_url, servers, stack_info)
+        api = ApiServer(database_url, servers[1], isolated_settings(), Path(tmp_path_factory.mktemp("webhooks")),
+                        extra_env={**endpoints.environment(), **HOOK_ENV}, clock=ReferenceClock())
+        try:
+            yield api.wait_ready()
+        finally:
+            api.stop()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    """The receiver every endpoint of the module points at."""
+    found = Receiver()
+    try:
+        yield found
+    finally:
+        found.stop()
+
+
+@pytest.fixture(scope="module")
+def root(server: ApiServer) -> str:
+    """The bootstrap admin key: a global admin."""
+    assert server.bootstrap_secret is not None, server.log()
+    return server.bootstrap_secret
+
+
+@pytest.fixture
+def api(server: ApiServer) -> Iterator[httpx.Client]:
+    """An HTTP client of the module's server."""
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        yield client
+
+
+def register(api: httpx.Client, admin: str, receiver: Receiver, name: str, **body: Any) -> dict[str, Any]:
+    """Register the receiver's endpoint ``name`` and give the receiver its secret; the 201 body."""
+    answer = api.post("/v1/webhooks", json={"url": receiver.url(name), **body}, headers={"x-api-key": admin})
+    assert answer.status_code == 201, answer.text
+    created: dict[str, Any] = answer.json()
+    receiver.secrets[name] = created["secret"]
+    return created
+
+
+def arrived(receiver: Receiver, name: str, count: int, server: ApiServer) -> list[Received]:
+    """The first ``count`` deliveries endpoint ``name`` accepted, once that many arrived."""
+    return until_sync(lambda: got if len(got := receiver.of(name)) >= count else None, timeout=30,
+                      what=f"{count} deliveries to {name}",
+                      explain=lambda: f"received {receiver.of(name, False)}\nrejected {receiver.rejected}\n"
+                                      f"{server.log()[-4000:]}")
+
+
+def distinct(deliveries: list[Received]) -> list[str]:
+    """The message ids in the order they first arrived."""
+    return list(dict.fromkeys(d.message_id for d in deliveries))
+
+
+def test_every_lifecycle_type_arrives_signed_and_in_order(api: httpx.Client, root: str, receiver: Receiver,
+                                                          server: ApiServer) -> None:
+    endpoint = register(api, root, receiver, "lifecycle", description="all of it")
+    assert endpoint["secret"].startswith("whsec_") and endpoint["status"] == "active"
+    assert endpoint["events"][:4] == LIFECYCLE and endpoint["organization_id"] is None
+    admin = {"x-api-key": root}
+    key = create(api, root, name="hooked", scopes=["read:data"])
+    assert api.patch(f"/v1/keys/{key['id']}", json={"scopes": ["read:data", "write:data"]},
+                     headers=admin).status_code == 200
+    assert api.post(f"/v1/keys/{key['id']}/rotate", json={}, headers=admin).status_code == 200
+    assert api.post(f"/v1/keys/{key['id']}/revoke", json={"reason": "done"}, headers=admin).status_code == 200
+
+    # (the bootstrap key's key.created may come first: an endpoint gets what is fed after it was registered)
+    got = [d for d in arrived(receiver, "lifecycle", 4, server) if d.data["key"]["id"] == key["id"]]
+    got = got if len(got) == 4 else [d for d in arrived(receiver, "lifecycle", 5, server)
+                                     if d.data["key"]["id"] == key["id"]]
+    assert [d.type for d in got] == LIFECYCLE and receiver.rejected == []
+    positions = [d.data["position"] for d in got]
+    assert positions == sorted(positions) and len(set(positions)) == 4
+    root_id = re.search(r"id (\S+), start", server.log())
+    assert root_id and {d.data["actor"] for d in got} == {f"key:{root_id.group(1)}"}
+    assert got[1].data["key"]["scopes"] == ["read:data", "write:data"] and got[3].data["key"]["status"] == "revoked"
+    bodies = b"".join(d.body for d in got)
+    assert b"secret_hash" not in bodies and key["secret"].encode() not in bodies and b"argon2" not in bodies
+    assert all(d.headers["content-type"] == "application/json" for d in got)
+
+    listed = api.get("/v1/webhooks", headers=admin).json()["items"]
+    assert [e["id"] for e in listed if e["id"] == endpoint["id"]] and all("secret" not in e for e in listed)
+    ours = [d.message_id for d in got]
+    def listed_deliveries() -> list[dict[str, Any]] | None:
+        page: list[dict[str, Any]] = api.get(f"/v1/webhooks/{endpoint['id']}/deliveries", headers=admin).json()["items"]
+        return page if set(ours) <= {d["event_id"] for d in page} else None
+
+    deliveries = until_sync(listed_deliveries, what="the deliveries listed")
+    assert [d["event_id"] for d in reversed(deliveries) if d["event_id"] in ours] == ours
+    assert all(d["attempts"] == 1 and d["last_status_code"] == 200 and d["delivered_at"] for d in deliveries)
+
+
+def test_a_receiver_failing_for_a_while_gets_everything_in_order(api: httpx.Client, root: str, receiver: Receiver,
+                                                                 server: ApiServer) -> None:
+    answered = iter([500, 500, 503, 500, 502])
+    receiver.answers["flaky"] = lambda _: next(answered, 200)
+    register(api, root, receiver, "flaky", events=["key.created", "key.revoked"])
+    keys = [create(api, root, name=f"flaky {n}", scopes=["read:data"]) for n in range(3)]
+    assert api.post(f"/v1/keys/{keys[0]['id']}/revoke", headers={"x-api-key": root}).status_code == 200
+
+    got = arrived(receiver, "flaky", 4, server)
+    assert [(d.type, d.data["key"]["id"]) for d in got] == [("key.created", k["id"]) for k in keys] + [
+        ("key.revoked", keys[0]["id"])]
+    tried = receiver.of("flaky", delivered_only=False)
+    assert [d.status for d in tried[:6]] == [500, 500, 503, 500, 502, 200]
+    assert distinct(tried) == distinct(got), "a failed notice is tried again before any later one"
+    assert receiver.rejected == []
+
+
+def webhooks_worker(server: ApiServer) -> psutil.Process:
+    """The server's supervised ``keyledger webhooks`` process."""
+    def find() -> psutil.Process | None:
+        for child in psutil.Process(server.process.pid).children():
+            try:
+                if child.status() != psutil.STATUS_ZOMBIE and child.cmdline()[-1:] == ["webhooks"]:
+                    return child
+            except psutil.Error:
+                continue
+        return None
+    return until_sync(find, timeout=30, what="the webhooks worker process")
+
+
+def test_a_worker_killed_mid_delivery_loses_nothing(api: httpx.Client, root: str, receiver: Receiver,
+                                                   server: ApiServer) -> None:
+    holding, release = threading.Event(), threading.Event()
+
+    def answer(got: Received) -> int:
+        if got.data["key"]["name"] == "second" and not release.is_set():
+            holding.set()  # the worker waits for this answer while the test kills it
+            release.wait(30)
+        return 200
+
+    receiver.answers["killed"] = answer
+    register(api, root, receiver, "killed", events=["key.created"])
+    worker = webhooks_worker(server)
+    keys = [create(api, root, name=name, scopes=["read:data"]) for name in ("first", "second", "third", "fourth")]
+    assert holding.wait(30), receiver.of("killed", False)
+    os.kill(worker.pid, signal.SIGKILL)
+    psutil.wait_procs([worker], timeout=10)
+    release.set()
+    got = arrived(receiver, "killed", 5, server)  # "second" twice: its first answer went to a dead process
+    order = [k["id"] for k in keys]
+    seen = [order.index(d.data["key"]["id"]) for d in got]
+    assert seen == sorted(seen), "at least once, in order: only the notice in flight is sent again"
+    assert sorted(set(seen)) == [0, 1, 2, 3] and seen.count(1) >= 2, seen
+    assert webhooks_worker(server).pid != worker.pid and receiver.rejected == []
+
+
+def test_an_organization_admin_endpoint_gets_only_its_organization(api: httpx.Client, root: str,
+                                                                    receiver: Receiver, server: ApiServer) -> None:
+    org_admin = create(api, root, name="org admin", organization_id="org-a", scopes=["admin:apikeys", "read:data"])
+    mine = register(api, org_admin["secret"], receiver, "org-a")
+    assert mine["organization_id"] == "org-a"
+    other = register(api, root, receiver, "everyone", events=["key.created"])
+    theirs = create(api, root, name="b key", organization_id="org-b", scopes=["read:data"])
+    ours = create(api, root, name="a key", organization_id="org-a", scopes=["read:data"])
+
+    got = arrived(receiver, "org-a", 1, server)
+    assert [d.data["key"]["id"] for d in got] == [ours["id"]]  # org-b's came first in the store: never sent
+    assert {theirs["id"], ours["id"]} <= {d.data["key"]["id"] for d in arrived(receiver, "everyone", 2, server)}
+    headers = {"x-api-key": org_admin["secret"]}
+    assert [e["id"] for e in api.get("/v1/webhooks", headers=headers).json()["items"]] == [mine["id"]]
+    for path in (f"/v1/webhooks/{other['id']}", f"/v1/webhooks/{other['id']}/deliveries"):
+        assert api.get(path, headers=headers).json()["code"] == "NOT_FOUND"
+    assert api.delete(f"/v1/webhooks/{other['id']}", headers=headers).status_code == 404
+    refused = api.post("/v1/webhooks", json={"url": receiver.url("x"), "organization_id": "org-b"}, headers=headers)
+    assert refused.status_code == 403 and refused.json()["code"] == "FORBIDDEN"
+
+
+@pytest.mark.parametrize(("url", "why"), [
+    ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is a link-local"),
+    ("http://[::ffff:169.254.169.254]/", "inside the IPv6 address"), ("http://[fd00:ec2::254]/", "private"),
+    ("http://10.1.2.3/", "private"), ("http://2130706433/", "resolvers read as an IPv4 address"),
+    ("ftp://hooks.example.com/", "https:// or http://"), ("https://u:p@hooks.example.com/", "credentials"),
+])
+def test_internal_addresses_are_refused_at_registration(api: httpx.Client, root: str, url: str, why: str) -> None:
+    answer = api.post("/v1/webhooks", json={"url": url}, headers={"x-api-key": root})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["code"] == "VALIDATION_ERROR" and why in answer.json()["error"]
+
+
+def test_bad_input_is_refused_and_changes_nothing(api: httpx.Client, root: str, receiver: Receiver) -> None:
+    admin = {"x-api-key": root}
+    before = api.get("/v1/webhooks", headers=admin).json()["items"]
+    for body in ({"url": receiver.url("bad"), "events": ["key.deleted"]}, {"events": ["key.created"]},
+                 {"url": receiver.url("bad"), "colour": "red"}, {"url": 7}):
+        answer = api.post("/v1/webhooks", json=body, headers=admin)
+        assert answer.status_code == 400 and answer.json()["success"] is False, (body, answer.text)
+    assert "key.deleted" in api.post("/v1/webhooks", json={"url": receiver.url("bad"), "events": ["key.deleted"]},
+                                     headers=admin).json()["error"]
+    assert api.get("/v1/webhooks", headers=admin).json()["items"] == before
+    assert api.get("/v1/webhooks/wh_nope", headers=admin).status_code == 404
+    assert api.get("/v1/webhooks", headers={"x-api-key": "kl_nope"}).status_code == 401

@@ -1,0 +1,120 @@
+"""A webhook receiver for tests: an HTTP server on 127.0.0.1 that checks every delivery with the
+``standardwebhooks`` library (the one receivers use), and answers as each test tells it to."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from keyledger.services.bootstrap.runtime import Endpoints
+from keyledger.services.devstack.stack import StackInfo
+
+Answer = Callable[["Received"], int]  # the status to answer a verified delivery with
+
+
+class Received(msgspec.Struct, kw_only=True):
+    """One delivery as it arrived: to which endpoint (the path's last part), its webhook-id, and its body."""
+
+    endpoint: str
+    message_id: str
+    type: str
+    data: dict[str, Any]
+    headers: dict[str, str]
+    body: bytes
+    status: int = 0  # what the receiver answered
+
+
+class Receiver:
+    """Receives at ``url(name)``; deliveries that fail the library's check are kept in ``rejected`` (400)."""
+
+    def __init__(self) -> None:
+        self.secrets: dict[str, str] = {}
+        self.answers: dict[str, Answer] = {}
+        self.received: list[Received] = []
+        self.rejected: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                status = receiver._handle(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def url(self, name: str) -> str:
+        """Where the endpoint ``name`` receives."""
+        return f"http://127.0.0.1:{self.port}/hooks/{name}"
+
+    def _handle(self, path: str, headers: dict[str, str], body: bytes) -> int:
+        name = path.rsplit("/", 1)[-1]
+        secret = self.secrets.get(name)
+        if secret is None:
+            with self._lock:
+                self.rejected.append((name, "no secret for this endpoint yet"))
+            return 503
+        try:
+            payload = Webhook(secret).verify(body, headers)
+        except WebhookVerificationError as exc:
+            with self._lock:
+                self.rejected.append((name, str(exc)))
+            return 400
+        got = Received(endpoint=name, message_id=headers["webhook-id"], type=payload["type"], data=payload["data"],
+                       headers=headers, body=body)
+        got.status = self.answers.get(name, lambda _: 200)(got)
+        with self._lock:
+            self.received.append(got)
+        return got.status
+
+    def of(self, name: str, delivered_only: bool = True) -> list[Received]:
+        """What endpoint ``name`` received (only what it answered 2xx to, unless ``delivered_only`` is False)."""
+        with self._lock:
+            return [r for r in self.received if r.endpoint == name and (200 <= r.status < 300 or not delivered_only)]
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@contextmanager
+def own_database(admin_url: str) -> Iterator[str]:
+    """A fresh database on the session's Postgres for a module's shared server, dropped afterwards."""
+    name = f"kl_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_conninfo(admin_url, dbname=name)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def endpoints_of(database_url: str, servers: tuple[str, str], stack_info: StackInfo | None) -> Endpoints:
+    """How a server reaches ``database_url`` and the session's NATS (as the ``endpoints`` fixture builds it)."""
+    if stack_info is None:
+        return Endpoints(database_url=database_url, admin_database_url=database_url, nats_url=servers[1])
+    name = conninfo_to_dict(database_url)["dbname"]
+    return Endpoints(database_url=make_conninfo(stack_info.database_url, dbname=name),
+                     admin_database_url=database_url, nats_url=servers[1], nats_role_urls=stack_info.nats_role_urls)
