@@ -559,15 +559,16 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     return TemplateConfig(instance=JinjaTemplateEngine.from_environment(env))
 
 
-def dashboard_router() -> Router:
+def dashboard_router(*pages: BaseRouteHandler) -> Router:
     """Every dashboard page under ``/dashboard`` (static files under ``/dashboard/static``), with the
-    dashboard's own providers beside the app's."""
+    dashboard's own providers beside the app's; ``pages``: those of modules that build on this one (e.g.
+    ``security``)."""
     static_dir = resources.files("keyledger.services.http.dashboard").joinpath("static")
     static = create_static_files_router(path="/static", directories=[str(static_dir)], name="dashboard-static",
                                         include_in_schema=False)
     handlers = [home, sign_in_page, sign_in, sign_out, keys_list, new_key, create_key, key_detail, edit_page, edit_key,
                 rotate_page, rotate_key, revoke_page, revoke_key, audit_page, audit_export]
-    return Router(path=BASE, route_handlers=[*handlers, static], dependencies=dependencies(),
+    return Router(path=BASE, route_handlers=[*handlers, *pages, static], dependencies=dependencies(),
                   include_in_schema=False, after_request=_headers,
                   exception_handlers={SignInRequired: _to_sign_in, ApiError: _error_page, DomainError: _error_page,
                                       HTTPException: _error_page})
