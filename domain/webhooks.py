@@ -125,5 +125,6 @@ def to_tell(due: list[Deadline]) -> list[Deadline]:
 
 
 def days_left(expires_at: datetime, now: datetime) -> int:
-    """Whole days until ``expires_at`` at ``now``, rounded up (a warning at 6.5 days says 7)."""
-    return max(0, math.ceil((expires_at - now).total_seconds() / 86400))
+    """Days until ``expires_at`` at ``now``, to the nearest whole day (the 7-day warning, told a few seconds
+    after the moment, says 7; a key created 5 days and a minute before expiry hears 5)."""
+    return max(0, math.floor((expires_at - now).total_seconds() / 86400 + 0.5))

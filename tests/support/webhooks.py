@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import msgspec
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -17,7 +18,11 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from keyledger.services.bootstrap.runtime import Endpoints
 from keyledger.services.devstack.stack import StackInfo
+from tests.support.server import ApiServer
+from tests.support.wait import until_sync
 
+HOOK_ENV = {"KEYLEDGER_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8", "KEYLEDGER_WEBHOOK_RETRY_FIRST_MS": "50",
+            "KEYLEDGER_WEBHOOK_RETRY_MAX": "1"}  # a server whose webhooks reach the receiver, retried quickly
 Answer = Callable[["Received"], int]  # the status to answer a verified delivery with
 
 
@@ -118,3 +123,20 @@ def endpoints_of(database_url: str, servers: tuple[str, str], stack_info: StackI
     name = conninfo_to_dict(database_url)["dbname"]
     return Endpoints(database_url=make_conninfo(stack_info.database_url, dbname=name),
                      admin_database_url=database_url, nats_url=servers[1], nats_role_urls=stack_info.nats_role_urls)
+
+
+def register(api: httpx.Client, admin: str, receiver: Receiver, name: str, **body: Any) -> dict[str, Any]:
+    """Register the receiver's endpoint ``name`` and give the receiver its secret; the 201 body."""
+    answer = api.post("/v1/webhooks", json={"url": receiver.url(name), **body}, headers={"x-api-key": admin})
+    assert answer.status_code == 201, answer.text
+    created: dict[str, Any] = answer.json()
+    receiver.secrets[name] = created["secret"]
+    return created
+
+
+def arrived(receiver: Receiver, name: str, count: int, server: ApiServer) -> list[Received]:
+    """The first ``count`` deliveries endpoint ``name`` accepted, once that many arrived."""
+    return until_sync(lambda: got if len(got := receiver.of(name)) >= count else None, timeout=30,
+                      what=f"{count} deliveries to {name}",
+                      explain=lambda: f"received {receiver.of(name, False)}\nrejected {receiver.rejected}\n"
+                                      f"{server.log()[-4000:]}")

@@ -100,7 +100,9 @@ def test_a_key_inside_a_threshold_hears_only_the_nearest() -> None:
     due = [d for d in deadlines if d.due_at <= NOW]
     assert [(d.type, d.days) for d in to_tell(due)] == [(KEY_EXPIRING, 7)]
     assert days_left(NOW + timedelta(days=5), NOW) == 5
-    assert days_left(NOW + timedelta(days=6, hours=1), NOW) == 7
+    assert days_left(NOW + timedelta(days=6, hours=13), NOW) == 7
+    assert days_left(NOW + timedelta(days=7) - timedelta(seconds=30), NOW) == 7
+    assert days_left(NOW + timedelta(days=5, seconds=40), NOW) == 5
 
 
 def test_an_expired_key_hears_no_warning_then() -> None:
