@@ -17,9 +17,9 @@ KEY_CREATED, KEY_ACCESS_CHANGED, KEY_ROTATED, KEY_REVOKED = "key.created", "key.
     "key.revoked"
 KEY_EXPIRING, KEY_EXPIRED, KEY_GRACE_ENDED = "key.expiring", "key.expired", "key.grace_ended"
 KEY_FINDING = "key.finding"
-KEY_LEAKED = "key.leaked"
+KEY_LEAK_REPORTED = "key.leak_reported"
 NOTICE_TYPES: tuple[str, ...] = (KEY_CREATED, KEY_ACCESS_CHANGED, KEY_ROTATED, KEY_REVOKED, KEY_EXPIRING,
-                                 KEY_EXPIRED, KEY_GRACE_ENDED, KEY_FINDING, KEY_LEAKED)
+                                 KEY_EXPIRED, KEY_GRACE_ENDED, KEY_FINDING, KEY_LEAK_REPORTED)
 
 
 class Notice(msgspec.Struct, frozen=True, kw_only=True):
