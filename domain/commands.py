@@ -8,6 +8,8 @@ import msgspec
 
 from keyledger.domain.access import AccessEntry, validate_access
 from keyledger.domain.errors import ValidationError
+from keyledger.domain.events import LEAK_SOURCES
+from keyledger.domain.redaction import redact
 
 MAX_NAME_LENGTH = 200
 MAX_TEXT_LENGTH = 500
@@ -16,6 +18,8 @@ MAX_RATE_LIMIT = 10_000_000
 MAX_DESCRIPTION_LENGTH = 1000
 MAX_TAGS = 20
 MAX_TAG_LENGTH = 50
+MAX_LEAK_URL_LENGTH = 400  # where a leak was found, as its reporter says (the revoke reason quotes it)
+MAX_REPORTER_LENGTH = 200
 TAG_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.:/=")
 
 
@@ -62,7 +66,20 @@ class RevokeKey(msgspec.Struct, frozen=True, kw_only=True):
     reason: str = ""
 
 
-Command = CreateKey | ChangeAccess | RotateKey | RevokeKey
+class ReportLeak(msgspec.Struct, frozen=True, kw_only=True):
+    """Record that one of the key's secrets leaked: ``previous_secret`` when it was the old one a rotation
+    keeps working (its grace period ends; nothing else changes), else the current one, which ``revoke``
+    revokes at once (policy ``revoke``) or leaves working (policy ``notify``)."""
+
+    key_id: str
+    source: str
+    url: str = ""
+    reporter: str = ""
+    previous_secret: bool = False
+    revoke: bool = True
+
+
+Command = CreateKey | ChangeAccess | RotateKey | RevokeKey | ReportLeak
 
 
 def clean_name(name: str) -> str:
@@ -160,6 +177,26 @@ def check_rotate(command: RotateKey) -> RotateKey:
 def check_revoke(command: RevokeKey) -> RevokeKey:
     """Validate a revoke command (the reason is optional free text)."""
     return msgspec.structs.replace(command, reason=clean_text("reason", command.reason) or "")
+
+
+def check_report(command: ReportLeak) -> ReportLeak:
+    """Validate a leak report: a known source; ``url`` and ``reporter`` are free text from outside, trimmed,
+    without control characters, and any token in them cut to its start (the event never holds a secret)."""
+    if command.source not in LEAK_SOURCES:
+        raise ValidationError(f"source must be one of {', '.join(LEAK_SOURCES)}")
+    url, reporter = redact(command.url.strip()), redact(command.reporter.strip())
+    if len(url) > MAX_LEAK_URL_LENGTH:
+        raise ValidationError(f"url longer than {MAX_LEAK_URL_LENGTH} characters")
+    if len(reporter) > MAX_REPORTER_LENGTH:
+        raise ValidationError(f"reporter longer than {MAX_REPORTER_LENGTH} characters")
+    _refuse_control_chars("url", url)
+    _refuse_control_chars("reporter", reporter)
+    return msgspec.structs.replace(command, url=url, reporter=reporter)
+
+
+def leak_reason(source: str, url: str) -> str:
+    """The revoke reason of a leaked key: ``leaked: reported by <source> at <url>``."""
+    return f"leaked: reported by {source}" + (f" at {url}" if url else "")
 
 
 def _check_rate_limit(value: int, allow_zero: bool) -> None:

@@ -58,8 +58,24 @@ class KeyRevoked(Event, tag="key.revoked", frozen=True, kw_only=True):
     reason: str = ""
 
 
-AnyEvent = KeyCreated | KeyAccessChanged | KeyRotated | KeyRevoked
-EVENT_CLASSES: tuple[type[Event], ...] = (KeyCreated, KeyAccessChanged, KeyRotated, KeyRevoked)
+LEAK_SOURCES = ("github", "public", "scanner")  # who reports a leak: a code host, anyone, `keyledger leaks scan`
+
+
+class KeyLeakReported(Event, tag="key.leak_reported", frozen=True, kw_only=True):
+    """Someone showed that they hold one of the key's secrets (never stored here): a code host's secret
+    scanning (``github``), anyone through the public report endpoint (``public``) or the scanner
+    (``scanner``), found at ``url``. ``ended_grace``: the secret was the old one a rotation still kept
+    working, whose grace period ends here (the current secret keeps working)."""
+
+    source: str
+    url: str = ""
+    reporter: str = ""
+    reported_at: datetime
+    ended_grace: bool = False
+
+
+AnyEvent = KeyCreated | KeyAccessChanged | KeyRotated | KeyRevoked | KeyLeakReported
+EVENT_CLASSES: tuple[type[Event], ...] = (KeyCreated, KeyAccessChanged, KeyRotated, KeyRevoked, KeyLeakReported)
 
 _encoder = msgspec.json.Encoder()
 _decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)

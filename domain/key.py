@@ -13,15 +13,25 @@ from keyledger.domain.commands import (
     ChangeAccess,
     Command,
     CreateKey,
+    ReportLeak,
     RevokeKey,
     RotateKey,
     check_change,
     check_create,
+    check_report,
     check_revoke,
     check_rotate,
+    leak_reason,
 )
-from keyledger.domain.errors import KeyAlreadyExists, KeyNotFound, KeyRevokedError
-from keyledger.domain.events import AnyEvent, KeyAccessChanged, KeyCreated, KeyRevoked, KeyRotated
+from keyledger.domain.errors import KeyAlreadyExists, KeyNotFound, KeyRevokedError, ValidationError
+from keyledger.domain.events import (
+    AnyEvent,
+    KeyAccessChanged,
+    KeyCreated,
+    KeyLeakReported,
+    KeyRevoked,
+    KeyRotated,
+)
 
 Status = Literal["active", "revoked", "expired"]
 _replace = msgspec.structs.replace
@@ -105,6 +115,11 @@ def evolve(state: KeyState | None, event: AnyEvent) -> KeyState:
         case KeyRevoked():
             return _replace(state, version=state.version + 1, updated_at=event.at, revoked_at=event.at,
                             revoke_reason=event.reason)
+        case KeyLeakReported():  # the old secret leaked: it stops working now; else the event changes nothing
+            if event.ended_grace:
+                return _replace(state, version=state.version + 1, updated_at=event.at, previous_hash=None,
+                                previous_valid_until=None)
+            return _replace(state, version=state.version + 1, updated_at=event.at)
     raise TypeError(f"unknown event {event!r}")
 
 
@@ -135,7 +150,21 @@ def decide(state: KeyState | None, command: Command, now: datetime) -> list[AnyE
                                start=command.start, previous_valid_until=until)]
         case RevokeKey():
             return [KeyRevoked(key_id=state.key_id, at=now, reason=check_revoke(command).reason)]
+        case ReportLeak():
+            return _leak_reported(state, check_report(command), now)
     raise TypeError(f"unknown command {command!r}")
+
+
+def _leak_reported(state: KeyState, command: ReportLeak, now: datetime) -> list[AnyEvent]:
+    """A leak of the old secret ends its grace period; one of the current secret is recorded and, unless the
+    policy only notifies, revoked in the same append."""
+    if command.previous_secret and not state.previous_secret_valid(now):
+        raise ValidationError(f"key {state.key_id} has no old secret in a grace period")
+    reported = KeyLeakReported(key_id=state.key_id, at=now, source=command.source, url=command.url,
+                               reporter=command.reporter, reported_at=now, ended_grace=command.previous_secret)
+    if command.previous_secret or not command.revoke:
+        return [reported]
+    return [reported, KeyRevoked(key_id=state.key_id, at=now, reason=leak_reason(command.source, command.url))]
 
 
 def ensure_open(state: KeyState | None, key_id: str) -> KeyState:

@@ -18,6 +18,7 @@ from keyledger.services.cli import audit as cli_audit
 from keyledger.services.cli import credentials as cli_credentials
 from keyledger.services.cli import keys as cli_keys
 from keyledger.services.cli import report as cli_report
+from keyledger.services.cli import watch as cli_watch
 from keyledger.services.cli import webhooks as cli_webhooks
 from keyledger.services.cli import workers as cli_workers
 from keyledger.services.cli.args import access_entry, duration_seconds, moment, past_moment
@@ -27,7 +28,8 @@ from keyledger.services.observe.logs import configure as configure_logging
 from keyledger.services.storage.database import StorageError
 
 _LONG_RUNNING = {"serve": "serve", "run": "supervisor", "relay": "relay", "projector": "projector",
-                 "audit-sink": "audit-sink", "webhooks": "webhooks"}  # command -> the process kind its log lines name
+                 "audit-sink": "audit-sink", "webhooks": "webhooks",
+                 "watch": "watch"}  # command -> the process kind its log lines name
 
 
 class _Parser(argparse.ArgumentParser):
@@ -112,8 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="API worker processes, each with its own key cache (default: one per core)")
 
     cli_credentials.add_parser(groups, json_flag, _Parser)
-    cli_webhooks.add_parser(groups, json_flag, _Parser)
     cli_report.add_parser(groups, json_flag, _Parser)
+    cli_webhooks.add_parser(groups, json_flag, _Parser)
+    cli_watch.add_parser(groups, json_flag, _Parser)
 
     stack = groups.add_parser("stack", help="the embedded Postgres + NATS dev stack")
     stack.add_argument("action", choices=["up", "down", "status"])
@@ -156,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         if args.group == "stack":
             return _stack(args, settings)
+        if cli_watch.rebuilding(args):  # one-shot, unlike `keyledger watch` (the role)
+            return asyncio.run(cli_watch.run_rebuild(args, settings))
         managing = args.group == "webhooks" and args.action is not None  # `keyledger webhooks` alone: a worker
         # structured lines (KEYLEDGER_LOG_FORMAT); one-shot commands keep plain ones
         if args.group in _LONG_RUNNING and not managing:

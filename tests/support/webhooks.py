@@ -21,8 +21,9 @@ from keyledger.services.devstack.stack import StackInfo
 from tests.support.server import ApiServer
 from tests.support.wait import until_sync
 
+# a server whose webhooks reach the receiver, retried quickly: 50 ms doubling, at most 1 s apart, for 5 s
 HOOK_ENV = {"KEYLEDGER_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8", "KEYLEDGER_WEBHOOK_RETRY_FIRST_MS": "50",
-            "KEYLEDGER_WEBHOOK_RETRY_MAX": "1"}  # a server whose webhooks reach the receiver, retried quickly
+            "KEYLEDGER_WEBHOOK_RETRY_MAX": "1", "KEYLEDGER_WEBHOOK_RETRY_FOR": "5"}
 Answer = Callable[["Received"], int]  # the status to answer a verified delivery with
 
 
@@ -83,7 +84,7 @@ class Receiver:
             payload = Webhook(secret).verify(body, headers)
         except WebhookVerificationError as exc:
             with self._lock:
-                self.rejected.append((name, str(exc)))
+                self.rejected.append((name, f"{exc}: {headers} {body[:300]!r}"))
             return 400
         got = Received(endpoint=name, message_id=headers["webhook-id"], type=payload["type"], data=payload["data"],
                        headers=headers, body=body)

@@ -10,6 +10,7 @@ from keyledger.domain.events import (
     EVENT_CLASSES,
     KeyAccessChanged,
     KeyCreated,
+    KeyLeakReported,
     KeyRevoked,
     KeyRotated,
     decode_event,
@@ -24,12 +25,13 @@ SAMPLES = [
     KeyAccessChanged(key_id="k", at=AT, access=(), name="m"),
     KeyRotated(key_id="k", at=AT, secret_hash="$argon2id$y", start="kl_k2", previous_valid_until=AT),
     KeyRevoked(key_id="k", at=AT, reason="leaked"),
+    KeyLeakReported(key_id="k", at=AT, source="github", url="https://github.com/o/r", reported_at=AT),
 ]
 
 
 def test_tags_are_stable() -> None:
     assert [cls.__struct_config__.tag for cls in EVENT_CLASSES] == [event_type(e) for e in SAMPLES] == [
-        "key.created", "key.access_changed", "key.rotated", "key.revoked"]
+        "key.created", "key.access_changed", "key.rotated", "key.revoked", "key.leak_reported"]
 
 
 @pytest.mark.parametrize("event", SAMPLES)
