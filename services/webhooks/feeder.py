@@ -1,7 +1,7 @@
 """The feeder: follows the event store from its checkpoint and appends a notice for every key lifecycle event
-(key.created, key.access_changed, key.rotated, key.revoked), keeping each key's expiry deadlines beside, all
-with the checkpoint in one transaction: a crash repeats a batch, which is stored once (the notice's message id
-is the event's id)."""
+(key.created, key.access_changed, key.rotated, key.revoked, key.leak_reported), keeping each key's expiry
+deadlines beside, all with the checkpoint in one transaction: a crash repeats a batch, which is stored once
+(the notice's message id is the event's id)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,24 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from keyledger.domain.events import KeyCreated, KeyRevoked, KeyRotated
+from keyledger.domain.events import KeyCreated, KeyLeakReported, KeyRevoked, KeyRotated
 from keyledger.domain.key import KeyState, evolve, fold
-from keyledger.domain.notices import KEY_ACCESS_CHANGED, KEY_CREATED, KEY_GRACE_ENDED, KEY_REVOKED, KEY_ROTATED, Notice
+from keyledger.domain.notices import (
+    KEY_ACCESS_CHANGED,
+    KEY_CREATED,
+    KEY_GRACE_ENDED,
+    KEY_LEAK_REPORTED,
+    KEY_REVOKED,
+    KEY_ROTATED,
+    Notice,
+)
 from keyledger.domain.recorded import RecordedEvent
 from keyledger.domain.webhooks import expiry_deadlines, grace_deadline
 from keyledger.services.storage.event_store import EventStore
 from keyledger.services.storage.webhook_feed import DeadlineChange, WebhookFeed
 
 KeyView = Callable[[KeyState, datetime], dict[str, Any]]  # how the API shows a key (never a secret or a hash)
-LIFECYCLE = (KEY_CREATED, KEY_ACCESS_CHANGED, KEY_ROTATED, KEY_REVOKED)
+LIFECYCLE = (KEY_CREATED, KEY_ACCESS_CHANGED, KEY_ROTATED, KEY_REVOKED, KEY_LEAK_REPORTED)
 _ALL_DEADLINES = ("key.expiring", "key.expired", KEY_GRACE_ENDED)
 
 
@@ -29,6 +37,10 @@ def lifecycle_notice(recorded: RecordedEvent, state: KeyState, view: KeyView) ->
     meta = recorded.metadata
     data = {"key": view(state, recorded.event.at), "actor": meta.actor, "position": recorded.global_position,
             "event_id": str(recorded.event_id), **({"request_id": meta.request_id} if meta.request_id else {})}
+    if isinstance(recorded.event, KeyLeakReported):  # where the secret was seen (the event never holds it)
+        leak = recorded.event
+        data["leak"] = {"source": leak.source, "url": leak.url, "reporter": leak.reporter,
+                        "reported_at": leak.reported_at, "ended_grace": leak.ended_grace}
     return Notice(message_id=f"event:{recorded.event_id}", type=recorded.type, organization_id=state.organization_id,
                   key_id=state.key_id, data=data, occurred_at=recorded.event.at)
 
