@@ -20,7 +20,9 @@ composition      ``bootstrap``: the composition root, where every process kind i
 application      ``keys``: command handlers, the bootstrap admin key, verify credentials, key views |
                  ``verify``: verifier, verify callers, rate limiter, throttles, last-used |
                  ``cache``: the relay (store → JetStream), projector, live cache, replica roll, replay |
-                 ``audit``: usage emitter, audit sink, signed export and its verification
+                 ``audit``: usage emitter, audit sink, signed export and its verification |
+                 ``watch``: the watch role (suspicious-activity findings from the usage stream), automatic
+                 revocation, the rebuild of findings from the usage table
 adapters         ``storage``: Postgres (pool, migrations, event store and its in-memory fake, tables) |
                  ``messaging``: NATS JetStream (``Bus``, streams, consumers, publishers, the live feed) |
                  ``devstack``: embedded Postgres + NATS for development and tests |

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import msgspec
 
+from keyledger.domain.findings import KINDS as FINDING_KINDS
+from keyledger.domain.findings import Thresholds
 from keyledger.domain.token import DEFAULT_PREFIX, is_valid_prefix
 
 
@@ -43,7 +45,7 @@ class Hidden:
         return hash(self._value)
 
 
-NATS_ROLES = ("relay", "api", "projector", "sink")  # who connects to NATS, each with its own permissions
+NATS_ROLES = ("relay", "api", "projector", "sink", "watch")  # who connects to NATS, each with its own permissions
 
 
 def nats_role_variable(role: str) -> str:
@@ -101,7 +103,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     key_failure_limit: int = 10
     argon2_max_pending: int = 16
     audit_signing_key: Hidden | None = None  # base64 Ed25519 private key; None: the one kept in Postgres
-    metrics_port: int | None = None  # relay's metrics port, projector +1, sink +2, webhooks +3 (None: free ports)
+    metrics_port: int | None = None  # relay's metrics port, projector +1, sink +2, webhooks +3, watch +4 (None: free)
     # KEYLEDGER_LOG_FORMAT: "auto" (human lines when stderr is a terminal, else JSON), "json" (one object per
     # line) or "text" (human lines)
     log_format: str = "auto"
@@ -109,6 +111,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # the client; none: a request's address is its socket peer
     trusted_proxies: tuple[str, ...] = ()
     clock_start: datetime | None = None  # test-only: the clock starts at this instant (KEYLEDGER_TEST_CLOCK_START)
+    # the watch's rules: KEYLEDGER_FINDINGS_<FIELD> for each field of Thresholds (finding_thresholds)
+    findings: Thresholds = msgspec.field(default_factory=Thresholds)
+    # KEYLEDGER_FINDINGS_AUTO_REVOKE: the kinds of finding whose key the watch revokes at once (none by default)
+    findings_auto_revoke: tuple[str, ...] = ()
     # webhooks: the first retry after KEYLEDGER_WEBHOOK_RETRY_FIRST_MS, doubling, at most KEYLEDGER_WEBHOOK_RETRY_MAX
     # seconds apart, for KEYLEDGER_WEBHOOK_RETRY_FOR seconds (then the endpoint is failing)
     webhook_retry_first_ms: int = 1000
@@ -116,6 +122,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_retry_for: int = 86400
     # KEYLEDGER_WEBHOOK_ALLOWED_NETWORKS: CIDRs webhooks may reach although not public (e.g. 10.0.0.0/8)
     webhook_allowed_networks: tuple[str, ...] = ()
+    # leaked keys (docs/leaks.md): KEYLEDGER_LEAK_POLICY "revoke" (a confirmed leak revokes the key) or "notify";
+    # GitHub's secret-scanning public keys from KEYLEDGER_LEAK_GITHUB_KEYS_FILE (then nothing is fetched) or else
+    # KEYLEDGER_LEAK_GITHUB_KEYS_URL; KEYLEDGER_LEAK_REPORTS_PER_MINUTE: POST /v1/leaks per client address
+    leak_policy: str = "revoke"
+    leak_github_keys_file: str | None = None
+    leak_github_keys_url: str = "https://api.github.com/meta/public_keys/secret_scanning"
+    leak_reports_per_minute: int = 10
 
     def data_path(self, *parts: str) -> Path:
         """The data folder (``data_dir``, made absolute), or ``parts`` inside it."""
@@ -143,12 +156,13 @@ _INTS = {
     "hygiene_unused_days": ("KEYLEDGER_HYGIENE_UNUSED_DAYS", 1, 3_650),
     "hygiene_rotate_days": ("KEYLEDGER_HYGIENE_ROTATE_DAYS", 1, 3_650),
     "stream_replicas": ("KEYLEDGER_STREAM_REPLICAS", 0, 5),
-    "metrics_port": ("KEYLEDGER_METRICS_PORT", 1, 65532),
+    "metrics_port": ("KEYLEDGER_METRICS_PORT", 1, 65531),
     "sink_linger_ms": ("KEYLEDGER_SINK_LINGER_MS", 0, 10_000),
     "body_timeout": ("KEYLEDGER_BODY_TIMEOUT", 1, 3_600),
     "webhook_retry_first_ms": ("KEYLEDGER_WEBHOOK_RETRY_FIRST_MS", 1, 3_600_000),
     "webhook_retry_max": ("KEYLEDGER_WEBHOOK_RETRY_MAX", 1, 86_400),
     "webhook_retry_for": ("KEYLEDGER_WEBHOOK_RETRY_FOR", 1, 30 * 86_400),
+    "leak_reports_per_minute": ("KEYLEDGER_LEAK_REPORTS_PER_MINUTE", 1, 1_000_000),
 }
 LOG_FORMATS = ("auto", "json", "text")
 
@@ -175,9 +189,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "data_dir": env.get("KEYLEDGER_DATA_DIR") or ".keyledger",
         "spool_dir": env.get("KEYLEDGER_SPOOL_DIR") or None,
         "log_format": (env.get("KEYLEDGER_LOG_FORMAT") or "auto").strip().lower(),
+        "leak_policy": (env.get("KEYLEDGER_LEAK_POLICY") or "revoke").strip().lower(),
+        "leak_github_keys_file": env.get("KEYLEDGER_LEAK_GITHUB_KEYS_FILE") or None,
+        "leak_github_keys_url": env.get("KEYLEDGER_LEAK_GITHUB_KEYS_URL")
+        or "https://api.github.com/meta/public_keys/secret_scanning",
     }
     values["trusted_proxies"] = trusted_proxies(env.get("KEYLEDGER_TRUSTED_PROXIES") or "")
+    values["findings"] = finding_thresholds(env)
+    values["findings_auto_revoke"] = auto_revoke(env.get("KEYLEDGER_FINDINGS_AUTO_REVOKE") or "")
     values["webhook_allowed_networks"] = allowed_networks(env.get("KEYLEDGER_WEBHOOK_ALLOWED_NETWORKS") or "")
+    if values["leak_policy"] not in ("revoke", "notify"):
+        raise SettingsError("KEYLEDGER_LEAK_POLICY must be revoke or notify")
     if values["log_format"] not in LOG_FORMATS:
         raise SettingsError("KEYLEDGER_LOG_FORMAT must be auto, json or text")
     if signing_key := (env.get("KEYLEDGER_AUDIT_SIGNING_KEY") or "").strip():
@@ -250,6 +272,32 @@ def allowed_networks(raw: str) -> tuple[str, ...]:
             raise SettingsError(f"KEYLEDGER_WEBHOOK_ALLOWED_NETWORKS: {item!r} is not a network (CIDR) or address: "
                                 f"{exc}") from None
     return tuple(networks)
+
+
+def finding_thresholds(env: Mapping[str, str]) -> Thresholds:
+    """The watch's thresholds: ``KEYLEDGER_FINDINGS_<FIELD>`` (e.g. ``KEYLEDGER_FINDINGS_MANY_NETWORKS``) for each
+    field of :class:`~keyledger.domain.findings.Thresholds`, a whole number from 1 to 1,000,000 (else its
+    default)."""
+    values: dict[str, int] = {}
+    for field in Thresholds.__struct_fields__:
+        name = f"KEYLEDGER_FINDINGS_{field.upper()}"
+        raw = (env.get(name) or "").strip()
+        if not raw:
+            continue
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1_000_000:
+            raise SettingsError(f"{name} must be a whole number from 1 to 1000000, got {raw[:40]!r}")
+        values[field] = int(raw)
+    return Thresholds(**values)
+
+
+def auto_revoke(raw: str) -> tuple[str, ...]:
+    """``KEYLEDGER_FINDINGS_AUTO_REVOKE``: kinds of finding, separated by commas or spaces."""
+    kinds = tuple(dict.fromkeys(raw.replace(",", " ").split()))
+    unknown = [kind for kind in kinds if kind not in FINDING_KINDS]
+    if unknown:
+        raise SettingsError(f"KEYLEDGER_FINDINGS_AUTO_REVOKE: {unknown[0][:40]!r} is no kind of finding; the kinds are "
+                            f"{', '.join(FINDING_KINDS)}")
+    return kinds
 
 
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^@\s]*)(?=@)", re.IGNORECASE)

@@ -19,4 +19,5 @@ RELAY = Role("relay", "relay")  # publishes the store's events to NATS
 PROJECTOR = Role("projector", "projector", consumer="key-cache-projector", batch=500)  # key events → key_cache
 SINK = Role("audit-sink", "sink", consumer="audit-sink", batch=200)  # usage batches → usage_events
 WEBHOOKS = Role("webhooks", "")  # notices from the store and the clock → signed deliveries (Postgres only)
-ROLES = {role.command: role for role in (RELAY, PROJECTOR, SINK, WEBHOOKS)}  # by command
+WATCH = Role("watch", "watch", consumer="watch", batch=200)  # usage batches → findings
+ROLES = {role.command: role for role in (RELAY, PROJECTOR, SINK, WEBHOOKS, WATCH)}  # by command

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import msgspec
 
-from keyledger.services.bootstrap.roles import PROJECTOR, SINK
+from keyledger.services.bootstrap.roles import PROJECTOR, SINK, WATCH
 from keyledger.services.clock import Clock, clock_from
 from keyledger.services.config import NATS_ROLES, Settings, nats_role_variable
 from keyledger.services.devstack.stack import BusNames, stack_up
@@ -69,7 +69,7 @@ def bus_names(settings: Settings) -> BusNames:
     return BusNames(event_stream=settings.nats_stream, event_subjects=f"{settings.nats_subject_prefix}.>",
                     usage_stream=settings.usage_stream, usage_subject=settings.usage_subject,
                     replicas_subject=settings.replicas_subject, projector_consumer=PROJECTOR.consumer,
-                    sink_consumer=SINK.consumer)
+                    sink_consumer=SINK.consumer, watch_consumer=WATCH.consumer)
 
 
 def server_endpoints(settings: Settings) -> Endpoints:

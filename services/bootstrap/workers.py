@@ -11,8 +11,9 @@ import msgspec
 
 from keyledger.services.audit.sink import AuditSink
 from keyledger.services.bootstrap.background import Work
-from keyledger.services.bootstrap.roles import PROJECTOR, RELAY, ROLES, SINK, WEBHOOKS, Role
+from keyledger.services.bootstrap.roles import PROJECTOR, RELAY, ROLES, SINK, WATCH, WEBHOOKS, Role
 from keyledger.services.bootstrap.runtime import Runtime, open_runtime
+from keyledger.services.bootstrap.watch import watch_worker
 from keyledger.services.bootstrap.webhooks import webhooks_worker
 from keyledger.services.cache.projector import Projector
 from keyledger.services.cache.relay import Relay
@@ -23,9 +24,10 @@ from keyledger.services.messaging.usage import usage_consumer
 from keyledger.services.storage.checkpoints import Checkpoints
 from keyledger.services.storage.key_cache_table import KeyCacheTable
 from keyledger.services.storage.usage_table import UsageTable
+from keyledger.services.watch.watcher import Watch
 from keyledger.services.webhooks.worker import WebhooksWorker
 
-Worker = Relay | Projector | AuditSink | WebhooksWorker
+Worker = Relay | Projector | AuditSink | WebhooksWorker | Watch
 
 
 def build_worker(role: Role, rt: Runtime, bus: Bus | None) -> Worker:
@@ -36,6 +38,8 @@ def build_worker(role: Role, rt: Runtime, bus: Bus | None) -> Worker:
     assert bus is not None, role
     if role == RELAY:
         return Relay(rt.db, rt.store, Checkpoints(rt.db), bus, rt.settings)
+    if role == WATCH:
+        return watch_worker(rt, bus)
     if role == PROJECTOR:
         return Projector(KeyCacheTable(rt.db, rt.store), event_consumer(bus, rt.settings, role.consumer, role.batch))
     assert role == SINK, role

@@ -19,7 +19,7 @@ from keyledger.services.devstack.process import StackError
 
 APP_LOGIN = "keyledger"  # the Postgres login role of keyledger's processes
 APP_GROUP = "keyledger_app"  # the privileges it has (granted by the migrations to this group)
-NATS_ROLES = ("relay", "api", "projector", "sink")  # one NATS user each
+NATS_ROLES = ("relay", "api", "projector", "sink", "watch")  # one NATS user each
 NATS_OPERATOR = "operator"  # a NATS user with every permission, for operators' tools
 FILE_NAME = "credentials.json"
 
@@ -40,6 +40,12 @@ def load_or_create(data_dir: Path) -> Credentials:
         return _read(path)
     made = Credentials(postgres_superuser=_password(), postgres_app=_password(),
                        nats={user: _password() for user in (NATS_OPERATOR, *NATS_ROLES)})
+    _write(path, made)
+    return made
+
+
+def _write(path: Path, made: Credentials) -> None:
+    """Write ``made`` to ``path`` (mode 0600) in one step."""
     body = json.dumps({"postgres": {"superuser": made.postgres_superuser, "app": made.postgres_app},
                        "nats": made.nats}, indent=2) + "\n"
     tmp = path.with_suffix(".tmp")
@@ -48,7 +54,6 @@ def load_or_create(data_dir: Path) -> Credentials:
     with os.fdopen(fd, "w") as f:
         f.write(body)
     os.replace(tmp, path)
-    return made
 
 
 def _read(path: Path) -> Credentials:
@@ -56,13 +61,18 @@ def _read(path: Path) -> Credentials:
         path.chmod(0o600)  # someone loosened it: only this user may read passwords
     try:
         raw = json.loads(path.read_text())
+        users = raw["nats"]
+        missing = [role for role in NATS_ROLES if role not in users]  # a role newer than the file (e.g. watch)
         made = Credentials(postgres_superuser=raw["postgres"]["superuser"], postgres_app=raw["postgres"]["app"],
-                           nats={user: raw["nats"][user] for user in (NATS_OPERATOR, *NATS_ROLES)})
+                           nats={NATS_OPERATOR: users[NATS_OPERATOR],
+                                 **{role: users[role] if role in users else _password() for role in NATS_ROLES}})
     except (ValueError, KeyError, TypeError) as exc:
         raise StackError(f"{path} is unreadable ({type(exc).__name__}); move it away to make new credentials "
                          "(and the data folder with it: its servers use the old ones)") from None
     if not all(_fits(value) for value in (made.postgres_superuser, made.postgres_app, *made.nats.values())):
         raise StackError(f"{path} holds a password with characters other than letters, digits, '-' and '_'")
+    if missing:  # its user is added to a running NATS by nats.update_config
+        _write(path, made)
     return made
 
 

@@ -42,6 +42,7 @@ class BusNames:
     replicas_subject: str = "keyledger.replicas"
     projector_consumer: str = "key-cache-projector"
     sink_consumer: str = "audit-sink"
+    watch_consumer: str = "watch"
 
 
 DEFAULT_NAMES = BusNames()
@@ -51,7 +52,7 @@ ANY_NAMES = BusNames(event_stream="*", event_subjects="*.events.>", usage_stream
 
 def permissions(names: BusNames) -> dict[str, dict[str, list[str]]]:
     """What each role may publish: the relay alone publishes key events; API processes read them and
-    publish usage; the projector and the audit sink each consume their own durable; none may delete or
+    publish usage; the projector, the audit sink and the watch each consume their own durable; none may delete or
     purge a stream or a message, nor publish into any inbox. Every role subscribes to its own replies only
     (``_INBOX_<role>.>``, :func:`inbox_prefix`): replies carry what the
     server sends that role (the API's live key events, the consumers' fetched messages, acks). API processes
@@ -76,6 +77,7 @@ def permissions(names: BusNames) -> dict[str, dict[str, list[str]]]:
                 f"$JS.FC.{ev}.>"],
         "projector": [*common, *stream(ev), *durable(ev, names.projector_consumer)],
         "sink": [*common, *stream(us), *durable(us, names.sink_consumer)],
+        "watch": [*common, *stream(us), *durable(us, names.watch_consumer)],
     }
     return {role: {"publish": allowed,
                    "subscribe": [f"{inbox_prefix(role)}.>", *([names.replicas_subject] if role == "api" else [])]}
@@ -93,11 +95,13 @@ def write_config(data_dir: Path, credentials: Credentials, names: BusNames) -> P
     return path
 
 
-def update_config(data_dir: Path) -> bool:
+def update_config(data_dir: Path, credentials: Credentials | None = None, names: BusNames | None = None) -> bool:
     """Bring the ``nats.conf`` of a running stack, written by an earlier keyledger, to today's inbox rule: each
-    role's user may subscribe to its own inbox (``_INBOX_<role>.>``) and no other. The rest of its permissions,
-    made for the streams and subjects named when the stack started, stays as it is. True if the file changed
-    (the servers then need :func:`reload_nats`); a file keyledger did not write is left alone."""
+    role's user may subscribe to its own inbox (``_INBOX_<role>.>``) and no other; and, given ``credentials``
+    and ``names``, add the user of a role the file lacks (one newer than the stack, e.g. watch) with its
+    permissions on ``names``. The rest of the permissions, made for the streams and subjects named when the
+    stack started, stays as it is. True if the file changed (the servers then need :func:`reload_nats`); a file
+    keyledger did not write is left alone."""
     path = data_dir / "nats.conf"
     try:
         config = json.loads(path.read_text())
@@ -105,6 +109,13 @@ def update_config(data_dir: Path) -> bool:
     except (OSError, ValueError, KeyError, TypeError):
         return False
     changed = False
+    if credentials is not None and names is not None and isinstance(users, list):
+        present = {user.get("user") for user in users if isinstance(user, dict)}
+        for missing, grant in permissions(names).items():
+            if missing not in present and missing in credentials.nats:
+                users.append({"user": missing, "password": credentials.nats[missing], "permissions": {
+                    "publish": {"allow": grant["publish"]}, "subscribe": {"allow": grant["subscribe"]}}})
+                changed = True
     for user in users if isinstance(users, list) else []:
         role = user.get("user") if isinstance(user, dict) else None
         allow = user.get("permissions", {}).get("subscribe", {}).get("allow") if role in NATS_ROLES else None

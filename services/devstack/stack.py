@@ -58,7 +58,7 @@ def stack_up(data_dir: Path, *, pg_settings: Mapping[str, str] | None = None,
         size = nats_cluster or len(_nodes(state)) or 1
         nats_ok = nats_ok and len(_nodes(state)) == size
         if pg_ok and nats_ok and state.get("credentials"):
-            _update_nats(data_dir, state)
+            _update_nats(data_dir, state, secrets, names)
             log.info("reusing embedded stack in %s", data_dir)
             return _info(data_dir, state, secrets)
         if pg_ok and not state.get("credentials"):  # started before it had passwords: restart with them
@@ -78,7 +78,7 @@ def stack_up(data_dir: Path, *, pg_settings: Mapping[str, str] | None = None,
                 state["nats_nodes"] = nats.start_cluster(data_dir, secrets, names, size)
             state["nats_pid"], state["nats_port"] = state["nats_nodes"][0]["pid"], state["nats_nodes"][0]["port"]
         else:
-            _update_nats(data_dir, state)
+            _update_nats(data_dir, state, secrets, names)
         _write_state(data_dir, {**state, "credentials": True})
         return _info(data_dir, state, secrets)
 
@@ -113,10 +113,10 @@ def _nodes(state: dict[str, Any]) -> list[dict[str, int]]:
     return [{"pid": state["nats_pid"], "port": state["nats_port"]}] if "nats_pid" in state else []
 
 
-def _update_nats(data_dir: Path, state: dict[str, Any]) -> None:
-    """NATS servers started by an earlier keyledger keep running with today's permissions: their config is
-    updated (see :func:`nats.update_config`) and every server reloads it."""
-    if nats.update_config(data_dir):
+def _update_nats(data_dir: Path, state: dict[str, Any], secrets: Credentials, names: BusNames) -> None:
+    """NATS servers started by an earlier keyledger keep running with today's permissions and users: their
+    config is updated (see :func:`nats.update_config`) and every server reloads it."""
+    if nats.update_config(data_dir, secrets, names):
         for node, recorded in enumerate(_nodes(state), 1):
             nats.reload_nats(recorded["pid"], data_dir, node)
 

@@ -128,10 +128,10 @@ def process_exited(pid: int) -> None:
 def serve_worker_metrics(role: str, base_port: int | None, host: str = "127.0.0.1") -> int:
     """Serve this worker process's metrics over HTTP at ``/metrics``; returns the port.
 
-    ``base_port`` (``KEYLEDGER_METRICS_PORT``): relay on it, projector on +1, audit sink on +2, webhooks on +3;
-    None: a free port chosen by the system, logged at start.
+    ``base_port`` (``KEYLEDGER_METRICS_PORT``): relay on it, projector on +1, audit sink on +2, webhooks on +3,
+    watch on +4; None: a free port chosen by the system, logged at start.
     """
-    offset = {"relay": 0, "projector": 1, "audit-sink": 2, "webhooks": 3}.get(role, 0)
+    offset = {"relay": 0, "projector": 1, "audit-sink": 2, "webhooks": 3, "watch": 4}.get(role, 0)
     port = 0 if base_port is None else base_port + offset
     server, _ = start_http_server(port, addr=host, registry=_own_registry())
     chosen = int(server.server_address[1])
