@@ -93,9 +93,10 @@ def test_internal_addresses_are_refused_without_the_allow_setting(start_server: 
             assert why in refused.json()["error"] and "KEYLEDGER_WEBHOOK_ALLOWED_NETWORKS" in refused.json()["error"]
         create(api, root, name="after the change", scopes=["read:data"])
 
-        def refused_delivery() -> dict[str, Any] | None:
+        def refused_delivery() -> dict[str, Any]:
             items = api.get(f"/v1/webhooks/{endpoint['id']}/deliveries", headers=headers).json()["items"]
-            return next((d for d in items if d["attempts"] >= 2), None)
+            found: dict[str, Any] = next((d for d in items if d["attempts"] >= 2), {})
+            return found
 
         delivery = until_sync(refused_delivery, timeout=30, what="attempts refused at delivery time",
                               explain=strict.log)

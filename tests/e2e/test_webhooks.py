@@ -113,9 +113,9 @@ def test_every_lifecycle_type_arrives_signed_and_in_order(api: httpx.Client, roo
     listed = api.get("/v1/webhooks", headers=admin).json()["items"]
     assert [e["id"] for e in listed if e["id"] == endpoint["id"]] and all("secret" not in e for e in listed)
     ours = [d.message_id for d in got]
-    def listed_deliveries() -> list[dict[str, Any]] | None:
+    def listed_deliveries() -> list[dict[str, Any]]:
         page: list[dict[str, Any]] = api.get(f"/v1/webhooks/{endpoint['id']}/deliveries", headers=admin).json()["items"]
-        return page if set(ours) <= {d["event_id"] for d in page} else None
+        return page if set(ours) <= {d["event_id"] for d in page} else []
 
     deliveries = until_sync(listed_deliveries, what="the deliveries listed")
     assert [d["event_id"] for d in reversed(deliveries) if d["event_id"] in ours] == ours

@@ -39,6 +39,10 @@ class Received(msgspec.Struct, kw_only=True):
     status: int = 0  # what the receiver answered
 
 
+def _accept(_: Received) -> int:
+    return 200
+
+
 class Receiver:
     """Receives at ``url(name)``; deliveries that fail the library's check are kept in ``rejected`` (400)."""
 
@@ -88,7 +92,7 @@ class Receiver:
             return 400
         got = Received(endpoint=name, message_id=headers["webhook-id"], type=payload["type"], data=payload["data"],
                        headers=headers, body=body)
-        got.status = self.answers.get(name, lambda _: 200)(got)
+        got.status = self.answers.get(name, _accept)(got)
         with self._lock:
             self.received.append(got)
         return got.status
@@ -137,7 +141,7 @@ def register(api: httpx.Client, admin: str, receiver: Receiver, name: str, **bod
 
 def arrived(receiver: Receiver, name: str, count: int, server: ApiServer) -> list[Received]:
     """The first ``count`` deliveries endpoint ``name`` accepted, once that many arrived."""
-    return until_sync(lambda: got if len(got := receiver.of(name)) >= count else None, timeout=30,
+    return until_sync(lambda: got if len(got := receiver.of(name)) >= count else [], timeout=30,
                       what=f"{count} deliveries to {name}",
                       explain=lambda: f"received {receiver.of(name, False)}\nrejected {receiver.rejected}\n"
                                       f"{server.log()[-4000:]}")
