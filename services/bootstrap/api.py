@@ -25,6 +25,7 @@ from keyledger.services.storage.audit_export_source import ExportSource
 from keyledger.services.storage.audit_queries import AuditQueries
 from keyledger.services.storage.dashboard_sessions import DashboardSessionTable
 from keyledger.services.storage.database import open_database
+from keyledger.services.storage.findings import FindingTable
 from keyledger.services.storage.usage_counts import UsageCounts
 from keyledger.services.storage.usage_grants import KeyUsage
 from keyledger.services.storage.verify_credentials import VerifyCredentials
@@ -49,6 +50,7 @@ class Api(msgspec.Struct, kw_only=True):
     usage_counts: UsageCounts  # per-key hourly verification counts (the dashboard's charts)
     hygiene: HygieneReports  # the hygiene report (last uses, rotations, least-privilege suggestions)
     dashboard_sessions: DashboardSessionTable
+    findings: FindingTable  # the watch's findings (the API lists and acknowledges them)
     webhooks: WebhookService  # webhook endpoints: register, list, delete, enable, deliveries
     gauges: ApiGauges  # samples this process's state for GET /metrics
     startup_head: int  # the store's head when the process started (readiness waits for the cache to reach it)
@@ -87,5 +89,6 @@ async def open_api(settings: Settings) -> AsyncIterator[Api]:
         yield Api(verify=side, keys=keys, callers=callers, auth_failures=auth_failures, audit=AuditQueries(db),
                   export=ExportSource(export_db), notary=notary_for(db, settings), usage_counts=UsageCounts(db),
                   dashboard_sessions=DashboardSessionTable(db), gauges=gauges, startup_head=startup_head,
+                  findings=FindingTable(db),
                   webhooks=webhook_service(db, settings, runtime.clock),
                   hygiene=HygieneReports(KeyUsage(db), side.last_used.lookup, hygiene_rules(settings)))

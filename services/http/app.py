@@ -22,6 +22,7 @@ from keyledger.services.http.errors import EXCEPTION_HANDLERS, MAX_BODY_BYTES
 from keyledger.services.http.guards import SECURITY_SCHEMES
 from keyledger.services.http.ratelimit_headers import ratelimit_headers
 from keyledger.services.http.routes.audit import AUDIT_ROUTES
+from keyledger.services.http.routes.findings import FINDING_ROUTES
 from keyledger.services.http.routes.forward_auth import FORWARD_AUTH_ROUTES
 from keyledger.services.http.routes.health import HEALTH_ROUTES
 from keyledger.services.http.routes.keys import KEY_ROUTES
@@ -33,7 +34,7 @@ from keyledger.services.http.telemetry import METRICS_ROUTES
 from keyledger.services.observe.logs import configure as configure_logging
 
 ROUTES = [*KEY_ROUTES, *VERIFY_ROUTES, *AUDIT_ROUTES, *HEALTH_ROUTES, *FORWARD_AUTH_ROUTES, *METRICS_ROUTES,
-          *REPORT_ROUTES, *WEBHOOK_ROUTES]
+          *REPORT_ROUTES, *WEBHOOK_ROUTES, *FINDING_ROUTES]
 
 
 class KeyledgerApp(Litestar):

@@ -26,6 +26,7 @@ from keyledger.services.keys.hygiene import HygieneReports
 from keyledger.services.keys.service import KeyService
 from keyledger.services.observe.sampling import ApiGauges
 from keyledger.services.storage.audit_export_source import ExportSource
+from keyledger.services.storage.findings import FindingTable
 from keyledger.services.verify.throttles import FailureThrottle
 from keyledger.services.verify.verifier import Verifier
 from keyledger.services.webhooks.endpoints import WebhookService
@@ -54,6 +55,7 @@ class Components(msgspec.Struct, kw_only=True):
     dashboard_sessions: SessionTable  # the dashboard's signed-in sessions (in Postgres: every API process's)
     gauges: ApiGauges | None = None  # samples this process's state for GET /metrics
     replicas: Sized = ()  # the other API replicas this one hears (ReplicaRoll)
+    findings: FindingTable | None = None  # the watch's findings (None: none, e.g. route tests without Postgres)
     hygiene: HygieneReports | None = None  # the hygiene report (None: none, e.g. route tests without Postgres)
     webhooks: WebhookService | None = None  # webhook endpoints (None: none, e.g. route tests without Postgres)
 
@@ -66,5 +68,5 @@ def api_components(api: Api) -> Components:
         limiter=side.limiter, auth_failures=api.auth_failures, last_used=side.last_used, usage=side.usage,
         audit=api.audit, export=api.export, bus=side.bus, startup_head=api.startup_head, callers=api.callers,
         notary=api.notary, usage_counts=api.usage_counts, dashboard_sessions=api.dashboard_sessions,
-        gauges=api.gauges, replicas=side.roll, hygiene=api.hygiene,
+        gauges=api.gauges, replicas=side.roll, hygiene=api.hygiene, findings=api.findings,
         webhooks=api.webhooks)

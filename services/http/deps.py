@@ -28,6 +28,7 @@ from keyledger.services.http.proxies import TrustedProxies
 from keyledger.services.keys.hygiene import HygieneReports
 from keyledger.services.keys.service import KeyService
 from keyledger.services.storage.audit_export_source import ExportSource
+from keyledger.services.storage.findings import FindingTable
 from keyledger.services.webhooks.endpoints import WebhookService
 
 _STATE_KEY = "keyledger"
@@ -124,6 +125,14 @@ def provide_webhooks(state: State) -> WebhookService:
     return found
 
 
+def provide_findings(state: State) -> FindingTable:
+    """The watch's findings (503 in a process built without them)."""
+    found = _published(state).components.findings
+    if found is None:
+        raise ApiError(503, "UNAVAILABLE", "this process has no findings")
+    return found
+
+
 def provide_export(state: State) -> ExportSource:
     """The rows of a compliance export."""
     return _published(state).components.export
@@ -173,6 +182,7 @@ def dependencies() -> dict[str, Provide]:
         "gate": provide_gate, "keys": provide_keys, "cache": provide_cache, "last_used": provide_last_used,
         "audit": provide_audit, "export": provide_export, "bus": provide_bus, "startup_head": provide_startup_head,
         "replicas": provide_replicas, "hygiene": provide_hygiene, "webhooks": provide_webhooks,
+        "findings": provide_findings,
         "notary": provide_notary, "now": provide_now, "admin": provide_admin, "metadata": provide_metadata,
     }
     return {name: Provide(provider, sync_to_thread=False) for name, provider in providers.items()}

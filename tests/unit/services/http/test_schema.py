@@ -36,6 +36,8 @@ ERRORS = {  # what each operation can answer besides success: the error body, al
     ("POST", "/v1/webhooks/{endpoint_id}/enable"): GUARDED | {404},
     ("POST", "/v1/webhooks/{endpoint_id}/disable"): GUARDED | {404},
     ("GET", "/v1/webhooks/{endpoint_id}/deliveries"): GUARDED | {400, 404},
+    ("GET", "/v1/findings"): GUARDED | {400},
+    ("POST", "/v1/findings/{finding_id}/acknowledge"): GUARDED | {400, 404},
 }
 SUCCESS = {
     ("POST", "/v1/keys"): ("201", "KeyWithSecret"),
@@ -54,6 +56,8 @@ SUCCESS = {
     ("GET", "/v1/webhooks"): ("200", "WebhookList"),
     ("GET", "/v1/webhooks/{endpoint_id}"): ("200", "Webhook"),
     ("GET", "/v1/webhooks/{endpoint_id}/deliveries"): ("200", "DeliveryPage"),
+    ("GET", "/v1/findings"): ("200", "FindingPage"),
+    ("POST", "/v1/findings/{finding_id}/acknowledge"): ("200", "Finding"),
 }
 KEY_FIELDS = {"id", "prefix", "start", "name", "description", "tags", "organization_id", "scopes", "access",
               "expires_at", "status", "version", "created_at", "updated_at", "revoked_at", "revoke_reason",
