@@ -16,6 +16,7 @@ from keyledger.services.http.body_deadline import BodyDeadline
 from keyledger.services.http.components import Components, api_components
 from keyledger.services.http.dashboard.hygiene import HYGIENE_PAGES
 from keyledger.services.http.dashboard.routes import dashboard_router, template_config
+from keyledger.services.http.dashboard.security import SECURITY_PAGES
 from keyledger.services.http.dashboard.webhooks import WEBHOOK_PAGES
 from keyledger.services.http.deps import dependencies, gate_in, initial_state, publish
 from keyledger.services.http.errors import EXCEPTION_HANDLERS, MAX_BODY_BYTES
@@ -74,7 +75,7 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
 
     app = KeyledgerApp(
         # the dashboard: /dashboard, with the pages of the modules built on its routes
-        route_handlers=[*ROUTES, dashboard_router(*HYGIENE_PAGES, *WEBHOOK_PAGES)],
+        route_handlers=[*ROUTES, dashboard_router(*SECURITY_PAGES, *HYGIENE_PAGES, *WEBHOOK_PAGES)],
         lifespan=[lifespan] if components is None else [],
         state=initial_state(components) if components is not None else None,
         dependencies=dependencies(),

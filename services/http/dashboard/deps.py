@@ -14,6 +14,7 @@ from litestar.di import Provide
 from keyledger.services.http.dashboard.sessions import Sessions
 from keyledger.services.http.deps import components_of
 from keyledger.services.http.ports import HourlyUsage
+from keyledger.services.storage.findings import FindingTable
 
 
 def _sessions(state: State) -> Sessions:
@@ -37,7 +38,13 @@ def provide_usage_counts(state: State) -> HourlyUsage:
     return components_of(state).usage_counts
 
 
+def provide_finding_table(state: State) -> FindingTable | None:
+    """The watch's findings, for a key's detail view (None in an app built without them: no findings shown)."""
+    return components_of(state).findings
+
+
 def dependencies() -> dict[str, Provide]:
     """The dashboard's providers, by the parameter name its handlers use."""
     return {"sessions": Provide(provide_sessions, sync_to_thread=False),
-            "usage_counts": Provide(provide_usage_counts, sync_to_thread=False)}
+            "usage_counts": Provide(provide_usage_counts, sync_to_thread=False),
+            "finding_table": Provide(provide_finding_table, sync_to_thread=False)}

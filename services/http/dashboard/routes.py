@@ -35,6 +35,7 @@ from keyledger.services.audit.notary import AuditNotary
 from keyledger.services.http.auth import Gate
 from keyledger.services.http.dashboard.charts import hourly_chart, sparkline
 from keyledger.services.http.dashboard.deps import dependencies, sessions_of
+from keyledger.services.http.dashboard.findings_view import KIND_WORDS, evidence_words, key_findings
 from keyledger.services.http.dashboard.forms import (
     KeyForm,
     field_of,
@@ -64,6 +65,7 @@ from keyledger.services.http.routes.keys import KeyId, visible_key
 from keyledger.services.keys.service import KeyService
 from keyledger.services.storage.audit_export_source import ExportSource
 from keyledger.services.storage.audit_queries import AuditFilter
+from keyledger.services.storage.findings import FindingTable
 
 Q = Annotated[str, QueryParameter()]
 MaybeQ = Annotated[str | None, QueryParameter()]
@@ -326,8 +328,8 @@ async def key_detail(request: Request[Any, Any, Any], key_id: KeyId, admin: Name
                      cache: NamedDependency[KeyDirectory], keys: NamedDependency[KeyService],
                      last_used: NamedDependency[LastUse], audit: NamedDependency[AuditPages],
                      usage_counts: NamedDependency[HourlyUsage], now: NamedDependency[datetime],
-                     range: RangeQ = "24h", outcome: Q = "", from_: Q = "", to: Q = "", cursor: MaybeQ = None,
-                     as_of: Q = "") -> Template:
+                     finding_table: NamedDependency[FindingTable | None], range: RangeQ = "24h", outcome: Q = "",
+                     from_: Q = "", to: Q = "", cursor: MaybeQ = None, as_of: Q = "") -> Template:
     """Every field, access in words, history, usage (chart and events) and the key as of a past time."""
     visible_key(cache, admin, key_id)
     state, events = await keys.history(key_id)
@@ -354,11 +356,12 @@ async def key_detail(request: Request[Any, Any, Any], key_id: KeyId, admin: Name
     key_status, soon = status_of(state, now)
     used = (await last_used.lookup([key_id])).get(key_id)
     history = [{"recorded": r, "words": event_words(r)} for r in reversed(events)]
+    findings = await key_findings(finding_table, admin, key_id)
     return _page(request, "key.html", 400 if errors else 200, state=state, status=key_status, soon=soon,
                  last_used=used, when=_when, access=access_words(state.access), history=history, chart=chart,
                  totals=totals, range=range, usage=usage, next_cursor=next_cursor, outcomes=OUTCOMES, past=past,
                  errors=errors, filters={"outcome": outcome, "from": from_[:40], "to": to[:40], "as_of": as_of[:40]},
-                 resource_words=resource_words)
+                 resource_words=resource_words, findings=findings, kind_words=KIND_WORDS, evidence=evidence_words)
 
 
 # ---- edit ---------------------------------------------------------------------------------------------------
