@@ -18,6 +18,8 @@ from keyledger.services.clock import epoch
 from keyledger.services.config import Settings
 from keyledger.services.keys.hygiene import HygieneReports, hygiene_rules
 from keyledger.services.keys.service import KeyService
+from keyledger.services.leaks.github import GitHubKeys
+from keyledger.services.leaks.intake import LeakIntake
 from keyledger.services.messaging.connection import connect_in_background
 from keyledger.services.observe.sampling import ApiGauges
 from keyledger.services.parent import end_with_parent
@@ -52,6 +54,7 @@ class Api(msgspec.Struct, kw_only=True):
     dashboard_sessions: DashboardSessionTable
     findings: FindingTable  # the watch's findings (the API lists and acknowledges them)
     webhooks: WebhookService  # webhook endpoints: register, list, delete, enable, deliveries
+    leaks: LeakIntake  # reported leaks: GitHub's secret scanning, the public endpoint (checked beside the answers)
     gauges: ApiGauges  # samples this process's state for GET /metrics
     startup_head: int  # the store's head when the process started (readiness waits for the cache to reach it)
 
@@ -86,9 +89,14 @@ async def open_api(settings: Settings) -> AsyncIterator[Api]:
         run_beside(stack, works)
         keys = runtime.key_service(on_events=side.cache.apply_local, queue=side.queue, barrier=side.roll.wait_for)
         auth_failures = FailureThrottle(settings.auth_failure_limit, clock=epoch(runtime.clock))
+        leaks = LeakIntake(keys, runtime.hasher, side.queue, VerifyCredentials(db), runtime.clock,
+                           prefix=settings.token_prefix, policy=settings.leak_policy, callers=callers,
+                           github=GitHubKeys(settings.leak_github_keys_file, settings.leak_github_keys_url),
+                           reports_per_minute=settings.leak_reports_per_minute)
+        run_beside(stack, [leaks.run])
         yield Api(verify=side, keys=keys, callers=callers, auth_failures=auth_failures, audit=AuditQueries(db),
                   export=ExportSource(export_db), notary=notary_for(db, settings), usage_counts=UsageCounts(db),
                   dashboard_sessions=DashboardSessionTable(db), gauges=gauges, startup_head=startup_head,
                   findings=FindingTable(db),
                   webhooks=webhook_service(db, settings, runtime.clock),
-                  hygiene=HygieneReports(KeyUsage(db), side.last_used.lookup, hygiene_rules(settings)))
+                  hygiene=HygieneReports(KeyUsage(db), side.last_used.lookup, hygiene_rules(settings)), leaks=leaks)

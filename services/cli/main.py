@@ -17,6 +17,7 @@ from keyledger.services.cache.replay import ReplayFailed
 from keyledger.services.cli import audit as cli_audit
 from keyledger.services.cli import credentials as cli_credentials
 from keyledger.services.cli import keys as cli_keys
+from keyledger.services.cli import leaks as cli_leaks
 from keyledger.services.cli import report as cli_report
 from keyledger.services.cli import watch as cli_watch
 from keyledger.services.cli import webhooks as cli_webhooks
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_report.add_parser(groups, json_flag, _Parser)
     cli_webhooks.add_parser(groups, json_flag, _Parser)
     cli_watch.add_parser(groups, json_flag, _Parser)
+    cli_leaks.add_parser(groups, json_flag, _Parser)
 
     stack = groups.add_parser("stack", help="the embedded Postgres + NATS dev stack")
     stack.add_argument("action", choices=["up", "down", "status"])
@@ -159,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         if args.group == "stack":
             return _stack(args, settings)
+        if args.group == "leaks":
+            return cli_leaks.run(args, settings)
         if cli_watch.rebuilding(args):  # one-shot, unlike `keyledger watch` (the role)
             return asyncio.run(cli_watch.run_rebuild(args, settings))
         managing = args.group == "webhooks" and args.action is not None  # `keyledger webhooks` alone: a worker

@@ -27,6 +27,7 @@ from keyledger.services.http.routes.findings import FINDING_ROUTES
 from keyledger.services.http.routes.forward_auth import FORWARD_AUTH_ROUTES
 from keyledger.services.http.routes.health import HEALTH_ROUTES
 from keyledger.services.http.routes.keys import KEY_ROUTES
+from keyledger.services.http.routes.leaks import LEAK_ROUTES
 from keyledger.services.http.routes.reports import REPORT_ROUTES
 from keyledger.services.http.routes.verify import VERIFY_PATH, VERIFY_ROUTES
 from keyledger.services.http.routes.verify import serve as serve_verify
@@ -35,7 +36,7 @@ from keyledger.services.http.telemetry import METRICS_ROUTES
 from keyledger.services.observe.logs import configure as configure_logging
 
 ROUTES = [*KEY_ROUTES, *VERIFY_ROUTES, *AUDIT_ROUTES, *HEALTH_ROUTES, *FORWARD_AUTH_ROUTES, *METRICS_ROUTES,
-          *REPORT_ROUTES, *WEBHOOK_ROUTES, *FINDING_ROUTES]
+          *REPORT_ROUTES, *WEBHOOK_ROUTES, *FINDING_ROUTES, *LEAK_ROUTES]
 
 
 class KeyledgerApp(Litestar):

@@ -24,6 +24,7 @@ from keyledger.services.http.ports import (
 )
 from keyledger.services.keys.hygiene import HygieneReports
 from keyledger.services.keys.service import KeyService
+from keyledger.services.leaks.intake import LeakIntake
 from keyledger.services.observe.sampling import ApiGauges
 from keyledger.services.storage.audit_export_source import ExportSource
 from keyledger.services.storage.findings import FindingTable
@@ -58,6 +59,7 @@ class Components(msgspec.Struct, kw_only=True):
     findings: FindingTable | None = None  # the watch's findings (None: none, e.g. route tests without Postgres)
     hygiene: HygieneReports | None = None  # the hygiene report (None: none, e.g. route tests without Postgres)
     webhooks: WebhookService | None = None  # webhook endpoints (None: none, e.g. route tests without Postgres)
+    leaks: LeakIntake | None = None  # reported leaks (None: none, e.g. route tests without Postgres)
 
 
 def api_components(api: Api) -> Components:
@@ -69,4 +71,4 @@ def api_components(api: Api) -> Components:
         audit=api.audit, export=api.export, bus=side.bus, startup_head=api.startup_head, callers=api.callers,
         notary=api.notary, usage_counts=api.usage_counts, dashboard_sessions=api.dashboard_sessions,
         gauges=api.gauges, replicas=side.roll, hygiene=api.hygiene, findings=api.findings,
-        webhooks=api.webhooks)
+        webhooks=api.webhooks, leaks=api.leaks)

@@ -27,6 +27,7 @@ from keyledger.services.http.ports import AuditPages, Connectivity, KeyDirectory
 from keyledger.services.http.proxies import TrustedProxies
 from keyledger.services.keys.hygiene import HygieneReports
 from keyledger.services.keys.service import KeyService
+from keyledger.services.leaks.intake import LeakIntake
 from keyledger.services.storage.audit_export_source import ExportSource
 from keyledger.services.storage.findings import FindingTable
 from keyledger.services.webhooks.endpoints import WebhookService
@@ -133,6 +134,14 @@ def provide_findings(state: State) -> FindingTable:
     return found
 
 
+def provide_leaks(state: State) -> LeakIntake:
+    """The leak intake (503 in a process built without one)."""
+    found = _published(state).components.leaks
+    if found is None:
+        raise ApiError(503, "UNAVAILABLE", "this process takes no leak reports")
+    return found
+
+
 def provide_export(state: State) -> ExportSource:
     """The rows of a compliance export."""
     return _published(state).components.export
@@ -183,6 +192,7 @@ def dependencies() -> dict[str, Provide]:
         "audit": provide_audit, "export": provide_export, "bus": provide_bus, "startup_head": provide_startup_head,
         "replicas": provide_replicas, "hygiene": provide_hygiene, "webhooks": provide_webhooks,
         "findings": provide_findings,
+        "leaks": provide_leaks,
         "notary": provide_notary, "now": provide_now, "admin": provide_admin, "metadata": provide_metadata,
     }
     return {name: Provide(provider, sync_to_thread=False) for name, provider in providers.items()}

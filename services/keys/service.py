@@ -14,6 +14,7 @@ from keyledger.domain.commands import (
     ChangeAccess,
     Command,
     CreateKey,
+    ReportLeak,
     RevokeKey,
     RotateKey,
     check_create,
@@ -153,6 +154,17 @@ class KeyService:
         """Revoke the key, immediately and irreversibly."""
         command = RevokeKey(key_id=key_id, reason=reason)
         return await self._execute(await self._load_state(key_id), command, expected_version, metadata)
+
+    async def report_leak(
+        self, key_id: str, *, source: str, url: str = "", reporter: str = "", previous_secret: bool = False,
+        revoke: bool = True, metadata: Metadata | None = None,
+    ) -> KeyState:
+        """Record that a secret of the key leaked (``key.leak_reported``, never the secret): the old one
+        inside its grace period (``previous_secret``: the grace period ends), else the current one, which
+        ``revoke`` revokes in the same append. Like every command it returns once every replica holds it."""
+        command = ReportLeak(key_id=key_id, source=source, url=url, reporter=reporter,
+                             previous_secret=previous_secret, revoke=revoke)
+        return await self._execute(await self._load_state(key_id), command, None, metadata)
 
     async def history(self, key_id: str) -> tuple[KeyState, list[RecordedEvent]]:
         """The key's current state and its full event history; KeyNotFound if it has none."""

@@ -55,6 +55,8 @@ def deadline_changes(recorded: RecordedEvent, state: KeyState) -> list[DeadlineC
                     *(DeadlineChange(deadline=d) for d in grace_deadline(state.key_id, state.previous_valid_until))]
         case KeyRevoked():
             return [DeadlineChange(key_id=state.key_id, types=_ALL_DEADLINES)]
+        case KeyLeakReported(ended_grace=True):  # the old secret stopped working now, not at the end of its grace
+            return [DeadlineChange(key_id=state.key_id, types=(KEY_GRACE_ENDED,))]
     return []
 
 

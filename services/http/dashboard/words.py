@@ -104,4 +104,8 @@ def event_words(recorded: RecordedEvent) -> str:
             return f"Rotated: a new secret (start {event.start}); {grace}"
         case "key.revoked":
             return "Revoked" + (f": {event.reason}" if event.reason else "")
+        case "key.leak_reported":
+            where = f" at {event.url}" if event.url else ""
+            grace = "; the old secret's grace period ended" if event.ended_grace else ""
+            return f"Leak reported by {event.source}{where}{grace}"
     return recorded.type
