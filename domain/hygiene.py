@@ -1,9 +1,6 @@
-"""Key hygiene, pure: which of a key's habits need attention, and the narrowest access its real use needed.
-
-:func:`assess` names a key's ``issues`` (:data:`ISSUES`) from its state, its last use, when its secret was
-issued and the requests it was allowed lately (:class:`Use`); :func:`least_privilege` computes the access
-that would have allowed every one of those requests and nothing the key does not hold already.
-"""
+"""Key hygiene, pure: which of a key's habits need attention (``issues``, :data:`ISSUES`), from its state, its
+last use, when its secret was issued and, for ``overprivileged``, the requests it was allowed lately
+(``domain.least_privilege``: the narrowest access that allows them)."""
 
 from __future__ import annotations
 
@@ -12,24 +9,12 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from keyledger.domain.access import DATA_KINDS, MAX_ACCESS_ENTRIES, MAX_RESOURCE_ID_LENGTH, AccessEntry
 from keyledger.domain.key import KeyState
+from keyledger.domain.least_privilege import Suggestion, Use, narrower
 
 UNUSED, NOT_ROTATED, EXPIRING, NO_EXPIRY, OVERPRIVILEGED = (
     "unused", "not_rotated", "expiring", "no_expiry", "overprivileged")
 ISSUES: tuple[str, ...] = (UNUSED, NOT_ROTATED, EXPIRING, NO_EXPIRY, OVERPRIVILEGED)
-RATE_SCOPE_PREFIX = "rate:"  # rate tiers: used by every request of the key, so always kept
-Target = tuple[str, str | None]  # an access entry's (resource, id)
-GLOBAL: Target = ("global", None)
-
-
-class Use(msgspec.Struct, frozen=True, gc=False):
-    """A request the key was allowed (a VALID verify, or an API call it authenticated): ``scope`` on the
-    website and/or data kind the request named."""
-
-    scope: str
-    website_id: str | None = None
-    data: str | None = None
 
 
 class Rules(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,13 +29,6 @@ class Rules(msgspec.Struct, frozen=True, kw_only=True):
 DEFAULT_RULES = Rules()
 
 
-class Suggestion(msgspec.Struct, frozen=True, kw_only=True):
-    """The narrowest ``access`` that allows every use, and the held grants (``unused``) it drops."""
-
-    access: tuple[AccessEntry, ...]
-    unused: tuple[AccessEntry, ...]
-
-
 class Assessment(msgspec.Struct, frozen=True, kw_only=True):
     """A key's ``issues`` (in :data:`ISSUES` order) and, when it is ``overprivileged``, the ``suggestion``."""
 
@@ -58,106 +36,60 @@ class Assessment(msgspec.Struct, frozen=True, kw_only=True):
     suggestion: Suggestion | None = None
 
 
+class Cutoffs(msgspec.Struct, frozen=True, kw_only=True):
+    """The instants :func:`issues_of` compares a key's times with, for ``rules`` at one moment."""
+
+    unused_before: datetime  # last used (or, never used, created) at or before: unused
+    rotated_before: datetime  # secret issued at or before: not rotated
+    expiring_until: datetime  # expires at or before: expiring
+
+
+def cutoffs(now: datetime, rules: Rules = DEFAULT_RULES) -> Cutoffs:
+    """The :class:`Cutoffs` of ``rules`` at ``now``."""
+    return Cutoffs(unused_before=now - timedelta(days=rules.unused_days),
+                   rotated_before=now - timedelta(days=rules.rotate_days),
+                   expiring_until=now + timedelta(days=rules.expiring_days))
+
+
 def assess(state: KeyState, now: datetime, *, last_used_at: datetime | None, secret_issued_at: datetime,
            uses: Iterable[Use], rules: Rules = DEFAULT_RULES) -> Assessment:
-    """The issues of ``state`` at ``now``. A key is ``unused`` when its last use (else its creation) is at
-    least ``unused_days`` ago; ``not_rotated`` when its secret was issued at least ``rotate_days`` ago;
-    ``expiring`` when it expires within ``expiring_days``; ``no_expiry`` when it never expires;
-    ``overprivileged`` when :func:`least_privilege` of ``uses`` (the uses within ``unused_days``) is narrower
-    than what it holds."""
+    """The issues of ``state`` at ``now`` (:func:`issues_of`), with the suggestion of :func:`narrower` for the
+    ``uses`` (those within ``unused_days``)."""
+    suggestion = narrower(state.access, uses)
+    return Assessment(issues=issues_of(state, cutoffs(now, rules), last_used_at=last_used_at,
+                                       secret_issued_at=secret_issued_at, overprivileged=suggestion is not None),
+                      suggestion=suggestion)
+
+
+def issues_of(state: KeyState, at: Cutoffs, *, last_used_at: datetime | None, secret_issued_at: datetime,
+              overprivileged: bool) -> tuple[str, ...]:
+    """The issues of ``state`` in :data:`ISSUES` order. A key is ``unused`` when its last use (else its
+    creation) is at least ``unused_days`` ago; ``not_rotated`` when its secret was issued at least
+    ``rotate_days`` ago; ``expiring`` when it expires within ``expiring_days``; ``no_expiry`` when it never
+    expires; ``overprivileged`` as told (:func:`narrower` found a narrower access)."""
     issues: list[str] = []
-    if now - (last_used_at or state.created_at) >= timedelta(days=rules.unused_days):
+    if (last_used_at or state.created_at) <= at.unused_before:
         issues.append(UNUSED)
-    if now - secret_issued_at >= timedelta(days=rules.rotate_days):
+    if secret_issued_at <= at.rotated_before:
         issues.append(NOT_ROTATED)
-    if state.expires_at is None:
+    expires_at = state.expires_at
+    if expires_at is None:
         issues.append(NO_EXPIRY)
-    elif state.expires_at - now <= timedelta(days=rules.expiring_days):
+    elif expires_at <= at.expiring_until:
         issues.append(EXPIRING)
-    suggestion = least_privilege(state.access, uses)
-    if suggestion is not None and suggestion.unused:
+    if overprivileged:
         issues.append(OVERPRIVILEGED)
-    else:
-        suggestion = None
-    issues.sort(key=ISSUES.index)
-    return Assessment(issues=tuple(issues), suggestion=suggestion)
+    return tuple(issues)
 
 
-def least_privilege(held: tuple[AccessEntry, ...], uses: Iterable[Use]) -> Suggestion | None:
-    """The narrowest access that allows every use the key's ``held`` access still allows, by the rule of
-    :func:`~keyledger.domain.access.check_access`: a use naming a website gets that website's entry, else
-    one naming a data kind that kind's entry, else a global grant; each only where ``held`` covers it
-    (a global grant of the scope, or the same entry), so the suggestion never grants anything new. Rate-tier
-    scopes stay where they are held; a narrow grant that a kept global grant covers is left out; past
-    :data:`MAX_ACCESS_ENTRIES` entries, the scopes held globally that need the most entries are kept global.
-    None when no use is allowed by ``held`` (nothing to learn from)."""
-    asked = set(uses)
-    if not asked:
-        return None
-    globally = {scope for entry in held if entry.resource == "global" for scope in entry.scopes}
-    owned: dict[Target, set[str]] = {}
-    for entry in held:
-        owned.setdefault((entry.resource, entry.id), set()).update(entry.scopes)
-    wanted: dict[Target, dict[str, None]] = {}
-    for use in asked:
-        target = _narrowest(use, globally, owned)
-        if target is not None:
-            wanted.setdefault(target, {})[use.scope] = None
-    if not wanted:
-        return None
-    for entry in held:
-        for scope in entry.scopes:
-            if scope.startswith(RATE_SCOPE_PREFIX):
-                wanted.setdefault((entry.resource, entry.id), {})[scope] = None
-    kept = wanted.get(GLOBAL, {})
-    for target, scopes in wanted.items():
-        if target != GLOBAL:
-            for scope in kept:
-                scopes.pop(scope, None)
-    _within_cap(wanted, globally)
-    access = tuple(AccessEntry(resource=resource, id=id_, scopes=tuple(sorted(scopes)))
-                   for (resource, id_), scopes in sorted(wanted.items(), key=_order) if scopes)
-    suggested = {(entry.resource, entry.id): set(entry.scopes) for entry in access}
-    unused = tuple(AccessEntry(resource=entry.resource, id=entry.id, scopes=dropped) for entry in held
-                   if (dropped := tuple(s for s in entry.scopes if s not in suggested.get((entry.resource, entry.id),
-                                                                                           ()))))
-    return Suggestion(access=access, unused=unused)
-
-
-def _narrowest(use: Use, globally: set[str], owned: dict[Target, set[str]]) -> Target | None:
-    """The narrowest entry that allows ``use`` and that the held access covers, else None."""
-    scope, website, data = use.scope, use.website_id, use.data
-    if website is not None and _is_website_id(website) and (
-            scope in globally or scope in owned.get(("website", website), ())):
-        return ("website", website)
-    if data in DATA_KINDS and (scope in globally or scope in owned.get((data, None), ())):
-        return (data, None)
-    return GLOBAL if scope in globally else None
-
-
-def _is_website_id(value: str) -> bool:
-    """Whether a website entry may name ``value`` (as :func:`~keyledger.domain.access.validate_access` checks)."""
-    return bool(value.strip()) and len(value) <= MAX_RESOURCE_ID_LENGTH and value.isprintable()
-
-
-def _within_cap(wanted: dict[Target, dict[str, None]], globally: set[str]) -> None:
-    """Keep the suggestion within :data:`MAX_ACCESS_ENTRIES`: while it has more entries, the scope held
-    globally that the most narrow entries grant becomes a global grant again (in place)."""
-    while sum(1 for scopes in wanted.values() if scopes) > MAX_ACCESS_ENTRIES:
-        spread: dict[str, int] = {}
-        for target, scopes in wanted.items():
-            for scope in scopes:
-                if target != GLOBAL and scope in globally:
-                    spread[scope] = spread.get(scope, 0) + 1
-        if not spread:
-            return
-        widest = max(spread, key=lambda scope: (spread[scope], scope))
-        for target, scopes in wanted.items():
-            if target != GLOBAL:
-                scopes.pop(widest, None)
-        wanted.setdefault(GLOBAL, {})[widest] = None
-
-
-def _order(item: tuple[Target, dict[str, None]]) -> tuple[bool, str, str]:
-    (resource, id_), _ = item
-    return (resource != "global", resource, id_ or "")
+def next_change(state: KeyState, now: datetime, *, last_used_at: datetime | None, secret_issued_at: datetime,
+                rules: Rules = DEFAULT_RULES) -> datetime:
+    """The first instant after ``now`` at which the issues of ``state`` (its last use and secret as they are) or
+    its age in whole days change: until then, :func:`issues_of` answers as it does at ``now``."""
+    created = state.created_at
+    moments = [created + timedelta(days=(now - created).days + 1),
+               (last_used_at or created) + timedelta(days=rules.unused_days),
+               secret_issued_at + timedelta(days=rules.rotate_days)]
+    if state.expires_at is not None:
+        moments += [state.expires_at - timedelta(days=rules.expiring_days), state.expires_at]
+    return min(moment for moment in moments if moment > now)

@@ -99,4 +99,4 @@ async def open_api(settings: Settings) -> AsyncIterator[Api]:
                   dashboard_sessions=DashboardSessionTable(db), gauges=gauges, startup_head=startup_head,
                   findings=FindingTable(db),
                   webhooks=webhook_service(db, settings, runtime.clock),
-                  hygiene=HygieneReports(KeyUsage(db), side.last_used.lookup, hygiene_rules(settings)), leaks=leaks)
+                  hygiene=HygieneReports(KeyUsage(db), hygiene_rules(settings)), leaks=leaks)

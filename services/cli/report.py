@@ -12,7 +12,6 @@ from keyledger.projections.key_cache import apply
 from keyledger.services.bootstrap.runtime import open_runtime
 from keyledger.services.config import Settings
 from keyledger.services.keys.hygiene import HygieneReport, HygieneReports, hygiene_rules
-from keyledger.services.storage.last_used_table import LastUsedTable
 from keyledger.services.storage.usage_grants import KeyUsage
 
 
@@ -24,7 +23,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             for recorded in page:
                 apply(cache, recorded.event)
         states = [state for state in cache.values() if args.org is None or state.organization_id == args.org]
-        reports = HygieneReports(KeyUsage(rt.db), LastUsedTable(rt.db).load, hygiene_rules(settings))
+        reports = HygieneReports(KeyUsage(rt.db), hygiene_rules(settings))
         report = await reports.report(states, rt.clock(), args.org)
     sys.stdout.write(msgspec.json.encode(report).decode() + "\n" if args.json else describe(report))
     return 0

@@ -5,19 +5,33 @@ states, ``key_last_used`` and ``usage_grants`` (the uses of the last ``unused_da
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import asyncio
+import contextlib
+import gc
+import operator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
 import msgspec
 
 from keyledger.domain.access import AccessEntry
-from keyledger.domain.hygiene import DEFAULT_RULES, ISSUES, Rules, Use, assess
+from keyledger.domain.hygiene import (
+    DEFAULT_RULES,
+    ISSUES,
+    Cutoffs,
+    Rules,
+    cutoffs,
+    issues_of,
+    next_change,
+)
 from keyledger.domain.key import KeyState
+from keyledger.domain.least_privilege import narrower
 from keyledger.services.config import Settings
+from keyledger.services.storage.usage_grants import uses_of
 
 
-class Grant(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Grant(msgspec.Struct, kw_only=True, gc=False, omit_defaults=True):
     """An access entry as the API shows it: ``scopes`` on ``resource`` (``id``: the website)."""
 
     resource: str
@@ -25,14 +39,14 @@ class Grant(msgspec.Struct, kw_only=True, omit_defaults=True):
     id: str | None = None
 
 
-class Patch(msgspec.Struct, kw_only=True):
+class Patch(msgspec.Struct, kw_only=True, gc=False):
     """A ``PATCH /v1/keys/{id}`` body that replaces the key's grants: global ``scopes`` and ``access``."""
 
     scopes: list[str]
     access: list[Grant]
 
 
-class HygieneSuggestion(msgspec.Struct, kw_only=True):
+class HygieneSuggestion(msgspec.Struct, kw_only=True, gc=False):
     """The narrowest access the key's uses needed, as a ``patch`` to send as it is (with ``If-Match``), and
     the held grants it would remove (``unused_grants``)."""
 
@@ -40,7 +54,7 @@ class HygieneSuggestion(msgspec.Struct, kw_only=True):
     unused_grants: list[Grant]
 
 
-class HygieneItem(msgspec.Struct, kw_only=True):
+class HygieneItem(msgspec.Struct, kw_only=True, gc=False):
     """One active key: who it is, how it is kept, what needs attention."""
 
     id: str
@@ -53,9 +67,7 @@ class HygieneItem(msgspec.Struct, kw_only=True):
     last_used_at: datetime | None
     last_rotated_at: datetime | None  # null: never rotated (its secret dates from created_at)
     expires_at: datetime | None
-    scopes: list[str]
-    access: list[Grant]
-    issues: list[str]
+    issues: tuple[str, ...]
     suggestion: HygieneSuggestion | None
 
 
@@ -80,34 +92,64 @@ class HygieneReport(msgspec.Struct, kw_only=True):
 class UsageReads(Protocol):
     """What the report reads of the keys' use (``storage.usage_grants.KeyUsage``)."""
 
-    async def read(self, key_ids: Sequence[str], since: datetime) -> tuple[dict[str, list[Use]],
-                                                                          dict[str, datetime],
-                                                                          dict[str, datetime]]:
-        """For ``key_ids``: their uses after ``since``, the last of those per key, their last rotations."""
+    async def read(self, key_ids: Sequence[str], since: datetime) -> list[tuple[str, str | None, datetime]]:
+        """``(key_id, uses, last_used_at)`` of keys ever used (all of ``key_ids`` that were, maybe others):
+        their uses after ``since`` as one text (equal texts, equal uses; ``storage.usage_grants.uses_of``
+        decodes it) and when each was last used."""
+        ...
+
+    async def rotations(self, key_ids: Sequence[str] | None) -> dict[str, datetime]:
+        """When each rotated key among ``key_ids`` (None: every key) was last rotated."""
         ...
 
 
-LastUses = Callable[[list[str]], Awaitable[dict[str, datetime]]]  # key ids -> when each was last used (if ever)
+Suggested = tuple[tuple[AccessEntry, ...], str, HygieneSuggestion | None]  # access, uses -> suggestion
+# state, uses, last use, last rotation, and from when until when its issues and age hold -> the item
+Reported = tuple[KeyState, str, datetime | None, datetime | None, datetime, datetime, HygieneItem]
+_encoder = msgspec.json.Encoder()
+_REMEMBER = 100_000  # keys remembered (then forgotten all at once, as domain.access does)
+_NEVER: tuple[str, None] = ("", None)
+_KEY_ID = operator.attrgetter("key_id")
 
 
 class HygieneReports:
-    """Builds the report from the keys' states and what ``usage`` and ``last_used`` hold about them."""
+    """Builds the report from the keys' states and what ``usage`` holds about them.
 
-    def __init__(self, usage: UsageReads, last_used: LastUses, rules: Rules = DEFAULT_RULES) -> None:
-        self._usage, self._last_used, self.rules = usage, last_used, rules
+    Everything it reads is read afresh for every report; what it computes from that is remembered with what
+    it was computed from. A key's suggestion is a pure function of its access and its uses: it is computed
+    again only when either changed (rarely, for most keys). A key's item is computed again when its state, uses,
+    last use or last rotation changed, or time reached the next instant its issues or age change
+    (:func:`~keyledger.domain.hygiene.next_change`). The last rotations are remembered with the event store
+    position they were read at (``position``, the key cache's): a rotation is an event, so they change only
+    when it moves."""
 
-    async def report(self, states: Sequence[KeyState], now: datetime,
-                     organization_id: str | None = None) -> HygieneReport:
+    def __init__(self, usage: UsageReads, rules: Rules = DEFAULT_RULES) -> None:
+        self._usage, self.rules = usage, rules
+        self._suggestions: dict[str, Suggested] = {}
+        self._items: dict[str, Reported] = {}
+        self._encoded: dict[str, tuple[HygieneItem, bytes]] = {}  # each item's JSON, while it is the item
+        self._rotations: tuple[int, dict[str, datetime]] = (-1, {})
+
+    async def report(self, states: Sequence[KeyState], now: datetime, organization_id: str | None = None,
+                     position: int | None = None) -> HygieneReport:
         """The report on the active keys among ``states`` at ``now`` (``organization_id``: whose they are,
-        for the record)."""
-        active = sorted((state for state in states if state.status(now) == "active"), key=lambda s: s.key_id)
+        for the record; ``position``: the event store position ``states`` are current to, if known)."""
+        active = [state for state in states  # state.status(now) == "active", without a call per key
+                  if state.revoked_at is None and (state.expires_at is None or now < state.expires_at)]
+        active.sort(key=_KEY_ID)
         ids = [state.key_id for state in active]
-        since = now - timedelta(days=self.rules.unused_days)
-        used, last_seen, rotated = await self._usage.read(ids, since)
-        last_used = await self._last_used(ids) if ids else {}
-        items = [self._item(state, now, used.get(state.key_id, ()), _later(last_used.get(state.key_id),
-                                                                           last_seen.get(state.key_id)),
-                            rotated.get(state.key_id)) for state in active]
+        used, rotated = await asyncio.gather(self._usage.read(ids, now - timedelta(days=self.rules.unused_days)),
+                                             self._rotated(ids, position))
+        if len(self._items) > _REMEMBER:
+            self._suggestions.clear()
+            self._items.clear()
+            self._encoded.clear()
+        with _gc_paused():  # thousands of acyclic objects: no collection rescans the process for them
+            by_key = {key_id: (uses or "", last) for key_id, uses, last in used}
+            at, items = cutoffs(now, self.rules), []
+            for state in active:
+                uses, last_used_at = by_key.get(state.key_id, _NEVER)
+                items.append(self._item(state, now, at, uses, last_used_at, rotated.get(state.key_id)))
         summary = dict.fromkeys(ISSUES, 0)
         for item in items:
             for issue in item.issues:
@@ -117,23 +159,59 @@ class HygieneReports:
         return HygieneReport(generated_at=now, organization_id=organization_id, rules=rules,
                              summary={"keys": len(items), **summary}, items=items)
 
-    def _item(self, state: KeyState, now: datetime, uses: Iterable[Use], last_used_at: datetime | None,
+    def encode(self, report: HygieneReport) -> bytes:
+        """``report`` as JSON (what encoding it with msgspec gives), each item's JSON remembered while the item
+        stays the one this reports keeps for its key."""
+        items: list[bytes] = []
+        for item in report.items:
+            known = self._encoded.get(item.id)
+            if known is None or known[0] is not item:
+                known = (item, _encoder.encode(item))
+                self._encoded[item.id] = known
+            items.append(known[1])
+        head = _encoder.encode(msgspec.structs.replace(report, items=[]))  # ... "items":[]}: items come last
+        return b"".join((head[:-2], b",".join(items), b"]}"))
+
+    async def _rotated(self, ids: list[str], position: int | None) -> dict[str, datetime]:
+        if position is None:
+            return await self._usage.rotations(ids)
+        read_at, known = self._rotations
+        if read_at != position:
+            known = await self._usage.rotations(None)  # every key's: reused for any organization's report
+            self._rotations = (position, known)
+        return known
+
+    def _item(self, state: KeyState, now: datetime, at: Cutoffs, uses: str, last_used_at: datetime | None,
               last_rotated_at: datetime | None) -> HygieneItem:
-        assessment = assess(state, now, last_used_at=last_used_at, secret_issued_at=last_rotated_at or state.created_at,
-                            uses=uses, rules=self.rules)
-        scopes, access = grants_of(state.access)
-        suggestion = None
-        if assessment.suggestion is not None:
-            suggested_scopes, suggested = grants_of(assessment.suggestion.access)
-            suggestion = HygieneSuggestion(patch=Patch(scopes=suggested_scopes, access=suggested),
-                                           unused_grants=[Grant(resource=entry.resource, id=entry.id,
-                                                                scopes=sorted(entry.scopes))
-                                                          for entry in assessment.suggestion.unused])
-        return HygieneItem(
+        known = self._items.get(state.key_id)
+        if known is not None and known[0] is state and known[1] == uses and known[2] == last_used_at \
+                and known[3] == last_rotated_at and known[4] <= now < known[5]:
+            return known[6]
+        issued = last_rotated_at or state.created_at
+        suggestion = self._suggestion(state, uses) if uses else None
+        issues = issues_of(state, at, last_used_at=last_used_at, secret_issued_at=issued,
+                           overprivileged=suggestion is not None)
+        item = HygieneItem(
             id=state.key_id, name=state.name, start=state.start, organization_id=state.organization_id,
             version=state.version, created_at=state.created_at, age_days=(now - state.created_at).days,
-            last_used_at=last_used_at, last_rotated_at=last_rotated_at, expires_at=state.expires_at, scopes=scopes,
-            access=access, issues=list(assessment.issues), suggestion=suggestion)
+            last_used_at=last_used_at, last_rotated_at=last_rotated_at, expires_at=state.expires_at, issues=issues,
+            suggestion=suggestion)
+        until = next_change(state, now, last_used_at=last_used_at, secret_issued_at=issued, rules=self.rules)
+        self._items[state.key_id] = (state, uses, last_used_at, last_rotated_at, now, until, item)
+        return item
+
+    def _suggestion(self, state: KeyState, uses: str) -> HygieneSuggestion | None:
+        remembered = self._suggestions.get(state.key_id)
+        if remembered is not None and remembered[0] is state.access and remembered[1] == uses:
+            return remembered[2]
+        found = narrower(state.access, uses_of(uses))
+        suggestion = None
+        if found is not None:
+            scopes, access = grants_of(found.access)
+            suggestion = HygieneSuggestion(patch=Patch(scopes=scopes, access=access), unused_grants=[
+                Grant(resource=entry.resource, id=entry.id, scopes=sorted(entry.scopes)) for entry in found.unused])
+        self._suggestions[state.key_id] = (state.access, uses, suggestion)
+        return suggestion
 
 
 def hygiene_rules(settings: Settings) -> Rules:
@@ -157,7 +235,13 @@ def _grant(entry: AccessEntry) -> Grant:
     return Grant(resource=entry.resource, id=entry.id, scopes=list(entry.scopes))
 
 
-def _later(first: datetime | None, second: datetime | None) -> datetime | None:
-    if first is None or second is None:
-        return first or second
-    return max(first, second)
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while the report's objects are built (as replay does: services.cache.replay)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -4,13 +4,12 @@ hygiene report's reads of it and of the store's rotations, neither of which scan
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from psycopg import AsyncConnection
 
-from keyledger.domain.hygiene import Use
+from keyledger.domain.least_privilege import Use
 from keyledger.domain.usage import UsageEvent
 from keyledger.projections.usage_grants import count_grants
 from keyledger.services.storage.database import Database
@@ -19,7 +18,15 @@ _ADD = ("INSERT INTO usage_grants (key_id, scope, website_id, data, last_at, cou
         "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::bigint[]) "
         "ON CONFLICT (key_id, scope, website_id, data) DO UPDATE SET "
         "last_at = greatest(usage_grants.last_at, excluded.last_at), count = usage_grants.count + excluded.count")
-_USED = "SELECT key_id, scope, website_id, data, last_at FROM usage_grants WHERE last_at > %s"
+# Per key: its uses since a time as one text (scope, website id and data kind joined by US, uses by RS, in one
+# order; stored values never hold a control character: domain.usage.clean_text) and its last use, the later of
+# those uses and key_last_used.
+_USED = ("SELECT coalesce(g.key_id, l.key_id), g.uses, greatest(g.last_at, l.last_used_at) FROM ("
+         "SELECT key_id, string_agg(scope || chr(31) || website_id || chr(31) || data, chr(30) "
+         "ORDER BY scope, website_id, data) AS uses, max(last_at) AS last_at "
+         "FROM usage_grants WHERE last_at > %(since)s{keys} GROUP BY key_id) AS g "
+         "FULL JOIN (SELECT key_id, last_used_at FROM key_last_used WHERE true{keys}) AS l ON l.key_id = g.key_id")
+_USE, _FIELD = "\x1e", "\x1f"
 _ROTATED = ("SELECT DISTINCT ON (stream_id) stream_id, (data->>'at')::timestamptz FROM events "
             "WHERE type = 'key.rotated'{} ORDER BY stream_id, version DESC")
 _SOME_KEYS = 2_000  # up to this many keys asked: read theirs by key; more: read all and keep theirs
@@ -41,33 +48,32 @@ class KeyUsage:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def read(self, key_ids: Sequence[str], since: datetime) -> tuple[dict[str, list[Use]],
-                                                                          dict[str, datetime],
-                                                                          dict[str, datetime]]:
-        """For ``key_ids``: their uses after ``since``, the last of those per key, and when each rotated key
-        was last rotated (by its ``key.rotated`` event's time). Both reads run at once."""
-        wanted = set(key_ids)
-        some = len(wanted) <= _SOME_KEYS
-        (used, last), rotated = await asyncio.gather(self._used(wanted, since, some), self._rotated(wanted, some))
-        return used, last, rotated
-
-    async def _used(self, wanted: set[str], since: datetime,
-                    some: bool) -> tuple[dict[str, list[Use]], dict[str, datetime]]:
-        query, params = (_USED + " AND key_id = ANY(%s)", (since, list(wanted))) if some else (_USED, (since,))
+    async def read(self, key_ids: Sequence[str], since: datetime) -> list[tuple[str, str | None, datetime]]:
+        """``(key_id, uses, last_used_at)`` of the keys ever used, among them those of ``key_ids`` (and perhaps
+        others): its uses after ``since`` as one text (None: none; :func:`uses_of` decodes it; equal texts are
+        equal uses) and when it was last used (by ``key_last_used`` and those uses)."""
+        some = len(key_ids) <= _SOME_KEYS
+        query = _USED.format(keys=" AND key_id = ANY(%(keys)s)" if some else "")
         async with self._db._connection() as conn:
-            rows = await (await conn.execute(query, params)).fetchall()
-        used: dict[str, list[Use]] = {}
-        last: dict[str, datetime] = {}
-        for key_id, scope, website_id, data, at in rows:
-            if key_id in wanted:
-                used.setdefault(key_id, []).append(Use(scope, website_id or None, data or None))
-                if key_id not in last or at > last[key_id]:
-                    last[key_id] = at
-        return used, last
+            cur = await conn.execute(query, {"since": since, "keys": list(key_ids)} if some else {"since": since})
+            return await cur.fetchall()
 
-    async def _rotated(self, wanted: set[str], some: bool) -> dict[str, datetime]:
-        query, params = ((_ROTATED.format(" AND stream_id = ANY(%s)"), (list(wanted),)) if some
+    async def rotations(self, key_ids: Sequence[str] | None) -> dict[str, datetime]:
+        """When each of the rotated keys among ``key_ids`` (None: every key) was last rotated (its latest
+        ``key.rotated`` event's time)."""
+        wanted = None if key_ids is None else set(key_ids)
+        some = wanted is not None and len(wanted) <= _SOME_KEYS
+        query, params = ((_ROTATED.format(" AND stream_id = ANY(%s)"), (list(wanted or ()),)) if some
                          else (_ROTATED.format(""), ()))
         async with self._db._connection() as conn:
             rows = await (await conn.execute(query, params)).fetchall()
-        return {key_id: at for key_id, at in rows if key_id in wanted}
+        return {key_id: at for key_id, at in rows if wanted is None or key_id in wanted}
+
+
+def uses_of(text: str) -> tuple[Use, ...]:
+    """The uses a text of :meth:`KeyUsage.read` holds."""
+    uses = []
+    for use in text.split(_USE) if text else ():
+        scope, website_id, data = use.split(_FIELD)
+        uses.append(Use(scope, website_id or None, data or None))
+    return tuple(uses)

@@ -54,7 +54,6 @@ def test_applying_the_suggestion_keeps_what_the_key_used_and_refuses_the_rest(cl
         "unused_grants": [{"resource": "global", "scopes": ["read:data", "read:export", "write:data"]}]}
     assert item["version"] == key["version"] and item["last_used_at"] is not None
     assert (item["age_days"], item["last_rotated_at"], item["expires_at"]) == (0, None, None)
-    assert item["scopes"] == ["read:data", "read:export", "write:data"] and item["access"] == []
 
     applied = client.patch(f"/v1/keys/{key['id']}", json=item["suggestion"]["patch"],
                            headers={"x-api-key": admin, "If-Match": f'"{item["version"]}"'})

@@ -44,7 +44,7 @@ def grant_words(grants: list[Grant], scopes: list[str] | None = None) -> list[st
 async def _hygiene_page(request: Request[Any, Any, Any], admin: KeyState, cache: KeyDirectory,
                         hygiene: HygieneReports, now: datetime, issue: str, page: int, code: int = 200,
                         conflict: tuple[KeyState, HygieneItem | None] | None = None) -> Template:
-    report = await hygiene.report(keys_of(cache, admin.organization_id), now, admin.organization_id)
+    report = await hygiene.report(keys_of(cache, admin.organization_id), now, admin.organization_id, cache.position)
     rows = [item for item in report.items if not issue or issue in item.issues]
     pages = max(1, -(-len(rows) // PAGE_SIZE))
     page = min(max(page, 1), pages)
@@ -90,7 +90,7 @@ async def apply_suggestion(request: Request[Any, Any, Any], key_id: KeyId, admin
                                  grantor=admin)
     except ConcurrencyError:
         current = visible_key(cache, admin, key_id)
-        report = await hygiene.report([current], now, admin.organization_id)
+        report = await hygiene.report([current], now, admin.organization_id, cache.position)
         return await _hygiene_page(request, admin, cache, hygiene, now, "", 1, 409,
                                    conflict=(current, report.items[0] if report.items else None))
     return Redirect(f"{BASE}/keys/{key_id}", status_code=303)

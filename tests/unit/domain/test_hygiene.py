@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from keyledger.domain.access import DATA_KINDS, MAX_ACCESS_ENTRIES, SCOPES, AccessEntry, check_access, validate_access
-from keyledger.domain.hygiene import DEFAULT_RULES, Rules, Use, assess, least_privilege
+from keyledger.domain.access import DATA_KINDS, MAX_ACCESS_ENTRIES, AccessEntry, check_access, validate_access
+from keyledger.domain.hygiene import DEFAULT_RULES, Rules, assess
 from keyledger.domain.key import KeyState
+from keyledger.domain.least_privilege import Use, least_privilege
 
 NOW = datetime(2030, 6, 1, 12, tzinfo=UTC)
 TICK = timedelta(microseconds=1)
@@ -114,12 +115,17 @@ def test_a_website_id_no_grant_may_name_falls_back_to_the_wider_grant() -> None:
         validate_access(suggestion.access)
 
 
-def test_rate_tiers_are_kept_where_they_are_held() -> None:
+def test_rate_tiers_stay_where_the_entry_stays_else_become_global_and_are_never_unused() -> None:
+    one = (entry("website", "read:data", "rate:premium", "write:data", id="site-a"),)
+    suggestion = least_privilege(one, [Use("read:data", "site-a")])
+    assert suggestion is not None
+    assert suggestion.access == (entry("website", "rate:premium", "read:data", id="site-a"),)
+    assert suggestion.unused == (entry("website", "write:data", id="site-a"),)
     held = (entry("global", "read:data", "rate:premium"), entry("website", "rate:enterprise", "write:data", id="x"))
     suggestion = least_privilege(held, [Use("read:data", "site-a")])
     assert suggestion is not None
-    assert suggestion.access == (entry("global", "rate:premium"), entry("website", "read:data", id="site-a"),
-                                 entry("website", "rate:enterprise", id="x"))
+    assert suggestion.access == (entry("global", "rate:enterprise", "rate:premium"),
+                                 entry("website", "read:data", id="site-a"))
     assert suggestion.unused == (entry("global", "read:data"), entry("website", "write:data", id="x"))
 
 
@@ -145,7 +151,8 @@ def test_a_suggestion_never_exceeds_the_entry_cap() -> None:
 
 def test_a_suggestion_allows_every_use_and_nothing_the_key_did_not_hold() -> None:
     rng = random.Random(23)
-    scopes, kinds, sites = sorted(SCOPES - {"rate:premium"})[:6], sorted(DATA_KINDS), ["a", "b", "c"]
+    scopes = ["read:data", "write:data", "read:analytics", "admin:apikeys", "rate:premium", "rate:enterprise"]
+    kinds, sites = sorted(DATA_KINDS), ["a", "b", "c"]
     for _ in range(300):
         held = tuple(rng.choice([entry("global", *rng.sample(scopes, 2)),
                                  entry("website", *rng.sample(scopes, 2), id=rng.choice(sites)),
@@ -159,7 +166,9 @@ def test_a_suggestion_allows_every_use_and_nothing_the_key_did_not_hold() -> Non
         assert suggestion is not None
         validate_access(suggestion.access)
         assert all(allows(suggestion.access, use) for use in uses), (held, uses, suggestion)
-        for scope in scopes:
+        tiers = {scope for entry in held for scope in entry.scopes if scope.startswith("rate:")}
+        assert tiers == {scope for entry in suggestion.access for scope in entry.scopes if scope.startswith("rate:")}
+        for scope in (scope for scope in scopes if not scope.startswith("rate:")):  # a tier allows no request
             for site in [None, *sites, "z"]:
                 for kind in [None, *kinds]:
                     if allows(suggestion.access, Use(scope, site, kind)):

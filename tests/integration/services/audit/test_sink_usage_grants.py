@@ -14,7 +14,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from psycopg_pool import AsyncConnectionPool
 
 from keyledger.domain.events import KeyCreated, KeyRotated
-from keyledger.domain.hygiene import Use
+from keyledger.domain.least_privilege import Use
 from keyledger.domain.usage import USAGE_COLUMNS, UsageEvent, encode_batch
 from keyledger.projections.usage_grants import count_grants
 from keyledger.services.messaging.connection import connect
@@ -23,7 +23,7 @@ from keyledger.services.messaging.streams import ensure_usage_stream
 from keyledger.services.storage.database import Database
 from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.services.storage.migrations import available_migrations, migrate
-from keyledger.services.storage.usage_grants import KeyUsage
+from keyledger.services.storage.usage_grants import KeyUsage, uses_of
 from keyledger.services.storage.usage_partitions import utc_day
 from tests.support.pipeline import isolated_settings, running, sink_for
 from tests.support.wait import until
@@ -52,8 +52,11 @@ def usage_events(n: int, seed: int) -> list[UsageEvent]:
         caller=rng.choice(("key:admin1", "credential:c1", None))) for _ in range(n)]
 
 
-async def table(pool: AsyncConnectionPool, query: str = "SELECT key_id, scope, website_id, data, last_at, count "
-                                                          "FROM usage_grants") -> dict[tuple[str, ...], tuple[datetime, int]]:
+Grants = dict[tuple[str, ...], tuple[datetime, int]]
+
+
+async def table(pool: AsyncConnectionPool,
+                query: str = "SELECT key_id, scope, website_id, data, last_at, count FROM usage_grants") -> Grants:
     async with pool.connection() as conn:
         rows = await (await conn.execute(query)).fetchall()
     return {tuple(row[:4]): (row[4], int(row[5])) for row in rows}
@@ -132,6 +135,8 @@ async def test_the_report_reads_uses_since_a_time_and_the_last_rotation(pool: As
             "('k1', 'read:data', 'site-a', '', %(t)s, 5), ('k1', 'write:data', '', '', %(old)s, 1), "
             "('k1', 'read:analytics', '', 'error_data', %(t)s, 2), ('k2', 'read:data', '', '', %(t)s, 1)",
             {"t": T, "old": T - timedelta(days=40)})
+        await conn.execute("INSERT INTO key_last_used VALUES ('k1', %s), ('k3', %s)",
+                           (T + timedelta(hours=1), T - timedelta(days=60)))
     for key_id in ("k1", "k2"):
         await store.append(key_id, 0, [KeyCreated(key_id=key_id, at=T - timedelta(days=100), name=key_id,
                                                   secret_hash="$argon2id$placeholder", prefix="kl",
@@ -140,9 +145,14 @@ async def test_the_report_reads_uses_since_a_time_and_the_last_rotation(pool: As
                                             start="kl_k1x")])
     await store.append("k1", 2, [KeyRotated(key_id="k1", at=T - timedelta(days=5), secret_hash="$argon2id$y",
                                             start="kl_k1y")])
-    for some in (["k1", "k3"], ["k1", *(f"x{n}" for n in range(5_000))]):  # a few keys asked, and many
-        used, last, rotated = await KeyUsage(db).read(some, T - timedelta(days=30))
-        assert {key: set(uses) for key, uses in used.items()} == {
-            "k1": {Use("read:data", "site-a"), Use("read:analytics", None, "error_data")}}
-        assert last == {"k1": T}
-        assert rotated == {"k1": T - timedelta(days=5)}
+    for some in (["k1", "k3"], ["k1", "k3", *(f"x{n}" for n in range(5_000))]):  # a few keys asked, and many
+        used = {key: (uses, last) for key, uses, last in await KeyUsage(db).read(some, T - timedelta(days=30))}
+        assert {key: (set(uses_of(uses or "")), last) for key, (uses, last) in used.items() if key in some} == {
+            "k1": ({Use("read:data", "site-a"), Use("read:analytics", None, "error_data")}, T + timedelta(hours=1)),
+            "k3": (set(), T - timedelta(days=60))}  # used long ago only: its last use, no uses
+        assert await KeyUsage(db).rotations(some) == {"k1": T - timedelta(days=5)}
+    assert await KeyUsage(db).rotations(None) == {"k1": T - timedelta(days=5)}
+    async with pool.connection() as conn:  # the same uses written in another order read as the same text
+        await conn.execute("DELETE FROM usage_grants WHERE key_id = 'k1' AND scope = 'read:data'")
+        await conn.execute("INSERT INTO usage_grants VALUES ('k1', 'read:data', 'site-a', '', %s, 5)", (T,))
+    assert (await KeyUsage(db).read(["k1"], T - timedelta(days=30))) == [("k1", used["k1"][0], T + timedelta(hours=1))]
