@@ -127,3 +127,33 @@ def test_the_pre_commit_hook_refuses_a_commit_that_adds_a_token(tmp_path: Path) 
     git(repo, "add", "settings.py")
     git(repo, "commit", "-q", "-m", "settings from the environment")  # without the token it goes through
     assert git(repo, "rev-list", "--count", "HEAD").stdout.strip() == "2"
+
+
+def test_the_detect_secrets_plugin_reports_tokens_and_no_look_alikes(tmp_path: Path) -> None:
+    plugin = subprocess.run([sys.executable, "-m", "keyledger.services.leaks.detect_secrets_plugin"],
+                            capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    key, credential = token.generate(secrets.token_bytes), token.generate(secrets.token_bytes, "klvc")
+    (tmp_path / "settings.py").write_text(f"import os\n\nKEY = '{key}'\nCALLER = 'Bearer {credential}'\n")
+    (tmp_path / "other.py").write_text(f"LOOKS_LIKE = '{look_alike(token.generate(secrets.token_bytes))}'\n")
+    done = subprocess.run([str(BIN / "detect-secrets"), "scan", "--plugin", plugin, "settings.py", "other.py"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)["results"]
+    ours = {(name, r["line_number"]) for name, found in results.items() for r in found
+            if r["type"] == "keyledger API key"}
+    assert ours == {("settings.py", 3), ("settings.py", 4)}
+    assert key not in done.stdout and credential not in done.stdout
+
+
+def test_the_gitleaks_rule_in_the_docs_matches_tokens() -> None:
+    import re
+    import tomllib
+
+    (rule,) = tomllib.loads((REPO_ROOT / "docs" / "gitleaks.toml").read_text())["rules"]
+    pattern = re.compile(rule["regex"])  # RE2 (gitleaks) and Python agree on this one
+    key, credential = token.generate(secrets.token_bytes), token.generate(secrets.token_bytes, "klvc")
+    for secret in (key, credential):
+        found = pattern.search(f'token: "{secret}"')
+        assert found is not None and found.group(rule["secretGroup"]) == secret
+        assert any(keyword in secret for keyword in rule["keywords"])
+    assert pattern.search("kl_" + "A" * 49) is None and pattern.search(f"x{key}") is None

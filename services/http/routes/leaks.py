@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Request, Response, post
 from litestar.di import NamedDependency
-from litestar.params import HeaderParameter
+from litestar.params import HeaderParameter, JSONBody
 
 from keyledger.domain.leaks import feedback
 from keyledger.services.http.auth import Gate
@@ -88,7 +88,7 @@ async def github_leaks(
 
 
 @post("/v1/leaks", status_code=202, responses=error_responses(400, 413, 429, 503))
-async def report_leaks(data: LeakReport, request: Request[Any, Any, Any], leaks: NamedDependency[LeakIntake],
+async def report_leaks(data: JSONBody[LeakReport], request: Request[Any, Any, Any], leaks: NamedDependency[LeakIntake],
                        gate: NamedDependency[Gate]) -> Response[Received]:
     """Report leaked keyledger tokens (no authentication: holding a secret is the authority to kill it).
     Always ``202 {"received": n}`` for up to 100 tokens, whatever they are; each well-formed one is then

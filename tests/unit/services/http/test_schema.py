@@ -39,6 +39,8 @@ ERRORS = {  # what each operation can answer besides success: the error body, al
     ("GET", "/v1/webhooks/{endpoint_id}/deliveries"): GUARDED | {400, 404},
     ("GET", "/v1/findings"): GUARDED | {400},
     ("POST", "/v1/findings/{finding_id}/acknowledge"): GUARDED | {400, 404},
+    ("POST", "/v1/leaks/github"): {400, 401, 413, 429, 503},  # signed by GitHub, not by a key
+    ("POST", "/v1/leaks"): {400, 413, 429, 503},  # public: no credentials
 }
 SUCCESS = {
     ("POST", "/v1/keys"): ("201", "KeyWithSecret"),
@@ -60,6 +62,7 @@ SUCCESS = {
     ("GET", "/v1/webhooks/{endpoint_id}/deliveries"): ("200", "DeliveryPage"),
     ("GET", "/v1/findings"): ("200", "FindingPage"),
     ("POST", "/v1/findings/{finding_id}/acknowledge"): ("200", "Finding"),
+    ("POST", "/v1/leaks"): ("202", "Received"),
 }
 KEY_FIELDS = {"id", "prefix", "start", "name", "description", "tags", "organization_id", "scopes", "access",
               "expires_at", "status", "version", "created_at", "updated_at", "revoked_at", "revoke_reason",
@@ -138,7 +141,7 @@ def test_guarded_operations_name_their_credentials(schema: dict[str, Any]) -> No
     assert set(schema["components"]["securitySchemes"]) == {"bearer", "apiKey", "gatewayCaller"}
     assert operations(schema)[("GET", "/v1/forward-auth")]["security"] == [{"gatewayCaller": []}, {}]
     for key, op in operations(schema).items():
-        if 401 in ERRORS[key] and key[1] not in ("/v1/verify", "/v1/forward-auth"):
+        if 401 in ERRORS[key] and key[1] not in ("/v1/verify", "/v1/forward-auth", "/v1/leaks/github"):
             assert op["security"] == [{"bearer": []}, {"apiKey": []}], key
 
 
