@@ -17,6 +17,9 @@ entry points     ``cli``: the ``keyledger`` command |
 composition      ``bootstrap``: the composition root, where every process kind is built from its settings:
                  the servers (the embedded stack when none is configured), the API, the verify side (also
                  the in-process verifier's), each worker role
+leaks            ``leaks``: the intake of leak reports (GitHub's signed batches, the public endpoint), the
+                 response to a confirmed leak through the key commands, the scanner and the detect-secrets
+                 plugin
 application      ``keys``: command handlers, the bootstrap admin key, verify credentials, key views |
                  ``verify``: verifier, verify callers, rate limiter, throttles, last-used |
                  ``cache``: the relay (store → JetStream), projector, live cache, replica roll, replay |
