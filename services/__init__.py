@@ -20,7 +20,8 @@ composition      ``bootstrap``: the composition root, where every process kind i
 leaks            ``leaks``: the intake of leak reports (GitHub's signed batches, the public endpoint), the
                  response to a confirmed leak through the key commands, the scanner and the detect-secrets
                  plugin
-application      ``keys``: command handlers, the bootstrap admin key, verify credentials, key views |
+application      ``keys``: command handlers, the bootstrap admin key, verify credentials, key views, the
+                 hygiene report |
                  ``verify``: verifier, verify callers, rate limiter, throttles, last-used |
                  ``cache``: the relay (store → JetStream), projector, live cache, replica roll, replay |
                  ``audit``: usage emitter, audit sink, signed export and its verification |

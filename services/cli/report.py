@@ -11,7 +11,8 @@ from keyledger.domain.key import KeyState
 from keyledger.projections.key_cache import apply
 from keyledger.services.bootstrap.runtime import open_runtime
 from keyledger.services.config import Settings
-from keyledger.services.keys.hygiene import HygieneReport, HygieneReports, hygiene_rules
+from keyledger.services.keys.hygiene import HygieneReports, hygiene_rules
+from keyledger.services.keys.hygiene_views import HygieneReport
 from keyledger.services.storage.usage_grants import KeyUsage
 
 

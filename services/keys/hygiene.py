@@ -1,7 +1,8 @@
 """The hygiene report (``GET /v1/reports/hygiene``, ``keyledger report hygiene``, the dashboard's Hygiene page):
 every active key with its last use, age, last rotation, expiry, ``issues`` and, for an overprivileged key, the
-least-privilege ``suggestion`` (``domain.hygiene``), as a ``PATCH /v1/keys/{id}`` body. Read from the keys'
-states, ``key_last_used`` and ``usage_grants`` (the uses of the last ``unused_days``): never from usage rows."""
+least-privilege ``suggestion`` (``domain.hygiene``, ``domain.least_privilege``), as a ``PATCH /v1/keys/{id}``
+body. Built from the keys' states, ``key_last_used``, ``usage_grants`` (the uses of the last ``unused_days``) and
+the store's ``key.rotated`` events: never from usage rows. Shown as ``hygiene_views`` says."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import asyncio
 import contextlib
 import gc
 import operator
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -28,65 +29,16 @@ from keyledger.domain.hygiene import (
 from keyledger.domain.key import KeyState
 from keyledger.domain.least_privilege import narrower
 from keyledger.services.config import Settings
+from keyledger.services.keys.hygiene_views import (
+    Grant,
+    HygieneItem,
+    HygieneReport,
+    HygieneRules,
+    HygieneSuggestion,
+    Patch,
+    grants_of,
+)
 from keyledger.services.storage.usage_grants import uses_of
-
-
-class Grant(msgspec.Struct, kw_only=True, gc=False, omit_defaults=True):
-    """An access entry as the API shows it: ``scopes`` on ``resource`` (``id``: the website)."""
-
-    resource: str
-    scopes: list[str]
-    id: str | None = None
-
-
-class Patch(msgspec.Struct, kw_only=True, gc=False):
-    """A ``PATCH /v1/keys/{id}`` body that replaces the key's grants: global ``scopes`` and ``access``."""
-
-    scopes: list[str]
-    access: list[Grant]
-
-
-class HygieneSuggestion(msgspec.Struct, kw_only=True, gc=False):
-    """The narrowest access the key's uses needed, as a ``patch`` to send as it is (with ``If-Match``), and
-    the held grants it would remove (``unused_grants``)."""
-
-    patch: Patch
-    unused_grants: list[Grant]
-
-
-class HygieneItem(msgspec.Struct, kw_only=True, gc=False):
-    """One active key: who it is, how it is kept, what needs attention."""
-
-    id: str
-    name: str
-    start: str
-    organization_id: str | None
-    version: int  # send it as If-Match with the suggestion's patch
-    created_at: datetime
-    age_days: int
-    last_used_at: datetime | None
-    last_rotated_at: datetime | None  # null: never rotated (its secret dates from created_at)
-    expires_at: datetime | None
-    issues: tuple[str, ...]
-    suggestion: HygieneSuggestion | None
-
-
-class HygieneRules(msgspec.Struct, kw_only=True):
-    """The thresholds the report applied, in days."""
-
-    unused_days: int
-    rotate_days: int
-    expiring_days: int
-
-
-class HygieneReport(msgspec.Struct, kw_only=True):
-    """Every active key the caller may see (ordered by id), with how many keys have each issue."""
-
-    generated_at: datetime
-    organization_id: str | None
-    rules: HygieneRules
-    summary: dict[str, int]
-    items: list[HygieneItem]
 
 
 class UsageReads(Protocol):
@@ -161,7 +113,7 @@ class HygieneReports:
 
     def encode(self, report: HygieneReport) -> bytes:
         """``report`` as JSON (what encoding it with msgspec gives), each item's JSON remembered while the item
-        stays the one this reports keeps for its key."""
+        is the one remembered for its key."""
         items: list[bytes] = []
         for item in report.items:
             known = self._encoded.get(item.id)
@@ -217,22 +169,6 @@ class HygieneReports:
 def hygiene_rules(settings: Settings) -> Rules:
     """The report's thresholds from the settings (``KEYLEDGER_HYGIENE_UNUSED_DAYS``, ``_ROTATE_DAYS``)."""
     return Rules(unused_days=settings.hygiene_unused_days, rotate_days=settings.hygiene_rotate_days)
-
-
-def grants_of(entries: Iterable[AccessEntry]) -> tuple[list[str], list[Grant]]:
-    """Global scopes (sorted) and the resource-scoped entries, as the HTTP API shows a key's access."""
-    scopes: set[str] = set()
-    access: list[Grant] = []
-    for entry in entries:
-        if entry.resource == "global":
-            scopes.update(entry.scopes)
-        else:
-            access.append(_grant(entry))
-    return sorted(scopes), access
-
-
-def _grant(entry: AccessEntry) -> Grant:
-    return Grant(resource=entry.resource, id=entry.id, scopes=list(entry.scopes))
 
 
 @contextlib.contextmanager

@@ -25,7 +25,8 @@ from keyledger.services.http.dashboard.words import access_words
 from keyledger.services.http.ports import KeyDirectory
 from keyledger.services.http.routes.keys import KeyId, visible_key
 from keyledger.services.http.routes.reports import keys_of
-from keyledger.services.keys.hygiene import Grant, HygieneItem, HygieneReports, Patch
+from keyledger.services.keys.hygiene import HygieneReports
+from keyledger.services.keys.hygiene_views import Grant, HygieneItem, Patch
 from keyledger.services.keys.service import KeyService
 from keyledger.services.keys.views import join_access
 

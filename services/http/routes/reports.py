@@ -15,7 +15,8 @@ from keyledger.domain.key import KeyState
 from keyledger.services.http.errors import ApiError, error_responses
 from keyledger.services.http.guards import SECURITY, admin_guard
 from keyledger.services.http.ports import KeyDirectory
-from keyledger.services.keys.hygiene import HygieneReport, HygieneReports
+from keyledger.services.keys.hygiene import HygieneReports
+from keyledger.services.keys.hygiene_views import HygieneReport
 
 Organization = Annotated[str | None, QueryParameter(pattern=r"^[^\x00]*$", max_length=200, description=(
     "Only this organization's keys (an organization's admin: its own, which is also the default)"))]

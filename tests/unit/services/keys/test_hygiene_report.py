@@ -14,7 +14,8 @@ import msgspec
 from keyledger.domain.access import AccessEntry
 from keyledger.domain.key import KeyState
 from keyledger.domain.least_privilege import Use
-from keyledger.services.keys.hygiene import HygieneReport, HygieneReports
+from keyledger.services.keys.hygiene import HygieneReports
+from keyledger.services.keys.hygiene_views import HygieneReport
 
 NOW = datetime(2030, 6, 1, tzinfo=UTC)
 GLOBAL = (AccessEntry(resource="global", scopes=("read:data", "write:data", "read:export")),)
