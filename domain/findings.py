@@ -19,8 +19,11 @@ import msgspec
 
 REVOKED_KEY_USED, NEW_NETWORK, MANY_NETWORKS = "revoked_key_used", "new_network", "many_networks"
 SECRET_GUESSING, SCOPE_PROBING, VOLUME_SPIKE = "secret_guessing", "scope_probing", "volume_spike"
+LEAKED_KEY = "leaked_key"  # a live secret reported leaked while KEYLEDGER_LEAK_POLICY=notify keeps the key
 SEVERITY: dict[str, str] = {REVOKED_KEY_USED: "high", NEW_NETWORK: "medium", MANY_NETWORKS: "high",
-                            SECRET_GUESSING: "medium", SCOPE_PROBING: "medium", VOLUME_SPIKE: "low"}
+                            SECRET_GUESSING: "medium", SCOPE_PROBING: "medium", VOLUME_SPIKE: "low",
+                            LEAKED_KEY: "high"}
+REPORTED_KINDS = (LEAKED_KEY,)  # raised by the leak intake, not from usage events: a rebuild keeps them
 KINDS: tuple[str, ...] = tuple(SEVERITY)  # every kind, as the API and the settings spell them
 SEVERITIES = ("low", "medium", "high")
 OPEN, ACKNOWLEDGED = "open", "acknowledged"

@@ -13,7 +13,7 @@ from pathlib import Path
 import msgspec
 
 from keyledger.domain.findings import KINDS as FINDING_KINDS
-from keyledger.domain.findings import Thresholds
+from keyledger.domain.findings import REPORTED_KINDS, Thresholds
 from keyledger.domain.token import DEFAULT_PREFIX, is_valid_prefix
 
 
@@ -293,10 +293,11 @@ def finding_thresholds(env: Mapping[str, str]) -> Thresholds:
 def auto_revoke(raw: str) -> tuple[str, ...]:
     """``KEYLEDGER_FINDINGS_AUTO_REVOKE``: kinds of finding, separated by commas or spaces."""
     kinds = tuple(dict.fromkeys(raw.replace(",", " ").split()))
-    unknown = [kind for kind in kinds if kind not in FINDING_KINDS]
+    watched = [kind for kind in FINDING_KINDS if kind not in REPORTED_KINDS]  # leaks: KEYLEDGER_LEAK_POLICY
+    unknown = [kind for kind in kinds if kind not in watched]
     if unknown:
         raise SettingsError(f"KEYLEDGER_FINDINGS_AUTO_REVOKE: {unknown[0][:40]!r} is no kind of finding; the kinds are "
-                            f"{', '.join(FINDING_KINDS)}")
+                            f"{', '.join(watched)} (a leaked key is revoked by KEYLEDGER_LEAK_POLICY=revoke)")
     return kinds
 
 

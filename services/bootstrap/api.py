@@ -92,6 +92,7 @@ async def open_api(settings: Settings) -> AsyncIterator[Api]:
         leaks = LeakIntake(keys, runtime.hasher, side.queue, VerifyCredentials(db), runtime.clock,
                            prefix=settings.token_prefix, policy=settings.leak_policy, callers=callers,
                            github=GitHubKeys(settings.leak_github_keys_file, settings.leak_github_keys_url),
+                           findings=FindingTable(db),
                            reports_per_minute=settings.leak_reports_per_minute)
         run_beside(stack, [leaks.run])
         yield Api(verify=side, keys=keys, callers=callers, auth_failures=auth_failures, audit=AuditQueries(db),

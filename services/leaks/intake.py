@@ -7,7 +7,8 @@ credential against the SHA-256 digests of the active ones. A confirmed leak, und
 
 * ``revoke`` (default): ``key.leak_reported`` and ``key.revoked`` (reason ``leaked: reported by <source> at
   <url>``, actor ``leak-intake``) in one append, which returns once every replica holds it;
-* ``notify``: ``key.leak_reported`` only; the key keeps working and a warning is logged;
+* ``notify``: ``key.leak_reported`` only; the key keeps working, a high-severity ``leaked_key`` finding is
+  raised (or grown) and a warning is logged;
 
 and a leak of the old secret inside a grace period ends the grace period (the current secret keeps working).
 Verify credentials have no event stream: a leaked one is revoked (policy ``revoke``) and logged.
@@ -25,6 +26,7 @@ import msgspec
 from keyledger.domain import token
 from keyledger.domain.commands import MAX_LEAK_URL_LENGTH, MAX_REPORTER_LENGTH
 from keyledger.domain.errors import Busy, ConcurrencyError, KeyNotFound, KeyRevokedError, ValidationError
+from keyledger.domain.findings import LEAKED_KEY, Match
 from keyledger.domain.key import KeyState
 from keyledger.domain.leaks import parse_reported
 from keyledger.domain.recorded import Metadata
@@ -32,6 +34,7 @@ from keyledger.services.clock import Clock, epoch
 from keyledger.services.hashing import Argon2Queue, SecretHasher, credential_digest
 from keyledger.services.keys.service import KeyService
 from keyledger.services.leaks.github import GitHubKeys
+from keyledger.services.storage.findings import FindingTable
 from keyledger.services.storage.verify_credentials import VerifyCredentials
 from keyledger.services.verify.callers import VerifyCallers
 from keyledger.services.verify.throttles import FailureThrottle, RateDecision
@@ -65,6 +68,7 @@ class LeakIntake:
     def __init__(self, keys: KeyService, hasher: SecretHasher, queue: Argon2Queue, credentials: VerifyCredentials,
                  clock: Clock, *, prefix: str = token.DEFAULT_PREFIX, policy: str = "revoke",
                  callers: VerifyCallers | None = None, github: GitHubKeys | None = None,
+                 findings: FindingTable | None = None,
                  reports_per_minute: int = 10, pending: int = 100) -> None:
         if policy not in POLICIES:
             raise ValueError(f"leak policy must be one of {', '.join(POLICIES)}")
@@ -72,6 +76,7 @@ class LeakIntake:
         self._clock, self._prefix, self._policy, self._callers = clock, prefix, policy, callers
         self._pending: asyncio.Queue[Report] = asyncio.Queue(maxsize=pending)
         self.github = github or GitHubKeys(None)  # checks the code host's signatures
+        self._findings = findings  # where policy notify raises a finding (None: only the log line)
         self._per_client = FailureThrottle(reports_per_minute, clock=epoch(clock))
         self.handled = 0  # public reports handled (for tests and metrics)
 
@@ -187,9 +192,19 @@ class LeakIntake:
             log.warning("key %s (%s) leaked, reported by %s at %s: revoked", key_id, state.start, report.source,
                         url or "-")
         else:
+            raised = await self._raise_finding(state, report.source, url, reporter)
             log.warning("key %s (%s) leaked, reported by %s at %s: KEYLEDGER_LEAK_POLICY=notify keeps it active; "
-                        "rotate or revoke it now (key.leak_reported is in its history and goes to webhooks)",
-                        key_id, state.start, report.source, url or "-")
+                        "rotate or revoke it now (key.leak_reported is in its history and goes to webhooks; %s)",
+                        key_id, state.start, report.source, url or "-",
+                        f"high-severity finding {raised}" if raised else "no finding raised")
+
+    async def _raise_finding(self, state: KeyState, source: str, url: str, reporter: str) -> str | None:
+        """The id of the ``leaked_key`` finding raised (or grown) for the key; None without a findings table."""
+        if self._findings is None:
+            return None
+        match = Match(kind=LEAKED_KEY, subject="", at=self._clock(),
+                      evidence={"source": source, "url": url, "reporter": reporter, "start": state.start})
+        return (await self._findings.record(match, state.key_id, state.organization_id)).id
 
     async def _credential(self, reported: str, credential_id: str, report: Report) -> bool:
         active = await self._credentials.active()

@@ -12,7 +12,8 @@ import msgspec
 from psycopg import AsyncConnection
 
 from keyledger.domain.errors import ValidationError
-from keyledger.domain.findings import KINDS, STATUSES, Finding
+from keyledger.domain.findings import KINDS, STATUSES, Finding, Match, Thresholds, recorded
+from keyledger.domain.findings import finding_id as domain_finding_id
 from keyledger.services.storage.database import Database
 
 _COLUMNS = ("id, kind, severity, key_id, organization_id, subject, first_seen, last_seen, count, evidence, status, "
@@ -115,6 +116,17 @@ class FindingTable:
             await conn.execute("UPDATE findings SET status = 'acknowledged', acknowledged_at = %s, "
                                "acknowledged_by = %s WHERE id = %s AND status = 'open'", (at, by, found))
             return (await load_findings(conn, [str(found)])).get(str(found))
+
+    async def record(self, match: Match, key_id: str, organization_id: str | None) -> Finding:
+        """Raise the finding ``match`` names for the key, or grow the one it already has (e.g. a leak
+        report: :data:`~keyledger.domain.findings.REPORTED_KINDS`)."""
+        finding_id = domain_finding_id(match.kind, key_id, match.subject)
+        async with self._db._connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (finding_id,))
+            existing = (await load_findings(conn, [finding_id])).get(finding_id)
+            finding = recorded(existing, match, key_id, organization_id, Thresholds())
+            await save_findings(conn, [finding])
+        return finding
 
     async def due(self, limit: int = 100) -> list[Finding]:
         """Findings whose automatic revocation is still to be done."""

@@ -17,7 +17,7 @@ from psycopg import AsyncConnection
 
 from keyledger.domain.events import decode_event
 from keyledger.domain.finding_rules import Profile
-from keyledger.domain.findings import Finding
+from keyledger.domain.findings import REPORTED_KINDS, Finding
 from keyledger.domain.key import KeyState, fold
 from keyledger.domain.notices import Notice
 from keyledger.domain.usage import USAGE_COLUMNS, UsageEvent
@@ -103,7 +103,7 @@ class Rebuild(WatchTransaction):
         kept = {row[0]: row[1:] for row in await cur.fetchall()}
         rebuilt = [msgspec.structs.replace(f, status=kept[f.id][0], acknowledged_at=kept[f.id][1],
                                            acknowledged_by=kept[f.id][2]) if f.id in kept else f for f in findings]
-        await self._conn.execute("DELETE FROM findings")
+        await self._conn.execute("DELETE FROM findings WHERE kind <> ALL(%s)", (list(REPORTED_KINDS),))
         await self._conn.execute("DELETE FROM watch_profiles")
         await self.save(profiles, rebuilt, (), ())
         responses = [(f.id, kept[f.id][3]) for f in rebuilt if f.id in kept and kept[f.id][3] is not None]

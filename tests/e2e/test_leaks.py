@@ -224,5 +224,20 @@ def test_policy_notify_records_the_leak_and_keeps_the_key(start_server: StartSer
         until_sync(lambda: [e["action"] for e in lifecycle(client, admin, key["id"])][0] == "key.leak_reported",
                    timeout=20, what="the leak to be recorded")
         assert verify(client, key["secret"], "read:data")["code"] == "VALID"
+        (finding,) = until_sync(lambda: leak_findings(client, admin, key["id"]), timeout=20,
+                                what="the leaked_key finding")
+        assert (finding["severity"], finding["status"], finding["count"]) == ("high", "open", 1)
+        assert finding["evidence"]["source"] == "scanner" and finding["evidence"]["url"] == "src/settings.py"
+        assert key["secret"] not in json.dumps(finding)
+        cli(api, "watch", "rebuild")  # findings rebuilt from the usage table keep the reported ones
+        assert [f["id"] for f in leak_findings(client, admin, key["id"])] == [finding["id"]]
     until_sync(lambda: "KEYLEDGER_LEAK_POLICY=notify keeps it active" in api.log(), timeout=10,
                what="the warning about the leaked key")
+    assert f"high-severity finding {finding['id']}" in api.log()
+
+
+def leak_findings(client: httpx.Client, admin: str, key_id: str) -> list[dict[str, Any]]:
+    response = client.get("/v1/findings", params={"key_id": key_id, "kind": "leaked_key"},
+                          headers={"x-api-key": admin})
+    assert response.status_code == 200, response.text
+    return response.json()["items"]  # type: ignore[no-any-return]

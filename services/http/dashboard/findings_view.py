@@ -13,6 +13,7 @@ KIND_WORDS = {
     "revoked_key_used": "Revoked or expired key used", "new_network": "Used from a new network",
     "many_networks": "Used from many networks", "secret_guessing": "Wrong secrets for this key",
     "scope_probing": "Scopes or resources probed", "volume_spike": "Unusual volume",
+    "leaked_key": "Secret reported leaked",
 }
 assert set(KIND_WORDS) == set(KINDS)
 KEY_FINDINGS_SHOWN = 20  # findings a key's detail view lists (newest first)
@@ -45,6 +46,10 @@ def evidence_words(finding: Finding) -> str:
         case "volume_spike":
             return (f"{e.get('uses')} uses in the hour from {e.get('hour')}, at least {e.get('factor')} times the "
                     f"hourly median of {e.get('hourly_median')}.")
+        case "leaked_key":
+            where = f" at {e.get('url')}" if e.get("url") else ""
+            return (f"Its secret ({e.get('start')}…) was reported leaked by {e.get('source')}{where}; "
+                    "KEYLEDGER_LEAK_POLICY=notify keeps it working: rotate or revoke it.")
     return ""
 
 

@@ -27,7 +27,8 @@ def match(kind: str = "secret_guessing", subject: str = "", at: datetime = T0, n
 
 def test_the_six_kinds_and_their_severities() -> None:
     assert SEVERITY == {"revoked_key_used": "high", "new_network": "medium", "many_networks": "high",
-                        "secret_guessing": "medium", "scope_probing": "medium", "volume_spike": "low"}
+                        "secret_guessing": "medium", "scope_probing": "medium", "volume_spike": "low",
+                        "leaked_key": "high"}
     assert KINDS == tuple(SEVERITY)
 
 
