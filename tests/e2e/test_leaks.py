@@ -191,6 +191,12 @@ def test_public_reports_revoke_live_keys_end_grace_periods_and_answer_alike(star
         assert flood.json() == {"success": False, "error": flood.json()["error"], "code": "RATE_LIMITED"}
         assert int(flood.headers["Retry-After"]) >= 1
         assert verify(client, new, "read:data")["code"] == "VALID"  # the refused report changed nothing
+        export = client.get("/v1/audit/export", params={"format": "ndjson"}, headers={"x-api-key": admin})
+        assert export.status_code == 200, export.text
+        leaks_exported = [json.loads(line) for line in export.text.splitlines() if "key.leak_reported" in line]
+        assert sorted(r["key_id"] for r in leaks_exported) == sorted([live["id"], rotating["id"]])
+        assert all(r["actor"] == "leak-intake" for r in leaks_exported)
+        assert live["secret"] not in export.text and old not in export.text
 
     # the event in the history, as of its time and after a replay
     shown = cli(api, "keys", "show", rotating["id"])
