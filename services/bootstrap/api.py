@@ -20,6 +20,7 @@ from keyledger.services.keys.hygiene import HygieneReports, hygiene_rules
 from keyledger.services.keys.service import KeyService
 from keyledger.services.leaks.github import GitHubKeys
 from keyledger.services.leaks.intake import LeakIntake
+from keyledger.services.leaks.response import LeakResponse
 from keyledger.services.messaging.connection import connect_in_background
 from keyledger.services.observe.sampling import ApiGauges
 from keyledger.services.parent import end_with_parent
@@ -89,10 +90,11 @@ async def open_api(settings: Settings) -> AsyncIterator[Api]:
         run_beside(stack, works)
         keys = runtime.key_service(on_events=side.cache.apply_local, queue=side.queue, barrier=side.roll.wait_for)
         auth_failures = FailureThrottle(settings.auth_failure_limit, clock=epoch(runtime.clock))
-        leaks = LeakIntake(keys, runtime.hasher, side.queue, VerifyCredentials(db), runtime.clock,
-                           prefix=settings.token_prefix, policy=settings.leak_policy, callers=callers,
+        response = LeakResponse(keys, VerifyCredentials(db), runtime.clock, policy=settings.leak_policy,
+                                callers=callers, findings=FindingTable(db))
+        leaks = LeakIntake(keys, runtime.hasher, side.queue, VerifyCredentials(db), runtime.clock, response,
+                           prefix=settings.token_prefix,
                            github=GitHubKeys(settings.leak_github_keys_file, settings.leak_github_keys_url),
-                           findings=FindingTable(db),
                            reports_per_minute=settings.leak_reports_per_minute)
         run_beside(stack, [leaks.run])
         yield Api(verify=side, keys=keys, callers=callers, auth_failures=auth_failures, audit=AuditQueries(db),

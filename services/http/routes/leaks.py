@@ -16,7 +16,8 @@ from keyledger.domain.leaks import feedback
 from keyledger.services.http.auth import Gate
 from keyledger.services.http.errors import ApiError, auth_required, error_responses
 from keyledger.services.leaks.github import IDENTIFIER_HEADER, SIGNATURE_HEADER
-from keyledger.services.leaks.intake import LeakIntake, Report
+from keyledger.services.leaks.intake import LeakIntake
+from keyledger.services.leaks.response import Report
 
 MAX_TOKENS = 100  # per public report
 
