@@ -76,6 +76,13 @@ def notices_of(database_url: str, key_id: str) -> list[tuple[str, str, dict[str,
     return [(row[0], row[1], row[2]) for row in rows]
 
 
+def grace_deadlines(database_url: str, key_id: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        (count,) = conn.execute("SELECT count(*) FROM webhook_deadlines WHERE key_id = %s AND type = 'key.grace_ended'",
+                                (key_id,)).fetchone() or (0,)
+    return int(count)
+
+
 def test_a_signed_github_report_revokes_a_live_key_on_every_replica_before_it_answers(
         start_server: StartServer, tmp_path: Path) -> None:
     github, stranger = Signer(IDENTIFIER), Signer("0" * 64)
@@ -164,6 +171,8 @@ def test_public_reports_revoke_live_keys_end_grace_periods_and_answer_alike(star
         assert rotated.status_code == 200, rotated.text
         old, new = rotating["secret"], rotated.json()["secret"]
         assert verify(client, old, "read:data")["code"] == "VALID"
+        until_sync(lambda: grace_deadlines(api.database_url, rotating["id"]) == 1, timeout=20,
+                   what="the key.grace_ended notice to be scheduled")
 
         garbage = client.post("/v1/leaks", json={"tokens": ["nonsense", look_alike(live["secret"]), 42]})
         real = client.post("/v1/leaks", json={"tokens": [live["secret"]], "url": "https://paste.example/abc",
@@ -182,6 +191,8 @@ def test_public_reports_revoke_live_keys_end_grace_periods_and_answer_alike(star
         assert verify(client, new, "read:data")["code"] == "VALID"  # the current secret keeps working
         after = key_of(client, admin, rotating["id"])
         assert after["status"] == "active" and after["previous_secret_valid_until"] is None
+        until_sync(lambda: notices_of(api.database_url, rotating["id"]), timeout=20, what="the leak's notice")
+        assert grace_deadlines(api.database_url, rotating["id"]) == 0  # the grace period ended now, not later
 
         too_many = client.post("/v1/leaks", json={"tokens": ["x"] * 101})
         assert too_many.status_code == 400 and too_many.json()["code"] == "VALIDATION_ERROR"
