@@ -44,7 +44,7 @@ from keyledger.services.storage.usage_grants import uses_of
 class UsageReads(Protocol):
     """What the report reads of the keys' use (``storage.usage_grants.KeyUsage``)."""
 
-    async def read(self, key_ids: Sequence[str], since: datetime) -> list[tuple[str, str | None, datetime]]:
+    async def read(self, key_ids: Sequence[str], since: datetime) -> list[Used]:
         """``(key_id, uses, last_used_at)`` of keys ever used (all of ``key_ids`` that were, maybe others):
         their uses after ``since`` as one text (equal texts, equal uses; ``storage.usage_grants.uses_of``
         decodes it) and when each was last used."""
@@ -56,11 +56,11 @@ class UsageReads(Protocol):
 
 
 Suggested = tuple[tuple[AccessEntry, ...], str, HygieneSuggestion | None]  # access, uses -> suggestion
-# state, uses, last use, last rotation, and from when until when its issues and age hold -> the item
-Reported = tuple[KeyState, str, datetime | None, datetime | None, datetime, datetime, HygieneItem]
+Used = tuple[str, str | None, datetime]  # key id, its uses as one text (None: none), its last use
+# state, what was read of its use and rotation, and from when until when its issues and age hold -> the item
+Reported = tuple[KeyState, Used | None, datetime | None, datetime, datetime, HygieneItem]
 _encoder = msgspec.json.Encoder()
 _REMEMBER = 100_000  # keys remembered (then forgotten all at once, as domain.access does)
-_NEVER: tuple[str, None] = ("", None)
 _KEY_ID = operator.attrgetter("key_id")
 
 
@@ -97,11 +97,17 @@ class HygieneReports:
             self._items.clear()
             self._encoded.clear()
         with _gc_paused():  # thousands of acyclic objects: no collection rescans the process for them
-            by_key = {key_id: (uses or "", last) for key_id, uses, last in used}
-            at, items = cutoffs(now, self.rules), []
+            by_key = {row[0]: row for row in used}
+            at, items, remembered = cutoffs(now, self.rules), [], self._items
             for state in active:
-                uses, last_used_at = by_key.get(state.key_id, _NEVER)
-                items.append(self._item(state, now, at, uses, last_used_at, rotated.get(state.key_id)))
+                key_id = state.key_id
+                row, last_rotated_at = by_key.get(key_id), rotated.get(key_id)
+                known = remembered.get(key_id)
+                if known is not None and known[0] is state and known[1] == row and known[2] == last_rotated_at \
+                        and known[3] <= now < known[4]:
+                    items.append(known[5])  # nothing it depends on changed
+                else:
+                    items.append(self._item(state, now, at, row, last_rotated_at))
         summary = dict.fromkeys(ISSUES, 0)
         for item in items:
             for issue in item.issues:
@@ -133,12 +139,9 @@ class HygieneReports:
             self._rotations = (position, known)
         return known
 
-    def _item(self, state: KeyState, now: datetime, at: Cutoffs, uses: str, last_used_at: datetime | None,
+    def _item(self, state: KeyState, now: datetime, at: Cutoffs, row: Used | None,
               last_rotated_at: datetime | None) -> HygieneItem:
-        known = self._items.get(state.key_id)
-        if known is not None and known[0] is state and known[1] == uses and known[2] == last_used_at \
-                and known[3] == last_rotated_at and known[4] <= now < known[5]:
-            return known[6]
+        uses, last_used_at = (row[1] or "", row[2]) if row is not None else ("", None)
         issued = last_rotated_at or state.created_at
         suggestion = self._suggestion(state, uses) if uses else None
         issues = issues_of(state, at, last_used_at=last_used_at, secret_issued_at=issued,
@@ -149,7 +152,7 @@ class HygieneReports:
             last_used_at=last_used_at, last_rotated_at=last_rotated_at, expires_at=state.expires_at, issues=issues,
             suggestion=suggestion)
         until = next_change(state, now, last_used_at=last_used_at, secret_issued_at=issued, rules=self.rules)
-        self._items[state.key_id] = (state, uses, last_used_at, last_rotated_at, now, until, item)
+        self._items[state.key_id] = (state, row, last_rotated_at, now, until, item)
         return item
 
     def _suggestion(self, state: KeyState, uses: str) -> HygieneSuggestion | None:
