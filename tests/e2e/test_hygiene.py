@@ -104,6 +104,10 @@ def test_the_report_is_scoped_like_the_keys_and_the_cli_prints_it(client: httpx.
     assert report(client, auditor, organization_id="a\x00b").json()["code"] == "VALIDATION_ERROR"
 
     suggested(client, org_admin["secret"], mine["id"])  # the sink stored the verify: the CLI sees it too
+    # the organization's admin only managed keys: what it used of its grants is admin:apikeys
+    assert suggested(client, org_admin["secret"], org_admin["id"])["suggestion"] == {
+        "patch": {"scopes": ["admin:apikeys"], "access": []},
+        "unused_grants": [{"resource": "global", "scopes": ["read:data"]}]}
     cli = Cli(api.database_url, api.nats_url)
     cli.env.update(clock.start_env())
     printed = cli.json("report", "hygiene", "--org", "org-a")
