@@ -24,6 +24,7 @@ from keyledger.services.storage.webhooks import Delivery, Endpoint
 from keyledger.services.webhooks.endpoints import WebhookService
 
 EndpointId = Annotated[str, PathParameter(description="The endpoint id (wh_...)")]
+ONE_ENDPOINT = error_responses(400, 401, 403, 404, 429, 503)  # what a call naming one endpoint may answer
 
 
 class CreateWebhookRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -111,7 +112,7 @@ async def list_webhooks(webhooks: NamedDependency[WebhookService], admin: NamedD
     return WebhookList(items=[webhook_of(e) for e in await webhooks.listed(admin.organization_id)])
 
 
-@get("/v1/webhooks/{endpoint_id:str}", responses=error_responses(401, 403, 404, 429, 503), guards=[admin_guard],
+@get("/v1/webhooks/{endpoint_id:str}", responses=ONE_ENDPOINT, guards=[admin_guard],
      security=SECURITY)
 async def get_webhook(endpoint_id: EndpointId, webhooks: NamedDependency[WebhookService],
                       admin: NamedDependency[KeyState]) -> Webhook:
@@ -119,7 +120,7 @@ async def get_webhook(endpoint_id: EndpointId, webhooks: NamedDependency[Webhook
     return webhook_of(await webhooks.get(endpoint_id, admin.organization_id))
 
 
-@delete("/v1/webhooks/{endpoint_id:str}", status_code=204, responses=error_responses(401, 403, 404, 429, 503),
+@delete("/v1/webhooks/{endpoint_id:str}", status_code=204, responses=ONE_ENDPOINT,
         guards=[admin_guard], security=SECURITY)
 async def delete_webhook(endpoint_id: EndpointId, webhooks: NamedDependency[WebhookService],
                          admin: NamedDependency[KeyState]) -> None:
@@ -127,7 +128,7 @@ async def delete_webhook(endpoint_id: EndpointId, webhooks: NamedDependency[Webh
     await webhooks.delete(endpoint_id, admin.organization_id)
 
 
-@post("/v1/webhooks/{endpoint_id:str}/enable", status_code=200, responses=error_responses(401, 403, 404, 429, 503),
+@post("/v1/webhooks/{endpoint_id:str}/enable", status_code=200, responses=ONE_ENDPOINT,
       guards=[admin_guard], security=SECURITY)
 async def enable_webhook(endpoint_id: EndpointId, webhooks: NamedDependency[WebhookService],
                          admin: NamedDependency[KeyState]) -> Webhook:
@@ -135,7 +136,7 @@ async def enable_webhook(endpoint_id: EndpointId, webhooks: NamedDependency[Webh
     return webhook_of(await webhooks.set_status(endpoint_id, "active", admin.organization_id))
 
 
-@post("/v1/webhooks/{endpoint_id:str}/disable", status_code=200, responses=error_responses(401, 403, 404, 429, 503),
+@post("/v1/webhooks/{endpoint_id:str}/disable", status_code=200, responses=ONE_ENDPOINT,
       guards=[admin_guard], security=SECURITY)
 async def disable_webhook(endpoint_id: EndpointId, webhooks: NamedDependency[WebhookService],
                           admin: NamedDependency[KeyState]) -> Webhook:
@@ -143,7 +144,7 @@ async def disable_webhook(endpoint_id: EndpointId, webhooks: NamedDependency[Web
     return webhook_of(await webhooks.set_status(endpoint_id, "disabled", admin.organization_id))
 
 
-@get("/v1/webhooks/{endpoint_id:str}/deliveries", responses=error_responses(400, 401, 403, 404, 429, 503),
+@get("/v1/webhooks/{endpoint_id:str}/deliveries", responses=ONE_ENDPOINT,
      guards=[admin_guard], security=SECURITY)
 async def list_deliveries(endpoint_id: EndpointId, webhooks: NamedDependency[WebhookService],
                           admin: NamedDependency[KeyState], cursor: Annotated[str | None, QueryParameter()] = None,
