@@ -37,7 +37,9 @@ def suggested(client: httpx.Client, admin: str, key_id: str) -> dict[str, Any]:
     def ready() -> dict[str, Any] | None:
         item = item_of(client, admin, key_id)
         return item if item is not None and item["suggestion"] is not None else None
-    return until_sync(ready, timeout=20, interval=0.2, what=f"a suggestion for key {key_id}")
+    found = until_sync(ready, timeout=20, interval=0.2, what=f"a suggestion for key {key_id}")
+    assert found is not None
+    return found
 
 
 def test_applying_the_suggestion_keeps_what_the_key_used_and_refuses_the_rest(client: httpx.Client, admin: str,
