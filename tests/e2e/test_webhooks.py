@@ -270,3 +270,32 @@ def test_the_dashboard_registers_an_endpoint_and_shows_its_secret_once(server: A
         assert refused.status_code == 400 and "169.254.169.254 is a link-local" in refused.text
         forged = browser.post("/dashboard/webhooks", data={**form, "csrf_token": "forged"})
         assert forged.status_code == 403
+
+
+def test_findings_and_leaks_arrive_as_signed_webhooks(api: httpx.Client, root: str, receiver: Receiver,
+                                                      server: ApiServer) -> None:
+    """The watch's key.finding and leak intake's key.leak_reported reach a receiver like every other notice."""
+    register(api, root, receiver, "watched", events=["key.finding", "key.leak_reported"])
+    admin = {"x-api-key": root}
+    used = create(api, root, name="revoked but used", scopes=["read:data"])
+    assert api.post(f"/v1/keys/{used['id']}/revoke", json={"reason": "retired"}, headers=admin).status_code == 200
+    refused = api.post("/v1/verify", json={"key": used["secret"], "scope": "read:data", "ip": "198.51.100.7"})
+    assert refused.status_code == 200 and refused.json()["code"] == "REVOKED"
+    leaked = create(api, root, name="leaked", scopes=["read:data"])
+    reported = api.post("/v1/leaks", json={"tokens": [leaked["secret"]], "url": "https://paste.example/x"})
+    assert reported.status_code == 202
+
+    def both() -> list[Received]:
+        found = receiver.of("watched")
+        return found if {d.type for d in found} >= {"key.finding", "key.leak_reported"} else []
+
+    got = {d.type: d for d in until_sync(both, timeout=30, what="a finding and a leak delivered", explain=server.log)}
+    assert receiver.rejected == []
+    finding = got["key.finding"].data
+    assert finding["finding"]["kind"] == "revoked_key_used" and finding["finding"]["key_id"] == used["id"]
+    assert finding["key"]["id"] == used["id"] and finding["finding"]["severity"] == "high"
+    leak = got["key.leak_reported"].data
+    assert leak["key"]["id"] == leaked["id"] and leak["leak"]["source"] == "public"
+    assert leak["leak"]["url"] == "https://paste.example/x"
+    bodies = b"".join(d.body for d in receiver.of("watched"))
+    assert used["secret"].encode() not in bodies and leaked["secret"].encode() not in bodies
