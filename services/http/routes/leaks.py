@@ -5,11 +5,13 @@ authentication, always ``202 {"received": n}``, checked after the answer so the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Response, post
 from litestar.di import NamedDependency
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import HeaderParameter, JSONBody
 
 from keyledger.domain.leaks import feedback
@@ -56,9 +58,24 @@ class Received(msgspec.Struct, frozen=True):
 
 
 _github_reports = msgspec.json.Decoder(list[GitHubReport])
+_TEXT = Schema(type=OpenAPIType.STRING)
+_GITHUB_BODY = RequestBody(required=True, description="The tokens GitHub found, signed as a whole (read raw)",
+                           content={"application/json": OpenAPIMediaType(schema=Schema(
+                               type=OpenAPIType.ARRAY, items=Schema(
+                                   type=OpenAPIType.OBJECT, required=["token"],
+                                   properties={"token": _TEXT, "type": _TEXT, "url": _TEXT, "source": _TEXT})))})
 
 
-@post("/v1/leaks/github", status_code=200, responses=error_responses(400, 401, 413, 429, 503))
+@dataclass
+class _GitHubOperation(Operation):
+    """The partner endpoint's body in the schema: the handler reads it raw (its signature covers the bytes)."""
+
+    def __post_init__(self) -> None:
+        self.request_body = _GITHUB_BODY
+
+
+@post("/v1/leaks/github", status_code=200, responses=error_responses(400, 401, 413, 429, 503),
+      operation_class=_GitHubOperation)
 async def github_leaks(
     request: Request[Any, Any, Any], leaks: NamedDependency[LeakIntake], gate: NamedDependency[Gate],
     identifier: Annotated[str | None, HeaderParameter(name=IDENTIFIER_HEADER, required=False)] = None,
