@@ -8,7 +8,6 @@ messages are acked only after the commit, so a crash loses nothing and a redeliv
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ import msgspec
 
 from keyledger.domain.usage import clean_text, decode_batch
 from keyledger.services.messaging.consume import Consumer, Delivery
-from keyledger.services.messaging.usage import BATCH_HEADERS
+from keyledger.services.messaging.usage import batch_id_of
 from keyledger.services.observe import metrics
 from keyledger.services.storage.database import retry_database
 from keyledger.services.storage.usage_partitions import utc_day
@@ -49,17 +48,6 @@ class Batch:
     def batch_id(self) -> uuid.UUID:
         """The batch's id (its deliveries all carry it)."""
         return self.usage.batch_id
-
-
-def batch_id_of(delivery: Delivery) -> uuid.UUID:
-    """The message's batch id from its headers; without a valid one, a uuid derived from the body
-    (so a redelivery of the same message is still recognised)."""
-    for name in BATCH_HEADERS:
-        try:
-            return uuid.UUID(delivery.headers[name])
-        except (KeyError, ValueError):
-            continue
-    return uuid.UUID(bytes=hashlib.sha256(delivery.data).digest()[:16], version=5)
 
 
 def decode(delivery: Delivery) -> Batch:

@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import uuid
 
 import nats.errors
 from nats.js.errors import Error as JetStreamError
 
 from keyledger.services.config import Settings
 from keyledger.services.messaging.connection import Bus
-from keyledger.services.messaging.consume import Consumer
+from keyledger.services.messaging.consume import Consumer, Delivery
 from keyledger.services.messaging.streams import ensure_usage_stream
 
 log = logging.getLogger("keyledger.usage")
 _SEND_ERRORS = (asyncio.TimeoutError, nats.errors.Error, JetStreamError, OSError)
 BATCH_HEADERS = ("Kl-Batch-Id", "Nats-Msg-Id")  # where a message's batch id is read, in this order
+
+
+def batch_id_of(delivery: Delivery) -> uuid.UUID:
+    """The message's batch id from its headers; without a valid one, a uuid derived from the body (so a
+    redelivery of the same message is still recognised). The audit sink and the watch read it alike."""
+    for name in BATCH_HEADERS:
+        try:
+            return uuid.UUID(delivery.headers[name])
+        except (KeyError, ValueError):
+            continue
+    return uuid.UUID(bytes=hashlib.sha256(delivery.data).digest()[:16], version=5)
 
 
 class UsagePublisher:

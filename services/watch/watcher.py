@@ -12,7 +12,6 @@ commit (and retried until done), through the key command service, as actor ``wat
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Collection
@@ -22,7 +21,7 @@ import msgspec
 from keyledger.domain.findings import Thresholds
 from keyledger.domain.usage import UsageEvent, decode_batch
 from keyledger.services.messaging.consume import Consumer, Delivery
-from keyledger.services.messaging.usage import BATCH_HEADERS
+from keyledger.services.messaging.usage import batch_id_of
 from keyledger.services.periodic import every
 from keyledger.services.storage.database import StorageError, retry_database
 from keyledger.services.storage.findings import FindingTable
@@ -62,16 +61,6 @@ class Batch(msgspec.Struct, frozen=True):
     batch_id: uuid.UUID
     events: list[UsageEvent]
     deliveries: list[Delivery]
-
-
-def batch_id_of(delivery: Delivery) -> uuid.UUID:
-    """The message's batch id, as the audit sink reads it: from its headers, else derived from its body."""
-    for name in BATCH_HEADERS:
-        try:
-            return uuid.UUID(delivery.headers[name])
-        except (KeyError, ValueError):
-            continue
-    return uuid.UUID(bytes=hashlib.sha256(delivery.data).digest()[:16], version=5)
 
 
 class Watch:
