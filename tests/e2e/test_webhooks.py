@@ -24,10 +24,11 @@ from keyledger.services.devstack.stack import StackInfo
 from tests.support.api import create, sign_in
 from tests.support.asgi import csrf_of
 from tests.support.clock import ReferenceClock
+from tests.support.databases import endpoints_of, own_database
 from tests.support.pipeline import isolated_settings
 from tests.support.server import ApiServer
 from tests.support.wait import until_sync
-from tests.support.webhooks import HOOK_ENV, Received, Receiver, arrived, endpoints_of, own_database, register
+from tests.support.webhooks import HOOK_ENV, Received, Receiver, arrived, register
 
 LIFECYCLE = ["key.created", "key.access_changed", "key.rotated", "key.revoked"]
 

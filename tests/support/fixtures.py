@@ -10,7 +10,6 @@ temporary files, removed after a green run.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -22,9 +21,7 @@ SESSION_DIR = new_session_dir()
 isolate(SESSION_DIR / "data")
 EXTERNAL_SERVERS = (os.environ.get("TEST_DATABASE_URL"), os.environ.get("TEST_NATS_URL"))
 
-import psycopg  # noqa: E402
 import pytest  # noqa: E402
-from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 from psycopg_pool import AsyncConnectionPool  # noqa: E402
 
 from keyledger.services.bootstrap.runtime import Endpoints  # noqa: E402
@@ -32,6 +29,7 @@ from keyledger.services.devstack.stack import ANY_NAMES, StackInfo, stack_down, 
 from keyledger.services.storage.database import Database, open_database  # noqa: E402
 from keyledger.services.storage.event_store import PostgresEventStore  # noqa: E402
 from keyledger.services.storage.migrations import migrate  # noqa: E402
+from tests.support.databases import endpoints_of, own_database  # noqa: E402
 
 # Fast, throw-away durability for the test cluster only.
 TEST_PG_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
@@ -88,15 +86,8 @@ def nats_url(servers: tuple[str, str]) -> str:
 @pytest.fixture
 def database_url(servers: tuple[str, str]) -> Iterator[str]:
     """A fresh, empty database (migrations not yet applied), dropped after the test."""
-    admin_url = servers[0]
-    name = f"kl_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_conninfo(admin_url, dbname=name)
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with own_database(servers[0]) as url:
+        yield url
 
 
 @pytest.fixture
@@ -104,11 +95,7 @@ def endpoints(database_url: str, stack_info: StackInfo | None, servers: tuple[st
     """How a keyledger process reaches this test's database and NATS: as the application role and one NATS
     user per role on the session's embedded stack (as ``keyledger serve`` does on its own), else as the
     external servers' one user."""
-    if stack_info is None:
-        return Endpoints(database_url=database_url, admin_database_url=database_url, nats_url=servers[1])
-    name = conninfo_to_dict(database_url)["dbname"]
-    return Endpoints(database_url=make_conninfo(stack_info.database_url, dbname=name),
-                     admin_database_url=database_url, nats_url=servers[1], nats_role_urls=stack_info.nats_role_urls)
+    return endpoints_of(database_url, servers, stack_info)
 
 
 @pytest.fixture

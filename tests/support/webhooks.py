@@ -4,20 +4,14 @@
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import msgspec
-import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from keyledger.services.bootstrap.runtime import Endpoints
-from keyledger.services.devstack.stack import StackInfo
 from tests.support.server import ApiServer
 from tests.support.wait import until_sync
 
@@ -107,27 +101,6 @@ class Receiver:
         self._server.shutdown()
         self._server.server_close()
 
-
-@contextmanager
-def own_database(admin_url: str) -> Iterator[str]:
-    """A fresh database on the session's Postgres for a module's shared server, dropped afterwards."""
-    name = f"kl_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_conninfo(admin_url, dbname=name)
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def endpoints_of(database_url: str, servers: tuple[str, str], stack_info: StackInfo | None) -> Endpoints:
-    """How a server reaches ``database_url`` and the session's NATS (as the ``endpoints`` fixture builds it)."""
-    if stack_info is None:
-        return Endpoints(database_url=database_url, admin_database_url=database_url, nats_url=servers[1])
-    name = conninfo_to_dict(database_url)["dbname"]
-    return Endpoints(database_url=make_conninfo(stack_info.database_url, dbname=name),
-                     admin_database_url=database_url, nats_url=servers[1], nats_role_urls=stack_info.nats_role_urls)
 
 
 def register(api: httpx.Client, admin: str, receiver: Receiver, name: str, **body: Any) -> dict[str, Any]:
