@@ -34,7 +34,9 @@ def console_table(rows: Sequence[Row]) -> str:
                                                                         strict=True)).rstrip() for line in table)
 
 
-MISSED = Path(__file__).with_name("MISSED.md")  # hand-written analysis of missed targets
+# hand-written, appended in this order: what changed between runs (before/after figures of a change), and
+# the analysis of missed targets
+HAND_WRITTEN = (Path(__file__).with_name("CHANGES.md"), Path(__file__).with_name("MISSED.md"))
 
 
 def markdown(results: Mapping[str, BenchResult], *, events: int, seconds: float, pg_version: str,
@@ -58,8 +60,7 @@ def markdown(results: Mapping[str, BenchResult], *, events: int, seconds: float,
     ]
     for result in results.values():
         lines += [*(section + "\n" for section in result.sections)]
-    if MISSED.exists():
-        lines.append(MISSED.read_text(encoding="utf-8"))
+    lines += [page.read_text(encoding="utf-8") + "\n" for page in HAND_WRITTEN if page.exists()]
     return "\n".join(lines).rstrip() + "\n"
 
 
