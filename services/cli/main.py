@@ -78,8 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id")
     revoke.add_argument("--reason", default="")
 
-    for name, text in (("run", "relay, projector and audit sink, each in a process of its own, restarted when it "
-                               "exits (embedded stack if no URLs)"),
+    for name, text in (("run", "relay, projector, audit sink, watch and webhooks, each in a process of its own, "
+                               "restarted when it exits (embedded stack if no URLs)"),
                        ("relay", "publish stored events to NATS JetStream"),
                        ("projector", "build the key cache table from JetStream"),
                        ("audit-sink", "store usage events from JetStream in Postgres")):
@@ -108,8 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay = groups.add_parser("replay", parents=[json_flag], help="rebuild the key cache from the event store")
     replay.add_argument("--workers", type=int, default=None, metavar="N",
                         help="fold the keys in N processes, each its share of them (default: one per core)")
-    serve = groups.add_parser("serve", help="the HTTP API on 127.0.0.1:$PORT (8080), with relay, projector and audit "
-                              "sink as supervised processes")
+    serve = groups.add_parser("serve", help="the HTTP API on 127.0.0.1:$PORT (8080), with relay, projector, audit "
+                              "sink, watch and webhooks as supervised processes")
     serve.add_argument("--no-workers", action="store_true", help="only the API (another process runs 'keyledger run')")
     serve.add_argument("--workers", type=int, default=None, metavar="N", dest="processes",
                        help="API worker processes, each with its own key cache (default: one per core)")

@@ -60,7 +60,8 @@ async def prepare(settings: Settings, bootstrap_keys: bool = True) -> Endpoints:
 
 def serve(settings: Settings, workers: bool = True, processes: int = 1) -> None:
     """Serve the API on ``settings.host:settings.port`` with ``processes`` granian workers (blocks); with
-    ``workers``, the relay, projector and audit sink run beside them as supervised processes.
+    ``workers``, the worker roles (relay, projector, audit sink, watch, webhooks) run beside them as supervised
+    processes.
 
     SIGINT or SIGTERM stops everything within seconds: before the servers are prepared it ends the process
     at once (nothing runs beside it yet); from then on the handlers only note the signal

@@ -25,7 +25,7 @@ from keyledger.services.signals import SignalPipe
 
 log = logging.getLogger("keyledger.supervise")
 
-ROLES = tuple(WORKER_ROLES)  # relay, projector, audit-sink: the commands
+ROLES = tuple(WORKER_ROLES)  # relay, projector, audit-sink, watch, webhooks: the commands
 STOP_SECONDS = 5.0  # SIGTERM, then SIGKILL after this long (each role stops in well under a second)
 _FIRST_BACKOFF, _MAX_BACKOFF, _HEALTHY_AFTER = 0.5, 15.0, 30.0
 
