@@ -12,8 +12,18 @@ from psycopg_pool import AsyncConnectionPool
 from keyledger.domain.notices import KEY_CREATED, KEY_EXPIRING, Notice
 from keyledger.services.storage.database import Database
 from keyledger.services.storage.notices import Notices, append_notice
+from tests.support.wait import until
 
 AT = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+async def waiting_on_a_lock(pool: AsyncConnectionPool) -> bool:
+    """Whether some backend of this database is blocked on a lock (the second producer, on the counter row)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                 "AND wait_event_type = 'Lock'")
+        row = await cur.fetchone()
+        return row is not None and row[0] > 0
 
 
 def notice(message_id: str, kind: str = KEY_CREATED, key_id: str = "abcdefghijkl") -> Notice:
@@ -40,7 +50,7 @@ async def test_a_reader_never_sees_a_later_position_before_an_earlier_one(db: Da
             first = await append_notice(slow, notice("slow"))
             # a second producer waits for the first to commit: positions are handed out in commit order
             fast = asyncio.create_task(notices.append([notice("fast")]))
-            await asyncio.sleep(0)
+            await until(lambda: waiting_on_a_lock(pool), what="the second producer to wait for the first")
             assert await notices.after(0) == []
             assert not fast.done()
     assert await fast == [(first or 0) + 1]
