@@ -33,13 +33,7 @@ class Notice(msgspec.Struct, frozen=True, kw_only=True):
     occurred_at: datetime
 
 
-class StoredNotice(msgspec.Struct, frozen=True, kw_only=True):
+class StoredNotice(Notice, frozen=True, kw_only=True):
     """A notice with its ``position`` in the one order every endpoint delivers in."""
 
     position: int
-    message_id: str
-    type: str
-    organization_id: str | None
-    key_id: str | None
-    data: dict[str, Any]
-    occurred_at: datetime
