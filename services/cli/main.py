@@ -13,6 +13,7 @@ from typing import NoReturn
 import msgspec
 
 from keyledger.domain.errors import DomainError
+from keyledger.services.bootstrap.roles import ROLES as WORKER_ROLES
 from keyledger.services.cache.replay import ReplayFailed
 from keyledger.services.cli import audit as cli_audit
 from keyledger.services.cli import credentials as cli_credentials
@@ -28,6 +29,7 @@ from keyledger.services.devstack.stack import StackError, stack_down, stack_stat
 from keyledger.services.observe.logs import configure as configure_logging
 from keyledger.services.storage.database import StorageError
 
+SUPERVISED_ROLES = tuple(WORKER_ROLES)  # relay, projector, audit-sink, webhooks, watch: the commands
 _LONG_RUNNING = {"serve": "serve", "run": "supervisor", "relay": "relay", "projector": "projector",
                  "audit-sink": "audit-sink", "webhooks": "webhooks",
                  "watch": "watch"}  # command -> the process kind its log lines name
@@ -83,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                        ("relay", "publish stored events to NATS JetStream"),
                        ("projector", "build the key cache table from JetStream"),
                        ("audit-sink", "store usage events from JetStream in Postgres")):
-        groups.add_parser(name, help=text)
+        role_parser = groups.add_parser(name, help=text)
+        if name == "run":
+            _roles_argument(role_parser)
     audit = groups.add_parser("audit", help="export, verify and retain the audit trail").add_subparsers(
         dest="action", required=True, parser_class=_Parser)
     export = audit.add_parser("export", help="stream the audit trail with a hash chain and a manifest")
@@ -113,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-workers", action="store_true", help="only the API (another process runs 'keyledger run')")
     serve.add_argument("--workers", type=int, default=None, metavar="N", dest="processes",
                        help="API worker processes, each with its own key cache (default: one per core)")
+    _roles_argument(serve)
 
     cli_credentials.add_parser(groups, json_flag, _Parser)
     cli_report.add_parser(groups, json_flag, _Parser)
@@ -126,6 +131,22 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("--nats-cluster", type=int, metavar="N", dest="nats_cluster",
                        help="up: run N NATS servers as one JetStream cluster (streams then keep 3 copies)")
     return parser
+
+
+def _roles_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--roles", type=_roles, default=SUPERVISED_ROLES, metavar="ROLE,...",
+                        help=f"the worker roles to supervise (default all: {','.join(SUPERVISED_ROLES)}); run the "
+                             "others elsewhere, each with 'keyledger ROLE'")
+
+
+def _roles(text: str) -> tuple[str, ...]:
+    """``--roles relay,projector``: known roles, each once, in the order given."""
+    roles = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [role for role in roles if role not in SUPERVISED_ROLES]
+    if unknown or not roles:
+        raise argparse.ArgumentTypeError(f"unknown role {', '.join(unknown)!s}; known: {', '.join(SUPERVISED_ROLES)}"
+                                         if unknown else "name at least one role (or use serve --no-workers)")
+    return roles
 
 
 def _stack(args: argparse.Namespace, settings: Settings) -> int:
@@ -177,7 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             if args.processes is not None and not 1 <= args.processes <= 256:
                 return _fail("--workers must be between 1 and 256", 2)
-            serve(settings, workers=not args.no_workers, processes=args.processes or os.cpu_count() or 1)
+            serve(settings, workers=not args.no_workers, processes=args.processes or os.cpu_count() or 1,
+                  roles=args.roles)
         elif args.group == "audit":
             if args.action == "retention" and args.days is not None and args.days < 1:
                 return _fail("--days must be at least 1")
@@ -201,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from keyledger.services.cli.supervise import run_supervised
 
             os.environ.update(asyncio.run(prepare(settings, bootstrap_keys=False)).environment())
-            return run_supervised()
+            return run_supervised(args.roles)
         else:
             asyncio.run(cli_workers.run_worker(args.group, settings))
         return 0

@@ -10,10 +10,11 @@ import shutil
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from keyledger.services.bootstrap.runtime import Endpoints, open_runtime
-from keyledger.services.cli.supervise import Supervisor
+from keyledger.services.cli.supervise import ROLES, Supervisor
 from keyledger.services.config import Settings
 from keyledger.services.keys.bootstrap import bootstrap
 from keyledger.services.observe.metrics import prepare_multiprocess
@@ -58,10 +59,10 @@ async def prepare(settings: Settings, bootstrap_keys: bool = True) -> Endpoints:
         return runtime.endpoints
 
 
-def serve(settings: Settings, workers: bool = True, processes: int = 1) -> None:
+def serve(settings: Settings, workers: bool = True, processes: int = 1, roles: Sequence[str] = ROLES) -> None:
     """Serve the API on ``settings.host:settings.port`` with ``processes`` granian workers (blocks); with
-    ``workers``, the worker roles (relay, projector, audit sink, watch, webhooks) run beside them as supervised
-    processes.
+    ``workers``, the worker ``roles`` (by default all: relay, projector, audit sink, watch, webhooks) run beside
+    them as supervised processes.
 
     SIGINT or SIGTERM stops everything within seconds: before the servers are prepared it ends the process
     at once (nothing runs beside it yet); from then on the handlers only note the signal
@@ -76,7 +77,7 @@ def serve(settings: Settings, workers: bool = True, processes: int = 1) -> None:
     signals = SignalPipe().install()  # before any child exists: no signal goes unnoticed from here on
     # the API workers (and the supervised processes) end with this process, even when it is SIGKILLed
     os.environ.update(endpoints.environment(), KEYLEDGER_RUN_WORKERS="0", **{PARENT_ENV: str(os.getpid())})
-    supervisor = Supervisor().start() if workers else None
+    supervisor = Supervisor(roles).start() if workers else None
     metrics_dir = settings.data_path("metrics", str(os.getpid()))
     if processes > 1:  # one worker keeps its metrics in memory (cheaper: no memory-mapped files)
         # after the supervisor copied the environment: only the API workers share the metrics folder. They

@@ -25,6 +25,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from keyledger.domain import token
 from keyledger.services.bootstrap.runtime import Endpoints
+from keyledger.services.cli.supervise import ROLES
 from keyledger.services.devstack.stack import StackInfo
 from tests.support.api import create, usage_for, verify
 from tests.support.cli import Cli
@@ -76,7 +77,7 @@ def world(servers: tuple[str, str], stack_info: StackInfo | None,
 
     def start(workers: bool, ahead: timedelta = timedelta(0), **extra: str) -> ApiServer:
         started.append(ApiServer(database_url, nats_url, settings, logs, workers=workers, clock=clock, ahead=ahead,
-                                 extra_env={**env, **extra}))
+                                 extra_env={**env, **extra}, roles=ROLES))
         return started[-1].wait_ready()
 
     try:

@@ -1,6 +1,6 @@
-"""``keyledger serve`` runs the relay, the projector and the audit sink as processes of their own, each
-restarted alone when it dies and none outliving the server; ``--workers N`` runs N API processes,
-each with its own live key cache."""
+"""``keyledger serve`` runs the relay, the projector, the audit sink, the webhooks and the watch roles as
+processes of their own (``--roles`` names fewer), each restarted alone when it dies and none outliving the
+server; ``--workers N`` runs N API processes, each with its own live key cache."""
 
 from __future__ import annotations
 
@@ -37,9 +37,15 @@ def _children(server: ApiServer) -> list[tuple[psutil.Process, list[str]]]:
 
 
 def all_roles(server: ApiServer) -> dict[str, psutil.Process]:
-    """The server's supervised children, once all of them run."""
-    return until_sync(lambda: found if len(found := role_processes(server)) == len(ROLES) else {}, timeout=30,
-                      what="relay, projector and audit sink processes")
+    """The server's supervised children, once all of its roles run."""
+    return until_sync(lambda: found if len(found := role_processes(server)) == len(server.roles) else {},
+                      timeout=30, what=f"{', '.join(server.roles)} processes")
+
+
+@pytest.fixture
+def api(start_server: StartServer) -> ApiServer:
+    """A server that supervises every role (``serve`` without ``--roles``)."""
+    return start_server(roles=ROLES)
 
 
 def api_workers(server: ApiServer) -> list[psutil.Process]:
@@ -77,7 +83,7 @@ def test_each_background_role_is_its_own_process_and_is_restarted_alone(api: Api
 @pytest.mark.parametrize("processes", [1, 2])
 def test_no_process_outlives_the_server(start_server: StartServer, processes: int) -> None:
     """Neither the relay, projector and audit sink nor the API workers (which would go on holding the port)."""
-    server = start_server(processes=processes)
+    server = start_server(processes=processes, roles=ROLES)
     children = [*all_roles(server).values(), *api_workers(server)]
     assert len(children) == len(ROLES) + processes
     os.kill(server.process.pid, signal.SIGKILL)  # no chance to stop them itself
@@ -88,6 +94,11 @@ def test_no_process_outlives_the_server(start_server: StartServer, processes: in
 
 def test_serve_with_no_workers_starts_no_background_process(api: ApiServer, replica: StartServer) -> None:
     assert role_processes(replica()) == {}
+
+
+def test_serve_roles_starts_only_the_roles_named(start_server: StartServer) -> None:
+    server = start_server(roles=("projector", "relay"))
+    assert sorted(all_roles(server)) == ["projector", "relay"]
 
 
 @pytest.mark.parametrize("processes", [2])

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from keyledger.services.cli.supervise import ROLES
 from tests.support.api import create
 from tests.support.clock import ReferenceClock, iso
 from tests.support.server import ApiServer, StartServer
@@ -45,7 +46,7 @@ def told(receiver: Receiver) -> dict[str, list[tuple[str, Any]]]:
 
 def test_expiry_warnings_expiry_and_grace_end_each_arrive_once(start_server: StartServer, clock: ReferenceClock,
                                                                receiver: Receiver) -> None:
-    first = start_server(extra_env=HOOK_ENV)
+    first = start_server(extra_env=HOOK_ENV, roles=ROLES)
     root = admin_of(first)
     with httpx.Client(base_url=first.url, timeout=10) as api:
         register(api, root, receiver, "expiry", events=["key.expiring", "key.expired", "key.grace_ended"])
@@ -62,7 +63,8 @@ def test_expiry_warnings_expiry_and_grace_end_each_arrive_once(start_server: Sta
             "in 29.5 days": 30, "in 5 days": 5, "in 10 days": 10}
     first.stop()
 
-    later = start_server(first.settings, extra_env=HOOK_ENV, ahead=timedelta(days=8))  # the same database, 8 days on
+    # the same database, 8 days on
+    later = start_server(first.settings, extra_env=HOOK_ENV, ahead=timedelta(days=8), roles=ROLES)
     arrived(receiver, "expiry", 6, later)
     assert told(receiver) == {"in 29.5 days": [("key.expiring", 30)],
                               "in 5 days": [("key.expiring", 7), ("key.expired", None)],
@@ -76,13 +78,13 @@ def test_expiry_warnings_expiry_and_grace_end_each_arrive_once(start_server: Sta
 
 def test_internal_addresses_are_refused_without_the_allow_setting(start_server: StartServer,
                                                                   receiver: Receiver) -> None:
-    allowed = start_server(extra_env=HOOK_ENV)
+    allowed = start_server(extra_env=HOOK_ENV, roles=ROLES)
     root = admin_of(allowed)
     with httpx.Client(base_url=allowed.url, timeout=10) as api:
         endpoint = register(api, root, receiver, "moved")  # allowed while the setting held
     allowed.stop()
 
-    strict = start_server(allowed.settings, extra_env={"KEYLEDGER_WEBHOOK_RETRY_FIRST_MS": "50"})
+    strict = start_server(allowed.settings, extra_env={"KEYLEDGER_WEBHOOK_RETRY_FIRST_MS": "50"}, roles=ROLES)
     headers = {"x-api-key": root}
     with httpx.Client(base_url=strict.url, timeout=10) as api:
         for url, why in ((receiver.url("new"), "127.0.0.1 is a loopback"), ("http://localhost:9/", "loopback"),

@@ -20,6 +20,7 @@ import psutil  # type: ignore[import-untyped,unused-ignore]
 import psycopg
 import pytest
 
+from keyledger.services.cli.supervise import ROLES
 from keyledger.services.devstack.stack import StackInfo
 from tests.support.api import create, sign_in
 from tests.support.asgi import csrf_of
@@ -40,7 +41,7 @@ def server(servers: tuple[str, str], stack_info: StackInfo | None,
     with own_database(servers[0]) as database_url:
         endpoints = endpoints_of(database_url, servers, stack_info)
         api = ApiServer(database_url, servers[1], isolated_settings(), Path(tmp_path_factory.mktemp("webhooks")),
-                        extra_env={**endpoints.environment(), **HOOK_ENV}, clock=ReferenceClock())
+                        extra_env={**endpoints.environment(), **HOOK_ENV}, clock=ReferenceClock(), roles=ROLES)
         try:
             api.wait_ready()
             # the bootstrap key's key.created is fed before any test registers an endpoint: no test receives it

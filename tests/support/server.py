@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,12 @@ def stop_process(process: subprocess.Popen[Any], grace: float) -> None:
             process.wait()
 
 
+# the worker roles a test server supervises unless the test asks for more: the ones every API needs (events
+# reach NATS and the key cache, usage reaches the audit table); the watch and webhooks roles start only for
+# the tests about them (each role is a Python process to start and stop: a suite's worth of CPU)
+BASE_ROLES = ("relay", "projector", "audit-sink")
+
+
 class ApiServer:
     """``keyledger serve`` as a subprocess on a free port; reads the bootstrap secret it prints once.
 
@@ -53,15 +59,17 @@ class ApiServer:
     ``clock`` (plus ``ahead``) when given, and ``extra_env`` last. If its port is taken between
     choosing it and binding it (other test sessions run beside this one), it starts again on another.
     Its stdout and stderr go to one log file, or its stderr to ``stderr`` (a pipe or a terminal) when given.
+    With ``workers`` it supervises ``roles`` (``BASE_ROLES`` unless the test needs watch or webhooks too).
     """
 
     def __init__(self, database_url: str, nats_url: str, settings: Settings, log_dir: Path,
                  workers: bool = True, extra_env: dict[str, str] | None = None,
                  clock: ReferenceClock | None = None, ahead: timedelta = timedelta(0), processes: int = 1,
-                 stderr: Stderr | None = None) -> None:
+                 stderr: Stderr | None = None, roles: Sequence[str] = BASE_ROLES) -> None:
         self.database_url, self.nats_url, self.settings, self.log_dir = database_url, nats_url, settings, log_dir
         self.workers, self.extra_env, self.clock, self.ahead = workers, extra_env or {}, clock, ahead
         self.processes = processes  # API worker processes (`serve --workers N`)
+        self.roles = tuple(roles)  # the worker roles it supervises (`serve --roles`), unless ``workers`` is False
         self.stderr = stderr
         self.log_path = log_dir / f"api-{next(_numbers)}.log"
         self._log = self.log_path.open("w")
@@ -84,7 +92,7 @@ class ApiServer:
         env = {**self.environment(), "PORT": str(self.port),
                "KEYLEDGER_DATA_DIR": str(self.log_dir / f"api-{self.port}")}
         args = [sys.executable, "-m", "keyledger.services.cli", "serve", "--workers", str(self.processes),
-                *([] if self.workers else ["--no-workers"])]
+                *(["--roles", ",".join(self.roles)] if self.workers else ["--no-workers"])]
         self.process = subprocess.Popen(args, env=env, stdout=self._log, stdin=subprocess.DEVNULL,
                                         stderr=subprocess.STDOUT if self.stderr is None else self.stderr.child_end)
 
