@@ -9,6 +9,7 @@ import msgspec
 from keyledger.domain.access import AccessEntry, validate_access
 from keyledger.domain.errors import ValidationError
 from keyledger.domain.events import LEAK_SOURCES
+from keyledger.domain.networks import clean_networks
 from keyledger.domain.redaction import redact
 
 MAX_NAME_LENGTH = 200
@@ -37,6 +38,7 @@ class CreateKey(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit: int | None = None
     description: str = ""
     tags: tuple[str, ...] = ()
+    allowed_networks: tuple[str, ...] = ()
 
 
 class ChangeAccess(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,6 +50,7 @@ class ChangeAccess(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit: int | None = None  # 0 removes the override
     description: str | None = None
     tags: tuple[str, ...] | None = None
+    allowed_networks: tuple[str, ...] | None = None  # (): from anywhere again
 
 
 class RotateKey(msgspec.Struct, frozen=True, kw_only=True):
@@ -149,22 +152,25 @@ def check_create(command: CreateKey, now: datetime) -> CreateKey:
         access=validate_access(command.access),
         description=clean_description(command.description),
         tags=clean_tags(command.tags),
+        allowed_networks=clean_networks(command.allowed_networks),
     )
 
 
 def check_change(command: ChangeAccess) -> ChangeAccess:
     """Validate a change-access command: something must change, and all of it be valid."""
     if (command.access is None and command.name is None and command.rate_limit is None
-            and command.description is None and command.tags is None):
-        raise ValidationError("nothing to change: give access entries, a name, a rate limit, a description "
-                              "and/or tags")
+            and command.description is None and command.tags is None and command.allowed_networks is None):
+        raise ValidationError("nothing to change: give access entries, a name, a rate limit, a description, "
+                              "tags and/or allowed_networks")
     if command.rate_limit is not None:
         _check_rate_limit(command.rate_limit, allow_zero=True)
     access = validate_access(command.access) if command.access is not None else None
     name = clean_name(command.name) if command.name is not None else None
     description = clean_description(command.description) if command.description is not None else None
     tags = clean_tags(command.tags) if command.tags is not None else None
-    return msgspec.structs.replace(command, access=access, name=name, description=description, tags=tags)
+    networks = clean_networks(command.allowed_networks) if command.allowed_networks is not None else None
+    return msgspec.structs.replace(command, access=access, name=name, description=description, tags=tags,
+                                   allowed_networks=networks)
 
 
 def check_rotate(command: RotateKey) -> RotateKey:

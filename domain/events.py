@@ -32,6 +32,7 @@ class KeyCreated(Event, tag="key.created", frozen=True, kw_only=True):
     rate_limit: int | None = None  # requests per minute; None: the tier of its rate:* scope
     description: str = ""  # what the key is for (free text; events before it load as "")
     tags: tuple[str, ...] = ()  # short labels for finding keys (events before them load as none)
+    allowed_networks: tuple[str, ...] = ()  # CIDRs the key may be used from (none: anywhere)
 
 
 class KeyAccessChanged(Event, tag="key.access_changed", frozen=True, kw_only=True):
@@ -42,6 +43,7 @@ class KeyAccessChanged(Event, tag="key.access_changed", frozen=True, kw_only=Tru
     rate_limit: int | None = None  # None: unchanged; 0: back to the tier's limit
     description: str | None = None  # None: unchanged
     tags: tuple[str, ...] | None = None  # None: unchanged; (): no tags
+    allowed_networks: tuple[str, ...] | None = None  # None: unchanged; (): from anywhere again
 
 
 class KeyRotated(Event, tag="key.rotated", frozen=True, kw_only=True):

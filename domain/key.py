@@ -60,6 +60,7 @@ class KeyState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     rate_limit: int | None = None
     description: str = ""
     tags: tuple[str, ...] = ()
+    allowed_networks: tuple[str, ...] = ()  # CIDRs the key may be used from (none: anywhere)
 
     def status(self, now: datetime) -> Status:
         """``revoked`` (forever), ``expired`` (by the clock) or ``active``."""
@@ -93,6 +94,7 @@ def evolve(state: KeyState | None, event: AnyEvent) -> KeyState:
             rate_limit=event.rate_limit,
             description=event.description,
             tags=event.tags,
+            allowed_networks=event.allowed_networks,
             created_at=event.at,
             updated_at=event.at,
         )
@@ -106,7 +108,9 @@ def evolve(state: KeyState | None, event: AnyEvent) -> KeyState:
                 name=state.name if event.name is None else event.name,
                 rate_limit=state.rate_limit if event.rate_limit is None else (event.rate_limit or None),
                 description=state.description if event.description is None else event.description,
-                tags=state.tags if event.tags is None else event.tags)
+                tags=state.tags if event.tags is None else event.tags,
+                allowed_networks=state.allowed_networks if event.allowed_networks is None
+                else event.allowed_networks)
         case KeyRotated():
             return _replace(
                 state, version=state.version + 1, updated_at=event.at,
@@ -142,7 +146,7 @@ def decide(state: KeyState | None, command: Command, now: datetime) -> list[AnyE
             checked = check_change(command)
             return [KeyAccessChanged(key_id=state.key_id, at=now, access=checked.access, name=checked.name,
                                      rate_limit=checked.rate_limit, description=checked.description,
-                                     tags=checked.tags)]
+                                     tags=checked.tags, allowed_networks=checked.allowed_networks)]
         case RotateKey():
             grace = check_rotate(command).grace_seconds
             until = now + timedelta(seconds=grace) if grace else None
@@ -190,4 +194,5 @@ def _created(command: CreateKey, now: datetime) -> KeyCreated:
         rate_limit=command.rate_limit,
         description=command.description,
         tags=command.tags,
+        allowed_networks=command.allowed_networks,
     )

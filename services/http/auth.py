@@ -150,8 +150,10 @@ class Gate:
         ``proven``: that key already proved itself (a live dashboard session signed in with it).
 
         Otherwise 401 (and a failure counted against the client's address when a key was presented), 429
-        or 403. A client past ``KEYLEDGER_AUTH_FAILURE_LIMIT`` failures gets 429 for anything but a proven
-        credential: a proven session, or a key whose secret this process already accepted (no argon2).
+        or 403 (also when the key has ``allowed_networks`` and the client's address, as resolved through
+        trusted proxies, lies outside them). A client past ``KEYLEDGER_AUTH_FAILURE_LIMIT`` failures gets 429
+        for anything but a proven credential: a proven session, or a key whose secret this process already
+        accepted (no argon2).
         """
         client = self.address_of(request) or "unknown"
         presented = presented if presented is not None else presented_key(request)
@@ -185,6 +187,9 @@ class Gate:
         if not decision.allowed:
             await usage(verdict=verdict, scope=scope, outcome="RATE_LIMITED")
             raise ApiError(429, "RATE_LIMITED", "Rate limit exceeded")
+        if key.allowed_networks and (outside := self.flow.networks.refusal(key, client)) is not None:
+            await usage(verdict=Verdict(valid=False, code="FORBIDDEN", reason=outside, key=key), scope=scope)
+            raise forbidden(f"{outside} (the calling key's allowed_networks)")
         await usage(verdict=verdict, scope=scope)
         if verdict.code == "FORBIDDEN":
             raise forbidden()

@@ -18,6 +18,9 @@ from keyledger.services.verify.answer import RateLimitState as RateLimitState  #
 from keyledger.services.verify.answer import VerifyAnswer as VerifyAnswer
 from keyledger.services.verify.call import DATA_LENGTH, MAX_PRESENTED_LENGTH, SCOPE_LENGTH, WEBSITE_ID_LENGTH
 
+# an allowlist of CIDRs (validated and normalised by the domain)
+Networks = Annotated[list[Annotated[str, msgspec.Meta(max_length=100)]], msgspec.Meta(max_length=200)]
+
 
 class CreateKeyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``POST /v1/keys``: top-level ``scopes`` are global grants, ``access`` the resource-scoped ones."""
@@ -30,6 +33,7 @@ class CreateKeyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     rate_limit: int | None = None
     description: Annotated[str, msgspec.Meta(max_length=4000)] = ""
     tags: Annotated[list[Annotated[str, msgspec.Meta(max_length=200)]], msgspec.Meta(max_length=100)] = []
+    allowed_networks: Networks = []  # CIDRs; none: usable from anywhere
 
 
 class ChangeKeyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -42,6 +46,7 @@ class ChangeKeyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     rate_limit: int | None = None
     description: Annotated[str, msgspec.Meta(max_length=4000)] | None = None
     tags: Annotated[list[Annotated[str, msgspec.Meta(max_length=200)]], msgspec.Meta(max_length=100)] | None = None
+    allowed_networks: Networks | None = None  # []: from anywhere again
 
 
 class RotateKeyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -92,6 +97,7 @@ class Key(msgspec.Struct, kw_only=True):
     previous_secret_valid_until: datetime | None
     rate_limit: int | None
     rate_tier: str
+    allowed_networks: list[str]  # CIDRs the key may be used from (empty: anywhere)
 
 
 class KeyWithSecret(Key, kw_only=True):

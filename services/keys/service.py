@@ -79,6 +79,7 @@ class KeyService:
         grantor: KeyState | None = None,
         description: str = "",
         tags: Sequence[str] = (),
+        allowed_networks: Sequence[str] = (),
     ) -> IssuedKey:
         """Create a key; validates first, then hashes the new secret off the event loop. ``grantor`` is
         the acting admin key (None: the operator), which may grant only what it holds (Forbidden)."""
@@ -87,7 +88,7 @@ class KeyService:
         command = CreateKey(
             key_id=parsed.key_id, name=name, organization_id=organization_id, access=tuple(access),
             expires_at=expires_at, secret_hash="", prefix=self._prefix, start=parsed.start(), rate_limit=rate_limit,
-            description=description, tags=tuple(tags),
+            description=description, tags=tuple(tags), allowed_networks=tuple(allowed_networks),
         )
         check_create(command, self._clock())
         check_grant(grantor, command.access, rate_limit, self._tiers)
@@ -107,6 +108,7 @@ class KeyService:
         grantor: KeyState | None = None,
         description: str | None = None,
         tags: Sequence[str] | None = None,
+        allowed_networks: Sequence[str] | None = None,
     ) -> KeyState:
         """Replace the key's access entries, rename it, set its rate limit (0 clears it), description and/or
         tags (None: unchanged); the new access and limit must be ``grantor``'s to grant (see :meth:`create`),
@@ -115,7 +117,8 @@ class KeyService:
         describing and tagging change no grant and need none."""
         command = ChangeAccess(key_id=key_id, access=None if access is None else tuple(access), name=name,
                                rate_limit=rate_limit, description=description,
-                               tags=None if tags is None else tuple(tags))
+                               tags=None if tags is None else tuple(tags),
+                               allowed_networks=None if allowed_networks is None else tuple(allowed_networks))
         check_grant(grantor, command.access, rate_limit, self._tiers)
         state = await self._load_state(key_id)
         if command.access is not None or rate_limit is not None:

@@ -38,6 +38,7 @@ def key_view(state: KeyState, now: datetime) -> dict[str, Any]:
         "created_at": state.created_at, "updated_at": state.updated_at, "revoked_at": state.revoked_at,
         "revoke_reason": state.revoke_reason, "previous_secret_valid_until": state.previous_valid_until,
         "rate_limit": state.rate_limit, "rate_tier": tier_of(state),
+        "allowed_networks": list(state.allowed_networks),
     }
 
 

@@ -23,6 +23,7 @@ from keyledger.domain.usage import UsageEvent, attempted_start, sanitized
 from keyledger.services.clock import Clock
 from keyledger.services.observe.ids import new_id
 from keyledger.services.verify.call import VerifyCall
+from keyledger.services.verify.networks import NetworkCheck
 from keyledger.services.verify.ports import Confirmable, Connectivity, LastTouch, Limiter, UsageSink
 from keyledger.services.verify.throttles import FailureThrottle, RateDecision
 from keyledger.services.verify.verifier import Verdict, Verifier
@@ -71,6 +72,7 @@ class VerifyFlow:
         # addresses (the gate's throttle), so naming an admin's IP in verify requests cannot lock that admin out
         self._forwarded = forwarded_failures
         self._start_length, self._redaction = token.start_length(token_prefix), redaction_for(token_prefix)
+        self.networks = NetworkCheck()  # keys' allowlists, parsed once per key state (the gate's admin check too)
 
     async def verify(self, call: VerifyCall) -> Verified:
         """The verdict on ``call.key`` (which must be present) and its rate decision, with its usage event
@@ -89,6 +91,8 @@ class VerifyFlow:
                 self._forwarded.record(ip)
             key = verdict.key
             if key is not None and verdict.code in ("VALID", "FORBIDDEN"):
+                if key.allowed_networks and verdict.valid:  # a plain key pays this one attribute read
+                    verdict = self._outside(verdict, key, ip)
                 rate = await self._limiter.hit(key.key_id, limit_of(key, self._tiers))  # self.charge(key), inlined
                 if not rate.allowed:
                     verdict = Verdict(valid=False, code="RATE_LIMITED", reason="rate limit exceeded", key=key)
@@ -100,6 +104,12 @@ class VerifyFlow:
         if verdict.valid and verdict.key is not None:
             self._last_used.touch(verdict.key.key_id, call.at)
         return Verified(verdict, rate, throttled, event)
+
+    def _outside(self, verdict: Verdict, key: KeyState, ip: str | None) -> Verdict:
+        """``verdict`` (VALID) unless the end client's ``ip`` lies outside ``key``'s allowlist: then FORBIDDEN,
+        naming the address (or that the request named none)."""
+        refusal = self.networks.refusal(key, ip)
+        return verdict if refusal is None else Verdict(valid=False, code="FORBIDDEN", reason=refusal, key=key)
 
     async def missing(self, call: VerifyCall) -> UsageEvent:
         """Record a verify whose end client presented no key (nothing tried, nothing charged)."""

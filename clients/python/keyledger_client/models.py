@@ -69,6 +69,7 @@ class Key(msgspec.Struct, kw_only=True):
     previous_secret_valid_until: datetime | None = None
     rate_limit: int | None = None
     rate_tier: str | None = None
+    allowed_networks: list[str] = []  # CIDRs the key may be used from (empty: anywhere)
     last_used_at: datetime | None = None  # in ``get`` and ``list`` answers
 
 

@@ -197,6 +197,7 @@ async def sign_in(request: Request[Any, Any, Any], gate: NamedDependency[Gate],
         admin = await gate.authenticate(request, ("admin:apikeys",), presented=key[:4096])
     except ApiError as exc:
         error = ("Too many attempts. Wait a minute and try again." if exc.status == 429 else
+                 f"This key cannot sign in here: {exc.message}" if "allowed_networks" in exc.message else
                  "This key cannot sign in: it must be a valid, active key holding admin:apikeys.")
         return _sign_in_form(request, exc.status, error=error)
     await sessions.end(request.cookies.get(COOKIE))  # whatever session this browser had: a new id, always

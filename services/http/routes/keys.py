@@ -90,7 +90,8 @@ async def create_key(data: JSONBody[CreateKeyRequest], keys: NamedDependency[Key
         organization = admin.organization_id
     issued = await keys.create(data.name, organization_id=organization, access=_entries(data.scopes, data.access),
                                expires_at=data.expires_at, rate_limit=data.rate_limit, metadata=metadata,
-                               grantor=admin, description=data.description, tags=data.tags)
+                               grantor=admin, description=data.description, tags=data.tags,
+                               allowed_networks=data.allowed_networks)
     body = msgspec.convert(_view(issued.state, now, secret=issued.token), KeyWithSecret)
     return _tagged(body, issued.state, 201)
 
@@ -131,7 +132,8 @@ async def change_key(key_id: KeyId, data: JSONBody[ChangeKeyRequest], keys: Name
     access = None if data.scopes is None and data.access is None else _entries(data.scopes, data.access)
     state = await keys.change_access(key_id, access=access, name=data.name, rate_limit=data.rate_limit,
                                      expected_version=_expected_version(if_match), metadata=metadata, grantor=admin,
-                                     description=data.description, tags=data.tags)
+                                     description=data.description, tags=data.tags,
+                                     allowed_networks=data.allowed_networks)
     return _tagged(msgspec.convert(key_view(state, now), Key), state)
 
 

@@ -67,7 +67,7 @@ SUCCESS = {
 KEY_FIELDS = {"id", "prefix", "start", "name", "description", "tags", "organization_id", "scopes", "access",
               "expires_at", "status", "version", "created_at", "updated_at", "revoked_at", "revoke_reason",
               "previous_secret_valid_until",
-              "rate_limit", "rate_tier"}
+              "rate_limit", "rate_tier", "allowed_networks"}
 FIELDS = {
     "Key": KEY_FIELDS, "KeyWithSecret": KEY_FIELDS | {"secret"}, "KeyWithLastUse": KEY_FIELDS | {"last_used_at"},
     "KeyPage": {"items", "next_cursor"}, "AuditPage": {"items", "next_cursor"},
