@@ -41,7 +41,9 @@ from bench.wrk import WrkResult
 from keyledger.services.config import Settings
 
 CONNECTIONS, WARMUP, SECONDS, ROUNDS, KEYS, COLD_KEYS = 32, 1.0, 5.0, 3, 16, 8
-TARGET_RATIO, TARGET_P99_MS = 0.9, 5.0
+# with the default configuration (usage events durable before answering): throughput and p99 against the
+# trivial app's in the same run
+TARGET_RATIO, TARGET_P99_RATIO = 0.9, 1.25
 
 
 def _log(message: str) -> None:
@@ -184,9 +186,10 @@ def _table(trivials: list[Measured], verifies: list[Measured], api_only: Measure
         r = m.load
         lines.append(f"| {round_} | {name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p90_ms:.2f} | {r.p99_ms:.2f} | "
                      f"{r.p999_ms:.2f} | {r.max_ms:.2f} | {m.cpu_us:.0f} | {r.loadgen_cpu:.0%} |")
-    lines += ["", "Little's law bounds latency at saturation: mean latency = connections / throughput, "
-              f"so 32 connections need ≥ {32 / TARGET_P99_MS * 1000:,.0f} req/s for even the *mean* to be ≤ "
-              f"{TARGET_P99_MS:.0f} ms; the trivial app's own p99 is the floor of this server setting."]
+    lines += ["", "Little's law bounds latency at saturation: mean latency = connections / throughput, so the "
+              "trivial app's own p99 is the floor of this server setting, and the p99 target is a multiple of it. "
+              "Both keyledger rounds run the default configuration: each answer waits until its usage event is "
+              "in JetStream."]
     return "\n".join(lines)
 
 
@@ -199,7 +202,8 @@ def rows(trivial: Measured, serve: Measured, api_only: Measured, cold: Cold, com
         Row("warm verify throughput, 32 conns (keyledger serve)", serve.rps, "req/s", trivial.rps,
             "trivial Litestar POST", f"≥ {TARGET_RATIO} × trivial", ratio >= TARGET_RATIO, command),
         Row("warm verify p99, 32 conns (keyledger serve)", serve.load.p99_ms, "ms", trivial.load.p99_ms,
-            "trivial Litestar POST p99", f"≤ {TARGET_P99_MS:.0f} ms", serve.load.p99_ms <= TARGET_P99_MS, command),
+            "trivial Litestar POST p99", f"≤ {TARGET_P99_RATIO} × trivial",
+            serve.load.p99_ms <= TARGET_P99_RATIO * trivial.load.p99_ms, command),
         Row("warm verify p50, 32 conns (keyledger serve)", serve.load.p50_ms, "ms", trivial.load.p50_ms,
             "trivial Litestar POST p50", "(diagnostic)", None, command),
         Row("server CPU per warm verify (keyledger serve)", serve.cpu_us, "µs", trivial.cpu_us,
@@ -245,25 +249,25 @@ async def run(ctx: BenchContext) -> BenchResult:
                 two = await measure_api_only(pair, "keyledger serve --workers 2 --no-workers")
             finally:
                 await pair.stop()
-            durable = await start_api(stack, workers=False, env={**PRODUCTION_ARGON2, "KEYLEDGER_USAGE_DURABLE": "1"},
-                                      admin_from=api)
+            lossy = await start_api(stack, workers=False, env={**PRODUCTION_ARGON2, "KEYLEDGER_USAGE_DURABLE": "0"},
+                                    admin_from=api)
             try:
-                safe = await measure_api_only(durable, "keyledger serve --no-workers, KEYLEDGER_USAGE_DURABLE=1")
+                fast = await measure_api_only(lossy, "keyledger serve --no-workers, KEYLEDGER_USAGE_DURABLE=0")
             finally:
-                await durable.stop()
+                await lossy.stop()
     finally:
         trivial.stop()
     _log(f"  cold verify over HTTP: median {statistics.median(cold.http_ms):.1f} ms; "
          f"raw argon2: median {statistics.median(cold.raw_ms):.1f} ms")
-    durable_rows = [
-        Row("warm verify throughput, usage events durable before answering (--no-workers, KEYLEDGER_USAGE_DURABLE=1)",
-            safe.rps, "req/s", api_only.rps, "the same without it", "(diagnostic)", None, ctx.command),
-        Row("warm verify p50, usage events durable before answering", safe.load.p50_ms, "ms", api_only.load.p50_ms,
-            "the same without it", "(diagnostic)", None, ctx.command),
-        Row("warm verify p99, usage events durable before answering", safe.load.p99_ms, "ms", api_only.load.p99_ms,
-            "the same without it", "(diagnostic)", None, ctx.command)]
+    lossy_rows = [  # what the default's durability costs: the same replica with lossy usage events
+        Row("warm verify throughput, lossy usage events (--no-workers, KEYLEDGER_USAGE_DURABLE=0)",
+            fast.rps, "req/s", api_only.rps, "the default (durable)", "(diagnostic)", None, ctx.command),
+        Row("warm verify p50, lossy usage events (KEYLEDGER_USAGE_DURABLE=0)", fast.load.p50_ms, "ms",
+            api_only.load.p50_ms, "the default (durable)", "(diagnostic)", None, ctx.command),
+        Row("warm verify p99, lossy usage events (KEYLEDGER_USAGE_DURABLE=0)", fast.load.p99_ms, "ms",
+            api_only.load.p99_ms, "the default (durable)", "(diagnostic)", None, ctx.command)]
     return BenchResult([*rows(median_round(trivials), median_round(verifies), api_only, cold, ctx.command, two),
-                        *wrk_rows(by_wrk, ctx.command), *durable_rows], [_table(trivials, verifies, api_only)])
+                        *wrk_rows(by_wrk, ctx.command), *lossy_rows], [_table(trivials, verifies, api_only)])
 
 
 async def measure_with_wrk(api: Api, trivial: TrivialServer) -> tuple[WrkResult, WrkResult] | None:
@@ -300,7 +304,8 @@ def wrk_rows(measured: tuple[WrkResult, WrkResult] | None, command: str) -> list
         Row("warm verify throughput, 32 conns, load by wrk (keyledger serve)", serve.rps, "req/s", trivial.rps,
             "trivial Litestar POST, wrk", "(diagnostic: the same rounds with a load generator in C)", None, command),
         Row("warm verify p99, 32 conns, load by wrk (keyledger serve)", serve.p99_ms, "ms", trivial.p99_ms,
-            "trivial Litestar POST p99, wrk", "(diagnostic)", None, command),
+            "trivial Litestar POST p99, wrk", f"≤ {TARGET_P99_RATIO} × trivial",
+            serve.p99_ms <= TARGET_P99_RATIO * trivial.p99_ms, command),
         Row("warm verify p50, 32 conns, load by wrk (keyledger serve)", serve.p50_ms, "ms", trivial.p50_ms,
             "trivial Litestar POST p50, wrk", "(diagnostic)", None, command),
     ]

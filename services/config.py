@@ -21,6 +21,19 @@ class SettingsError(ValueError):
     """A setting from the environment is invalid; the message names it."""
 
 
+def switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """An on/off setting: ``1``/``true``/``yes``/``on`` or ``0``/``false``/``no``/``off`` (any case); unset or
+    empty: ``default``; anything else is a SettingsError naming it."""
+    value = env.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be 1 or 0 (true/false, yes/no, on/off), got {value[:20]!r}")
+
+
 class Hidden:
     """A secret setting's value: equal by value, but never shown (repr and str hide it, so logs do too)."""
 
@@ -90,7 +103,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     verify_token: str | None = None
     max_staleness: int = 5  # seconds a replica may go unconfirmed by the store before verify says UNAVAILABLE
     verify_open: bool = False  # POST /v1/verify without any caller credential (KEYLEDGER_VERIFY_OPEN)
-    usage_durable: bool = False  # KEYLEDGER_USAGE_DURABLE: answer only once the request's usage event is safe
+    # KEYLEDGER_USAGE_DURABLE (default on; 0 turns it off): answer only once the request's usage event is safe
+    usage_durable: bool = True
     sink_linger_ms: int = 200  # KEYLEDGER_SINK_LINGER_MS: how long the audit sink gathers messages for one transaction
     body_timeout: int = 10  # KEYLEDGER_BODY_TIMEOUT: seconds a request may take to send its body, then 408
     run_workers: bool = False
@@ -184,7 +198,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "verify_token": env.get("KEYLEDGER_VERIFY_TOKEN") or None,
         "run_workers": env.get("KEYLEDGER_RUN_WORKERS", "").lower() in ("1", "true", "yes"),
         "verify_open": env.get("KEYLEDGER_VERIFY_OPEN", "").lower() in ("1", "true", "yes"),
-        "usage_durable": env.get("KEYLEDGER_USAGE_DURABLE", "").lower() in ("1", "true", "yes"),
+        "usage_durable": switch(env, "KEYLEDGER_USAGE_DURABLE", default=True),
         "host": env.get("HOST") or "127.0.0.1",
         "data_dir": env.get("KEYLEDGER_DATA_DIR") or ".keyledger",
         "spool_dir": env.get("KEYLEDGER_SPOOL_DIR") or None,

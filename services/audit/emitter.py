@@ -7,11 +7,12 @@ once it is back; shutdown flushes or spools what is left. Memory holds at most
 ``max_buffered`` events; the spool at most ``max_spool_bytes``, past which new events are
 dropped and counted (and logged), never blocking a request.
 
-``durable`` (``KEYLEDGER_USAGE_DURABLE``): ``emit`` also returns a future that completes once the
-event's batch is in JetStream (acknowledged) or in the spool folder, and the API answers a request only
+``durable`` (``KEYLEDGER_USAGE_DURABLE``, the default): ``emit`` also returns a future that completes once
+the event's batch is in JetStream (acknowledged) or in the spool folder, and the API answers a request only
 then, so no answered request loses its audit record even when its process is killed. Batches then leave
-at once (each waits only for the one being published: group commit), at the cost of that round trip
-in every answer.
+at once, up to ``max_inflight`` of them awaiting their acknowledgement at the same time: a request waits
+for one JetStream round trip, not for the batch ahead of it too; when every slot is busy, the events that
+arrive meanwhile leave together in the next batch (group commit).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class UsageEmitter:
 
     def __init__(self, publisher: UsagePublisher, spool_dir: Path, max_batch: int = 500,
                  flush_interval: float = 0.05, max_buffered: int = 50_000,
-                 max_spool_bytes: int = 512 * 1024 * 1024, durable: bool = False) -> None:
+                 max_spool_bytes: int = 512 * 1024 * 1024, durable: bool = False, max_inflight: int = 4) -> None:
         self._publisher = publisher
         self._spool = spool_dir
         self._max_batch, self._interval = max_batch, flush_interval
@@ -44,6 +45,8 @@ class UsageEmitter:
         self._buffer: deque[UsageEvent] = deque()
         self._settled: deque[asyncio.Future[None]] = deque()  # durable: one per buffered event, in the same order
         self.durable = durable
+        self._max_inflight = max_inflight
+        self._inflight: set[asyncio.Task[None]] = set()  # durable: batches awaiting their acknowledgement
         self._wake = asyncio.Event()
         self.published = self.spooled = self.dropped = 0
 
@@ -82,10 +85,34 @@ class UsageEmitter:
                     ready = await self._publisher.ready()
                 if ready:
                     await self._resend_spooled()
-                await self.flush(spool_only=not ready, drain=False)
+                if ready and self.durable:
+                    self._launch()
+                else:
+                    await self.flush(spool_only=not ready, drain=False)
         finally:
             stopping.cancel()
+            if self._inflight:
+                await asyncio.gather(*self._inflight, return_exceptions=True)
         await self.flush()
+
+    def _launch(self) -> None:
+        """Durable: start publishing what is buffered, in batches, while fewer than ``max_inflight`` are out."""
+        while self._buffer and len(self._inflight) < self._max_inflight:
+            task = asyncio.ensure_future(self._deliver(*self._take(self._max_batch)))
+            self._inflight.add(task)
+            task.add_done_callback(self._landed)
+
+    def _landed(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._wake.set()  # a slot is free: what waited for it leaves now
+
+    async def _deliver(self, batch: list[UsageEvent], waiting: list[asyncio.Future[None]]) -> None:
+        """Publish one batch (to the spool if that fails), then let its requests answer."""
+        try:
+            if not await self._send(str(uuid.uuid4()), encode_batch(batch), len(batch)):
+                self._spill(batch)
+        finally:
+            _settle(waiting)
 
     async def flush(self, spool_only: bool = False, drain: bool = True) -> None:
         """Send every buffered event now (to the spool when NATS is unreachable). Unless ``drain``, only

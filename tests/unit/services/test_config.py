@@ -78,3 +78,15 @@ def test_argon2_runs_on_half_the_cores_unless_told(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(os, "cpu_count", lambda: cores)
     assert load_settings({}).argon2_max_concurrency == threads
     assert load_settings({"KEYLEDGER_ARGON2_MAX_CONCURRENCY": "3"}).argon2_max_concurrency == 3
+
+
+@pytest.mark.parametrize(("value", "durable"), [(None, True), ("", True), ("1", True), ("on", True),
+                                                ("0", False), ("false", False), ("NO", False), (" off ", False)])
+def test_usage_events_are_durable_unless_turned_off(value: str | None, durable: bool) -> None:
+    env = {} if value is None else {"KEYLEDGER_USAGE_DURABLE": value}
+    assert load_settings(env).usage_durable is durable
+
+
+def test_an_unreadable_durability_switch_is_refused() -> None:
+    with pytest.raises(SettingsError, match="KEYLEDGER_USAGE_DURABLE must be 1 or 0"):
+        load_settings({"KEYLEDGER_USAGE_DURABLE": "sometimes"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +12,7 @@ from nats.js import JetStreamContext
 from keyledger.domain.usage import UsageEvent, decode_batch
 from keyledger.services.audit.emitter import UsageEmitter
 from keyledger.services.config import Settings
-from keyledger.services.messaging.connection import connect
+from keyledger.services.messaging.connection import Bus, connect
 from keyledger.services.messaging.usage import UsagePublisher
 from tests.support.natsproc import NatsServer
 from tests.support.pipeline import isolated_settings, running
@@ -139,3 +140,39 @@ async def test_durable_events_settle_only_once_in_jetstream_or_the_spool(tmp_pat
         await nc.close()
     finally:
         server.stop()
+
+
+class _HeldFirst(UsagePublisher):
+    """The real publisher, whose first publish waits for ``release`` after JetStream acknowledged it."""
+
+    def __init__(self, nc: Bus, settings: Settings) -> None:
+        super().__init__(nc, settings)
+        self.holding, self.release = asyncio.Event(), asyncio.Event()
+
+    async def publish(self, batch_id: str, body: bytes) -> bool:
+        sent = await super().publish(batch_id, body)
+        if not self.holding.is_set():
+            self.holding.set()
+            await self.release.wait()
+        return sent
+
+
+async def test_a_durable_event_waits_for_its_own_batch_not_the_one_ahead(tmp_path: Path, nats_url: str) -> None:
+    """Batches are acknowledged side by side: while one batch's acknowledgement is outstanding, the next
+    event leaves in a batch of its own and settles without waiting for it (one round trip per answer)."""
+    nc = await connect(nats_url, "pipelined")
+    publisher = _HeldFirst(nc, isolated_settings())
+    emitter = UsageEmitter(publisher, tmp_path / "spool", durable=True, max_inflight=2)
+    try:
+        async with running(emitter.run):
+            first = emitter.emit(usage(1)[0])
+            await asyncio.wait_for(publisher.holding.wait(), 10)
+            second = emitter.emit(usage(1)[0])
+            assert first is not None and second is not None
+            await asyncio.wait_for(second, 10)
+            assert not first.done(), "the held batch has not returned yet"
+            publisher.release.set()
+            await asyncio.wait_for(first, 10)
+        assert emitter.published == 2
+    finally:
+        await nc.close()
