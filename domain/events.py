@@ -76,8 +76,25 @@ class KeyLeakReported(Event, tag="key.leak_reported", frozen=True, kw_only=True)
     ended_grace: bool = False
 
 
-AnyEvent = KeyCreated | KeyAccessChanged | KeyRotated | KeyRevoked | KeyLeakReported
-EVENT_CLASSES: tuple[type[Event], ...] = (KeyCreated, KeyAccessChanged, KeyRotated, KeyRevoked, KeyLeakReported)
+class KeyImported(Event, tag="key.imported", frozen=True, kw_only=True):
+    """The key was brought in from another key service (``source``: databuddy, better-auth, unkey or
+    keyledger) where its id was ``source_id``; appended right after its ``key.created``, whose secret hash is
+    that service's (``sha256:<hex>``) until the first verify re-hashes it (``key.rehashed``)."""
+
+    source: str
+    source_id: str
+
+
+class KeyRehashed(Event, tag="key.rehashed", frozen=True, kw_only=True):
+    """An imported key's SHA-256 secret hash was replaced by an argon2id hash of the same secret, on the first
+    verify that presented it (``secret_hash``: the argon2id hash; never the secret)."""
+
+    secret_hash: str
+
+
+AnyEvent = KeyCreated | KeyAccessChanged | KeyRotated | KeyRevoked | KeyLeakReported | KeyImported | KeyRehashed
+EVENT_CLASSES: tuple[type[Event], ...] = (KeyCreated, KeyAccessChanged, KeyRotated, KeyRevoked, KeyLeakReported,
+                                          KeyImported, KeyRehashed)
 
 _encoder = msgspec.json.Encoder()
 _decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)

@@ -28,7 +28,9 @@ from keyledger.domain.events import (
     AnyEvent,
     KeyAccessChanged,
     KeyCreated,
+    KeyImported,
     KeyLeakReported,
+    KeyRehashed,
     KeyRevoked,
     KeyRotated,
 )
@@ -61,6 +63,7 @@ class KeyState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     description: str = ""
     tags: tuple[str, ...] = ()
     allowed_networks: tuple[str, ...] = ()  # CIDRs the key may be used from (none: anywhere)
+    import_lookup: str | None = None  # an imported key's index entry: the first 16 hex digits of its SHA-256
 
     def status(self, now: datetime) -> Status:
         """``revoked`` (forever), ``expired`` (by the clock) or ``active``."""
@@ -97,6 +100,7 @@ def evolve(state: KeyState | None, event: AnyEvent) -> KeyState:
             allowed_networks=event.allowed_networks,
             created_at=event.at,
             updated_at=event.at,
+            import_lookup=import_lookup(event.secret_hash),
         )
     if state is None:
         raise ValueError(f"{type(event).__name__} before key.created in stream {event.key_id}")
@@ -119,12 +123,25 @@ def evolve(state: KeyState | None, event: AnyEvent) -> KeyState:
         case KeyRevoked():
             return _replace(state, version=state.version + 1, updated_at=event.at, revoked_at=event.at,
                             revoke_reason=event.reason)
+        case KeyImported():  # where it came from is history; the key is as created
+            return _replace(state, version=state.version + 1, updated_at=event.at)
+        case KeyRehashed():  # the same secret, now under argon2id: the SHA-256 no longer opens it
+            return _replace(state, version=state.version + 1, updated_at=event.at, secret_hash=event.secret_hash)
         case KeyLeakReported():  # the old secret leaked: it stops working now; else the event changes nothing
             if event.ended_grace:
                 return _replace(state, version=state.version + 1, updated_at=event.at, previous_hash=None,
                                 previous_valid_until=None)
             return _replace(state, version=state.version + 1, updated_at=event.at)
     raise TypeError(f"unknown event {event!r}")
+
+
+SHA256_HASH = "sha256:"  # an imported key's secret hash until its first verify: sha256:<64 hex digits>
+
+
+def import_lookup(secret_hash: str) -> str | None:
+    """Where an imported key stands in the verify index of foreign tokens: the first 16 hex digits of the
+    SHA-256 its source stored (kept after the re-hash, which replaces the full SHA-256); None for other keys."""
+    return secret_hash[7:23] if secret_hash.startswith(SHA256_HASH) else None
 
 
 def fold(events: Iterable[AnyEvent], state: KeyState | None = None) -> KeyState | None:

@@ -30,6 +30,7 @@ from keyledger.services.storage.rate_windows import RateWindows
 from keyledger.services.verify.flow import staleness_rule
 from keyledger.services.verify.last_used import LastUsedTracker
 from keyledger.services.verify.rate_limiter import RateLimiter
+from keyledger.services.verify.rehash import Rehasher
 from keyledger.services.verify.throttles import FailureThrottle
 from keyledger.services.verify.verifier import Verifier
 
@@ -94,7 +95,10 @@ async def open_verify_side(stack: AsyncExitStack, settings: Settings, *, db: Dat
     queue = Argon2Queue(settings.argon2_max_pending)
     verifier = Verifier(cache, hasher, settings.token_prefix, clock, queue=queue,
                         key_failure_limit=settings.key_failure_limit,
-                        is_current=staleness_rule(cache, bus, settings.max_staleness))
+                        is_current=staleness_rule(cache, bus, settings.max_staleness), imported=cache.imported)
+    rehasher = Rehasher(store, hasher, clock, queue, on_events=cache.apply_local)  # imported keys' first verifies
+    verifier.on_rehash = rehasher
+    stack.push_async_callback(rehasher.close)
     limiter, last_used = RateLimiter(RateWindows(db), clock=epoch(clock)), LastUsedTracker(LastUsedTable(db))
     usage = UsageEmitter(UsagePublisher(bus, settings), spool or spool_dir(settings), durable=settings.usage_durable)
     forwarded = FailureThrottle(settings.auth_failure_limit, clock=epoch(clock))

@@ -7,9 +7,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from keyledger.domain.events import KeyRevoked
+from keyledger.domain.events import KeyCreated, KeyRevoked
 from keyledger.domain.key import KeyState
 from keyledger.domain.recorded import RecordedEvent
+from keyledger.projections.imported import imported_index, note_imported
 from keyledger.projections.key_cache import KeyCache, Outcome, apply_at
 from keyledger.services.messaging.feed import EventFeed
 from keyledger.services.periodic import every
@@ -19,6 +20,7 @@ from keyledger.services.storage.key_cache_table import KeyCacheTable
 
 log = logging.getLogger("keyledger.live_cache")
 CUT_OFF_POLL_SECONDS = 0.05  # how often a replica cut off from NATS reads the store
+_PAGE = 1000  # events read from the store at once
 
 
 class LiveKeyCache:
@@ -28,6 +30,7 @@ class LiveKeyCache:
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self._store, self._table, self._feed, self._monotonic = store, table, feed, monotonic
         self._keys: KeyCache = {}
+        self._imported: dict[str, str] = {}  # imported keys by the start of their SHA-256 (projections.imported)
         self.position = 0  # highest global position applied
         self.stream_seq = 0  # JetStream sequence of the last message seen
         self.forged = 0  # messages claiming events the store does not hold
@@ -55,6 +58,11 @@ class LiveKeyCache:
         """The key's current state, or None if unknown."""
         return self._keys.get(key_id)
 
+    def imported(self, lookup: str) -> KeyState | None:
+        """The imported key whose source's SHA-256 starts with the 16 hex digits ``lookup``, or None."""
+        key_id = self._imported.get(lookup)
+        return self._keys.get(key_id) if key_id is not None else None
+
     def __len__(self) -> int:
         return len(self._keys)
 
@@ -72,11 +80,14 @@ class LiveKeyCache:
         for event in recorded:
             if apply_at(self._keys, event.event, event.version) is not Outcome.GAP:  # applied, or already held
                 self.position = max(self.position, event.global_position)
+                if isinstance(event.event, KeyCreated):
+                    note_imported(self._imported, self._keys[event.stream_id])
 
     async def start(self) -> None:
         """Load the Postgres read model, then follow the stream from the message after its checkpoint
         (when NATS is away, the store alone until it answers: ``resubscribe`` is called then)."""
         self._keys, self.position, self.stream_seq = await self._table.load()
+        self._imported = imported_index(self._keys.values())
         self.tailed = self.position
         if self._feed.connected:
             await self.resubscribe()
@@ -114,11 +125,15 @@ class LiveKeyCache:
             self._asked_since = asked
         async with self._reading:
             try:
-                while page := await self._store.read_page(self.tailed, 1000):
+                # a page shorter than asked for was everything the store held: no second read to learn that
+                # (positions become visible in commit order, so none below the last can appear later)
+                while page := await self._store.read_page(self.tailed, _PAGE):
                     self.apply_local(page)
                     self.tailed = page[-1].global_position
                     if self.on_advance is not None:
                         self.on_advance()
+                    if len(page) < _PAGE:
+                        break
             except StorageError:
                 if self.unreachable_since is None:
                     self.unreachable_since = asked  # it has not answered since then

@@ -26,6 +26,7 @@ from keyledger.services.http.routes.audit import AUDIT_ROUTES
 from keyledger.services.http.routes.findings import FINDING_ROUTES
 from keyledger.services.http.routes.forward_auth import FORWARD_AUTH_ROUTES
 from keyledger.services.http.routes.health import HEALTH_ROUTES
+from keyledger.services.http.routes.imports import IMPORT_ROUTES
 from keyledger.services.http.routes.keys import KEY_ROUTES
 from keyledger.services.http.routes.leaks import LEAK_ROUTES
 from keyledger.services.http.routes.reports import REPORT_ROUTES
@@ -35,7 +36,7 @@ from keyledger.services.http.routes.webhooks import WEBHOOK_ROUTES
 from keyledger.services.http.telemetry import METRICS_ROUTES
 from keyledger.services.observe.logs import configure as configure_logging
 
-ROUTES = [*KEY_ROUTES, *VERIFY_ROUTES, *AUDIT_ROUTES, *HEALTH_ROUTES, *FORWARD_AUTH_ROUTES, *METRICS_ROUTES,
+ROUTES = [*IMPORT_ROUTES, *KEY_ROUTES, *VERIFY_ROUTES, *AUDIT_ROUTES, *HEALTH_ROUTES, *FORWARD_AUTH_ROUTES, *METRICS_ROUTES,
           *REPORT_ROUTES, *WEBHOOK_ROUTES, *FINDING_ROUTES, *LEAK_ROUTES]
 
 

@@ -20,8 +20,9 @@ from keyledger.domain.commands import (
     check_create,
     check_rotate,
 )
-from keyledger.domain.errors import Busy, ConcurrencyError, KeyNotFound
+from keyledger.domain.errors import Busy, ConcurrencyError, KeyAlreadyExists, KeyNotFound
 from keyledger.domain.grants import check_grant, check_holds
+from keyledger.domain.importing import ImportKey, decide_import
 from keyledger.domain.key import KeyState, decide, ensure_open, evolve, fold
 from keyledger.domain.rate import DEFAULT_TIERS
 from keyledger.domain.recorded import Metadata, RecordedEvent
@@ -168,6 +169,34 @@ class KeyService:
         command = ReportLeak(key_id=key_id, source=source, url=url, reporter=reporter,
                              previous_secret=previous_secret, revoke=revoke)
         return await self._execute(await self._load_state(key_id), command, None, metadata)
+
+    async def import_key(self, command: ImportKey, *, metadata: Metadata | None = None,
+                         grantor: KeyState | None = None, settle: bool = True) -> list[RecordedEvent]:
+        """Create a key brought in from another service with its source's secret hash (no argon2 here: the
+        first verify re-hashes it); its ``key.imported`` (and ``key.revoked`` when the source had it disabled)
+        in the same append. KeyAlreadyExists when it was imported before (nothing changes). ``settle``: wait
+        until every replica holds it (an import of many lines waits once, for the last)."""
+        check_grant(grantor, command.create.access, command.create.rate_limit, self._tiers)
+        events = decide_import(None, command, self._clock())
+        try:
+            recorded = await self._store.append(command.create.key_id, 0, events, metadata)
+        except ConcurrencyError:
+            raise KeyAlreadyExists(f"key {command.create.key_id} already exists") from None
+        if self._on_events is not None:
+            self._on_events(recorded)
+        if settle:
+            await self.settle(recorded[-1].global_position)
+        return recorded
+
+    @property
+    def prefix(self) -> str:
+        """The prefix of the tokens this service issues (imported keys are shown with it too)."""
+        return self._prefix
+
+    async def settle(self, position: int) -> None:
+        """Return once every replica holds the store up to ``position`` (at once without a barrier)."""
+        if self._barrier is not None:
+            await self._barrier(position)
 
     async def history(self, key_id: str) -> tuple[KeyState, list[RecordedEvent]]:
         """The key's current state and its full event history; KeyNotFound if it has none."""

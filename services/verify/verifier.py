@@ -14,12 +14,13 @@ import msgspec
 
 from keyledger.domain import token
 from keyledger.domain.access import AccessEntry, check_access, granted_scopes
-from keyledger.domain.key import KeyState
+from keyledger.domain.key import SHA256_HASH, KeyState
 from keyledger.services.clock import epoch
 from keyledger.services.hashing import Argon2Queue, SecretHasher
 from keyledger.services.verify.throttles import FailureThrottle
 
 _MAX_RECHECKS = 4  # a key changing more often than this during one check is refused (retry)
+_MAX_FOREIGN_LENGTH = 512  # no source issues longer tokens: longer ones are MALFORMED without hashing
 
 
 class KeyLookup(Protocol):
@@ -61,8 +62,11 @@ class Verifier:
 
     def __init__(self, keys: KeyLookup, hasher: SecretHasher, prefix: str, clock: Callable[[], datetime],
                  max_pending: int = 16, key_failure_limit: int = 10, queue: Argon2Queue | None = None,
-                 is_current: Callable[[], bool] | None = None) -> None:
+                 is_current: Callable[[], bool] | None = None,
+                 imported: Callable[[str], KeyState | None] | None = None) -> None:
         self._is_current = is_current  # whether the key cache could confirm lately that it is current
+        self._imported = imported  # imported keys by their lookup (None: this verifier serves keyledger tokens only)
+        self.on_rehash: Callable[[KeyState, str], None] | None = None  # told of a SHA-256 secret that matched
         self._keys, self._hasher, self._prefix, self._clock = keys, hasher, prefix, clock
         self._id_at = len(prefix) + 1  # where a token's key id stands, and how long a token is
         self._id_end, self._length = self._id_at + token.KEY_ID_LENGTH, token.token_length(prefix)
@@ -95,6 +99,10 @@ class Verifier:
         try:
             parsed = token.parse(presented, self._prefix)
         except token.MalformedToken as exc:
+            if self._imported is not None:  # not a keyledger token: perhaps one an imported key keeps
+                found = await self._verify_imported(presented, scope, website_id, data, now, source, caller)
+                if found is not None:
+                    return found
             return Verdict(valid=False, code="MALFORMED", reason=exc.reason)
         state = self._keys.get(parsed.key_id)
         # the secret first: a wrong one learns nothing about the key but that its id (no secret) exists
@@ -128,6 +136,37 @@ class Verifier:
             if state is not None and self._remembers(state, self._digest(presented), now):
                 return self._decide(state, scope, None, None, now)
         return None
+
+    async def _verify_imported(self, presented: str, scope: str, website_id: str | None, data: str | None,
+                               now: datetime, source: str, caller: str) -> Verdict | None:
+        """The verdict on a token that is no keyledger token, as an imported key's (``projections.imported``
+        finds it by its SHA-256, in memory); None when no imported key has its lookup. Until the key is
+        re-hashed its source's SHA-256 decides (compared in constant time) and ``on_rehash`` is told, so the
+        secret gets an argon2id hash beside the answer; after that argon2id decides, as for any key."""
+        assert self._imported is not None
+        if not 0 < len(presented) <= _MAX_FOREIGN_LENGTH:
+            return None
+        sha = hashlib.sha256(presented.encode()).hexdigest()
+        state = self._imported(sha[:16])
+        if state is None:
+            return None
+        if state.secret_hash.startswith(SHA256_HASH):
+            if not hmac.compare_digest(state.secret_hash[len(SHA256_HASH):], sha):
+                return Verdict(valid=False, code="NOT_FOUND", reason="unknown key")
+            verdict = self._decide(state, scope, website_id, data, now)
+            if verdict.valid and self.on_rehash is not None:
+                self.on_rehash(state, presented)  # beside the answer, which does not wait for argon2
+            return verdict
+        digest = self._digest(presented)
+        if not self._remembers(state, digest, now):
+            refusal = await self._check_secret(state, presented, digest, now, source, caller)
+            if refusal is not None:
+                return refusal
+            now, latest = self._clock(), self._keys.get(state.key_id)  # argon2 took a while: re-read
+            if latest is None or latest.secret_hash != state.secret_hash:
+                return Verdict(valid=False, code="NOT_FOUND", reason="the key changed during the check; retry")
+            state = latest
+        return self._decide(state, scope, website_id, data, now)
 
     def _decide(self, state: KeyState, scope: str, website_id: str | None, data: str | None,
                 now: datetime) -> Verdict:

@@ -28,6 +28,8 @@ from keyledger.services.storage.webhook_feed import DeadlineChange, WebhookFeed
 
 KeyView = Callable[[KeyState, datetime], dict[str, Any]]  # how the API shows a key (never a secret or a hash)
 LIFECYCLE = (KEY_CREATED, KEY_ACCESS_CHANGED, KEY_ROTATED, KEY_REVOKED, KEY_LEAK_REPORTED)
+# key.imported and key.rehashed send no notice of their own: an import's key.created (and key.revoked) does,
+# and a re-hash changes nothing a receiver sees; their states still fold (``evolve``) like every event's
 _ALL_DEADLINES = ("key.expiring", "key.expired", KEY_GRACE_ENDED)
 
 

@@ -104,6 +104,10 @@ def event_words(recorded: RecordedEvent) -> str:
             return f"Rotated: a new secret (start {event.start}); {grace}"
         case "key.revoked":
             return "Revoked" + (f": {event.reason}" if event.reason else "")
+        case "key.imported":
+            return f"Imported from {event.source} (its key id there: {event.source_id})"
+        case "key.rehashed":
+            return "Secret re-hashed with argon2id on its first verify (the source's SHA-256 no longer opens it)"
         case "key.leak_reported":
             where = f" at {event.url}" if event.url else ""
             grace = "; the old secret's grace period ended" if event.ended_grace else ""

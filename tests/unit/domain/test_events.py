@@ -10,7 +10,9 @@ from keyledger.domain.events import (
     EVENT_CLASSES,
     KeyAccessChanged,
     KeyCreated,
+    KeyImported,
     KeyLeakReported,
+    KeyRehashed,
     KeyRevoked,
     KeyRotated,
     decode_event,
@@ -26,12 +28,15 @@ SAMPLES = [
     KeyRotated(key_id="k", at=AT, secret_hash="$argon2id$y", start="kl_k2", previous_valid_until=AT),
     KeyRevoked(key_id="k", at=AT, reason="leaked"),
     KeyLeakReported(key_id="k", at=AT, source="github", url="https://github.com/o/r", reported_at=AT),
+    KeyImported(key_id="k", at=AT, source="unkey", source_id="key_1"),
+    KeyRehashed(key_id="k", at=AT, secret_hash="$argon2id$z"),
 ]
 
 
 def test_tags_are_stable() -> None:
     assert [cls.__struct_config__.tag for cls in EVENT_CLASSES] == [event_type(e) for e in SAMPLES] == [
-        "key.created", "key.access_changed", "key.rotated", "key.revoked", "key.leak_reported"]
+        "key.created", "key.access_changed", "key.rotated", "key.revoked", "key.leak_reported", "key.imported",
+        "key.rehashed"]
 
 
 @pytest.mark.parametrize("event", SAMPLES)

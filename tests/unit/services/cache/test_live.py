@@ -120,3 +120,22 @@ async def test_a_nudge_reads_the_store_at_once() -> None:
     assert (state := cache.get("k1")) is not None and state.version == 3
     cache.nudge(recorded[-1].global_position + 100)  # beyond the store's head (forged, or not yet visible)
     await until(lambda: cache._nudge is not None and cache._nudge.done(), what="the nudged read to give up")
+
+
+async def test_catching_up_reads_the_store_once_when_a_page_holds_the_rest() -> None:
+    """A page shorter than a full one was everything the store held: confirming the cache costs one read,
+    not a second one that comes back empty (each read is a Postgres round trip a waiting command pays)."""
+
+    class Counting(InMemoryEventStore):
+        reads = 0
+
+        async def read_page(self, after_position: int, limit: int = 1000) -> Any:
+            self.reads += 1
+            return await super().read_page(after_position, limit)
+
+    store, monotonic = Counting(SettableClock(T0)), Monotonic()
+    cache = live(store, monotonic)
+    await store.append("k1", 0, [created("k1"), *changes("k1", 2)])
+    await cache.catch_up_with_store()
+    assert store.reads == 1 and cache.confirmed_at is not None
+    assert (state := cache.get("k1")) is not None and state.version == 3

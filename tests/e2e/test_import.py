@@ -1,0 +1,190 @@
+"""Importing keys from databuddy, better-auth and unkey through a real server: rows built at test time as
+each source's table stores them (fresh secrets, their SHA-256 in the source's encoding), imported over
+``POST /v1/keys/import``; the original secrets verify VALID, the first verify records ``key.rehashed``, a bad
+line is reported while the rest are imported, a second import changes nothing, and organization isolation
+and bad bodies are refused."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from keyledger.services.devstack.stack import StackInfo
+from tests.support.api import create, verify
+from tests.support.clock import ReferenceClock
+from tests.support.databases import endpoints_of, own_database
+from tests.support.pipeline import isolated_settings
+from tests.support.server import ApiServer
+from tests.support.wait import until_sync
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def server(servers: tuple[str, str], stack_info: StackInfo | None,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """One API process for the module."""
+    with own_database(servers[0]) as database_url:
+        endpoints = endpoints_of(database_url, servers, stack_info)
+        api = ApiServer(database_url, servers[1], isolated_settings(), Path(tmp_path_factory.mktemp("import")),
+                        extra_env=endpoints.environment(), clock=ReferenceClock())
+        try:
+            yield api.wait_ready()
+        finally:
+            api.stop()
+
+
+@pytest.fixture(scope="module")
+def root(server: ApiServer) -> str:
+    """A global admin key that may call as often as the tests do."""
+    assert server.bootstrap_secret is not None, server.log()
+    with httpx.Client(base_url=server.url, timeout=10) as api:
+        secret: str = create(api, server.bootstrap_secret, scopes=["admin:apikeys"], rate_limit=1_000_000)["secret"]
+    return secret
+
+
+@pytest.fixture
+def client(server: ApiServer) -> Iterator[httpx.Client]:
+    """An HTTP client for the module's server."""
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        yield http
+
+
+def _sha(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def databuddy_row(secret: str, **extra: Any) -> dict[str, Any]:
+    """A row of databuddy's ``apikey`` table (packages/db schema, snake_case columns): keyHash is hex."""
+    return {"id": secrets.token_hex(8), "name": "dashboard export", "prefix": "dbdy", "start": secret[:8],
+            "key_hash": _sha(secret).hex(), "user_id": None, "organization_id": "org_source", "type": "sdk",
+            "scopes": ["read:data"], "enabled": True, "revoked_at": None, "rate_limit_enabled": True,
+            "rate_limit_time_window": 60_000, "rate_limit_max": 120, "expires_at": "2031-06-01T00:00:00.000Z",
+            "metadata": {"resources": {"website:site-1": ["read:analytics"]}, "tags": ["ci"],
+                         "description": "nightly export job"},
+            "created_at": "2029-01-01T00:00:00.000Z", "updated_at": "2029-01-01T00:00:00.000Z", **extra}
+
+
+def better_auth_row(secret: str) -> dict[str, Any]:
+    """A row of better-auth's api-key plugin ``apikey`` table: ``key`` is base64url without padding."""
+    return {"id": secrets.token_hex(8), "name": "cli", "start": secret[:6], "prefix": "ba_",
+            "key": base64.urlsafe_b64encode(_sha(secret)).decode().rstrip("="), "userId": "user_1",
+            "refillInterval": 86_400_000, "refillAmount": 100, "lastRefillAt": None, "enabled": True,
+            "rateLimitEnabled": True, "rateLimitTimeWindow": 60_000, "rateLimitMax": 10, "requestCount": 0,
+            "remaining": 50, "lastRequest": None, "expiresAt": None, "createdAt": "2029-01-01T00:00:00.000Z",
+            "updatedAt": "2029-01-01T00:00:00.000Z", "permissions": json.dumps({"data": ["read"]}),
+            "metadata": json.dumps({"tags": ["from-better-auth"]})}
+
+
+def unkey_row(secret: str) -> dict[str, Any]:
+    """A row of unkey's ``keys`` table with the key's permission names: ``hash`` is standard base64."""
+    return {"id": "key_" + secrets.token_hex(8), "keyAuthId": "ks_1", "hash": base64.b64encode(_sha(secret)).decode(),
+            "start": secret[:7], "workspaceId": "ws_1", "forWorkspaceId": None, "name": "worker", "ownerId": "user_2",
+            "identityId": None, "meta": json.dumps({"team": "data"}), "createdAt": 1_893_456_000_000,
+            "expires": None, "deletedAt": None, "refillInterval": "monthly", "refillAmount": 1000, "refillDay": 1,
+            "lastRefillAt": None, "enabled": True, "remaining": 1000, "ratelimitAsync": False,
+            "ratelimitLimit": 10, "ratelimitDuration": 1000, "environment": "live",
+            "permissions": ["read:data", "track:events"]}
+
+
+def ndjson(rows: list[Any]) -> bytes:
+    """NDJSON lines of ``rows`` (a str row is put as it is: a bad line)."""
+    return b"".join((row if isinstance(row, str) else json.dumps(row)).encode() + b"\n" for row in rows)
+
+
+def post_import(client: httpx.Client, admin: str, body: bytes, fmt: str, **params: str) -> httpx.Response:
+    """``POST /v1/keys/import?format=...`` with an NDJSON body."""
+    return client.post("/v1/keys/import", content=body, params={"format": fmt, **params},
+                       headers={"x-api-key": admin, "content-type": "application/x-ndjson"})
+
+
+def event_types(server: ApiServer, key_id: str) -> list[str]:
+    """The key's event types in the store, in order."""
+    with psycopg.connect(server.database_url) as conn:
+        rows = conn.execute("SELECT type FROM events WHERE stream_id = %s ORDER BY version", (key_id,)).fetchall()
+    return [row[0] for row in rows]
+
+
+@pytest.mark.parametrize(("fmt", "make", "scope"), [
+    ("databuddy", lambda s: databuddy_row(s), "read:data"),
+    ("better-auth", lambda s: better_auth_row(s), "read:data"),
+    ("unkey", lambda s: unkey_row(s), "track:events"),
+])
+def test_a_source_file_imports_and_its_secrets_verify(server: ApiServer, root: str, client: httpx.Client,
+                                                      fmt: str, make: Any, scope: str) -> None:
+    tokens = [f"src_{secrets.token_urlsafe(24)}" for _ in range(3)]
+    body = ndjson([make(tokens[0]), make(tokens[1]), "{not json", make(tokens[2])])
+    first = post_import(client, root, body, fmt)
+    assert first.status_code == 200, first.text
+    report = first.json()
+    assert (report["imported"], report["unchanged"], report["failed"]) == (3, 0, 1), report
+    bad = report["results"][2]
+    assert bad["status"] == "error" and bad["line"] == 3 and "line 3" in bad["error"], bad
+    key_ids = [r["key_id"] for r in report["results"] if r["status"] == "imported"]
+
+    for token, key_id in zip(tokens, key_ids, strict=True):
+        assert event_types(server, key_id)[:2] == ["key.created", "key.imported"]
+        answer = verify(client, token, scope)
+        assert answer["valid"] is True and answer["key_id"] == key_id, answer
+    # the first successful verify re-hashes the secret with argon2id; the token keeps working after it
+    until_sync(lambda: "key.rehashed" in event_types(server, key_ids[0]), timeout=20,
+               what="key.rehashed after the first verify", explain=server.log)
+    assert verify(client, tokens[0], scope)["code"] == "VALID"
+    assert verify(client, tokens[0][:-1] + ("A" if tokens[0][-1] != "A" else "B"), scope)["valid"] is False
+
+    again = post_import(client, root, body, fmt).json()  # the same file: nothing changes
+    assert (again["imported"], again["unchanged"], again["failed"]) == (0, 3, 1), again
+    assert [event_types(server, k).count("key.created") for k in key_ids] == [1, 1, 1]
+
+
+def test_fields_are_mapped(server: ApiServer, root: str, client: httpx.Client) -> None:
+    token = f"dbdy_{secrets.token_urlsafe(36)}"
+    report = post_import(client, root, ndjson([databuddy_row(token)]), "databuddy").json()
+    key = client.get(f"/v1/keys/{report['results'][0]['key_id']}", headers={"x-api-key": root}).json()
+    assert key["name"] == "dashboard export" and key["start"] == token[:8]
+    assert key["organization_id"] == "org_source" and key["scopes"] == ["read:data"]
+    assert key["access"] == [{"resource": "website", "id": "site-1", "scopes": ["read:analytics"]}]
+    assert key["rate_limit"] == 120 and key["expires_at"].startswith("2031-06-01")
+    assert key["description"] == "nightly export job" and sorted(key["tags"]) == ["ci", "type:sdk"]
+    assert verify(client, token, "read:analytics", website_id="site-1")["valid"] is True
+    assert verify(client, token, "read:analytics", website_id="site-2")["code"] == "FORBIDDEN"
+
+
+def test_a_disabled_source_key_is_imported_revoked(server: ApiServer, root: str, client: httpx.Client) -> None:
+    token = f"dbdy_{secrets.token_urlsafe(36)}"
+    report = post_import(client, root, ndjson([databuddy_row(token, enabled=False)]), "databuddy").json()
+    assert verify(client, token, "read:data")["code"] == "REVOKED"
+    assert event_types(server, report["results"][0]["key_id"]) == ["key.created", "key.imported", "key.revoked"]
+
+
+def test_an_organizations_admin_imports_only_into_its_organization(root: str, client: httpx.Client) -> None:
+    org_admin = create(client, root, scopes=["admin:apikeys", "read:data"], organization_id="org_a")["secret"]
+    token = f"dbdy_{secrets.token_urlsafe(36)}"
+    elsewhere = post_import(client, org_admin, ndjson([databuddy_row(token)]), "databuddy", organization_id="org_b")
+    assert elsewhere.status_code == 403 and elsewhere.json()["code"] == "FORBIDDEN"
+    plain = {"metadata": {}, "rate_limit_enabled": False}  # no grant or limit beyond the admin's own
+    stronger = databuddy_row(f"dbdy_{secrets.token_urlsafe(36)}", scopes=["write:data"], **plain)
+    report = post_import(client, org_admin, ndjson([databuddy_row(token, **plain), stronger]), "databuddy").json()
+    assert [r["status"] for r in report["results"]] == ["imported", "error"], report
+    assert report["results"][1]["code"] == "FORBIDDEN"
+    key = client.get(f"/v1/keys/{report['results'][0]['key_id']}", headers={"x-api-key": org_admin}).json()
+    assert key["organization_id"] == "org_a"  # not the row's org_source
+
+
+def test_bad_bodies_are_refused(root: str, client: httpx.Client) -> None:
+    array = post_import(client, root, json.dumps([databuddy_row("dbdy_x" * 8)]).encode(), "databuddy")
+    assert array.status_code == 400 and array.json()["code"] == "VALIDATION_ERROR", array.text
+    assert post_import(client, root, b"", "databuddy").status_code == 400
+    unknown = post_import(client, root, ndjson([databuddy_row("dbdy_x" * 8)]), "stripe")
+    assert unknown.status_code == 400 and unknown.json()["success"] is False
+    too_many = post_import(client, root, b'{"id": "1"}\n' * 10_001, "databuddy")
+    assert too_many.status_code == 413 and "10000" in too_many.json()["error"], too_many.text
