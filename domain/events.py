@@ -10,6 +10,7 @@ from datetime import datetime
 import msgspec
 
 from keyledger.domain.access import AccessEntry
+from keyledger.domain.credits import Credits
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
@@ -92,9 +93,18 @@ class KeyRehashed(Event, tag="key.rehashed", frozen=True, kw_only=True):
     secret_hash: str
 
 
-AnyEvent = KeyCreated | KeyAccessChanged | KeyRotated | KeyRevoked | KeyLeakReported | KeyImported | KeyRehashed
+class KeyCreditsSet(Event, tag="key.credits_set", frozen=True, kw_only=True):
+    """The key's usage credits were set (``credits``: the balance it starts with now and its refill rule) or
+    removed (``credits`` None). Who set them is the event's metadata actor. Spending is not an event: each
+    verify's usage event says what it spent; refills are recorded in ``credit_refills``."""
+
+    credits: Credits | None = None
+
+
+AnyEvent = (KeyCreated | KeyAccessChanged | KeyRotated | KeyRevoked | KeyLeakReported | KeyCreditsSet
+            | KeyImported | KeyRehashed)
 EVENT_CLASSES: tuple[type[Event], ...] = (KeyCreated, KeyAccessChanged, KeyRotated, KeyRevoked, KeyLeakReported,
-                                          KeyImported, KeyRehashed)
+                                          KeyCreditsSet, KeyImported, KeyRehashed)
 
 _encoder = msgspec.json.Encoder()
 _decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)

@@ -23,11 +23,13 @@ from keyledger.domain.commands import (
     check_rotate,
     leak_reason,
 )
+from keyledger.domain.credits import Credits
 from keyledger.domain.errors import KeyAlreadyExists, KeyNotFound, KeyRevokedError, ValidationError
 from keyledger.domain.events import (
     AnyEvent,
     KeyAccessChanged,
     KeyCreated,
+    KeyCreditsSet,
     KeyImported,
     KeyLeakReported,
     KeyRehashed,
@@ -63,6 +65,9 @@ class KeyState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     description: str = ""
     tags: tuple[str, ...] = ()
     allowed_networks: tuple[str, ...] = ()  # CIDRs the key may be used from (none: anywhere)
+    credits: Credits | None = None  # usage credits as last set (key.credits_set); the balance lives elsewhere
+    credits_set_at: datetime | None = None  # when they were set: the first period starts then
+    credits_version: int = 0  # the key's version at that key.credits_set: which setting a balance belongs to
     import_lookup: str | None = None  # an imported key's index entry: the first 16 hex digits of its SHA-256
 
     def status(self, now: datetime) -> Status:
@@ -127,6 +132,10 @@ def evolve(state: KeyState | None, event: AnyEvent) -> KeyState:
             return _replace(state, version=state.version + 1, updated_at=event.at)
         case KeyRehashed():  # the same secret, now under argon2id: the SHA-256 no longer opens it
             return _replace(state, version=state.version + 1, updated_at=event.at, secret_hash=event.secret_hash)
+        case KeyCreditsSet():
+            return _replace(state, version=state.version + 1, updated_at=event.at, credits=event.credits,
+                            credits_set_at=event.at if event.credits is not None else None,
+                            credits_version=state.version + 1 if event.credits is not None else 0)
         case KeyLeakReported():  # the old secret leaked: it stops working now; else the event changes nothing
             if event.ended_grace:
                 return _replace(state, version=state.version + 1, updated_at=event.at, previous_hash=None,
@@ -156,14 +165,23 @@ def decide(state: KeyState | None, command: Command, now: datetime) -> list[AnyE
     if isinstance(command, CreateKey):
         if state is not None:
             raise KeyAlreadyExists(f"key {command.key_id} already exists")
-        return [_created(check_create(command, now), now)]
+        checked_create = check_create(command, now)
+        created: list[AnyEvent] = [_created(checked_create, now)]
+        if checked_create.credits is not None:
+            created.append(KeyCreditsSet(key_id=command.key_id, at=now, credits=checked_create.credits))
+        return created
     state = ensure_open(state, command.key_id)
     match command:
         case ChangeAccess():
             checked = check_change(command)
-            return [KeyAccessChanged(key_id=state.key_id, at=now, access=checked.access, name=checked.name,
-                                     rate_limit=checked.rate_limit, description=checked.description,
-                                     tags=checked.tags, allowed_networks=checked.allowed_networks)]
+            changed = KeyAccessChanged(key_id=state.key_id, at=now, access=checked.access, name=checked.name,
+                                       rate_limit=checked.rate_limit, description=checked.description,
+                                       tags=checked.tags, allowed_networks=checked.allowed_networks)
+            if isinstance(checked.credits, msgspec.UnsetType):
+                return [changed]
+            credits_set = KeyCreditsSet(key_id=state.key_id, at=now, credits=checked.credits)
+            return [changed, credits_set] if changed != KeyAccessChanged(key_id=state.key_id, at=now) \
+                else [credits_set]
         case RotateKey():
             grace = check_rotate(command).grace_seconds
             until = now + timedelta(seconds=grace) if grace else None

@@ -42,6 +42,7 @@ class UsageEvent(msgspec.Struct, frozen=True):
     request_id: str | None = None
     caller: str | None = None  # who called verify: credential:<id>, key:<id>, service-token or open
     caller_ip: str | None = None  # the socket address the call came from (``ip`` is what the caller forwards)
+    credits_spent: int = 0  # usage credits this verify spent (``cost`` when VALID on a key with credits)
 
 
 USAGE_COLUMNS: tuple[str, ...] = tuple(UsageEvent.__struct_fields__)

@@ -143,6 +143,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     leak_github_keys_file: str | None = None
     leak_github_keys_url: str = "https://api.github.com/meta/public_keys/secret_scanning"
     leak_reports_per_minute: int = 10
+    credit_lease_idle_seconds: int = 5  # KEYLEDGER_CREDIT_LEASE_IDLE_SECONDS: unused this long, a lease returns
 
     def data_path(self, *parts: str) -> Path:
         """The data folder (``data_dir``, made absolute), or ``parts`` inside it."""
@@ -177,6 +178,7 @@ _INTS = {
     "webhook_retry_max": ("KEYLEDGER_WEBHOOK_RETRY_MAX", 1, 86_400),
     "webhook_retry_for": ("KEYLEDGER_WEBHOOK_RETRY_FOR", 1, 30 * 86_400),
     "leak_reports_per_minute": ("KEYLEDGER_LEAK_REPORTS_PER_MINUTE", 1, 1_000_000),
+    "credit_lease_idle_seconds": ("KEYLEDGER_CREDIT_LEASE_IDLE_SECONDS", 1, 3_600),
 }
 LOG_FORMATS = ("auto", "json", "text")
 

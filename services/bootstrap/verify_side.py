@@ -22,11 +22,13 @@ from keyledger.services.messaging.connection import Bus, connect
 from keyledger.services.messaging.feed import EventFeed
 from keyledger.services.messaging.replicas import ReplicaChannel
 from keyledger.services.messaging.usage import UsagePublisher
+from keyledger.services.storage.credit_pools import CreditPools
 from keyledger.services.storage.database import Database, open_database
 from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.services.storage.key_cache_table import KeyCacheTable
 from keyledger.services.storage.last_used_table import LastUsedTable
 from keyledger.services.storage.rate_windows import RateWindows
+from keyledger.services.verify.credits import CreditLedger
 from keyledger.services.verify.flow import staleness_rule
 from keyledger.services.verify.last_used import LastUsedTracker
 from keyledger.services.verify.rate_limiter import RateLimiter
@@ -62,11 +64,13 @@ class VerifySide(msgspec.Struct, kw_only=True):
     forwarded_failures: FailureThrottle  # failed attempts per end-client ip a caller forwards
     last_used: LastUsedTracker
     usage: UsageEmitter
+    credits: CreditLedger  # this process's leases of usage credits (returned when it stops)
 
     def background(self) -> list[Work]:
         """What runs beside the answers: last-used writes, rate-window leases, usage batches, the store
         poll and the replica announcements."""
-        return [self.last_used.run, self.limiter.run, self.usage.run, self.cache.follow_store, self.roll.run]
+        return [self.last_used.run, self.limiter.run, self.usage.run, self.cache.follow_store, self.roll.run,
+                self.credits.run]
 
 
 def spool_dir(settings: Settings) -> Path:
@@ -102,8 +106,9 @@ async def open_verify_side(stack: AsyncExitStack, settings: Settings, *, db: Dat
     limiter, last_used = RateLimiter(RateWindows(db), clock=epoch(clock)), LastUsedTracker(LastUsedTable(db))
     usage = UsageEmitter(UsagePublisher(bus, settings), spool or spool_dir(settings), durable=settings.usage_durable)
     forwarded = FailureThrottle(settings.auth_failure_limit, clock=epoch(clock))
+    credits = CreditLedger(CreditPools(db), idle_seconds=settings.credit_lease_idle_seconds)
     return VerifySide(settings=settings, clock=clock, bus=bus, cache=cache, roll=roll, queue=queue, verifier=verifier,
-                      limiter=limiter, forwarded_failures=forwarded, last_used=last_used, usage=usage)
+                      limiter=limiter, forwarded_failures=forwarded, last_used=last_used, usage=usage, credits=credits)
 
 
 @asynccontextmanager

@@ -23,6 +23,7 @@ from keyledger.services.http.ratelimit_headers import attach_decision, scope_req
 from keyledger.services.keys.credentials import CREDENTIAL_PREFIX
 from keyledger.services.observe.metrics import RATE_ALLOWED, RATE_REFUSED
 from keyledger.services.verify.call import VerifyCall, verify_call
+from keyledger.services.verify.credits import CreditDecision, CreditLedger
 from keyledger.services.verify.flow import VerifyFlow
 from keyledger.services.verify.throttles import FailureThrottle, RateDecision
 from keyledger.services.verify.verifier import Verdict, Verifier
@@ -121,12 +122,12 @@ class Gate:
                  usage: UsageSink, clock: Clock, rate_tiers: Mapping[str, int], verify_token: str | None,
                  token_prefix: str = token.DEFAULT_PREFIX, forwarded_failures: FailureThrottle | None = None,
                  callers: CallerRegistry | None = None, verify_open: bool = False,
-                 proxies: TrustedProxies | None = None) -> None:
+                 proxies: TrustedProxies | None = None, credits: CreditLedger | None = None) -> None:
         self._callers, self._verify_open = callers, verify_open
         self._proxies = proxies or TrustedProxies()
         self._verifier, self._failures, self._clock, self._verify_token = verifier, auth_failures, clock, verify_token
         self.flow = VerifyFlow(verifier=verifier, limiter=limiter, last_used=last_used, usage=usage, clock=clock,
-                               rate_tiers=rate_tiers, token_prefix=token_prefix,
+                               rate_tiers=rate_tiers, token_prefix=token_prefix, credits=credits,
                                forwarded_failures=forwarded_failures
                                or FailureThrottle(auth_failures.limit, clock=auth_failures.clock))
 
@@ -239,7 +240,7 @@ class Gate:
 
     def call(self, request: Connection, *, key: str | None, scope: str, website_id: str | None = None,
              data: str | None = None, ip: str | None = None, user_agent: str | None = None, caller: str | None = None,
-             action: str = "verify", caller_ip: str | None = None) -> VerifyCall:
+             action: str = "verify", caller_ip: str | None = None, cost: int = 1) -> VerifyCall:
         """The verify request ``request`` carries, validated as every transport's is (:func:`verify_call`:
         :class:`~keyledger.domain.errors.ValidationError`, a 400), with its request id and the time it is
         decided by. ``action`` names the call in the usage event; ``caller_ip`` the caller's address, by
@@ -249,19 +250,20 @@ class Gate:
             caller_ip = request.scope[_CALLER] if _CALLER in request.scope else self.address_of(request)
         return verify_call(key=key, scope=scope, at=self._clock(), website_id=website_id, data=data, ip=ip,
                            user_agent=user_agent, caller=caller, caller_ip=caller_ip, request_id=request_id(request),
-                           action=action)
+                           action=action, cost=cost)
 
-    async def verify(self, request: Connection, call: VerifyCall) -> tuple[Verdict, RateDecision | None]:
+    async def verify(self, request: Connection, call: VerifyCall) -> tuple[Verdict, RateDecision | None,
+                                                                           CreditDecision | None]:
         """The flow's verdict on ``call`` and, when a key was identified, its rate-limit decision (charged to
         the key being verified, never to the caller), whose ``X-RateLimit-*`` headers go out with the answer
-        (those of the client-ip throttle's refusal, when that refused)."""
+        (those of the client-ip throttle's refusal, when that refused), and its credits when it has some."""
         verified = await self.flow.verify(call)
         rate, decision = verified.rate, verified.decision
         if decision is not None:
             attach_decision(request.scope, decision)
         if rate is not None:
             (RATE_ALLOWED if rate.allowed else RATE_REFUSED).inc()
-        return verified.verdict, rate
+        return verified.verdict, rate, verified.credits
 
     async def record(self, request: Connection, *, action: str, verdict: Verdict | None, presented: str | None,
                      scope: str | None, ip: str | None = None, user_agent: str | None = None,

@@ -30,6 +30,7 @@ from keyledger.services.keys.service import KeyService
 from keyledger.services.leaks.intake import LeakIntake
 from keyledger.services.storage.audit_export_source import ExportSource
 from keyledger.services.storage.findings import FindingTable
+from keyledger.services.verify.credits import Pools
 from keyledger.services.webhooks.endpoints import WebhookService
 
 _STATE_KEY = "keyledger"
@@ -49,7 +50,7 @@ def published(components: Components) -> Published:
     gate = Gate(verifier=c.verifier, limiter=c.limiter, auth_failures=c.auth_failures, last_used=c.last_used,
                 usage=c.usage, clock=c.clock, rate_tiers=c.settings.rate_tiers(), verify_token=c.settings.verify_token,
                 token_prefix=c.settings.token_prefix, callers=c.callers, verify_open=c.settings.verify_open,
-                proxies=TrustedProxies(c.settings.trusted_proxies))
+                proxies=TrustedProxies(c.settings.trusted_proxies), credits=c.credits)
     return Published(components=components, gate=gate)
 
 
@@ -103,6 +104,11 @@ def provide_cache(state: State) -> KeyDirectory:
 def provide_last_used(state: State) -> LastUse:
     """When keys were last used."""
     return _published(state).components.last_used
+
+
+def provide_credit_pools(state: State) -> Pools | None:
+    """The credit balances the key views read (None: not shown live, e.g. route tests without Postgres)."""
+    return _published(state).components.credit_pools
 
 
 def provide_audit(state: State) -> AuditPages:
@@ -189,6 +195,7 @@ def dependencies() -> dict[str, Provide]:
     """Every provider, by the parameter name handlers use (registered on the app)."""
     providers: dict[str, Callable[..., Any]] = {
         "gate": provide_gate, "keys": provide_keys, "cache": provide_cache, "last_used": provide_last_used,
+        "credit_pools": provide_credit_pools,
         "audit": provide_audit, "export": provide_export, "bus": provide_bus, "startup_head": provide_startup_head,
         "replicas": provide_replicas, "hygiene": provide_hygiene, "webhooks": provide_webhooks,
         "findings": provide_findings,

@@ -12,8 +12,12 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from keyledger.domain.credits import MAX_COST
 from keyledger.domain.key import Status
+from keyledger.services.http.credit_schemas import CreditsSetting as CreditsSetting
+from keyledger.services.http.credit_schemas import KeyCredits as KeyCredits
 from keyledger.services.verify.answer import Access as Access  # the verify answer's structs, shared with every
+from keyledger.services.verify.answer import CreditsState as CreditsState  # verify transport: re-exported
 from keyledger.services.verify.answer import RateLimitState as RateLimitState  # verify transport: re-exported
 from keyledger.services.verify.answer import VerifyAnswer as VerifyAnswer
 from keyledger.services.verify.call import DATA_LENGTH, MAX_PRESENTED_LENGTH, SCOPE_LENGTH, WEBSITE_ID_LENGTH
@@ -34,6 +38,7 @@ class CreateKeyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     description: Annotated[str, msgspec.Meta(max_length=4000)] = ""
     tags: Annotated[list[Annotated[str, msgspec.Meta(max_length=200)]], msgspec.Meta(max_length=100)] = []
     allowed_networks: Networks = []  # CIDRs; none: usable from anywhere
+    credits: CreditsSetting | None = None  # usage credits (none: unlimited)
 
 
 class ChangeKeyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -47,6 +52,7 @@ class ChangeKeyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     description: Annotated[str, msgspec.Meta(max_length=4000)] | None = None
     tags: Annotated[list[Annotated[str, msgspec.Meta(max_length=200)]], msgspec.Meta(max_length=100)] | None = None
     allowed_networks: Networks | None = None  # []: from anywhere again
+    credits: CreditsSetting | None | msgspec.UnsetType = msgspec.UNSET  # null: no credits any more
 
 
 class RotateKeyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -73,6 +79,7 @@ class VerifyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     data: Annotated[str, msgspec.Meta(max_length=DATA_LENGTH)] | None = None
     ip: str | None = None
     user_agent: str | None = None
+    cost: Annotated[int, msgspec.Meta(ge=0, le=MAX_COST)] = 1  # usage credits a VALID answer spends (0: none)
 
 
 class Key(msgspec.Struct, kw_only=True):
@@ -98,6 +105,7 @@ class Key(msgspec.Struct, kw_only=True):
     rate_limit: int | None
     rate_tier: str
     allowed_networks: list[str]  # CIDRs the key may be used from (empty: anywhere)
+    credits: KeyCredits | None = None  # usage credits (null: unlimited)
 
 
 class KeyWithSecret(Key, kw_only=True):

@@ -20,6 +20,7 @@ from keyledger.domain.commands import (
     check_create,
     check_rotate,
 )
+from keyledger.domain.credits import Credits
 from keyledger.domain.errors import Busy, ConcurrencyError, KeyAlreadyExists, KeyNotFound
 from keyledger.domain.grants import check_grant, check_holds
 from keyledger.domain.importing import ImportKey, decide_import
@@ -81,6 +82,7 @@ class KeyService:
         description: str = "",
         tags: Sequence[str] = (),
         allowed_networks: Sequence[str] = (),
+        credits: Credits | None = None,
     ) -> IssuedKey:
         """Create a key; validates first, then hashes the new secret off the event loop. ``grantor`` is
         the acting admin key (None: the operator), which may grant only what it holds (Forbidden)."""
@@ -89,7 +91,7 @@ class KeyService:
         command = CreateKey(
             key_id=parsed.key_id, name=name, organization_id=organization_id, access=tuple(access),
             expires_at=expires_at, secret_hash="", prefix=self._prefix, start=parsed.start(), rate_limit=rate_limit,
-            description=description, tags=tuple(tags), allowed_networks=tuple(allowed_networks),
+            description=description, tags=tuple(tags), allowed_networks=tuple(allowed_networks), credits=credits,
         )
         check_create(command, self._clock())
         check_grant(grantor, command.access, rate_limit, self._tiers)
@@ -110,6 +112,7 @@ class KeyService:
         description: str | None = None,
         tags: Sequence[str] | None = None,
         allowed_networks: Sequence[str] | None = None,
+        credits: Credits | None | msgspec.UnsetType = msgspec.UNSET,
     ) -> KeyState:
         """Replace the key's access entries, rename it, set its rate limit (0 clears it), description and/or
         tags (None: unchanged); the new access and limit must be ``grantor``'s to grant (see :meth:`create`),
@@ -119,7 +122,8 @@ class KeyService:
         command = ChangeAccess(key_id=key_id, access=None if access is None else tuple(access), name=name,
                                rate_limit=rate_limit, description=description,
                                tags=None if tags is None else tuple(tags),
-                               allowed_networks=None if allowed_networks is None else tuple(allowed_networks))
+                               allowed_networks=None if allowed_networks is None else tuple(allowed_networks),
+                               credits=credits)  # credits: UNSET unchanged, None removed (key.credits_set)
         check_grant(grantor, command.access, rate_limit, self._tiers)
         state = await self._load_state(key_id)
         if command.access is not None or rate_limit is not None:

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from keyledger.domain.access import AccessEntry, validate_access
+from keyledger.domain.credits import Credits
 from keyledger.domain.key import KeyState
 from keyledger.domain.rate import tier_of
 from keyledger.domain.recorded import RecordedEvent
@@ -39,7 +40,20 @@ def key_view(state: KeyState, now: datetime) -> dict[str, Any]:
         "revoke_reason": state.revoke_reason, "previous_secret_valid_until": state.previous_valid_until,
         "rate_limit": state.rate_limit, "rate_tier": tier_of(state),
         "allowed_networks": list(state.allowed_networks),
+        "credits": credits_view(state.credits),
     }
+
+
+def credits_view(credits: Credits | None, remaining: int | None = None,
+                 refilled_at: datetime | None = None) -> dict[str, Any] | None:
+    """A key's ``credits`` as shown: the setting, ``remaining`` the live balance when the caller read it
+    (else what was set)."""
+    if credits is None:
+        return None
+    refill = credits.refill
+    return {"remaining": credits.remaining if remaining is None else remaining, "refilled_at": refilled_at,
+            "refill": None if refill is None else {"amount": refill.amount, "interval": refill.interval,
+                                                   "day_of_month": refill.day_of_month}}
 
 
 def event_view(recorded: RecordedEvent) -> dict[str, Any]:

@@ -22,7 +22,8 @@ _QUERY = """
 SELECT * FROM (
   (SELECT 'usage' AS kind, u.at, u.id::text AS id, u.key_id, u.start, u.organization_id, u.action, u.outcome,
           NULL::text AS actor, u.scope, u.granted_by, u.reason, u.website_id, u.data, u.ip, u.user_agent,
-          u.request_id, NULL::jsonb AS detail
+          u.request_id,
+          CASE WHEN u.credits_spent <> 0 THEN jsonb_build_object('credits_spent', u.credits_spent) END AS detail
      FROM usage_events u
     WHERE %(usage)s AND (%(key)s::text IS NULL OR u.key_id = %(key)s)
       AND (%(org)s::text IS NULL OR u.organization_id = %(org)s)

@@ -7,6 +7,7 @@ from datetime import datetime
 
 import msgspec
 
+from keyledger.services.verify.credits import CreditDecision
 from keyledger.services.verify.throttles import RateDecision
 from keyledger.services.verify.verifier import Verdict, VerdictCode
 
@@ -27,7 +28,13 @@ class RateLimitState(msgspec.Struct, kw_only=True):
     reset: int
 
 
-class VerifyAnswer(msgspec.Struct):
+class CreditsState(msgspec.Struct, kw_only=True):
+    """The verified key's usage credits: what is left (as this replica knows it, after this verify)."""
+
+    remaining: int
+
+
+class VerifyAnswer(msgspec.Struct, omit_defaults=True):
     """The answer to a well-formed verify request (always HTTP 200). ``ratelimit`` is null when
     no key was identified; ``granted_by`` is the access entry that granted the scope."""
 
@@ -40,10 +47,12 @@ class VerifyAnswer(msgspec.Struct):
     granted_by: Access | None
     expires_at: datetime | None
     ratelimit: RateLimitState | None
+    credits: CreditsState | None = None  # present for a key with credits (omitted otherwise)
 
 
-def answer(verdict: Verdict, decision: RateDecision | None) -> VerifyAnswer:
-    """The answer for ``verdict`` (and the key's rate-limit state, when a key was identified)."""
+def answer(verdict: Verdict, decision: RateDecision | None, credits: CreditDecision | None = None) -> VerifyAnswer:
+    """The answer for ``verdict`` (and the key's rate-limit state, when a key was identified; its credits,
+    when it has some)."""
     key, granted = verdict.key, verdict.granted_by
     rate = None if decision is None else RateLimitState(limit=decision.limit, remaining=decision.remaining,
                                                         reset=decision.reset)
@@ -52,4 +61,5 @@ def answer(verdict: Verdict, decision: RateDecision | None) -> VerifyAnswer:
         verdict.valid, verdict.code, verdict.reason, key.key_id if key else None, key.organization_id if key else None,
         list(verdict.scopes),
         Access(resource=granted.resource, scopes=list(granted.scopes), id=granted.id) if granted else None,
-        key.expires_at if key else None, rate)
+        key.expires_at if key else None, rate,
+        CreditsState(remaining=credits.remaining) if credits is not None else None)

@@ -8,6 +8,7 @@ from datetime import datetime
 import msgspec
 
 from keyledger.domain.access import DATA_KINDS, SCOPES
+from keyledger.domain.credits import check_cost
 from keyledger.domain.errors import ValidationError
 from keyledger.domain.usage import FIELD_LIMITS
 
@@ -33,11 +34,13 @@ class VerifyCall(msgspec.Struct, frozen=True, gc=False):
     caller_ip: str | None = None
     request_id: str | None = None
     action: str = "verify"
+    cost: int = 1  # usage credits a VALID answer spends (keys with credits; 0: check without spending)
 
 
 def verify_call(*, key: str | None, scope: str, at: datetime, website_id: str | None = None, data: str | None = None,
                 ip: str | None = None, user_agent: str | None = None, caller: str | None = None,
-                caller_ip: str | None = None, request_id: str | None = None, action: str = "verify") -> VerifyCall:
+                caller_ip: str | None = None, request_id: str | None = None, action: str = "verify",
+                cost: int = 1) -> VerifyCall:
     """The verify request, or :class:`ValidationError` (HTTP 400) when what decides the answer is not one
     keyledger knows: a ``scope`` or ``data`` kind it does not know, or a ``website_id`` longer than any
     grant's (``FIELD_LIMITS``). The end client's ``ip`` and ``user_agent`` decide nothing; they are only
@@ -57,4 +60,6 @@ def verify_call(*, key: str | None, scope: str, at: datetime, website_id: str | 
         ip = ip[:IP_LENGTH]
     if user_agent is not None and len(user_agent) > USER_AGENT_LENGTH:
         user_agent = user_agent[:USER_AGENT_LENGTH]
-    return VerifyCall(key, scope, at, website_id, data, ip, user_agent, caller, caller_ip, request_id, action)
+    if cost != 1:
+        check_cost(cost)
+    return VerifyCall(key, scope, at, website_id, data, ip, user_agent, caller, caller_ip, request_id, action, cost)

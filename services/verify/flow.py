@@ -23,12 +23,14 @@ from keyledger.domain.usage import UsageEvent, attempted_start, sanitized
 from keyledger.services.clock import Clock
 from keyledger.services.observe.ids import new_id
 from keyledger.services.verify.call import VerifyCall
+from keyledger.services.verify.credits import CreditDecision, CreditLedger
 from keyledger.services.verify.networks import NetworkCheck
 from keyledger.services.verify.ports import Confirmable, Connectivity, LastTouch, Limiter, UsageSink
 from keyledger.services.verify.throttles import FailureThrottle, RateDecision
 from keyledger.services.verify.verifier import Verdict, Verifier
 
 _THROTTLED = Verdict(valid=False, code="RATE_LIMITED", reason="too many failed attempts from this client ip")
+_NO_CREDITS = "usage credits exhausted: {remaining} left, {cost} needed"
 
 
 def staleness_rule(cache: Confirmable, bus: Connectivity, max_staleness: float) -> Callable[[], bool]:
@@ -53,6 +55,7 @@ class Verified(msgspec.Struct, frozen=True, gc=False):
     rate: RateDecision | None
     throttled: RateDecision | None
     event: UsageEvent
+    credits: CreditDecision | None = None  # the key's credits, when it has some and the verdict got that far
 
     @property
     def decision(self) -> RateDecision | None:
@@ -65,8 +68,9 @@ class VerifyFlow:
 
     def __init__(self, *, verifier: Verifier, limiter: Limiter, last_used: LastTouch, usage: UsageSink, clock: Clock,
                  rate_tiers: Mapping[str, int], forwarded_failures: FailureThrottle,
-                 token_prefix: str = token.DEFAULT_PREFIX) -> None:
+                 token_prefix: str = token.DEFAULT_PREFIX, credits: CreditLedger | None = None) -> None:
         self._verifier, self._limiter, self._last_used, self._usage = verifier, limiter, last_used, usage
+        self._credits = credits  # None: keys' credits are not enforced here (only in-memory fakes build it so)
         self._clock, self._tiers = clock, rate_tiers
         # the end-client IPs a caller forwards are the caller's to name: counted apart from real callers'
         # addresses (the gate's throttle), so naming an admin's IP in verify requests cannot lock that admin out
@@ -79,7 +83,7 @@ class VerifyFlow:
         recorded (with a durable usage sink, once it is safe) and, when VALID, the key's last use noted."""
         presented = call.key
         assert presented is not None, "a verify without a key is recorded with missing()"
-        rate = throttled = None
+        rate = throttled = credits = None
         ip = call.ip
         if ip and (throttled := self._forwarded.refusal(ip)) is not None:
             verdict = _THROTTLED
@@ -96,20 +100,32 @@ class VerifyFlow:
                 rate = await self._limiter.hit(key.key_id, limit_of(key, self._tiers))  # self.charge(key), inlined
                 if not rate.allowed:
                     verdict = Verdict(valid=False, code="RATE_LIMITED", reason="rate limit exceeded", key=key)
+                if key.credits is not None and self._credits is not None:  # a key without credits: this check only
+                    credits = await self._credits.spend(f"key:{key.key_id}", key.credits_version, key.credits,
+                                                        key.credits_set_at or key.created_at, call.at,
+                                                        call.cost if verdict.valid else 0)  # refused: spends nothing
+                    if not credits.allowed and verdict.valid:
+                        verdict = _short_of_credits(verdict, credits, call.cost)
         event = self.usage_event(call.action, call.at, verdict, presented, call.scope, call.website_id, call.data, ip,
-                                 call.user_agent, None, call.caller, call.caller_ip, None, call.request_id)
+                                 call.user_agent, None, call.caller, call.caller_ip, None, call.request_id,
+                                 credits.spent if credits is not None else 0)
         settled = self._usage.emit(event)
         if settled is not None:  # a durable usage sink: answered once the event is safe
             await settled
         if verdict.valid and verdict.key is not None:
             self._last_used.touch(verdict.key.key_id, call.at)
-        return Verified(verdict, rate, throttled, event)
+        return Verified(verdict, rate, throttled, event, credits)
 
     def _outside(self, verdict: Verdict, key: KeyState, ip: str | None) -> Verdict:
         """``verdict`` (VALID) unless the end client's ``ip`` lies outside ``key``'s allowlist: then FORBIDDEN,
         naming the address (or that the request named none)."""
         refusal = self.networks.refusal(key, ip)
         return verdict if refusal is None else Verdict(valid=False, code="FORBIDDEN", reason=refusal, key=key)
+
+    async def close(self) -> None:
+        """Return the credits this process leased and did not spend (at shutdown)."""
+        if self._credits is not None:
+            await self._credits.close()
 
     async def missing(self, call: VerifyCall) -> UsageEvent:
         """Record a verify whose end client presented no key (nothing tried, nothing charged)."""
@@ -131,7 +147,7 @@ class VerifyFlow:
                     scope: str | None, website_id: str | None = None, data: str | None = None, ip: str | None = None,
                     user_agent: str | None = None, outcome: str | None = None, caller: str | None = None,
                     caller_ip: str | None = None, reason: str | None = None,
-                    request_id: str | None = None) -> UsageEvent:
+                    request_id: str | None = None, credits_spent: int = 0) -> UsageEvent:
         """The usage event of one verification or authenticated call, every text field made storable and
         redacted (:func:`~keyledger.domain.usage.sanitized`: never a secret); of an unverified key only
         what :func:`~keyledger.domain.usage.attempted_start` allows."""
@@ -150,7 +166,7 @@ class VerifyFlow:
             key.key_id if key else None, start, key.organization_id if key else None, scope,
             granted.label() if granted else None,
             reason or (verdict.reason if verdict is not None else "no key presented"),
-            website_id, data, ip, user_agent, request_id, caller, caller_ip), self._redaction)
+            website_id, data, ip, user_agent, request_id, caller, caller_ip, credits_spent), self._redaction)
 
     async def record(self, event: UsageEvent) -> None:
         """Queue ``event`` for the audit trail; with a durable usage sink (``KEYLEDGER_USAGE_DURABLE``),
@@ -158,3 +174,13 @@ class VerifyFlow:
         settled = self._usage.emit(event)
         if settled is not None:
             await settled
+
+
+def _short_of_credits(verdict: Verdict, credits: CreditDecision, cost: int) -> Verdict:
+    """A VALID verdict refused for the key's credits: ``USAGE_EXCEEDED`` (``UNAVAILABLE`` when Postgres could
+    not lease and this process held too few), nothing spent."""
+    if credits.unavailable:
+        return Verdict(valid=False, code="UNAVAILABLE", reason="usage credits could not be leased; retry",
+                       key=verdict.key)
+    reason = _NO_CREDITS.format(remaining=credits.remaining, cost=cost)
+    return Verdict(valid=False, code="USAGE_EXCEEDED", reason=reason, key=verdict.key, granted_by=verdict.granted_by)

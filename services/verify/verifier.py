@@ -30,7 +30,7 @@ class KeyLookup(Protocol):
 
 
 VerdictCode = Literal["VALID", "MALFORMED", "NOT_FOUND", "REVOKED", "EXPIRED", "FORBIDDEN", "RATE_LIMITED",
-                      "UNAVAILABLE"]
+                      "UNAVAILABLE", "USAGE_EXCEEDED"]
 
 
 class Verdict(msgspec.Struct, frozen=True, kw_only=True):

@@ -30,6 +30,8 @@ KeyView = Callable[[KeyState, datetime], dict[str, Any]]  # how the API shows a 
 LIFECYCLE = (KEY_CREATED, KEY_ACCESS_CHANGED, KEY_ROTATED, KEY_REVOKED, KEY_LEAK_REPORTED)
 # key.imported and key.rehashed send no notice of their own: an import's key.created (and key.revoked) does,
 # and a re-hash changes nothing a receiver sees; their states still fold (``evolve``) like every event's
+# key.credits_set sends none either: credits are counted outside the event log, and a receiver learns of a
+# setting through the key's next key.access_changed view (its state folds here, so that view shows them)
 _ALL_DEADLINES = ("key.expiring", "key.expired", KEY_GRACE_ENDED)
 
 

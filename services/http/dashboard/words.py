@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from keyledger.domain.access import AccessEntry
+from keyledger.domain.credits import Credits
 from keyledger.domain.key import KeyState
 from keyledger.domain.recorded import RecordedEvent
 
@@ -112,4 +113,17 @@ def event_words(recorded: RecordedEvent) -> str:
             where = f" at {event.url}" if event.url else ""
             grace = "; the old secret's grace period ended" if event.ended_grace else ""
             return f"Leak reported by {event.source}{where}{grace}"
+        case "key.credits_set":
+            return credits_words(event.credits)
     return recorded.type
+
+
+def credits_words(credits: Credits | None) -> str:
+    """A key.credits_set as the history shows it: how many, and the refill."""
+    if credits is None:
+        return "Credits removed: unlimited use"
+    refill = credits.refill
+    if refill is None:
+        return f"Credits set to {credits.remaining}"
+    when = "daily" if refill.interval == "daily" else f"monthly on day {refill.day_of_month or 1}"
+    return f"Credits set to {credits.remaining}, refilled to {refill.amount} {when} (UTC)"

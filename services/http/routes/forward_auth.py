@@ -33,6 +33,7 @@ from keyledger.services.http.ratelimit_headers import DECISION_STATE_KEY
 from keyledger.services.http.schemas import VerifyAnswer
 from keyledger.services.verify.answer import answer
 from keyledger.services.verify.call import MAX_PRESENTED_LENGTH
+from keyledger.services.verify.credits import CreditDecision
 from keyledger.services.verify.throttles import RateDecision
 from keyledger.services.verify.verifier import Verdict
 
@@ -40,7 +41,8 @@ CALLER_HEADER = "x-keyledger-caller"
 ASKED_HEADERS = {"scope": "x-keyledger-scope", "website_id": "x-keyledger-website-id", "data": "x-keyledger-data"}
 _METHODS: list[HttpMethod] = [HttpMethod.GET, HttpMethod.POST, HttpMethod.PUT, HttpMethod.PATCH, HttpMethod.DELETE]
 _REFUSED = {"MALFORMED": 401, "NOT_FOUND": 401, "REVOKED": 401, "EXPIRED": 401, "FORBIDDEN": 403,
-            "RATE_LIMITED": 429, "UNAVAILABLE": 503}
+            "RATE_LIMITED": 429, "USAGE_EXCEEDED": 429, "UNAVAILABLE": 503}
+CREDITS_HEADER = "X-Keyledger-Credits-Remaining"
 
 
 def _asked(request: Request[Any, Any, Any], by_path: bool) -> dict[str, str | None]:
@@ -89,10 +91,12 @@ def client_ip(request: Request[Any, Any, Any]) -> str | None:
 def _allowed(body: VerifyAnswer) -> Response[VerifyAnswer]:
     headers = {"X-Keyledger-Key-Id": body.key_id or "", "X-Keyledger-Organization-Id": body.organization_id or "",
                "X-Keyledger-Scopes": ",".join(body.scopes)}
+    if body.credits is not None:
+        headers[CREDITS_HEADER] = str(body.credits.remaining)
     return Response(body, status_code=200, headers=headers)
 
 
-def _refusal(request: Request[Any, Any, Any], verdict: Verdict) -> ApiError:
+def _refusal(request: Request[Any, Any, Any], verdict: Verdict, credits: CreditDecision | None = None) -> ApiError:
     """The error for a refused verdict; a 429 always carries ``Retry-After`` (the key's own refused
     decision adds it on the way out; the argon2 bounds have none, so 1 s)."""
     status = _REFUSED[verdict.code]
@@ -100,6 +104,9 @@ def _refusal(request: Request[Any, Any, Any], verdict: Verdict) -> ApiError:
         return auth_required()
     if status == 403:
         return forbidden()
+    if verdict.code == "USAGE_EXCEEDED":  # no Retry-After: credits come back at a refill or a new setting
+        remaining = credits.remaining if credits is not None else 0
+        return ApiError(429, "USAGE_EXCEEDED", verdict.reason, headers={CREDITS_HEADER: str(remaining)})
     if status == 429:
         attached = request.scope.get("state", {}).get(DECISION_STATE_KEY)
         has_retry = isinstance(attached, RateDecision) and not attached.allowed
@@ -122,7 +129,8 @@ DataQuery = Annotated[str | None, QueryParameter(name="data", description="the d
 IDENTITY = [ResponseHeader(name=name, description=text, documentation_only=True) for name, text in (
     ("X-Keyledger-Key-Id", "the verified key's id"), ("X-Keyledger-Organization-Id", "its organization (empty: none)"),
     ("X-Keyledger-Scopes", "the scopes it holds, comma-separated"), ("X-RateLimit-Limit", "requests per window"),
-    ("X-RateLimit-Remaining", "left in this window"), ("X-RateLimit-Reset", "window end, Unix seconds"))]
+    ("X-RateLimit-Remaining", "left in this window"), ("X-RateLimit-Reset", "window end, Unix seconds"),
+    (CREDITS_HEADER, "the key's usage credits left (keys with credits only)"))]
 
 
 @get("/v1/forward-auth", responses=error_responses(400, 401, 403, 429, 503), response_headers=IDENTITY,
@@ -162,10 +170,10 @@ async def _forward_auth(request: Request[Any, Any, Any], gate: Gate, by_path: bo
     if call.key is None:
         await gate.flow.missing(call)
         raise auth_required()
-    verdict, decision = await gate.verify(request, call)
+    verdict, decision, credits = await gate.verify(request, call)
     if verdict.valid:
-        return _allowed(answer(verdict, decision))
-    raise _refusal(request, verdict)
+        return _allowed(answer(verdict, decision, credits))
+    raise _refusal(request, verdict, credits)
 
 
 FORWARD_AUTH_ROUTES = [forward_auth, forward_auth_by_path]

@@ -12,12 +12,14 @@ import msgspec
 from litestar import Response, get, patch, post
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
-from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
+from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter, SkipValidation
 
 from keyledger.domain.access import AccessEntry
+from keyledger.domain.credits import Credits
 from keyledger.domain.key import KeyState
 from keyledger.domain.recorded import Metadata
 from keyledger.domain.token import is_key_id
+from keyledger.services.http.credit_views import live_credits
 from keyledger.services.http.errors import ApiError, error_responses, forbidden
 from keyledger.services.http.guards import SECURITY, admin_guard
 from keyledger.services.http.ports import KeyDirectory, LastUse
@@ -25,6 +27,7 @@ from keyledger.services.http.schemas import (
     Access,
     ChangeKeyRequest,
     CreateKeyRequest,
+    CreditsSetting,
     Key,
     KeyPage,
     KeyWithLastUse,
@@ -36,6 +39,7 @@ from keyledger.services.http.telemetry import timed
 from keyledger.services.keys.service import KeyService
 from keyledger.services.keys.views import join_access, key_view
 from keyledger.services.observe.logs import annotate
+from keyledger.services.verify.credits import Pools
 
 KeyId = Annotated[str, PathParameter(description="The key id (12 characters)")]
 IfMatch = Annotated[str | None, HeaderParameter(name="If-Match", description='The key version you last saw, e.g. "3"; '
@@ -72,6 +76,11 @@ def visible_key(cache: KeyDirectory, admin: KeyState, key_id: str) -> KeyState:
     return state
 
 
+def _credits_change(given: CreditsSetting | None | msgspec.UnsetType) -> Credits | None | msgspec.UnsetType:
+    """PATCH's ``credits``: absent (UNSET) unchanged, null removed, else the new setting."""
+    return given.domain() if isinstance(given, CreditsSetting) else given
+
+
 def _view(state: KeyState, now: datetime, **extra: Any) -> dict[str, Any]:
     return {**key_view(state, now), **extra}
 
@@ -91,7 +100,8 @@ async def create_key(data: JSONBody[CreateKeyRequest], keys: NamedDependency[Key
     issued = await keys.create(data.name, organization_id=organization, access=_entries(data.scopes, data.access),
                                expires_at=data.expires_at, rate_limit=data.rate_limit, metadata=metadata,
                                grantor=admin, description=data.description, tags=data.tags,
-                               allowed_networks=data.allowed_networks)
+                               allowed_networks=data.allowed_networks,
+                               credits=data.credits.domain() if data.credits is not None else None)
     body = msgspec.convert(_view(issued.state, now, secret=issued.token), KeyWithSecret)
     return _tagged(body, issued.state, 201)
 
@@ -99,6 +109,7 @@ async def create_key(data: JSONBody[CreateKeyRequest], keys: NamedDependency[Key
 @get("/v1/keys", responses=error_responses(400, 401, 403, 429, 503), guards=[admin_guard], security=SECURITY)
 async def list_keys(admin: NamedDependency[KeyState], cache: NamedDependency[KeyDirectory],
                     last_used: NamedDependency[LastUse], now: NamedDependency[datetime],
+                    credit_pools: NamedDependency[SkipValidation[Pools | None]],
                     cursor: Annotated[str | None, QueryParameter()] = None,
                     limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50) -> KeyPage:
     """Keys ordered by id, ``limit`` (1-100) at a time; ``next_cursor`` continues. Never secrets."""
@@ -107,18 +118,23 @@ async def list_keys(admin: NamedDependency[KeyState], cache: NamedDependency[Key
                      if cursor is None or s.key_id > cursor), key=lambda s: s.key_id)
     page = states[:limit]
     used = await last_used.lookup(s.key_id for s in page)
-    items = msgspec.convert([_view(s, now, last_used_at=used.get(s.key_id)) for s in page], list[KeyWithLastUse])
+    credits = await live_credits(credit_pools, page, now)
+    items = msgspec.convert([_view(s, now, last_used_at=used.get(s.key_id), credits=credits.get(s.key_id))
+                             for s in page], list[KeyWithLastUse])
     return KeyPage(items=items, next_cursor=page[-1].key_id if len(states) > limit else None)
 
 
 @get("/v1/keys/{key_id:str}", response_headers=ETAG, responses=error_responses(400, 401, 403, 404, 429, 503),
      guards=[admin_guard], security=SECURITY)
 async def get_key(key_id: KeyId, admin: NamedDependency[KeyState], cache: NamedDependency[KeyDirectory],
-                  last_used: NamedDependency[LastUse], now: NamedDependency[datetime]) -> Response[KeyWithLastUse]:
-    """One key, with its status and last use."""
+                  last_used: NamedDependency[LastUse], now: NamedDependency[datetime],
+                  credit_pools: NamedDependency[SkipValidation[Pools | None]]) -> Response[KeyWithLastUse]:
+    """One key, with its status, last use and credits left."""
     state = visible_key(cache, admin, key_id)
     used = await last_used.lookup([key_id])
-    return _tagged(msgspec.convert(_view(state, now, last_used_at=used.get(key_id)), KeyWithLastUse), state)
+    credits = await live_credits(credit_pools, [state], now)
+    return _tagged(msgspec.convert(_view(state, now, last_used_at=used.get(key_id), credits=credits.get(key_id)),
+                                   KeyWithLastUse), state)
 
 
 @patch("/v1/keys/{key_id:str}", middleware=[timed("change")], response_headers=ETAG,
@@ -126,6 +142,7 @@ async def get_key(key_id: KeyId, admin: NamedDependency[KeyState], cache: NamedD
 async def change_key(key_id: KeyId, data: JSONBody[ChangeKeyRequest], keys: NamedDependency[KeyService],
                      cache: NamedDependency[KeyDirectory], admin: NamedDependency[KeyState],
                      metadata: NamedDependency[Metadata], now: NamedDependency[datetime],
+                     credit_pools: NamedDependency[SkipValidation[Pools | None]],
                      if_match: IfMatch = None) -> Response[Key]:
     """Rename, describe, tag and/or replace scopes and access; ``If-Match`` guards against lost updates."""
     visible_key(cache, admin, key_id)
@@ -133,8 +150,9 @@ async def change_key(key_id: KeyId, data: JSONBody[ChangeKeyRequest], keys: Name
     state = await keys.change_access(key_id, access=access, name=data.name, rate_limit=data.rate_limit,
                                      expected_version=_expected_version(if_match), metadata=metadata, grantor=admin,
                                      description=data.description, tags=data.tags,
-                                     allowed_networks=data.allowed_networks)
-    return _tagged(msgspec.convert(key_view(state, now), Key), state)
+                                     allowed_networks=data.allowed_networks, credits=_credits_change(data.credits))
+    credits = await live_credits(credit_pools, [state], now)
+    return _tagged(msgspec.convert(_view(state, now, credits=credits.get(key_id)), Key), state)
 
 
 @post("/v1/keys/{key_id:str}/rotate", status_code=200, middleware=[timed("rotate")], response_headers=ETAG,

@@ -58,9 +58,9 @@ async def respond(gate: Gate, connection: Connection, body: Callable[[], Awaitab
     caller = await gate.identify_caller(connection)
     ask = decode(await body())
     call = gate.call(connection, key=ask.key, scope=ask.scope, website_id=ask.website_id, data=ask.data, ip=ask.ip,
-                     user_agent=ask.user_agent, caller=caller)
-    verdict, decision = await gate.verify(connection, call)
-    encoded = _encoder.encode(answer(verdict, decision))
+                     user_agent=ask.user_agent, caller=caller, cost=ask.cost)
+    verdict, decision, credits = await gate.verify(connection, call)
+    encoded = _encoder.encode(answer(verdict, decision, credits))
     answered(verdict.code, perf_counter() - started)  # keyledger_verify_answers_total, keyledger_verify_seconds
     return encoded
 
