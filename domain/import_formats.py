@@ -6,8 +6,7 @@ source's schema names its columns (camelCase or snake_case). docs/import.md has 
 - better-auth: the api-key plugin's ``apikey`` table (``key``: SHA-256 in base64url without padding;
   ``permissions``: ``{"<resource>": ["<action>", ...]}``, as JSON text or an object).
 - unkey: its ``keys`` table (``hash``: SHA-256 in base64; ``ratelimitLimit``/``ratelimitDuration``;
-  ``remaining``/``refillInterval``/``refillAmount``/``refillDay``, not carried yet) with the key's
-  ``permissions`` names.
+  ``remaining``/``refillInterval``/``refillAmount``/``refillDay``) with the key's ``permissions`` names.
 - keyledger: keyledger's own field names plus ``secret_sha256`` (hex) or ``secret_hash`` (argon2id).
 """
 
@@ -21,10 +20,12 @@ from typing import Any
 
 from keyledger.domain.access import DATA_KINDS, AccessEntry
 from keyledger.domain.commands import MAX_RATE_LIMIT, CreateKey
+from keyledger.domain.credits import Credits, Refill
 from keyledger.domain.errors import ValidationError
 from keyledger.domain.importing import ARGON2_HASH, ImportKey, derived_key_id, sha256_hash
 
 Row = dict[str, Any]
+DAY_MS = 86_400_000
 
 
 def camel(row: Row) -> Row:
@@ -80,7 +81,9 @@ def _better_auth(row: Row, organization_id: str | None, prefix: str) -> ImportKe
     return _command("better-auth", row, organization, prefix, sha256_hash(row.get("key"), "key", "base64url"),
                     list(_global(scopes)), tags=_strings(meta.get("tags"), "metadata.tags"),
                     description=_text(meta.get("description")) or "", disabled=_disabled(row, "better-auth", None),
-                    rate_limit=_per_minute(row, "rateLimitEnabled", "rateLimitMax", "rateLimitTimeWindow"))
+                    rate_limit=_per_minute(row, "rateLimitEnabled", "rateLimitMax", "rateLimitTimeWindow"),
+                    credits=_credits(row.get("remaining"), row.get("refillAmount"),
+                                     _interval_of_ms(row.get("refillInterval")), None))
 
 
 def _unkey(row: Row, organization_id: str | None, prefix: str) -> ImportKey:
@@ -96,7 +99,9 @@ def _unkey(row: Row, organization_id: str | None, prefix: str) -> ImportKey:
                     sha256_hash(row.get("hash"), "hash", "base64"),
                     list(_global(_strings(row.get("permissions"), "permissions"))), tags=tags,
                     description=_text(meta.get("description")) or "",
-                    disabled=_disabled(row, "unkey", row.get("deletedAt")), rate_limit=limit)
+                    disabled=_disabled(row, "unkey", row.get("deletedAt")), rate_limit=limit,
+                    credits=_credits(row.get("remaining"), row.get("refillAmount"), row.get("refillInterval"),
+                                     row.get("refillDay")))
 
 
 def _keyledger(row: Row, organization_id: str | None, prefix: str) -> ImportKey:
@@ -126,7 +131,7 @@ def _keyledger(row: Row, organization_id: str | None, prefix: str) -> ImportKey:
 
 def _command(source: str, row: Row, organization_id: str | None, prefix: str, secret_hash: str,
              access: list[AccessEntry], *, tags: list[str], description: str, disabled: str | None,
-             rate_limit: int | None) -> ImportKey:
+             rate_limit: int | None, credits: Credits | None = None) -> ImportKey:
     source_id = _text(row.get("id"))
     if not source_id:
         raise ValidationError("id is missing: the source's key id makes the import idempotent")
@@ -136,7 +141,7 @@ def _command(source: str, row: Row, organization_id: str | None, prefix: str, se
                        organization_id=organization_id, access=tuple(access),
                        expires_at=_time(row.get("expiresAt") or row.get("expires"), "expires_at"),
                        secret_hash=secret_hash, prefix=prefix, start=start[:40], rate_limit=rate_limit,
-                       description=description, tags=tuple(tags))
+                       description=description, tags=tuple(tags), credits=credits)
     return ImportKey(create=create, source=source, source_id=source_id, disabled=disabled)
 
 
@@ -160,6 +165,30 @@ def _per_minute(row: Row, enabled: str, maximum: str, window: str) -> int | None
     if not isinstance(count, int) or not isinstance(millis, int) or count < 1 or millis < 1:
         raise ValidationError(f"{maximum} and {window} must be positive whole numbers")
     return min(MAX_RATE_LIMIT, max(1, math.ceil(count * 60_000 / millis)))
+
+
+def _interval_of_ms(value: object) -> str | None:
+    if value is None:
+        return None
+    if value == DAY_MS:
+        return "daily"
+    if isinstance(value, int) and 28 * DAY_MS <= value <= 31 * DAY_MS:
+        return "monthly"
+    raise ValidationError("refillInterval: keyledger refills daily or monthly (86400000 ms or a month)")
+
+
+def _credits(remaining: object, amount: object, interval: object, day: object) -> Credits | None:
+    if remaining is None:
+        return None
+    if not isinstance(remaining, int) or isinstance(remaining, bool):
+        raise ValidationError("remaining must be a whole number")
+    refill = None
+    if amount is not None and interval is not None:
+        if interval not in ("daily", "monthly") or not isinstance(amount, int):
+            raise ValidationError("refill: an amount and an interval of daily or monthly")
+        refill = Refill(amount=amount, interval=interval,
+                        day_of_month=day if interval == "monthly" and isinstance(day, int) else None)
+    return Credits(remaining=remaining, refill=refill)
 
 
 def _time(value: object, field: str) -> datetime | None:

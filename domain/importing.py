@@ -18,7 +18,7 @@ import msgspec
 from keyledger.domain import token
 from keyledger.domain.commands import CreateKey, check_create
 from keyledger.domain.errors import ConcurrencyError, KeyAlreadyExists, KeyNotFound, ValidationError
-from keyledger.domain.events import AnyEvent, KeyImported, KeyRehashed, KeyRevoked
+from keyledger.domain.events import AnyEvent, KeyCreditsSet, KeyImported, KeyRehashed, KeyRevoked
 from keyledger.domain.key import SHA256_HASH, KeyState, _created
 
 SOURCES = ("databuddy", "better-auth", "unkey", "keyledger")
@@ -93,6 +93,8 @@ def decide_import(state: KeyState | None, command: ImportKey, now: datetime) -> 
     key_id = checked.create.key_id
     events: list[AnyEvent] = [_created(checked.create, now),
                               KeyImported(key_id=key_id, at=now, source=checked.source, source_id=checked.source_id)]
+    if checked.create.credits is not None:
+        events.append(KeyCreditsSet(key_id=key_id, at=now, credits=checked.create.credits))
     if checked.disabled is not None:
         events.append(KeyRevoked(key_id=key_id, at=now, reason=checked.disabled))
     return events

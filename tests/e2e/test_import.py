@@ -188,3 +188,15 @@ def test_bad_bodies_are_refused(root: str, client: httpx.Client) -> None:
     assert unknown.status_code == 400 and unknown.json()["success"] is False
     too_many = post_import(client, root, b'{"id": "1"}\n' * 10_001, "databuddy")
     assert too_many.status_code == 413 and "10000" in too_many.json()["error"], too_many.text
+
+
+def test_remaining_and_refill_become_credits(root: str, client: httpx.Client) -> None:
+    unkey, better_auth = f"uk_{secrets.token_urlsafe(24)}", f"ba_{secrets.token_urlsafe(24)}"
+    ids = []
+    for fmt, row in (("unkey", unkey_row(unkey)), ("better-auth", better_auth_row(better_auth))):
+        ids.append(post_import(client, root, ndjson([row]), fmt).json()["results"][0]["key_id"])
+    keys = [client.get(f"/v1/keys/{key_id}", headers={"x-api-key": root}).json() for key_id in ids]
+    assert keys[0]["credits"]["refill"] == {"amount": 1000, "interval": "monthly", "day_of_month": 1}, keys[0]
+    assert keys[0]["credits"]["remaining"] == 1000 and keys[0]["rate_limit"] == 600  # 10 a second
+    assert keys[1]["credits"]["refill"]["interval"] == "daily" and keys[1]["credits"]["remaining"] == 50, keys[1]
+    assert verify(client, better_auth, "read:data")["credits"]["remaining"] == 49

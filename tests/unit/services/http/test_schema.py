@@ -17,6 +17,7 @@ GUARDED = {401, 403, 429, 503}  # 503: the database is unreachable (the guard le
 ERRORS = {  # what each operation can answer besides success: the error body, always
     ("POST", "/v1/keys"): GUARDED | {400, 409, 413},
     ("GET", "/v1/keys"): GUARDED | {400},
+    ("POST", "/v1/keys/import"): GUARDED | {400, 413},
     ("GET", "/v1/keys/{key_id}"): GUARDED | {400, 404},
     ("PATCH", "/v1/keys/{key_id}"): GUARDED | {400, 404, 409, 413},
     ("POST", "/v1/keys/{key_id}/rotate"): GUARDED | {400, 404, 409, 413},
@@ -45,6 +46,7 @@ ERRORS = {  # what each operation can answer besides success: the error body, al
 SUCCESS = {
     ("POST", "/v1/keys"): ("201", "KeyWithSecret"),
     ("GET", "/v1/keys"): ("200", "KeyPage"),
+    ("POST", "/v1/keys/import"): ("200", "ImportReport"),
     ("GET", "/v1/keys/{key_id}"): ("200", "KeyWithLastUse"),
     ("PATCH", "/v1/keys/{key_id}"): ("200", "Key"),
     ("POST", "/v1/keys/{key_id}/rotate"): ("200", "KeyWithSecret"),
