@@ -6,10 +6,12 @@ import msgspec
 import pytest
 
 from keyledger.domain.access import AccessEntry
+from keyledger.domain.credits import Credits, Refill
 from keyledger.domain.events import (
     EVENT_CLASSES,
     KeyAccessChanged,
     KeyCreated,
+    KeyCreditsSet,
     KeyImported,
     KeyLeakReported,
     KeyRehashed,
@@ -28,6 +30,8 @@ SAMPLES = [
     KeyRotated(key_id="k", at=AT, secret_hash="$argon2id$y", start="kl_k2", previous_valid_until=AT),
     KeyRevoked(key_id="k", at=AT, reason="leaked"),
     KeyLeakReported(key_id="k", at=AT, source="github", url="https://github.com/o/r", reported_at=AT),
+    KeyCreditsSet(key_id="k", at=AT, credits=Credits(remaining=5, refill=Refill(amount=9, interval="monthly",
+                                                                                day_of_month=31))),
     KeyImported(key_id="k", at=AT, source="unkey", source_id="key_1"),
     KeyRehashed(key_id="k", at=AT, secret_hash="$argon2id$z"),
 ]
@@ -35,8 +39,8 @@ SAMPLES = [
 
 def test_tags_are_stable() -> None:
     assert [cls.__struct_config__.tag for cls in EVENT_CLASSES] == [event_type(e) for e in SAMPLES] == [
-        "key.created", "key.access_changed", "key.rotated", "key.revoked", "key.leak_reported", "key.imported",
-        "key.rehashed"]
+        "key.created", "key.access_changed", "key.rotated", "key.revoked", "key.leak_reported", "key.credits_set",
+        "key.imported", "key.rehashed"]
 
 
 @pytest.mark.parametrize("event", SAMPLES)
