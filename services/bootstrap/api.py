@@ -29,8 +29,8 @@ from keyledger.services.storage.audit_queries import AuditQueries
 from keyledger.services.storage.dashboard_sessions import DashboardSessionTable
 from keyledger.services.storage.database import open_database
 from keyledger.services.storage.findings import FindingTable
-from keyledger.services.storage.usage_counts import UsageCounts
 from keyledger.services.storage.usage_grants import KeyUsage
+from keyledger.services.storage.usage_series import UsageSeriesReader
 from keyledger.services.storage.verify_credentials import VerifyCredentials
 from keyledger.services.verify.callers import VerifyCallers
 from keyledger.services.verify.throttles import FailureThrottle
@@ -50,7 +50,7 @@ class Api(msgspec.Struct, kw_only=True):
     audit: AuditQueries
     export: ExportSource  # on a pool of its own
     notary: AuditNotary  # signs export manifests, serves the public key, records each export's chain head
-    usage_counts: UsageCounts  # per-key hourly verification counts (the dashboard's charts)
+    usage_counts: UsageSeriesReader  # usage time series (GET /v1/analytics/usage and the dashboard's charts)
     hygiene: HygieneReports  # the hygiene report (last uses, rotations, least-privilege suggestions)
     dashboard_sessions: DashboardSessionTable
     findings: FindingTable  # the watch's findings (the API lists and acknowledges them)
@@ -98,7 +98,7 @@ async def open_api(settings: Settings) -> AsyncIterator[Api]:
                            reports_per_minute=settings.leak_reports_per_minute)
         run_beside(stack, [leaks.run])
         yield Api(verify=side, keys=keys, callers=callers, auth_failures=auth_failures, audit=AuditQueries(db),
-                  export=ExportSource(export_db), notary=notary_for(db, settings), usage_counts=UsageCounts(db),
+                  export=ExportSource(export_db), notary=notary_for(db, settings), usage_counts=UsageSeriesReader(db),
                   dashboard_sessions=DashboardSessionTable(db), gauges=gauges, startup_head=startup_head,
                   findings=FindingTable(db),
                   webhooks=webhook_service(db, settings, runtime.clock),

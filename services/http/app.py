@@ -22,6 +22,7 @@ from keyledger.services.http.deps import dependencies, gate_in, initial_state, p
 from keyledger.services.http.errors import EXCEPTION_HANDLERS, MAX_BODY_BYTES
 from keyledger.services.http.guards import SECURITY_SCHEMES
 from keyledger.services.http.ratelimit_headers import ratelimit_headers
+from keyledger.services.http.routes.analytics import ANALYTICS_ROUTES
 from keyledger.services.http.routes.audit import AUDIT_ROUTES
 from keyledger.services.http.routes.findings import FINDING_ROUTES
 from keyledger.services.http.routes.forward_auth import FORWARD_AUTH_ROUTES
@@ -37,7 +38,7 @@ from keyledger.services.http.telemetry import METRICS_ROUTES
 from keyledger.services.observe.logs import configure as configure_logging
 
 ROUTES = [*IMPORT_ROUTES, *KEY_ROUTES, *VERIFY_ROUTES, *AUDIT_ROUTES, *HEALTH_ROUTES, *FORWARD_AUTH_ROUTES, *METRICS_ROUTES,
-          *REPORT_ROUTES, *WEBHOOK_ROUTES, *FINDING_ROUTES, *LEAK_ROUTES]
+          *REPORT_ROUTES, *WEBHOOK_ROUTES, *FINDING_ROUTES, *LEAK_ROUTES, *ANALYTICS_ROUTES]
 
 
 class KeyledgerApp(Litestar):

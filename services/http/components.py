@@ -15,11 +15,11 @@ from keyledger.services.http.ports import (
     AuditPages,
     CallerRegistry,
     Connectivity,
-    HourlyUsage,
     KeyDirectory,
     LastUse,
     Limiter,
     SessionTable,
+    UsageAnalytics,
     UsageSink,
 )
 from keyledger.services.keys.hygiene import HygieneReports
@@ -53,7 +53,7 @@ class Components(msgspec.Struct, kw_only=True):
     startup_head: int
     callers: CallerRegistry | None = None  # verify credentials (None: only the static token, admin keys or open)
     notary: AuditNotary  # signs export manifests, serves the public key, records each export's chain head
-    usage_counts: HourlyUsage  # per-key hourly verification counts (the dashboard's charts)
+    usage_counts: UsageAnalytics  # usage time series (GET /v1/analytics/usage and the dashboard's charts)
     dashboard_sessions: SessionTable  # the dashboard's signed-in sessions (in Postgres: every API process's)
     gauges: ApiGauges | None = None  # samples this process's state for GET /metrics
     replicas: Sized = ()  # the other API replicas this one hears (ReplicaRoll)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from keyledger.domain.analytics import SeriesRange, UsageSeries
 from keyledger.domain.key import KeyState
 from keyledger.services.storage.audit_queries import AuditFilter
 from keyledger.services.storage.dashboard_sessions import StoredSession
@@ -90,6 +91,16 @@ class HourlyUsage(Protocol):
     async def hourly(self, key_ids: Sequence[str], since: datetime,
                      until: datetime) -> dict[str, list[tuple[datetime, str, int]]]:
         """``key_id -> [(hour, outcome, count)]`` for the hours in [since, until)."""
+        ...
+
+
+@runtime_checkable
+class UsageAnalytics(HourlyUsage, Protocol):
+    """Usage time series (``GET /v1/analytics/usage``); the dashboard's charts read them too."""
+
+    async def series(self, span: SeriesRange, key_ids: Sequence[str] | None = None,
+                     organization_id: str | None = None) -> UsageSeries:
+        """The series of ``span`` over ``key_ids`` or, with None, the keys of ``organization_id`` (None: all)."""
         ...
 
 

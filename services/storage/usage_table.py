@@ -1,6 +1,6 @@
 """The ``usage_events`` table: batches claimed by id (``usage_batches``) and their events COPYed, in one
-transaction, into daily partitions created on demand, with their per-key hourly counts (``usage_hourly``) and
-allowed requests (``usage_grants``)."""
+transaction, into daily partitions created on demand, with their per-key hourly counts (``usage_hourly``),
+allowed requests (``usage_grants``) and analytics series (``usage_hourly_requests``, ``usage_rollups``)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from keyledger.services.storage.database import Database
 from keyledger.services.storage.usage_counts import add_hourly
 from keyledger.services.storage.usage_grants import add_grants
 from keyledger.services.storage.usage_partitions import ensure_partition, utc_day
+from keyledger.services.storage.usage_series import add_series
 
 _CLAIM = ("INSERT INTO usage_batches (batch_id, events) SELECT * FROM unnest(%s::uuid[], %s::int[]) "
           "ON CONFLICT DO NOTHING RETURNING batch_id")
@@ -95,6 +96,7 @@ class UsageTable:
                 kept = [event for event in batch.events if id(event) not in dead_ids]
                 await add_hourly(conn, kept)
                 await add_grants(conn, kept)
+                await add_series(conn, kept)
                 for event, reason in dead:
                     await conn.execute(_DEAD_LETTER, (batch.batch_id, clean_text(event.id, 64), reason,
                                                       _dead_body(event)))
@@ -128,4 +130,5 @@ async def _insert(conn: AsyncConnection, batches: Sequence[UsageBatch]) -> set[u
                         await copy.write_row(msgspec.structs.astuple(event))
             await add_hourly(conn, (event for batch in fresh for event in batch.events))
             await add_grants(conn, (event for batch in fresh for event in batch.events))
+            await add_series(conn, (event for batch in fresh for event in batch.events))
     return claimed

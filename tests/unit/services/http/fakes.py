@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from keyledger.domain.analytics import SeriesRange, UsageSeries, series_of
 from keyledger.domain.key import KeyState
 from keyledger.domain.rate import window_start
 from keyledger.domain.recorded import RecordedEvent
@@ -132,6 +133,10 @@ class NoUsageCounts:
     async def hourly(self, key_ids: Sequence[str], since: datetime,
                      until: datetime) -> dict[str, list[tuple[datetime, str, int]]]:
         return {}
+
+    async def series(self, span: SeriesRange, key_ids: Sequence[str] | None = None,
+                     organization_id: str | None = None) -> UsageSeries:
+        return series_of(span, ())
 
 
 class MemorySessionTable:

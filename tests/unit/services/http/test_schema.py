@@ -31,6 +31,7 @@ ERRORS = {  # what each operation can answer besides success: the error body, al
     ("GET", "/readyz"): {503},
     ("GET", "/metrics"): GUARDED,  # a verify credential, or an admin key (which leases rate budget)
     ("GET", "/v1/reports/hygiene"): GUARDED | {400},
+    ("GET", "/v1/analytics/usage"): GUARDED | {400, 404},
     ("POST", "/v1/webhooks"): GUARDED | {400, 413},
     ("GET", "/v1/webhooks"): GUARDED,
     ("GET", "/v1/webhooks/{endpoint_id}"): GUARDED | {400, 404},
@@ -58,6 +59,7 @@ SUCCESS = {
     ("GET", "/healthz"): ("200", "Health"),
     ("GET", "/readyz"): ("200", "Ready"),
     ("GET", "/v1/reports/hygiene"): ("200", "HygieneReport"),
+    ("GET", "/v1/analytics/usage"): ("200", "UsageSeries"),
     ("POST", "/v1/webhooks"): ("201", "WebhookWithSecret"),
     ("GET", "/v1/webhooks"): ("200", "WebhookList"),
     ("GET", "/v1/webhooks/{endpoint_id}"): ("200", "Webhook"),

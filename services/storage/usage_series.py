@@ -1,0 +1,94 @@
+"""The usage analytics tables (``projections.usage_series``): added to in the same transaction as the usage
+rows they count, and the one place their series are read, for ``GET /v1/analytics/usage`` and the dashboard's
+charts alike. Every read goes by primary key range, never scanning ``usage_events``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from psycopg import AsyncConnection
+
+from keyledger.domain.analytics import SeriesRange, UsageSeries, series_of
+from keyledger.domain.usage import UsageEvent
+from keyledger.projections.usage_series import count_series, subject_of
+from keyledger.services.storage.database import Database
+
+_ADD_REQUESTS = ("INSERT INTO usage_hourly_requests (key_id, hour, scope, website_id, count) "
+                 "SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::bigint[]) "
+                 "ON CONFLICT (key_id, hour, scope, website_id) "
+                 "DO UPDATE SET count = usage_hourly_requests.count + excluded.count")
+_ADD_ROLLUPS = ("INSERT INTO usage_rollups (subject, dimension, span, at, value, count) "
+                "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], "
+                "%s::bigint[]) ON CONFLICT (subject, dimension, span, at, value) "
+                "DO UPDATE SET count = usage_rollups.count + excluded.count")
+# A key's (or some keys') hourly counts: the table and the column of each grouping.
+_KEY_TABLES = {"outcome": ("usage_hourly", "outcome"), "scope": ("usage_hourly_requests", "scope"),
+               "website": ("usage_hourly_requests", "website_id")}
+_BUCKETS = {"hour": "hour", "day": "date_trunc('day', hour, 'UTC')"}
+_ROLLUP = ("SELECT at, value, count FROM usage_rollups WHERE subject = %s AND dimension = %s AND span = %s "
+           "AND at >= %s AND at < %s")
+MAX_KEYS = 10_000  # a series over more keys than this reads an organization's (or every key's) rollups
+
+Hourly = list[tuple[datetime, str, int]]
+
+
+def key_query(group_by: str, interval: str, per_key: bool = False) -> str:
+    """The query of some keys' counts (``key_id = ANY(%s)``, buckets in ``[%s, %s)``) in buckets of ``interval``
+    by ``group_by``: ``(bucket, group, count)`` rows, or with ``per_key`` ``(key_id, bucket, group, count)``."""
+    table, column = _KEY_TABLES[group_by]
+    bucket = _BUCKETS[interval]
+    head = "key_id, " if per_key else ""
+    return (f"SELECT {head}{bucket} AS bucket, {column}, sum(count) FROM {table} "
+            f"WHERE key_id = ANY(%s) AND hour >= %s AND hour < %s GROUP BY {head}bucket, {column}")
+
+
+async def add_series(conn: AsyncConnection, events: Iterable[UsageEvent]) -> None:
+    """Count ``events`` into ``usage_hourly_requests`` and ``usage_rollups`` (inside the caller's transaction);
+    rows in one order for every writer, so concurrent sinks cannot deadlock."""
+    requests, rollups = count_series(events)
+    if requests:
+        rows = sorted(requests.items())
+        await conn.execute(_ADD_REQUESTS, ([k for (k, _, _, _), _ in rows], [h for (_, h, _, _), _ in rows],
+                                           [s for (_, _, s, _), _ in rows], [w for (_, _, _, w), _ in rows],
+                                           [n for _, n in rows]))
+    if rollups:
+        ups = sorted(rollups.items())
+        await conn.execute(_ADD_ROLLUPS, ([r[0] for r, _ in ups], [r[1] for r, _ in ups], [r[2] for r, _ in ups],
+                                          [r[3] for r, _ in ups], [r[4] for r, _ in ups], [n for _, n in ups]))
+
+
+class UsageSeriesReader:
+    """Reads of usage time series: some keys', an organization's keys' or every key's."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def series(self, span: SeriesRange, key_ids: Sequence[str] | None = None,
+                     organization_id: str | None = None) -> UsageSeries:
+        """The series of ``span`` over ``key_ids`` (at most :data:`MAX_KEYS`) or, with None, over the keys of
+        ``organization_id`` (None: every key)."""
+        async with self._db._connection() as conn:
+            if key_ids is not None:
+                if not key_ids:
+                    return series_of(span, ())
+                cur = await conn.execute(key_query(span.group_by, span.interval).encode(),
+                                         (list(key_ids[:MAX_KEYS]), span.start, span.end))
+            else:
+                cur = await conn.execute(_ROLLUP.encode(), (subject_of(organization_id), span.group_by,
+                                                            span.interval, span.start, span.end))
+            rows = await cur.fetchall()
+        return series_of(span, ((at, group, int(count)) for at, group, count in rows))
+
+    async def hourly(self, key_ids: Sequence[str], since: datetime, until: datetime) -> dict[str, Hourly]:
+        """``key_id -> [(hour, outcome, count)]`` for the hours in [since, until), for at most 500 keys (the
+        dashboard's sparklines and charts: each key's series by outcome, by the same query as :meth:`series`)."""
+        if not key_ids:
+            return {}
+        found: dict[str, Hourly] = {}
+        async with self._db._connection() as conn:
+            cur = await conn.execute(key_query("outcome", "hour", per_key=True).encode(),
+                                     (list(key_ids[:500]), since, until))
+            for key_id, hour, outcome, count in await cur.fetchall():
+                found.setdefault(key_id, []).append((hour, outcome, int(count)))
+        return found
