@@ -71,13 +71,13 @@ SUCCESS = {
 KEY_FIELDS = {"id", "prefix", "start", "name", "description", "tags", "organization_id", "scopes", "access",
               "expires_at", "status", "version", "created_at", "updated_at", "revoked_at", "revoke_reason",
               "previous_secret_valid_until",
-              "rate_limit", "rate_tier", "allowed_networks"}
+              "rate_limit", "rate_tier", "allowed_networks", "credits"}
 FIELDS = {
     "Key": KEY_FIELDS, "KeyWithSecret": KEY_FIELDS | {"secret"}, "KeyWithLastUse": KEY_FIELDS | {"last_used_at"},
     "KeyPage": {"items", "next_cursor"}, "AuditPage": {"items", "next_cursor"},
     "AuditPublicKey": {"key_id", "algorithm", "public_key"},
     "VerifyAnswer": {"valid", "code", "reason", "key_id", "organization_id", "scopes", "granted_by", "expires_at",
-                     "ratelimit"},
+                     "ratelimit", "credits"},
     "RateLimitState": {"limit", "remaining", "reset"}, "Access": {"resource", "id", "scopes"},
     "ErrorBody": {"success", "error", "code"}, "Health": {"status"}, "Ready": {"ready", "position", "lag", "keys",
                                                                                "forged", "degraded", "replicas"},
@@ -131,7 +131,7 @@ def test_the_bodies_carry_the_contract_field_names(schema: dict[str, Any]) -> No
         assert set(components[name]["properties"]) == fields, name
     code = components["VerifyAnswer"]["properties"]["code"]
     assert set(code["enum"]) == {"VALID", "MALFORMED", "NOT_FOUND", "REVOKED", "EXPIRED", "FORBIDDEN", "RATE_LIMITED",
-                                 "UNAVAILABLE"}
+                                 "UNAVAILABLE", "USAGE_EXCEEDED"}
     assert components["KeyWithSecret"]["required"].count("secret") == 1
 
 
