@@ -8,7 +8,8 @@ path parses it once per key state (:func:`parse_networks`, memoised by the calle
 from __future__ import annotations
 
 from collections.abc import Iterable
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from socket import AF_INET, AF_INET6, inet_pton
 
 from keyledger.domain.errors import ValidationError
 
@@ -17,7 +18,6 @@ MAX_ENTRY_LENGTH = 50  # the longest CIDR text: an IPv6 address with a prefix le
 NO_IP = "this key is limited to listed networks; the request names no ip"
 
 Network = IPv4Network | IPv6Network
-Address = IPv4Address | IPv6Address
 
 
 def clean_networks(entries: Iterable[str]) -> tuple[str, ...]:
@@ -41,33 +41,42 @@ def clean_networks(entries: Iterable[str]) -> tuple[str, ...]:
     return tuple(cleaned)
 
 
-def parse_networks(entries: tuple[str, ...]) -> tuple[Network, ...]:
-    """The networks of a list :func:`clean_networks` made (so every entry parses)."""
-    return tuple(ip_network(entry) for entry in entries)
+Span = tuple[int, int, int]  # a network as (IP version, first address, last address), the addresses as integers
 
 
-def parse_address(text: str) -> Address | None:
-    """The address ``text`` names (an IPv4 address mapped into IPv6 is the IPv4 address); None if it is none."""
+def parse_networks(entries: tuple[str, ...]) -> tuple[Span, ...]:
+    """The spans of a list :func:`clean_networks` made (so every entry parses): what :func:`network_refusal`
+    compares an address with in a few integer comparisons."""
+    return tuple((net.version, int(net.network_address), int(net.broadcast_address))
+                 for net in (ip_network(entry) for entry in entries))
+
+
+def parse_address(text: str) -> tuple[int, int] | None:
+    """The address ``text`` names as (IP version, integer); an IPv4 address mapped into IPv6 is the IPv4
+    address; None if ``text`` is no address. (``inet_pton``: a fifth of ``ip_address``'s cost.)"""
+    text = text.strip()
     try:
-        address = ip_address(text.strip())
-    except ValueError:
+        if ":" in text:
+            value = int.from_bytes(inet_pton(AF_INET6, text), "big")
+            return (4, value & 0xFFFFFFFF) if value >> 32 == 0xFFFF else (6, value)
+        return 4, int.from_bytes(inet_pton(AF_INET, text), "big")
+    except (OSError, ValueError):
         return None
-    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
 
 
-def network_refusal(networks: tuple[Network, ...], ip: str | None) -> str | None:
-    """None when ``ip`` lies in one of ``networks``; else why not, naming the address."""
+def network_refusal(spans: tuple[Span, ...], ip: str | None) -> str | None:
+    """None when ``ip`` lies in one of the networks ``spans`` (:func:`parse_networks`); else why not, naming the
+    address."""
     if not ip:
         return NO_IP
     address = parse_address(ip)
     if address is None:
         return f"this key is limited to listed networks; {ip!r} is not an ip address"
-    for network in networks:
-        if address in network:
+    version, value = address
+    for span_version, first, last in spans:
+        if span_version == version and first <= value <= last:
             return None
-    return f"ip {address} is outside the networks this key is limited to"
+    return f"ip {ip.strip()} is outside the networks this key is limited to"
 
 
 def _unmapped(network: Network) -> Network:

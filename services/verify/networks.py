@@ -4,17 +4,21 @@ key state, not per request (:class:`NetworkCheck`); a key without an allowlist n
 from __future__ import annotations
 
 from keyledger.domain.key import KeyState
-from keyledger.domain.networks import Network, network_refusal, parse_networks
+from keyledger.domain.networks import Span, network_refusal, parse_networks
+
+MAX_REMEMBERED = 256  # answers remembered per key (by client ip) before they are forgotten together
+MAX_KEYS = 100_000  # keys remembered before all are forgotten (parsed again on their next verify)
 
 
 class NetworkCheck:
-    """Whether an address may use a key with an allowlist. Parsed networks are remembered per key id, tied to
-    the very tuple of the state they came from: a change of the list (a new state) parses it again once."""
+    """Whether an address may use a key with an allowlist. Per key id it remembers the parsed networks, tied to
+    the very tuple of the state they came from (a changed list, a new state, is parsed again once), and the
+    answers for the client addresses seen lately (a client verifies again and again from one address)."""
 
     __slots__ = ("_parsed",)
 
     def __init__(self) -> None:
-        self._parsed: dict[str, tuple[tuple[str, ...], tuple[Network, ...]]] = {}
+        self._parsed: dict[str, tuple[tuple[str, ...], tuple[Span, ...], dict[str, str | None]]] = {}
 
     def refusal(self, key: KeyState, ip: str | None) -> str | None:
         """None when ``ip`` lies in one of ``key``'s networks; else the reason, naming the address (or saying
@@ -22,5 +26,16 @@ class NetworkCheck:
         listed = key.allowed_networks
         memo = self._parsed.get(key.key_id)
         if memo is None or memo[0] is not listed:
-            memo = self._parsed[key.key_id] = (listed, parse_networks(listed))
-        return network_refusal(memo[1], ip)
+            if len(self._parsed) >= MAX_KEYS:
+                self._parsed.clear()
+            memo = self._parsed[key.key_id] = (listed, parse_networks(listed), {})
+        answers = memo[2]
+        if ip is None:
+            return network_refusal(memo[1], ip)
+        try:
+            return answers[ip]
+        except KeyError:
+            if len(answers) >= MAX_REMEMBERED:
+                answers.clear()
+            found = answers[ip] = network_refusal(memo[1], ip)
+            return found
