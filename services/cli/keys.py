@@ -76,6 +76,10 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
             await _READS[args.action](runtime, args)
             return
         async with replica_barrier(runtime) as barrier:
+            if args.action == "import":  # keys made by another key service (services.cli.key_import)
+                from keyledger.services.cli.key_import import import_file
+                await import_file(runtime.key_service(barrier=barrier), runtime, runtime.clock, args)
+                return
             await _CHANGES[args.action](runtime.key_service(barrier=barrier), runtime.clock, args)
 
 

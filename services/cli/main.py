@@ -13,6 +13,7 @@ from typing import NoReturn
 import msgspec
 
 from keyledger.domain.errors import DomainError
+from keyledger.domain.importing import SOURCES
 from keyledger.services.bootstrap.roles import ROLES as WORKER_ROLES
 from keyledger.services.cache.replay import ReplayFailed
 from keyledger.services.cli import audit as cli_audit
@@ -79,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = keys.add_parser("revoke", parents=[json_flag], help="revoke a key (irreversible)")
     revoke.add_argument("key_id")
     revoke.add_argument("--reason", default="")
+    imports = keys.add_parser("import", parents=[json_flag],
+                              help="import keys exported from databuddy, better-auth, unkey or keyledger (NDJSON)")
+    imports.add_argument("file", metavar="FILE", help="one exported key a line (- reads stdin)")
+    imports.add_argument("--format", required=True, choices=SOURCES, help="the source's export format")
+    imports.add_argument("--org", help="the organization the keys go to (default: each row's own)")
 
     for name, text in (("run", "relay, projector, audit sink, watch and webhooks, each in a process of its own, "
                                "restarted when it exits (embedded stack if no URLs)"),

@@ -24,6 +24,7 @@ from keyledger.services.http.guards import SECURITY_SCHEMES
 from keyledger.services.http.ratelimit_headers import ratelimit_headers
 from keyledger.services.http.routes.analytics import ANALYTICS_ROUTES
 from keyledger.services.http.routes.audit import AUDIT_ROUTES
+from keyledger.services.http.routes.bulk import BULK_ROUTES
 from keyledger.services.http.routes.findings import FINDING_ROUTES
 from keyledger.services.http.routes.forward_auth import FORWARD_AUTH_ROUTES
 from keyledger.services.http.routes.health import HEALTH_ROUTES
@@ -37,8 +38,9 @@ from keyledger.services.http.routes.webhooks import WEBHOOK_ROUTES
 from keyledger.services.http.telemetry import METRICS_ROUTES
 from keyledger.services.observe.logs import configure as configure_logging
 
-ROUTES = [*IMPORT_ROUTES, *KEY_ROUTES, *VERIFY_ROUTES, *AUDIT_ROUTES, *HEALTH_ROUTES, *FORWARD_AUTH_ROUTES, *METRICS_ROUTES,
-          *REPORT_ROUTES, *WEBHOOK_ROUTES, *FINDING_ROUTES, *LEAK_ROUTES, *ANALYTICS_ROUTES]
+ROUTES = [*BULK_ROUTES, *IMPORT_ROUTES, *KEY_ROUTES, *VERIFY_ROUTES, *AUDIT_ROUTES, *HEALTH_ROUTES,
+          *FORWARD_AUTH_ROUTES, *METRICS_ROUTES, *REPORT_ROUTES, *WEBHOOK_ROUTES, *FINDING_ROUTES, *LEAK_ROUTES,
+          *ANALYTICS_ROUTES]
 
 
 class KeyledgerApp(Litestar):

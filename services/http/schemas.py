@@ -16,6 +16,8 @@ from keyledger.domain.credits import MAX_COST
 from keyledger.domain.key import Status
 from keyledger.services.http.credit_schemas import CreditsSetting as CreditsSetting
 from keyledger.services.http.credit_schemas import KeyCredits as KeyCredits
+from keyledger.services.keys.bulk import KeyFilter as KeyFilter
+from keyledger.services.keys.bulk import Outcome as BulkOutcome
 from keyledger.services.verify.answer import Access as Access  # the verify answer's structs, shared with every
 from keyledger.services.verify.answer import CreditsState as CreditsState  # verify transport: re-exported
 from keyledger.services.verify.answer import RateLimitState as RateLimitState  # verify transport: re-exported
@@ -192,3 +194,28 @@ class AuditPublicKey(msgspec.Struct, kw_only=True):
     key_id: str
     algorithm: Literal["Ed25519"] = "Ed25519"
     public_key: str
+
+
+class BulkRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /v1/keys/bulk``: ``action`` on the keys ``ids`` names or ``filter`` selects (exactly one of the
+    two; at most 10,000 keys). ``tags``: what ``add_tags``/``remove_tags`` add or take away; ``reason``: the
+    revoke reason; ``dry_run``: report what would happen and change nothing."""
+
+    action: Literal["revoke", "add_tags", "remove_tags"]
+    ids: list[Annotated[str, msgspec.Meta(max_length=100)]] | None = None
+    filter: KeyFilter | None = None
+    tags: Annotated[list[Annotated[str, msgspec.Meta(max_length=200)]], msgspec.Meta(max_length=100)] = []
+    reason: Annotated[str, msgspec.Meta(max_length=4000)] = ""
+    dry_run: bool = False
+
+
+class BulkResponse(msgspec.Struct, kw_only=True):
+    """Every named or selected key's outcome, in order (``ids``' order, else by id): ``succeeded`` counts
+    ``OK`` and ``UNCHANGED``, ``failed`` the refused ones, which were left as they were."""
+
+    action: Literal["revoke", "add_tags", "remove_tags"]
+    dry_run: bool
+    matched: int
+    succeeded: int
+    failed: int
+    results: list[BulkOutcome]

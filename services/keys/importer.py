@@ -15,7 +15,7 @@ import msgspec
 from keyledger.domain.errors import DomainError, Forbidden, KeyAlreadyExists, ValidationError
 from keyledger.domain.import_formats import to_import
 from keyledger.domain.importing import SOURCES
-from keyledger.domain.key import KeyState, import_lookup
+from keyledger.domain.key import KeyState, fold, import_lookup
 from keyledger.domain.recorded import Metadata
 from keyledger.services.keys.service import KeyService
 
@@ -77,9 +77,16 @@ async def import_lines(keys: KeyService, lines: list[tuple[int, bytes]], source:
     if source not in SOURCES:
         raise ValidationError(f"format must be one of {', '.join(SOURCES)}")
     results, last = [], 0
+    here: dict[str, KeyState] = {}  # what this import brought in so far, by lookup (a file may repeat a secret)
+
+    def known(lookup: str) -> KeyState | None:
+        return here.get(lookup) or imported_key(lookup)
+
     for number, line in lines:
-        result, position = await _one(keys, number, line, source, prefix, organization_id, grantor, metadata,
-                                      imported_key)
+        result, position, state = await _one(keys, number, line, source, prefix, organization_id, grantor,
+                                             metadata, known)
+        if state is not None and state.import_lookup is not None:
+            here[state.import_lookup] = state
         results.append(result)
         last = max(last, position)
     if last:
@@ -91,7 +98,7 @@ async def import_lines(keys: KeyService, lines: list[tuple[int, bytes]], source:
 
 async def _one(keys: KeyService, number: int, line: bytes, source: str, prefix: str, organization_id: str | None,
                grantor: KeyState | None, metadata: Metadata | None,
-               imported_key: Callable[[str], KeyState | None]) -> tuple[LineResult, int]:
+               imported_key: Callable[[str], KeyState | None]) -> tuple[LineResult, int, KeyState | None]:
     source_id = None
     try:
         row = msgspec.json.decode(line)
@@ -103,18 +110,19 @@ async def _one(keys: KeyService, number: int, line: bytes, source: str, prefix: 
         other = imported_key(lookup) if lookup is not None else None
         if other is not None:
             if other.key_id == key_id:
-                return LineResult(line=number, status="unchanged", source_id=source_id, key_id=key_id), 0
+                return LineResult(line=number, status="unchanged", source_id=source_id, key_id=key_id), 0, None
             raise ValidationError("a key with the same secret is imported already (under another source id)")
         recorded = await keys.import_key(command, metadata=metadata, grantor=grantor, settle=False)
     except msgspec.DecodeError:
-        return _error(number, source_id, "VALIDATION_ERROR", "the line is not valid JSON"), 0
+        return _error(number, source_id, "VALIDATION_ERROR", "the line is not valid JSON"), 0, None
     except KeyAlreadyExists:
-        return LineResult(line=number, status="unchanged", source_id=source_id, key_id=key_id), 0
+        return LineResult(line=number, status="unchanged", source_id=source_id, key_id=key_id), 0, None
     except Forbidden as exc:
-        return _error(number, source_id, "FORBIDDEN", str(exc)), 0
+        return _error(number, source_id, "FORBIDDEN", str(exc)), 0, None
     except DomainError as exc:
-        return _error(number, source_id, "VALIDATION_ERROR", str(exc)), 0
-    return LineResult(line=number, status="imported", source_id=source_id, key_id=key_id), recorded[-1].global_position
+        return _error(number, source_id, "VALIDATION_ERROR", str(exc)), 0, None
+    result = LineResult(line=number, status="imported", source_id=source_id, key_id=key_id)
+    return result, recorded[-1].global_position, fold(r.event for r in recorded)
 
 
 def _error(number: int, source_id: str | None, code: str, message: str) -> LineResult:

@@ -21,7 +21,7 @@ from keyledger.domain.commands import (
     check_rotate,
 )
 from keyledger.domain.credits import Credits
-from keyledger.domain.errors import Busy, ConcurrencyError, KeyAlreadyExists, KeyNotFound
+from keyledger.domain.errors import Busy, ConcurrencyError, DomainError, KeyAlreadyExists, KeyNotFound
 from keyledger.domain.grants import check_grant, check_holds
 from keyledger.domain.importing import ImportKey, decide_import
 from keyledger.domain.key import KeyState, decide, ensure_open, evolve, fold
@@ -227,9 +227,59 @@ class KeyService:
         state, _ = await self.history(key_id)
         return state
 
+    async def each(
+        self, states: Sequence[KeyState], make: Callable[[KeyState], Command | None], *,
+        metadata: Metadata | None = None, dry_run: bool = False,
+    ) -> list[KeyState | None | DomainError]:
+        """Run ``make(state)``'s command on each key, each its own append checked against the state given (a
+        key changed since is read again from the store and its command made anew, once), and report every
+        key's outcome in order: its new state, None when ``make`` found nothing to change, or the DomainError
+        that refused it; one refusal stops nothing. ``dry_run`` decides each command and appends nothing.
+        With a replica barrier, waits once, for the last event of all: every replica holds every change when
+        this returns."""
+        outcomes: list[KeyState | None | DomainError] = []
+        last = 0
+        for state in states:
+            try:
+                outcome, position = await self._each_one(state, make, metadata, dry_run)
+            except DomainError as exc:
+                outcomes.append(exc)
+                continue
+            outcomes.append(outcome)
+            last = max(last, position)
+        if self._barrier is not None and last:
+            await self._barrier(last)
+        return outcomes
+
+    async def _each_one(self, state: KeyState, make: Callable[[KeyState], Command | None],
+                        metadata: Metadata | None, dry_run: bool) -> tuple[KeyState | None, int]:
+        for attempt in (1, 2):
+            command = make(state)
+            if command is None:
+                return None, 0
+            if dry_run:
+                decide(state, command, self._clock())
+                return state, 0
+            try:
+                return await self._append(state, command, state.version, metadata)
+            except ConcurrencyError:
+                if attempt == 2:
+                    raise
+                state = await self._load_state(state.key_id)
+        raise AssertionError("unreachable")
+
     async def _execute(
         self, state: KeyState | None, command: Command, expected_version: int | None, metadata: Metadata | None
     ) -> KeyState:
+        state, position = await self._append(state, command, expected_version, metadata)
+        if self._barrier is not None and position:
+            await self._barrier(position)
+        return state
+
+    async def _append(
+        self, state: KeyState | None, command: Command, expected_version: int | None, metadata: Metadata | None
+    ) -> tuple[KeyState, int]:
+        """Decide and append ``command``; the new state and the global position of its last event (0: none)."""
         version = state.version if state else 0
         if expected_version is not None and expected_version != version:
             raise ConcurrencyError(f"key {command.key_id} is at version {version}, expected {expected_version}")
@@ -239,7 +289,5 @@ class KeyService:
             state = evolve(state, recorded.event)
         if self._on_events is not None:
             self._on_events(recorded_events)
-        if self._barrier is not None and recorded_events:
-            await self._barrier(recorded_events[-1].global_position)
         assert state is not None
-        return state
+        return state, recorded_events[-1].global_position if recorded_events else 0

@@ -20,6 +20,7 @@ import pytest
 
 from keyledger.services.devstack.stack import StackInfo
 from tests.support.api import create, verify
+from tests.support.cli import Cli
 from tests.support.clock import ReferenceClock
 from tests.support.databases import endpoints_of, own_database
 from tests.support.pipeline import isolated_settings
@@ -200,3 +201,18 @@ def test_remaining_and_refill_become_credits(root: str, client: httpx.Client) ->
     assert keys[0]["credits"]["remaining"] == 1000 and keys[0]["rate_limit"] == 600  # 10 a second
     assert keys[1]["credits"]["refill"]["interval"] == "daily" and keys[1]["credits"]["remaining"] == 50, keys[1]
     assert verify(client, better_auth, "read:data")["credits"]["remaining"] == 49
+
+
+def test_the_cli_imports_a_file(server: ApiServer, client: httpx.Client, tmp_path: Path) -> None:
+    token = f"uk_{secrets.token_urlsafe(24)}"
+    exported = tmp_path / "unkey.ndjson"
+    exported.write_bytes(ndjson([unkey_row(token), {"id": "key_broken", "hash": "not a sha-256"}]))
+    cli = Cli(server.database_url, server.nats_url)
+    first = json.loads(cli.run("keys", "import", str(exported), "--format", "unkey", "--org", "org_cli", "--json",
+                               expect=1).stdout)
+    assert (first["imported"], first["failed"]) == (1, 1) and "hash" in first["results"][1]["error"], first
+    answer = verify(client, token, "track:events")
+    assert answer["valid"] is True and answer["organization_id"] == "org_cli", answer
+    again = json.loads(cli.run("keys", "import", str(exported), "--format", "unkey", "--org", "org_cli", "--json",
+                               expect=1).stdout)
+    assert (again["imported"], again["unchanged"]) == (0, 1), again
