@@ -46,6 +46,7 @@ STATUS = {"VALID": 200, "MALFORMED": 401, "NOT_FOUND": 401, "REVOKED": 401, "EXP
 SITE_A = [{"resource": "website", "id": "site-a", "scopes": ["read:data"]}]
 ANALYTICS = [{"resource": "analytics_data", "scopes": ["read:analytics"]}]
 IP, AGENT = "203.0.113.7", "client/2.0 (parity)"  # the end client, as the caller forwards it
+NETWORK = "203.0.113.0/24"  # the end client's
 UNKNOWN = token.generate(os.urandom)  # well formed, its key id unknown: also the token a hostile user agent carries
 _ids = itertools.count()
 
@@ -90,6 +91,11 @@ TABLE = [
     Case("rate limited", "read:data", {"scopes": ["read:data"], "rate_limit": 1}, calls=2, ip=IP, user_agent=AGENT),
     Case("hostile text: NUL in the website, a token in the user agent", "read:data", {"access": SITE_A},
          website_id="site-\x00b", ip=IP, user_agent=f"agent/1 {UNKNOWN}"),
+    Case("inside its allowed networks", "read:data", {"scopes": ["read:data"], "allowed_networks": [NETWORK]}, ip=IP,
+         user_agent=AGENT),
+    Case("outside its allowed networks", "read:data", {"scopes": ["read:data"], "allowed_networks": ["192.0.2.0/24"]},
+         ip=IP, user_agent=AGENT),
+    Case("allowed networks, no ip named", "read:data", {"scopes": ["read:data"], "allowed_networks": [NETWORK]}),
 ]
 EXPIRED = Case("expired", "read:data", {"access": SITE_A}, website_id="site-a", ip=IP, user_agent=AGENT)
 WARM = Case("warm key", "read:data", {"scopes": ["read:data"], "rate_limit": 1_000_000}, ip=IP, user_agent=AGENT)
