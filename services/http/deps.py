@@ -30,7 +30,7 @@ from keyledger.services.keys.service import KeyService
 from keyledger.services.leaks.intake import LeakIntake
 from keyledger.services.storage.audit_export_source import ExportSource
 from keyledger.services.storage.findings import FindingTable
-from keyledger.services.verify.credits import Pools
+from keyledger.services.verify.credits import CreditLedger
 from keyledger.services.webhooks.endpoints import WebhookService
 
 _STATE_KEY = "keyledger"
@@ -106,9 +106,10 @@ def provide_last_used(state: State) -> LastUse:
     return _published(state).components.last_used
 
 
-def provide_credit_pools(state: State) -> Pools | None:
-    """The credit balances the key views read (None: not shown live, e.g. route tests without Postgres)."""
-    return _published(state).components.credit_pools
+def provide_credit_ledger(state: State) -> CreditLedger | None:
+    """This process's credit leases, and the balances the key views read through it (None: not shown live,
+    e.g. route tests without Postgres)."""
+    return _published(state).components.credits
 
 
 def provide_audit(state: State) -> AuditPages:
@@ -195,7 +196,7 @@ def dependencies() -> dict[str, Provide]:
     """Every provider, by the parameter name handlers use (registered on the app)."""
     providers: dict[str, Callable[..., Any]] = {
         "gate": provide_gate, "keys": provide_keys, "cache": provide_cache, "last_used": provide_last_used,
-        "credit_pools": provide_credit_pools,
+        "credit_ledger": provide_credit_ledger,
         "audit": provide_audit, "export": provide_export, "bus": provide_bus, "startup_head": provide_startup_head,
         "replicas": provide_replicas, "hygiene": provide_hygiene, "webhooks": provide_webhooks,
         "findings": provide_findings,

@@ -96,11 +96,11 @@ class Balance(msgspec.Struct, frozen=True, gc=False):
     refilled_at: datetime | None
 
 
-async def balances(pools: Pools, settings: dict[str, tuple[int, Credits, datetime]],
-                   now: datetime) -> dict[str, Balance]:
+async def balances(pools: Pools, settings: dict[str, tuple[int, Credits, datetime]], now: datetime,
+                   held: CreditLedger | None = None) -> dict[str, Balance]:
     """Each pool's balance (``settings``: pool id → its setting's version, credits and time): the opening
     balance of the current period when the stored one is older (a refill due at a boundary shows whether
-    or not the key was used since)."""
+    or not the key was used since), plus what ``held`` (this process's ledger) leased and did not spend."""
     stored = await pools.read(list(settings)) if settings else {}
     shown: dict[str, Balance] = {}
     for pool_id, (setting, credits, set_at) in settings.items():

@@ -39,7 +39,7 @@ from keyledger.services.http.telemetry import timed
 from keyledger.services.keys.service import KeyService
 from keyledger.services.keys.views import join_access, key_view
 from keyledger.services.observe.logs import annotate
-from keyledger.services.verify.credits import Pools
+from keyledger.services.verify.credits import CreditLedger
 
 KeyId = Annotated[str, PathParameter(description="The key id (12 characters)")]
 IfMatch = Annotated[str | None, HeaderParameter(name="If-Match", description='The key version you last saw, e.g. "3"; '
@@ -109,7 +109,7 @@ async def create_key(data: JSONBody[CreateKeyRequest], keys: NamedDependency[Key
 @get("/v1/keys", responses=error_responses(400, 401, 403, 429, 503), guards=[admin_guard], security=SECURITY)
 async def list_keys(admin: NamedDependency[KeyState], cache: NamedDependency[KeyDirectory],
                     last_used: NamedDependency[LastUse], now: NamedDependency[datetime],
-                    credit_pools: NamedDependency[SkipValidation[Pools | None]],
+                    credit_ledger: NamedDependency[SkipValidation[CreditLedger | None]],
                     cursor: Annotated[str | None, QueryParameter()] = None,
                     limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50) -> KeyPage:
     """Keys ordered by id, ``limit`` (1-100) at a time; ``next_cursor`` continues. Never secrets."""
@@ -118,7 +118,7 @@ async def list_keys(admin: NamedDependency[KeyState], cache: NamedDependency[Key
                      if cursor is None or s.key_id > cursor), key=lambda s: s.key_id)
     page = states[:limit]
     used = await last_used.lookup(s.key_id for s in page)
-    credits = await live_credits(credit_pools, page, now)
+    credits = await live_credits(credit_ledger, page, now)
     items = msgspec.convert([_view(s, now, last_used_at=used.get(s.key_id), credits=credits.get(s.key_id))
                              for s in page], list[KeyWithLastUse])
     return KeyPage(items=items, next_cursor=page[-1].key_id if len(states) > limit else None)
@@ -128,11 +128,11 @@ async def list_keys(admin: NamedDependency[KeyState], cache: NamedDependency[Key
      guards=[admin_guard], security=SECURITY)
 async def get_key(key_id: KeyId, admin: NamedDependency[KeyState], cache: NamedDependency[KeyDirectory],
                   last_used: NamedDependency[LastUse], now: NamedDependency[datetime],
-                  credit_pools: NamedDependency[SkipValidation[Pools | None]]) -> Response[KeyWithLastUse]:
+                  credit_ledger: NamedDependency[SkipValidation[CreditLedger | None]]) -> Response[KeyWithLastUse]:
     """One key, with its status, last use and credits left."""
     state = visible_key(cache, admin, key_id)
     used = await last_used.lookup([key_id])
-    credits = await live_credits(credit_pools, [state], now)
+    credits = await live_credits(credit_ledger, [state], now)
     return _tagged(msgspec.convert(_view(state, now, last_used_at=used.get(key_id), credits=credits.get(key_id)),
                                    KeyWithLastUse), state)
 
@@ -142,7 +142,7 @@ async def get_key(key_id: KeyId, admin: NamedDependency[KeyState], cache: NamedD
 async def change_key(key_id: KeyId, data: JSONBody[ChangeKeyRequest], keys: NamedDependency[KeyService],
                      cache: NamedDependency[KeyDirectory], admin: NamedDependency[KeyState],
                      metadata: NamedDependency[Metadata], now: NamedDependency[datetime],
-                     credit_pools: NamedDependency[SkipValidation[Pools | None]],
+                     credit_ledger: NamedDependency[SkipValidation[CreditLedger | None]],
                      if_match: IfMatch = None) -> Response[Key]:
     """Rename, describe, tag and/or replace scopes and access; ``If-Match`` guards against lost updates."""
     visible_key(cache, admin, key_id)
@@ -151,7 +151,7 @@ async def change_key(key_id: KeyId, data: JSONBody[ChangeKeyRequest], keys: Name
                                      expected_version=_expected_version(if_match), metadata=metadata, grantor=admin,
                                      description=data.description, tags=data.tags,
                                      allowed_networks=data.allowed_networks, credits=_credits_change(data.credits))
-    credits = await live_credits(credit_pools, [state], now)
+    credits = await live_credits(credit_ledger, [state], now)
     return _tagged(msgspec.convert(_view(state, now, credits=credits.get(key_id)), Key), state)
 
 
