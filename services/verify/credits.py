@@ -110,7 +110,8 @@ async def balances(pools: Pools, settings: dict[str, tuple[int, Credits, datetim
             boundary = datetime.fromtimestamp(period, UTC) if found is not None and period > found.period else None
             shown[pool_id] = Balance(opening, boundary or (found.refilled_at if found is not None else None))
         else:
-            shown[pool_id] = Balance(found.available, found.refilled_at)
+            mine = held.held(pool_id, setting, period) if held is not None else 0
+            shown[pool_id] = Balance(found.available + mine, found.refilled_at)
     return shown
 
 
@@ -153,6 +154,13 @@ class CreditLedger:
         if held * 2 < self._lease_size(pool) and pool.task is None and pool.available > 0:
             self._lease_task(pool, 0)  # ahead of need: the next verifies find credits here
         return CreditDecision(True, cost, pool.available + held)
+
+    def held(self, pool_id: str, setting: int, period: int) -> int:
+        """What this process leased of the pool's ``(setting, period)`` and did not spend."""
+        pool = self._pools.get(pool_id)
+        if pool is None or pool.closed or (pool.setting, pool.period) != (setting, period):
+            return 0
+        return pool.leased - pool.spent
 
     def _open(self, pool_id: str, setting: int, credits: Credits, set_at: datetime, now: datetime) -> _Pool:
         old = self._pools.get(pool_id)
