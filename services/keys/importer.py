@@ -28,7 +28,7 @@ class TooManyLines(ValidationError):
     """More than :data:`MAX_LINES` keys in one request (HTTP 413)."""
 
 
-class LineResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class ImportLineResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """What became of one line: ``imported`` (as ``key_id``), ``unchanged`` (imported before) or ``error``
     (``code`` and ``error`` say why; nothing of it was imported)."""
 
@@ -47,7 +47,7 @@ class ImportReport(msgspec.Struct, frozen=True, kw_only=True):
     imported: int
     unchanged: int
     failed: int
-    results: list[LineResult]
+    results: list[ImportLineResult]
 
 
 def split_lines(body: bytes) -> list[tuple[int, bytes]]:
@@ -98,7 +98,7 @@ async def import_lines(keys: KeyService, lines: list[tuple[int, bytes]], source:
 
 async def _one(keys: KeyService, number: int, line: bytes, source: str, prefix: str, organization_id: str | None,
                grantor: KeyState | None, metadata: Metadata | None,
-               imported_key: Callable[[str], KeyState | None]) -> tuple[LineResult, int, KeyState | None]:
+               imported_key: Callable[[str], KeyState | None]) -> tuple[ImportLineResult, int, KeyState | None]:
     source_id = None
     try:
         row = msgspec.json.decode(line)
@@ -110,20 +110,21 @@ async def _one(keys: KeyService, number: int, line: bytes, source: str, prefix: 
         other = imported_key(lookup) if lookup is not None else None
         if other is not None:
             if other.key_id == key_id:
-                return LineResult(line=number, status="unchanged", source_id=source_id, key_id=key_id), 0, None
+                return ImportLineResult(line=number, status="unchanged", source_id=source_id, key_id=key_id), 0, None
             raise ValidationError("a key with the same secret is imported already (under another source id)")
         recorded = await keys.import_key(command, metadata=metadata, grantor=grantor, settle=False)
     except msgspec.DecodeError:
         return _error(number, source_id, "VALIDATION_ERROR", "the line is not valid JSON"), 0, None
     except KeyAlreadyExists:
-        return LineResult(line=number, status="unchanged", source_id=source_id, key_id=key_id), 0, None
+        return ImportLineResult(line=number, status="unchanged", source_id=source_id, key_id=key_id), 0, None
     except Forbidden as exc:
         return _error(number, source_id, "FORBIDDEN", str(exc)), 0, None
     except DomainError as exc:
         return _error(number, source_id, "VALIDATION_ERROR", str(exc)), 0, None
-    result = LineResult(line=number, status="imported", source_id=source_id, key_id=key_id)
+    result = ImportLineResult(line=number, status="imported", source_id=source_id, key_id=key_id)
     return result, recorded[-1].global_position, fold(r.event for r in recorded)
 
 
-def _error(number: int, source_id: str | None, code: str, message: str) -> LineResult:
-    return LineResult(line=number, status="error", source_id=source_id, code=code, error=f"line {number}: {message}")
+def _error(number: int, source_id: str | None, code: str, message: str) -> ImportLineResult:
+    return ImportLineResult(line=number, status="error", source_id=source_id, code=code,
+                            error=f"line {number}: {message}")

@@ -164,3 +164,21 @@ def decoded(response: httpx.Response, kind: type[T]) -> T:
     if response.status_code >= 400:
         raise error_from(response.status_code, response.content, response.headers.get("retry-after"))
     return msgspec.json.decode(response.content, type=kind)
+
+
+ImportRows = bytes | str | Iterable[Mapping[str, Any]]  # NDJSON as it is, or exported rows to encode as NDJSON
+ImportFormat = Literal["databuddy", "better-auth", "unkey", "keyledger"]
+
+
+def import_call(rows: ImportRows, format: ImportFormat, organization_id: str | None) -> Call:
+    """``POST /v1/keys/import`` with the rows as NDJSON (retried like a read: the import is idempotent by the
+    source's key ids, so a repeat changes nothing)."""
+    if isinstance(rows, str):
+        body = rows.encode()
+    elif isinstance(rows, bytes):
+        body = rows
+    else:
+        body = b"".join(msgspec.json.encode(row) + b"\n" for row in rows)
+    params = {"format": format, **({"organization_id": organization_id} if organization_id else {})}
+    return Call(method="POST", path="/v1/keys/import", params=params, body=body,
+                headers={"content-type": "application/x-ndjson"})

@@ -20,7 +20,7 @@ import httpx
 from keyledger_client import _calls as calls
 from keyledger_client._calls import AccessLike, Call, RetryPolicy
 from keyledger_client.errors import KeyledgerConnectionError, error_from
-from keyledger_client.models import AuditPage, Key, KeyPage, KeyWithSecret, VerifyResult
+from keyledger_client.models import AuditPage, ImportReport, Key, KeyPage, KeyWithSecret, VerifyResult
 
 T = TypeVar("T")
 
@@ -154,6 +154,12 @@ def export(retrier: Retrier, target: Path, format: Literal["ndjson", "csv"], sin
         raise error_from(outcome.status_code, outcome.content, outcome.headers.get("retry-after"))
     written: int = outcome
     return written
+
+
+def import_keys(retrier: Retrier, rows: calls.ImportRows, format: calls.ImportFormat,
+                organization_id: str | None) -> Plan[ImportReport]:
+    """``POST /v1/keys/import``."""
+    return (yield from answer(retrier, calls.import_call(rows, format, organization_id), ImportReport))
 
 
 class Runner:

@@ -14,9 +14,9 @@ from typing import Any, Literal, TypeVar
 import httpx
 
 from keyledger_client import _plans as plans
-from keyledger_client._calls import AccessLike, Call, RetryPolicy
+from keyledger_client._calls import AccessLike, Call, ImportFormat, ImportRows, RetryPolicy
 from keyledger_client.client import DEFAULT_TIMEOUT, USER_AGENT
-from keyledger_client.models import AuditRecord, Key, KeyWithSecret, VerifyResult
+from keyledger_client.models import AuditRecord, ImportReport, Key, KeyWithSecret, VerifyResult
 
 T = TypeVar("T")
 
@@ -139,6 +139,14 @@ class AsyncKeyledger:
         """Audit records matching the filters, newest first, page after page as you iterate."""
         plan = plans.audit(self._retrier, key_id, organization_id, outcome, kind, since, until, page_size)
         return self._items(plans.Runner(plan))
+
+    async def import_keys(self, rows: ImportRows, *, format: ImportFormat,
+                    organization_id: str | None = None) -> ImportReport:
+        """Import keys exported from another key service (``rows``: NDJSON, or the exported rows as mappings;
+        at most 10,000): they keep working with their existing secrets. A refused line is reported in the
+        result (``failed``, ``results[i].error``) while the others are imported; importing the same rows again
+        changes nothing (``unchanged``). ``organization_id``: where the keys go (default: each row's own)."""
+        return await self._run(plans.import_keys(self._retrier, rows, format, organization_id))
 
     async def export(self, path: str | os.PathLike[str], *, format: Literal["ndjson", "csv"] = "ndjson",
                      since: datetime | None = None, until: datetime | None = None) -> int:

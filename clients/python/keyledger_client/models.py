@@ -122,3 +122,25 @@ class ErrorBody(msgspec.Struct, kw_only=True):
     error: str
     code: str
     success: bool = False
+
+
+class ImportLineResult(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What became of one line of an import: ``imported`` (as ``key_id``), ``unchanged`` (imported before) or
+    ``error`` (``code`` and ``error`` say why; nothing of that line was imported)."""
+
+    line: int
+    status: Literal["imported", "unchanged", "error"]
+    source_id: str | None = None
+    key_id: str | None = None
+    code: str | None = None
+    error: str | None = None
+
+
+class ImportReport(msgspec.Struct, kw_only=True):
+    """The answer of ``POST /v1/keys/import``: counts, then one result per non-blank line, in order."""
+
+    format: str
+    imported: int
+    unchanged: int
+    failed: int
+    results: list[ImportLineResult]
