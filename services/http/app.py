@@ -14,6 +14,7 @@ from keyledger.services.bootstrap.api import open_api
 from keyledger.services.config import Settings, load_settings
 from keyledger.services.http.body_deadline import BodyDeadline
 from keyledger.services.http.components import Components, api_components
+from keyledger.services.http.dashboard.bulk import BULK_PAGES
 from keyledger.services.http.dashboard.hygiene import HYGIENE_PAGES
 from keyledger.services.http.dashboard.routes import dashboard_router, template_config
 from keyledger.services.http.dashboard.security import SECURITY_PAGES
@@ -80,7 +81,7 @@ def create_app(settings: Settings | None = None, *, components: Components | Non
 
     app = KeyledgerApp(
         # the dashboard: /dashboard, with the pages of the modules built on its routes
-        route_handlers=[*ROUTES, dashboard_router(*SECURITY_PAGES, *HYGIENE_PAGES, *WEBHOOK_PAGES)],
+        route_handlers=[*ROUTES, dashboard_router(*SECURITY_PAGES, *HYGIENE_PAGES, *WEBHOOK_PAGES, *BULK_PAGES)],
         lifespan=[lifespan] if components is None else [],
         state=initial_state(components) if components is not None else None,
         dependencies=dependencies(),

@@ -42,6 +42,7 @@ class KeyForm(msgspec.Struct, kw_only=True):
     name: str = ""
     description: str = ""
     tags: str = ""
+    allowed_networks: str = ""
     organization_id: str = ""
     scopes: list[str] = []
     rows: list[AccessRow] = []
@@ -61,6 +62,10 @@ class KeyForm(msgspec.Struct, kw_only=True):
     def tag_list(self) -> list[str]:
         """The tags, split on commas and spaces."""
         return [tag for tag in self.tags.replace(",", " ").split() if tag]
+
+    def network_list(self) -> list[str]:
+        """The allowed networks, split on commas, spaces and line breaks."""
+        return [entry for entry in self.allowed_networks.replace(",", " ").split() if entry]
 
     def expiry(self) -> datetime | None:
         """The expiry as a UTC time (None when blank); an error on the field when it is not a time."""
@@ -96,6 +101,7 @@ def read_key_form(form: Form) -> KeyForm:
         rows.append(AccessRow(resource=resource, id=_text(form, f"access_{i}_id", 300),
                               scopes=[s for s in form.getall(f"access_{i}_scopes", []) if isinstance(s, str)]))
     parsed = KeyForm(name=_text(form, "name"), description=_text(form, "description"), tags=_text(form, "tags"),
+                     allowed_networks=_text(form, "allowed_networks"),
                      organization_id=_text(form, "organization_id"),
                      scopes=[s for s in form.getall("scope", []) if isinstance(s, str)], rows=rows,
                      expires_at=_text(form, "expires_at", 100), rate_limit=_text(form, "rate_limit", 100),
@@ -114,6 +120,7 @@ def form_of_key(state: KeyState) -> KeyForm:
     rows = [AccessRow(resource=e.resource, id=e.id or "", scopes=list(e.scopes))
             for e in state.access if e.resource != "global"]
     return KeyForm(name=state.name, description=state.description, tags=", ".join(state.tags),
+                   allowed_networks=", ".join(state.allowed_networks),
                    organization_id=state.organization_id or "", scopes=sorted(scopes, key=_scope_order),
                    rows=rows, rate_limit=str(state.rate_limit or ""), version=str(state.version), errors={})
 
@@ -141,6 +148,7 @@ def parse_time(value: str, field: str, errors: dict[str, str]) -> datetime | Non
 
 
 FIELD_WORDS: tuple[tuple[str, str], ...] = (
+    ("allowed_networks", "allowed_networks"),
     ("description", "description"), ("tag", "tags"), ("name", "name"), ("organization", "organization_id"),
     ("expires_at", "expires_at"), ("rate_limit", "rate_limit"), ("website", "access"), ("access", "access"),
     ("resource", "access"), ("scope", "scopes"),

@@ -302,7 +302,8 @@ async def create_key(request: Request[Any, Any, Any], keys: NamedDependency[KeyS
     try:
         issued = await keys.create(form.name, organization_id=organization, access=form.access(), expires_at=expires,
                                    rate_limit=limit, metadata=metadata, grantor=admin,
-                                   description=form.description, tags=form.tag_list())
+                                   description=form.description, tags=form.tag_list(),
+                                   allowed_networks=form.network_list())
     except DomainError as exc:
         form.errors[field_of(str(exc))] = str(exc)
         return _form_page(request, "create.html", form, _status_of(exc))
@@ -393,7 +394,8 @@ async def edit_key(request: Request[Any, Any, Any], key_id: KeyId, admin: NamedD
         limit = 0  # the field was cleared: back to the tier's limit
     try:
         await keys.change_access(key_id, access=form.access(), name=form.name, description=form.description,
-                                 tags=form.tag_list(), rate_limit=limit, expected_version=form.expected_version(),
+                                 tags=form.tag_list(), allowed_networks=form.network_list(), rate_limit=limit,
+                                 expected_version=form.expected_version(),
                                  metadata=metadata, grantor=admin)
     except ConcurrencyError:
         latest, _ = await keys.history(key_id)
