@@ -17,9 +17,11 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from argon2 import PasswordHasher
 
+from keyledger.domain import token as tokens
 from keyledger.services.devstack.stack import StackInfo
-from tests.support.api import create, verify
+from tests.support.api import create, sign_in, verify
 from tests.support.cli import Cli
 from tests.support.clock import ReferenceClock
 from tests.support.databases import endpoints_of, own_database
@@ -216,3 +218,59 @@ def test_the_cli_imports_a_file(server: ApiServer, client: httpx.Client, tmp_pat
     again = json.loads(cli.run("keys", "import", str(exported), "--format", "unkey", "--org", "org_cli", "--json",
                                expect=1).stdout)
     assert (again["imported"], again["unchanged"]) == (0, 1), again
+
+
+def test_the_history_audit_and_dashboard_show_the_import(server: ApiServer, root: str, client: httpx.Client) -> None:
+    secret = f"dbdy_{secrets.token_urlsafe(36)}"
+    key_id = post_import(client, root, ndjson([databuddy_row(secret)]), "databuddy").json()["results"][0]["key_id"]
+    assert verify(client, secret, "read:data")["valid"] is True
+    until_sync(lambda: "key.rehashed" in event_types(server, key_id), timeout=20, what="key.rehashed")
+
+    def actions() -> list[str]:
+        page = client.get("/v1/audit", params={"key_id": key_id, "kind": "lifecycle", "limit": 100},
+                          headers={"x-api-key": root}).json()
+        return [item["action"] for item in page["items"]]
+    assert {"key.imported", "key.rehashed"} <= set(actions()), actions()
+    with httpx.Client(base_url=server.url, timeout=10) as browser:
+        assert sign_in(browser, root).status_code == 303
+        page = browser.get(f"/dashboard/keys/{key_id}")
+    assert page.status_code == 200 and "Imported from databuddy" in page.text and "re-hashed" in page.text
+    assert secret not in page.text and secret[8:] not in str(actions())
+
+
+def test_a_keyledger_key_moves_with_its_argon2_hash(root: str, client: httpx.Client) -> None:
+    """A key moved from another keyledger deployment keeps its id, so its keyledger token works as it is."""
+    secret = tokens.generate(secrets.token_bytes, "kl")
+    key_id = tokens.parse(secret, "kl").key_id
+    row = {"id": key_id, "name": "moved", "secret_hash": PasswordHasher(time_cost=1, memory_cost=1024).hash(secret),
+           "scopes": ["read:data"], "organization_id": "org_moved"}
+    report = post_import(client, root, ndjson([row]), "keyledger").json()
+    assert report["results"][0]["key_id"] == key_id, report
+    assert verify(client, secret, "read:data")["valid"] is True
+    sha_secret = f"own_{secrets.token_urlsafe(24)}"
+    sha_row = {"id": "ext-1", "name": "made elsewhere", "secret_sha256": _sha(sha_secret).hex(),
+               "scopes": ["read:data"]}
+    assert post_import(client, root, ndjson([sha_row]), "keyledger").json()["imported"] == 1
+    assert verify(client, sha_secret, "read:data")["valid"] is True
+
+
+def test_first_verifies_on_two_replicas_store_one_rehash(server: ApiServer, root: str, client: httpx.Client,
+                                                         tmp_path: Path) -> None:
+    replica = ApiServer(server.database_url, server.nats_url, server.settings, tmp_path, workers=False,
+                        extra_env=server.extra_env, clock=server.clock)
+    try:
+        replica.wait_ready()
+        token = f"dbdy_{secrets.token_urlsafe(36)}"
+        key_id = post_import(client, root, ndjson([databuddy_row(token)]), "databuddy").json()["results"][0]["key_id"]
+        with httpx.Client(base_url=replica.url, timeout=30) as other:
+            # the replica's cache follows the store; its first VALID starts its re-hash, racing the other's
+            until_sync(lambda: verify(other, token, "read:data")["code"] != "MALFORMED", timeout=10,
+                       what="the replica holding the imported key")
+            answers = [verify(client, token, "read:data"), verify(other, token, "read:data")]
+            assert [a["code"] for a in answers] == ["VALID", "VALID"], answers
+            until_sync(lambda: "key.rehashed" in event_types(server, key_id), timeout=20, what="key.rehashed")
+            until_sync(lambda: verify(other, token, "read:data")["valid"], timeout=10, what="VALID after it")
+        assert verify(client, token, "read:data")["valid"] is True
+        assert event_types(server, key_id).count("key.rehashed") == 1, event_types(server, key_id)
+    finally:
+        replica.stop()
