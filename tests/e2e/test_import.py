@@ -236,6 +236,12 @@ def test_the_history_audit_and_dashboard_show_the_import(server: ApiServer, root
         page = browser.get(f"/dashboard/keys/{key_id}")
     assert page.status_code == 200 and "Imported from databuddy" in page.text and "re-hashed" in page.text
     assert secret not in page.text and secret[8:] not in str(actions())
+    exporter = create(client, root, scopes=["admin:apikeys", "read:export"])["secret"]
+    export = client.get("/v1/audit/export", params={"format": "ndjson"}, headers={"x-api-key": exporter})
+    assert export.status_code == 200, export.text
+    exported = [json.loads(line) for line in export.text.splitlines() if key_id in line]
+    assert {"key.imported", "key.rehashed"} <= {record.get("action") for record in exported}, exported
+    assert "$argon2id$" not in export.text and _sha(secret).hex() not in export.text  # no hash of the secret
 
 
 def test_a_keyledger_key_moves_with_its_argon2_hash(root: str, client: httpx.Client) -> None:
