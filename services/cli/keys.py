@@ -21,6 +21,7 @@ from keyledger.domain.recorded import Metadata
 from keyledger.projections.key_cache import apply
 from keyledger.services.bootstrap.runtime import Runtime, open_runtime
 from keyledger.services.cache.replicas import HEARTBEAT, ReplicaRoll
+from keyledger.services.cli.key_import import import_file
 from keyledger.services.clock import Clock
 from keyledger.services.config import Settings
 from keyledger.services.keys.service import CommitBarrier, KeyService
@@ -76,9 +77,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
             await _READS[args.action](runtime, args)
             return
         async with replica_barrier(runtime) as barrier:
-            if args.action == "import":  # keys made by another key service (services.cli.key_import)
-                from keyledger.services.cli.key_import import import_file
-                await import_file(runtime.key_service(barrier=barrier), runtime, runtime.clock, args)
+            if args.action == "import":  # keys made by another key service
+                await import_file(runtime.key_service(barrier=barrier), runtime, args, cli_metadata(), output)
                 return
             await _CHANGES[args.action](runtime.key_service(barrier=barrier), runtime.clock, args)
 
