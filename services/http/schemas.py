@@ -16,8 +16,8 @@ from keyledger.domain.credits import MAX_COST
 from keyledger.domain.key import Status
 from keyledger.services.http.credit_schemas import CreditsSetting as CreditsSetting
 from keyledger.services.http.credit_schemas import KeyCredits as KeyCredits
-from keyledger.services.keys.bulk import KeyFilter as KeyFilter
-from keyledger.services.keys.bulk import Outcome as BulkOutcome
+from keyledger.services.keys.bulk import BulkFilter as BulkFilter
+from keyledger.services.keys.bulk import BulkOutcome as BulkOutcome
 from keyledger.services.verify.answer import Access as Access  # the verify answer's structs, shared with every
 from keyledger.services.verify.answer import CreditsState as CreditsState  # verify transport: re-exported
 from keyledger.services.verify.answer import RateLimitState as RateLimitState  # verify transport: re-exported
@@ -203,7 +203,7 @@ class BulkRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     action: Literal["revoke", "add_tags", "remove_tags"]
     ids: list[Annotated[str, msgspec.Meta(max_length=100)]] | None = None
-    filter: KeyFilter | None = None
+    filter: BulkFilter | None = None
     tags: Annotated[list[Annotated[str, msgspec.Meta(max_length=200)]], msgspec.Meta(max_length=100)] = []
     reason: Annotated[str, msgspec.Meta(max_length=4000)] = ""
     dry_run: bool = False

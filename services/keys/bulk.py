@@ -18,7 +18,7 @@ Action = Literal["revoke", "add_tags", "remove_tags"]
 MAX_BULK_KEYS = 10_000  # keys one call may name or select
 
 
-class KeyFilter(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class BulkFilter(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Keys to act on: all of the given conditions hold. ``tag``: the key carries it; ``created_before``: made
     before that time. A filter never selects a revoked key, nor the calling key itself."""
 
@@ -33,7 +33,7 @@ class KeyFilter(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
                 and self.created_before is None)
 
 
-class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+class BulkOutcome(msgspec.Struct, frozen=True, kw_only=True):
     """One key's result: ``code`` is ``OK``, ``UNCHANGED`` (nothing to do, no event) or the error code that
     refused it (``NOT_FOUND``, ``CONFLICT``, ``VALIDATION_ERROR``...), with ``error`` saying why."""
 
@@ -43,7 +43,7 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None = None
 
 
-def selected(states: Iterable[KeyState], wanted: KeyFilter, caller: str) -> list[KeyState]:
+def selected(states: Iterable[KeyState], wanted: BulkFilter, caller: str) -> list[KeyState]:
     """The keys ``wanted`` selects among ``states`` (already limited to what the caller may see), ordered by
     id: not revoked, not the calling key ``caller``, and matching every condition given."""
     tag = wanted.tag.strip().lower() if wanted.tag is not None else None
@@ -91,8 +91,8 @@ def command_maker(action: Action, tags: Sequence[str], reason: str) -> Callable[
     return remove
 
 
-def outcome_of(key_id: str, result: KeyState | None | DomainError) -> Outcome:
+def outcome_of(key_id: str, result: KeyState | None | DomainError) -> BulkOutcome:
     """How one key's result is reported."""
     if isinstance(result, DomainError):
-        return Outcome(id=key_id, ok=False, code=result.code, error=str(result))
-    return Outcome(id=key_id, ok=True, code="OK" if result is not None else "UNCHANGED")
+        return BulkOutcome(id=key_id, ok=False, code=result.code, error=str(result))
+    return BulkOutcome(id=key_id, ok=True, code="OK" if result is not None else "UNCHANGED")

@@ -15,7 +15,7 @@ from keyledger.domain.recorded import Metadata
 from keyledger.domain.token import is_key_id
 from keyledger.services.http.dashboard.routes import _form, _page, signed_in
 from keyledger.services.http.ports import KeyDirectory
-from keyledger.services.keys.bulk import MAX_BULK_KEYS, Outcome, command_maker, outcome_of
+from keyledger.services.keys.bulk import MAX_BULK_KEYS, BulkOutcome, command_maker, outcome_of
 from keyledger.services.keys.service import KeyService
 
 
@@ -56,7 +56,7 @@ async def bulk_revoke(request: Request[Any, Any, Any], admin: NamedDependency[Ke
         context["error"] = f"Type exactly “{context['phrase']}” to revoke these keys. Nothing was revoked."
         return _page(request, "bulk_revoke.html", 400, **context)
     results = await keys.each(states, command_maker("revoke", (), reason), metadata=metadata)
-    outcomes: list[Outcome] = [outcome_of(s.key_id, r) for s, r in zip(states, results, strict=True)]
+    outcomes: list[BulkOutcome] = [outcome_of(s.key_id, r) for s, r in zip(states, results, strict=True)]
     context["results"] = [(state, outcome) for state, outcome in zip(states, outcomes, strict=True)]
     context["failed"] = sum(not outcome.ok for outcome in outcomes)
     return _page(request, "bulk_revoke.html", 200 if not context["failed"] else 409, **context)

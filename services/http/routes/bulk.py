@@ -20,7 +20,7 @@ from keyledger.services.http.guards import SECURITY, admin_guard
 from keyledger.services.http.ports import KeyDirectory
 from keyledger.services.http.schemas import BulkRequest, BulkResponse
 from keyledger.services.http.telemetry import timed
-from keyledger.services.keys.bulk import MAX_BULK_KEYS, KeyFilter, Outcome, command_maker, outcome_of, selected
+from keyledger.services.keys.bulk import MAX_BULK_KEYS, BulkFilter, BulkOutcome, command_maker, outcome_of, selected
 from keyledger.services.keys.service import KeyService
 
 MAX_BULK_BODY = 1024 * 1024  # 10,000 ids and then some
@@ -36,7 +36,7 @@ async def bulk_keys(data: JSONBody[BulkRequest], keys: NamedDependency[KeyServic
     A filter matching no key is a 404; more than 10,000 keys, or a bad action argument, a 400; nothing is
     changed then, nor ever with ``dry_run``. Revokes return once every replica holds them."""
     make = command_maker(data.action, data.tags, data.reason)  # a bad tag or reason: 400 before any key
-    unseen: dict[str, Outcome] = {}
+    unseen: dict[str, BulkOutcome] = {}
     if (data.ids is None) == (data.filter is None):
         raise ApiError(400, "VALIDATION_ERROR", "give either ids or a filter")
     if data.ids is not None:
@@ -46,11 +46,12 @@ async def bulk_keys(data: JSONBody[BulkRequest], keys: NamedDependency[KeyServic
         for key_id in ids:
             state = cache.get(key_id) if is_key_id(key_id) else None
             if state is None or (admin.organization_id is not None and state.organization_id != admin.organization_id):
-                unseen[key_id] = Outcome(id=key_id, ok=False, code="NOT_FOUND", error=f"key {key_id[:100]} not found")
+                unseen[key_id] = BulkOutcome(id=key_id, ok=False, code="NOT_FOUND",
+                                             error=f"key {key_id[:100]} not found")
             else:
                 states.append(state)
     else:
-        states = _matching(cache, admin, data.filter or KeyFilter())
+        states = _matching(cache, admin, data.filter or BulkFilter())
         ids = [state.key_id for state in states]
     results = await keys.each(states, make, metadata=metadata, dry_run=data.dry_run)
     done = dict(zip((state.key_id for state in states), results, strict=True))
@@ -60,7 +61,7 @@ async def bulk_keys(data: JSONBody[BulkRequest], keys: NamedDependency[KeyServic
                         succeeded=len(outcomes) - failed, failed=failed, results=outcomes)
 
 
-def _matching(cache: KeyDirectory, admin: KeyState, wanted: KeyFilter) -> list[KeyState]:
+def _matching(cache: KeyDirectory, admin: KeyState, wanted: BulkFilter) -> list[KeyState]:
     """The keys ``wanted`` selects among those ``admin`` may see; 400 for an empty filter or too many keys, 404
     when none matches."""
     if wanted.is_empty():
