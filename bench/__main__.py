@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench import abuse, clients, commands, core, dashboard, export, replay, report, revocation, sink
+from bench import abuse, clients, commands, core, dashboard, export, replay, report, revocation, sdk, sink
 from bench import http as verify_http
 from bench.common import BenchContext, Benchmark, BenchResult
 from bench.servers import SERVER_ENV, server_overrides
@@ -25,7 +25,7 @@ from keyledger.services.devstack.stack import stack_down, stack_up
 BENCHMARKS: dict[str, Benchmark] = {"replay": replay.run, "sink": sink.run, "export": export.run}
 BENCHMARKS.update({"verify-http": verify_http.run, "verify-core": core.run, "revocation": revocation.run,
                    "abuse": abuse.run, "commands": commands.run, "dashboard": dashboard.run})
-BENCHMARKS.update({"inprocess": clients.run_inprocess, "middleware": clients.run_middleware})
+BENCHMARKS.update({"inprocess": clients.run_inprocess, "middleware": clients.run_middleware, "sdk": sdk.run})
 # A throw-away cluster: no durability work, no checkpoints or autovacuum in the middle of a measurement.
 PG_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
                "max_wal_size": "4GB", "autovacuum": "off"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -19,6 +19,17 @@ T = TypeVar("T")
 RETRIED_STATUSES = frozenset({502, 503, 504})
 AccessLike = Access | Mapping[str, Any]
 _encode = msgspec.json.Encoder().encode
+
+
+class Answer(Protocol):
+    """A complete response: an ``httpx.Response``, or the transport's own (``_wire.Response``)."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def content(self) -> bytes: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
 
 
 class Call(msgspec.Struct, frozen=True, kw_only=True):
@@ -60,7 +71,7 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
             return None
         return self.backoff(attempt, rng)
 
-    def after_response(self, response: httpx.Response, call: Call, attempt: int, rng: random.Random) -> float | None:
+    def after_response(self, response: Answer, call: Call, attempt: int, rng: random.Random) -> float | None:
         """How long to wait before trying ``call`` again after ``response``; None: it is the answer."""
         status = response.status_code
         if status not in RETRIED_STATUSES and status != 429:
@@ -159,7 +170,7 @@ def export_call(format: Literal["ndjson", "csv"], since: datetime | None, until:
     return Call(method="GET", path="/v1/audit/export", params={k: v for k, v in params.items() if v is not None})
 
 
-def decoded(response: httpx.Response, kind: type[T]) -> T:
+def decoded(response: Answer, kind: type[T]) -> T:
     """The body of a successful ``response`` as ``kind``; an error response raises its exception."""
     if response.status_code >= 400:
         raise error_from(response.status_code, response.content, response.headers.get("retry-after"))

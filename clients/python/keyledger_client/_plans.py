@@ -1,8 +1,9 @@
 """Every call of the client as a plan, written once for the sync and the async client (no I/O here).
 
 A plan is a generator: it yields the steps it needs (send a :class:`Call`, sleep, download into a file,
-hand a page of items to the caller) and receives each step's outcome: the ``httpx.Response`` of a call,
-the bytes written by a download, or the ``httpx.TransportError`` that the step raised, thrown into it.
+hand a page of items to the caller) and receives each step's outcome: the response of a call (an
+:class:`~keyledger_client._calls.Answer`), the bytes written by a download, or the ``httpx.TransportError``
+that the step raised, thrown into it.
 The retry loop, pagination and the export's retries live here; each client only performs the steps
 (:class:`Runner` advances a plan), so the two clients cannot drift apart.
 """
@@ -70,7 +71,7 @@ def attempts(retrier: Retrier, step: Call | Download) -> Plan[Any]:
             if delay is None:
                 raise KeyledgerConnectionError(f"{call.method} {call.path}: {type(exc).__name__}: {exc}") from exc
         else:
-            if not isinstance(outcome, httpx.Response):
+            if isinstance(outcome, int):  # the bytes a download wrote
                 return outcome
             delay = retrier.policy.after_response(outcome, call, attempt, retrier.rng)
             if delay is None:

@@ -15,6 +15,7 @@ import httpx
 
 from keyledger_client import _plans as plans
 from keyledger_client._calls import AccessLike, Call, ImportFormat, ImportRows, RetryPolicy
+from keyledger_client._wire import AsyncTransport, Origin, Timeouts
 from keyledger_client.client import DEFAULT_TIMEOUT, USER_AGENT
 from keyledger_client.models import AuditRecord, ImportReport, Key, KeyWithSecret, VerifyResult
 
@@ -36,6 +37,9 @@ class AsyncKeyledger:
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, rng: random.Random | None = None) -> None:
         headers = {"user-agent": USER_AGENT, **({"authorization": f"Bearer {api_key}"} if api_key else {})}
         self._http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout, transport=transport)
+        # every call on keyledger's own transport (_wire); httpx streams the export, and carries every call
+        # when a ``transport`` is given (tests script answers with ``httpx.MockTransport``)
+        self._wire = AsyncTransport(Origin(base_url, headers), Timeouts(timeout)) if transport is None else None
         self._retrier = plans.Retrier(retry or RetryPolicy(), rng or random.Random())
         self._sleep = sleep
 
@@ -47,7 +51,9 @@ class AsyncKeyledger:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pools."""
+        if self._wire is not None:
+            await self._wire.aclose()
         await self._http.aclose()
 
     async def _perform(self, step: Call | plans.Sleep | plans.Download) -> tuple[Any, BaseException | None]:
@@ -58,6 +64,9 @@ class AsyncKeyledger:
                 return None, None
             if isinstance(step, plans.Download):
                 return await self._download(step), None
+            if self._wire is not None:
+                return await self._wire.request(step.method, step.path, step.params, step.body,
+                                                step.request_headers()), None
             return await self._http.request(step.method, step.path, params=step.params, content=step.body,
                                             headers=step.request_headers()), None
         except httpx.TransportError as exc:

@@ -15,6 +15,7 @@ import httpx
 
 from keyledger_client import _plans as plans
 from keyledger_client._calls import AccessLike, Call, ImportFormat, ImportRows, RetryPolicy
+from keyledger_client._wire import Origin, SyncTransport, Timeouts
 from keyledger_client.models import AuditRecord, ImportReport, Key, KeyWithSecret, VerifyResult
 
 DEFAULT_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
@@ -36,6 +37,9 @@ class Keyledger:
                  sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None) -> None:
         headers = {"user-agent": USER_AGENT, **({"authorization": f"Bearer {api_key}"} if api_key else {})}
         self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout, transport=transport)
+        # every call on keyledger's own transport (_wire); httpx streams the export, and carries every call
+        # when a ``transport`` is given (tests script answers with ``httpx.MockTransport``)
+        self._wire = SyncTransport(Origin(base_url, headers), Timeouts(timeout)) if transport is None else None
         self._retrier = plans.Retrier(retry or RetryPolicy(), rng or random.Random())
         self._sleep = sleep
 
@@ -46,7 +50,9 @@ class Keyledger:
         self.close()
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pools."""
+        if self._wire is not None:
+            self._wire.close()
         self._http.close()
 
     def _perform(self, step: Call | plans.Sleep | plans.Download) -> tuple[Any, BaseException | None]:
@@ -57,6 +63,8 @@ class Keyledger:
                 return None, None
             if isinstance(step, plans.Download):
                 return self._download(step), None
+            if self._wire is not None:
+                return self._wire.request(step.method, step.path, step.params, step.body, step.request_headers()), None
             return self._http.request(step.method, step.path, params=step.params, content=step.body,
                                       headers=step.request_headers()), None
         except httpx.TransportError as exc:
