@@ -19,6 +19,9 @@ from keyledger_client.errors import (
 from keyledger_client.models import (
     Access,
     AuditRecord,
+    BulkFilter,
+    BulkOutcome,
+    BulkResult,
     Key,
     KeyWithSecret,
     RateLimit,
@@ -31,4 +34,5 @@ __all__ = [
     "KeyWithSecret", "Keyledger", "KeyledgerConnectionError", "KeyledgerError", "NotFoundError",
     "PermissionDeniedError", "RateLimit", "RateLimitedError", "RetryPolicy", "UnavailableError", "ValidationError",
     "VerifyCode", "VerifyResult",
+    "BulkFilter", "BulkOutcome", "BulkResult",
 ]

@@ -13,7 +13,7 @@ import httpx
 import msgspec
 
 from keyledger_client.errors import error_from, retry_after_seconds
-from keyledger_client.models import Access
+from keyledger_client.models import Access, BulkFilter
 
 T = TypeVar("T")
 RETRIED_STATUSES = frozenset({502, 503, 504})
@@ -111,10 +111,12 @@ def verify_call(key: str, scope: str, website_id: str | None, data: str | None, 
 
 
 def create_call(name: str, organization_id: str | None, scopes: Iterable[str] | None,
-                access: Iterable[AccessLike] | None, expires_at: datetime | None, rate_limit: int | None) -> Call:
+                access: Iterable[AccessLike] | None, expires_at: datetime | None, rate_limit: int | None,
+                allowed_networks: Iterable[str] | None = None) -> Call:
     """``POST /v1/keys`` (not idempotent: a retry could make a second key)."""
     body = json_body(name=name, organization_id=organization_id, scopes=list(scopes) if scopes is not None else None,
-                     access=_access(access), expires_at=expires_at, rate_limit=rate_limit)
+                     access=_access(access), expires_at=expires_at, rate_limit=rate_limit,
+                     allowed_networks=list(allowed_networks) if allowed_networks is not None else None)
     return Call(method="POST", path="/v1/keys", body=body, idempotent=False)
 
 
@@ -130,11 +132,13 @@ def key_path(key_id: str, action: str = "") -> str:
 
 
 def update_call(key_id: str, version: int | None, name: str | None, scopes: Iterable[str] | None,
-                access: Iterable[AccessLike] | None, rate_limit: int | None) -> Call:
+                access: Iterable[AccessLike] | None, rate_limit: int | None,
+                allowed_networks: Iterable[str] | None = None) -> Call:
     """``PATCH /v1/keys/{id}``: idempotent only with a version (a repeat is then refused as stale, not applied
-    twice)."""
+    twice). ``allowed_networks``: None leaves them, ``[]`` lifts them."""
     body = json_body(name=name, scopes=list(scopes) if scopes is not None else None, access=_access(access),
-                     rate_limit=rate_limit)
+                     rate_limit=rate_limit,
+                     allowed_networks=list(allowed_networks) if allowed_networks is not None else None)
     return Call(method="PATCH", path=key_path(key_id), body=body, headers=if_match(version),
                 idempotent=version is not None)
 
@@ -149,6 +153,15 @@ def revoke_call(key_id: str, reason: str, version: int | None) -> Call:
     """``POST /v1/keys/{id}/revoke`` (retried only when the request was never sent)."""
     return Call(method="POST", path=key_path(key_id, "/revoke"), body=json_body(reason=reason),
                 headers=if_match(version), idempotent=False)
+
+
+def bulk_call(action: str, ids: Iterable[str] | None, filter: BulkFilter | Mapping[str, Any] | None,
+              tags: Iterable[str] | None, reason: str, dry_run: bool) -> Call:
+    """``POST /v1/keys/bulk`` (a dry run is retried like a read; a real one only when it was never sent)."""
+    selected = msgspec.to_builtins(filter) if isinstance(filter, BulkFilter) else filter
+    body = json_body(action=action, ids=list(ids) if ids is not None else None, filter=selected,
+                     tags=list(tags) if tags is not None else None, reason=reason or None, dry_run=dry_run or None)
+    return Call(method="POST", path="/v1/keys/bulk", body=body, idempotent=dry_run)
 
 
 def _time(value: datetime | None) -> str | None:

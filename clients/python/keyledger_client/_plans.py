@@ -11,7 +11,7 @@ The retry loop, pagination and the export's retries live here; each client only 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeVar
@@ -21,7 +21,16 @@ import httpx
 from keyledger_client import _calls as calls
 from keyledger_client._calls import AccessLike, Call, RetryPolicy
 from keyledger_client.errors import KeyledgerConnectionError, error_from
-from keyledger_client.models import AuditPage, ImportReport, Key, KeyPage, KeyWithSecret, VerifyResult
+from keyledger_client.models import (
+    AuditPage,
+    BulkFilter,
+    BulkResult,
+    ImportReport,
+    Key,
+    KeyPage,
+    KeyWithSecret,
+    VerifyResult,
+)
 
 T = TypeVar("T")
 
@@ -105,9 +114,9 @@ def verify(retrier: Retrier, key: str, scope: str, website_id: str | None, data:
 
 def create(retrier: Retrier, name: str, organization_id: str | None, scopes: Iterable[str] | None,
            access: Iterable[AccessLike] | None, expires_at: datetime | None,
-           rate_limit: int | None) -> Plan[KeyWithSecret]:
+           rate_limit: int | None, allowed_networks: Iterable[str] | None = None) -> Plan[KeyWithSecret]:
     """``POST /v1/keys``."""
-    call = calls.create_call(name, organization_id, scopes, access, expires_at, rate_limit)
+    call = calls.create_call(name, organization_id, scopes, access, expires_at, rate_limit, allowed_networks)
     return (yield from answer(retrier, call, KeyWithSecret))
 
 
@@ -122,9 +131,11 @@ def get(retrier: Retrier, key_id: str) -> Plan[Key]:
 
 
 def update(retrier: Retrier, key_id: str, version: int | None, name: str | None, scopes: Iterable[str] | None,
-           access: Iterable[AccessLike] | None, rate_limit: int | None) -> Plan[Key]:
+           access: Iterable[AccessLike] | None, rate_limit: int | None,
+           allowed_networks: Iterable[str] | None = None) -> Plan[Key]:
     """``PATCH /v1/keys/{id}``."""
-    return (yield from answer(retrier, calls.update_call(key_id, version, name, scopes, access, rate_limit), Key))
+    call = calls.update_call(key_id, version, name, scopes, access, rate_limit, allowed_networks)
+    return (yield from answer(retrier, call, Key))
 
 
 def rotate(retrier: Retrier, key_id: str, grace_seconds: int, version: int | None) -> Plan[KeyWithSecret]:
@@ -135,6 +146,12 @@ def rotate(retrier: Retrier, key_id: str, grace_seconds: int, version: int | Non
 def revoke(retrier: Retrier, key_id: str, reason: str, version: int | None) -> Plan[Key]:
     """``POST /v1/keys/{id}/revoke``."""
     return (yield from answer(retrier, calls.revoke_call(key_id, reason, version), Key))
+
+
+def bulk(retrier: Retrier, action: str, ids: Iterable[str] | None, filter: BulkFilter | Mapping[str, Any] | None,
+         tags: Iterable[str] | None, reason: str, dry_run: bool) -> Plan[BulkResult]:
+    """``POST /v1/keys/bulk``."""
+    return (yield from answer(retrier, calls.bulk_call(action, ids, filter, tags, reason, dry_run), BulkResult))
 
 
 def audit(retrier: Retrier, key_id: str | None, organization_id: str | None, outcome: str | None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -17,7 +17,7 @@ from keyledger_client import _plans as plans
 from keyledger_client._calls import AccessLike, Call, ImportFormat, ImportRows, RetryPolicy
 from keyledger_client._wire import AsyncTransport, Origin, Timeouts
 from keyledger_client.client import DEFAULT_TIMEOUT, USER_AGENT
-from keyledger_client.models import AuditRecord, ImportReport, Key, KeyWithSecret, VerifyResult
+from keyledger_client.models import AuditRecord, BulkFilter, BulkResult, ImportReport, Key, KeyWithSecret, VerifyResult
 
 T = TypeVar("T")
 
@@ -113,9 +113,11 @@ class AsyncKeyledger:
 
     async def create(self, name: str, *, organization_id: str | None = None, scopes: Iterable[str] | None = None,
                      access: Iterable[AccessLike] | None = None, expires_at: datetime | None = None,
-                     rate_limit: int | None = None) -> KeyWithSecret:
-        """Create a key; the result's ``secret`` is shown this once."""
-        plan = plans.create(self._retrier, name, organization_id, scopes, access, expires_at, rate_limit)
+                     rate_limit: int | None = None, allowed_networks: Iterable[str] | None = None) -> KeyWithSecret:
+        """Create a key; the result's ``secret`` is shown this once. ``allowed_networks``: the only networks
+        (CIDRs) it works from."""
+        plan = plans.create(self._retrier, name, organization_id, scopes, access, expires_at, rate_limit,
+                            allowed_networks)
         return await self._run(plan)
 
     def list(self, *, page_size: int = 100) -> AsyncIterator[Key]:
@@ -128,11 +130,12 @@ class AsyncKeyledger:
 
     async def update(self, key_id: str, *, version: int | None, name: str | None = None,
                      scopes: Iterable[str] | None = None, access: Iterable[AccessLike] | None = None,
-                     rate_limit: int | None = None) -> Key:
-        """Rename and/or replace the grants (``scopes`` and ``access`` together). ``version`` is the key's
-        version you last saw (sent as ``If-Match``): if it changed since, :class:`ConflictError`. ``None``
-        overwrites whatever is there (and is then not retried)."""
-        return await self._run(plans.update(self._retrier, key_id, version, name, scopes, access, rate_limit))
+                     rate_limit: int | None = None, allowed_networks: Iterable[str] | None = None) -> Key:
+        """Rename and/or replace the grants (``scopes`` and ``access`` together) and/or ``allowed_networks``
+        (``[]`` lifts them). ``version`` is the key's version you last saw (sent as ``If-Match``): if it changed
+        since, :class:`ConflictError`. ``None`` overwrites whatever is there (and is then not retried)."""
+        plan = plans.update(self._retrier, key_id, version, name, scopes, access, rate_limit, allowed_networks)
+        return await self._run(plan)
 
     async def rotate(self, key_id: str, *, grace_seconds: int = 0, version: int | None = None) -> KeyWithSecret:
         """A new secret (shown this once); the old one keeps working for ``grace_seconds``."""
@@ -141,6 +144,15 @@ class AsyncKeyledger:
     async def revoke(self, key_id: str, *, reason: str = "", version: int | None = None) -> Key:
         """Revoke at once and for good."""
         return await self._run(plans.revoke(self._retrier, key_id, reason, version))
+
+    async def bulk(self, action: Literal["revoke", "add_tags", "remove_tags"], *,
+                   ids: Iterable[str] | None = None, filter: BulkFilter | Mapping[str, Any] | None = None,
+                   tags: Iterable[str] | None = None, reason: str = "", dry_run: bool = False) -> BulkResult:
+        """Revoke, tag or untag many keys at once (``POST /v1/keys/bulk``): the keys ``ids`` names, or those
+        ``filter`` selects (``BulkFilter`` or a dict: ``organization_id``, ``tag``, ``owner_id``,
+        ``created_before``). Each key gets its own event and result; ``dry_run`` changes nothing. A filter
+        matching no key raises :class:`NotFoundError`, more than 10,000 keys :class:`ValidationError`."""
+        return await self._run(plans.bulk(self._retrier, action, ids, filter, tags, reason, dry_run))
 
     def audit(self, *, key_id: str | None = None, organization_id: str | None = None, outcome: str | None = None,
               kind: Literal["usage", "lifecycle"] | None = None, since: datetime | None = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -16,7 +16,7 @@ import httpx
 from keyledger_client import _plans as plans
 from keyledger_client._calls import AccessLike, Call, ImportFormat, ImportRows, RetryPolicy
 from keyledger_client._wire import Origin, SyncTransport, Timeouts
-from keyledger_client.models import AuditRecord, ImportReport, Key, KeyWithSecret, VerifyResult
+from keyledger_client.models import AuditRecord, BulkFilter, BulkResult, ImportReport, Key, KeyWithSecret, VerifyResult
 
 DEFAULT_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
 USER_AGENT = "keyledger-client-python/0.1"
@@ -110,9 +110,11 @@ class Keyledger:
 
     def create(self, name: str, *, organization_id: str | None = None, scopes: Iterable[str] | None = None,
                access: Iterable[AccessLike] | None = None, expires_at: datetime | None = None,
-               rate_limit: int | None = None) -> KeyWithSecret:
-        """Create a key; the result's ``secret`` is shown this once."""
-        return self._run(plans.create(self._retrier, name, organization_id, scopes, access, expires_at, rate_limit))
+               rate_limit: int | None = None, allowed_networks: Iterable[str] | None = None) -> KeyWithSecret:
+        """Create a key; the result's ``secret`` is shown this once. ``allowed_networks``: the only networks
+        (CIDRs) it works from."""
+        return self._run(plans.create(self._retrier, name, organization_id, scopes, access, expires_at, rate_limit,
+                                      allowed_networks))
 
     def list(self, *, page_size: int = 100) -> Iterator[Key]:
         """Every key this credential may see, ordered by id, fetching page after page as you iterate."""
@@ -124,11 +126,12 @@ class Keyledger:
 
     def update(self, key_id: str, *, version: int | None, name: str | None = None,
                scopes: Iterable[str] | None = None, access: Iterable[AccessLike] | None = None,
-               rate_limit: int | None = None) -> Key:
-        """Rename and/or replace the grants (``scopes`` and ``access`` together). ``version`` is the key's
-        version you last saw (sent as ``If-Match``): if it changed since, :class:`ConflictError`. ``None``
-        overwrites whatever is there (and is then not retried)."""
-        return self._run(plans.update(self._retrier, key_id, version, name, scopes, access, rate_limit))
+               rate_limit: int | None = None, allowed_networks: Iterable[str] | None = None) -> Key:
+        """Rename and/or replace the grants (``scopes`` and ``access`` together) and/or ``allowed_networks``
+        (``[]`` lifts them). ``version`` is the key's version you last saw (sent as ``If-Match``): if it changed
+        since, :class:`ConflictError`. ``None`` overwrites whatever is there (and is then not retried)."""
+        return self._run(plans.update(self._retrier, key_id, version, name, scopes, access, rate_limit,
+                                      allowed_networks))
 
     def rotate(self, key_id: str, *, grace_seconds: int = 0, version: int | None = None) -> KeyWithSecret:
         """A new secret (shown this once); the old one keeps working for ``grace_seconds``."""
@@ -137,6 +140,15 @@ class Keyledger:
     def revoke(self, key_id: str, *, reason: str = "", version: int | None = None) -> Key:
         """Revoke at once and for good."""
         return self._run(plans.revoke(self._retrier, key_id, reason, version))
+
+    def bulk(self, action: Literal["revoke", "add_tags", "remove_tags"], *, ids: Iterable[str] | None = None,
+             filter: BulkFilter | Mapping[str, Any] | None = None, tags: Iterable[str] | None = None,
+             reason: str = "", dry_run: bool = False) -> BulkResult:
+        """Revoke, tag or untag many keys at once (``POST /v1/keys/bulk``): the keys ``ids`` names, or those
+        ``filter`` selects (``BulkFilter`` or a dict: ``organization_id``, ``tag``, ``owner_id``,
+        ``created_before``). Each key gets its own event and result; ``dry_run`` changes nothing. A filter
+        matching no key raises :class:`NotFoundError`, more than 10,000 keys :class:`ValidationError`."""
+        return self._run(plans.bulk(self._retrier, action, ids, filter, tags, reason, dry_run))
 
     def audit(self, *, key_id: str | None = None, organization_id: str | None = None, outcome: str | None = None,
               kind: Literal["usage", "lifecycle"] | None = None, since: datetime | None = None,

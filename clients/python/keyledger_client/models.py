@@ -144,3 +144,35 @@ class ImportReport(msgspec.Struct, kw_only=True):
     unchanged: int
     failed: int
     results: list[ImportLineResult]
+
+
+class BulkFilter(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Which keys a bulk action selects: every key matching all the conditions given (at least one); never a
+    revoked key, nor the calling key."""
+
+    organization_id: str | None = None
+    tag: str | None = None
+    owner_id: str | None = None
+    created_before: datetime | None = None
+
+
+class BulkOutcome(msgspec.Struct, kw_only=True):
+    """One key's result in a bulk action: ``code`` is ``OK``, ``UNCHANGED`` (nothing to do) or the error code
+    that refused it (the key was left as it was; ``error`` says why)."""
+
+    id: str
+    ok: bool
+    code: str
+    error: str | None = None
+
+
+class BulkResult(msgspec.Struct, kw_only=True):
+    """The answer of ``POST /v1/keys/bulk``: ``failed`` > 0 means those keys were refused and left as they were,
+    the others changed (``dry_run``: would be)."""
+
+    action: Literal["revoke", "add_tags", "remove_tags"]
+    dry_run: bool
+    matched: int
+    succeeded: int
+    failed: int
+    results: list[BulkOutcome]

@@ -24,6 +24,8 @@ ANSWERS: dict[type[msgspec.Struct], str] = {
     models.ErrorBody: "ErrorBody",
     models.ImportReport: "ImportReport",
     models.ImportLineResult: "ImportLineResult",
+    models.BulkResult: "BulkResponse",
+    models.BulkOutcome: "BulkOutcome",
 }
 
 
