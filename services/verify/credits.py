@@ -40,6 +40,7 @@ log = logging.getLogger("keyledger.credits")
 
 LEASE_FRACTION = 0.05  # of what was available, per lease
 MAX_LEASE = 1000
+_END_OF_TIME = datetime.max.replace(tzinfo=UTC)
 RETRY_EXHAUSTED_SECONDS = 1.0  # a process refused for too few credits asks Postgres again at most this often
 
 
@@ -66,27 +67,36 @@ class CreditDecision(msgspec.Struct, frozen=True, gc=False):
 
 
 class _Pool(msgspec.Struct, kw_only=True):
-    pool_id: str
+    local_id: str  # a key's id, or an owner pool's stored id
+    pool_id: str  # as stored
     setting: int
     period: int
-    period_end: float  # Unix seconds of the next refill boundary (inf: none)
+    period_until: datetime  # the next refill boundary (datetime.max: none)
     opening: int
     refill: int | None
     leased: int = 0
     spent: int = 0
     available: int  # in Postgres at the last lease (our estimate of what no process holds)
     exhausted_at: float = -math.inf  # when Postgres last had too few (monotonic)
-    used_at: float = 0.0  # last spend or lease (monotonic)
+    idle_mark: int = -1  # ``spent`` when the idle check last looked (unchanged at the next look: idle)
+    refill_below: int = 0  # lease more ahead of need once fewer than this are held (half the last lease)
     synced: bool = False  # a lease answered: ``available`` is Postgres's
     closed: bool = False
     task: asyncio.Task[None] | None = None
 
 
-def period_bounds(credits: Credits, set_at: datetime, now: datetime) -> tuple[int, float, int]:
-    """The period ``now`` falls in: its start and end (Unix seconds) and its opening balance."""
+def stored_id(local_id: str) -> str:
+    """A pool's id in Postgres: ``key:<key id>`` for a key's credits (named by the bare key id here, which
+    never holds a colon), else the id as it is (``owner:...``)."""
+    return local_id if ":" in local_id else f"key:{local_id}"
+
+
+def period_bounds(credits: Credits, set_at: datetime, now: datetime) -> tuple[int, datetime, int]:
+    """The period ``now`` falls in: its start (Unix seconds), its end (the next boundary, or the end of
+    time) and its opening balance."""
     start = period_start(credits.refill, set_at, now)
     end = next_boundary(credits.refill, start)
-    return int(start.timestamp()), end.timestamp() if end else math.inf, opening_balance(credits, set_at, start)
+    return int(start.timestamp()), end or _END_OF_TIME, opening_balance(credits, set_at, start)
 
 
 class Balance(msgspec.Struct, frozen=True, gc=False):
@@ -126,12 +136,27 @@ class CreditLedger:
         self._closing: set[asyncio.Task[None]] = set()
         self.leases = 0  # leases asked of Postgres
 
+    def spend_held(self, pool_id: str, setting: int, now: datetime, cost: int) -> CreditDecision | None:
+        """The warm path, without an await: spend ``cost`` from what this process holds of the pool's current
+        setting and period; None when that needs Postgres (no lease yet, too few held, a new period or
+        setting): then :meth:`spend`."""
+        pool = self._pools.get(pool_id)
+        if pool is None or pool.setting != setting or now >= pool.period_until:
+            return None
+        held = pool.leased - pool.spent - cost
+        if held < 0 or not pool.synced:
+            return None
+        pool.spent += cost
+        if held < pool.refill_below and pool.task is None and pool.available > 0:
+            self._lease_task(pool, 0)  # ahead of need: the next verifies find credits here
+        return CreditDecision(True, cost, pool.available + held)
+
     async def spend(self, pool_id: str, setting: int, credits: Credits, set_at: datetime, now: datetime,
                     cost: int) -> CreditDecision:
         """Spend ``cost`` of the pool (a key's or an owner's credits as set at version ``setting``) at
         ``now``, or refuse when too few are left; 0 checks without spending."""
         pool = self._pools.get(pool_id)
-        if pool is None or pool.setting != setting or now.timestamp() >= pool.period_end:
+        if pool is None or pool.setting != setting or now >= pool.period_until:
             pool = self._open(pool_id, setting, credits, set_at, now)
         if pool.leased - pool.spent < cost or not pool.synced:  # else the warm path: no await at all
             while pool.leased - pool.spent < cost or not pool.synced:
@@ -149,15 +174,15 @@ class CreditLedger:
         if held < cost:
             return CreditDecision(False, 0, pool.available + held)
         pool.spent += cost
-        pool.used_at = time.monotonic()
         held -= cost
-        if held * 2 < self._lease_size(pool) and pool.task is None and pool.available > 0:
+        if held < pool.refill_below and pool.task is None and pool.available > 0:
             self._lease_task(pool, 0)  # ahead of need: the next verifies find credits here
         return CreditDecision(True, cost, pool.available + held)
 
     def held(self, pool_id: str, setting: int, period: int) -> int:
-        """What this process leased of the pool's ``(setting, period)`` and did not spend."""
-        pool = self._pools.get(pool_id)
+        """What this process leased of the pool's ``(setting, period)`` and did not spend (``pool_id`` as
+        stored: ``key:<key id>``)."""
+        pool = self._pools.get(pool_id.removeprefix("key:"))
         if pool is None or pool.closed or (pool.setting, pool.period) != (setting, period):
             return 0
         return pool.leased - pool.spent
@@ -168,8 +193,9 @@ class CreditLedger:
             self._close_later(old)
         period, end, opening = period_bounds(credits, set_at, now)
         refill = credits.refill.amount if credits.refill is not None else None
-        pool = self._pools[pool_id] = _Pool(pool_id=pool_id, setting=setting, period=period, period_end=end,
-                                            opening=opening, refill=refill, available=opening)
+        pool = self._pools[pool_id] = _Pool(local_id=pool_id, pool_id=stored_id(pool_id), setting=setting,
+                                            period=period, period_until=end, opening=opening, refill=refill,
+                                            available=opening)
         return pool
 
     def _lease_size(self, pool: _Pool) -> int:
@@ -187,7 +213,8 @@ class CreditLedger:
             granted, available = await self.pools.lease(pool.pool_id, self.holder, pool.setting, pool.period,
                                                          pool.opening, pool.refill, want)
             pool.leased += granted
-            pool.available, pool.synced, pool.used_at = available, True, time.monotonic()
+            pool.available, pool.synced = available, True
+            pool.refill_below = max(1, want // 2)
             if granted < want:
                 pool.exhausted_at = time.monotonic()
         finally:
@@ -195,8 +222,8 @@ class CreditLedger:
 
     def _close_later(self, pool: _Pool) -> None:
         pool.closed = True
-        if self._pools.get(pool.pool_id) is pool:
-            del self._pools[pool.pool_id]
+        if self._pools.get(pool.local_id) is pool:
+            del self._pools[pool.local_id]
         task = asyncio.create_task(self._release(pool))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
@@ -215,10 +242,12 @@ class CreditLedger:
             log.warning("credits of %s leased here could not be returned: %s", pool.pool_id, exc)
 
     async def release_idle(self) -> None:
-        """Return what pools not spent from for ``idle_seconds`` hold."""
-        now = time.monotonic()
-        for pool in [p for p in self._pools.values() if now - p.used_at >= self._idle and p.task is None]:
-            self._close_later(pool)
+        """Return what pools not spent from since the last call (every ``idle_seconds``) hold."""
+        for pool in list(self._pools.values()):
+            if pool.task is None and pool.synced and pool.spent == pool.idle_mark:
+                self._close_later(pool)
+            else:
+                pool.idle_mark = pool.spent
         await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def close(self) -> None:
@@ -230,7 +259,7 @@ class CreditLedger:
     async def run(self, stop: asyncio.Event) -> None:
         """Release idle leases until ``stop``, then everything."""
         try:
-            await every(stop, max(0.1, self._idle / 2), self.release_idle, log, "releasing idle credit leases",
+            await every(stop, self._idle, self.release_idle, log, "releasing idle credit leases",
                         retry=(StorageError,))
         finally:
             await self.close()

@@ -101,9 +101,10 @@ class VerifyFlow:
                 if not rate.allowed:
                     verdict = Verdict(valid=False, code="RATE_LIMITED", reason="rate limit exceeded", key=key)
                 if key.credits is not None and self._credits is not None:  # a key without credits: this check only
-                    credits = await self._credits.spend(f"key:{key.key_id}", key.credits_version, key.credits,
-                                                        key.credits_set_at or key.created_at, call.at,
-                                                        call.cost if verdict.valid else 0)  # refused: spends nothing
+                    cost = call.cost if verdict.valid else 0  # a refused verify spends nothing
+                    credits = self._credits.spend_held(key.key_id, key.credits_version, call.at, cost) \
+                        or await self._credits.spend(key.key_id, key.credits_version, key.credits,
+                                                     key.credits_set_at or key.created_at, call.at, cost)
                     if not credits.allowed and verdict.valid:
                         verdict = _short_of_credits(verdict, credits, call.cost)
         event = self.usage_event(call.action, call.at, verdict, presented, call.scope, call.website_id, call.data, ip,

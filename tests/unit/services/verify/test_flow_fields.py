@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from keyledger.domain.access import AccessEntry
 from keyledger.domain.key import KeyState
 from keyledger.services.verify.answer import answer
+from keyledger.services.verify.credits import CreditDecision
 from keyledger.services.verify.flow import VerifyFlow
 from keyledger.services.verify.throttles import FailureThrottle, RateDecision
 from keyledger.services.verify.verifier import Verdict
@@ -29,7 +30,8 @@ def flow() -> VerifyFlow:
 def test_each_usage_event_value_lands_in_its_own_field() -> None:
     event = flow().usage_event("verify", AT, VERDICT, "kl_abcdefghijklWxyz" + "s" * 34, "read:data", "site-8",
                                "error_data", "203.0.113.9", "agent/1", None, "credential:c1", "198.51.100.2", None,
-                               "req-42")
+                               "req-42", 7)
+    assert event.credits_spent == 7
     assert len(event.id) == 32 and event.id != "req-42"
     assert (event.at, event.action, event.outcome) == (AT, "verify", "FORBIDDEN")
     assert (event.key_id, event.start, event.organization_id) == ("abcdefghijkl", "kl_abcdefghijklWxyz", "org-9")
@@ -48,7 +50,9 @@ def test_an_event_without_a_verdict_names_what_was_missing() -> None:
 
 
 def test_each_answer_value_lands_in_its_own_field() -> None:
-    given = answer(VERDICT, RateDecision(allowed=True, limit=100, remaining=42, reset=1_900_000_000))
+    given = answer(VERDICT, RateDecision(allowed=True, limit=100, remaining=42, reset=1_900_000_000),
+                   CreditDecision(False, 0, 3))
+    assert given.credits is not None and given.credits.remaining == 3
     assert (given.valid, given.code, given.reason) == (False, "FORBIDDEN", "not granted on site-8")
     assert (given.key_id, given.organization_id, given.scopes) == ("abcdefghijkl", "org-9", ["read:data"])
     assert given.granted_by is not None and (given.granted_by.resource, given.granted_by.id) == ("website", "site-7")
