@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 
 from bench import abuse, clients, commands, core, dashboard, export, replay, report, revocation, sdk, sink
+from bench import featured as verify_featured
 from bench import http as verify_http
 from bench.common import BenchContext, Benchmark, BenchResult
 from bench.servers import SERVER_ENV, server_overrides
@@ -26,6 +27,7 @@ BENCHMARKS: dict[str, Benchmark] = {"replay": replay.run, "sink": sink.run, "exp
 BENCHMARKS.update({"verify-http": verify_http.run, "verify-core": core.run, "revocation": revocation.run,
                    "abuse": abuse.run, "commands": commands.run, "dashboard": dashboard.run})
 BENCHMARKS.update({"inprocess": clients.run_inprocess, "middleware": clients.run_middleware, "sdk": sdk.run})
+BENCHMARKS.update({"verify-featured": verify_featured.run})
 # A throw-away cluster: no durability work, no checkpoints or autovacuum in the middle of a measurement.
 PG_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
                "max_wal_size": "4GB", "autovacuum": "off"}
