@@ -85,7 +85,8 @@ def event_words(recorded: RecordedEvent) -> str:
     event: Any = recorded.event
     match recorded.type:
         case "key.created":
-            return f"Created as “{event.name}” with {'; '.join(access_words(event.access)) or 'no access'}"
+            networks = f", limited to {', '.join(event.allowed_networks)}" if event.allowed_networks else ""
+            return f"Created as “{event.name}” with {'; '.join(access_words(event.access)) or 'no access'}{networks}"
         case "key.access_changed":
             parts = []
             if event.name is not None:
@@ -98,6 +99,9 @@ def event_words(recorded: RecordedEvent) -> str:
                 parts.append("description changed")
             if event.tags is not None:
                 parts.append(f"tags set to {', '.join(event.tags) or 'none'}")
+            if event.allowed_networks is not None:
+                parts.append(f"allowed networks set to {', '.join(event.allowed_networks)}" if event.allowed_networks
+                             else "allowed networks lifted (usable from anywhere)")
             return "Changed: " + ", ".join(parts)
         case "key.rotated":
             until = event.previous_valid_until
