@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench import abuse, clients, commands, core, dashboard, export, replay, report, revocation, sdk, sink
+from bench import abuse, analytics, clients, commands, core, dashboard, export, replay, report, revocation, sdk, sink
 from bench import featured as verify_featured
 from bench import http as verify_http
 from bench.common import BenchContext, Benchmark, BenchResult
@@ -25,7 +25,8 @@ from keyledger.services.devstack.stack import stack_down, stack_up
 
 BENCHMARKS: dict[str, Benchmark] = {"replay": replay.run, "sink": sink.run, "export": export.run}
 BENCHMARKS.update({"verify-http": verify_http.run, "verify-core": core.run, "revocation": revocation.run,
-                   "abuse": abuse.run, "commands": commands.run, "dashboard": dashboard.run})
+                   "abuse": abuse.run, "commands": commands.run, "dashboard": dashboard.run,
+                   "analytics": analytics.run})
 BENCHMARKS.update({"inprocess": clients.run_inprocess, "middleware": clients.run_middleware, "sdk": sdk.run})
 BENCHMARKS.update({"verify-featured": verify_featured.run})
 # A throw-away cluster: no durability work, no checkpoints or autovacuum in the middle of a measurement.

@@ -17,7 +17,7 @@ MAX_RANGE: dict[str, timedelta] = {"hour": timedelta(days=366), "day": timedelta
 DEFAULT_RANGE: dict[str, timedelta] = {"hour": timedelta(hours=24), "day": timedelta(days=30)}
 NONE_NAMED = ""  # the group of the requests that named no scope or no website
 
-Counts = Iterable[tuple[datetime, str, int]]  # (bucket start, group, count)
+Counts = Iterable[tuple[int, str, int]]  # (bucket start in seconds since the Unix epoch, group, count)
 
 
 class SeriesRange(msgspec.Struct, frozen=True):
@@ -110,23 +110,22 @@ class UsageSeries(msgspec.Struct, frozen=True):
 
 
 def series_of(span: SeriesRange, counts: Counts) -> UsageSeries:
-    """The series of ``span`` from the ``(bucket start, group, count)`` read for it (several of the same
-    bucket and group add up; counts outside the range are left out)."""
+    """The series of ``span`` from the ``(bucket start, group, count)`` read for it, each start in seconds since
+    the Unix epoch (integers: no datetime per row) on a bucket boundary; several of the same bucket and group
+    add up, counts outside the range are left out."""
     starts = span.starts()
-    index = {start: i for i, start in enumerate(starts)}
+    first, step = int(span.start.timestamp()), int(span.step.total_seconds())
     cells: list[dict[str, int]] = [{} for _ in starts]
     totals: dict[str, int] = {}
+    size = len(cells)
     for at, group, count in counts:
-        i = index.get(at)
-        if i is None:
-            i = index.get(bucket_of(at, span.interval))
-            if i is None:
-                continue
-        cell = cells[i]
-        cell[group] = cell.get(group, 0) + count
-        totals[group] = totals.get(group, 0) + count
+        i = (at - first) // step
+        if 0 <= i < size:
+            cell = cells[i]
+            cell[group] = cell.get(group, 0) + count
+            totals[group] = totals.get(group, 0) + count
     buckets = [UsageBucket(start=start, total=sum(cell.values()), counts=cell)
                for start, cell in zip(starts, cells, strict=True)]
     return UsageSeries(interval=span.interval, group_by=span.group_by, start=span.start, end=span.end,
-                  groups=sorted(totals, key=lambda g: (-totals[g], g)), totals=totals, total=sum(totals.values()),
-                  buckets=buckets)
+                       groups=sorted(totals, key=lambda g: (-totals[g], g)), totals=totals,
+                       total=sum(totals.values()), buckets=buckets)

@@ -25,22 +25,36 @@ _ADD_ROLLUPS = ("INSERT INTO usage_rollups (subject, dimension, span, at, value,
 # A key's (or some keys') hourly counts: the table and the column of each grouping.
 _KEY_TABLES = {"outcome": ("usage_hourly", "outcome"), "scope": ("usage_hourly_requests", "scope"),
                "website": ("usage_hourly_requests", "website_id")}
-_BUCKETS = {"hour": "hour", "day": "date_trunc('day', hour, 'UTC')"}
-_ROLLUP = ("SELECT at, value, count FROM usage_rollups WHERE subject = %s AND dimension = %s AND span = %s "
-           "AND at >= %s AND at < %s")
+# Bucket starts as seconds since the epoch, read in binary: integers cost the reader far less than a datetime
+# per row.
+_ROLLUP = ("SELECT extract(epoch FROM at)::bigint, value, count FROM usage_rollups WHERE subject = %s "
+           "AND dimension = %s AND span = %s AND at >= %s AND at < %s")
 MAX_KEYS = 10_000  # a series over more keys than this reads an organization's (or every key's) rollups
 
 Hourly = list[tuple[datetime, str, int]]
 
 
 def key_query(group_by: str, interval: str, per_key: bool = False) -> str:
-    """The query of some keys' counts (``key_id = ANY(%s)``, buckets in ``[%s, %s)``) in buckets of ``interval``
-    by ``group_by``: ``(bucket, group, count)`` rows, or with ``per_key`` ``(key_id, bucket, group, count)``."""
+    """The query of some keys' counts (``key_id = ANY(%s)``, hours in ``[%s, %s)``) for buckets of ``interval``
+    by ``group_by``: ``(bucket, group, count)`` rows, the bucket in seconds since the epoch, or with ``per_key``
+    ``(key_id, hour, group, count)``, the hour a time. Hours are read as stored (the reader adds up a bucket's
+    rows: cheaper than Postgres grouping them); days are summed by Postgres (a 24th of the rows to send)."""
     table, column = _KEY_TABLES[group_by]
-    bucket = _BUCKETS[interval]
-    head = "key_id, " if per_key else ""
-    return (f"SELECT {head}{bucket} AS bucket, {column}, sum(count) FROM {table} "
-            f"WHERE key_id = ANY(%s) AND hour >= %s AND hour < %s GROUP BY {head}bucket, {column}")
+    if per_key:
+        return (f"SELECT key_id, hour, {column}, count FROM {table} "
+                "WHERE key_id = ANY(%s) AND hour >= %s AND hour < %s")
+    if interval == "hour":
+        return (f"SELECT extract(epoch FROM hour)::bigint, {column}, count FROM {table} "
+                "WHERE key_id = ANY(%s) AND hour >= %s AND hour < %s")
+    return (f"SELECT extract(epoch FROM date_trunc('day', hour, 'UTC'))::bigint AS day, {column}, "
+            f"sum(count)::bigint FROM {table} WHERE key_id = ANY(%s) AND hour >= %s AND hour < %s "
+            f"GROUP BY day, {column}")
+
+
+def _arrays(query: str) -> bytes:
+    """``query``'s ``(bucket, group, count)`` rows as one row of three arrays: decoding three arrays costs the
+    reader a fraction of decoding a row each."""
+    return f"SELECT array_agg(b), array_agg(g), array_agg(c) FROM ({query}) AS r (b, g, c)".encode()
 
 
 async def add_series(conn: AsyncConnection, events: Iterable[UsageEvent]) -> None:
@@ -68,17 +82,19 @@ class UsageSeriesReader:
                      organization_id: str | None = None) -> UsageSeries:
         """The series of ``span`` over ``key_ids`` (at most :data:`MAX_KEYS`) or, with None, over the keys of
         ``organization_id`` (None: every key)."""
+        if key_ids is not None and not key_ids:
+            return series_of(span, ())
         async with self._db._connection() as conn:
+            cur = conn.cursor(binary=True)
             if key_ids is not None:
-                if not key_ids:
-                    return series_of(span, ())
-                cur = await conn.execute(key_query(span.group_by, span.interval).encode(),
-                                         (list(key_ids[:MAX_KEYS]), span.start, span.end))
+                await cur.execute(_arrays(key_query(span.group_by, span.interval)),
+                                  (list(key_ids[:MAX_KEYS]), span.start, span.end))
             else:
-                cur = await conn.execute(_ROLLUP.encode(), (subject_of(organization_id), span.group_by,
-                                                            span.interval, span.start, span.end))
-            rows = await cur.fetchall()
-        return series_of(span, ((at, group, int(count)) for at, group, count in rows))
+                await cur.execute(_arrays(_ROLLUP), (subject_of(organization_id), span.group_by, span.interval,
+                                                     span.start, span.end))
+            found = await cur.fetchone()
+        starts, groups, counts = found if found is not None and found[0] is not None else ((), (), ())
+        return series_of(span, zip(starts, groups, counts, strict=True))
 
     async def hourly(self, key_ids: Sequence[str], since: datetime, until: datetime) -> dict[str, Hourly]:
         """``key_id -> [(hour, outcome, count)]`` for the hours in [since, until), for at most 500 keys (the
@@ -90,5 +106,5 @@ class UsageSeriesReader:
             cur = await conn.execute(key_query("outcome", "hour", per_key=True).encode(),
                                      (list(key_ids[:500]), since, until))
             for key_id, hour, outcome, count in await cur.fetchall():
-                found.setdefault(key_id, []).append((hour, outcome, int(count)))
+                found.setdefault(key_id, []).append((hour, outcome, count))
         return found
