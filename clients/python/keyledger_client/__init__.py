@@ -25,6 +25,8 @@ from keyledger_client.models import (
     Key,
     KeyWithSecret,
     RateLimit,
+    UsageBucket,
+    UsageSeries,
     VerifyCode,
     VerifyResult,
 )
@@ -33,6 +35,6 @@ __all__ = [
     "NO_RETRIES", "Access", "AsyncKeyledger", "AuditRecord", "AuthenticationError", "ConflictError", "Key",
     "KeyWithSecret", "Keyledger", "KeyledgerConnectionError", "KeyledgerError", "NotFoundError",
     "PermissionDeniedError", "RateLimit", "RateLimitedError", "RetryPolicy", "UnavailableError", "ValidationError",
-    "VerifyCode", "VerifyResult",
+    "UsageBucket", "UsageSeries", "VerifyCode", "VerifyResult",
     "BulkFilter", "BulkOutcome", "BulkResult",
 ]

@@ -177,6 +177,15 @@ def audit_call(cursor: str | None, page_size: int, key_id: str | None, organizat
     return Call(method="GET", path="/v1/audit", params={k: v for k, v in params.items() if v is not None})
 
 
+def usage_call(key_id: str | None, owner_id: str | None, organization_id: str | None, since: datetime | None,
+               until: datetime | None, interval: Literal["hour", "day"],
+               group_by: Literal["outcome", "scope", "website"]) -> Call:
+    """``GET /v1/analytics/usage``."""
+    params = {"key_id": key_id, "owner_id": owner_id, "organization_id": organization_id, "from": _time(since),
+              "to": _time(until), "interval": interval, "group_by": group_by}
+    return Call(method="GET", path="/v1/analytics/usage", params={k: v for k, v in params.items() if v is not None})
+
+
 def export_call(format: Literal["ndjson", "csv"], since: datetime | None, until: datetime | None) -> Call:
     """``GET /v1/audit/export`` (streamed)."""
     params = {"format": format, "from": _time(since), "to": _time(until)}

@@ -29,6 +29,7 @@ from keyledger_client.models import (
     Key,
     KeyPage,
     KeyWithSecret,
+    UsageSeries,
     VerifyResult,
 )
 
@@ -161,6 +162,14 @@ def audit(retrier: Retrier, key_id: str | None, organization_id: str | None, out
     def page(cursor: str | None) -> Call:
         return calls.audit_call(cursor, page_size, key_id, organization_id, outcome, kind, since, until)
     return (yield from pages(retrier, page, AuditPage))
+
+
+def usage(retrier: Retrier, key_id: str | None, owner_id: str | None, organization_id: str | None,
+          since: datetime | None, until: datetime | None, interval: Literal["hour", "day"],
+          group_by: Literal["outcome", "scope", "website"]) -> Plan[UsageSeries]:
+    """``GET /v1/analytics/usage``."""
+    call = calls.usage_call(key_id, owner_id, organization_id, since, until, interval, group_by)
+    return (yield from answer(retrier, call, UsageSeries))
 
 
 def export(retrier: Retrier, target: Path, format: Literal["ndjson", "csv"], since: datetime | None,

@@ -17,7 +17,16 @@ from keyledger_client import _plans as plans
 from keyledger_client._calls import AccessLike, Call, ImportFormat, ImportRows, RetryPolicy
 from keyledger_client._wire import AsyncTransport, Origin, Timeouts
 from keyledger_client.client import DEFAULT_TIMEOUT, USER_AGENT
-from keyledger_client.models import AuditRecord, BulkFilter, BulkResult, ImportReport, Key, KeyWithSecret, VerifyResult
+from keyledger_client.models import (
+    AuditRecord,
+    BulkFilter,
+    BulkResult,
+    ImportReport,
+    Key,
+    KeyWithSecret,
+    UsageSeries,
+    VerifyResult,
+)
 
 T = TypeVar("T")
 
@@ -168,6 +177,15 @@ class AsyncKeyledger:
         result (``failed``, ``results[i].error``) while the others are imported; importing the same rows again
         changes nothing (``unchanged``). ``organization_id``: where the keys go (default: each row's own)."""
         return await self._run(plans.import_keys(self._retrier, rows, format, organization_id))
+
+    async def usage(self, *, key_id: str | None = None, owner_id: str | None = None,
+                    organization_id: str | None = None, since: datetime | None = None, until: datetime | None = None,
+                    interval: Literal["hour", "day"] = "hour",
+                    group_by: Literal["outcome", "scope", "website"] = "outcome") -> UsageSeries:
+        """Requests per hour or day from ``since`` to ``until`` (default: the last 24 hours, or 30 days by day),
+        grouped by outcome, scope or website: of one key, one owner's keys, one organization's, or every key."""
+        return await self._run(plans.usage(self._retrier, key_id, owner_id, organization_id, since, until,
+                                           interval, group_by))
 
     async def export(self, path: str | os.PathLike[str], *, format: Literal["ndjson", "csv"] = "ndjson",
                      since: datetime | None = None, until: datetime | None = None) -> int:

@@ -16,7 +16,16 @@ import httpx
 from keyledger_client import _plans as plans
 from keyledger_client._calls import AccessLike, Call, ImportFormat, ImportRows, RetryPolicy
 from keyledger_client._wire import Origin, SyncTransport, Timeouts
-from keyledger_client.models import AuditRecord, BulkFilter, BulkResult, ImportReport, Key, KeyWithSecret, VerifyResult
+from keyledger_client.models import (
+    AuditRecord,
+    BulkFilter,
+    BulkResult,
+    ImportReport,
+    Key,
+    KeyWithSecret,
+    UsageSeries,
+    VerifyResult,
+)
 
 DEFAULT_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
 USER_AGENT = "keyledger-client-python/0.1"
@@ -164,6 +173,14 @@ class Keyledger:
         result (``failed``, ``results[i].error``) while the others are imported; importing the same rows again
         changes nothing (``unchanged``). ``organization_id``: where the keys go (default: each row's own)."""
         return self._run(plans.import_keys(self._retrier, rows, format, organization_id))
+
+    def usage(self, *, key_id: str | None = None, owner_id: str | None = None, organization_id: str | None = None,
+              since: datetime | None = None, until: datetime | None = None, interval: Literal["hour", "day"] = "hour",
+              group_by: Literal["outcome", "scope", "website"] = "outcome") -> UsageSeries:
+        """Requests per hour or day from ``since`` to ``until`` (default: the last 24 hours, or 30 days by day),
+        grouped by outcome, scope or website: of one key, one owner's keys, one organization's, or every key."""
+        return self._run(plans.usage(self._retrier, key_id, owner_id, organization_id, since, until, interval,
+                                     group_by))
 
     def export(self, path: str | os.PathLike[str], *, format: Literal["ndjson", "csv"] = "ndjson",
                since: datetime | None = None, until: datetime | None = None) -> int:

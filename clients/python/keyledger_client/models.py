@@ -116,6 +116,29 @@ class AuditPage(msgspec.Struct, kw_only=True):
     next_cursor: str | None
 
 
+class UsageBucket(msgspec.Struct, kw_only=True):
+    """One bucket of a usage series: when it starts, the requests in it and their count per group."""
+
+    start: datetime
+    total: int
+    counts: dict[str, int]
+
+
+class UsageSeries(msgspec.Struct, kw_only=True):
+    """``GET /v1/analytics/usage``: every bucket from ``start`` (``from``) to ``end`` (``to``, exclusive), empty
+    ones too, and the totals per group (``groups`` from the most requests to the fewest; ``""`` is the group of
+    requests that named no scope or website)."""
+
+    interval: Literal["hour", "day"]
+    group_by: Literal["outcome", "scope", "website"]
+    start: datetime = msgspec.field(name="from")
+    end: datetime = msgspec.field(name="to")
+    groups: list[str]
+    totals: dict[str, int]
+    total: int
+    buckets: list[UsageBucket]
+
+
 class ErrorBody(msgspec.Struct, kw_only=True):
     """keyledger's structured error: ``{"success": false, "error": ..., "code": ...}``."""
 

@@ -22,6 +22,8 @@ ANSWERS: dict[type[msgspec.Struct], str] = {
     models.AuditRecord: "AuditRecord",
     models.AuditPage: "AuditPage",
     models.ErrorBody: "ErrorBody",
+    models.UsageSeries: "UsageSeries",
+    models.UsageBucket: "UsageBucket",
     models.ImportReport: "ImportReport",
     models.ImportLineResult: "ImportLineResult",
     models.BulkResult: "BulkResponse",
