@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import select
 import socket
-import ssl
 from collections import deque
 from collections.abc import Mapping
 from urllib.parse import urlencode, urlsplit
@@ -61,7 +60,8 @@ class Origin:
             raise ValueError(f"base_url must be an http:// or https:// URL, not {base_url!r}")
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.tls = ssl.create_default_context() if parts.scheme == "https" else None
+        # httpx's trust store, as before this transport: certifi's, or SSL_CERT_FILE / SSL_CERT_DIR when set
+        self.tls = httpx.create_ssl_context() if parts.scheme == "https" else None
         self.prefix = parts.path.rstrip("/")
         default_port = self.port == (443 if self.tls else 80)
         authority = parts.hostname if default_port else f"{parts.hostname}:{self.port}"

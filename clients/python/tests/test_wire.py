@@ -5,15 +5,23 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import os
 import random
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from keyledger_client import (
     NO_RETRIES,
@@ -55,13 +63,13 @@ class Scripted:
     """Answers the n-th request with the n-th answer, on whichever connection it came; records every request
     (its head and body) and counts the connections accepted."""
 
-    def __init__(self, *answers: Answer) -> None:
-        self.answers = list(answers)
+    def __init__(self, *answers: Answer, tls: ssl.SSLContext | None = None) -> None:
+        self.answers, self.tls = list(answers), tls
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
         self.connections = 0
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -91,6 +99,12 @@ class Scripted:
 
     def _serve(self, conn: socket.socket) -> None:
         buffer = b""
+        if self.tls is not None:
+            try:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except OSError:  # the client refused the certificate
+                conn.close()
+                return
         with conn:
             while True:
                 request = self._read_request(conn, buffer)
@@ -117,8 +131,8 @@ class Scripted:
 def scripted() -> Iterator[Callable[..., Scripted]]:
     servers: list[Scripted] = []
 
-    def make(*answers: Answer) -> Scripted:
-        servers.append(Scripted(*answers))
+    def make(*answers: Answer, tls: ssl.SSLContext | None = None) -> Scripted:
+        servers.append(Scripted(*answers, tls=tls))
         return servers[-1]
     yield make
     for server in servers:
@@ -246,3 +260,40 @@ async def test_the_async_client_sees_an_idle_connection_closed_by_the_server(
         assert (await client.verify("kl_x", "read:data")).valid
     assert server.connections == 2
 
+
+
+def self_signed(folder: Path) -> tuple[Path, ssl.SSLContext]:
+    """A certificate for 127.0.0.1 made now (its PEM file, to trust) and a server context serving it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "keyledger test")])
+    now = datetime.now(UTC)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=1))
+                   .not_valid_after(now + timedelta(hours=1))
+                   .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                                  critical=False)
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   .sign(key, hashes.SHA256()))
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return cert_file, context
+
+
+async def test_https_checks_the_certificate_like_httpx(scripted: Callable[..., Scripted], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    cert_file, context = self_signed(tmp_path)
+    server = scripted(response(200, VALID), response(200, VALID), tls=context)
+    with Keyledger(server.url, "klvc_x", retry=NO_RETRIES) as stranger, \
+            pytest.raises(KeyledgerConnectionError) as refused:
+        stranger.verify("kl_x", "read:data")  # not in the trust store: never sent
+    assert "ConnectError" in str(refused.value) and server.requests == []
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))  # trusted, as httpx would trust it
+    with Keyledger(server.url, "klvc_x", retry=NO_RETRIES) as client:
+        assert client.verify("kl_x", "read:data").valid
+    async with AsyncKeyledger(server.url, "klvc_x", retry=NO_RETRIES) as async_client:
+        assert (await async_client.verify("kl_x", "read:data")).valid
+    assert [start for start, _, _ in server.requests] == ["POST /v1/verify HTTP/1.1"] * 2
