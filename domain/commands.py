@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from keyledger.domain.access import AccessEntry, validate_access
-from keyledger.domain.credits import Credits, check_credits
+from keyledger.domain.credits import Credits, check_credits, check_owner_id
 from keyledger.domain.errors import ValidationError
 from keyledger.domain.events import LEAK_SOURCES
 from keyledger.domain.networks import clean_networks
@@ -41,6 +41,7 @@ class CreateKey(msgspec.Struct, frozen=True, kw_only=True):
     tags: tuple[str, ...] = ()
     allowed_networks: tuple[str, ...] = ()
     credits: Credits | None = None  # usage credits (recorded as key.credits_set beside key.created)
+    owner_id: str | None = None  # its owner in the customer's system
 
 
 class ChangeAccess(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,6 +55,7 @@ class ChangeAccess(msgspec.Struct, frozen=True, kw_only=True):
     tags: tuple[str, ...] | None = None
     allowed_networks: tuple[str, ...] | None = None  # (): from anywhere again
     credits: Credits | None | msgspec.UnsetType = msgspec.UNSET  # UNSET: unchanged; None: removed (key.credits_set)
+    owner_id: str | None = None  # None: unchanged; "": no owner
 
 
 class RotateKey(msgspec.Struct, frozen=True, kw_only=True):
@@ -150,6 +152,8 @@ def check_create(command: CreateKey, now: datetime) -> CreateKey:
         _check_rate_limit(command.rate_limit, allow_zero=False)
     if command.credits is not None:
         check_credits(command.credits)
+    if command.owner_id is not None:
+        check_owner_id(command.owner_id)
     return msgspec.structs.replace(
         command,
         name=clean_name(command.name),
@@ -165,13 +169,15 @@ def check_change(command: ChangeAccess) -> ChangeAccess:
     """Validate a change-access command: something must change, and all of it be valid."""
     if (command.access is None and command.name is None and command.rate_limit is None
             and command.description is None and command.tags is None and command.allowed_networks is None
-            and command.credits is msgspec.UNSET):
+            and command.credits is msgspec.UNSET and command.owner_id is None):
         raise ValidationError("nothing to change: give access entries, a name, a rate limit, a description, "
-                              "tags, allowed_networks and/or credits")
+                              "tags, allowed_networks, credits and/or owner_id")
     if command.rate_limit is not None:
         _check_rate_limit(command.rate_limit, allow_zero=True)
     if isinstance(command.credits, Credits):
         check_credits(command.credits)
+    if command.owner_id:
+        check_owner_id(command.owner_id)
     access = validate_access(command.access) if command.access is not None else None
     name = clean_name(command.name) if command.name is not None else None
     description = clean_description(command.description) if command.description is not None else None

@@ -57,6 +57,19 @@ def check_credits(credits: Credits) -> Credits:
     return credits
 
 
+MAX_OWNER_ID_LENGTH = 200
+OWNER_ID_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:@+=")
+
+
+def check_owner_id(owner_id: str) -> str:
+    """An owner id as the customer's system names it: 1 to 200 of ``A-Z a-z 0-9 - _ . : @ + =``."""
+    if not 1 <= len(owner_id) <= MAX_OWNER_ID_LENGTH:
+        raise ValidationError(f"owner_id must be 1 to {MAX_OWNER_ID_LENGTH} characters")
+    if not set(owner_id) <= OWNER_ID_CHARACTERS:
+        raise ValidationError("owner_id may use only A-Z, a-z, 0-9 and - _ . : @ + =")
+    return owner_id
+
+
 def check_cost(cost: int) -> int:
     """A verify's ``cost``: 0 (check without spending) to :data:`MAX_COST`."""
     if not 0 <= cost <= MAX_COST:

@@ -34,6 +34,7 @@ class KeyCreated(Event, tag="key.created", frozen=True, kw_only=True):
     description: str = ""  # what the key is for (free text; events before it load as "")
     tags: tuple[str, ...] = ()  # short labels for finding keys (events before them load as none)
     allowed_networks: tuple[str, ...] = ()  # CIDRs the key may be used from (none: anywhere)
+    owner_id: str | None = None  # who owns it in the customer's system (shares that owner's limits)
 
 
 class KeyAccessChanged(Event, tag="key.access_changed", frozen=True, kw_only=True):
@@ -45,6 +46,7 @@ class KeyAccessChanged(Event, tag="key.access_changed", frozen=True, kw_only=Tru
     description: str | None = None  # None: unchanged
     tags: tuple[str, ...] | None = None  # None: unchanged; (): no tags
     allowed_networks: tuple[str, ...] | None = None  # None: unchanged; (): from anywhere again
+    owner_id: str | None = None  # None: unchanged; "": no owner any more
 
 
 class KeyRotated(Event, tag="key.rotated", frozen=True, kw_only=True):

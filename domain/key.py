@@ -68,6 +68,7 @@ class KeyState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     credits: Credits | None = None  # usage credits as last set (key.credits_set); the balance lives elsewhere
     credits_set_at: datetime | None = None  # when they were set: the first period starts then
     credits_version: int = 0  # the key's version at that key.credits_set: which setting a balance belongs to
+    owner_id: str | None = None  # its owner in the customer's system (whose shared limits it also spends)
     import_lookup: str | None = None  # an imported key's index entry: the first 16 hex digits of its SHA-256
 
     def status(self, now: datetime) -> Status:
@@ -103,6 +104,7 @@ def evolve(state: KeyState | None, event: AnyEvent) -> KeyState:
             description=event.description,
             tags=event.tags,
             allowed_networks=event.allowed_networks,
+            owner_id=event.owner_id,
             created_at=event.at,
             updated_at=event.at,
             import_lookup=import_lookup(event.secret_hash),
@@ -119,7 +121,8 @@ def evolve(state: KeyState | None, event: AnyEvent) -> KeyState:
                 description=state.description if event.description is None else event.description,
                 tags=state.tags if event.tags is None else event.tags,
                 allowed_networks=state.allowed_networks if event.allowed_networks is None
-                else event.allowed_networks)
+                else event.allowed_networks,
+                owner_id=state.owner_id if event.owner_id is None else (event.owner_id or None))
         case KeyRotated():
             return _replace(
                 state, version=state.version + 1, updated_at=event.at,
@@ -176,7 +179,8 @@ def decide(state: KeyState | None, command: Command, now: datetime) -> list[AnyE
             checked = check_change(command)
             changed = KeyAccessChanged(key_id=state.key_id, at=now, access=checked.access, name=checked.name,
                                        rate_limit=checked.rate_limit, description=checked.description,
-                                       tags=checked.tags, allowed_networks=checked.allowed_networks)
+                                       tags=checked.tags, allowed_networks=checked.allowed_networks,
+                                       owner_id=checked.owner_id)
             if isinstance(checked.credits, msgspec.UnsetType):
                 return [changed]
             credits_set = KeyCreditsSet(key_id=state.key_id, at=now, credits=checked.credits)
@@ -230,4 +234,5 @@ def _created(command: CreateKey, now: datetime) -> KeyCreated:
         description=command.description,
         tags=command.tags,
         allowed_networks=command.allowed_networks,
+        owner_id=command.owner_id,
     )

@@ -27,10 +27,12 @@ from keyledger.services.storage.database import Database, open_database
 from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.services.storage.key_cache_table import KeyCacheTable
 from keyledger.services.storage.last_used_table import LastUsedTable
+from keyledger.services.storage.owners import OwnersTable
 from keyledger.services.storage.rate_windows import RateWindows
 from keyledger.services.verify.credits import CreditLedger
 from keyledger.services.verify.flow import staleness_rule
 from keyledger.services.verify.last_used import LastUsedTracker
+from keyledger.services.verify.owners import OwnerDirectory
 from keyledger.services.verify.rate_limiter import RateLimiter
 from keyledger.services.verify.rehash import Rehasher
 from keyledger.services.verify.throttles import FailureThrottle
@@ -65,12 +67,14 @@ class VerifySide(msgspec.Struct, kw_only=True):
     last_used: LastUsedTracker
     usage: UsageEmitter
     credits: CreditLedger  # this process's leases of usage credits (returned when it stops)
+    owners: OwnerDirectory  # every owner's shared limits, followed from Postgres
+    owner_table: OwnersTable  # where owners are set
 
     def background(self) -> list[Work]:
         """What runs beside the answers: last-used writes, rate-window leases, usage batches, the store
         poll and the replica announcements."""
         return [self.last_used.run, self.limiter.run, self.usage.run, self.cache.follow_store, self.roll.run,
-                self.credits.run]
+                self.credits.run, self.owners.run]
 
 
 def spool_dir(settings: Settings) -> Path:
@@ -107,8 +111,12 @@ async def open_verify_side(stack: AsyncExitStack, settings: Settings, *, db: Dat
     usage = UsageEmitter(UsagePublisher(bus, settings), spool or spool_dir(settings), durable=settings.usage_durable)
     forwarded = FailureThrottle(settings.auth_failure_limit, clock=epoch(clock))
     credits = CreditLedger(CreditPools(db), idle_seconds=settings.credit_lease_idle_seconds)
+    owner_table = OwnersTable(db)
+    owners = OwnerDirectory(owner_table)
+    await owners.refresh()  # current before the first answer
     return VerifySide(settings=settings, clock=clock, bus=bus, cache=cache, roll=roll, queue=queue, verifier=verifier,
-                      limiter=limiter, forwarded_failures=forwarded, last_used=last_used, usage=usage, credits=credits)
+                      limiter=limiter, forwarded_failures=forwarded, last_used=last_used, usage=usage, credits=credits,
+                      owners=owners, owner_table=owner_table)
 
 
 @asynccontextmanager

@@ -32,6 +32,7 @@ from keyledger.services.http.routes.health import HEALTH_ROUTES
 from keyledger.services.http.routes.imports import IMPORT_ROUTES
 from keyledger.services.http.routes.keys import KEY_ROUTES
 from keyledger.services.http.routes.leaks import LEAK_ROUTES
+from keyledger.services.http.routes.owners import OWNER_ROUTES
 from keyledger.services.http.routes.reports import REPORT_ROUTES
 from keyledger.services.http.routes.verify import VERIFY_PATH, VERIFY_ROUTES
 from keyledger.services.http.routes.verify import serve as serve_verify
@@ -41,7 +42,7 @@ from keyledger.services.observe.logs import configure as configure_logging
 
 ROUTES = [*BULK_ROUTES, *IMPORT_ROUTES, *KEY_ROUTES, *VERIFY_ROUTES, *AUDIT_ROUTES, *HEALTH_ROUTES,
           *FORWARD_AUTH_ROUTES, *METRICS_ROUTES, *REPORT_ROUTES, *WEBHOOK_ROUTES, *FINDING_ROUTES, *LEAK_ROUTES,
-          *ANALYTICS_ROUTES]
+          *ANALYTICS_ROUTES, *OWNER_ROUTES]
 
 
 class KeyledgerApp(Litestar):

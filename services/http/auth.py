@@ -25,6 +25,7 @@ from keyledger.services.observe.metrics import RATE_ALLOWED, RATE_REFUSED
 from keyledger.services.verify.call import VerifyCall, verify_call
 from keyledger.services.verify.credits import CreditDecision, CreditLedger
 from keyledger.services.verify.flow import VerifyFlow
+from keyledger.services.verify.owners import OwnerDecision, OwnerDirectory
 from keyledger.services.verify.throttles import FailureThrottle, RateDecision
 from keyledger.services.verify.verifier import Verdict, Verifier
 
@@ -122,12 +123,13 @@ class Gate:
                  usage: UsageSink, clock: Clock, rate_tiers: Mapping[str, int], verify_token: str | None,
                  token_prefix: str = token.DEFAULT_PREFIX, forwarded_failures: FailureThrottle | None = None,
                  callers: CallerRegistry | None = None, verify_open: bool = False,
-                 proxies: TrustedProxies | None = None, credits: CreditLedger | None = None) -> None:
+                 proxies: TrustedProxies | None = None, credits: CreditLedger | None = None,
+                 owners: OwnerDirectory | None = None) -> None:
         self._callers, self._verify_open = callers, verify_open
         self._proxies = proxies or TrustedProxies()
         self._verifier, self._failures, self._clock, self._verify_token = verifier, auth_failures, clock, verify_token
         self.flow = VerifyFlow(verifier=verifier, limiter=limiter, last_used=last_used, usage=usage, clock=clock,
-                               rate_tiers=rate_tiers, token_prefix=token_prefix, credits=credits,
+                               rate_tiers=rate_tiers, token_prefix=token_prefix, credits=credits, owners=owners,
                                forwarded_failures=forwarded_failures
                                or FailureThrottle(auth_failures.limit, clock=auth_failures.clock))
 
@@ -253,7 +255,8 @@ class Gate:
                            action=action, cost=cost)
 
     async def verify(self, request: Connection, call: VerifyCall) -> tuple[Verdict, RateDecision | None,
-                                                                           CreditDecision | None]:
+                                                                           CreditDecision | None,
+                                                                           OwnerDecision | None]:
         """The flow's verdict on ``call`` and, when a key was identified, its rate-limit decision (charged to
         the key being verified, never to the caller), whose ``X-RateLimit-*`` headers go out with the answer
         (those of the client-ip throttle's refusal, when that refused), and its credits when it has some."""
@@ -263,7 +266,7 @@ class Gate:
             attach_decision(request.scope, decision)
         if rate is not None:
             (RATE_ALLOWED if rate.allowed else RATE_REFUSED).inc()
-        return verified.verdict, rate, verified.credits
+        return verified.verdict, rate, verified.credits, verified.owner
 
     async def record(self, request: Connection, *, action: str, verdict: Verdict | None, presented: str | None,
                      scope: str | None, ip: str | None = None, user_agent: str | None = None,

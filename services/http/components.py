@@ -28,7 +28,9 @@ from keyledger.services.leaks.intake import LeakIntake
 from keyledger.services.observe.sampling import ApiGauges
 from keyledger.services.storage.audit_export_source import ExportSource
 from keyledger.services.storage.findings import FindingTable
+from keyledger.services.storage.owners import OwnersTable
 from keyledger.services.verify.credits import CreditLedger
+from keyledger.services.verify.owners import OwnerDirectory
 from keyledger.services.verify.throttles import FailureThrottle
 from keyledger.services.verify.verifier import Verifier
 from keyledger.services.webhooks.endpoints import WebhookService
@@ -62,6 +64,8 @@ class Components(msgspec.Struct, kw_only=True):
     webhooks: WebhookService | None = None  # webhook endpoints (None: none, e.g. route tests without Postgres)
     leaks: LeakIntake | None = None  # reported leaks (None: none, e.g. route tests without Postgres)
     credits: CreditLedger | None = None  # usage credits leased here (None: not enforced, route tests only)
+    owners: OwnerDirectory | None = None  # owners' shared limits held here (None: not enforced, route tests)
+    owner_table: OwnersTable | None = None  # where owners are set (None: no owners, route tests)
 
 
 def api_components(api: Api) -> Components:
@@ -73,4 +77,5 @@ def api_components(api: Api) -> Components:
         audit=api.audit, export=api.export, bus=side.bus, startup_head=api.startup_head, callers=api.callers,
         notary=api.notary, usage_counts=api.usage_counts, dashboard_sessions=api.dashboard_sessions,
         gauges=api.gauges, replicas=side.roll, hygiene=api.hygiene, findings=api.findings,
-        webhooks=api.webhooks, leaks=api.leaks, credits=side.credits)
+        webhooks=api.webhooks, leaks=api.leaks, credits=side.credits,
+        owners=side.owners, owner_table=side.owner_table)

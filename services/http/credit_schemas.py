@@ -38,3 +38,23 @@ class KeyCredits(CreditsSetting, kw_only=True):
 
     refilled_at: datetime | None = None
 
+
+
+class OwnerRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``PUT /v1/owners/{owner_id}``: a rate limit and/or credits shared by all the owner's keys, on top of
+    each key's own (a field left out is kept; ``null`` removes it)."""
+
+    rate_limit: int | None | msgspec.UnsetType = msgspec.UNSET
+    credits: CreditsSetting | None | msgspec.UnsetType = msgspec.UNSET
+
+
+class Owner(msgspec.Struct, kw_only=True):
+    """An owner in your system, its shared limits (null: none) and its keys' ids."""
+
+    owner_id: str
+    organization_id: str | None
+    rate_limit: int | None
+    credits: KeyCredits | None
+    keys: list[str]
+    version: int  # changes recorded so far (0: never set)
+    updated_at: datetime | None

@@ -30,7 +30,9 @@ from keyledger.services.keys.service import KeyService
 from keyledger.services.leaks.intake import LeakIntake
 from keyledger.services.storage.audit_export_source import ExportSource
 from keyledger.services.storage.findings import FindingTable
+from keyledger.services.storage.owners import OwnersTable
 from keyledger.services.verify.credits import CreditLedger
+from keyledger.services.verify.owners import OwnerDirectory
 from keyledger.services.webhooks.endpoints import WebhookService
 
 _STATE_KEY = "keyledger"
@@ -50,7 +52,8 @@ def published(components: Components) -> Published:
     gate = Gate(verifier=c.verifier, limiter=c.limiter, auth_failures=c.auth_failures, last_used=c.last_used,
                 usage=c.usage, clock=c.clock, rate_tiers=c.settings.rate_tiers(), verify_token=c.settings.verify_token,
                 token_prefix=c.settings.token_prefix, callers=c.callers, verify_open=c.settings.verify_open,
-                proxies=TrustedProxies(c.settings.trusted_proxies), credits=c.credits)
+                proxies=TrustedProxies(c.settings.trusted_proxies), credits=c.credits,
+                owners=c.owners)
     return Published(components=components, gate=gate)
 
 
@@ -110,6 +113,16 @@ def provide_credit_ledger(state: State) -> CreditLedger | None:
     """This process's credit leases, and the balances the key views read through it (None: not shown live,
     e.g. route tests without Postgres)."""
     return _published(state).components.credits
+
+
+def provide_owner_table(state: State) -> OwnersTable | None:
+    """Where owners are set (None: no owners here, e.g. route tests without Postgres)."""
+    return _published(state).components.owner_table
+
+
+def provide_owners(state: State) -> OwnerDirectory | None:
+    """The owners' shared limits this process holds (None: none, e.g. route tests without Postgres)."""
+    return _published(state).components.owners
 
 
 def provide_audit(state: State) -> AuditPages:
@@ -196,7 +209,7 @@ def dependencies() -> dict[str, Provide]:
     """Every provider, by the parameter name handlers use (registered on the app)."""
     providers: dict[str, Callable[..., Any]] = {
         "gate": provide_gate, "keys": provide_keys, "cache": provide_cache, "last_used": provide_last_used,
-        "credit_ledger": provide_credit_ledger,
+        "credit_ledger": provide_credit_ledger, "owner_table": provide_owner_table, "owners": provide_owners,
         "audit": provide_audit, "export": provide_export, "bus": provide_bus, "startup_head": provide_startup_head,
         "replicas": provide_replicas, "hygiene": provide_hygiene, "webhooks": provide_webhooks,
         "findings": provide_findings,

@@ -16,10 +16,13 @@ from keyledger.domain.credits import MAX_COST
 from keyledger.domain.key import Status
 from keyledger.services.http.credit_schemas import CreditsSetting as CreditsSetting
 from keyledger.services.http.credit_schemas import KeyCredits as KeyCredits
+from keyledger.services.http.credit_schemas import Owner as Owner
+from keyledger.services.http.credit_schemas import OwnerRequest as OwnerRequest
 from keyledger.services.keys.bulk import BulkFilter as BulkFilter
 from keyledger.services.keys.bulk import BulkOutcome as BulkOutcome
 from keyledger.services.verify.answer import Access as Access  # the verify answer's structs, shared with every
 from keyledger.services.verify.answer import CreditsState as CreditsState  # verify transport: re-exported
+from keyledger.services.verify.answer import OwnerState as OwnerState  # verify transport: re-exported
 from keyledger.services.verify.answer import RateLimitState as RateLimitState  # verify transport: re-exported
 from keyledger.services.verify.answer import VerifyAnswer as VerifyAnswer
 from keyledger.services.verify.call import DATA_LENGTH, MAX_PRESENTED_LENGTH, SCOPE_LENGTH, WEBSITE_ID_LENGTH
@@ -41,6 +44,7 @@ class CreateKeyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     tags: Annotated[list[Annotated[str, msgspec.Meta(max_length=200)]], msgspec.Meta(max_length=100)] = []
     allowed_networks: Networks = []  # CIDRs; none: usable from anywhere
     credits: CreditsSetting | None = None  # usage credits (none: unlimited)
+    owner_id: str | None = None  # its owner in your system (shares the owner's limits: PUT /v1/owners/{id})
 
 
 class ChangeKeyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -55,6 +59,7 @@ class ChangeKeyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     tags: Annotated[list[Annotated[str, msgspec.Meta(max_length=200)]], msgspec.Meta(max_length=100)] | None = None
     allowed_networks: Networks | None = None  # []: from anywhere again
     credits: CreditsSetting | None | msgspec.UnsetType = msgspec.UNSET  # null: no credits any more
+    owner_id: str | None = None  # "": no owner any more
 
 
 class RotateKeyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -108,6 +113,7 @@ class Key(msgspec.Struct, kw_only=True):
     rate_tier: str
     allowed_networks: list[str]  # CIDRs the key may be used from (empty: anywhere)
     credits: KeyCredits | None = None  # usage credits (null: unlimited)
+    owner_id: str | None = None  # its owner in your system (null: none)
 
 
 class KeyWithSecret(Key, kw_only=True):

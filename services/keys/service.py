@@ -83,6 +83,7 @@ class KeyService:
         tags: Sequence[str] = (),
         allowed_networks: Sequence[str] = (),
         credits: Credits | None = None,
+        owner_id: str | None = None,
     ) -> IssuedKey:
         """Create a key; validates first, then hashes the new secret off the event loop. ``grantor`` is
         the acting admin key (None: the operator), which may grant only what it holds (Forbidden)."""
@@ -92,6 +93,7 @@ class KeyService:
             key_id=parsed.key_id, name=name, organization_id=organization_id, access=tuple(access),
             expires_at=expires_at, secret_hash="", prefix=self._prefix, start=parsed.start(), rate_limit=rate_limit,
             description=description, tags=tuple(tags), allowed_networks=tuple(allowed_networks), credits=credits,
+            owner_id=owner_id,
         )
         check_create(command, self._clock())
         check_grant(grantor, command.access, rate_limit, self._tiers)
@@ -113,6 +115,7 @@ class KeyService:
         tags: Sequence[str] | None = None,
         allowed_networks: Sequence[str] | None = None,
         credits: Credits | None | msgspec.UnsetType = msgspec.UNSET,
+        owner_id: str | None = None,
     ) -> KeyState:
         """Replace the key's access entries, rename it, set its rate limit (0 clears it), description and/or
         tags (None: unchanged); the new access and limit must be ``grantor``'s to grant (see :meth:`create`),
@@ -123,7 +126,8 @@ class KeyService:
                                rate_limit=rate_limit, description=description,
                                tags=None if tags is None else tuple(tags),
                                allowed_networks=None if allowed_networks is None else tuple(allowed_networks),
-                               credits=credits)  # credits: UNSET unchanged, None removed (key.credits_set)
+                               credits=credits,  # credits: UNSET unchanged, None removed (key.credits_set)
+                               owner_id=owner_id)  # None unchanged, "" removed
         check_grant(grantor, command.access, rate_limit, self._tiers)
         state = await self._load_state(key_id)
         if command.access is not None or rate_limit is not None:

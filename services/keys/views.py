@@ -41,6 +41,7 @@ def key_view(state: KeyState, now: datetime) -> dict[str, Any]:
         "rate_limit": state.rate_limit, "rate_tier": tier_of(state),
         "allowed_networks": list(state.allowed_networks),
         "credits": credits_view(state.credits),
+        "owner_id": state.owner_id,
     }
 
 

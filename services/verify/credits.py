@@ -179,6 +179,15 @@ class CreditLedger:
             self._lease_task(pool, 0)  # ahead of need: the next verifies find credits here
         return CreditDecision(True, cost, pool.available + held)
 
+    def refund(self, pool_id: str, setting: int, spent: CreditDecision) -> CreditDecision:
+        """Give back what ``spent`` took from the pool (a verify its owner's limits refused after the key's
+        credits were spent); the decision as it stands now, nothing spent."""
+        pool = self._pools.get(pool_id)
+        if pool is not None and not pool.closed and pool.setting == setting:
+            pool.spent -= spent.spent
+            return CreditDecision(True, 0, spent.remaining + spent.spent)
+        return spent
+
     def held(self, pool_id: str, setting: int, period: int) -> int:
         """What this process leased of the pool's ``(setting, period)`` and did not spend (``pool_id`` as
         stored: ``key:<key id>``)."""

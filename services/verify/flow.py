@@ -25,6 +25,7 @@ from keyledger.services.observe.ids import new_id
 from keyledger.services.verify.call import VerifyCall
 from keyledger.services.verify.credits import CreditDecision, CreditLedger
 from keyledger.services.verify.networks import NetworkCheck
+from keyledger.services.verify.owners import OwnerDecision, OwnerDirectory
 from keyledger.services.verify.ports import Confirmable, Connectivity, LastTouch, Limiter, UsageSink
 from keyledger.services.verify.throttles import FailureThrottle, RateDecision
 from keyledger.services.verify.verifier import Verdict, Verifier
@@ -56,6 +57,7 @@ class Verified(msgspec.Struct, frozen=True, gc=False):
     throttled: RateDecision | None
     event: UsageEvent
     credits: CreditDecision | None = None  # the key's credits, when it has some and the verdict got that far
+    owner: OwnerDecision | None = None  # its owner's shared limits, when it names an owner that has some
 
     @property
     def decision(self) -> RateDecision | None:
@@ -68,9 +70,11 @@ class VerifyFlow:
 
     def __init__(self, *, verifier: Verifier, limiter: Limiter, last_used: LastTouch, usage: UsageSink, clock: Clock,
                  rate_tiers: Mapping[str, int], forwarded_failures: FailureThrottle,
-                 token_prefix: str = token.DEFAULT_PREFIX, credits: CreditLedger | None = None) -> None:
+                 token_prefix: str = token.DEFAULT_PREFIX, credits: CreditLedger | None = None,
+                 owners: OwnerDirectory | None = None) -> None:
         self._verifier, self._limiter, self._last_used, self._usage = verifier, limiter, last_used, usage
         self._credits = credits  # None: keys' credits are not enforced here (only in-memory fakes build it so)
+        self._owners = owners  # owners' shared limits (None: not enforced here, likewise)
         self._clock, self._tiers = clock, rate_tiers
         # the end-client IPs a caller forwards are the caller's to name: counted apart from real callers'
         # addresses (the gate's throttle), so naming an admin's IP in verify requests cannot lock that admin out
@@ -83,7 +87,7 @@ class VerifyFlow:
         recorded (with a durable usage sink, once it is safe) and, when VALID, the key's last use noted."""
         presented = call.key
         assert presented is not None, "a verify without a key is recorded with missing()"
-        rate = throttled = credits = None
+        rate = throttled = credits = owner = None
         ip = call.ip
         if ip and (throttled := self._forwarded.refusal(ip)) is not None:
             verdict = _THROTTLED
@@ -107,6 +111,8 @@ class VerifyFlow:
                                                      key.credits_set_at or key.created_at, call.at, cost)
                     if not credits.allowed and verdict.valid:
                         verdict = _short_of_credits(verdict, credits, call.cost)
+                if key.owner_id is not None and self._owners is not None:  # a key without an owner: this check
+                    verdict, owner, credits = await self._owner(key, key.owner_id, verdict, call, credits)
         event = self.usage_event(call.action, call.at, verdict, presented, call.scope, call.website_id, call.data, ip,
                                  call.user_agent, None, call.caller, call.caller_ip, None, call.request_id,
                                  credits.spent if credits is not None else 0)
@@ -115,7 +121,36 @@ class VerifyFlow:
             await settled
         if verdict.valid and verdict.key is not None:
             self._last_used.touch(verdict.key.key_id, call.at)
-        return Verified(verdict, rate, throttled, event, credits)
+        return Verified(verdict, rate, throttled, event, credits, owner)
+
+    async def _owner(self, key: KeyState, owner_id: str, verdict: Verdict, call: VerifyCall,
+                     credits: CreditDecision | None) -> tuple[Verdict, OwnerDecision | None, CreditDecision | None]:
+        """The owner's shared limits, after the key's own: a VALID verify is counted against the owner's rate
+        limit and spends its credits too; refused by them, it answers RATE_LIMITED / USAGE_EXCEEDED naming the
+        owner, and what it spent of the key's credits goes back. Returns the verdict, the owner's numbers and
+        the key's credits decision (refunded when the owner refused)."""
+        assert self._owners is not None
+        limits = self._owners.get(key.organization_id or "", owner_id)
+        if limits is None or (limits.rate_limit is None and limits.credits is None):
+            return verdict, None, credits
+        rate = owner_credits = None
+        if limits.rate_limit is not None and verdict.valid:
+            rate = await self._limiter.hit(limits.pool_id, limits.rate_limit)
+            if not rate.allowed:
+                verdict = Verdict(valid=False, code="RATE_LIMITED", key=key,
+                                  reason=f"the rate limit of owner {owner_id} (shared by its keys) is exceeded")
+        if limits.credits is not None and self._credits is not None:
+            cost = call.cost if verdict.valid else 0
+            owner_credits = self._credits.spend_held(limits.pool_id, limits.credits_version, call.at, cost) \
+                or await self._credits.spend(limits.pool_id, limits.credits_version, limits.credits,
+                                             limits.credits_set_at or call.at, call.at, cost)
+            if not owner_credits.allowed and verdict.valid:
+                verdict = Verdict(valid=False, code="USAGE_EXCEEDED", key=key, reason=(
+                    f"the usage credits of owner {owner_id} (shared by its keys) are exhausted: "
+                    f"{owner_credits.remaining} left, {call.cost} needed"))
+        if not verdict.valid and credits is not None and credits.spent and self._credits is not None:
+            credits = self._credits.refund(key.key_id, key.credits_version, credits)
+        return verdict, OwnerDecision(owner_id, rate, owner_credits), credits
 
     def _outside(self, verdict: Verdict, key: KeyState, ip: str | None) -> Verdict:
         """``verdict`` (VALID) unless the end client's ``ip`` lies outside ``key``'s allowlist: then FORBIDDEN,

@@ -170,9 +170,9 @@ async def _forward_auth(request: Request[Any, Any, Any], gate: Gate, by_path: bo
     if call.key is None:
         await gate.flow.missing(call)
         raise auth_required()
-    verdict, decision, credits = await gate.verify(request, call)
+    verdict, decision, credits, owner = await gate.verify(request, call)
     if verdict.valid:
-        return _allowed(answer(verdict, decision, credits))
+        return _allowed(answer(verdict, decision, credits, owner))
     raise _refusal(request, verdict, credits)
 
 

@@ -101,7 +101,8 @@ async def create_key(data: JSONBody[CreateKeyRequest], keys: NamedDependency[Key
                                expires_at=data.expires_at, rate_limit=data.rate_limit, metadata=metadata,
                                grantor=admin, description=data.description, tags=data.tags,
                                allowed_networks=data.allowed_networks,
-                               credits=data.credits.domain() if data.credits is not None else None)
+                               credits=data.credits.domain() if data.credits is not None else None,
+                               owner_id=data.owner_id)
     body = msgspec.convert(_view(issued.state, now, secret=issued.token), KeyWithSecret)
     return _tagged(body, issued.state, 201)
 
@@ -111,10 +112,13 @@ async def list_keys(admin: NamedDependency[KeyState], cache: NamedDependency[Key
                     last_used: NamedDependency[LastUse], now: NamedDependency[datetime],
                     credit_ledger: NamedDependency[SkipValidation[CreditLedger | None]],
                     cursor: Annotated[str | None, QueryParameter()] = None,
-                    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50) -> KeyPage:
-    """Keys ordered by id, ``limit`` (1-100) at a time; ``next_cursor`` continues. Never secrets."""
+                    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
+                    owner_id: Annotated[str | None, QueryParameter(max_length=200)] = None) -> KeyPage:
+    """Keys ordered by id, ``limit`` (1-100) at a time; ``next_cursor`` continues; ``owner_id``: only that
+    owner's keys. Never secrets."""
     states = sorted((s for s in cache.states()
                      if admin.organization_id is None or s.organization_id == admin.organization_id
+                     if owner_id is None or s.owner_id == owner_id
                      if cursor is None or s.key_id > cursor), key=lambda s: s.key_id)
     page = states[:limit]
     used = await last_used.lookup(s.key_id for s in page)
@@ -150,7 +154,8 @@ async def change_key(key_id: KeyId, data: JSONBody[ChangeKeyRequest], keys: Name
     state = await keys.change_access(key_id, access=access, name=data.name, rate_limit=data.rate_limit,
                                      expected_version=_expected_version(if_match), metadata=metadata, grantor=admin,
                                      description=data.description, tags=data.tags,
-                                     allowed_networks=data.allowed_networks, credits=_credits_change(data.credits))
+                                     allowed_networks=data.allowed_networks, credits=_credits_change(data.credits),
+                                     owner_id=data.owner_id)
     credits = await live_credits(credit_ledger, [state], now)
     return _tagged(msgspec.convert(_view(state, now, credits=credits.get(key_id)), Key), state)
 

@@ -59,8 +59,8 @@ async def respond(gate: Gate, connection: Connection, body: Callable[[], Awaitab
     ask = decode(await body())
     call = gate.call(connection, key=ask.key, scope=ask.scope, website_id=ask.website_id, data=ask.data, ip=ask.ip,
                      user_agent=ask.user_agent, caller=caller, cost=ask.cost)
-    verdict, decision, credits = await gate.verify(connection, call)
-    encoded = _encoder.encode(answer(verdict, decision, credits))
+    verdict, decision, credits, owner = await gate.verify(connection, call)
+    encoded = _encoder.encode(answer(verdict, decision, credits, owner))
     answered(verdict.code, perf_counter() - started)  # keyledger_verify_answers_total, keyledger_verify_seconds
     return encoded
 

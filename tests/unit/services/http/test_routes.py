@@ -16,7 +16,7 @@ Client = AsyncTestClient[Litestar]
 KEY_FIELDS = {"id", "prefix", "start", "name", "description", "tags", "organization_id", "scopes", "access",
               "expires_at", "status", "version", "created_at", "updated_at", "revoked_at", "revoke_reason",
               "previous_secret_valid_until",
-              "rate_limit", "rate_tier", "allowed_networks", "credits"}
+              "rate_limit", "rate_tier", "allowed_networks", "credits", "owner_id"}
 
 
 async def test_create_get_and_list_show_the_documented_fields(client: Client, admin: str) -> None:

@@ -24,6 +24,8 @@ ERRORS = {  # what each operation can answer besides success: the error body, al
     ("POST", "/v1/keys/{key_id}/revoke"): GUARDED | {400, 404, 409, 413},
     ("POST", "/v1/keys/bulk"): GUARDED | {400, 404, 413},
     ("POST", "/v1/verify"): {400, 401, 413, 429, 503},
+    ("PUT", "/v1/owners/{owner_id}"): GUARDED | {400, 413},
+    ("GET", "/v1/owners/{owner_id}"): GUARDED | {400, 404},
     ("GET", "/v1/forward-auth"): {400, 401, 403, 429, 503},
     ("GET", "/v1/audit"): GUARDED | {400},
     ("GET", "/v1/audit/export"): GUARDED | {400},
@@ -55,6 +57,8 @@ SUCCESS = {
     ("POST", "/v1/keys/{key_id}/revoke"): ("200", "Key"),
     ("POST", "/v1/keys/bulk"): ("200", "BulkResponse"),
     ("POST", "/v1/verify"): ("200", "VerifyAnswer"),
+    ("PUT", "/v1/owners/{owner_id}"): ("200", "Owner"),
+    ("GET", "/v1/owners/{owner_id}"): ("200", "Owner"),
     ("GET", "/v1/forward-auth"): ("200", "VerifyAnswer"),
     ("GET", "/v1/audit"): ("200", "AuditPage"),
     ("GET", "/v1/audit/public-key"): ("200", "AuditPublicKey"),
@@ -73,13 +77,13 @@ SUCCESS = {
 KEY_FIELDS = {"id", "prefix", "start", "name", "description", "tags", "organization_id", "scopes", "access",
               "expires_at", "status", "version", "created_at", "updated_at", "revoked_at", "revoke_reason",
               "previous_secret_valid_until",
-              "rate_limit", "rate_tier", "allowed_networks", "credits"}
+              "rate_limit", "rate_tier", "allowed_networks", "credits", "owner_id"}
 FIELDS = {
     "Key": KEY_FIELDS, "KeyWithSecret": KEY_FIELDS | {"secret"}, "KeyWithLastUse": KEY_FIELDS | {"last_used_at"},
     "KeyPage": {"items", "next_cursor"}, "AuditPage": {"items", "next_cursor"},
     "AuditPublicKey": {"key_id", "algorithm", "public_key"},
     "VerifyAnswer": {"valid", "code", "reason", "key_id", "organization_id", "scopes", "granted_by", "expires_at",
-                     "ratelimit", "credits"},
+                     "ratelimit", "credits", "owner"},
     "RateLimitState": {"limit", "remaining", "reset"}, "Access": {"resource", "id", "scopes"},
     "ErrorBody": {"success", "error", "code"}, "Health": {"status"}, "Ready": {"ready", "position", "lag", "keys",
                                                                                "forged", "degraded", "replicas"},
