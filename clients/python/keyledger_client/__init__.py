@@ -22,9 +22,12 @@ from keyledger_client.models import (
     BulkFilter,
     BulkOutcome,
     BulkResult,
+    Credits,
+    CreditsLeft,
     Key,
     KeyWithSecret,
     RateLimit,
+    Refill,
     UsageBucket,
     UsageSeries,
     VerifyCode,
@@ -32,9 +35,11 @@ from keyledger_client.models import (
 )
 
 __all__ = [
-    "NO_RETRIES", "Access", "AsyncKeyledger", "AuditRecord", "AuthenticationError", "ConflictError", "Key",
+    "NO_RETRIES", "Access", "AsyncKeyledger", "AuditRecord", "AuthenticationError", "ConflictError", "Credits",
+    "CreditsLeft", "Key",
     "KeyWithSecret", "Keyledger", "KeyledgerConnectionError", "KeyledgerError", "NotFoundError",
-    "PermissionDeniedError", "RateLimit", "RateLimitedError", "RetryPolicy", "UnavailableError", "ValidationError",
+    "PermissionDeniedError", "RateLimit", "RateLimitedError", "Refill", "RetryPolicy", "UnavailableError",
+    "ValidationError",
     "UsageBucket", "UsageSeries", "VerifyCode", "VerifyResult",
     "BulkFilter", "BulkOutcome", "BulkResult",
 ]

@@ -13,11 +13,13 @@ import httpx
 import msgspec
 
 from keyledger_client.errors import error_from, retry_after_seconds
-from keyledger_client.models import Access, BulkFilter
+from keyledger_client.models import Access, BulkFilter, Credits
 
 T = TypeVar("T")
 RETRIED_STATUSES = frozenset({502, 503, 504})
 AccessLike = Access | Mapping[str, Any]
+CreditsLike = Credits | Mapping[str, Any]
+KEEP = msgspec.UNSET  # an update's ``credits`` left as they are (None removes them)
 _encode = msgspec.json.Encoder().encode
 
 
@@ -94,6 +96,15 @@ def json_body(**fields: Any) -> bytes:
     return _encode({name: value for name, value in fields.items() if value is not None})
 
 
+def _credits(credits: CreditsLike | None) -> Any:
+    """A credits setting as the API takes it (what a key shows besides, ``refilled_at``, is left out)."""
+    if credits is None:
+        return None
+    setting = msgspec.to_builtins(credits) if isinstance(credits, Credits) else dict(credits)
+    setting.pop("refilled_at", None)
+    return setting
+
+
 def _access(entries: Iterable[AccessLike] | None) -> list[Any] | None:
     return None if entries is None else [msgspec.to_builtins(e) if isinstance(e, Access) else dict(e) for e in entries]
 
@@ -104,18 +115,20 @@ def if_match(version: int | None) -> dict[str, str] | None:
 
 
 def verify_call(key: str, scope: str, website_id: str | None, data: str | None, ip: str | None,
-                user_agent: str | None) -> Call:
-    """``POST /v1/verify`` (a question: retried like a read; a retry may count twice against the key's limit)."""
+                user_agent: str | None, cost: int = 1) -> Call:
+    """``POST /v1/verify`` (a question: retried like a read; a retry may count twice against the key's limit
+    and spend its ``cost`` of credits twice)."""
     return Call(method="POST", path="/v1/verify", body=json_body(key=key, scope=scope, website_id=website_id,
-                                                                   data=data, ip=ip, user_agent=user_agent))
+                                                                   data=data, ip=ip, user_agent=user_agent,
+                                                                   cost=None if cost == 1 else cost))
 
 
 def create_call(name: str, organization_id: str | None, scopes: Iterable[str] | None,
                 access: Iterable[AccessLike] | None, expires_at: datetime | None, rate_limit: int | None,
-                allowed_networks: Iterable[str] | None = None) -> Call:
+                credits: CreditsLike | None = None, allowed_networks: Iterable[str] | None = None) -> Call:
     """``POST /v1/keys`` (not idempotent: a retry could make a second key)."""
     body = json_body(name=name, organization_id=organization_id, scopes=list(scopes) if scopes is not None else None,
-                     access=_access(access), expires_at=expires_at, rate_limit=rate_limit,
+                     access=_access(access), expires_at=expires_at, rate_limit=rate_limit, credits=_credits(credits),
                      allowed_networks=list(allowed_networks) if allowed_networks is not None else None)
     return Call(method="POST", path="/v1/keys", body=body, idempotent=False)
 
@@ -133,12 +146,16 @@ def key_path(key_id: str, action: str = "") -> str:
 
 def update_call(key_id: str, version: int | None, name: str | None, scopes: Iterable[str] | None,
                 access: Iterable[AccessLike] | None, rate_limit: int | None,
+                credits: CreditsLike | None | msgspec.UnsetType = KEEP,
                 allowed_networks: Iterable[str] | None = None) -> Call:
     """``PATCH /v1/keys/{id}``: idempotent only with a version (a repeat is then refused as stale, not applied
-    twice). ``allowed_networks``: None leaves them, ``[]`` lifts them."""
+    twice). ``credits`` None removes them (sent as null); :data:`KEEP` leaves them. ``allowed_networks``: None
+    leaves them, ``[]`` lifts them."""
     body = json_body(name=name, scopes=list(scopes) if scopes is not None else None, access=_access(access),
                      rate_limit=rate_limit,
                      allowed_networks=list(allowed_networks) if allowed_networks is not None else None)
+    if not isinstance(credits, msgspec.UnsetType):
+        body = _encode({**msgspec.json.decode(body), "credits": _credits(credits)})
     return Call(method="PATCH", path=key_path(key_id), body=body, headers=if_match(version),
                 idempotent=version is not None)
 

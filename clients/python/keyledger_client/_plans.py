@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeVar
 
 import httpx
+import msgspec
 
 from keyledger_client import _calls as calls
-from keyledger_client._calls import AccessLike, Call, RetryPolicy
+from keyledger_client._calls import KEEP, AccessLike, Call, CreditsLike, RetryPolicy
 from keyledger_client.errors import KeyledgerConnectionError, error_from
 from keyledger_client.models import (
     AuditPage,
@@ -108,16 +109,18 @@ def pages(retrier: Retrier, page_call: Callable[[str | None], Call],
 
 
 def verify(retrier: Retrier, key: str, scope: str, website_id: str | None, data: str | None, ip: str | None,
-           user_agent: str | None) -> Plan[VerifyResult]:
+           user_agent: str | None, cost: int = 1) -> Plan[VerifyResult]:
     """``POST /v1/verify``."""
-    return (yield from answer(retrier, calls.verify_call(key, scope, website_id, data, ip, user_agent), VerifyResult))
+    call = calls.verify_call(key, scope, website_id, data, ip, user_agent, cost)
+    return (yield from answer(retrier, call, VerifyResult))
 
 
 def create(retrier: Retrier, name: str, organization_id: str | None, scopes: Iterable[str] | None,
            access: Iterable[AccessLike] | None, expires_at: datetime | None,
-           rate_limit: int | None, allowed_networks: Iterable[str] | None = None) -> Plan[KeyWithSecret]:
+           rate_limit: int | None, credits: CreditsLike | None = None,
+           allowed_networks: Iterable[str] | None = None) -> Plan[KeyWithSecret]:
     """``POST /v1/keys``."""
-    call = calls.create_call(name, organization_id, scopes, access, expires_at, rate_limit, allowed_networks)
+    call = calls.create_call(name, organization_id, scopes, access, expires_at, rate_limit, credits, allowed_networks)
     return (yield from answer(retrier, call, KeyWithSecret))
 
 
@@ -133,9 +136,10 @@ def get(retrier: Retrier, key_id: str) -> Plan[Key]:
 
 def update(retrier: Retrier, key_id: str, version: int | None, name: str | None, scopes: Iterable[str] | None,
            access: Iterable[AccessLike] | None, rate_limit: int | None,
+           credits: CreditsLike | None | msgspec.UnsetType = KEEP,
            allowed_networks: Iterable[str] | None = None) -> Plan[Key]:
     """``PATCH /v1/keys/{id}``."""
-    call = calls.update_call(key_id, version, name, scopes, access, rate_limit, allowed_networks)
+    call = calls.update_call(key_id, version, name, scopes, access, rate_limit, credits, allowed_networks)
     return (yield from answer(retrier, call, Key))
 
 

@@ -12,9 +12,10 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 import httpx
+import msgspec
 
 from keyledger_client import _plans as plans
-from keyledger_client._calls import AccessLike, Call, ImportFormat, ImportRows, RetryPolicy
+from keyledger_client._calls import KEEP, AccessLike, Call, CreditsLike, ImportFormat, ImportRows, RetryPolicy
 from keyledger_client._wire import AsyncTransport, Origin, Timeouts
 from keyledger_client.client import DEFAULT_TIMEOUT, USER_AGENT
 from keyledger_client.models import (
@@ -115,17 +116,19 @@ class AsyncKeyledger:
         return result
 
     async def verify(self, key: str, scope: str, *, website_id: str | None = None, data: str | None = None,
-                     ip: str | None = None, user_agent: str | None = None) -> VerifyResult:
+                     ip: str | None = None, user_agent: str | None = None, cost: int = 1) -> VerifyResult:
         """May ``key`` do ``scope`` (on this website / data kind)? ``ip`` and ``user_agent`` are your end
-        client's, for the audit trail. Every well-formed question is answered: check ``valid`` / ``code``."""
-        return await self._run(plans.verify(self._retrier, key, scope, website_id, data, ip, user_agent))
+        client's, for the audit trail. Every well-formed question is answered: check ``valid`` / ``code``.
+        A VALID answer spends ``cost`` of a key's credits (0: check only); too few: ``USAGE_EXCEEDED``."""
+        return await self._run(plans.verify(self._retrier, key, scope, website_id, data, ip, user_agent, cost))
 
     async def create(self, name: str, *, organization_id: str | None = None, scopes: Iterable[str] | None = None,
                      access: Iterable[AccessLike] | None = None, expires_at: datetime | None = None,
-                     rate_limit: int | None = None, allowed_networks: Iterable[str] | None = None) -> KeyWithSecret:
-        """Create a key; the result's ``secret`` is shown this once. ``allowed_networks``: the only networks
-        (CIDRs) it works from."""
-        plan = plans.create(self._retrier, name, organization_id, scopes, access, expires_at, rate_limit,
+                     rate_limit: int | None = None, credits: CreditsLike | None = None,
+                     allowed_networks: Iterable[str] | None = None) -> KeyWithSecret:
+        """Create a key; the result's ``secret`` is shown this once. ``credits``: usage credits;
+        ``allowed_networks``: the only networks (CIDRs) it works from."""
+        plan = plans.create(self._retrier, name, organization_id, scopes, access, expires_at, rate_limit, credits,
                             allowed_networks)
         return await self._run(plan)
 
@@ -139,11 +142,14 @@ class AsyncKeyledger:
 
     async def update(self, key_id: str, *, version: int | None, name: str | None = None,
                      scopes: Iterable[str] | None = None, access: Iterable[AccessLike] | None = None,
-                     rate_limit: int | None = None, allowed_networks: Iterable[str] | None = None) -> Key:
-        """Rename and/or replace the grants (``scopes`` and ``access`` together) and/or ``allowed_networks``
-        (``[]`` lifts them). ``version`` is the key's version you last saw (sent as ``If-Match``): if it changed
-        since, :class:`ConflictError`. ``None`` overwrites whatever is there (and is then not retried)."""
-        plan = plans.update(self._retrier, key_id, version, name, scopes, access, rate_limit, allowed_networks)
+                     rate_limit: int | None = None, credits: CreditsLike | None | msgspec.UnsetType = KEEP,
+                     allowed_networks: Iterable[str] | None = None) -> Key:
+        """Rename and/or replace the grants (``scopes`` and ``access`` together) and/or set ``credits``
+        (None removes them; left out, they stay) and/or ``allowed_networks`` (``[]`` lifts them). ``version`` is
+        the key's version you last saw (sent as ``If-Match``): if it changed since, :class:`ConflictError`.
+        ``None`` overwrites whatever is there (and is then not retried)."""
+        plan = plans.update(self._retrier, key_id, version, name, scopes, access, rate_limit, credits,
+                            allowed_networks)
         return await self._run(plan)
 
     async def rotate(self, key_id: str, *, grace_seconds: int = 0, version: int | None = None) -> KeyWithSecret:

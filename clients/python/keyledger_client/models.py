@@ -8,7 +8,7 @@ from typing import Any, Literal
 import msgspec
 
 VerifyCode = Literal["VALID", "MALFORMED", "NOT_FOUND", "REVOKED", "EXPIRED", "FORBIDDEN", "RATE_LIMITED",
-                     "UNAVAILABLE"]
+                     "UNAVAILABLE", "USAGE_EXCEEDED"]
 
 
 class Access(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -32,6 +32,30 @@ class RateLimit(msgspec.Struct, kw_only=True):
                 "X-RateLimit-Reset": str(self.reset)}
 
 
+class Refill(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Reset a key's credits to ``amount`` at each ``interval`` boundary in UTC (``monthly``: on
+    ``day_of_month``, 1 by default)."""
+
+    amount: int
+    interval: Literal["daily", "monthly"]
+    day_of_month: int | None = None
+
+
+class Credits(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A key's usage credits: each VALID verify spends its ``cost``. Pass one to ``create``/``update``;
+    a key shows ``remaining`` (what no server holds of them now) and ``refilled_at`` (the last refill)."""
+
+    remaining: int
+    refill: Refill | None = None
+    refilled_at: datetime | None = None
+
+
+class CreditsLeft(msgspec.Struct, kw_only=True):
+    """The verified key's credits after this verify (keys with credits only)."""
+
+    remaining: int
+
+
 class VerifyResult(msgspec.Struct, kw_only=True):
     """The answer of ``POST /v1/verify``: ``valid`` and the machine-readable ``code`` say it all; ``reason``
     says why for people. ``ratelimit`` is None when no key was identified."""
@@ -45,6 +69,7 @@ class VerifyResult(msgspec.Struct, kw_only=True):
     granted_by: Access | None = None
     expires_at: datetime | None = None
     ratelimit: RateLimit | None = None
+    credits: CreditsLeft | None = None  # for a key with credits; code USAGE_EXCEEDED when too few were left
 
 
 class Key(msgspec.Struct, kw_only=True):
@@ -70,6 +95,7 @@ class Key(msgspec.Struct, kw_only=True):
     rate_limit: int | None = None
     rate_tier: str | None = None
     allowed_networks: list[str] = []  # CIDRs the key may be used from (empty: anywhere)
+    credits: Credits | None = None  # usage credits (None: unlimited)
     last_used_at: datetime | None = None  # in ``get`` and ``list`` answers
 
 

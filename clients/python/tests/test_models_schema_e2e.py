@@ -22,12 +22,15 @@ ANSWERS: dict[type[msgspec.Struct], str] = {
     models.AuditRecord: "AuditRecord",
     models.AuditPage: "AuditPage",
     models.ErrorBody: "ErrorBody",
-    models.UsageSeries: "UsageSeries",
-    models.UsageBucket: "UsageBucket",
     models.ImportReport: "ImportReport",
     models.ImportLineResult: "ImportLineResult",
     models.BulkResult: "BulkResponse",
     models.BulkOutcome: "BulkOutcome",
+    models.Credits: "KeyCredits",
+    models.Refill: "CreditsRefill",
+    models.CreditsLeft: "CreditsState",
+    models.UsageSeries: "UsageSeries",
+    models.UsageBucket: "UsageBucket",
 }
 
 
