@@ -55,7 +55,7 @@ def selected(states: Iterable[KeyState], wanted: BulkFilter, caller: str) -> lis
             continue
         if tag is not None and tag not in state.tags:
             continue
-        if wanted.owner_id is not None and getattr(state, "owner_id", None) != wanted.owner_id:
+        if wanted.owner_id is not None and state.owner_id != wanted.owner_id:
             continue
         if wanted.created_before is not None and not state.created_at < wanted.created_before:
             continue

@@ -118,6 +118,14 @@ def test_created_before_selects_older_keys_and_never_the_calling_key(api: httpx.
     assert admin["id"] not in {r["id"] for r in mine["results"]} and len(mine["results"]) == 2
 
 
+def test_owner_id_selects_the_owners_keys(api: httpx.Client, root: str) -> None:
+    owned = [create(api, root, owner_id="customer-7", scopes=["read:data"]) for _ in range(2)]
+    other = create(api, root, owner_id="customer-8", scopes=["read:data"])
+    done = bulk(api, root, action="revoke", filter={"owner_id": "customer-7"}, reason="customer left")
+    assert sorted(r["id"] for r in done["results"]) == sorted(k["id"] for k in owned) and done["failed"] == 0
+    assert [verify(api, k["secret"], "read:data")["code"] for k in [*owned, other]] == ["REVOKED", "REVOKED", "VALID"]
+
+
 def test_bad_input_and_empty_selections_are_refused_and_change_nothing(api: httpx.Client, root: str) -> None:
     kept = create(api, root, organization_id="untouched", tags=["keep"])
     nothing = bulk(api, root, 404, action="revoke", filter={"tag": "no-such-tag"})
