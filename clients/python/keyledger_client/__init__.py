@@ -26,6 +26,8 @@ from keyledger_client.models import (
     CreditsLeft,
     Key,
     KeyWithSecret,
+    Owner,
+    OwnerLeft,
     RateLimit,
     Refill,
     UsageBucket,
@@ -36,7 +38,7 @@ from keyledger_client.models import (
 
 __all__ = [
     "NO_RETRIES", "Access", "AsyncKeyledger", "AuditRecord", "AuthenticationError", "ConflictError", "Credits",
-    "CreditsLeft", "Key",
+    "CreditsLeft", "Key", "Owner", "OwnerLeft",
     "KeyWithSecret", "Keyledger", "KeyledgerConnectionError", "KeyledgerError", "NotFoundError",
     "PermissionDeniedError", "RateLimit", "RateLimitedError", "Refill", "RetryPolicy", "UnavailableError",
     "ValidationError",

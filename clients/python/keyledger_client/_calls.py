@@ -96,6 +96,23 @@ def json_body(**fields: Any) -> bytes:
     return _encode({name: value for name, value in fields.items() if value is not None})
 
 
+def owner_path(owner_id: str) -> str:
+    """``/v1/owners/{owner_id}`` with the id escaped."""
+    return f"/v1/owners/{quote(owner_id, safe='')}"
+
+
+def set_owner_call(owner_id: str, organization_id: str | None, rate_limit: int | None | msgspec.UnsetType,
+                   credits: CreditsLike | None | msgspec.UnsetType) -> Call:
+    """``PUT /v1/owners/{owner_id}``: what is given is set (None: removed), the rest kept (idempotent)."""
+    body: dict[str, Any] = {}
+    if not isinstance(rate_limit, msgspec.UnsetType):
+        body["rate_limit"] = rate_limit
+    if not isinstance(credits, msgspec.UnsetType):
+        body["credits"] = _credits(credits)
+    params = {"organization_id": organization_id} if organization_id is not None else None
+    return Call(method="PUT", path=owner_path(owner_id), body=_encode(body), params=params)
+
+
 def _credits(credits: CreditsLike | None) -> Any:
     """A credits setting as the API takes it (what a key shows besides, ``refilled_at``, is left out)."""
     if credits is None:
@@ -125,17 +142,20 @@ def verify_call(key: str, scope: str, website_id: str | None, data: str | None, 
 
 def create_call(name: str, organization_id: str | None, scopes: Iterable[str] | None,
                 access: Iterable[AccessLike] | None, expires_at: datetime | None, rate_limit: int | None,
-                credits: CreditsLike | None = None, allowed_networks: Iterable[str] | None = None) -> Call:
+                credits: CreditsLike | None = None, allowed_networks: Iterable[str] | None = None,
+                owner_id: str | None = None) -> Call:
     """``POST /v1/keys`` (not idempotent: a retry could make a second key)."""
     body = json_body(name=name, organization_id=organization_id, scopes=list(scopes) if scopes is not None else None,
                      access=_access(access), expires_at=expires_at, rate_limit=rate_limit, credits=_credits(credits),
-                     allowed_networks=list(allowed_networks) if allowed_networks is not None else None)
+                     allowed_networks=list(allowed_networks) if allowed_networks is not None else None,
+                     owner_id=owner_id)
     return Call(method="POST", path="/v1/keys", body=body, idempotent=False)
 
 
-def list_call(cursor: str | None, page_size: int) -> Call:
-    """One page of ``GET /v1/keys``."""
-    params = {"limit": str(page_size), **({"cursor": cursor} if cursor else {})}
+def list_call(cursor: str | None, page_size: int, owner_id: str | None = None) -> Call:
+    """One page of ``GET /v1/keys`` (``owner_id``: only that owner's keys)."""
+    params = {"limit": str(page_size), **({"cursor": cursor} if cursor else {}),
+              **({"owner_id": owner_id} if owner_id is not None else {})}
     return Call(method="GET", path="/v1/keys", params=params)
 
 
@@ -147,13 +167,14 @@ def key_path(key_id: str, action: str = "") -> str:
 def update_call(key_id: str, version: int | None, name: str | None, scopes: Iterable[str] | None,
                 access: Iterable[AccessLike] | None, rate_limit: int | None,
                 credits: CreditsLike | None | msgspec.UnsetType = KEEP,
-                allowed_networks: Iterable[str] | None = None) -> Call:
+                allowed_networks: Iterable[str] | None = None, owner_id: str | None = None) -> Call:
     """``PATCH /v1/keys/{id}``: idempotent only with a version (a repeat is then refused as stale, not applied
     twice). ``credits`` None removes them (sent as null); :data:`KEEP` leaves them. ``allowed_networks``: None
-    leaves them, ``[]`` lifts them."""
+    leaves them, ``[]`` lifts them. ``owner_id``: None leaves it, ``""`` clears it."""
     body = json_body(name=name, scopes=list(scopes) if scopes is not None else None, access=_access(access),
                      rate_limit=rate_limit,
-                     allowed_networks=list(allowed_networks) if allowed_networks is not None else None)
+                     allowed_networks=list(allowed_networks) if allowed_networks is not None else None,
+                     owner_id=owner_id)
     if not isinstance(credits, msgspec.UnsetType):
         body = _encode({**msgspec.json.decode(body), "credits": _credits(credits)})
     return Call(method="PATCH", path=key_path(key_id), body=body, headers=if_match(version),

@@ -30,6 +30,7 @@ from keyledger_client.models import (
     Key,
     KeyPage,
     KeyWithSecret,
+    Owner,
     UsageSeries,
     VerifyResult,
 )
@@ -118,15 +119,16 @@ def verify(retrier: Retrier, key: str, scope: str, website_id: str | None, data:
 def create(retrier: Retrier, name: str, organization_id: str | None, scopes: Iterable[str] | None,
            access: Iterable[AccessLike] | None, expires_at: datetime | None,
            rate_limit: int | None, credits: CreditsLike | None = None,
-           allowed_networks: Iterable[str] | None = None) -> Plan[KeyWithSecret]:
+           allowed_networks: Iterable[str] | None = None, owner_id: str | None = None) -> Plan[KeyWithSecret]:
     """``POST /v1/keys``."""
-    call = calls.create_call(name, organization_id, scopes, access, expires_at, rate_limit, credits, allowed_networks)
+    call = calls.create_call(name, organization_id, scopes, access, expires_at, rate_limit, credits, allowed_networks,
+                             owner_id)
     return (yield from answer(retrier, call, KeyWithSecret))
 
 
-def keys(retrier: Retrier, page_size: int) -> Plan[None]:
-    """Every key, page after page."""
-    return (yield from pages(retrier, lambda cursor: calls.list_call(cursor, page_size), KeyPage))
+def keys(retrier: Retrier, page_size: int, owner_id: str | None = None) -> Plan[None]:
+    """Every key (of ``owner_id``, when given), page after page."""
+    return (yield from pages(retrier, lambda cursor: calls.list_call(cursor, page_size, owner_id), KeyPage))
 
 
 def get(retrier: Retrier, key_id: str) -> Plan[Key]:
@@ -137,10 +139,22 @@ def get(retrier: Retrier, key_id: str) -> Plan[Key]:
 def update(retrier: Retrier, key_id: str, version: int | None, name: str | None, scopes: Iterable[str] | None,
            access: Iterable[AccessLike] | None, rate_limit: int | None,
            credits: CreditsLike | None | msgspec.UnsetType = KEEP,
-           allowed_networks: Iterable[str] | None = None) -> Plan[Key]:
+           allowed_networks: Iterable[str] | None = None, owner_id: str | None = None) -> Plan[Key]:
     """``PATCH /v1/keys/{id}``."""
-    call = calls.update_call(key_id, version, name, scopes, access, rate_limit, credits, allowed_networks)
+    call = calls.update_call(key_id, version, name, scopes, access, rate_limit, credits, allowed_networks, owner_id)
     return (yield from answer(retrier, call, Key))
+
+
+def set_owner(retrier: Retrier, owner_id: str, organization_id: str | None, rate_limit: int | None | msgspec.UnsetType,
+              credits: CreditsLike | None | msgspec.UnsetType) -> Plan[Owner]:
+    """``PUT /v1/owners/{owner_id}``."""
+    return (yield from answer(retrier, calls.set_owner_call(owner_id, organization_id, rate_limit, credits), Owner))
+
+
+def get_owner(retrier: Retrier, owner_id: str, organization_id: str | None) -> Plan[Owner]:
+    """``GET /v1/owners/{owner_id}``."""
+    params = {"organization_id": organization_id} if organization_id is not None else None
+    return (yield from answer(retrier, Call(method="GET", path=calls.owner_path(owner_id), params=params), Owner))
 
 
 def rotate(retrier: Retrier, key_id: str, grace_seconds: int, version: int | None) -> Plan[KeyWithSecret]:

@@ -25,6 +25,7 @@ from keyledger_client.models import (
     ImportReport,
     Key,
     KeyWithSecret,
+    Owner,
     UsageSeries,
     VerifyResult,
 )
@@ -125,16 +126,17 @@ class AsyncKeyledger:
     async def create(self, name: str, *, organization_id: str | None = None, scopes: Iterable[str] | None = None,
                      access: Iterable[AccessLike] | None = None, expires_at: datetime | None = None,
                      rate_limit: int | None = None, credits: CreditsLike | None = None,
-                     allowed_networks: Iterable[str] | None = None) -> KeyWithSecret:
+                     allowed_networks: Iterable[str] | None = None, owner_id: str | None = None) -> KeyWithSecret:
         """Create a key; the result's ``secret`` is shown this once. ``credits``: usage credits;
         ``allowed_networks``: the only networks (CIDRs) it works from."""
         plan = plans.create(self._retrier, name, organization_id, scopes, access, expires_at, rate_limit, credits,
-                            allowed_networks)
+                            allowed_networks, owner_id)
         return await self._run(plan)
 
-    def list(self, *, page_size: int = 100) -> AsyncIterator[Key]:
-        """Every key this credential may see, ordered by id, fetching page after page as you iterate."""
-        return self._items(plans.Runner(plans.keys(self._retrier, page_size)))
+    def list(self, *, page_size: int = 100, owner_id: str | None = None) -> AsyncIterator[Key]:
+        """Every key this credential may see (of ``owner_id``, when given), ordered by id, fetching page after
+        page as you iterate."""
+        return self._items(plans.Runner(plans.keys(self._retrier, page_size, owner_id)))
 
     async def get(self, key_id: str) -> Key:
         """One key, with its status and ``last_used_at``."""
@@ -143,14 +145,25 @@ class AsyncKeyledger:
     async def update(self, key_id: str, *, version: int | None, name: str | None = None,
                      scopes: Iterable[str] | None = None, access: Iterable[AccessLike] | None = None,
                      rate_limit: int | None = None, credits: CreditsLike | None | msgspec.UnsetType = KEEP,
-                     allowed_networks: Iterable[str] | None = None) -> Key:
+                     allowed_networks: Iterable[str] | None = None, owner_id: str | None = None) -> Key:
         """Rename and/or replace the grants (``scopes`` and ``access`` together) and/or set ``credits``
         (None removes them; left out, they stay) and/or ``allowed_networks`` (``[]`` lifts them). ``version`` is
         the key's version you last saw (sent as ``If-Match``): if it changed since, :class:`ConflictError`.
         ``None`` overwrites whatever is there (and is then not retried)."""
         plan = plans.update(self._retrier, key_id, version, name, scopes, access, rate_limit, credits,
-                            allowed_networks)
+                            allowed_networks, owner_id)
         return await self._run(plan)
+
+    async def set_owner(self, owner_id: str, *, rate_limit: int | None | msgspec.UnsetType = KEEP,
+                        credits: CreditsLike | None | msgspec.UnsetType = KEEP,
+                        organization_id: str | None = None) -> Owner:
+        """Set the rate limit and/or credits shared by all the keys naming ``owner_id`` (None removes one; left
+        out, it stays). ``organization_id``: a global admin key's choice of organization."""
+        return await self._run(plans.set_owner(self._retrier, owner_id, organization_id, rate_limit, credits))
+
+    async def get_owner(self, owner_id: str, *, organization_id: str | None = None) -> Owner:
+        """An owner's shared limits (credits live) and its keys' ids; :class:`NotFoundError` when it has none."""
+        return await self._run(plans.get_owner(self._retrier, owner_id, organization_id))
 
     async def rotate(self, key_id: str, *, grace_seconds: int = 0, version: int | None = None) -> KeyWithSecret:
         """A new secret (shown this once); the old one keeps working for ``grace_seconds``."""

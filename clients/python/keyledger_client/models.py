@@ -56,6 +56,26 @@ class CreditsLeft(msgspec.Struct, kw_only=True):
     remaining: int
 
 
+class OwnerLeft(msgspec.Struct, kw_only=True):
+    """The verified key's owner and what is left of its shared limits (each None when it has none)."""
+
+    owner_id: str
+    ratelimit: RateLimit | None = None
+    credits: CreditsLeft | None = None
+
+
+class Owner(msgspec.Struct, kw_only=True):
+    """An owner in your system: the rate limit and credits its keys share (None: none) and its keys' ids."""
+
+    owner_id: str
+    organization_id: str | None = None
+    rate_limit: int | None = None
+    credits: Credits | None = None
+    keys: list[str] = []
+    version: int = 0
+    updated_at: datetime | None = None
+
+
 class VerifyResult(msgspec.Struct, kw_only=True):
     """The answer of ``POST /v1/verify``: ``valid`` and the machine-readable ``code`` say it all; ``reason``
     says why for people. ``ratelimit`` is None when no key was identified."""
@@ -70,6 +90,7 @@ class VerifyResult(msgspec.Struct, kw_only=True):
     expires_at: datetime | None = None
     ratelimit: RateLimit | None = None
     credits: CreditsLeft | None = None  # for a key with credits; code USAGE_EXCEEDED when too few were left
+    owner: OwnerLeft | None = None  # for a key whose owner has shared limits
 
 
 class Key(msgspec.Struct, kw_only=True):
@@ -96,6 +117,7 @@ class Key(msgspec.Struct, kw_only=True):
     rate_tier: str | None = None
     allowed_networks: list[str] = []  # CIDRs the key may be used from (empty: anywhere)
     credits: Credits | None = None  # usage credits (None: unlimited)
+    owner_id: str | None = None  # its owner in your system (shares the owner's limits)
     last_used_at: datetime | None = None  # in ``get`` and ``list`` answers
 
 

@@ -40,3 +40,23 @@ def test_credits_are_set_spent_and_removed_through_the_sdk(keyledger_server: Api
 def admin_client_key(server: ApiServer) -> str:
     assert server.bootstrap_secret is not None
     return server.bootstrap_secret
+
+
+def test_owners_are_set_and_read_and_their_keys_share_them(keyledger_server: ApiServer, admin_client: Keyledger,
+                                                            verify_credential: str) -> None:
+    owner = admin_client.set_owner("cust-sdk", rate_limit=50, credits=Credits(remaining=2))
+    assert (owner.owner_id, owner.rate_limit, owner.keys) == ("cust-sdk", 50, [])
+    assert owner.credits is not None and owner.credits.remaining == 2
+    made = admin_client.create("owned", scopes=["read:data"], owner_id="cust-sdk")
+    assert made.owner_id == "cust-sdk" and [k.id for k in admin_client.list(owner_id="cust-sdk")] == [made.id]
+    with Keyledger(keyledger_server.url, verify_credential) as service:
+        first = service.verify(made.secret, "read:data", cost=2)
+        assert first.owner is not None and first.owner.credits == CreditsLeft(remaining=0)
+        assert first.owner.ratelimit is not None and first.owner.ratelimit.limit == 50
+        refused = service.verify(made.secret, "read:data")
+        assert refused.code == "USAGE_EXCEEDED" and "cust-sdk" in refused.reason
+    kept = admin_client.set_owner("cust-sdk", credits=None)  # the rate limit stays
+    assert (kept.rate_limit, kept.credits, kept.keys) == (50, None, [made.id])
+    assert admin_client.get_owner("cust-sdk").version == 2
+    cleared = admin_client.update(made.id, version=None, owner_id="")
+    assert cleared.owner_id is None

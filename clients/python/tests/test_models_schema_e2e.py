@@ -29,6 +29,8 @@ ANSWERS: dict[type[msgspec.Struct], str] = {
     models.Credits: "KeyCredits",
     models.Refill: "CreditsRefill",
     models.CreditsLeft: "CreditsState",
+    models.Owner: "Owner",
+    models.OwnerLeft: "OwnerState",
     models.UsageSeries: "UsageSeries",
     models.UsageBucket: "UsageBucket",
 }
