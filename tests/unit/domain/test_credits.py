@@ -87,7 +87,7 @@ def test_change_sets_or_removes_credits_and_leaves_them_alone_when_absent() -> N
     assert (state.credits, state.credits_version, state.credits_set_at) == (Credits(remaining=2), 2, later)
     both = decide(state, ChangeAccess(key_id=state.key_id, name="n", credits=None), later)
     assert [type(e) for e in both] == [KeyAccessChanged, KeyCreditsSet]
-    state = fold(both, state)  # type: ignore[arg-type]
+    state = fold(both, state)
     assert state is not None and (state.credits, state.credits_set_at, state.credits_version) == (None, None, 0)
     renamed = decide(state, ChangeAccess(key_id=state.key_id, name="m"), later)
     assert [type(e) for e in renamed] == [KeyAccessChanged]

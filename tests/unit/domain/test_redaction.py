@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -107,7 +108,7 @@ def test_no_secret_survives_whatever_surrounds_it(before: str, after: str, seed:
 
 
 def test_every_text_field_of_a_usage_event_is_redacted() -> None:
-    fields = {name: f"{name[:3]}={KEY}" for name in FIELD_LIMITS}
+    fields: dict[str, Any] = {name: f"{name[:3]}={KEY}" for name in FIELD_LIMITS}
     clean = sanitized(UsageEvent(at=AT, **fields))
     for name in FIELD_LIMITS:
         assert getattr(clean, name) == f"{name[:3]}={start_of(KEY)}", name

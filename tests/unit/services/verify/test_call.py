@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ AT = datetime(2030, 1, 1, tzinfo=UTC)
     ({"data": "d" * 65}, "data is longer than 64 characters"),
     ({"website_id": "w" * 201}, "website_id is longer than 200 characters"),
 ])
-def test_what_decides_the_answer_is_refused_when_unknown_or_too_long(asked: dict[str, str], message: str) -> None:
+def test_what_decides_the_answer_is_refused_when_unknown_or_too_long(asked: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         verify_call(key="kl_x", **{"scope": "read:data", **asked}, at=AT)
 
