@@ -241,7 +241,8 @@ async def keys_list(request: Request[Any, Any, Any], admin: NamedDependency[KeyS
     needle = q.strip().lower()[:200]
     def keep(state: KeyState) -> bool:
         if needle and needle not in state.name.lower() and needle not in state.start.lower() \
-                and needle not in state.key_id.lower() and needle not in state.tags:
+                and needle not in state.key_id.lower() and needle not in state.tags \
+                and needle not in (state.owner_id or "").lower():
             return False
         if status:
             key_status, soon = status_of(state, now)
