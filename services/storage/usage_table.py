@@ -1,6 +1,6 @@
 """The ``usage_events`` table: batches claimed by id (``usage_batches``) and their events COPYed, in one
-transaction, into daily partitions created on demand, with their per-key hourly counts (``usage_hourly``),
-allowed requests (``usage_grants``) and analytics series (``usage_hourly_requests``, ``usage_rollups``)."""
+transaction, into daily partitions created on demand, with their allowed requests (``usage_grants``) and the
+analytics counts (``usage_hourly``, ``usage_hourly_requests``, ``usage_rollups``: ``usage_series``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from psycopg import AsyncConnection
 
 from keyledger.domain.usage import USAGE_COLUMNS, UsageEvent, clean_text
 from keyledger.services.storage.database import Database
-from keyledger.services.storage.usage_counts import add_hourly
 from keyledger.services.storage.usage_grants import add_grants
 from keyledger.services.storage.usage_partitions import ensure_partition, utc_day
 from keyledger.services.storage.usage_series import add_series
@@ -94,7 +93,6 @@ class UsageTable:
                         dead.append((event, _why(exc)))
                 dead_ids = {id(event) for event, _ in dead}
                 kept = [event for event in batch.events if id(event) not in dead_ids]
-                await add_hourly(conn, kept)
                 await add_grants(conn, kept)
                 await add_series(conn, kept)
                 for event, reason in dead:
@@ -128,7 +126,6 @@ async def _insert(conn: AsyncConnection, batches: Sequence[UsageBatch]) -> set[u
                 for batch in fresh:
                     for event in batch.events:
                         await copy.write_row(msgspec.structs.astuple(event))
-            await add_hourly(conn, (event for batch in fresh for event in batch.events))
             await add_grants(conn, (event for batch in fresh for event in batch.events))
             await add_series(conn, (event for batch in fresh for event in batch.events))
     return claimed
