@@ -82,6 +82,7 @@ class _Pool(msgspec.Struct, kw_only=True):
     refill_below: int = 0  # lease more ahead of need once fewer than this are held (half the last lease)
     synced: bool = False  # a lease answered: ``available`` is Postgres's
     closed: bool = False
+    failed: bool = False  # the last lease failed (Postgres away or too slow)
     task: asyncio.Task[None] | None = None
 
 
@@ -167,9 +168,13 @@ class CreditLedger:
                     break  # Postgres had too few a moment ago: refuse without asking again
                 try:
                     await asyncio.wait_for(asyncio.shield(self._lease_task(pool, cost)), self._max_wait)
-                except (StorageError, TimeoutError) as exc:
-                    log.warning("credits of %s could not be leased: %s", pool_id, exc)
+                except TimeoutError:
+                    log.warning("credits of %s: no lease within %.1f s", pool_id, self._max_wait)
+                    pool.failed = True
+                if pool.failed and pool.leased - pool.spent < cost:
+                    pool.failed = False
                     return CreditDecision(False, 0, pool.available + pool.leased - pool.spent, True)
+                pool.failed = False
         held = pool.leased - pool.spent
         if held < cost:
             return CreditDecision(False, 0, pool.available + held)
@@ -226,6 +231,9 @@ class CreditLedger:
             pool.refill_below = max(1, want // 2)
             if granted < want:
                 pool.exhausted_at = time.monotonic()
+        except StorageError as exc:  # a background lease too: the verify that needs it answers UNAVAILABLE
+            log.warning("credits of %s could not be leased: %s", pool.pool_id, exc)
+            pool.failed = True
         finally:
             pool.task = None
 

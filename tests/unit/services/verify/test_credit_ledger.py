@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from keyledger.domain.credits import Credits, Refill
 from keyledger.services.storage.credit_pools import PoolState
+from keyledger.services.storage.database import StorageError
 from keyledger.services.verify.credits import CreditLedger, balances
 
 SET_AT = datetime(2030, 1, 1, 12, tzinfo=UTC)
@@ -94,3 +95,28 @@ def test_a_refill_period_and_a_new_setting_each_open_a_new_balance() -> None:
         return seen
 
     assert asyncio.run(scenario()) == [1, 0, 0, False, 5, 4, 0]
+
+
+def test_with_postgres_away_only_what_is_held_is_spent_then_unavailable() -> None:
+    class GoesAway(MemoryPools):
+        away = False
+
+        async def lease(self, pool_id: str, holder: str, setting: int, period: int, opening: int,
+                        refill: int | None, want: int) -> tuple[int, int]:
+            if self.away:
+                raise StorageError("connection refused")
+            return await super().lease(pool_id, holder, setting, period, opening, refill, want)
+
+    async def scenario() -> list[tuple[bool, bool]]:
+        pools = GoesAway()
+        ledger = CreditLedger(pools)
+        credits, now = Credits(remaining=100), SET_AT + timedelta(minutes=1)
+        first = await ledger.spend("key:k", 2, credits, SET_AT, now, 1)  # leases 5 (5 % of 100)
+        pools.away = True
+        seen = [(first.allowed, first.unavailable)]
+        for _ in range(5):
+            decision = await ledger.spend("key:k", 2, credits, SET_AT, now, 1)
+            seen.append((decision.allowed, decision.unavailable))
+        return seen
+
+    assert asyncio.run(scenario()) == [(True, False)] * 5 + [(False, True)]
