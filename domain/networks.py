@@ -7,9 +7,8 @@ path parses it once per key state (:func:`parse_networks`, memoised by the calle
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from ipaddress import IPv4Network, IPv6Network, ip_network
-from socket import AF_INET, AF_INET6, inet_pton
+from collections.abc import Callable, Iterable
+from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
 from keyledger.domain.errors import ValidationError
 
@@ -51,25 +50,30 @@ def parse_networks(entries: tuple[str, ...]) -> tuple[Span, ...]:
                  for net in (ip_network(entry) for entry in entries))
 
 
+AddressParser = Callable[[str], "tuple[int, int] | None"]
+
+
 def parse_address(text: str) -> tuple[int, int] | None:
     """The address ``text`` names as (IP version, integer); an IPv4 address mapped into IPv6 is the IPv4
-    address; None if ``text`` is no address. (``inet_pton``: a fifth of ``ip_address``'s cost.)"""
-    text = text.strip()
-    try:
-        if ":" in text:
-            value = int.from_bytes(inet_pton(AF_INET6, text), "big")
-            return (4, value & 0xFFFFFFFF) if value >> 32 == 0xFFFF else (6, value)
-        return 4, int.from_bytes(inet_pton(AF_INET, text), "big")
-    except (OSError, ValueError):
+    address; None if ``text`` is no address. (The verify path reads addresses with ``inet_pton`` instead, a
+    fifth of the cost, to the same result: ``services.verify.networks``.)"""
+    if "%" in text:  # a zone id is nothing a client's address has
         return None
+    try:
+        address = ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        return 4, int(address.ipv4_mapped)
+    return address.version, int(address)
 
 
-def network_refusal(spans: tuple[Span, ...], ip: str | None) -> str | None:
+def network_refusal(spans: tuple[Span, ...], ip: str | None, parse: AddressParser = parse_address) -> str | None:
     """None when ``ip`` lies in one of the networks ``spans`` (:func:`parse_networks`); else why not, naming the
-    address."""
+    address. ``parse`` reads the address (:func:`parse_address`, or a faster reader with the same answers)."""
     if not ip:
         return NO_IP
-    address = parse_address(ip)
+    address = parse(ip)
     if address is None:
         return f"this key is limited to listed networks; {ip!r} is not an ip address"
     version, value = address
