@@ -37,8 +37,9 @@ class OwnerSource(Protocol):
 class OwnerDirectory:
     """(organization, owner id) → the owner's limits, as of ``seq``."""
 
-    def __init__(self, source: OwnerSource, interval: float = 0.5) -> None:
-        self._source, self._interval = source, interval
+    def __init__(self, source: OwnerSource, interval: float = 0.5, away_interval: float = 5.0) -> None:
+        self._source, self._interval, self._away_interval = source, interval, away_interval
+        self._away = False  # the last refresh failed: ask less often, leaving the pool to the requests
         self._owners: dict[tuple[str, str], OwnerLimits] = {}
         self.seq = 0
 
@@ -60,6 +61,16 @@ class OwnerDirectory:
                 self.note(owner)
                 self.seq = max(self.seq, seq)
 
+    async def _follow(self) -> None:
+        try:
+            await self.refresh()
+        except StorageError:
+            self._away = True
+            raise
+        self._away = False
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Follow the owners until ``stop``."""
-        await every(stop, self._interval, self.refresh, log, "following owners", retry=(StorageError,))
+        """Follow the owners until ``stop``: every ``interval`` seconds, every ``away_interval`` while Postgres
+        does not answer (so that this loop does not compete with requests for the pool as it reconnects)."""
+        await every(stop, lambda: self._away_interval if self._away else self._interval, self._follow, log,
+                    "following owners", retry=(StorageError,))
