@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 
-from keyledger.domain.key import KeyState
 from keyledger.services.devstack.stack import StackInfo
 from tests.support.api import create, sign_in, verify
 from tests.support.clock import ReferenceClock
@@ -31,8 +30,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 SITES = [{"resource": "website", "id": "site-a", "scopes": ["read:data", "write:data"]},
          {"resource": "website", "id": "site-b", "scopes": ["read:data"]}]
 DAY_ONE, DAY_TWO_2AM = "2030-01-01T00:00:00Z", "2030-01-02T02:00:00Z"
-OWNERS = "owner_id" in KeyState.__struct_fields__  # keys name their owner (else owner_id is a 400)
-OWNED = {"owner_id": "customer-1"} if OWNERS else {}
+OWNED = {"owner_id": "customer-1"}
 
 
 @dataclass(frozen=True)
@@ -192,7 +190,6 @@ def test_the_longest_ranges_are_answered(client: httpx.Client, world: World) -> 
     assert default["totals"] == {"VALID": 4, "FORBIDDEN": 2}
 
 
-@pytest.mark.skipif(not OWNERS, reason="keys carry no owner_id yet")
 def test_an_owners_series_holds_its_keys_the_caller_sees(client: httpx.Client, world: World) -> None:
     span = {"from": DAY_ONE, "to": "2030-01-03T00:00:00Z", "interval": "day"}
     both = series(client, world.root, owner_id="customer-1", **span)
@@ -205,13 +202,6 @@ def test_an_owners_series_holds_its_keys_the_caller_sees(client: httpx.Client, w
     nobody = series(client, world.root, owner_id="nobody", **span)
     assert nobody.status_code == 404 and nobody.json()["code"] == "NOT_FOUND"
     assert series(client, world.org_admin, owner_id="customer-2").status_code == 404
-
-
-@pytest.mark.skipif(OWNERS, reason="keys carry owner_id")
-def test_owner_id_is_refused_while_keys_have_no_owner(client: httpx.Client, world: World) -> None:
-    answer = series(client, world.root, owner_id="customer-1")
-    assert answer.status_code == 400 and answer.json() == {
-        "success": False, "code": "VALIDATION_ERROR", "error": "owner_id is not supported yet: keys have no owner"}
 
 
 def test_the_dashboards_chart_shows_the_same_counts(client: httpx.Client, world: World) -> None:

@@ -40,12 +40,9 @@ GroupQ = Annotated[str | None, QueryParameter(max_length=16, description=(
 
 
 def owner_keys(cache: KeyDirectory, organization: str | None, owner_id: str) -> list[str]:
-    """The ids of ``owner_id``'s keys (of ``organization`` only, when one is given); 400 while keys have no
-    owner."""
-    if "owner_id" not in KeyState.__struct_fields__:
-        raise ApiError(400, "VALIDATION_ERROR", "owner_id is not supported yet: keys have no owner")
-    return [s.key_id for s in cache.states() if getattr(s, "owner_id", None) == owner_id
-            and (organization is None or s.organization_id == organization)]
+    """The ids of ``owner_id``'s keys (of ``organization`` only, when one is given)."""
+    return [s.key_id for s in cache.states()
+            if s.owner_id == owner_id and (organization is None or s.organization_id == organization)]
 
 
 def provide_analytics(state: State) -> UsageAnalytics:
