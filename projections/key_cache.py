@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 
 from keyledger.domain.events import AnyEvent
 from keyledger.domain.key import KeyState, evolve
@@ -25,7 +25,7 @@ class Outcome(enum.Enum):
     GAP = "gap"  # an earlier version is missing: read the stream from the store first
 
 
-def apply_at(model: KeyCache, event: AnyEvent, version: int) -> Outcome:
+def apply_at(model: MutableMapping[str, KeyState], event: AnyEvent, version: int) -> Outcome:
     """Apply ``event`` as version ``version`` of its key, only if it is the next one."""
     current = model.get(event.key_id)
     have = current.version if current is not None else 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import msgspec
 from psycopg import AsyncConnection, sql
@@ -96,6 +96,21 @@ class KeyCacheTable:
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             position, stream_seq = await read_checkpoint(conn, PROJECTOR)
             return await load_all(conn), position, stream_seq
+
+    async def load_into(self, sink: Callable[[KeyState], object]) -> tuple[int, int]:
+        """Hand every stored key state to ``sink`` as it streams in (one state object alive at a time, never
+        the whole table), with the checkpoint ``(position, stream_seq)`` the states are consistent with."""
+        async with self._db._connection() as conn, conn.transaction():
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")  # as in load()
+            position, stream_seq = await read_checkpoint(conn, PROJECTOR)
+            decode, rest = _state_decoder.decode, b""
+            async with conn.cursor().copy("COPY (SELECT state FROM key_cache) TO STDOUT") as copy:
+                async for chunk in copy:
+                    lines = (rest + bytes(chunk)).split(b"\n")
+                    rest = lines.pop()
+                    for line in lines:  # COPY's text format doubles a backslash; JSON has no raw tab or newline
+                        sink(decode(line.replace(b"\\\\", b"\\") if b"\\" in line else line))
+            return position, stream_seq
 
     async def apply(self, batch: list[tuple[RecordedEvent, int]], stats: ProjectorStats,
                     checkpoint: str = PROJECTOR) -> None:
