@@ -10,7 +10,9 @@ plan and answers a :class:`Response`; its failures are raised as httpx's transpo
 plans judge them exactly as before. Streamed downloads (the audit export) still go through httpx.
 
 An idle connection is checked before it is reused (closed by the server, or sent something unasked: it
-is dropped, as httpcore does), and one that fails mid-call is closed, never pooled again.
+is dropped, as httpcore does), and one that fails mid-call is closed, never pooled again. As with httpx's
+defaults, at most ``MAX_CONNECTIONS`` calls are in flight per client (per event loop for the async one);
+another waits for a free connection up to the timeout's ``pool`` seconds (then ``httpx.PoolTimeout``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import select
 import socket
+import threading
+import weakref
 from collections import deque
 from collections.abc import Mapping
 from urllib.parse import urlencode, urlsplit
@@ -26,6 +30,7 @@ import httptools
 import httpx
 
 MAX_IDLE = 32  # idle keep-alive connections kept per client
+MAX_CONNECTIONS = 100  # connections open at once per client (per event loop for AsyncKeyledger), as httpx
 CHUNK = 65536
 
 
@@ -40,14 +45,15 @@ class Response:
 
 
 class Timeouts:
-    """Seconds allowed to connect, to send a request and to wait for its answer (None: no bound)."""
+    """Seconds allowed to wait for a free connection, to connect, to send a request and to wait for its
+    answer (None: no bound)."""
 
-    __slots__ = ("connect", "read", "write")
+    __slots__ = ("connect", "pool", "read", "write")
 
     def __init__(self, timeout: float | httpx.Timeout | None) -> None:
         if not isinstance(timeout, httpx.Timeout):
             timeout = httpx.Timeout(timeout)
-        self.connect, self.read, self.write = timeout.connect, timeout.read, timeout.write
+        self.connect, self.read, self.write, self.pool = timeout.connect, timeout.read, timeout.write, timeout.pool
 
 
 class Origin:
@@ -128,6 +134,7 @@ class SyncTransport:
     def __init__(self, origin: Origin, timeouts: Timeouts) -> None:
         self.origin, self.timeouts = origin, timeouts
         self._idle: deque[socket.socket] = deque()
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
 
     def _connect(self) -> socket.socket:
         try:
@@ -160,6 +167,14 @@ class SyncTransport:
                 headers: Mapping[str, str] | None = None) -> Response:
         """Send one request and read its whole answer."""
         raw = self.origin.request(method, path, params, body, headers)
+        if not self._slots.acquire(timeout=self.timeouts.pool):
+            raise httpx.PoolTimeout(f"no free connection after {self.timeouts.pool} s")
+        try:
+            return self._exchange(raw)
+        finally:
+            self._slots.release()
+
+    def _exchange(self, raw: bytes) -> Response:
         sock = self._connection()
         reusable = False
         try:
@@ -258,6 +273,8 @@ class AsyncTransport:
     def __init__(self, origin: Origin, timeouts: Timeouts) -> None:
         self.origin, self.timeouts = origin, timeouts
         self._idle: deque[_Connection] = deque()
+        self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = \
+            weakref.WeakKeyDictionary()
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
         origin = self.origin
@@ -284,6 +301,22 @@ class AsyncTransport:
         """Send one request and read its whole answer."""
         raw = self.origin.request(method, path, params, body, headers)
         loop = asyncio.get_running_loop()
+        slots = self._slots.get(loop)
+        if slots is None:
+            slots = self._slots[loop] = asyncio.Semaphore(MAX_CONNECTIONS)
+        if slots.locked():
+            try:
+                await asyncio.wait_for(slots.acquire(), self.timeouts.pool)
+            except TimeoutError as exc:
+                raise httpx.PoolTimeout(f"no free connection after {self.timeouts.pool} s") from exc
+        else:
+            await slots.acquire()  # (free: no wait)
+        try:
+            return await self._exchange(raw, loop)
+        finally:
+            slots.release()
+
+    async def _exchange(self, raw: bytes, loop: asyncio.AbstractEventLoop) -> Response:
         connection = self._reuse(loop) or await self._connect(loop)
         reusable = False
         try:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -29,6 +30,7 @@ from keyledger_client import (
     Keyledger,
     KeyledgerConnectionError,
     RetryPolicy,
+    _wire,
 )
 from tests.support.server import free_port
 from tests.support.wait import until
@@ -297,3 +299,34 @@ async def test_https_checks_the_certificate_like_httpx(scripted: Callable[..., S
     async with AsyncKeyledger(server.url, "klvc_x", retry=NO_RETRIES) as async_client:
         assert (await async_client.verify("kl_x", "read:data")).valid
     assert [start for start, _, _ in server.requests] == ["POST /v1/verify HTTP/1.1"] * 2
+
+
+async def test_calls_in_flight_are_bounded_like_httpx_pool(scripted: Callable[..., Scripted],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_wire, "MAX_CONNECTIONS", 1)
+    server = scripted(*[response(200, VALID)] * 6)
+    async with AsyncKeyledger(server.url, "klvc_x", retry=NO_RETRIES) as client:
+        answers = await asyncio.gather(*(client.verify("kl_x", "read:data") for _ in range(3)))
+    with Keyledger(server.url, "klvc_x", retry=NO_RETRIES) as sync_client:
+        threads = [threading.Thread(target=sync_client.verify, args=("kl_x", "read:data")) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert all(answer.valid for answer in answers) and len(server.requests) == 6
+    assert server.connections == 2  # one for the three async calls, one for the three threads
+
+
+async def test_a_call_waits_for_a_free_connection_no_longer_than_the_pool_timeout(
+        scripted: Callable[..., Scripted], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_wire, "MAX_CONNECTIONS", 1)
+    server = scripted("stall")
+    timeout = httpx.Timeout(5.0, pool=0.2)
+    async with AsyncKeyledger(server.url, "klvc_x", retry=NO_RETRIES, timeout=timeout) as client:
+        stuck = asyncio.ensure_future(client.verify("kl_x", "read:data"))
+        await until(lambda: len(server.requests) == 1, timeout=5, what="the first call holding the connection")
+        with pytest.raises(KeyledgerConnectionError) as waited:
+            await client.verify("kl_x", "read:data")
+        assert "PoolTimeout" in str(waited.value)
+        stuck.cancel()
+    assert server.connections == 1
