@@ -92,7 +92,8 @@ async def open_api(settings: Settings) -> AsyncIterator[Api]:
         # KEYLEDGER_BENCH_NO_BARRIER=1 is for bench/commands.py's baseline only: commands then return before the
         # other replicas hold their events (a revoked key may verify VALID elsewhere for a moment); never deploy it
         barrier = None if os.environ.get("KEYLEDGER_BENCH_NO_BARRIER") == "1" else side.roll.wait_for
-        keys = runtime.key_service(on_events=side.cache.apply_local, queue=side.queue, barrier=barrier)
+        keys = runtime.key_service(on_events=side.cache.apply_local, queue=side.queue, barrier=barrier,
+                                   current=side.cache.get)
         auth_failures = FailureThrottle(settings.auth_failure_limit, clock=epoch(runtime.clock))
         response = LeakResponse(keys, VerifyCredentials(db), runtime.clock, policy=settings.leak_policy,
                                 callers=callers, findings=FindingTable(db))

@@ -13,7 +13,7 @@ from keyledger.services.clock import Clock, clock_from
 from keyledger.services.config import NATS_ROLES, Settings, nats_role_variable
 from keyledger.services.devstack.stack import BusNames, stack_up
 from keyledger.services.hashing import Argon2Queue, SecretHasher
-from keyledger.services.keys.service import CommitBarrier, EventsHook, KeyService
+from keyledger.services.keys.service import CommitBarrier, EventsHook, KeyService, StateLookup
 from keyledger.services.storage.database import Database, open_database
 from keyledger.services.storage.event_store import PostgresEventStore
 from keyledger.services.storage.migrations import migrate
@@ -55,12 +55,13 @@ class Runtime(msgspec.Struct, frozen=True, kw_only=True):
         return self.db.url
 
     def key_service(self, on_events: EventsHook | None = None, queue: Argon2Queue | None = None,
-                    barrier: CommitBarrier | None = None) -> KeyService:
+                    barrier: CommitBarrier | None = None, current: StateLookup | None = None) -> KeyService:
         """Command handlers on this store; ``on_events`` sees every event they append; ``queue`` bounds
         their argon2 work together with verify's; ``barrier`` holds each command until every replica has
-        its events (API processes)."""
+        its events (API processes); ``current``: the live cache's states, which commands decide on."""
         return KeyService(self.store, self.hasher, prefix=self.settings.token_prefix, clock=self.clock,
-                          on_events=on_events, rate_tiers=self.settings.rate_tiers(), queue=queue, barrier=barrier)
+                          on_events=on_events, rate_tiers=self.settings.rate_tiers(), queue=queue, barrier=barrier,
+                          current=current)
 
 
 def bus_names(settings: Settings) -> BusNames:

@@ -1,4 +1,5 @@
-"""Command handlers: load a key's stream, decide, append. The only place secrets are born."""
+"""Command handlers: load a key's state (the live cache's, or its stream), decide, append. The only place secrets are
+born."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from keyledger.services.storage.event_store import EventStore
 
 EventsHook = Callable[[list[RecordedEvent]], None]
 CommitBarrier = Callable[[int], Awaitable[object]]  # waits until every replica holds a global position
+StateLookup = Callable[[str], KeyState | None]  # a key's current state in the live cache (None: not there)
 
 
 class IssuedKey(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,6 +63,7 @@ class KeyService:
         rate_tiers: Mapping[str, int] = DEFAULT_TIERS,
         queue: Argon2Queue | None = None,
         barrier: CommitBarrier | None = None,
+        current: StateLookup | None = None,
     ) -> None:
         self._store, self._hasher, self._prefix = store, hasher, prefix
         self._random, self._clock = random_bytes, clock
@@ -68,6 +71,9 @@ class KeyService:
         self._tiers = rate_tiers
         self._queue = queue  # the API process's argon2 bound, shared with verify (None: unbounded, e.g. the CLI)
         self._barrier = barrier  # a command returns once every API replica holds its events (None: at once)
+        # the live cache's states (None: read each key's stream): a command decides on the state the cache holds
+        # and the append's version check catches a cache behind the store (409, as for any concurrent change)
+        self._current = current
 
     async def create(
         self,
@@ -227,7 +233,11 @@ class KeyService:
         finally:
             self._queue.release(caller)
 
-    async def _load_state(self, key_id: str) -> KeyState:
+    async def _load_state(self, key_id: str, *, fresh: bool = False) -> KeyState:
+        """The key's state to decide on: the live cache's (an API process: under the replica barrier it holds
+        every command that has returned), else, or ``fresh``, folded from its stream in the store."""
+        if self._current is not None and not fresh and (cached := self._current(key_id)) is not None:
+            return cached
         state, _ = await self.history(key_id)
         return state
 
@@ -269,7 +279,7 @@ class KeyService:
             except ConcurrencyError:
                 if attempt == 2:
                     raise
-                state = await self._load_state(state.key_id)
+                state = await self._load_state(state.key_id, fresh=True)
         raise AssertionError("unreachable")
 
     async def _execute(
