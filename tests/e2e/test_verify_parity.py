@@ -171,6 +171,8 @@ class Parity:
         """Find every call's usage event in ``/v1/audit`` (waiting for the audit sink to store them)."""
         async def found() -> bool:
             records = await usage_records(self.http, auditor)
+            if records is None:  # the store just came back: the server said so (503), ask again
+                return False
             by_request = {record["request_id"]: record for record in records if record["request_id"]}
             local = sorted((record for record in records if record["request_id"] is None),
                            key=lambda record: datetime.fromisoformat(record["at"]))
@@ -218,14 +220,17 @@ def _header_rate(headers: httpx.Headers) -> tuple[int, int, int] | None:
             int(headers["x-ratelimit-reset"]))
 
 
-async def usage_records(http: httpx.AsyncClient, auditor: str) -> list[dict[str, Any]]:
-    """Every usage record stored so far."""
+async def usage_records(http: httpx.AsyncClient, auditor: str) -> list[dict[str, Any]] | None:
+    """Every usage record stored so far; None while the server answers 503 (its store is unreachable, e.g.
+    in the moments after Postgres restarted and before its pool reconnected)."""
     records: list[dict[str, Any]] = []
     cursor: str | None = None
     while True:
         response = await http.get("/v1/audit", params={"kind": "usage", "limit": 1000, **({"cursor": cursor} if cursor
                                                                                          else {})},
                                   headers={"x-api-key": auditor})
+        if response.status_code == 503:
+            return None
         assert response.status_code == 200, response.text
         page = response.json()
         records += page["items"]
