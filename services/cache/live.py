@@ -117,13 +117,19 @@ class LiveKeyCache:
         await every(stop, pause, self.catch_up_with_store, log, "following the event store", first=True,
                     retry=(StorageError,))
 
-    async def catch_up_with_store(self) -> None:
+    async def catch_up_with_store(self, needed: int = 0) -> None:
         """Apply every event the store holds beyond what was read from it, then mark the cache confirmed.
-        One reader at a time (the poll and the bus's wake-ups share it), so ``tailed`` only moves on."""
-        asked = self._monotonic()
-        if self._asked_since is None:
+        One reader at a time (the poll and the bus's wake-ups share it), so ``tailed`` only moves on.
+        ``needed``: the read is only wanted up to that position (a message, a nudge): when the reader before
+        got that far while this one waited for it, this one reads nothing (the poll still confirms)."""
+        asked, first = self._monotonic(), self._asked_since is None
+        if first:
             self._asked_since = asked
         async with self._reading:
+            if needed and self.tailed >= needed:
+                if first and self.unreachable_since is None:
+                    self._asked_since = None  # nothing asked of the store (a read that failed meanwhile keeps it)
+                return
             try:
                 # a page shorter than asked for was everything the store held: no second read to learn that
                 # (positions become visible in commit order, so none below the last can appear later)
@@ -153,7 +159,7 @@ class LiveKeyCache:
         while self.tailed < self._nudged_to:
             before = self.tailed
             try:
-                await self.catch_up_with_store()
+                await self.catch_up_with_store(self._nudged_to)
             except StorageError as exc:
                 log.info("a nudged read of the event store failed (%s)", exc)
                 return
@@ -199,7 +205,7 @@ class LiveKeyCache:
             return  # a redelivery (or a claim about the past): nothing new to read
         self.behind = True  # until the store confirms what it holds: no serving through an outage meanwhile
         try:
-            await self.catch_up_with_store()
+            await self.catch_up_with_store(claimed.global_position)
         except StorageError as exc:
             if isinstance(claimed.event, KeyRevoked) and claimed.version == self._version_of(claimed.stream_id) + 1:
                 self.apply_local([claimed])  # unconfirmed, but a revoke can only take access away

@@ -28,6 +28,11 @@ class Channel(Protocol):
     async def announce(self, replica: str, position: int, nudge: int = 0) -> None: ...
 
 
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class ReplicaRoll:
     """Announces this replica's cache position (at once when it moves, else every ``HEARTBEAT``) and keeps
     every other replica's; :meth:`wait_for` waits until each has read the store up to a position.
@@ -48,7 +53,7 @@ class ReplicaRoll:
         self.replica = uuid.uuid4().hex
         self._peers: dict[str, tuple[int, float]] = {}  # replica -> (position, when heard)
         self._moved = asyncio.Event()  # this replica's position moved: announce now
-        self._news = asyncio.Event()  # set (and replaced) whenever an announcement arrives
+        self._waiting: set[asyncio.Future[None]] = set()  # the waiting commands, woken when a position moves
         self.timeouts = 0  # waits that ended at max_wait with replicas still behind
         self.on_nudge: Callable[[int], None] | None = None  # another replica committed up to a position (the cache)
 
@@ -62,12 +67,16 @@ class ReplicaRoll:
             return
         if announcement.nudge and self.on_nudge is not None:
             self.on_nudge(announcement.nudge)
+        before = self._peers.get(announcement.replica)
         if announcement.position < 0:
             self._peers.pop(announcement.replica, None)
         else:
             self._peers[announcement.replica] = (announcement.position, self._monotonic())
-        news, self._news = self._news, asyncio.Event()
-        news.set()
+        if before is not None and before[0] == announcement.position:
+            return  # a heartbeat, or a nudge from a replica whose own position stayed: no waiter can finish on it
+        for waiter in self._waiting:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def behind(self, position: int, since: float) -> list[str]:
         """The replicas that may not hold ``position`` yet, for a wait that began at ``since``."""
@@ -94,12 +103,21 @@ class ReplicaRoll:
                             "rather than VALID until their store confirms them", len(pending), position,
                             self.max_wait)
                 return pending
-            news = self._news
-            try:
-                await asyncio.wait_for(news.wait(), min(remaining, 0.1))  # 0.1 s: silent replicas time out
-            except TimeoutError:
-                pass
+            await self._news(min(remaining, 0.1))  # 0.1 s: silent replicas time out
         return []
+
+    async def _news(self, timeout: float) -> None:
+        """Until a replica's position moves (or one leaves or joins), at most ``timeout`` seconds: a future and a
+        timer per wait (no task, no event), since every waiting command waits again at each announcement."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(timeout, _release, waiter)
+        self._waiting.add(waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiting.discard(waiter)
 
     def __len__(self) -> int:
         return len(self._peers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import msgspec
@@ -139,3 +140,31 @@ async def test_catching_up_reads_the_store_once_when_a_page_holds_the_rest() -> 
     await cache.catch_up_with_store()
     assert store.reads == 1 and cache.confirmed_at is not None
     assert (state := cache.get("k1")) is not None and state.version == 3
+
+
+async def test_a_reader_that_waited_for_a_read_covering_it_asks_the_store_nothing() -> None:
+    """Another replica's nudge and the relay's message for the same commit arrive together: the message waits
+    for the nudged read, which gets its event too, so it asks the store nothing more; a message for an event
+    beyond what was read still reads."""
+    store, monotonic = InMemoryEventStore(SettableClock(T0)), Monotonic()
+    cache = live(store, monotonic)
+    recorded = await store.append("k1", 0, [created("k1"), *changes("k1", 1)])
+    gate, reads, read_page = asyncio.Event(), [], store.read_page
+
+    async def gated(after_position: int, limit: int = 1000) -> Any:
+        reads.append(after_position)
+        await gate.wait()
+        return await read_page(after_position, limit)
+
+    store.read_page = gated  # type: ignore[method-assign]
+    cache.nudge(recorded[-1].global_position)
+    await until(lambda: len(reads) == 1, what="the nudged read to begin")
+    message = asyncio.create_task(cache._on_event(recorded[-1], 2))  # the relay's message for the same commit
+    await until(lambda: len(cache._reading._waiters or ()) == 1, what="the message to wait for the read")
+    gate.set()
+    await message
+    assert reads == [0] and cache.tailed == recorded[-1].global_position
+    assert (state := cache.get("k1")) is not None and state.version == 2
+    (later,) = await store.append("k1", 2, changes("k1", 1, start=T0 + timedelta(minutes=1)))
+    await cache._on_event(later, 3)
+    assert reads == [0, recorded[-1].global_position] and cache.tailed == later.global_position

@@ -152,3 +152,21 @@ async def test_run_announces_when_the_position_moves_and_says_goodbye() -> None:
     stop.set()
     await asyncio.wait_for(running, 5)
     assert channel.sent[-1] == (replicas.replica, -1)
+
+
+async def test_a_heartbeat_wakes_no_waiting_command_and_a_move_wakes_each() -> None:
+    """Every waiting command waits again at each wake-up: an announcement that moves no position (a heartbeat,
+    a nudge from a replica whose own position stayed) wakes none of them; one that moves a position wakes all."""
+    clock = Monotonic()
+    replicas = roll(clock)
+    replicas.heard(Announcement("b", 9))
+    first, second = asyncio.create_task(replicas.wait_for(10)), asyncio.create_task(replicas.wait_for(11))
+    await until(lambda: len(replicas._waiting) == 2, timeout=5, what="both commands to wait")
+    waiting = [w for w in replicas._waiting if not w.done()]
+    replicas.heard(Announcement("b", 9, nudge=12))
+    assert waiting and not any(w.done() for w in waiting)
+    replicas.heard(Announcement("b", 10))
+    assert all(w.done() for w in waiting)
+    assert await asyncio.wait_for(first, 5) == [] and not second.done()
+    replicas.heard(Announcement("b", 11))
+    assert await asyncio.wait_for(second, 5) == [] and replicas.timeouts == 0
