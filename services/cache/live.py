@@ -10,8 +10,9 @@ from collections.abc import Callable
 from keyledger.domain.events import KeyCreated, KeyRevoked
 from keyledger.domain.key import KeyState
 from keyledger.domain.recorded import RecordedEvent
-from keyledger.projections.imported import imported_index, note_imported
-from keyledger.projections.key_cache import KeyCache, Outcome, apply_at
+from keyledger.projections.compact_keys import CompactKeys
+from keyledger.projections.imported import ImportedIndex, note_imported
+from keyledger.projections.key_cache import Outcome, apply_at
 from keyledger.services.messaging.feed import EventFeed
 from keyledger.services.periodic import every
 from keyledger.services.storage.database import StorageError
@@ -24,12 +25,14 @@ _PAGE = 1000  # events read from the store at once
 
 
 class LiveKeyCache:
-    """Every key's state in a dict: O(1) lookup, updated as events arrive over JetStream."""
+    """Every key's state by id: O(1) lookup, updated as events arrive over JetStream. Recently used keys are
+    KeyState objects in a dict (the warm path's one lookup), the others compact bytes (projections.compact_keys)."""
 
     def __init__(self, store: EventStore, table: KeyCacheTable, feed: EventFeed,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self._store, self._table, self._feed, self._monotonic = store, table, feed, monotonic
-        self._keys: KeyCache = {}
+        self._keys = CompactKeys()
+        self._hot = self._keys.hot  # recently used keys' states: what a warm verify finds
         self._imported: dict[str, str] = {}  # imported keys by the start of their SHA-256 (projections.imported)
         self.position = 0  # highest global position applied
         self.stream_seq = 0  # JetStream sequence of the last message seen
@@ -56,19 +59,20 @@ class LiveKeyCache:
 
     def get(self, key_id: str) -> KeyState | None:
         """The key's current state, or None if unknown."""
-        return self._keys.get(key_id)
+        state = self._hot.get(key_id)
+        return state if state is not None else self._keys.use(key_id)
 
     def imported(self, lookup: str) -> KeyState | None:
         """The imported key whose source's SHA-256 starts with the 16 hex digits ``lookup``, or None."""
         key_id = self._imported.get(lookup)
-        return self._keys.get(key_id) if key_id is not None else None
+        return self.get(key_id) if key_id is not None else None
 
     def __len__(self) -> int:
         return len(self._keys)
 
     def states(self) -> list[KeyState]:
-        """A snapshot of every key's state."""
-        return list(self._keys.values())
+        """A snapshot of every key's state (cold ones decoded for it, and not kept)."""
+        return list(self._keys.states())
 
     def apply_local(self, recorded: list[RecordedEvent]) -> None:
         """Apply events read from the store, or that this process just appended (before JetStream
@@ -86,8 +90,14 @@ class LiveKeyCache:
     async def start(self) -> None:
         """Load the Postgres read model, then follow the stream from the message after its checkpoint
         (when NATS is away, the store alone until it answers: ``resubscribe`` is called then)."""
-        self._keys, self.position, self.stream_seq = await self._table.load()
-        self._imported = imported_index(self._keys.values())
+        keys, imported = CompactKeys(), ImportedIndex()
+
+        def hold(state: KeyState) -> None:
+            keys.put_cold(state)
+            note_imported(imported, state)
+
+        self.position, self.stream_seq = await self._table.load_into(hold)
+        self._keys, self._hot, self._imported = keys, keys.hot, imported
         self.tailed = self.position
         if self._feed.connected:
             await self.resubscribe()
