@@ -12,11 +12,18 @@ import httpx
 import pytest
 
 from keyledger.domain import token
+from keyledger.services.cli.supervise import ROLES
 from tests.support.api import create, verify
-from tests.support.server import ApiServer
+from tests.support.server import ApiServer, StartServer
 from tests.support.wait import until_sync
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+
+@pytest.fixture
+def api(start_server: StartServer) -> ApiServer:
+    """A server whose watch role raises the findings (test servers start it only when asked)."""
+    return start_server(roles=ROLES)
 
 
 def sign_in(page: Any, api: ApiServer, key: str) -> None:
