@@ -118,8 +118,12 @@ async def balances(pools: Pools, settings: dict[str, tuple[int, Credits, datetim
         period, _, opening = period_bounds(credits, set_at, now)
         found = stored.get(pool_id)
         if found is None or (found.setting, found.period) < (setting, period):
-            boundary = datetime.fromtimestamp(period, UTC) if found is not None and period > found.period else None
-            shown[pool_id] = Balance(opening, boundary or (found.refilled_at if found is not None else None))
+            # the stored pool is of an earlier period of this setting (a refill is due at the boundary, shown
+            # whether or not the key was used since) or of an earlier setting (a new balance: no refill yet)
+            refilled = None
+            if found is not None and found.setting == setting:
+                refilled = datetime.fromtimestamp(period, UTC) if period > found.period else found.refilled_at
+            shown[pool_id] = Balance(opening, refilled)
         else:
             mine = held.held(pool_id, setting, period) if held is not None else 0
             shown[pool_id] = Balance(found.available + mine, found.refilled_at)
