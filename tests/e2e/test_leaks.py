@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from keyledger.domain import token
+from keyledger.services.cli.supervise import ROLES
 from tests.support.api import create, verify
 from tests.support.server import ApiServer, StartServer
 from tests.support.wait import until_sync
@@ -87,7 +88,7 @@ def test_a_signed_github_report_revokes_a_live_key_on_every_replica_before_it_an
         start_server: StartServer, tmp_path: Path) -> None:
     github, stranger = Signer(IDENTIFIER), Signer("0" * 64)
     env = keys_file(tmp_path, github)
-    api = start_server(extra_env=env)
+    api = start_server(extra_env=env, roles=ROLES)  # the webhooks role feeds the notices
     second = start_server(api.settings, workers=False, extra_env=env)
     admin, credential = api.bootstrap_secret, api.verify_credential
     assert admin is not None and credential is not None, api.log()
@@ -161,7 +162,7 @@ def cli(server: ApiServer, *args: str) -> Any:
 
 
 def test_public_reports_revoke_live_keys_end_grace_periods_and_answer_alike(start_server: StartServer) -> None:
-    api = start_server(extra_env={"KEYLEDGER_LEAK_REPORTS_PER_MINUTE": "4"})
+    api = start_server(extra_env={"KEYLEDGER_LEAK_REPORTS_PER_MINUTE": "4"}, roles=ROLES)
     admin = api.bootstrap_secret
     assert admin is not None, api.log()
     with httpx.Client(base_url=api.url, timeout=10) as client:
