@@ -23,9 +23,7 @@ from keyledger.domain import token as tokens
 from keyledger.services.devstack.stack import StackInfo
 from tests.support.api import create, sign_in, verify
 from tests.support.cli import Cli
-from tests.support.clock import ReferenceClock
-from tests.support.databases import endpoints_of, own_database
-from tests.support.pipeline import isolated_settings
+from tests.support.module_server import module_server, root_key
 from tests.support.server import ApiServer
 from tests.support.wait import until_sync
 
@@ -36,23 +34,14 @@ pytestmark = pytest.mark.e2e
 def server(servers: tuple[str, str], stack_info: StackInfo | None,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     """One API process for the module."""
-    with own_database(servers[0]) as database_url:
-        endpoints = endpoints_of(database_url, servers, stack_info)
-        api = ApiServer(database_url, servers[1], isolated_settings(), Path(tmp_path_factory.mktemp("import")),
-                        extra_env=endpoints.environment(), clock=ReferenceClock())
-        try:
-            yield api.wait_ready()
-        finally:
-            api.stop()
+    with module_server(servers, stack_info, tmp_path_factory, "import") as api:
+        yield api
 
 
 @pytest.fixture(scope="module")
 def root(server: ApiServer) -> str:
     """A global admin key that may call as often as the tests do."""
-    assert server.bootstrap_secret is not None, server.log()
-    with httpx.Client(base_url=server.url, timeout=10) as api:
-        secret: str = create(api, server.bootstrap_secret, scopes=["admin:apikeys"], rate_limit=1_000_000)["secret"]
-    return secret
+    return root_key(server)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import re
 import signal
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,9 +23,7 @@ from keyledger.services.cli.supervise import ROLES
 from keyledger.services.devstack.stack import StackInfo
 from tests.support.api import create, sign_in
 from tests.support.asgi import csrf_of
-from tests.support.clock import ReferenceClock
-from tests.support.databases import endpoints_of, own_database
-from tests.support.pipeline import isolated_settings
+from tests.support.module_server import module_server
 from tests.support.server import ApiServer
 from tests.support.wait import until_sync
 from tests.support.webhooks import HOOK_ENV, Received, Receiver, arrived, register
@@ -38,17 +35,10 @@ LIFECYCLE = ["key.created", "key.access_changed", "key.rotated", "key.revoked"]
 def server(servers: tuple[str, str], stack_info: StackInfo | None,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     """One API process with its workers (the webhooks worker among them) for the whole module."""
-    with own_database(servers[0]) as database_url:
-        endpoints = endpoints_of(database_url, servers, stack_info)
-        api = ApiServer(database_url, servers[1], isolated_settings(), Path(tmp_path_factory.mktemp("webhooks")),
-                        extra_env={**endpoints.environment(), **HOOK_ENV}, clock=ReferenceClock(), roles=ROLES)
-        try:
-            api.wait_ready()
-            # the bootstrap key's key.created is fed before any test registers an endpoint: no test receives it
-            until_sync(lambda: fed(database_url), timeout=30, what="the bootstrap key's notice", explain=api.log)
-            yield api
-        finally:
-            api.stop()
+    with module_server(servers, stack_info, tmp_path_factory, "webhooks", extra_env=HOOK_ENV, roles=ROLES) as api:
+        # the bootstrap key's key.created is fed before any test registers an endpoint: no test receives it
+        until_sync(lambda: fed(api.database_url), timeout=30, what="the bootstrap key's notice", explain=api.log)
+        yield api
 
 
 def fed(database_url: str) -> bool:
