@@ -81,13 +81,14 @@ def test_two_then_three_replicas_never_grant_more_than_the_credits_and_lose_none
         check_exact([first, second], client, admin, credits=160)
         third = start_server(first.settings, workers=False, extra_env=IDLE)
         check_exact([first, second, third], client, admin, credits=200)
-        # an owner's shared credits, set through one replica, hold on the others too (they follow within ~0.5 s)
+        # an owner's shared credits, set through one replica, hold on every replica once each follows (~0.5 s)
         assert client.put("/v1/owners/cust-replicas", json={"credits": {"remaining": 40}},
                           headers={"x-api-key": admin}).status_code == 200
         owned = create(client, admin, scopes=["read:data"], rate_limit=1_000_000, owner_id="cust-replicas")
-        with httpx.Client(base_url=third.url, timeout=20) as on_third:
-            until_sync(lambda: "owner" in verify(on_third, owned["secret"], "read:data", cost=0), timeout=10,
-                       what="the third replica to hold the owner's credits")
+        for replica in (first, second, third):
+            with httpx.Client(base_url=replica.url, timeout=20) as on_replica:
+                until_sync(lambda: "owner" in verify(on_replica, owned["secret"], "read:data", cost=0),  # noqa: B023
+                           timeout=10, what=f"the replica on port {replica.port} to hold the owner's credits")
         shared = granted_by(spend_concurrently([first, second, third], owned["secret"], 70))
         assert 0 < shared <= 40
         # a replica that stops returns what it leased and did not spend (no waiting for idleness)
