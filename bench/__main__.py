@@ -19,6 +19,7 @@ import psycopg
 from bench import abuse, analytics, clients, commands, core, dashboard, export, replay, report, revocation, sdk, sink
 from bench import featured as verify_featured
 from bench import http as verify_http
+from bench import million as million_keys
 from bench.common import BenchContext, Benchmark, BenchResult
 from bench.servers import SERVER_ENV, server_overrides
 from keyledger.services.devstack.stack import stack_down, stack_up
@@ -29,6 +30,7 @@ BENCHMARKS.update({"verify-http": verify_http.run, "verify-core": core.run, "rev
                    "analytics": analytics.run})
 BENCHMARKS.update({"inprocess": clients.run_inprocess, "middleware": clients.run_middleware, "sdk": sdk.run})
 BENCHMARKS.update({"verify-featured": verify_featured.run})
+BENCHMARKS.update({"million": million_keys.run})
 # A throw-away cluster: no durability work, no checkpoints or autovacuum in the middle of a measurement.
 PG_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
                "max_wal_size": "4GB", "autovacuum": "off"}

@@ -205,7 +205,7 @@ def server_overrides() -> dict[str, str]:
 
 
 async def start_api(stack: Stack, *, workers: bool = True, env: dict[str, str] | None = None,
-                    admin_from: Api | None = None, processes: int = 1) -> Api:
+                    admin_from: Api | None = None, processes: int = 1, ready_timeout: float = 60.0) -> Api:
     """Start ``keyledger serve`` (``--no-workers`` unless ``workers``) and wait until it is ready.
 
     The first replica on a fresh database prints the bootstrap key; with it the bench admin
@@ -216,7 +216,7 @@ async def start_api(stack: Stack, *, workers: bool = True, env: dict[str, str] |
     server = ApiServer(stack.database_url, stack.nats_url, stack.settings, stack.work_dir, workers=workers,
                        extra_env=extra, processes=processes)
     try:
-        await asyncio.to_thread(server.wait_ready, 60.0)
+        await asyncio.to_thread(server.wait_ready, ready_timeout)
     except AssertionError:
         server.stop()
         raise
