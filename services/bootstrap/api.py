@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -39,6 +40,8 @@ from keyledger.services.webhooks.endpoints import WebhookService
 
 API_POOL_SIZE = 8  # database connections of an API process (verify's leases, last-used, commands, reads)
 EXPORT_POOL_SIZE = 2  # compliance exports at once; a further one waits for a connection
+
+log = logging.getLogger("keyledger.api")
 
 
 class Api(msgspec.Struct, kw_only=True):
@@ -92,6 +95,9 @@ async def open_api(settings: Settings) -> AsyncIterator[Api]:
         # KEYLEDGER_BENCH_NO_BARRIER=1 is for bench/commands.py's baseline only: commands then return before the
         # other replicas hold their events (a revoked key may verify VALID elsewhere for a moment); never deploy it
         barrier = None if os.environ.get("KEYLEDGER_BENCH_NO_BARRIER") == "1" else side.roll.wait_for
+        if barrier is None:
+            log.warning("KEYLEDGER_BENCH_NO_BARRIER=1: commands return before the other replicas hold them (a "
+                        "revoked key may verify VALID elsewhere for a moment); a benchmark setting, never deploy it")
         keys = runtime.key_service(on_events=side.cache.apply_local, queue=side.queue, barrier=barrier,
                                    current=side.cache.get)
         auth_failures = FailureThrottle(settings.auth_failure_limit, clock=epoch(runtime.clock))
