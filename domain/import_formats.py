@@ -59,7 +59,8 @@ def _databuddy(row: Row, organization_id: str | None, prefix: str) -> ImportKey:
     return _command("databuddy", row, organization_id or _text(row.get("organizationId")), prefix,
                     sha256_hash(row.get("keyHash"), "keyHash", "hex"), access, tags=tags,
                     description=_text(meta.get("description")) or "", disabled=disabled,
-                    rate_limit=_per_minute(row, "rateLimitEnabled", "rateLimitMax", "rateLimitTimeWindow"))
+                    rate_limit=_per_minute(row, "rateLimitEnabled", "rateLimitMax", "rateLimitTimeWindow"),
+                    owner_id=_text(row.get("userId")))
 
 
 def _databuddy_resource(resource: str, scopes: list[str]) -> AccessEntry:
@@ -83,7 +84,8 @@ def _better_auth(row: Row, organization_id: str | None, prefix: str) -> ImportKe
                     description=_text(meta.get("description")) or "", disabled=_disabled(row, "better-auth", None),
                     rate_limit=_per_minute(row, "rateLimitEnabled", "rateLimitMax", "rateLimitTimeWindow"),
                     credits=_credits(row.get("remaining"), row.get("refillAmount"),
-                                     _interval_of_ms(row.get("refillInterval")), None))
+                                     _interval_of_ms(row.get("refillInterval")), None),
+                    owner_id=_text(row.get("userId")))
 
 
 def _unkey(row: Row, organization_id: str | None, prefix: str) -> ImportKey:
@@ -101,7 +103,8 @@ def _unkey(row: Row, organization_id: str | None, prefix: str) -> ImportKey:
                     description=_text(meta.get("description")) or "",
                     disabled=_disabled(row, "unkey", row.get("deletedAt")), rate_limit=limit,
                     credits=_credits(row.get("remaining"), row.get("refillAmount"), row.get("refillInterval"),
-                                     row.get("refillDay")))
+                                     row.get("refillDay")),
+                    owner_id=_text(row.get("ownerId")))
 
 
 def _keyledger(row: Row, organization_id: str | None, prefix: str) -> ImportKey:
@@ -120,7 +123,7 @@ def _keyledger(row: Row, organization_id: str | None, prefix: str) -> ImportKey:
     command = _command("keyledger", row, organization_id or _text(row.get("organizationId")), prefix, secret_hash,
                        access, tags=_strings(row.get("tags"), "tags"), description=_text(row.get("description")) or "",
                        disabled=_text(row.get("revokeReason")) if row.get("status") == "revoked" else None,
-                       rate_limit=rate)
+                       rate_limit=rate, owner_id=_text(row.get("ownerId")))
     if secret_hash.startswith(ARGON2_HASH):  # a keyledger token names its key id: keep it
         create = command.create
         command = ImportKey(create=CreateKey(**{f: getattr(create, f) for f in create.__struct_fields__
@@ -131,7 +134,7 @@ def _keyledger(row: Row, organization_id: str | None, prefix: str) -> ImportKey:
 
 def _command(source: str, row: Row, organization_id: str | None, prefix: str, secret_hash: str,
              access: list[AccessEntry], *, tags: list[str], description: str, disabled: str | None,
-             rate_limit: int | None, credits: Credits | None = None) -> ImportKey:
+             rate_limit: int | None, credits: Credits | None = None, owner_id: str | None = None) -> ImportKey:
     source_id = _text(row.get("id"))
     if not source_id:
         raise ValidationError("id is missing: the source's key id makes the import idempotent")
@@ -141,7 +144,7 @@ def _command(source: str, row: Row, organization_id: str | None, prefix: str, se
                        organization_id=organization_id, access=tuple(access),
                        expires_at=_time(row.get("expiresAt") or row.get("expires"), "expires_at"),
                        secret_hash=secret_hash, prefix=prefix, start=start[:40], rate_limit=rate_limit,
-                       description=description, tags=tuple(tags), credits=credits)
+                       description=description, tags=tuple(tags), credits=credits, owner_id=owner_id)
     return ImportKey(create=create, source=source, source_id=source_id, disabled=disabled)
 
 

@@ -140,9 +140,9 @@ def test_a_source_file_imports_and_its_secrets_verify(server: ApiServer, root: s
 
 def test_fields_are_mapped(server: ApiServer, root: str, client: httpx.Client) -> None:
     token = f"dbdy_{secrets.token_urlsafe(36)}"
-    report = post_import(client, root, ndjson([databuddy_row(token)]), "databuddy").json()
+    report = post_import(client, root, ndjson([databuddy_row(token, user_id="user_9")]), "databuddy").json()
     key = client.get(f"/v1/keys/{report['results'][0]['key_id']}", headers={"x-api-key": root}).json()
-    assert key["name"] == "dashboard export" and key["start"] == token[:8]
+    assert key["name"] == "dashboard export" and key["start"] == token[:8] and key["owner_id"] == "user_9"
     assert key["organization_id"] == "org_source" and key["scopes"] == ["read:data"]
     assert key["access"] == [{"resource": "website", "id": "site-1", "scopes": ["read:analytics"]}]
     assert key["rate_limit"] == 120 and key["expires_at"].startswith("2031-06-01")

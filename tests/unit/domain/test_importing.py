@@ -85,6 +85,25 @@ def test_an_unkey_row_maps_its_rate_limit_refill_and_deletion() -> None:
     assert command.disabled == "revoked in unkey before the import"
 
 
+@pytest.mark.parametrize(("source", "row"), [
+    ("databuddy", {"id": "d1", "keyHash": "ab" * 32, "userId": "user_7"}),
+    ("better-auth", {"id": "b1", "key": base64.urlsafe_b64encode(b"x" * 32).decode().rstrip("="), "userId": "user_7"}),
+    ("unkey", {"id": "u1", "hash": base64.b64encode(b"x" * 32).decode(), "ownerId": "user_7"}),
+    ("keyledger", {"id": "k1", "secret_sha256": "ab" * 32, "owner_id": "user_7"}),
+])
+def test_each_source_carries_the_keys_owner(source: str, row: dict[str, object]) -> None:
+    assert to_import(source, row, None, "kl").create.owner_id == "user_7"
+    assert to_import(source, {k: v for k, v in row.items() if k not in ("userId", "ownerId", "owner_id")}, None,
+                     "kl").create.owner_id is None
+
+
+def test_an_owner_id_that_is_no_owner_id_refuses_the_row() -> None:
+    command = to_import("unkey", {"id": "u1", "hash": base64.b64encode(b"x" * 32).decode(), "ownerId": "a b"},
+                        None, "kl")
+    with pytest.raises(ValidationError, match="owner"):
+        decide_import(None, command, NOW)
+
+
 def test_an_import_records_created_imported_and_revoked_and_folds_its_lookup() -> None:
     secret = "uk_" + secrets.token_urlsafe(20)
     row = {"id": "key_1", "hash": base64.b64encode(_digest(secret)).decode(), "enabled": False}
