@@ -119,9 +119,10 @@ async def test_migration_0016_counts_the_usage_rows_stored_before_it(database_ur
                 await conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name))
         for day in {utc_day(event.at) for event in events}:
             await conn.execute("SELECT keyledger_ensure_usage_partition(%s)", (day,))
-        async with conn.cursor().copy(f"COPY usage_events ({', '.join(USAGE_COLUMNS)}) FROM STDIN") as copy:
+        columns = [c for c in USAGE_COLUMNS if c != "credits_spent"]  # added by 0017, after the one tested
+        async with conn.cursor().copy(f"COPY usage_events ({', '.join(columns)}) FROM STDIN") as copy:
             for event in events:
-                await copy.write_row(tuple(getattr(event, column) for column in USAGE_COLUMNS))
+                await copy.write_row(tuple(getattr(event, column) for column in columns))
     assert "0016_usage_grants.sql" in await migrate(database_url)
     async with AsyncConnectionPool(database_url, min_size=1, max_size=1, kwargs={"autocommit": True}) as pool:
         assert await table(pool) == count_grants(events)
