@@ -106,6 +106,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # KEYLEDGER_USAGE_DURABLE (default on; 0 turns it off): answer only once the request's usage event is safe
     usage_durable: bool = True
     sink_linger_ms: int = 200  # KEYLEDGER_SINK_LINGER_MS: how long the audit sink gathers messages for one transaction
+    usage_inflight: int = 1  # KEYLEDGER_USAGE_INFLIGHT: durable usage batches awaiting JetStream's ack at once
     body_timeout: int = 10  # KEYLEDGER_BODY_TIMEOUT: seconds a request may take to send its body, then 408
     run_workers: bool = False
     host: str = "127.0.0.1"
@@ -173,6 +174,7 @@ _INTS = {
     "stream_replicas": ("KEYLEDGER_STREAM_REPLICAS", 0, 5),
     "metrics_port": ("KEYLEDGER_METRICS_PORT", 1, 65531),
     "sink_linger_ms": ("KEYLEDGER_SINK_LINGER_MS", 0, 10_000),
+    "usage_inflight": ("KEYLEDGER_USAGE_INFLIGHT", 1, 64),
     "body_timeout": ("KEYLEDGER_BODY_TIMEOUT", 1, 3_600),
     "webhook_retry_first_ms": ("KEYLEDGER_WEBHOOK_RETRY_FIRST_MS", 1, 3_600_000),
     "webhook_retry_max": ("KEYLEDGER_WEBHOOK_RETRY_MAX", 1, 86_400),

@@ -10,9 +10,11 @@ dropped and counted (and logged), never blocking a request.
 ``durable`` (``KEYLEDGER_USAGE_DURABLE``, the default): ``emit`` also returns a future that completes once
 the event's batch is in JetStream (acknowledged) or in the spool folder, and the API answers a request only
 then, so no answered request loses its audit record even when its process is killed. Batches then leave
-at once, up to ``max_inflight`` of them awaiting their acknowledgement at the same time: a request waits
-for one JetStream round trip, not for the batch ahead of it too; when every slot is busy, the events that
-arrive meanwhile leave together in the next batch (group commit).
+at once, up to ``max_inflight`` (``KEYLEDGER_USAGE_INFLIGHT``, default 1) of them awaiting their
+acknowledgement at the same time; the events that arrive while every slot is busy leave together in the
+next batch (group commit). One slot makes the largest batches, the least CPU per request under load (a
+request may wait for the batch ahead of it, then its own); more slots let a request wait for its own batch
+only, at the cost of more, smaller publishes.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class UsageEmitter:
 
     def __init__(self, publisher: UsagePublisher, spool_dir: Path, max_batch: int = 500,
                  flush_interval: float = 0.05, max_buffered: int = 50_000,
-                 max_spool_bytes: int = 512 * 1024 * 1024, durable: bool = False, max_inflight: int = 4) -> None:
+                 max_spool_bytes: int = 512 * 1024 * 1024, durable: bool = False, max_inflight: int = 1) -> None:
         self._publisher = publisher
         self._spool = spool_dir
         self._max_batch, self._interval = max_batch, flush_interval

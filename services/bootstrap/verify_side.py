@@ -108,7 +108,8 @@ async def open_verify_side(stack: AsyncExitStack, settings: Settings, *, db: Dat
     verifier.on_rehash = rehasher
     stack.push_async_callback(rehasher.close)
     limiter, last_used = RateLimiter(RateWindows(db), clock=epoch(clock)), LastUsedTracker(LastUsedTable(db))
-    usage = UsageEmitter(UsagePublisher(bus, settings), spool or spool_dir(settings), durable=settings.usage_durable)
+    usage = UsageEmitter(UsagePublisher(bus, settings), spool or spool_dir(settings), durable=settings.usage_durable,
+                         max_inflight=settings.usage_inflight)
     forwarded = FailureThrottle(settings.auth_failure_limit, clock=epoch(clock))
     credits = CreditLedger(CreditPools(db), idle_seconds=settings.credit_lease_idle_seconds)
     owner_table = OwnersTable(db)
