@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from datetime import datetime
 
 import msgspec
@@ -68,6 +69,26 @@ def sha256_hash(value: object, field: str, encoding: str) -> str:
     return SHA256_HASH + raw.hex()
 
 
+# what an imported argon2id hash may ask of every verify of its key: whoever imports chooses the parameters,
+# and a verify runs them (a hash asking for 4 GiB and a thousand passes would hold an argon2 thread for minutes)
+MAX_ARGON2_MEMORY_KIB, MAX_ARGON2_TIME, MAX_ARGON2_LANES = 262_144, 10, 16
+_ARGON2 = re.compile(r"\$argon2id\$v=19\$m=(\d{1,7}),t=(\d{1,3}),p=(\d{1,3})"
+                     r"\$[A-Za-z0-9+/]{11,86}\$[A-Za-z0-9+/]{22,86}")
+
+
+def check_argon2_hash(secret_hash: str) -> None:
+    """An argon2id hash (version 19, PHC string) whose cost stays within what keyledger runs for a verify:
+    memory at most 256 MiB, at most 10 passes and 16 lanes, a salt of 8 to 64 bytes, a digest of 16 to 64."""
+    found = _ARGON2.fullmatch(secret_hash)
+    if found is None:
+        raise ValidationError("secret_hash must be an argon2id hash: $argon2id$v=19$m=...,t=...,p=...$salt$digest")
+    memory, passes, lanes = (int(found.group(i)) for i in (1, 2, 3))
+    if not (1 <= lanes <= MAX_ARGON2_LANES and 1 <= passes <= MAX_ARGON2_TIME
+            and 8 * lanes <= memory <= MAX_ARGON2_MEMORY_KIB):
+        raise ValidationError(f"secret_hash asks for more than a verify may spend: at most m={MAX_ARGON2_MEMORY_KIB} "
+                              f"(KiB), t={MAX_ARGON2_TIME}, p={MAX_ARGON2_LANES}")
+
+
 def check_import(command: ImportKey, now: datetime) -> ImportKey:
     """Validate an import: a known source, a source id, a SHA-256 (or, from keyledger, argon2id) hash, and
     a key :func:`~keyledger.domain.commands.check_create` accepts."""
@@ -79,6 +100,8 @@ def check_import(command: ImportKey, now: datetime) -> ImportKey:
     sha = secret_hash.startswith(SHA256_HASH) and len(secret_hash) == 71
     if not sha and not (command.source == "keyledger" and secret_hash.startswith(ARGON2_HASH)):
         raise ValidationError("the secret hash must be a SHA-256 (or, from keyledger, an argon2id hash)")
+    if not sha:
+        check_argon2_hash(secret_hash)
     if not token.is_key_id(command.create.key_id):
         raise ValidationError("id must be a keyledger key id (12 characters of 0-9, A-Z, a-z)")
     return msgspec.structs.replace(command, create=check_create(command.create, now))

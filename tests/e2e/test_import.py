@@ -249,6 +249,18 @@ def test_a_keyledger_key_moves_with_its_argon2_hash(root: str, client: httpx.Cli
     assert verify(client, sha_secret, "read:data")["valid"] is True
 
 
+def test_an_argon2_hash_asking_more_than_a_verify_may_spend_is_refused(root: str, client: httpx.Client) -> None:
+    """Whoever imports chooses an argon2id hash's parameters, and every verify of the key would run them."""
+    secret = tokens.generate(secrets.token_bytes, "kl")
+    cheap = PasswordHasher(time_cost=1, memory_cost=1024).hash(secret)
+    greedy = cheap.replace("m=1024", "m=4194304")  # 4 GiB a check
+    row = {"id": tokens.parse(secret, "kl").key_id, "name": "greedy", "secret_hash": greedy, "scopes": ["read:data"]}
+    report = post_import(client, root, ndjson([row]), "keyledger").json()
+    assert (report["imported"], report["failed"]) == (0, 1), report
+    assert "at most m=262144" in report["results"][0]["error"], report
+    assert client.get(f"/v1/keys/{row['id']}", headers={"x-api-key": root}).status_code == 404
+
+
 def test_first_verifies_on_two_replicas_store_one_rehash(server: ApiServer, root: str, client: httpx.Client,
                                                          tmp_path: Path) -> None:
     replica = ApiServer(server.database_url, server.nats_url, server.settings, tmp_path, workers=False,

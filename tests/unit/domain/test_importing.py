@@ -14,7 +14,14 @@ from keyledger.domain.access import AccessEntry
 from keyledger.domain.errors import ConcurrencyError, KeyAlreadyExists, ValidationError
 from keyledger.domain.events import KeyCreated, KeyImported, KeyRehashed, KeyRevoked
 from keyledger.domain.import_formats import to_import
-from keyledger.domain.importing import RehashKey, decide_import, decide_rehash, derived_key_id, sha256_hash
+from keyledger.domain.importing import (
+    RehashKey,
+    check_argon2_hash,
+    decide_import,
+    decide_rehash,
+    derived_key_id,
+    sha256_hash,
+)
 from keyledger.domain.key import fold, import_lookup
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -134,3 +141,15 @@ def test_an_expired_key_is_refused() -> None:
     row = {"id": "d1", "keyHash": "cd" * 32, "expiresAt": "2029-01-01T00:00:00Z"}
     with pytest.raises(ValidationError, match="expires_at"):
         decide_import(None, to_import("databuddy", row, None, "kl"), NOW)
+
+
+@pytest.mark.parametrize(("params", "refused"), [("m=1024,t=1,p=1", False), ("m=65536,t=3,p=4", False),
+                                                 ("m=262145,t=1,p=1", True), ("m=1024,t=11,p=1", True),
+                                                 ("m=1024,t=1,p=17", True), ("m=4,t=1,p=1", True)])
+def test_an_imported_argon2_hash_may_ask_only_so_much_of_a_verify(params: str, refused: bool) -> None:
+    secret_hash = f"$argon2id$v=19${params}$" + "c2FsdHNhbHRzYWx0" + "$" + "A" * 43
+    if refused:
+        with pytest.raises(ValidationError, match="secret_hash"):
+            check_argon2_hash(secret_hash)
+    else:
+        check_argon2_hash(secret_hash)
