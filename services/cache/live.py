@@ -132,13 +132,15 @@ class LiveKeyCache:
         One reader at a time (the poll and the bus's wake-ups share it), so ``tailed`` only moves on.
         ``needed``: the read is only wanted up to that position (a message, a nudge): when the reader before
         got that far while this one waited for it, this one reads nothing (the poll still confirms)."""
-        asked, first = self._monotonic(), self._asked_since is None
-        if first:
+        asked = self._monotonic()
+        if self._asked_since is None:
             self._asked_since = asked
         async with self._reading:
             if needed and self.tailed >= needed:
-                if first and self.unreachable_since is None:
-                    self._asked_since = None  # nothing asked of the store (a read that failed meanwhile keeps it)
+                # nothing asked of the store; ``_asked_since`` stays until a read answers, since a reader that
+                # came later (the poll) may be waiting behind this one with it as its question's time: clearing
+                # it would leave a store outage unnoticed by :meth:`outage` (the in-process verifier then said
+                # UNAVAILABLE where replicas said VALID)
                 return
             try:
                 # a page shorter than asked for was everything the store held: no second read to learn that
