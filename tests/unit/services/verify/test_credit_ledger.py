@@ -17,11 +17,17 @@ SET_AT = datetime(2030, 1, 1, 12, tzinfo=UTC)
 
 
 class MemoryPools:
-    """One pool store as the SQL functions keep it, with a random delay per call (replicas interleave)."""
+    """One pool store as the SQL functions keep it; each call first yields to the event loop a seeded random
+    number of times, so replicas interleave (no wall-clock delay)."""
 
     def __init__(self) -> None:
+        self._rng = random.Random(25)
         self.pools: dict[str, list[int]] = {}  # pool → [setting, period, available]
         self.leases: dict[tuple[str, str], list[int]] = {}  # (pool, holder) → [setting, period, amount]
+
+    async def _interleave(self) -> None:
+        for _ in range(self._rng.randrange(4)):
+            await asyncio.sleep(0)
 
     def _open(self, pool_id: str, setting: int, period: int, opening: int) -> list[int]:
         pool = self.pools.setdefault(pool_id, [setting, period, opening])
@@ -32,7 +38,7 @@ class MemoryPools:
 
     async def lease(self, pool_id: str, holder: str, setting: int, period: int, opening: int, refill: int | None,
                     want: int) -> tuple[int, int]:
-        await asyncio.sleep(random.random() / 1000)
+        await self._interleave()
         pool = self._open(pool_id, setting, period, opening)
         if (pool[0], pool[1]) != (setting, period):
             return 0, 0
@@ -43,7 +49,7 @@ class MemoryPools:
         return granted, pool[2]
 
     async def release(self, pool_id: str, holder: str, setting: int, period: int, spent: int) -> int:
-        await asyncio.sleep(random.random() / 1000)
+        await self._interleave()
         lease = self.leases.get((pool_id, holder))
         pool = self.pools[pool_id]
         if lease is not None and (lease[0], lease[1]) == (setting, period):
