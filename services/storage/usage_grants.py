@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
+import msgspec
 from psycopg import AsyncConnection
 
 from keyledger.domain.least_privilege import Use
@@ -14,8 +15,11 @@ from keyledger.domain.usage import UsageEvent
 from keyledger.projections.usage_grants import count_grants
 from keyledger.services.storage.database import Database
 
+# The grants go as one JSON array of arrays encoded by msgspec (psycopg builds array parameters element by
+# element in Python); times in RFC 3339, as msgspec writes them.
 _ADD = ("INSERT INTO usage_grants (key_id, scope, website_id, data, last_at, count) "
-        "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::bigint[]) "
+        "SELECT r->>0, r->>1, r->>2, r->>3, (r->>4)::timestamptz, (r->>5)::bigint "
+        "FROM jsonb_array_elements(%s::jsonb) AS r "
         "ON CONFLICT (key_id, scope, website_id, data) DO UPDATE SET "
         "last_at = greatest(usage_grants.last_at, excluded.last_at), count = usage_grants.count + excluded.count")
 # Per key: its uses since a time as one text (scope, website id and data kind joined by US, uses by RS, in one
@@ -27,6 +31,7 @@ _USED = ("SELECT coalesce(g.key_id, l.key_id), g.uses, greatest(g.last_at, l.las
          "FROM usage_grants WHERE last_at > %(since)s{keys} GROUP BY key_id) AS g "
          "FULL JOIN (SELECT key_id, last_used_at FROM key_last_used WHERE true{keys}) AS l ON l.key_id = g.key_id")
 _USE, _FIELD = "\x1e", "\x1f"
+_json = msgspec.json.Encoder().encode
 _ROTATED = ("SELECT DISTINCT ON (stream_id) stream_id, (data->>'at')::timestamptz FROM events "
             "WHERE type = 'key.rotated'{} ORDER BY stream_id, version DESC")
 _SOME_KEYS = 2_000  # up to this many keys asked: read theirs by key; more: read all and keep theirs
@@ -38,8 +43,7 @@ async def add_grants(conn: AsyncConnection, events: Iterable[UsageEvent]) -> Non
     if not found:
         return
     rows = sorted(found.items())  # one order for every writer: concurrent sinks cannot deadlock
-    await conn.execute(_ADD, ([g[0] for g, _ in rows], [g[1] for g, _ in rows], [g[2] for g, _ in rows],
-                              [g[3] for g, _ in rows], [at for _, (at, _) in rows], [n for _, (_, n) in rows]))
+    await conn.execute(_ADD, (_json([(*grant, at, n) for grant, (at, n) in rows]).decode(),))
 
 
 class KeyUsage:
