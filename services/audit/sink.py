@@ -69,12 +69,29 @@ class AuditSink:
         self.stats = SinkStats()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop`` is set, riding out NATS and Postgres outages."""
-        async def store(deliveries: list[Delivery]) -> None:
-            batches = await self.accept(deliveries)  # decoded once: a malformed message is terminated once
-            await retry_database(stop, lambda: self.commit(batches), "audit sink")
+        """Consume until ``stop`` is set, riding out NATS and Postgres outages.
 
-        await self._consumer.run(stop, store)
+        Pipelined by one fetch: while a fetch's transaction runs in Postgres, the next fetch is received and
+        decoded. Transactions still run one at a time, in order, and each fetch's messages are acked only
+        after its own commit, so a crash at any point loses nothing (unacked messages come back)."""
+        committing: asyncio.Task[None] | None = None
+
+        async def store(deliveries: list[Delivery]) -> None:
+            nonlocal committing
+            batches = await self.accept(deliveries)  # decoded once: a malformed message is terminated once
+            if committing is not None:
+                await committing  # the previous fetch's transaction first (its failure ends the run here)
+            committing = asyncio.create_task(retry_database(stop, lambda: self.commit(batches), "audit sink"))
+
+        try:
+            await self._consumer.run(stop, store)
+        finally:
+            if committing is not None:
+                if not stop.is_set():  # the run failed or was cancelled: the last fetch's messages stay unacked
+                    committing.cancel()
+                    await asyncio.wait([committing])
+                else:
+                    await committing
 
     async def accept(self, deliveries: list[Delivery]) -> list[Batch]:
         """Decode the messages into batches (one per batch id); terminate the malformed ones."""

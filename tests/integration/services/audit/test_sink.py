@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -32,6 +32,7 @@ from keyledger.services.messaging.streams import ensure_usage_stream
 from keyledger.services.messaging.usage import usage_consumer
 from keyledger.services.storage.database import Database
 from keyledger.services.storage.usage_partitions import UsagePartitions, apply_retention
+from keyledger.services.storage.usage_table import UsageBatch, UsageTable
 from tests.support.env import clean_env
 from tests.support.paths import REPO_ROOT as ROOT
 from tests.support.pipeline import isolated_settings, running, sink_for
@@ -481,3 +482,51 @@ async def test_a_lingering_sink_stops_at_once_and_stores_what_it_holds(nats_url:
 
 async def _acked_all(js: JetStreamContext, settings: Settings, durable: str) -> bool:
     return await _delivered_unacked(js, settings, durable) == 0
+
+
+class GatedTable(UsageTable):
+    """The real usage table, whose first ``store`` waits for ``gate``: a transaction Postgres is slow to run.
+    Records how many stores run at once."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.gate, self.first_waiting = asyncio.Event(), asyncio.Event()
+        self.running, self.most_at_once, self.calls = 0, 0, 0
+
+    async def store(self, batches: Sequence[UsageBatch]) -> set[uuid.UUID]:
+        self.calls += 1
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            if self.calls == 1:
+                self.first_waiting.set()
+                await self.gate.wait()
+            return await super().store(batches)
+        finally:
+            self.running -= 1
+
+
+async def test_the_next_fetch_is_decoded_while_a_transaction_runs_and_each_is_acked_after_its_commit(
+        pool: AsyncConnectionPool, db: Database, nats_url: str) -> None:
+    settings = isolated_settings()
+    first, second = usage_events(40, seed=41), usage_events(60, seed=42)
+    async with usage_stream(nats_url, settings) as js:
+        table = GatedTable(db)
+        sink = AuditSink(table, usage_consumer(BUSES[id(js)], settings, "pipelined", 1))
+        await publish(js, settings, first)
+        async with running(sink.run):
+            await until(table.first_waiting.is_set, what="the first transaction, held")
+            await publish(js, settings, second)
+            # the second message is fetched while the first transaction runs, and neither is acked yet
+            await until(lambda: _equals(_delivered_unacked(js, settings, "pipelined"), 2),
+                        what="the second message fetched while the first transaction runs")
+            assert (sink.stats.stored, table.calls) == (0, 1)  # the second waits for the first's commit
+            table.gate.set()
+            await until(lambda: reaches(sink, stored=100), what="both stored")
+            await until(lambda: _acked_all(js, settings, "pipelined"), what="both acked")
+        assert table.most_at_once == 1  # transactions never overlap: one at a time, in order
+        assert await stored(pool) == {e.id: e for e in first + second}
+
+
+async def _equals(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
