@@ -31,6 +31,7 @@ from keyledger.services.storage.key_cache_table import PROJECTOR, decode_state
 from keyledger.services.storage.replay_source import ReplaySource
 
 TARGET_EVENTS_PER_SECOND = 200_000
+TARGET_RATIO = 0.5  # of the raw COPY read of the same events in the same run
 EVENTS_PER_KEY = 10
 PAGE_SIZE: int = inspect.signature(replay).parameters["page_size"].default  # replay's default page
 
@@ -148,8 +149,8 @@ def rows(passes: Passes, head: int, command: str) -> list[Row]:
     rate, raw_rate, target = passes.replay.events_per_second, head / passes.raw_seconds, TARGET_EVENTS_PER_SECOND
     seconds = passes.replay.seconds
     return [
-        Row("replay throughput", rate, "events/s", raw_rate, "raw COPY read", f"≥ {target:,} events/s",
-            rate >= target, command),
+        Row("replay throughput", rate, "events/s", raw_rate, "raw COPY read", f"≥ {TARGET_RATIO} × raw COPY read",
+            rate >= TARGET_RATIO * raw_rate, command),
         Row(f"replay wall time, {head:,} events", seconds, "s", target=f"≤ {head / target:.1f} s",
             met=seconds <= head / target, command=command),
         Row(f"replay in one process (`--workers 1`; above: {passes.replay.workers})",
