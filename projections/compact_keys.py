@@ -39,6 +39,7 @@ _SCOPE_INDEX = {scope: i for i, scope in enumerate(_SCOPES)}
 _RESOURCES = sorted(RESOURCES)
 _RESOURCE_INDEX = {resource: i for i, resource in enumerate(_RESOURCES)}
 _encode = msgspec.msgpack.Encoder().encode
+_NOTHING_LATER = [None] * 13  # the fields after updated_at, none of them set
 _decode = msgspec.msgpack.Decoder().decode
 
 
@@ -88,14 +89,31 @@ def _hash_out(value: Any, shared: list[Any]) -> str | None:
     return f"{shared[params]}${_b64(raw[:salt_length])}${_b64(raw[salt_length:])}"
 
 
+_KNOWN_SCOPES: dict[tuple[str, ...], bytes | None] = {}  # scope tuples seen: their bytes (None: a name not known)
+_KNOWN_SCOPES_MAX = 4_096  # distinct tuples remembered at most (names the codec does not know can be many)
+
+
+def _scopes_in(scopes: tuple[str, ...]) -> bytes | None:
+    """The scopes as one byte each, or None when one is not a known name; remembered per tuple (a load of a
+    million keys meets a handful of distinct tuples)."""
+    found = _KNOWN_SCOPES.get(scopes, b"")
+    if found == b"":
+        found = None if any(scope not in _SCOPE_INDEX for scope in scopes) else \
+            bytes(_SCOPE_INDEX[scope] for scope in scopes)
+        if len(_KNOWN_SCOPES) < _KNOWN_SCOPES_MAX:
+            _KNOWN_SCOPES[scopes] = found
+    return found
+
+
 def _access_in(access: tuple[AccessEntry, ...]) -> list[Any]:
     out: list[Any] = []
     for entry in access:
         resource, scopes = _RESOURCE_INDEX.get(entry.resource), entry.scopes
-        if resource is None or any(scope not in _SCOPE_INDEX for scope in scopes):
+        known = None if resource is None else _scopes_in(scopes)
+        if known is None:
             out.append([entry.resource, entry.id, list(scopes)])  # not a known name: kept as written
         else:
-            out.append([resource, entry.id, bytes(_SCOPE_INDEX[scope] for scope in scopes)])
+            out.append([resource, entry.id, known])
     return out
 
 
@@ -110,14 +128,20 @@ def encode(state: KeyState, shared: SharedValues) -> bytes:
     """``state`` without its key id, as compact bytes (:func:`decode` gives it back, equal)."""
     own_start = f"{state.prefix}_{state.key_id}"
     start: Any = state.start[len(own_start):] if state.start.startswith(own_start) else [state.start]
+    index = shared.index
     fields: list[Any] = [
-        state.version, state.name, shared.index(state.organization_id), _access_in(state.access), state.expires_at,
-        _hash_in(state.secret_hash, shared), shared.index(state.prefix), start, state.created_at,
-        None if state.updated_at == state.created_at else state.updated_at, _hash_in(state.previous_hash, shared),
+        state.version, state.name, index(state.organization_id), _access_in(state.access), state.expires_at,
+        _hash_in(state.secret_hash, shared), index(state.prefix), start, state.created_at,
+        None if state.updated_at == state.created_at else state.updated_at,
+        None if state.previous_hash is None else _hash_in(state.previous_hash, shared),
         state.previous_valid_until, state.revoked_at, state.revoke_reason, state.rate_limit,
-        state.description or None, shared.index(state.tags), shared.index(state.allowed_networks),
-        shared.index(state.credits), state.credits_set_at, state.credits_version or None,
-        shared.index(state.owner_id), state.import_lookup]
+        state.description or None, index(state.tags) if state.tags else None,
+        index(state.allowed_networks) if state.allowed_networks else None,
+        None if state.credits is None else index(state.credits), state.credits_set_at,
+        state.credits_version or None, None if state.owner_id is None else index(state.owner_id),
+        state.import_lookup]
+    if fields[10:] == _NOTHING_LATER:  # most keys: nothing set after updated_at
+        del fields[10:]
     while fields[-1] is None:
         fields.pop()
     return _encode(fields)

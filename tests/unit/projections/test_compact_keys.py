@@ -49,6 +49,12 @@ FULL = KeyState(
     msgspec.structs.replace(FULL, start="other_start", secret_hash="sha256:" + "ab" * 32, access=(),
                             organization_id=None, tags=(), credits=None, owner_id=None),
     msgspec.structs.replace(FULL, secret_hash="$argon2id$v=19$m=65536,t=3,p=4$not base64!$x"),
+    msgspec.structs.replace(FULL, owner_id="", description="", previous_hash=None, credits_version=0),
+    msgspec.structs.replace(evolve(None, created("k2")), updated_at=T0 + timedelta(days=1)),  # changed once
+    msgspec.structs.replace(evolve(None, created("k3")), import_lookup="fedcba9876543210"),  # only the last set
+    msgspec.structs.replace(FULL, access=(AccessEntry(resource="website", id="w", scopes=("made:up",)),
+                                          AccessEntry(resource="website", id="v", scopes=("made:up",)),
+                                          AccessEntry(resource="website", id="u", scopes=()))),
 ])
 def test_a_key_decoded_from_its_bytes_equals_the_original(state: KeyState) -> None:
     shared = SharedValues()
