@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from keyledger.services.devstack.stack import StackInfo
 from tests.support.api import create, verify
+from tests.support.module_server import module_server, root_key
 from tests.support.server import ApiServer, StartServer
 
 
@@ -85,9 +88,20 @@ def keys_without_usage(client: httpx.Client, admin: str) -> list[dict[str, Any]]
     return [{name: value for name, value in k.items() if name != "last_used_at"} for k in items]
 
 
+@pytest.fixture(scope="module")
+def refusing(servers: tuple[str, str], stack_info: StackInfo | None,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, str]]:
+    """One server for every bad create (each one changes nothing, and checks so itself), with a global admin
+    key that may call as often as they do: 17 cases on one server rather than 17 servers."""
+    with module_server(servers, stack_info, tmp_path_factory, "bad-creates") as server, \
+            httpx.Client(base_url=server.url, timeout=10) as client:
+        yield client, root_key(server)
+
+
 @pytest.mark.parametrize("body", BAD_CREATES)
-def test_bad_create_input_is_a_structured_4xx_and_changes_nothing(client: httpx.Client, admin: str,
+def test_bad_create_input_is_a_structured_4xx_and_changes_nothing(refusing: tuple[httpx.Client, str],
                                                                   body: Any) -> None:
+    client, admin = refusing
     headers = {"x-api-key": admin}
     before = keys_without_usage(client, admin)
     response = client.post("/v1/keys", json=body, headers=headers)
