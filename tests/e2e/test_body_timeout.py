@@ -9,19 +9,26 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.support.server import ApiServer, StartServer
+from keyledger.services.devstack.stack import StackInfo
+from tests.support.module_server import module_server
+from tests.support.server import ApiServer
 
 DEADLINE = 15.0  # generous: the server's body timeout is 1 s here
 
 
-@pytest.fixture
-def api(start_server: StartServer) -> ApiServer:
-    """One API process that waits at most 1 s for a request body."""
-    return start_server(extra_env={"KEYLEDGER_BODY_TIMEOUT": "1"})
+@pytest.fixture(scope="module")
+def api(servers: tuple[str, str], stack_info: StackInfo | None,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """One API process for the module that waits at most 1 s for a request body (each test stalls a
+    connection of its own, which the server closes)."""
+    with module_server(servers, stack_info, tmp_path_factory, "body-timeout",
+                       extra_env={"KEYLEDGER_BODY_TIMEOUT": "1"}) as server:
+        yield server
 
 
 def stall(server: ApiServer, method_path: str, headers: dict[str, str], sent: bytes) -> socket.socket:
