@@ -4,11 +4,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import pytest
 
+from keyledger.services.devstack.stack import StackInfo
 from tests.support.api import create
 from tests.support.asgi import csrf_of
+from tests.support.module_server import module_server, root_key
+from tests.support.server import ApiServer
 
 pytestmark = pytest.mark.e2e
 
@@ -18,6 +23,19 @@ FORM_MESSAGE = "Give a date and time, e.g. 2031-01-31T12:00 (UTC)"
 OUT_OF_RANGE = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+23:59"]
 FORM_OUT_OF_RANGE = ["0001-01-01T00:00+14:00", "9999-12-31T23:59-14:00", *OUT_OF_RANGE]
 
+
+@pytest.fixture(scope="module")
+def api(servers: tuple[str, str], stack_info: StackInfo | None,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """One API process for the module: each case checks for itself that it was refused and changed nothing."""
+    with module_server(servers, stack_info, tmp_path_factory, "dates") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def admin(api: ApiServer) -> str:
+    """A global admin key that may call as often as the module's cases do together."""
+    return root_key(api)
 
 
 @pytest.mark.parametrize("moment", FORM_OUT_OF_RANGE)
