@@ -16,6 +16,7 @@ without moving anything, so folding events or listing keys does not churn the ho
 from __future__ import annotations
 
 import binascii
+from bisect import insort
 from collections.abc import Iterable, Iterator, MutableMapping
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,7 @@ from keyledger.domain.access import RESOURCES, SCOPES, AccessEntry
 from keyledger.domain.key import KeyState
 
 HOT_LIMIT = 100_000  # KeyState objects kept at most (about 90 MB); the rest stay encoded
+SORTED_LISTS = 1_000  # sorted id lists (every key's, an organization's) kept at most
 
 _FIELDS = ("key_id", "version", "name", "organization_id", "access", "expires_at", "secret_hash", "prefix",
            "start", "created_at", "updated_at", "previous_hash", "previous_valid_until", "revoked_at",
@@ -40,6 +42,17 @@ _RESOURCES = sorted(RESOURCES)
 _RESOURCE_INDEX = {resource: i for i, resource in enumerate(_RESOURCES)}
 _encode = msgspec.msgpack.Encoder().encode
 _NOTHING_LATER = [None] * 13  # the fields after updated_at, none of them set
+
+
+class _Head(msgspec.Struct, array_like=True):
+    """The first fields of an encoded key (the rest are skipped, not decoded)."""
+
+    version: int
+    name: str
+    organization: int | None = None
+
+
+_head = msgspec.msgpack.Decoder(_Head).decode
 _decode = msgspec.msgpack.Decoder().decode
 
 
@@ -174,13 +187,48 @@ class CompactKeys(MutableMapping[str, KeyState]):
         self.cold: dict[str, bytes] = {}
         self.hot_limit = hot_limit
         self._shared = SharedValues()
+        self._sorted: dict[str | None, list[str]] = {}  # sorted_ids' lists, by organization (None: every key)
         for state in states:
             self.put_cold(state)
 
     def put_cold(self, state: KeyState) -> None:
         """Hold ``state`` encoded (a load: nothing is used yet), replacing any form of it."""
+        if self._sorted and state.key_id not in self:
+            self._added(state.key_id, state.organization_id)
         self.hot.pop(state.key_id, None)
         self.cold[state.key_id] = encode(state, self._shared)
+
+    def sorted_ids(self, organization_id: str | None = None) -> list[str]:
+        """Every key's id in order, or with ``organization_id`` only that organization's keys' ids: found once
+        (an organization's by reading each cold key's organization alone, not the whole key) and then kept in
+        order as keys are added, so that paging through a million keys decodes only the page's. At most
+        :data:`SORTED_LISTS` lists are kept (8 bytes a key each); past that they are found again."""
+        found = self._sorted.get(organization_id)
+        if found is None:
+            if organization_id is None:
+                found = sorted(self.hot.keys() | self.cold.keys())
+            else:
+                found = sorted(key_id for key_id, org in self._organizations() if org == organization_id)
+            if len(self._sorted) >= SORTED_LISTS:
+                self._sorted.clear()
+            self._sorted[organization_id] = found
+        return found
+
+    def _organizations(self) -> Iterator[tuple[str, str | None]]:
+        """``(key id, organization id)`` of every key, cold ones without decoding the rest of the key."""
+        for key_id, state in self.hot.items():
+            yield key_id, state.organization_id
+        values, head = self._shared.values, _head
+        for key_id, blob in self.cold.items():
+            index = head(blob).organization
+            yield key_id, None if index is None else values[index]
+
+    def _added(self, key_id: str, organization_id: str | None) -> None:
+        """A new key: into the sorted id lists kept (every key's, and its organization's)."""
+        for wanted in {None, organization_id}:
+            ids = self._sorted.get(wanted)
+            if ids is not None:
+                insort(ids, key_id)
 
     def get(self, key_id: str, default: Any = None) -> Any:
         """The key's state, or ``default``; a cold key is decoded and stays cold (what folding events uses)."""
@@ -213,9 +261,12 @@ class CompactKeys(MutableMapping[str, KeyState]):
         if key_id in self.hot:
             self.hot[key_id] = state
         else:
+            if self._sorted and key_id not in self.cold:
+                self._added(key_id, state.organization_id)
             self.cold[key_id] = encode(state, self._shared)
 
     def __delitem__(self, key_id: str) -> None:
+        self._sorted.clear()
         if self.hot.pop(key_id, None) is None:
             del self.cold[key_id]
 

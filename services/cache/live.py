@@ -74,6 +74,16 @@ class LiveKeyCache:
         """A snapshot of every key's state (cold ones decoded for it, and not kept)."""
         return list(self._keys.states())
 
+    def sorted_ids(self, organization_id: str | None) -> list[str]:
+        """The ids of the organization's keys (None: every key's) in order, without decoding any key's state
+        (kept up to date as keys are created; do not change the list)."""
+        return self._keys.sorted_ids(organization_id)
+
+    def peek(self, key_id: str) -> KeyState | None:
+        """The key's current state, or None; a cold key is decoded and stays cold (listing, not verifying)."""
+        state = self._hot.get(key_id)
+        return state if state is not None else self._keys.get(key_id)
+
     def apply_local(self, recorded: list[RecordedEvent]) -> None:
         """Apply events read from the store, or that this process just appended (before JetStream
         brings them back).

@@ -50,6 +50,14 @@ class KeyDirectory(Protocol):
         """A snapshot of every key's state."""
         ...
 
+    def sorted_ids(self, organization_id: str | None) -> list[str]:
+        """The ids of the organization's keys (None: every key's), in order; not to be changed."""
+        ...
+
+    def peek(self, key_id: str) -> KeyState | None:
+        """The key's current state, or None if unknown, read for a listing (not a use of the key)."""
+        ...
+
     def __len__(self) -> int: ...
 
     async def lag(self) -> int:

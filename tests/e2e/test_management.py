@@ -38,6 +38,36 @@ def test_list_get_and_last_used(client: httpx.Client, admin: str) -> None:
     assert client.get("/v1/keys", params={"limit": 0}, headers=headers).json()["code"] == "VALIDATION_ERROR"
 
 
+def _pages(client: httpx.Client, secret: str, **params: str) -> list[list[str]]:
+    """Every page of ``GET /v1/keys`` (2 a page) as lists of ids, following ``next_cursor``."""
+    pages, cursor = [], None
+    while True:
+        page = client.get("/v1/keys", params={"limit": 2, **params, **({"cursor": cursor} if cursor else {})},
+                          headers={"x-api-key": secret}).json()
+        pages.append([k["id"] for k in page["items"]])
+        if (cursor := page["next_cursor"]) is None:
+            return pages
+
+
+def test_an_organization_pages_through_its_own_keys_in_order_as_keys_are_created(
+        client: httpx.Client, admin: str) -> None:
+    acme = create(client, admin, scopes=["admin:apikeys", "read:data"], organization_id="acme-pages",
+                  rate_limit=1_000_000)
+    other = create(client, admin, scopes=["admin:apikeys", "read:data"], organization_id="other-pages",
+                   rate_limit=1_000_000)
+    mine = [create(client, acme["secret"], scopes=["read:data"], owner_id=f"o{i % 2}")["id"] for i in range(5)]
+    theirs = [create(client, other["secret"], scopes=["read:data"], owner_id="o0")["id"] for _ in range(3)]
+    pages = _pages(client, acme["secret"])
+    assert sum(pages, []) == sorted([*mine, acme["id"]]) and all(len(p) == 2 for p in pages[:-1])
+    later = create(client, acme["secret"], scopes=["read:data"], owner_id="o0")["id"]  # after the first listing
+    assert sum(_pages(client, acme["secret"]), []) == sorted([*mine, acme["id"], later])
+    owned = sum(_pages(client, acme["secret"], owner_id="o0"), [])
+    assert owned == sorted([*mine[0::2], later])  # the owner's keys in this organization only
+    assert sum(_pages(client, other["secret"]), []) == sorted([*theirs, other["id"]])
+    everyone = sum(_pages(client, admin), [])
+    assert everyone == sorted(everyone) and {*mine, *theirs, later} <= set(everyone)
+
+
 def test_change_access_with_if_match(client: httpx.Client, admin: str) -> None:
     headers = {"x-api-key": admin}
     key = create(client, admin, scopes=["read:data"])

@@ -133,3 +133,32 @@ async def test_a_loaded_cache_serves_keys_from_either_form_and_never_a_revoked_o
     assert (state := cache.get("key000000001")) is not None and state.revoked_at == T0
     assert [s.revoked_at for s in cache.states()] == [T0] and len(cache) == 1
 
+
+
+def test_sorted_ids_stay_in_order_and_per_organization_as_keys_are_added() -> None:
+    keys = CompactKeys(hot_limit=3)
+    organizations = ("org-1", "org-2", None)
+
+    def add(i: int) -> None:
+        state = msgspec.structs.replace(evolve(None, created(f"k{(i * 7919) % 1000:04d}")),
+                                        organization_id=organizations[i % 3])
+        if i % 2:
+            keys.put_cold(state)
+        else:
+            keys[state.key_id] = state
+
+    def expected(organization_id: str | None) -> list[str]:
+        return sorted(s.key_id for s in keys.states() if organization_id in (None, s.organization_id))
+
+    for i in range(40):
+        add(i)
+    keys.use(sorted(keys)[0])  # one key hot, the rest cold
+    assert keys.sorted_ids() == expected(None)
+    assert keys.sorted_ids("org-1") == expected("org-1") and len(expected("org-1")) == 14
+    for i in range(40, 80):  # added after the lists were found: kept in order
+        add(i)
+    add(3)  # a new state of a key already held: not listed twice
+    for organization_id in (None, "org-1", "org-2"):
+        assert keys.sorted_ids(organization_id) == expected(organization_id)
+    del keys[keys.sorted_ids()[0]]
+    assert keys.sorted_ids() == expected(None)

@@ -48,6 +48,12 @@ class MemoryKeyCache:
     def states(self) -> list[KeyState]:
         return list(self.keys.values())
 
+    def sorted_ids(self, organization_id: str | None) -> list[str]:
+        return sorted(k for k, s in self.keys.items() if organization_id in (None, s.organization_id))
+
+    def peek(self, key_id: str) -> KeyState | None:
+        return self.keys.get(key_id)
+
     def __len__(self) -> int:
         return len(self.keys)
 
