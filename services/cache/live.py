@@ -70,9 +70,10 @@ class LiveKeyCache:
     def __len__(self) -> int:
         return len(self._keys)
 
-    def states(self) -> list[KeyState]:
-        """A snapshot of every key's state (cold ones decoded for it, and not kept)."""
-        return list(self._keys.states())
+    def states(self, organization_id: str | None = None) -> list[KeyState]:
+        """A snapshot of every key's state, or of one organization's keys (cold ones decoded for it, and not
+        kept)."""
+        return list(self._keys.states(organization_id))
 
     def sorted_ids(self, organization_id: str | None) -> list[str]:
         """The ids of the organization's keys (None: every key's) in order, without decoding any key's state

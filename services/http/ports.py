@@ -46,8 +46,8 @@ class KeyDirectory(Protocol):
         """The key's current state, or None if unknown."""
         ...
 
-    def states(self) -> list[KeyState]:
-        """A snapshot of every key's state."""
+    def states(self, organization_id: str | None = None) -> list[KeyState]:
+        """A snapshot of every key's state, or with ``organization_id`` of that organization's keys."""
         ...
 
     def sorted_ids(self, organization_id: str | None) -> list[str]:

@@ -41,7 +41,7 @@ GroupQ = Annotated[str | None, QueryParameter(max_length=16, description=(
 
 def owner_keys(cache: KeyDirectory, organization: str | None, owner_id: str) -> list[str]:
     """The ids of ``owner_id``'s keys (of ``organization`` only, when one is given)."""
-    return [s.key_id for s in cache.states()
+    return [s.key_id for s in cache.states(organization)
             if s.owner_id == owner_id and (organization is None or s.organization_id == organization)]
 
 

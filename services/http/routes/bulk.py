@@ -73,7 +73,7 @@ def _matching(cache: KeyDirectory, admin: KeyState, wanted: BulkFilter) -> list[
         if wanted.organization_id not in (None, admin.organization_id):
             raise forbidden("an organization's admin key can only act on keys of that organization")
         wanted = msgspec.structs.replace(wanted, organization_id=admin.organization_id)
-    found = selected(cache.states(), wanted, caller=admin.key_id)
+    found = selected(cache.states(wanted.organization_id), wanted, caller=admin.key_id)
     if not found:
         raise ApiError(404, "NOT_FOUND", "no key matches the filter (revoked keys and the calling key are never "
                                          "selected); nothing was changed")

@@ -47,7 +47,7 @@ def _organization(admin: KeyState, asked: str | None) -> str:
 
 async def _view(owner_id: str, organization: str, limits: OwnerLimits | None, cache: KeyDirectory,
                 ledger: CreditLedger | None, now: datetime) -> Owner:
-    keys = sorted(s.key_id for s in cache.states()
+    keys = sorted(s.key_id for s in cache.states(organization or None)
                   if s.owner_id == owner_id and (s.organization_id or "") == organization)
     credits = None
     if limits is not None and limits.credits is not None:

@@ -160,5 +160,9 @@ def test_sorted_ids_stay_in_order_and_per_organization_as_keys_are_added() -> No
     add(3)  # a new state of a key already held: not listed twice
     for organization_id in (None, "org-1", "org-2"):
         assert keys.sorted_ids(organization_id) == expected(organization_id)
+        chosen = list(keys.states(organization_id))  # hot and cold keys of that organization only, decoded
+        assert sorted(s.key_id for s in chosen) == expected(organization_id)
+        assert all(s == keys.get(s.key_id) for s in chosen)
+    assert list(keys.states("org-never")) == []
     del keys[keys.sorted_ids()[0]]
     assert keys.sorted_ids() == expected(None)

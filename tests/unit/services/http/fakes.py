@@ -45,8 +45,8 @@ class MemoryKeyCache:
     def get(self, key_id: str) -> KeyState | None:
         return self.keys.get(key_id)
 
-    def states(self) -> list[KeyState]:
-        return list(self.keys.values())
+    def states(self, organization_id: str | None = None) -> list[KeyState]:
+        return [s for s in self.keys.values() if organization_id in (None, s.organization_id)]
 
     def sorted_ids(self, organization_id: str | None) -> list[str]:
         return sorted(k for k, s in self.keys.items() if organization_id in (None, s.organization_id))
