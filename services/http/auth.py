@@ -206,6 +206,7 @@ class Gate:
         a credential that fails counts against the caller's address (past the limit, 429 for all but a
         verify credential, the service token or an admin key this process already accepted), a missing
         one does not (it tried nothing, and the body it may still be sending is never read).
+        An admin key with ``allowed_networks`` calls only from an address inside them (else 403, recorded).
         ``credential_header`` (forward-auth: ``X-Keyledger-Caller``) carries the credential instead of
         ``Authorization``/``x-api-key``, which then belong to the end client; the caller is then the
         gateway, its socket peer (its ``X-Forwarded-For`` names the end client)."""
@@ -229,7 +230,13 @@ class Gate:
             verdict = (await self._verifier.verify(presented, "admin:apikeys", source=client, caller=client)
                        if refusal is None else self._verifier.warm(presented, "admin:apikeys"))
             if verdict is not None and verdict.valid and verdict.key is not None:
-                return f"key:{verdict.key.key_id}"
+                key = verdict.key
+                if key.allowed_networks and (outside := self.flow.networks.refusal(key, client)) is not None:
+                    await self.record(request, action="verify", presented=presented, scope="admin:apikeys",
+                                      verdict=Verdict(valid=False, code="FORBIDDEN", reason=outside, key=key),
+                                      caller_ip=client)
+                    raise forbidden(f"{outside} (the calling key's allowed_networks)")
+                return f"key:{key.key_id}"
         await self.record(request, action="verify", verdict=None, presented=None, scope=None, outcome="AUTH_REQUIRED",
                           caller_ip=client, reason="the verify caller is not authenticated")
         if refusal is not None:

@@ -91,3 +91,28 @@ def test_nginx_passes_keyledgers_429_with_retry_after(nginx: Nginx, upstream: Ec
         assert (refused.status_code, refused.json()) == (429, RATE_LIMITED), nginx.log()
         assert int(refused.headers["retry-after"]) >= 1 and refused.headers["x-ratelimit-remaining"] == "0"
     assert len(upstream.hits) == 1
+
+
+def test_an_admin_key_with_an_allowlist_calls_verify_only_from_inside_it(
+        closed_api: ApiServer, http: httpx.Client, admin_of: str) -> None:
+    """An admin key may call verify (as ``key:<id>``); with ``allowed_networks`` only from an address inside
+    them: the caller's address (no trusted proxy here: the socket peer, 127.0.0.1)."""
+    key = create(http, admin_of, access=SITE_A)
+    auditor = create(http, admin_of, scopes=["read:export"], rate_limit=100_000)["secret"]
+    inside = create(http, admin_of, scopes=["admin:apikeys"], allowed_networks=["127.0.0.0/8"])["secret"]
+    outside = create(http, admin_of, scopes=["admin:apikeys"], allowed_networks=["203.0.113.0/24"])
+    body = {"key": key["secret"], "scope": "read:data", "website_id": "site-a"}
+    assert http.post("/v1/verify", json=body, headers={"x-api-key": inside}).json()["code"] == "VALID"
+    refused = http.post("/v1/verify", json=body, headers={"x-api-key": outside["secret"], "x-request-id": "nw-1"})
+    assert refused.status_code == 403 and refused.json()["code"] == "FORBIDDEN", refused.text
+    assert "127.0.0.1" in refused.json()["error"] and "allowed_networks" in refused.json()["error"]
+    ask = {"scope": "read:data", "website_id": "site-a"}
+    gateway = http.get("/v1/forward-auth", params=ask,
+                       headers={"x-api-key": key["secret"], "X-Keyledger-Caller": outside["secret"]})
+    assert gateway.status_code == 403 and "127.0.0.1" in gateway.json()["error"], gateway.text
+    assert http.get("/v1/forward-auth", params=ask, headers={"x-api-key": key["secret"],
+                                                             "X-Keyledger-Caller": inside}).status_code == 200
+    (event,) = usage_for(http, auditor, "nw-1")  # recorded as the caller's refusal, never the secret
+    assert (event["outcome"], event["key_id"], event["action"]) == ("FORBIDDEN", outside["id"], "verify"), event
+    assert "127.0.0.1" in event["reason"]
+    assert outside["secret"] not in str(event) and key["secret"] not in str(event)
