@@ -7,13 +7,16 @@ nothing) with every checkpoint moved past them, as if the projector had folded t
 ``keyledger serve`` (relay, projector) and one ``--no-workers`` replica B, whose start is timed to /readyz
 200 and whose worker's RSS is read once ready and warm: (RSS at 1M − RSS at 1k) / (keys added) is what a key
 costs. Warm verify throughput of the same ``FEATURED`` keys on each B in alternating rounds gives the ratio.
-Then ``REVOKES`` revokes one after another on the large store (a revoke returns once every replica holds
-it): with two API processes, then with ``PROCESSES``.
+Then ``GET /v1/keys`` pages on each B, as the root admin (every key) and as an organization's admin: the first
+page (the sorted ids found) and the median of the next ``LIST_PAGES``. Then ``REVOKES`` revokes one after
+another on the large store (a revoke returns once every replica holds it): with two API processes, then with
+``PROCESSES``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import statistics
 import sys
 import time
 
@@ -27,6 +30,7 @@ from bench.revocation import pct
 from bench.servers import CHEAP_ARGON2, Api, Stack, private_stack, start_api
 
 KEYS, SMALL, FEATURED, REVOKES, PROCESSES, ROUNDS = 1_000_000, 1_000, 16, 100, 8, 3
+LIST_PAGES, LISTING_ORG = 10, "org-7"  # org-7 holds none of the SMALL keys, 200 of the added ones
 READY_TIMEOUT = 600.0  # a start that misses its target is still measured
 TARGET_BYTES, TARGET_START_S, TARGET_RATIO, TARGET_REVOKE_MS = 300, 10.0, 0.9, 50.0
 
@@ -131,6 +135,33 @@ async def revokes(a: Api, key_ids: list[str]) -> list[float]:
     return out
 
 
+async def listing(api: Api, headers: dict[str, str]) -> tuple[float, float]:
+    """Milliseconds of the first ``GET /v1/keys`` page of 50 and the median of up to ``LIST_PAGES`` more,
+    following ``next_cursor``."""
+    times: list[float] = []
+    cursor: str | None = None
+    for _ in range(LIST_PAGES + 1):
+        began = time.perf_counter()
+        page = await api.client.json("GET", "/v1/keys?limit=50" + (f"&cursor={cursor}" if cursor else ""),
+                                     None, headers, expect=200)
+        times.append((time.perf_counter() - began) * 1000)
+        if (cursor := page["next_cursor"]) is None:
+            break
+    return times[0], statistics.median(times[1:] or times)
+
+
+async def organization_admin(a: Api, b: Api) -> dict[str, str]:
+    """The headers of a new admin key of ``LISTING_ORG``, once replica ``b`` knows it."""
+    _, token = await a.create_key("listing admin", scopes=("admin:apikeys",), organization_id=LISTING_ORG)
+    headers = {"x-api-key": token}
+    deadline = time.monotonic() + 30
+    while (await b.client.request("GET", "/v1/keys?limit=1", None, headers))[0] != 200:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the organization's admin key never reached the replica")
+        await asyncio.sleep(0.05)
+    return headers
+
+
 class Side:
     """One store: its writer A, its replica B, B's start and memory, the keys made through the API."""
 
@@ -140,6 +171,7 @@ class Side:
         self.start_s, self.rss = 0.0, 0
         self.requests: list[bytes] = []
         self.rounds: list[Measured] = []
+        self.lists: dict[str, tuple[float, float]] = {}  # "root" / "organization": (first page, median page) ms
 
 
 def _env(stack: Stack) -> dict[str, str]:
@@ -185,6 +217,12 @@ async def run(ctx: BenchContext) -> BenchResult:
                 assert one.b is not None
                 one.rss = rss(one.b)
             _log(f"  B's worker RSS: {small.rss / 2**20:.0f} MiB at 1k keys, {large.rss / 2**20:.0f} MiB at 1M")
+            for name, one in (("1k", small), ("1M", large)):  # after the RSS: the sorted ids are the listing's
+                assert one.b is not None
+                one.lists["root"] = await listing(one.b, one.b.headers())
+                one.lists["organization"] = await listing(one.b, await organization_admin(one.a, one.b))
+                _log(f"  GET /v1/keys at {name} keys, first / median page ms: "
+                     + ", ".join(f"{who} {first:.1f} / {median:.2f}" for who, (first, median) in one.lists.items()))
             revocable = [key_id for key_id, _ in large.keys[FEATURED:]]
             two = await revokes(large.a, revocable[:REVOKES])
             _log(f"  revoke with 2 processes: p50 {pct(two, 0.5):.1f} ms, p99 {pct(two, 0.99):.1f} ms")
@@ -223,4 +261,11 @@ def result_rows(small: Side, large: Side, two: list[float], many: list[float], c
             p99_many <= TARGET_REVOKE_MS, command),
         Row(f"revoke call p50, {PROCESSES} API processes", pct(many, 0.5), "ms", pct(two, 0.5),
             "2 processes", "(diagnostic)", command=command),
+        *(row for who, what in (("root", "every key"), ("organization", f"an organization's admin, {LISTING_ORG}"))
+          for row in (
+              Row(f"GET /v1/keys page of 50 at {KEYS:,} keys ({what}), median of the pages after the first",
+                  large.lists[who][1], "ms", small.lists[who][1], f"same at {SMALL:,} keys", "(diagnostic)",
+                  command=command),
+              Row(f"GET /v1/keys first page at {KEYS:,} keys ({what}: the sorted ids found)", large.lists[who][0],
+                  "ms", small.lists[who][0], f"same at {SMALL:,} keys", "(diagnostic)", command=command))),
     ]
