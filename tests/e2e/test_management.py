@@ -14,6 +14,17 @@ from tests.support.module_server import module_server, root_key
 from tests.support.server import ApiServer, StartServer
 
 
+@pytest.fixture(scope="module")
+def shared(servers: tuple[str, str], stack_info: StackInfo | None,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, str]]:
+    """One server for the tests that look only at keys of their own (every bad create changes nothing, and
+    checks so itself), with a global admin key that may call as often as they do together: one server start
+    rather than twenty."""
+    with module_server(servers, stack_info, tmp_path_factory, "management") as server, \
+            httpx.Client(base_url=server.url, timeout=10) as client:
+        yield client, root_key(server)
+
+
 def test_list_get_and_last_used(client: httpx.Client, admin: str) -> None:
     headers = {"x-api-key": admin}
     made = [create(client, admin, name=f"key {i}", scopes=["read:data"]) for i in range(5)]
@@ -68,7 +79,8 @@ def test_an_organization_pages_through_its_own_keys_in_order_as_keys_are_created
     assert everyone == sorted(everyone) and {*mine, *theirs, later} <= set(everyone)
 
 
-def test_change_access_with_if_match(client: httpx.Client, admin: str) -> None:
+def test_change_access_with_if_match(shared: tuple[httpx.Client, str]) -> None:
+    client, admin = shared
     headers = {"x-api-key": admin}
     key = create(client, admin, scopes=["read:data"])
     changed = client.patch(f"/v1/keys/{key['id']}", headers={**headers, "If-Match": '"1"'},
@@ -85,7 +97,8 @@ def test_change_access_with_if_match(client: httpx.Client, admin: str) -> None:
     assert bad.status_code == 400
 
 
-def test_an_organization_admin_manages_only_its_organization(client: httpx.Client, admin: str) -> None:
+def test_an_organization_admin_manages_only_its_organization(shared: tuple[httpx.Client, str]) -> None:
+    client, admin = shared
     site_a = [{"resource": "website", "id": "site-a", "scopes": ["read:data"]}]
     org_admin = create(client, admin, organization_id="org-a", scopes=["admin:apikeys"], access=site_a)["secret"]
     other = create(client, admin, organization_id="org-b", scopes=["read:data"])
@@ -118,20 +131,10 @@ def keys_without_usage(client: httpx.Client, admin: str) -> list[dict[str, Any]]
     return [{name: value for name, value in k.items() if name != "last_used_at"} for k in items]
 
 
-@pytest.fixture(scope="module")
-def refusing(servers: tuple[str, str], stack_info: StackInfo | None,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, str]]:
-    """One server for every bad create (each one changes nothing, and checks so itself), with a global admin
-    key that may call as often as they do: 17 cases on one server rather than 17 servers."""
-    with module_server(servers, stack_info, tmp_path_factory, "bad-creates") as server, \
-            httpx.Client(base_url=server.url, timeout=10) as client:
-        yield client, root_key(server)
-
-
 @pytest.mark.parametrize("body", BAD_CREATES)
-def test_bad_create_input_is_a_structured_4xx_and_changes_nothing(refusing: tuple[httpx.Client, str],
+def test_bad_create_input_is_a_structured_4xx_and_changes_nothing(shared: tuple[httpx.Client, str],
                                                                   body: Any) -> None:
-    client, admin = refusing
+    client, admin = shared
     headers = {"x-api-key": admin}
     before = keys_without_usage(client, admin)
     response = client.post("/v1/keys", json=body, headers=headers)
@@ -141,7 +144,8 @@ def test_bad_create_input_is_a_structured_4xx_and_changes_nothing(refusing: tupl
     assert keys_without_usage(client, admin) == before
 
 
-def test_other_bad_requests(client: httpx.Client, admin: str) -> None:
+def test_other_bad_requests(shared: tuple[httpx.Client, str]) -> None:
+    client, admin = shared
     headers = {"x-api-key": admin}
     # The server answers 413 without reading the rest and may then close the connection: the next
     # request on it would find it closed (about every other time). This one gets a connection of its own.
