@@ -4,20 +4,34 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
 import pytest
 
+from keyledger.services.devstack.stack import StackInfo
 from tests.support.api import create, verify
 from tests.support.clock import ReferenceClock, iso
+from tests.support.module_server import module_server, root_key
 from tests.support.server import ApiServer, StartServer
 
 AUTH_REQUIRED = {"success": False, "error": "Authentication required", "code": "AUTH_REQUIRED"}
 FORBIDDEN = {"success": False, "error": "Insufficient permissions", "code": "FORBIDDEN"}
 
 
-def test_both_header_styles_with_curl(api: ApiServer, admin: str) -> None:
+@pytest.fixture(scope="module")
+def shared(servers: tuple[str, str], stack_info: StackInfo | None,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ApiServer, httpx.Client, str]]:
+    """One server for the examples that need no clock of their own (the rotation and expiry ones start a
+    replica on their test's clock), and a global admin key that may call as often as they do together."""
+    with module_server(servers, stack_info, tmp_path_factory, "api-keys-document") as server, \
+            httpx.Client(base_url=server.url, timeout=10) as client:
+        yield server, client, root_key(server)
+
+
+def test_both_header_styles_with_curl(shared: tuple[ApiServer, httpx.Client, str]) -> None:
+    api, _, admin = shared
     curl = shutil.which("curl")
     if curl is None:
         pytest.skip("curl is not installed")
@@ -29,7 +43,8 @@ def test_both_header_styles_with_curl(api: ApiServer, admin: str) -> None:
     assert out == '{"success":false,"error":"Authentication required","code":"AUTH_REQUIRED"}'
 
 
-def test_both_header_styles_and_the_documented_error_bodies(client: httpx.Client, admin: str) -> None:
+def test_both_header_styles_and_the_documented_error_bodies(shared: tuple[ApiServer, httpx.Client, str]) -> None:
+    _, client, admin = shared
     assert client.get("/v1/keys", headers={"Authorization": f"Bearer {admin}"}).status_code == 200
     assert client.get("/v1/keys", headers={"x-api-key": admin}).status_code == 200
     for headers in ({}, {"x-api-key": ""}, {"Authorization": "Basic abc"}, {"x-api-key": "kl_not-a-key"},
@@ -43,7 +58,8 @@ def test_both_header_styles_and_the_documented_error_bodies(client: httpx.Client
     assert (response.status_code, response.json()) == (403, FORBIDDEN)
 
 
-def test_resource_access_examples(client: httpx.Client, admin: str) -> None:
+def test_resource_access_examples(shared: tuple[ApiServer, httpx.Client, str]) -> None:
+    _, client, admin = shared
     site = create(client, admin, access=[{"resource": "website", "id": "site-a", "scopes": ["read:data"]}])
     assert verify(client, site["secret"], "read:data", website_id="site-a")["code"] == "VALID"
     other = verify(client, site["secret"], "read:data", website_id="site-b")
@@ -89,7 +105,8 @@ def test_rotate_old_secret_refused_or_accepted_only_within_grace(client: httpx.C
     assert too_long.status_code == 400 and too_long.json()["code"] == "VALIDATION_ERROR"
 
 
-def test_revoke_is_immediate_and_cannot_be_undone(client: httpx.Client, admin: str) -> None:
+def test_revoke_is_immediate_and_cannot_be_undone(shared: tuple[ApiServer, httpx.Client, str]) -> None:
+    _, client, admin = shared
     headers = {"x-api-key": admin}
     key = create(client, admin, scopes=["read:data"])
     assert verify(client, key["secret"], "read:data")["valid"]
