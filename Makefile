@@ -67,14 +67,17 @@ typecheck: $(STAMP)
 	$(BIN)/python -m mypy --strict $(CLIENT)/keyledger_client $(CLIENT)/tests examples
 
 # The whole suite: lint, import contracts (.importlinter), types, the docs site, then every layer. PYTEST_ARGS
-# passes options, e.g. PYTEST_ARGS=-x.
+# passes options, e.g. PYTEST_ARGS=-x. Its tests run in PYTEST_PARALLEL: two pytest processes (pytest-xdist), each
+# with its own embedded Postgres and NATS, a whole test file to one of them (module servers are started once);
+# PYTEST_PARALLEL= runs them in one.
+PYTEST_PARALLEL ?= -n 2 --dist loadfile
 test: $(STAMP) system-packages browser $(NODE_STAMP)
 	$(BIN)/python -m ruff check domain projections services tests bench clients examples
 	PYTHONPATH=$(VENV)/mypy-path $(BIN)/lint-imports --no-logo --cache-dir $(VENV)/import-linter-cache
 	$(BIN)/python -m mypy
 	$(BIN)/python -m mypy --strict $(CLIENT)/keyledger_client $(CLIENT)/tests examples
 	$(MKDOCS) build --strict --quiet
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 # The documentation site (mkdocs.yml, pages in docs/) into site/. --strict: a link to a page or heading that
 # does not exist, or a page missing from the navigation, fails the build (make test runs it too). Offline:
