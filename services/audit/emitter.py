@@ -32,6 +32,7 @@ from keyledger.services.messaging.usage import UsagePublisher
 from keyledger.services.observe import metrics
 
 log = logging.getLogger("keyledger.usage")
+SPOOL_CHECK_SECONDS = 5.0  # how often to look for batches spooled by another process, with none of our own
 
 
 class UsageEmitter:
@@ -50,6 +51,7 @@ class UsageEmitter:
         self._max_inflight = max_inflight
         self._inflight: set[asyncio.Task[None]] = set()  # durable: batches awaiting their acknowledgement
         self._wake = asyncio.Event()
+        self._spool_dirty, self._spool_checked = True, 0.0  # look in the spool folder at the first chance
         self.published = self.spooled = self.dropped = 0
 
     def emit(self, event: UsageEvent) -> asyncio.Future[None] | None:
@@ -60,7 +62,8 @@ class UsageEmitter:
         if self.durable:
             settled = asyncio.get_running_loop().create_future()
             self._settled.append(settled)
-            self._wake.set()
+            if len(self._inflight) < self._max_inflight:  # else the batch ahead, landing, wakes the loop
+                self._wake.set()
         elif len(self._buffer) >= self._max_batch:
             self._wake.set()
         if len(self._buffer) > self._max_buffered:
@@ -78,14 +81,15 @@ class UsageEmitter:
         stopping.add_done_callback(lambda _: self._wake.set())  # stop at once, not after a flush interval
         try:
             while not stop.is_set():
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self._interval)
-                except TimeoutError:
-                    pass
+                if not self._wake.is_set():  # woken already (the usual case under load): no timer to arm
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), self._interval)
+                    except TimeoutError:
+                        pass
                 self._wake.clear()
                 if not ready:
                     ready = await self._publisher.ready()
-                if ready:
+                if ready and self._spool_to_check():
                     await self._resend_spooled()
                 if ready and self.durable:
                     self._launch()
@@ -165,13 +169,25 @@ class UsageEmitter:
         tmp = self._spool / f"{name}.tmp"
         tmp.write_bytes(body)
         os.replace(tmp, self._spool / f"{name}.batch")  # whole files only
+        self._spool_dirty = True
         self.spooled += len(batch)
         metrics.USAGE_SPOOLED.inc(len(batch))
+
+    def _spool_to_check(self) -> bool:
+        """Whether to look for spooled batches now: after this process spooled one, and otherwise at most every
+        ``SPOOL_CHECK_SECONDS`` (batches another process left), not on every wake: listing the folder cost a
+        durable request more CPU than publishing its event."""
+        now = time.monotonic()
+        if self._spool_dirty or now >= self._spool_checked + SPOOL_CHECK_SECONDS:
+            self._spool_checked = now
+            return True
+        return False
 
     def _spool_size(self) -> int:
         return sum(path.stat().st_size for path in self._spool.glob("*.batch")) if self._spool.exists() else 0
 
     async def _resend_spooled(self) -> None:
+        self._spool_dirty = False  # a batch spooled while this runs sets it again
         for path in sorted(self._spool.glob("*.batch")):
             try:
                 body = path.read_bytes()
@@ -184,6 +200,7 @@ class UsageEmitter:
                 path.unlink(missing_ok=True)
                 continue
             if not await self._send(path.stem.split("-", 1)[1], body, len(decode_batch(body))):
+                self._spool_dirty = True  # still there: try again on the next wake
                 return
             path.unlink(missing_ok=True)
 
