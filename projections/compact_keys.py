@@ -10,7 +10,8 @@ share (organization, prefix, owner, tags, networks, credits) as indexes into one
 Every key is in exactly one of the two dicts, so a new state (a revocation) replaces the only copy,
 whichever form it is in. Using a cold key (:meth:`CompactKeys.use`, a verify) decodes it and moves it into
 ``hot`` (the oldest hot key is encoded back when ``hot`` is full); ``get``, ``[]`` and iterating decode
-without moving anything, so folding events or listing keys does not churn the hot set.
+without moving anything, and listing (:meth:`CompactKeys.states`) keeps what it decodes only while ``hot``
+has room, so folding events or listing keys never churns the hot set.
 """
 
 from __future__ import annotations
@@ -286,19 +287,23 @@ class CompactKeys(MutableMapping[str, KeyState]):
 
     def states(self, organization_id: str | None = None) -> Iterator[KeyState]:
         """Every key's state, or with ``organization_id`` that organization's keys' states; cold ones decoded
-        one at a time and not kept (another organization's cold keys are skipped by their organization alone,
-        a tenth of the cost of decoding them)."""
+        one at a time (another organization's cold keys are skipped by their organization alone, a tenth of the
+        cost of decoding them) and kept decoded while the hot set has room, never evicting a hot key for one."""
         if organization_id is None:
             yield from list(self.hot.values())
         else:
             yield from [state for state in self.hot.values() if state.organization_id == organization_id]
-        values, head = self._shared.values, _head
+        values, head, hot, cold = self._shared.values, _head, self.hot, self.cold
         wanted = None if organization_id is None else self._shared.find(organization_id)
         if organization_id is not None and wanted is None:
             return  # no key was ever encoded with that organization
-        for key_id, blob in list(self.cold.items()):
+        for key_id, blob in list(cold.items()):
             if wanted is None or head(blob).organization == wanted:
-                yield decode(key_id, blob, values)
+                state = decode(key_id, blob, values)
+                if len(hot) < self.hot_limit and cold.get(key_id) is blob:  # room to spare: the next listing
+                    del cold[key_id]                                          # finds it decoded, evicting nothing
+                    hot[key_id] = state
+                yield state
 
     def _heat(self, key_id: str, state: KeyState) -> None:
         del self.cold[key_id]

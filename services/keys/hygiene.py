@@ -103,7 +103,9 @@ class HygieneReports:
                 key_id = state.key_id
                 row, last_rotated_at = by_key.get(key_id), rotated.get(key_id)
                 known = remembered.get(key_id)
-                if known is not None and known[0] is state and known[1] == row and known[2] == last_rotated_at \
+                # a key's version names its state: a state decoded afresh from the compact cache is the same one
+                if known is not None and known[0].version == state.version and known[1] == row \
+                        and known[2] == last_rotated_at \
                         and known[3] <= now < known[4]:
                     items.append(known[5])  # nothing it depends on changed
                 else:
@@ -157,7 +159,7 @@ class HygieneReports:
 
     def _suggestion(self, state: KeyState, uses: str) -> HygieneSuggestion | None:
         remembered = self._suggestions.get(state.key_id)
-        if remembered is not None and remembered[0] is state.access and remembered[1] == uses:
+        if remembered is not None and remembered[0] == state.access and remembered[1] == uses:
             return remembered[2]
         found = narrower(state.access, uses_of(uses))
         suggestion = None

@@ -105,6 +105,19 @@ def test_the_hot_set_stays_within_its_limit_and_reading_without_using_keeps_keys
     assert keys.use("nope") is None and keys.get("nope") is None and "nope" not in keys
 
 
+def test_listing_keeps_decoded_keys_while_the_hot_set_has_room_and_never_evicts_for_them() -> None:
+    keys = _keys(50, hot_limit=30)
+    for i in range(20):
+        keys.use(f"key{i:09d}")
+    used = set(keys.hot)
+    listed = list(keys.states())
+    assert sorted(s.key_id for s in listed) == sorted(keys) and len(listed) == 50
+    assert len(keys.hot) == 30 and used <= set(keys.hot)  # ten more kept decoded, no used key pushed out
+    assert all(keys.get(s.key_id) == s for s in listed)
+    again = {s.key_id: s for s in keys.states()}
+    assert all(again[key_id] is keys.hot[key_id] for key_id in keys.hot)  # the same objects the next time
+
+
 class _Table:
     """The key cache table as a live cache loads it: every state streamed once."""
 
