@@ -211,22 +211,24 @@ class CompactKeys(MutableMapping[str, KeyState]):
         found = self._sorted.get(organization_id)
         if found is None:
             if organization_id is None:
-                found = sorted(self.hot.keys() | self.cold.keys())
+                found = sorted([*self.hot, *self.cold])
             else:
-                found = sorted(key_id for key_id, org in self._organizations() if org == organization_id)
+                hot, cold = self._of(organization_id)
+                found = sorted([*(state.key_id for state in hot), *(key_id for key_id, _ in cold)])
             if len(self._sorted) >= SORTED_LISTS:
                 self._sorted.clear()
             self._sorted[organization_id] = found
         return found
 
-    def _organizations(self) -> Iterator[tuple[str, str | None]]:
-        """``(key id, organization id)`` of every key, cold ones without decoding the rest of the key."""
-        for key_id, state in self.hot.items():
-            yield key_id, state.organization_id
-        values, head = self._shared.values, _head
-        for key_id, blob in self.cold.items():
-            index = head(blob).organization
-            yield key_id, None if index is None else values[index]
+    def _of(self, organization_id: str) -> tuple[list[KeyState], list[tuple[str, bytes]]]:
+        """The organization's hot states and cold ``(key id, bytes)``; a cold key's organization is read alone,
+        without decoding the rest of the key."""
+        hot = [state for state in self.hot.values() if state.organization_id == organization_id]
+        wanted = self._shared.find(organization_id)
+        if wanted is None:  # no key was ever encoded with that organization
+            return hot, []
+        head = _head
+        return hot, [(key_id, blob) for key_id, blob in self.cold.items() if head(blob).organization == wanted]
 
     def _added(self, key_id: str, organization_id: str | None) -> None:
         """A new key: into the sorted id lists kept (every key's, and its organization's)."""
@@ -289,21 +291,16 @@ class CompactKeys(MutableMapping[str, KeyState]):
         """Every key's state, or with ``organization_id`` that organization's keys' states; cold ones decoded
         one at a time (another organization's cold keys are skipped by their organization alone, a tenth of the
         cost of decoding them) and kept decoded while the hot set has room, never evicting a hot key for one."""
-        if organization_id is None:
-            yield from list(self.hot.values())
-        else:
-            yield from [state for state in self.hot.values() if state.organization_id == organization_id]
-        values, head, hot, cold = self._shared.values, _head, self.hot, self.cold
-        wanted = None if organization_id is None else self._shared.find(organization_id)
-        if organization_id is not None and wanted is None:
-            return  # no key was ever encoded with that organization
-        for key_id, blob in list(cold.items()):
-            if wanted is None or head(blob).organization == wanted:
-                state = decode(key_id, blob, values)
-                if len(hot) < self.hot_limit and cold.get(key_id) is blob:  # room to spare: the next listing
-                    del cold[key_id]                                          # finds it decoded, evicting nothing
-                    hot[key_id] = state
-                yield state
+        hot_states, cold_keys = ((list(self.hot.values()), list(self.cold.items())) if organization_id is None
+                                 else self._of(organization_id))
+        yield from hot_states
+        values, hot, cold = self._shared.values, self.hot, self.cold
+        for key_id, blob in cold_keys:
+            state = decode(key_id, blob, values)
+            if len(hot) < self.hot_limit and cold.get(key_id) is blob:  # room to spare: the next listing finds
+                del cold[key_id]                                          # it decoded, evicting nothing
+                hot[key_id] = state
+            yield state
 
     def _heat(self, key_id: str, state: KeyState) -> None:
         del self.cold[key_id]
