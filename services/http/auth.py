@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import hmac
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from litestar.datastructures import Address
@@ -190,9 +190,7 @@ class Gate:
         if not decision.allowed:
             await usage(verdict=verdict, scope=scope, outcome="RATE_LIMITED")
             raise ApiError(429, "RATE_LIMITED", "Rate limit exceeded")
-        if key.allowed_networks and (outside := self.flow.networks.refusal(key, client)) is not None:
-            await usage(verdict=Verdict(valid=False, code="FORBIDDEN", reason=outside, key=key), scope=scope)
-            raise forbidden(f"{outside} (the calling key's allowed_networks)")
+        await self._within_networks(key, client, lambda refused: usage(verdict=refused, scope=scope))
         await usage(verdict=verdict, scope=scope)
         if verdict.code == "FORBIDDEN":
             raise forbidden()
@@ -230,13 +228,10 @@ class Gate:
             verdict = (await self._verifier.verify(presented, "admin:apikeys", source=client, caller=client)
                        if refusal is None else self._verifier.warm(presented, "admin:apikeys"))
             if verdict is not None and verdict.valid and verdict.key is not None:
-                key = verdict.key
-                if key.allowed_networks and (outside := self.flow.networks.refusal(key, client)) is not None:
-                    await self.record(request, action="verify", presented=presented, scope="admin:apikeys",
-                                      verdict=Verdict(valid=False, code="FORBIDDEN", reason=outside, key=key),
-                                      caller_ip=client)
-                    raise forbidden(f"{outside} (the calling key's allowed_networks)")
-                return f"key:{key.key_id}"
+                await self._within_networks(verdict.key, client, lambda refused: self.record(
+                    request, action="verify", presented=presented, scope="admin:apikeys", verdict=refused,
+                    caller_ip=client))
+                return f"key:{verdict.key.key_id}"
         await self.record(request, action="verify", verdict=None, presented=None, scope=None, outcome="AUTH_REQUIRED",
                           caller_ip=client, reason="the verify caller is not authenticated")
         if refusal is not None:
@@ -246,6 +241,14 @@ class Gate:
             self._failures.record(client)
         raise auth_required(f"verify callers authenticate: {credential_header or 'Authorization: Bearer'} "
                             "<verify credential>")
+
+    async def _within_networks(self, key: KeyState, client: str,
+                               record: Callable[[Verdict], Awaitable[None]]) -> None:
+        """For a calling key with ``allowed_networks``: 403 naming ``client`` when it lies outside them, the
+        refusal recorded by ``record`` first."""
+        if key.allowed_networks and (outside := self.flow.networks.refusal(key, client)) is not None:
+            await record(Verdict(valid=False, code="FORBIDDEN", reason=outside, key=key))
+            raise forbidden(f"{outside} (the calling key's allowed_networks)")
 
     def call(self, request: Connection, *, key: str | None, scope: str, website_id: str | None = None,
              data: str | None = None, ip: str | None = None, user_agent: str | None = None, caller: str | None = None,
